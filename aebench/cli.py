@@ -1,0 +1,143 @@
+"""The ``aebench`` command: run | plugins | list.
+
+Bad input ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aebench.params import describe
+from aebench.plugins import KINDS, Plugins, load_plugins
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user; the message is the one line they see."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aebench", description="Benchmark autoencoders.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="train and measure every trial of a suite")
+    run.add_argument("suite", type=Path, help="the suite file (TOML)")
+    run.add_argument("--output", type=Path, help="output folder (default: results/<suite name>)")
+    run.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the suite)")
+    run.add_argument("--dry-run", action="store_true", help="list the trials, train nothing")
+
+    plugins = commands.add_parser("plugins", help="installed plugins and their load errors")
+    plugins.add_argument("--json", action="store_true")
+
+    listing = commands.add_parser("list", help="registered models, regularizers, datasets, metrics")
+    listing.add_argument("kind", nargs="?", choices=list(KINDS), help="one kind only")
+    listing.add_argument("--json", action="store_true")
+    return parser
+
+
+def _json_default(value: object) -> object:
+    return None if value is inspect.Parameter.empty else str(value)
+
+
+def cmd_plugins(plugins: Plugins, as_json: bool) -> int:
+    rows = [
+        {
+            "plugin": info.name,
+            "distribution": info.distribution,
+            "version": info.version,
+            "registers": info.registers,
+        }
+        for info in plugins.infos
+    ]
+    errors = [vars(e) for e in plugins.errors]
+    if as_json:
+        print(json.dumps({"plugins": rows, "errors": errors}, indent=2))
+        return 0
+    for row in rows:
+        where = (
+            f"{row['distribution']} {row['version']}" if row["distribution"] else "(not installed)"
+        )
+        print(f"{row['plugin']}  [{where}]")
+        for kind, names in row["registers"].items():
+            print(f"  {kind}: {', '.join(names)}")
+    for error in errors:
+        print(f"FAILED {error['plugin']} [{error['distribution']}]: {error['error']}")
+    return 0
+
+
+def cmd_list(plugins: Plugins, kind: str | None, as_json: bool) -> int:
+    kinds = [kind] if kind else list(KINDS)
+    listing = {
+        k: [
+            {
+                "name": entry.name,
+                "description": entry.description,
+                "plugin": entry.plugin,
+                "distribution": entry.distribution,
+                "params": [vars(p) for p in describe(entry.params)],
+            }
+            for entry in plugins.registries[k]
+        ]
+        for k in kinds
+    }
+    if as_json:
+        print(json.dumps(listing, indent=2, default=_json_default))
+        return 0
+    for k, entries in listing.items():
+        print(f"{k}:")
+        for entry in entries:
+            print(f"  {entry['name']:<16} {entry['description']}")
+            for p in entry["params"]:
+                default = "required" if p["default"] is inspect.Parameter.empty else p["default"]
+                print(f"      {p['name']}: {p['type']} = {default!r}")
+    return 0
+
+
+def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
+    from aebench.runner import run_suite
+    from aebench.suite import SuiteError, load_suite
+
+    try:
+        suite = load_suite(args.suite, plugins)
+    except SuiteError as exc:
+        raise UsageError(str(exc)) from None
+    if args.dry_run:
+        print(f"{len(suite.trials)} trials in suite {suite.name!r}:")
+        for trial in suite.trials:
+            params = {**trial.model.params, **trial.regularizer.params}
+            print(f"  {trial.id}  {trial.label()}  {json.dumps(params, default=str)}")
+        return 0
+
+    from aebench.progress import SuiteProgress
+
+    with SuiteProgress(len(suite.trials)) as progress:
+        run = run_suite(
+            suite, plugins, output=args.output, device=args.device, observers=[progress]
+        )
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
+    print(f"{len(run.rows)} trials ({counts}); results in {run.output}")
+    return 1 if run.counts.get("failed") else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    plugins = load_plugins()
+    try:
+        if args.command == "plugins":
+            return cmd_plugins(plugins, args.json)
+        if args.command == "list":
+            return cmd_list(plugins, args.kind, args.json)
+        return cmd_run(plugins, args)
+    except UsageError as exc:
+        print(f"aebench: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

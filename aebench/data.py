@@ -1,0 +1,34 @@
+"""Data on the device: loaded once per suite run, batched by shuffled index slicing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from aebench.contracts import Data
+from aebench.plugins import Plugins
+from aebench.suite import Component
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Index tensors of a fresh random permutation of range(n), ``batch_size`` at a time."""
+    order = torch.randperm(n, generator=generator, device=generator.device)
+    yield from order.split(batch_size)
+
+
+class DataCache:
+    """Materialised datasets by (plugin, params, device), so that a grid loads each once."""
+
+    def __init__(self, plugins: Plugins) -> None:
+        self._plugins = plugins
+        self._loaded: dict[str, Data] = {}
+
+    def get(self, dataset: Component, device: torch.device) -> Data:
+        key = json.dumps([dataset.plugin, dataset.params, str(device)], sort_keys=True, default=str)
+        if key not in self._loaded:
+            factory = self._plugins.datasets.get(dataset.plugin).factory
+            self._loaded[key] = factory(**dataset.params).to(device)
+        return self._loaded[key]

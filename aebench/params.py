@@ -1,0 +1,93 @@
+"""A plugin's typed parameters, read from its factory's signature and validated with pydantic.
+
+``def VAE(info, latent_dim: Annotated[int, Field(ge=1)] = 16)`` is all a plugin author writes:
+the signature is the schema, so there is no second place to keep in step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+from pydantic import ConfigDict
+
+# TOML values are already typed, so no coercion: "16" is not an int, and unknown names are errors.
+_STRICT = ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    default: Any  # inspect.Parameter.empty when required
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+def _signature_target(factory: Any) -> Any:
+    return factory.__init__ if inspect.isclass(factory) else factory
+
+
+def _parameters(factory: Any, skip_first: bool) -> list[inspect.Parameter]:
+    params = [
+        p
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return params[1:] if skip_first else params
+
+
+def params_model(name: str, factory: Any, skip_first: bool = False) -> type[pydantic.BaseModel]:
+    """A pydantic model of the factory's parameters (all but the first for models)."""
+    hints = typing.get_type_hints(_signature_target(factory), include_extras=True)
+    fields: dict[str, Any] = {}
+    for p in _parameters(factory, skip_first):
+        annotation = hints.get(p.name, Any)
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[p.name] = (annotation, default)
+    return pydantic.create_model(f"{name}_params", __config__=_STRICT, **fields)
+
+
+def _constraint(metadata: Any) -> str | None:
+    for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if getattr(metadata, attr, None) is not None:
+            return f"{symbol} {getattr(metadata, attr)}"
+    return None
+
+
+def type_name(annotation: Any) -> str:
+    """A short readable type: ``list[int >= 1]``, ``'linear' | 'relu'``, ``float > 0``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        constraints = [c for m in args[1:] for c in [_constraint(m)] if c]
+        for m in args[1:]:  # a pydantic Field(...) keeps its constraints in .metadata
+            constraints += [c for x in getattr(m, "metadata", []) for c in [_constraint(x)] if c]
+        return " ".join([type_name(args[0]), *constraints])
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def describe(model: type[pydantic.BaseModel]) -> list[Parameter]:
+    """The parameters of a params model, for ``aebench list``."""
+    out = []
+    for name, info in model.model_fields.items():
+        default = inspect.Parameter.empty if info.is_required() else info.default
+        shown = " ".join(
+            [type_name(info.annotation), *filter(None, map(_constraint, info.metadata))]
+        )
+        out.append(Parameter(name, shown, default, info.description or ""))
+    return out

@@ -1,0 +1,38 @@
+"""A progress bar for a running suite, on stderr (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from aebench.runner import Row, SuiteObserver, TrialOutcome
+from aebench.suite import Trial
+
+
+class SuiteProgress(SuiteObserver):
+    """A bar over the trials, and a line for each trial that did not end ``ok``."""
+
+    def __init__(self, total: int) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._progress.add_task("starting", total=total)
+
+    def __enter__(self) -> SuiteProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def trial_started(self, trial: Trial) -> None:
+        self._progress.update(self._task, description=trial.label())
+
+    def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+        self._progress.advance(self._task)
+        if row["status"] != "ok":
+            self._progress.console.print(f"{trial.label()}: {row['status']} {row['reason']}")

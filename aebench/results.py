@@ -1,0 +1,55 @@
+"""The results table: one row per trial, in results.parquet (the source of truth) and results.csv.
+
+Both files are rewritten whole through a temporary file and a rename, so a crash never leaves
+half a file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+PARQUET = "results.parquet"
+CSV = "results.csv"
+
+
+def flatten(prefix: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"hidden": [64, 32]}`` -> ``{"model.hidden": "[64, 32]"}``: scalars stay, lists become JSON."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, list | tuple | dict):
+            value = json.dumps(value)
+        out[f"{prefix}.{name}"] = value
+    return out
+
+
+def _write_atomically(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def read_results(folder: Path) -> pd.DataFrame:
+    """The table in ``folder``, or an empty one."""
+    path = Path(folder) / PARQUET
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+def write_results(folder: Path, table: pd.DataFrame) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(folder / PARQUET, lambda p: table.to_parquet(p, index=False))
+    _write_atomically(folder / CSV, lambda p: table.to_csv(p, index=False))
+
+
+def upsert(table: pd.DataFrame, row: Mapping[str, Any]) -> pd.DataFrame:
+    """The table with ``row`` in place of any earlier row of the same trial id."""
+    if not table.empty and "trial_id" in table:
+        table = table[table["trial_id"] != row["trial_id"]]
+    new = pd.DataFrame([row])
+    return new if table.empty else pd.concat([table, new], ignore_index=True)

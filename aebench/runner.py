@@ -1,0 +1,196 @@
+"""Runs trials: build dataset, model and regularizer from the registries, train, measure, record."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aebench.contracts import Data, MetricContext
+from aebench.data import DataCache
+from aebench.plugins import Plugins
+from aebench.results import flatten, read_results, upsert, write_results
+from aebench.suite import Suite, Trial
+from aebench.train import train_model
+
+Row = dict[str, Any]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def base_row(trial: Trial, plugins: Plugins, device: torch.device) -> Row:
+    """The columns every row has, whatever happened to the trial."""
+    row: Row = {
+        "trial_id": trial.id,
+        "dataset": trial.dataset.plugin,
+        "model": trial.model.plugin,
+        "regularizer": trial.regularizer.plugin,
+        "seed": trial.seed,
+        "status": "",
+        "reason": "",
+    }
+    row |= flatten("dataset", trial.dataset.params)
+    row |= flatten("model", trial.model.params)
+    row |= flatten("regularizer", trial.regularizer.params)
+    row |= flatten("train", trial.train)
+    row |= flatten("eval", trial.eval)
+    row["device"] = str(device)
+    row["version.aebench"] = _version("aebench")
+    row["version.torch"] = torch.__version__
+    entries = [
+        plugins.datasets.get(trial.dataset.plugin),
+        plugins.models.get(trial.model.plugin),
+        plugins.regularizers.get(trial.regularizer.plugin),
+    ]
+    for entry in entries:
+        if entry.distribution:
+            row[f"version.{entry.distribution}"] = entry.version
+    return row
+
+
+def selected_metrics(trial: Trial, plugins: Plugins) -> list[str]:
+    return trial.eval["metrics"] or plugins.metrics.names()
+
+
+@dataclass
+class TrialOutcome:
+    """What a trial leaves besides its row, for observers (tracking, figures)."""
+
+    curves: dict[str, list[float]] = field(default_factory=dict)  # per epoch, from 1
+    model: nn.Module | None = None  # trained, in eval mode; None when it never trained
+    data: Data | None = None
+    traceback: str = ""
+
+
+class SuiteObserver:
+    """Hears what a suite run does. Subclass and override what you need (progress, MLflow)."""
+
+    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None: ...
+
+    def trial_started(self, trial: Trial) -> None: ...
+
+    def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None: ...
+
+    def suite_finished(self, run: SuiteRun) -> None: ...
+
+
+def run_trial(
+    trial: Trial, plugins: Plugins, device: torch.device, cache: DataCache
+) -> tuple[Row, TrialOutcome]:
+    """Train and measure one trial; every outcome, failures included, becomes one row."""
+    row = base_row(trial, plugins, device)
+    outcome = TrialOutcome()
+    try:
+        row |= _train_and_measure(trial, plugins, device, cache, outcome)
+    except Exception as exc:  # a failing trial is recorded; the suite goes on
+        row["status"] = "failed"
+        row["reason"] = f"{type(exc).__name__}: {exc}"
+        outcome.traceback = traceback.format_exc()
+    return row, outcome
+
+
+def _train_and_measure(
+    trial: Trial, plugins: Plugins, device: torch.device, cache: DataCache, outcome: TrialOutcome
+) -> Row:
+    data = outcome.data = cache.get(trial.dataset, device)
+    torch.manual_seed(trial.seed)  # the model's initial weights
+    model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
+    model = model.to(device)
+    regularizer = plugins.regularizers.get(trial.regularizer.plugin).factory(
+        **trial.regularizer.params
+    )
+    reason = regularizer.decline(model, data.info)
+    if reason:
+        return {"status": "skipped", "reason": reason}
+
+    generator = torch.Generator(device=device).manual_seed(trial.seed)
+    train = {k: trial.train[k] for k in ("epochs", "batch_size", "lr")}
+    result = train_model(model, regularizer, data, generator=generator, **train)
+    outcome.curves = result.curves
+    row: Row = {
+        "train_s": result.train_s,
+        "train_samples_per_s": result.samples_per_s,
+        "final_loss": result.curves["loss"][-1],
+    }
+    if result.diverged_at is not None:
+        row |= {"status": "diverged", "reason": f"loss is not finite at epoch {result.diverged_at}"}
+        return row
+
+    model.eval()
+    outcome.model = model
+    context = MetricContext(
+        model=model,
+        data=data,
+        settings=trial.eval,
+        device=device,
+        generator=torch.Generator(device=device).manual_seed(trial.seed + 1),
+        training={"train_s": result.train_s, "train_samples_per_s": result.samples_per_s},
+    )
+    start = time.perf_counter()
+    for name in selected_metrics(trial, plugins):
+        with torch.no_grad():
+            row |= plugins.metrics.get(name).factory(context)
+    row["eval_s"] = time.perf_counter() - start
+    row["status"] = "ok"
+    return row
+
+
+@dataclass
+class SuiteRun:
+    output: Path
+    rows: list[Row]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self.rows:
+            out[row["status"]] = out.get(row["status"], 0) + 1
+        return out
+
+
+def run_suite(
+    suite: Suite,
+    plugins: Plugins,
+    *,
+    output: Path | None = None,
+    device: str | None = None,
+    observers: Sequence[SuiteObserver] = (),
+) -> SuiteRun:
+    """Run every trial, writing the table after each one; observers hear each step."""
+    output = suite.output_dir(output)
+    chosen = resolve_device(device or suite.spec.suite.device)
+    cache = DataCache(plugins)
+    table = read_results(output)
+    run = SuiteRun(output, [])
+    for observer in observers:
+        observer.suite_started(suite, output, suite.trials)
+    for trial in suite.trials:
+        for observer in observers:
+            observer.trial_started(trial)
+        row, outcome = run_trial(trial, plugins, chosen, cache)
+        run.rows.append(row)
+        table = upsert(table, row)
+        write_results(output, table)
+        for observer in observers:
+            observer.trial_finished(trial, row, outcome)
+    for observer in observers:
+        observer.suite_finished(run)
+    return run

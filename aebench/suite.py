@@ -1,0 +1,233 @@
+"""suite.toml -> a validated Suite -> the list of Trials.
+
+Every error is a ``SuiteError``: one line with the file, the place in it and what is wrong,
+raised before anything trains or is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from aebench.plugins import Plugins
+from aebench.registry import Registry
+
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a suite name becomes a folder: no '/', no '..'
+
+
+class SuiteError(ValueError):
+    """A bad suite file. ``str(error)`` is the one line to show the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SuiteSection(_Section):
+    name: Annotated[str, Field(pattern=SAFE_NAME, max_length=100)]
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
+    output: str | None = None
+
+
+class TrainSection(_Section):
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+
+
+class EvalSection(_Section):
+    metrics: list[str] | None = None  # None: every registered metric
+    iwae_samples: Annotated[int, Field(ge=1)] = 1000
+    elbo_samples: Annotated[int, Field(ge=1)] = 1
+
+
+class PluginEntry(_Section):
+    plugin: str
+    params: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+
+
+class SuiteFile(_Section):
+    suite: SuiteSection
+    train: TrainSection = TrainSection()
+    eval: EvalSection = EvalSection()
+    datasets: Annotated[list[PluginEntry], Field(min_length=1)]
+    models: Annotated[list[PluginEntry], Field(min_length=1)]
+    regularizers: Annotated[list[PluginEntry], Field(min_length=1)] = [PluginEntry(plugin="none")]
+
+
+@dataclass(frozen=True)
+class Component:
+    """A plugin and its resolved parameters (defaults filled in)."""
+
+    plugin: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One resolved configuration: what is trained and measured, once."""
+
+    dataset: Component
+    model: Component
+    regularizer: Component
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    seed: int
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "dataset": {"plugin": self.dataset.plugin, "params": self.dataset.params},
+            "model": {"plugin": self.model.plugin, "params": self.model.params},
+            "regularizer": {"plugin": self.regularizer.plugin, "params": self.regularizer.params},
+            "train": self.train,
+            "eval": self.eval,
+            "seed": self.seed,
+        }
+
+    @property
+    def id(self) -> str:
+        """A stable hash of the resolved configuration."""
+        canonical = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        parts = (self.dataset.plugin, self.model.plugin, self.regularizer.plugin)
+        return "/".join(parts) + f" seed={self.seed}"
+
+
+@dataclass
+class Suite:
+    path: Path
+    spec: SuiteFile
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.suite.name
+
+    def output_dir(self, override: str | Path | None = None) -> Path:
+        if override is not None:
+            return Path(override)
+        return Path(self.spec.suite.output or Path("results") / self.name)
+
+
+def _place(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _explain(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return error["msg"]
+
+
+def _from_pydantic(path: Path, exc: pydantic.ValidationError, prefix: tuple = ()) -> SuiteError:
+    first = exc.errors()[0]
+    return SuiteError(f"{path}: {_place(prefix + tuple(first['loc']))}: {_explain(first)}")
+
+
+def read_suite_file(path: Path) -> SuiteFile:
+    """Parse and validate the file's structure (not yet its plugins)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read the suite file: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return SuiteFile.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise _from_pydantic(path, exc) from None
+
+
+def _resolve_entry(
+    path: Path, where: str, entry: PluginEntry, registry: Registry
+) -> list[Component]:
+    """Every grid point of one entry, validated against the plugin's own parameters."""
+    try:
+        spec = registry.get(entry.plugin)
+    except LookupError as exc:
+        raise SuiteError(f"{path}: {where}.plugin: {exc.args[0]}") from None
+    for key, values in entry.grid.items():
+        if not values:
+            raise SuiteError(f"{path}: {where}.grid.{key}: empty list; give at least one value")
+        if key in entry.params:
+            raise SuiteError(f"{path}: {where}.grid.{key}: also set in {where}.params")
+    keys = list(entry.grid)
+    points = []
+    for values in itertools.product(*(entry.grid[k] for k in keys)):
+        given = {**entry.params, **dict(zip(keys, values, strict=True))}
+        try:
+            resolved = spec.params.model_validate(given)
+        except pydantic.ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else ""
+            part = "grid" if name in entry.grid else "params"
+            if error["type"] == "extra_forbidden":
+                takes = ", ".join(spec.params.model_fields) or "no parameters"
+                what = f"{registry.kind} {entry.plugin!r} takes no parameter {name!r} (it takes: {takes})"
+            else:
+                rest = _place(tuple(error["loc"][1:]))
+                what = f"{registry.kind} {entry.plugin!r}: {_explain(error)}"
+                name = name + (rest if rest.startswith("[") else f".{rest}" if rest else "")
+            raise SuiteError(f"{path}: {where}.{part}.{name}: {what}") from None
+        points.append(Component(entry.plugin, resolved.model_dump()))
+    return points
+
+
+def load_suite(path: str | Path, plugins: Plugins) -> Suite:
+    """Read, validate and expand a suite file into its trials."""
+    path = Path(path)
+    spec = read_suite_file(path)
+    for i, name in enumerate(spec.eval.metrics or []):
+        if name not in plugins.metrics:
+            try:
+                plugins.metrics.get(name)
+            except LookupError as exc:
+                raise SuiteError(f"{path}: eval.metrics[{i}]: {exc.args[0]}") from None
+    if len(set(spec.suite.seeds)) != len(spec.suite.seeds):
+        raise SuiteError(f"{path}: suite.seeds: a seed is listed twice")
+
+    def expand(section: str, registry: Registry) -> list[Component]:
+        entries = getattr(spec, section)
+        out = []
+        for i, entry in enumerate(entries):
+            out += _resolve_entry(path, f"{section}[{i}]", entry, registry)
+        return out
+
+    datasets = expand("datasets", plugins.datasets)
+    models = expand("models", plugins.models)
+    regularizers = expand("regularizers", plugins.regularizers)
+    train, evaluation = spec.train.model_dump(), spec.eval.model_dump()
+    trials: list[Trial] = []
+    seen: set[str] = set()
+    for dataset, model, regularizer, seed in itertools.product(
+        datasets, models, regularizers, spec.suite.seeds
+    ):
+        trial = Trial(dataset, model, regularizer, train, evaluation, seed)
+        if trial.id in seen:
+            raise SuiteError(
+                f"{path}: the same trial appears twice ({trial.label()}); remove the duplicate entry"
+            )
+        seen.add(trial.id)
+        trials.append(trial)
+    return Suite(path, spec, trials)

@@ -1,0 +1,1 @@
+"""aebench's built-in plugins, found through the ``aebench`` entry points like any third party's."""

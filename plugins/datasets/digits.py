@@ -1,0 +1,30 @@
+"""scikit-learn's bundled 8x8 handwritten digits: offline, small, labelled."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+from pydantic import Field
+
+from aebench import Data, DataInfo, Split
+
+
+def digits(
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2,
+    split_seed: int = 0,
+) -> Data:
+    """8x8 handwritten digits (1,797 images, 10 classes), scaled to [0, 1]; seeded split."""
+    from sklearn.datasets import load_digits  # imported here: `aebench list` stays fast
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
+    n_test = round(len(x) * test_fraction)
+    test, train = order[:n_test], order[n_test:]
+    return Data(
+        info=DataInfo(shape=(1, 8, 8), kind="unit", n_classes=10),
+        train=Split(x[train], y[train]),
+        test=Split(x[test], y[test]),
+    )
