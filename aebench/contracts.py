@@ -27,7 +27,7 @@ class DataInfo:
 
 @dataclass
 class Split:
-    """One split of a dataset: inputs ``x`` (N, *shape) float32 and labels ``y`` (N,) where known."""
+    """One split: inputs ``x`` (N, *shape) float32 and labels ``y`` (N,) where known."""
 
     x: Tensor
     y: Tensor | None = None

@@ -19,7 +19,7 @@ CSV = "results.csv"
 
 
 def flatten(prefix: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"hidden": [64, 32]}`` -> ``{"model.hidden": "[64, 32]"}``: scalars stay, lists become JSON."""
+    """``{"hidden": [64]}`` -> ``{"model.hidden": "[64]"}``: scalars stay, lists become JSON."""
     out = {}
     for name, value in params.items():
         if isinstance(value, list | tuple | dict):

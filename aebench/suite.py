@@ -184,7 +184,10 @@ def _resolve_entry(
             part = "grid" if name in entry.grid else "params"
             if error["type"] == "extra_forbidden":
                 takes = ", ".join(spec.params.model_fields) or "no parameters"
-                what = f"{registry.kind} {entry.plugin!r} takes no parameter {name!r} (it takes: {takes})"
+                what = (
+                    f"{registry.kind} {entry.plugin!r} takes no parameter {name!r}"
+                    f" (it takes: {takes})"
+                )
             else:
                 rest = _place(tuple(error["loc"][1:]))
                 what = f"{registry.kind} {entry.plugin!r}: {_explain(error)}"
@@ -226,7 +229,7 @@ def load_suite(path: str | Path, plugins: Plugins) -> Suite:
         trial = Trial(dataset, model, regularizer, train, evaluation, seed)
         if trial.id in seen:
             raise SuiteError(
-                f"{path}: the same trial appears twice ({trial.label()}); remove the duplicate entry"
+                f"{path}: the same trial appears twice ({trial.label()}); remove the duplicate"
             )
         seen.add(trial.id)
         trials.append(trial)
