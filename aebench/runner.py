@@ -129,6 +129,7 @@ def _train_and_measure(
         "train_s": result.train_s,
         "train_samples_per_s": result.samples_per_s,
         "final_loss": result.curves["loss"][-1],
+        "peak_mem_mb": result.peak_mem_mb,
     }
     if result.diverged_at is not None:
         row |= {"status": "diverged", "reason": f"loss is not finite at epoch {result.diverged_at}"}
@@ -142,7 +143,7 @@ def _train_and_measure(
         settings=trial.eval,
         device=device,
         generator=torch.Generator(device=device).manual_seed(trial.seed + 1),
-        training={"train_s": result.train_s, "train_samples_per_s": result.samples_per_s},
+        training={k: row[k] for k in ("train_s", "train_samples_per_s", "peak_mem_mb")},
     )
     start = time.perf_counter()
     for name in selected_metrics(trial, plugins):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import resource
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +22,11 @@ class TrainResult:
     train_s: float = 0.0
     samples_per_s: float = float("nan")  # measured after a warm-up epoch when there is one
     diverged_at: int | None = None  # the epoch (1-based) whose loss was NaN or infinite
+    peak_mem_mb: float = float("nan")  # CUDA peak allocation, or growth of the peak RSS on the CPU
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _sync(device: torch.device) -> None:
@@ -43,6 +49,9 @@ def train_model(
     result = TrainResult()
     n = len(data.train)
     timed_s, timed_samples = 0.0, 0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = _peak_rss_mb()
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
@@ -74,6 +83,10 @@ def train_model(
             timed_samples += n
     _sync(device)
     result.train_s = time.perf_counter() - start
+    if device.type == "cuda":
+        result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        result.peak_mem_mb = _peak_rss_mb() - rss_before
     if timed_s > 0:
         result.samples_per_s = timed_samples / timed_s
     return result
