@@ -50,6 +50,12 @@ class EvalSection(_Section):
     elbo_samples: Annotated[int, Field(ge=1)] = 1
 
 
+class TrackingSection(_Section):
+    enabled: bool = True  # record to MLflow
+    uri: str | None = None  # MLflow tracking URI; None: $MLFLOW_TRACKING_URI or results/mlflow.db
+    log_model: bool = False  # save each trained model's state_dict as an artifact
+
+
 class PluginEntry(_Section):
     plugin: str
     params: dict[str, Any] = {}
@@ -60,6 +66,7 @@ class SuiteFile(_Section):
     suite: SuiteSection
     train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
+    tracking: TrackingSection = TrackingSection()
     datasets: Annotated[list[PluginEntry], Field(min_length=1)]
     models: Annotated[list[PluginEntry], Field(min_length=1)]
     regularizers: Annotated[list[PluginEntry], Field(min_length=1)] = [PluginEntry(plugin="none")]
