@@ -1,6 +1,8 @@
-"""Built-in models."""
+"""Built-in models: the classic autoencoder family."""
 
-from aebench_plugins.models.ae import AE
+from aebench_plugins.models.ae import AE, ConvAE
+from aebench_plugins.models.iwae import IWAE
+from aebench_plugins.models.vae import VAE, ConvVAE
 
 from aebench import hookimpl
 
@@ -8,3 +10,7 @@ from aebench import hookimpl
 @hookimpl
 def aebench_register_models(register):
     register("ae", AE)
+    register("conv-ae", ConvAE)
+    register("vae", VAE)
+    register("conv-vae", ConvVAE)
+    register("iwae", IWAE)

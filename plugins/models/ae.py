@@ -1,4 +1,4 @@
-"""The undercomplete (or overcomplete) MLP autoencoder."""
+"""Deterministic autoencoders: the MLP ``ae`` (under- or overcomplete) and the ``conv-ae``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from aebench_plugins.models.networks import (
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    require_image,
+)
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -20,57 +27,84 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
 }
 
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+# Where each code activation's values lie: regularizers read it as ``model.code_range``.
+_CODE_RANGES: dict[str, tuple[float, float] | None] = {
+    "linear": None,
+    "relu": (0.0, math.inf),
+    "sigmoid": (0.0, 1.0),
+}
 
 
 def reconstruction_loss(x: Tensor, logits: Tensor, kind: str) -> Tensor:
-    """Per-sample loss: Bernoulli cross-entropy for data in [0, 1], squared error for real data."""
+    """Per-sample loss: Bernoulli cross-entropy for data in [0, 1], half squared error for real."""
     if kind == "real":
         return 0.5 * (logits - x).pow(2).flatten(1).sum(1)
     bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     return bce.flatten(1).sum(1)
 
 
-class AE(nn.Module):
-    """MLP autoencoder: encoder and decoder with hidden layers, a code of latent_dim units."""
+class CodeAutoencoder(nn.Module):
+    """An encoder to a code (through ``code_activation``) and a decoder back to the data."""
+
+    def __init__(
+        self, info: DataInfo, encoder: nn.Module, decoder: nn.Module, code_activation: str
+    ) -> None:
+        super().__init__()
+        self.info = info
+        self.encoder = encoder
+        self.decoder = decoder
+        self.code_activation = _ACTIVATIONS[code_activation]()
+        self.code_range = _CODE_RANGES[code_activation]
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.code_activation(self.encoder(x))
+
+    def _output(self, logits: Tensor) -> Tensor:
+        # The decoder gives logits for data in [0, 1] and the reconstruction itself for real data.
+        return logits if self.info.kind == "real" else torch.sigmoid(logits)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self._output(self.decoder(z))
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        code = self.encode(x)
+        logits = self.decoder(code)
+        return ModelOutput(code=code, recon=self._output(logits), extras={"logits": logits})
+
+    def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
+        return reconstruction_loss(x, out.extras["logits"], self.info.kind)
+
+
+# Layer widths; a tuple default because a list default would be shared between calls.
+Widths = list[Annotated[int, Field(ge=1)]]
+
+
+class AE(CodeAutoencoder):
+    """MLP autoencoder: hidden layers, a code of latent_dim units (may exceed the input size)."""
 
     def __init__(
         self,
         info: DataInfo,
         latent_dim: Annotated[int, Field(ge=1)] = 16,
-        hidden: list[Annotated[int, Field(ge=1)]] = (128,),
+        hidden: Widths = (128,),
         code_activation: CodeActivation = "linear",
     ) -> None:
-        super().__init__()
-        self.info = info
-        d = math.prod(info.shape)
-        self.encoder = mlp([d, *hidden, latent_dim])
-        self.code_activation = _ACTIVATIONS[code_activation]()
-        self.decoder = mlp([latent_dim, *reversed(hidden), d])
+        encoder = MLPEncoder(info.shape, hidden, latent_dim)
+        decoder = MLPDecoder(latent_dim, list(reversed(hidden)), info.shape)
+        super().__init__(info, encoder, decoder, code_activation)
 
-    def encode(self, x: Tensor) -> Tensor:
-        return self.code_activation(self.encoder(x.flatten(1)))
 
-    def _logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z).view(-1, *self.info.shape)
+class ConvAE(CodeAutoencoder):
+    """Convolutional autoencoder for (C, H, W) images: stride-2 convolutions, a dense code."""
 
-    def decode(self, z: Tensor) -> Tensor:
-        logits = self._logits(z)
-        return logits if self.info.kind == "real" else torch.sigmoid(logits)
-
-    def forward(self, x: Tensor) -> ModelOutput:
-        code = self.encode(x)
-        logits = self._logits(code)
-        recon = logits if self.info.kind == "real" else torch.sigmoid(logits)
-        return ModelOutput(code=code, recon=recon, extras={"logits": logits})
-
-    def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
-        return reconstruction_loss(x, out.extras["logits"], self.info.kind)
+    def __init__(
+        self,
+        info: DataInfo,
+        latent_dim: Annotated[int, Field(ge=1)] = 16,
+        channels: Annotated[Widths, Field(min_length=1)] = (32, 64),
+        code_activation: CodeActivation = "linear",
+    ) -> None:
+        shape = require_image("conv-ae", info.shape)
+        encoder = ConvEncoder(shape, channels, latent_dim)
+        decoder = ConvDecoder(latent_dim, encoder, shape[0])
+        super().__init__(info, encoder, decoder, code_activation)

@@ -1,5 +1,9 @@
 """Built-in regularizers."""
 
+from aebench_plugins.regularizers.contractive import Contractive
+from aebench_plugins.regularizers.denoising import Denoising
+from aebench_plugins.regularizers.sparsity import KLSparsity, L1Sparsity
+
 from aebench import Regularizer, hookimpl
 
 
@@ -10,3 +14,7 @@ class NoRegularizer(Regularizer):
 @hookimpl
 def aebench_register_regularizers(register):
     register("none", NoRegularizer)
+    register("l1", L1Sparsity)
+    register("kl-sparsity", KLSparsity)
+    register("denoising", Denoising)
+    register("contractive", Contractive)
