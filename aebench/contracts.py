@@ -76,7 +76,13 @@ class ModelOutput:
 
 @runtime_checkable
 class Autoencoder(Protocol):
-    """The model contract. Models are ``nn.Module``s built by ``factory(info, **params)``."""
+    """The model contract. Models are ``nn.Module``s built by ``factory(info, **params)``.
+
+    Optional attribute ``code_range: tuple[float, float] | None``: the closed interval that the
+    code (``ModelOutput.activations``) lies in, e.g. ``(0.0, 1.0)`` for a sigmoid code; absent or
+    None means unbounded. Regularizers that need bounded activations read it with
+    ``getattr(model, "code_range", None)`` and decline models outside their range.
+    """
 
     def encode(self, x: Tensor) -> Tensor:
         """The code of ``x`` (the posterior mean for a latent-variable model)."""
