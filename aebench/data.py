@@ -20,15 +20,26 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Ite
 
 
 class DataCache:
-    """Materialised datasets by (plugin, params, device), so that a grid loads each once."""
+    """Materialised datasets by (plugin, params, device), so that a grid loads each once.
+
+    A dataset that fails to load fails once: its error is kept and raised again for every later
+    trial, so that, say, missing files are not searched for (or downloaded) once per trial.
+    """
 
     def __init__(self, plugins: Plugins) -> None:
         self._plugins = plugins
         self._loaded: dict[str, Data] = {}
+        self._failed: dict[str, Exception] = {}
 
     def get(self, dataset: Component, device: torch.device) -> Data:
         key = json.dumps([dataset.plugin, dataset.params, str(device)], sort_keys=True, default=str)
+        if key in self._failed:
+            raise self._failed[key]
         if key not in self._loaded:
             factory = self._plugins.datasets.get(dataset.plugin).factory
-            self._loaded[key] = factory(**dataset.params).to(device)
+            try:
+                self._loaded[key] = factory(**dataset.params).to(device)
+            except Exception as exc:
+                self._failed[key] = exc
+                raise
         return self._loaded[key]

@@ -1,6 +1,9 @@
-"""Built-in datasets."""
+"""Built-in datasets: image sets (digits, torchvision's) and synthetic sets with known density."""
 
 from aebench_plugins.datasets.digits import digits
+from aebench_plugins.datasets.mixture2d import mixture2d
+from aebench_plugins.datasets.ppca import ppca
+from aebench_plugins.datasets.torchvision_sets import cifar10, fashion_mnist, kmnist, mnist
 
 from aebench import hookimpl
 
@@ -8,3 +11,9 @@ from aebench import hookimpl
 @hookimpl
 def aebench_register_datasets(register):
     register("digits", digits)
+    register("mnist", mnist)
+    register("fashion-mnist", fashion_mnist)
+    register("kmnist", kmnist)
+    register("cifar10", cifar10)
+    register("ppca", ppca)
+    register("mixture2d", mixture2d)

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch
+from aebench_plugins.datasets.images import Binarize, ValFraction, image_data
 from pydantic import Field
 
-from aebench import Data, DataInfo, Split
+from aebench import Data, Split
 
 
 def digits(
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2,
     split_seed: int = 0,
+    val_fraction: ValFraction = 0.0,
+    binarize: Binarize = "none",
 ) -> Data:
     """8x8 handwritten digits (1,797 images, 10 classes), scaled to [0, 1]; seeded split."""
     from sklearn.datasets import load_digits  # imported here: `aebench list` stays fast
@@ -23,8 +26,12 @@ def digits(
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
     n_test = round(len(x) * test_fraction)
     test, train = order[:n_test], order[n_test:]
-    return Data(
-        info=DataInfo(shape=(1, 8, 8), kind="unit", n_classes=10),
-        train=Split(x[train], y[train]),
-        test=Split(x[test], y[test]),
+    return image_data(
+        "digits",
+        Split(x[train], y[train]),
+        Split(x[test], y[test]),
+        n_classes=10,
+        val_fraction=val_fraction,
+        binarize=binarize,
+        seed=split_seed,
     )
