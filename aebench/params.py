@@ -44,6 +44,12 @@ def _parameters(factory: Any, skip_first: bool) -> list[inspect.Parameter]:
     return params[1:] if skip_first else params
 
 
+def _is_list(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return typing.get_origin(annotation) is list
+
+
 def params_model(name: str, factory: Any, skip_first: bool = False) -> type[pydantic.BaseModel]:
     """A pydantic model of the factory's parameters (all but the first for models)."""
     hints = typing.get_type_hints(_signature_target(factory), include_extras=True)
@@ -51,6 +57,8 @@ def params_model(name: str, factory: Any, skip_first: bool = False) -> type[pyda
     for p in _parameters(factory, skip_first):
         annotation = hints.get(p.name, Any)
         default = ... if p.default is inspect.Parameter.empty else p.default
+        if isinstance(default, tuple) and _is_list(annotation):
+            default = list(default)  # `hidden: list[int] = (128,)` avoids a mutable default
         fields[p.name] = (annotation, default)
     return pydantic.create_model(f"{name}_params", __config__=_STRICT, **fields)
 

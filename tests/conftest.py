@@ -1,0 +1,58 @@
+"""Shared fixtures: a fresh plugin manager per test, and tiny suite files."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from aebench.plugins import Plugins, load_plugins
+
+
+@pytest.fixture
+def plugins() -> Plugins:
+    return load_plugins()
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """Write a suite file from (dedented) TOML text; returns its path."""
+
+    def write(text: str, name: str = "suite.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_suite_text() -> str:
+    """Two latent sizes x two seeds of a small `ae` on digits, two epochs: 4 trials."""
+    return TINY_SUITE
+
+
+TINY_SUITE = """
+[suite]
+name = "tiny"
+seeds = [0, 1]
+device = "cpu"
+
+[train]
+epochs = 2
+batch_size = 64
+
+[[datasets]]
+plugin = "digits"
+
+[[models]]
+plugin = "ae"
+params = { hidden = [16] }
+grid = { latent_dim = [2, 4] }
+"""
+
+
+@pytest.fixture
+def tiny_suite(write_suite, tiny_suite_text) -> Path:
+    return write_suite(tiny_suite_text)

@@ -1,0 +1,62 @@
+from typing import Annotated
+
+import pytest
+from pydantic import Field
+
+from aebench.registry import DuplicateNameError, Registry, UnknownNameError
+
+
+def factory(width: Annotated[int, Field(ge=1)] = 3, name: str = "x"):
+    """A test factory."""
+    return (width, name)
+
+
+def test_register_and_get():
+    registry = Registry("model")
+    registry.register("one", factory, plugin="p")
+    entry = registry.get("one")
+    assert entry.factory is factory
+    assert entry.plugin == "p"
+    assert entry.description == "A test factory."
+    assert registry.names() == ["one"]
+    assert "one" in registry and len(registry) == 1
+
+
+def test_unknown_name_suggests_the_nearest():
+    registry = Registry("model")
+    registry.register("vae", factory, plugin="p")
+    registry.register("conv-vae", factory, plugin="p")
+    with pytest.raises(UnknownNameError, match=r"unknown model 'vea'; did you mean 'vae'"):
+        registry.get("vea")
+
+
+def test_duplicate_name_names_both_plugins_and_stays_unusable():
+    registry = Registry("model")
+    registry.register("vae", factory, plugin="first")
+    with pytest.raises(DuplicateNameError, match="'first' and 'second'"):
+        registry.register("vae", factory, plugin="second")
+    with pytest.raises(DuplicateNameError, match="'first' and 'second'"):
+        registry.get("vae")
+    assert "vae" not in registry
+
+
+def test_params_come_from_the_signature():
+    registry = Registry("dataset")
+    registry.register("d", factory, plugin="p")
+    params = registry.get("d").params
+    assert params.model_validate({}).model_dump() == {"width": 3, "name": "x"}
+    with pytest.raises(ValueError):
+        params.model_validate({"width": 0})
+    with pytest.raises(ValueError):
+        params.model_validate({"width": "3"})  # strict: TOML types are not coerced
+    with pytest.raises(ValueError):
+        params.model_validate({"height": 1})
+
+
+def test_skip_first_leaves_out_the_core_argument():
+    def model(info, latent_dim: int = 2):
+        return info
+
+    registry = Registry("model", skip_first=True)
+    registry.register("m", model, plugin="p")
+    assert list(registry.get("m").params.model_fields) == ["latent_dim"]

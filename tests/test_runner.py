@@ -1,0 +1,87 @@
+"""The runner: one row per trial with its parameters, metrics and versions; reproducible seeds."""
+
+import math
+
+import pandas as pd
+import torch
+
+from aebench import hookimpl
+from aebench.data import DataCache
+from aebench.plugins import load_plugins
+from aebench.results import PARQUET, read_results
+from aebench.runner import run_suite, run_trial
+from aebench.suite import load_suite
+
+
+def test_a_trial_row_has_params_metrics_and_versions(plugins, tiny_suite):
+    trial = load_suite(tiny_suite, plugins).trials[0]
+    row, outcome = run_trial(trial, plugins, torch.device("cpu"), DataCache(plugins))
+    assert row["status"] == "ok", row["reason"]
+    assert row["trial_id"] == trial.id
+    assert (row["dataset"], row["model"], row["regularizer"]) == ("digits", "ae", "none")
+    assert row["model.hidden"] == "[16]" and row["model.latent_dim"] == 2
+    assert row["train.epochs"] == 2 and row["seed"] == 0
+    assert row["version.torch"] == torch.__version__ and row["version.aebench"]
+    assert 0 < row["recon_mse"] < 1 and row["recon_bce"] > 0
+    assert row["train_s"] > 0 and row["device"] == "cpu"
+    assert len(outcome.curves["loss"]) == 2 and outcome.model is not None
+
+
+def test_recon_mse_matches_an_independent_computation(plugins, tiny_suite):
+    trial = load_suite(tiny_suite, plugins).trials[0]
+    cache = DataCache(plugins)
+    row, outcome = run_trial(trial, plugins, torch.device("cpu"), cache)
+    x = outcome.data.test.x
+    with torch.no_grad():
+        recon = outcome.model.decode(outcome.model.encode(x))
+    by_hand = ((recon - x) ** 2).sum().item() / x.numel()
+    assert math.isclose(row["recon_mse"], by_hand, rel_tol=1e-5)
+    p = recon.clamp(1e-7, 1 - 1e-7)
+    bce = -(x * p.log() + (1 - x) * (1 - p).log()).flatten(1).sum(1).mean().item()
+    assert math.isclose(row["recon_bce"], bce, rel_tol=1e-4)
+
+
+def test_the_same_seed_gives_identical_metrics_on_the_cpu(plugins, tiny_suite):
+    trial = load_suite(tiny_suite, plugins).trials[0]
+    first, _ = run_trial(trial, plugins, torch.device("cpu"), DataCache(plugins))
+    second, _ = run_trial(trial, plugins, torch.device("cpu"), DataCache(plugins))
+    assert first["recon_mse"] == second["recon_mse"]
+    assert first["final_loss"] == second["final_loss"]
+
+
+def test_run_suite_writes_one_row_per_trial(plugins, tiny_suite, tmp_path):
+    suite = load_suite(tiny_suite, plugins)
+    run = run_suite(suite, plugins, output=tmp_path / "out", device="cpu")
+    table = read_results(tmp_path / "out")
+    assert sorted(table["trial_id"]) == sorted(t.id for t in suite.trials)
+    assert set(table["status"]) == {"ok"}
+    assert run.counts == {"ok": 4}
+    csv = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(csv["trial_id"]) == list(table["trial_id"])
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # no temporary file left behind
+    assert (tmp_path / "out" / PARQUET).exists()
+
+
+class Broken:
+    """A third-party plugin whose model cannot be built."""
+
+    @hookimpl
+    def aebench_register_models(self, register):
+        def broken(info, latent_dim: int = 2, hidden: list[int] = ()):
+            """Always fails to build."""
+            raise RuntimeError("cannot build")
+
+        register("broken", broken)
+
+
+def test_a_raising_model_is_a_failed_row_and_the_suite_goes_on(
+    write_suite, tiny_suite_text, tmp_path
+):
+    plugins = load_plugins(extra=[Broken()])
+    text = tiny_suite_text + '\n[[models]]\nplugin = "broken"\n'
+    suite = load_suite(write_suite(text), plugins)
+    run = run_suite(suite, plugins, output=tmp_path / "out", device="cpu")
+    assert run.counts == {"ok": 4, "failed": 2}
+    table = read_results(tmp_path / "out")
+    failed = table[table["status"] == "failed"]
+    assert set(failed["reason"]) == {"RuntimeError: cannot build"}
