@@ -1,4 +1,4 @@
-"""The ``aebench`` command: run | plugins | list.
+"""The ``aebench`` command: run | plugins | list | report | ui.
 
 Bad input ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -6,8 +6,11 @@ Bad input ends with one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
+import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", type=Path, help="output folder (default: results/<suite name>)")
     run.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the suite)")
     run.add_argument("--dry-run", action="store_true", help="list the trials, train nothing")
+    run.add_argument(
+        "--rerun", action="store_true", help="run every trial, even those already finished"
+    )
 
     plugins = commands.add_parser("plugins", help="installed plugins and their load errors")
     plugins.add_argument("--json", action="store_true")
@@ -38,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="registered models, regularizers, datasets, metrics")
     listing.add_argument("kind", nargs="?", choices=list(KINDS), help="one kind only")
     listing.add_argument("--json", action="store_true")
+
+    report = commands.add_parser(
+        "report", help="build report.md and report.html of a results folder"
+    )
+    report.add_argument("folder", type=Path, help="a results folder (holding results.parquet)")
+
+    ui = commands.add_parser("ui", help="the MLflow UI on the store aebench wrote (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="default: 5000")
+    ui.add_argument(
+        "--output",
+        type=Path,
+        default=Path("results"),
+        help="folder of mlflow.db (default: results)",
+    )
     return parser
 
 
@@ -100,43 +120,114 @@ def cmd_list(plugins: Plugins, kind: str | None, as_json: bool) -> int:
 
 
 def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
-    from aebench.runner import run_suite
+    from aebench.runner import load_datasets, resolve_device, run_suite
     from aebench.suite import SuiteError, load_suite
 
     try:
         suite = load_suite(args.suite, plugins)
+        if args.dry_run:
+            print(f"{len(suite.trials)} trials in suite {suite.name!r}:")
+            for trial in suite.trials:
+                params = {**trial.model.params, **trial.regularizer.params}
+                print(f"  {trial.id}  {trial.label()}  {json.dumps(params, default=str)}")
+            return 0
+        device = resolve_device(args.device or suite.spec.suite.device)
+        cache = load_datasets(suite, plugins, device)
     except SuiteError as exc:
         raise UsageError(str(exc)) from None
-    if args.dry_run:
-        print(f"{len(suite.trials)} trials in suite {suite.name!r}:")
-        for trial in suite.trials:
-            params = {**trial.model.params, **trial.regularizer.params}
-            print(f"  {trial.id}  {trial.label()}  {json.dumps(params, default=str)}")
-        return 0
 
+    from aebench.figures import TrialFigures
     from aebench.progress import SuiteProgress
+    from aebench.report import ReportBuilder
+    from aebench.tracking import MlflowTracker, TrackingError
 
-    with SuiteProgress(len(suite.trials)) as progress:
+    report = ReportBuilder()
+    try:
+        tracker = MlflowTracker(suite.spec.tracking) if suite.spec.tracking.enabled else None
+    except TrackingError as exc:
+        raise UsageError(f"{args.suite}: {exc}") from None
+    # Figures and the report come before MLflow in the list: it logs both as artifacts.
+    observers = [TrialFigures(), report, *([tracker] if tracker else [])]
+    output = suite.output_dir(args.output)
+    _log_to(output / "aebench.log")
+    with SuiteProgress(len(suite.trials)) as progress, tracker or contextlib.nullcontext():
         run = run_suite(
-            suite, plugins, output=args.output, device=args.device, observers=[progress]
+            suite,
+            plugins,
+            output=output,
+            device=str(device),
+            observers=[progress, *observers],
+            rerun=args.rerun,
+            cache=cache,
         )
+    if run.already_done:
+        print(f"{run.already_done} trials were already finished in {output} (--rerun repeats them)")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
     print(f"{len(run.rows)} trials ({counts}); results in {run.output}")
+    if report.paths:
+        print(f"report: {report.paths[1]}")
     return 1 if run.counts.get("failed") else 0
+
+
+def cmd_report(folder: Path) -> int:
+    from aebench.report import build_report
+
+    try:
+        md, page = build_report(folder)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"report: {page} and {md}")
+    return 0
+
+
+def cmd_ui(port: int, output: Path) -> int:
+    from aebench.tracking import TrackingError, serve_ui
+
+    try:
+        return serve_ui(output / "mlflow.db", port)
+    except TrackingError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _log_to(path: Path) -> None:
+    """Failed trials' tracebacks go to a log file beside the results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("aebench").addHandler(handler)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the trial in progress is abandoned, the rest is on disk."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     plugins = load_plugins()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "plugins":
             return cmd_plugins(plugins, args.json)
         if args.command == "list":
             return cmd_list(plugins, args.kind, args.json)
+        if args.command == "report":
+            return cmd_report(args.folder)
+        if args.command == "ui":
+            return cmd_ui(args.port, args.output)
         return cmd_run(plugins, args)
     except UsageError as exc:
         print(f"aebench: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if isinstance(exc, Interrupted) else signal.SIGINT
+        print(
+            "aebench: interrupted; finished trials are saved, run again to resume", file=sys.stderr
+        )
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -1,0 +1,312 @@
+"""Figures of a trial (latent scatter, reconstructions, prior samples, curves) and of a suite.
+
+A trial's figures are drawn in two steps: ``capture`` reduces the trained model to a few small
+arrays saved as ``figures.npz`` beside the PNGs, and ``render_trial`` draws the PNGs from that file
+alone, so a report can redraw every figure without the model. Drawing uses matplotlib's ``Figure``
+and Agg canvas directly, never pyplot: no global backend, no window.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aebench.contracts import Data, LatentVariableModel
+from aebench.runner import Row, SuiteObserver, TrialOutcome
+from aebench.suite import Suite, Trial
+
+ARRAYS = "figures.npz"
+LATENT_PNG = "latent.png"
+RECON_PNG = "reconstructions.png"
+SAMPLES_PNG = "prior_samples.png"
+CURVES_PNG = "curves.png"
+TRIAL_PNGS = (LATENT_PNG, RECON_PNG, SAMPLES_PNG, CURVES_PNG)
+
+MAX_SCATTER_POINTS = 2000  # enough to see the structure; keeps the arrays and PNGs small
+N_RECON = 10  # test inputs shown beside their reconstructions
+N_SAMPLES = 16  # samples decoded from the prior
+EVAL_BATCH = 1024
+DPI = 100
+
+
+def trial_folder(output: Path, trial_id: str) -> Path:
+    """Where a trial's figures and their arrays live."""
+    return Path(output) / "trials" / trial_id
+
+
+# --- capture: model -> small arrays -------------------------------------------------------------
+
+
+def _encode(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.encode(b) for b in x.split(EVAL_BATCH)]).flatten(1)
+
+
+def _project_2d(codes: np.ndarray) -> tuple[np.ndarray, str]:
+    """The codes themselves when 2-D, else their first two principal components."""
+    if codes.shape[1] == 2:
+        return codes, "z"
+    if codes.shape[1] == 1:  # a 1-D code: spread the points vertically by nothing but order
+        return np.column_stack([codes[:, 0], np.zeros(len(codes))]), "z"
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2).fit(codes)
+    share = pca.explained_variance_ratio_
+    return pca.transform(codes), f"PC ({share[0]:.0%}, {share[1]:.0%} of variance)"
+
+
+@torch.no_grad()
+def capture(
+    model: nn.Module | None, data: Data | None, curves: Mapping[str, Sequence[float]], seed: int
+) -> dict[str, Any]:
+    """The arrays every trial figure is drawn from (curves only when there is no trained model)."""
+    arrays: dict[str, Any] = {f"curve_{k}": np.asarray(v, dtype=float) for k, v in curves.items()}
+    if model is None or data is None:
+        return arrays
+    test = data.test
+    keep = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
+    keep = keep[:MAX_SCATTER_POINTS].to(test.x.device)
+    codes = _encode(model, test.x[keep]).float().cpu().numpy()
+    arrays["latent"], arrays["latent_axes"] = _project_2d(codes)
+    arrays["latent_dim"] = codes.shape[1]
+    if test.y is not None:
+        arrays["labels"] = test.y[keep].cpu().numpy()
+    x = test.x[:N_RECON]
+    arrays["inputs"] = x.float().cpu().numpy()
+    arrays["recons"] = model.decode(model.encode(x)).float().cpu().numpy()
+    if isinstance(model, LatentVariableModel):
+        device = test.x.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            z = model.prior().sample((N_SAMPLES,)).to(device)
+        arrays["samples"] = model.decode(z).float().cpu().numpy()
+    return arrays
+
+
+# --- render: arrays -> PNGs ---------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _is_image(batch: np.ndarray) -> bool:
+    return batch.ndim == 4 and batch.shape[1] in (1, 3)
+
+
+def _as_image(sample: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> what imshow takes: (H, W) grey or (H, W, 3) colour, clipped to [0, 1]."""
+    image = sample[0] if sample.shape[0] == 1 else np.moveaxis(sample, 0, -1)
+    return np.clip(image, 0.0, 1.0)
+
+
+def scatter_latent(ax, arrays: Mapping[str, Any], title: str = "") -> None:
+    """One latent scatter, coloured by class where there are labels."""
+    points = np.asarray(arrays["latent"])
+    labels = arrays.get("labels")
+    if labels is not None:
+        sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7)
+        classes = np.unique(labels)
+        if len(classes) <= 10:
+            handles = [
+                ax.scatter([], [], color=sc.cmap(sc.norm(c)), s=12, label=str(c)) for c in classes
+            ]
+            ax.legend(handles=handles, fontsize=6, markerscale=1, loc="best", framealpha=0.6)
+    else:
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.7)
+    axes = str(arrays.get("latent_axes", "z"))
+    first, second = ("z1", "z2") if axes == "z" else ("PC1", "PC2")
+    ax.set_xlabel(first, fontsize=8)
+    ax.set_ylabel(second, fontsize=8)
+    ax.tick_params(labelsize=7)
+    dim = int(arrays.get("latent_dim", 2))
+    subtitle = "" if axes == "z" else f"\n{dim}-D codes, {axes}"
+    ax.set_title(title + subtitle, fontsize=9)
+
+
+def _image_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
+    n = max(len(batch) for _, batch in rows)
+    fig = _figure(max(4.0, 0.8 * n), 0.9 * len(rows) + 0.5)
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (name, batch) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.set_axis_off()
+            if c < len(batch):
+                ax.imshow(_as_image(batch[c]), cmap="gray", vmin=0, vmax=1)
+        axes[r][0].set_title(name, fontsize=8, loc="left")
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path)
+
+
+def _vector_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
+    """Flat (D,) samples drawn as curves, one panel per sample."""
+    n = min(4, len(rows[0][1]))
+    fig = _figure(2.5 * n, 2.2)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for c, ax in enumerate(axes):
+        for name, batch in rows:
+            if c < len(batch):
+                ax.plot(batch[c].reshape(-1), label=name, lw=1)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path)
+
+
+def _draw_samples(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
+    if _is_image(rows[0][1]):
+        _image_rows(path, rows, title)
+    else:
+        _vector_rows(path, rows, title)
+
+
+def _draw_curves(path: Path, arrays: Mapping[str, Any], title: str) -> None:
+    fig = _figure(4.5, 3.0)
+    ax = fig.subplots()
+    for key in sorted(k for k in arrays if k.startswith("curve_")):
+        values = np.asarray(arrays[key], dtype=float)
+        if key == "curve_penalty" and not np.any(values):
+            continue  # no regularizer penalty: a flat zero line says nothing
+        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=key[len("curve_") :])
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylabel("mean training loss per sample", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.savefig(path)
+
+
+def render_trial(folder: Path, title: str = "") -> list[Path]:
+    """Draw a trial's PNGs from its ``figures.npz``; returns the files written."""
+    folder = Path(folder)
+    with np.load(folder / ARRAYS) as stored:
+        arrays = dict(stored)
+    written = []
+    if "latent" in arrays:
+        fig = _figure(4.0, 3.6)
+        scatter_latent(fig.subplots(), arrays, title)
+        fig.savefig(folder / LATENT_PNG)
+        written.append(folder / LATENT_PNG)
+    if "inputs" in arrays:
+        rows = [("input", arrays["inputs"]), ("reconstruction", arrays["recons"])]
+        _draw_samples(folder / RECON_PNG, rows, title)
+        written.append(folder / RECON_PNG)
+    if "samples" in arrays:
+        samples = arrays["samples"]
+        if _is_image(samples):  # two rows of eight read better than one of sixteen
+            half = math.ceil(len(samples) / 2)
+            rows = [("samples from p(z)", samples[:half]), ("", samples[half:])]
+        else:
+            rows = [("sample", samples)]
+        _draw_samples(folder / SAMPLES_PNG, rows, title)
+        written.append(folder / SAMPLES_PNG)
+    if any(k.startswith("curve_") and len(arrays[k]) for k in arrays):
+        _draw_curves(folder / CURVES_PNG, arrays, title)
+        written.append(folder / CURVES_PNG)
+    return written
+
+
+def save_trial_figures(
+    folder: Path,
+    model: nn.Module | None,
+    data: Data | None,
+    curves: Mapping[str, Sequence[float]],
+    *,
+    seed: int = 0,
+    title: str = "",
+) -> list[Path]:
+    """Capture a trial's arrays into ``folder`` and draw its PNGs; returns the files written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = capture(model, data, curves, seed)
+    if not arrays:
+        return []
+    np.savez_compressed(folder / ARRAYS, **arrays)
+    return [folder / ARRAYS, *render_trial(folder, title)]
+
+
+def trial_title(trial: Trial) -> str:
+    """The trial's label and its model and regularizer parameters, for figure titles."""
+    params = {**trial.model.params, **trial.regularizer.params}
+    shown = " ".join(f"{k}={v}" for k, v in params.items())
+    return f"{trial.label()}\n{shown}" if shown else trial.label()
+
+
+class TrialFigures(SuiteObserver):
+    """Saves each trial's figures under ``<output>/trials/<trial_id>/`` as the trial ends.
+
+    Put it before the MLflow observer in the list: that one logs the folder as the run's artifacts.
+    """
+
+    def __init__(self) -> None:
+        self.output = Path(".")
+
+    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
+        self.output = Path(output)
+
+    def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+        try:
+            save_trial_figures(
+                trial_folder(self.output, trial.id),
+                outcome.model,
+                outcome.data,
+                outcome.curves,
+                seed=trial.seed,
+                title=trial_title(trial),
+            )
+        except Exception as exc:  # a figure is not worth a trial: the row is already written
+            print(f"aebench: figures of {trial.label()} failed: {exc}", file=sys.stderr)
+
+
+# --- suite figures ------------------------------------------------------------------------------
+
+
+def latent_grid(path: Path, panels: Sequence[tuple[str, Path]], columns: int = 4) -> Path | None:
+    """Every given trial's latent scatter side by side: (title, figures.npz) per panel."""
+    loaded = []
+    for title, npz in panels:
+        with np.load(npz) as stored:
+            if "latent" in stored:
+                loaded.append((title, dict(stored)))
+    if not loaded:
+        return None
+    columns = min(columns, len(loaded))
+    rows = math.ceil(len(loaded) / columns)
+    fig = _figure(3.6 * columns, 3.4 * rows)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (title, arrays) in zip(axes, loaded, strict=False):
+        scatter_latent(ax, arrays, title)
+    for ax in axes[len(loaded) :]:
+        ax.set_axis_off()
+    fig.savefig(path)
+    return Path(path)
+
+
+def rate_distortion(path: Path, points: Sequence[tuple[str, float, float]]) -> Path | None:
+    """The rate-distortion plane: one point (rate, distortion) per trial, labelled."""
+    points = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
+    if not points:
+        return None
+    fig = _figure(5.0, 4.0)
+    ax = fig.subplots()
+    labels = sorted({label for label, _, _ in points})
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    for label in labels:
+        mine = [(r, d) for name, r, d in points if name == label]
+        ax.scatter(*zip(*mine, strict=True), label=label, color=colours[label], s=18)
+    ax.set_xlabel("rate: KL(q(z|x) || p(z)) [nats]", fontsize=8)
+    ax.set_ylabel("distortion: -E log p(x|z) [nats]", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6)
+    ax.set_title("rate-distortion plane", fontsize=9)
+    fig.savefig(path)
+    return Path(path)
