@@ -9,6 +9,7 @@ from torch import Tensor
 from aebench import MetricContext
 
 EVAL_BATCH = 1024
+MSE_FLOOR = 1e-10
 
 
 def reconstruct(context: MetricContext) -> tuple[Tensor, Tensor]:
@@ -32,3 +33,15 @@ def recon_bce(context: MetricContext) -> dict[str, float]:
     x, recon = reconstruct(context)
     bce = F.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), x, reduction="none")
     return {"recon_bce": bce.flatten(1).sum(1).mean().item()}
+
+
+def recon_psnr(context: MetricContext) -> dict[str, float]:
+    """Peak signal-to-noise ratio in dB, per test image then averaged (peak 1 for data in [0, 1]).
+
+    For real-valued data the peak is the test split's range (max - min). A perfect
+    reconstruction's squared error is floored at 1e-10, so its PSNR stays finite.
+    """
+    x, recon = reconstruct(context)
+    peak = 1.0 if context.data.info.kind != "real" else (x.max() - x.min()).item()
+    mse = (recon - x).pow(2).flatten(1).mean(1).clamp_min(MSE_FLOOR)
+    return {"recon_psnr": (10 * torch.log10(peak**2 / mse)).mean().item()}

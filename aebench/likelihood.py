@@ -1,0 +1,210 @@
+"""Likelihood estimators for latent-variable models: ELBO, rate, distortion, log p(x), active units.
+
+Every function takes a model with ``prior()``, ``posterior(x)`` and ``likelihood(z)`` (the
+``LatentVariableModel`` contract) and returns one number per input, in nats. Work is done in
+chunks of inputs x samples, each holding at most about ``max_elements`` numbers per tensor, so
+memory stays bounded whatever the number of inputs or samples.
+
+Sampling draws from torch's global random stream (``torch.distributions`` takes no generator);
+wrap a call in ``seeded(generator)`` to make it reproducible without disturbing that stream.
+Nothing here turns gradients off: a model may train on ``log_px_iwae`` (the IWAE bound).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, kl_divergence
+
+from aebench.contracts import LatentVariableModel
+
+# Numbers per tensor in one chunk (2**21 float32 = 8 MiB); a decoder's own activations come on top.
+DEFAULT_MAX_ELEMENTS = 2**21
+ACTIVE_UNIT_THRESHOLD = 0.01
+_MAX_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class ElboTerms:
+    """Per-input terms of the evidence lower bound: ``elbo = -(distortion + rate)``."""
+
+    elbo: Tensor  # (N,)
+    rate: Tensor  # (N,) KL(q(z|x) || p(z))
+    distortion: Tensor  # (N,) -E_q[log p(x|z)]
+
+
+@contextlib.contextmanager
+def seeded(generator: torch.Generator) -> Iterator[None]:
+    """Seed torch's global random stream from ``generator`` inside the block, restoring it after.
+
+    The seed is the generator's initial seed, so a caller's draws do not depend on what other
+    callers drew from the same generator before it.
+    """
+    device = generator.device
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type):
+        torch.manual_seed(generator.initial_seed())
+        yield
+
+
+def _plan(n_inputs: int, n_dims: int, n_samples: int, max_elements: int) -> tuple[int, int]:
+    """(inputs per batch, samples per chunk) so that inputs x samples x dims <= max_elements."""
+    if n_samples < 1:
+        raise ValueError(f"the number of samples must be at least 1, not {n_samples}")
+    batch = max(1, min(n_inputs, _MAX_BATCH, max_elements // (n_dims * n_samples)))
+    chunk = max(1, min(n_samples, max_elements // (n_dims * batch)))
+    return batch, chunk
+
+
+def _n_dims(model: LatentVariableModel, x: Tensor) -> int:
+    """Numbers per (input, sample) pair: the data's dimensions plus the latent's."""
+    return math.prod(x.shape[1:]) + math.prod(model.prior().event_shape)
+
+
+def _sample(distribution: Distribution, n: int) -> Tensor:
+    """``n`` draws, reparameterised where the distribution allows it (so gradients flow)."""
+    shape = torch.Size([n])
+    return distribution.rsample(shape) if distribution.has_rsample else distribution.sample(shape)
+
+
+def log_likelihood(model: LatentVariableModel, x: Tensor, z: Tensor) -> Tensor:
+    """log p(x|z) for ``z`` of shape (S, B, *latent) and ``x`` of shape (B, *data): (S, B).
+
+    Samples and inputs are flattened into one batch, so a model's ``likelihood`` only ever sees
+    codes of shape (N, *latent).
+    """
+    s, b = z.shape[:2]
+    x_repeated = x.expand(s, *x.shape).reshape(s * b, *x.shape[1:])
+    return model.likelihood(z.reshape(s * b, *z.shape[2:])).log_prob(x_repeated).view(s, b)
+
+
+def log_weights(model: LatentVariableModel, x: Tensor, q: Distribution, z: Tensor) -> Tensor:
+    """Importance log-weights log p(x, z) - log q(z|x) of samples ``z`` (S, B, *latent): (S, B)."""
+    log_joint = log_likelihood(model, x, z) + model.prior().log_prob(z)
+    return log_joint - q.log_prob(z)
+
+
+def analytic_kl(q: Distribution, p: Distribution) -> Tensor | None:
+    """KL(q || p) per input where torch.distributions has it in closed form, else None."""
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return None
+
+
+def elbo_terms(
+    model: LatentVariableModel,
+    x: Tensor,
+    n_samples: int = 1,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> ElboTerms:
+    """ELBO, rate and distortion of every input, E_q estimated with ``n_samples`` draws."""
+    batch, chunk = _plan(len(x), _n_dims(model, x), n_samples, max_elements)
+    rates, distortions = [], []
+    for xb in x.split(batch):
+        q, prior = model.posterior(xb), model.prior()
+        kl = analytic_kl(q, prior)  # else Monte Carlo: the mean of log q(z) - log p(z)
+        log_lik_sum = torch.zeros(len(xb), dtype=torch.float64, device=x.device)
+        kl_sum = torch.zeros_like(log_lik_sum)
+        for start in range(0, n_samples, chunk):
+            z = _sample(q, min(chunk, n_samples - start))
+            log_lik_sum = log_lik_sum + log_likelihood(model, xb, z).double().sum(0)
+            if kl is None:
+                kl_sum = kl_sum + (q.log_prob(z) - prior.log_prob(z)).double().sum(0)
+        distortions.append(-log_lik_sum / n_samples)
+        rates.append(kl_sum / n_samples if kl is None else kl.double())
+    rate, distortion = torch.cat(rates), torch.cat(distortions)
+    return ElboTerms(elbo=-(rate + distortion), rate=rate, distortion=distortion)
+
+
+def log_mean_exp(chunks: Iterable[Tensor], n_samples: int) -> Tensor:
+    """log (1/K) sum_k exp(w_k) over chunks of log-weights (s, B), as a running log-sum-exp.
+
+    In float64: the weights of K = 5000 samples span many orders of magnitude.
+    """
+    parts = (torch.logsumexp(log_w.double(), dim=0) for log_w in chunks)
+    total = next(parts)  # there is at least one chunk: n_samples >= 1
+    for part in parts:
+        total = torch.logaddexp(total, part)
+    return total - math.log(n_samples)
+
+
+def log_px_iwae(
+    model: LatentVariableModel,
+    x: Tensor,
+    n_samples: int,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> Tensor:
+    """The importance-weighted estimate of log p(x) per input (N,), z_k ~ q(z|x), K = n_samples.
+
+    A lower bound in expectation that tightens to log p(x) as K grows; K = 1 is the ELBO.
+    """
+    batch, chunk = _plan(len(x), _n_dims(model, x), n_samples, max_elements)
+
+    def chunks(xb: Tensor) -> Iterator[Tensor]:
+        q = model.posterior(xb)
+        for start in range(0, n_samples, chunk):
+            yield log_weights(model, xb, q, _sample(q, min(chunk, n_samples - start)))
+
+    return torch.cat([log_mean_exp(chunks(xb), n_samples) for xb in x.split(batch)])
+
+
+def log_px_prior_mc(
+    model: LatentVariableModel,
+    x: Tensor,
+    n_samples: int,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> Tensor:
+    """The naive estimate log (1/K) sum_k p(x|z_k) per input (N,), z_k ~ p(z), K = n_samples.
+
+    The K prior draws of a chunk are shared by the inputs of its batch (each input still sees K
+    independent draws), so the decoder runs once per draw rather than once per draw and input.
+    """
+    batch, chunk = _plan(len(x), _n_dims(model, x), n_samples, max_elements)
+    prior = model.prior()
+
+    def chunks(xb: Tensor) -> Iterator[Tensor]:
+        for start in range(0, n_samples, chunk):
+            z = prior.sample(torch.Size([min(chunk, n_samples - start)]))  # (s, *latent)
+            # Batch shape (s,) against inputs (B, 1, *data) broadcasts to (B, s).
+            yield model.likelihood(z).log_prob(xb.unsqueeze(1)).T
+
+    return torch.cat([log_mean_exp(chunks(xb), n_samples) for xb in x.split(batch)])
+
+
+def posterior_means(model: LatentVariableModel, x: Tensor, batch_size: int = _MAX_BATCH) -> Tensor:
+    """E_q[z|x] per input (N, *latent); ``model.encode`` where the posterior has no closed-form
+    mean (the contract makes ``encode`` the posterior mean)."""
+    means = []
+    for xb in x.split(batch_size):
+        try:
+            means.append(model.posterior(xb).mean)
+        except NotImplementedError:
+            means.append(model.encode(xb))
+    return torch.cat(means)
+
+
+def active_units(means: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Latent dimensions whose posterior mean varies over inputs: Var_x(E_q[z_d]) > threshold."""
+    variance = means.flatten(1).double().var(dim=0, unbiased=False)
+    return int((variance > threshold).sum())
+
+
+def bits_per_dim(log_px: Tensor, n_dims: int) -> Tensor:
+    """Negative log-likelihood in nats per input -> bits per data dimension."""
+    return -log_px / (n_dims * math.log(2))
+
+
+def standard_error(values: Tensor) -> float:
+    """The standard error of the mean of per-input values."""
+    if len(values) < 2:
+        return float("nan")
+    return (values.double().std() / math.sqrt(len(values))).item()

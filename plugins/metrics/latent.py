@@ -1,0 +1,95 @@
+"""Latent-space quality on labelled data: clusters, silhouette, k-NN and linear-probe accuracy.
+
+All look at the deterministic code (``model.encode``: the posterior mean of a latent-variable
+model); scikit-learn does the work, seeded from the trial's generator. NaN without labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from aebench_plugins.metrics.codes import encode_batched
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from aebench import MetricContext, Split
+
+NAN = float("nan")
+KNN_NEIGHBOURS = 5
+SILHOUETTE_MAX_SAMPLES = 5000  # silhouette is quadratic in the number of samples
+
+
+def _codes_and_labels(context: MetricContext, split: Split) -> tuple[np.ndarray, np.ndarray] | None:
+    """The split's codes and labels as numpy arrays; None without labels or with non-finite
+    codes (there is nothing meaningful to cluster)."""
+    if split.y is None:
+        return None
+    codes = encode_batched(context.model, split.x).double().cpu().numpy()
+    if not np.isfinite(codes).all():
+        return None
+    return codes, split.y.cpu().numpy()
+
+
+def _seed(context: MetricContext) -> int:
+    return context.generator.initial_seed() % 2**32
+
+
+def kmeans(context: MetricContext) -> dict[str, float]:
+    """k-means of the test codes: columns kmeans_nmi, kmeans_ari (labelled data only; else NaN).
+
+    k is the dataset's number of classes (else the number of distinct test labels); NMI and the
+    adjusted Rand index compare the clusters with the true labels.
+    """
+    test = _codes_and_labels(context, context.data.test)
+    if test is None:
+        return {"kmeans_nmi": NAN, "kmeans_ari": NAN}
+    codes, labels = test
+    k = context.data.info.n_classes or len(np.unique(labels))
+    clusters = KMeans(n_clusters=k, n_init=10, random_state=_seed(context)).fit_predict(codes)
+    return {
+        "kmeans_nmi": float(normalized_mutual_info_score(labels, clusters)),
+        "kmeans_ari": float(adjusted_rand_score(labels, clusters)),
+    }
+
+
+def silhouette(context: MetricContext) -> dict[str, float]:
+    """Silhouette of the true labels in test code space (labelled data only; else NaN).
+
+    Euclidean; on a seeded subsample of 5,000 when the split is larger.
+    """
+    test = _codes_and_labels(context, context.data.test)
+    if test is None or not 2 <= len(np.unique(test[1])) < len(test[1]):
+        return {"silhouette": NAN}
+    codes, labels = test
+    sample = SILHOUETTE_MAX_SAMPLES if len(codes) > SILHOUETTE_MAX_SAMPLES else None
+    score = silhouette_score(codes, labels, sample_size=sample, random_state=_seed(context))
+    return {"silhouette": float(score)}
+
+
+def _train_and_score(context: MetricContext, classifier) -> float:
+    """Accuracy on the test codes of ``classifier`` fit on the train codes (NaN without labels)."""
+    train = _codes_and_labels(context, context.data.train)
+    test = _codes_and_labels(context, context.data.test)
+    if train is None or test is None:
+        return NAN
+    return float(classifier.fit(*train).score(*test))
+
+
+def knn_acc(context: MetricContext) -> dict[str, float]:
+    """5-NN accuracy, fit on train codes, scored on test codes (labelled data only; else NaN)."""
+    classifier = KNeighborsClassifier(n_neighbors=KNN_NEIGHBOURS)
+    return {"knn_acc": _train_and_score(context, classifier)}
+
+
+def probe_acc(context: MetricContext) -> dict[str, float]:
+    """Logistic-regression probe accuracy, train codes -> test codes (labelled data only; else NaN).
+
+    The codes are standardised with the train split's statistics first.
+    """
+    probe = make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=1000, random_state=_seed(context))
+    )
+    return {"probe_acc": _train_and_score(context, probe)}

@@ -1,0 +1,279 @@
+"""The likelihood estimators of aebench.likelihood, against closed forms.
+
+Probabilistic PCA is the reference: z ~ N(0, I), x | z ~ N(Wz + b, s^2 I), so that
+log p(x) = log N(x; b, W W^T + s^2 I) and the exact posterior are known in closed form.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.distributions import (
+    Distribution,
+    Independent,
+    MultivariateNormal,
+    Normal,
+    StudentT,
+)
+
+from aebench import LatentVariableModel
+from aebench import likelihood as estimators
+from aebench.plugins import load_plugins
+
+DATA_DIM, LATENT_DIM, NOISE = 5, 2, 0.5
+
+
+class PPCA(nn.Module):
+    """Linear-Gaussian latent model; q is the exact posterior, or a deliberately wrong one."""
+
+    def __init__(self, exact_posterior: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.weight = torch.randn(DATA_DIM, LATENT_DIM, generator=g, dtype=torch.float64)
+        self.bias = torch.randn(DATA_DIM, generator=g, dtype=torch.float64)
+        self.exact_posterior = exact_posterior
+
+    def prior(self) -> Distribution:
+        zeros = torch.zeros(LATENT_DIM, dtype=torch.float64)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def likelihood(self, z: Tensor) -> Distribution:
+        return Independent(Normal(z @ self.weight.T + self.bias, NOISE), 1)
+
+    def exact_posterior_params(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean (B, L) and covariance (L, L): s^2 M^-1 and M^-1 W^T (x - b), M = W^T W + s^2 I."""
+        m = self.weight.T @ self.weight + NOISE**2 * torch.eye(LATENT_DIM, dtype=torch.float64)
+        m_inv = torch.linalg.inv(m)
+        return (x - self.bias) @ self.weight @ m_inv, NOISE**2 * m_inv
+
+    def posterior(self, x: Tensor) -> Distribution:
+        mean, cov = self.exact_posterior_params(x)
+        if self.exact_posterior:
+            return MultivariateNormal(mean, cov.expand(len(x), -1, -1))
+        # Mean-field, shifted and too wide: a poor q, so that the bounds have a gap to close.
+        scale = 1.5 * cov.diagonal().sqrt().expand_as(mean)
+        return Independent(Normal(mean + 0.3, scale), 1)
+
+    def exact_log_px(self, x: Tensor) -> Tensor:
+        cov = self.weight @ self.weight.T + NOISE**2 * torch.eye(DATA_DIM, dtype=torch.float64)
+        return MultivariateNormal(self.bias, cov).log_prob(x)
+
+    def sample_data(self, n: int, seed: int = 1) -> Tensor:
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, LATENT_DIM, generator=g, dtype=torch.float64)
+        noise = NOISE * torch.randn(n, DATA_DIM, generator=g, dtype=torch.float64)
+        return z @ self.weight.T + self.bias + noise
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.posterior(x).mean
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.likelihood(z).mean
+
+    def loss(self, x: Tensor, out: object) -> Tensor:
+        return -self.exact_log_px(x)
+
+
+def test_ppca_satisfies_the_latent_variable_contract() -> None:
+    assert isinstance(PPCA(), LatentVariableModel)
+
+
+def test_iwae_with_exact_posterior_is_exact_for_every_sample_count() -> None:
+    model = PPCA(exact_posterior=True)
+    x = model.sample_data(50)
+    # log p(x, z) - log q(z|x) = log p(x) for every z: the weights have no variance at all.
+    weights = estimators.log_weights(model, x, model.posterior(x), model.posterior(x).sample((7,)))
+    assert weights.std(0).max() < 1e-8
+    for k in (1, 3):
+        torch.testing.assert_close(
+            estimators.log_px_iwae(model, x, k), model.exact_log_px(x), atol=1e-8, rtol=0
+        )
+
+
+def test_elbo_with_exact_posterior_equals_log_px() -> None:
+    model = PPCA(exact_posterior=True)
+    x = model.sample_data(50)
+    torch.manual_seed(0)
+    terms = estimators.elbo_terms(model, x, n_samples=4000)
+    # The KL is analytic; only E_q[log p(x|z)] is Monte Carlo, and 4000 draws pin it to ~0.02.
+    torch.testing.assert_close(terms.elbo, model.exact_log_px(x), atol=0.1, rtol=0)
+    assert abs((terms.elbo - model.exact_log_px(x)).mean()) < 0.02
+
+
+def test_iwae_approaches_log_px_as_samples_grow() -> None:
+    model = PPCA(exact_posterior=False)
+    x = model.sample_data(200)
+    exact = model.exact_log_px(x).mean().item()
+    torch.manual_seed(0)
+    gaps = [exact - estimators.log_px_iwae(model, x, k).mean().item() for k in (1, 3, 10, 1000)]
+    assert gaps[0] > 1.0  # q is poor: the ELBO is well below log p(x)
+    assert all(a > b for a, b in zip(gaps, gaps[1:], strict=False))
+    assert 0 <= gaps[-1] < 0.05
+
+
+def test_elbo_below_iwae_below_exact() -> None:
+    model = PPCA(exact_posterior=False)
+    x = model.sample_data(200)
+    torch.manual_seed(0)
+    elbo = estimators.elbo_terms(model, x, n_samples=200).elbo
+    iwae = estimators.log_px_iwae(model, x, 200)
+    exact = model.exact_log_px(x)
+    mc_error = 0.02
+    assert elbo.mean() < iwae.mean() - 0.1
+    assert iwae.mean() <= exact.mean() + mc_error
+
+
+def test_rate_and_distortion_match_closed_forms() -> None:
+    model = PPCA(exact_posterior=False)
+    x = model.sample_data(20)
+    q = model.posterior(x)
+    mean, var = q.mean, q.variance
+    # KL(N(m, diag v) || N(0, I)) = 1/2 sum(v + m^2 - 1 - log v)
+    rate = 0.5 * (var + mean**2 - 1 - var.log()).sum(1)
+    # -E_q log N(x; Wz + b, s^2 I) = D/2 log(2 pi s^2) + (|x - Wm - b|^2 + tr(W diag(v) W^T)) / 2s^2
+    residual = (x - mean @ model.weight.T - model.bias).pow(2).sum(1)
+    trace = (model.weight.pow(2) * var.unsqueeze(1)).sum((1, 2))
+    distortion = 0.5 * DATA_DIM * math.log(2 * math.pi * NOISE**2) + (residual + trace) / (
+        2 * NOISE**2
+    )
+    torch.manual_seed(0)
+    terms = estimators.elbo_terms(model, x, n_samples=20000)
+    torch.testing.assert_close(terms.rate, rate, atol=1e-9, rtol=0)
+    torch.testing.assert_close(terms.distortion, distortion, atol=0.1, rtol=0.01)
+    torch.testing.assert_close(terms.elbo, -(terms.rate + terms.distortion))
+
+
+class StudentPrior(nn.Module):
+    """1-D latent with a Student-t prior: KL(Normal || StudentT) has no closed form in torch."""
+
+    def prior(self) -> Distribution:
+        return Independent(StudentT(3.0, torch.zeros(1), torch.ones(1)), 1)
+
+    def posterior(self, x: Tensor) -> Distribution:
+        return Independent(Normal(x[:, :1], 0.5 * torch.ones(len(x), 1)), 1)
+
+    def likelihood(self, z: Tensor) -> Distribution:
+        return Independent(Normal(z.expand(*z.shape[:-1], 2), 1.0), 1)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return x[:, :1]
+
+    def decode(self, z: Tensor) -> Tensor:
+        return z.expand(*z.shape[:-1], 2)
+
+
+def test_rate_falls_back_to_monte_carlo_without_a_closed_form() -> None:
+    model = StudentPrior()
+    x = torch.tensor([[0.0, 0.0], [2.0, 1.0]])
+    q, p = model.posterior(x), model.prior()
+    assert estimators.analytic_kl(q, p) is None
+    # KL by quadrature on a fine grid: sum q(z) (log q(z) - log p(z)) dz
+    grid = torch.linspace(-8, 10, 200_001).view(-1, 1, 1)
+    log_q, log_p = q.log_prob(grid), p.log_prob(grid)
+    quadrature = torch.trapezoid(log_q.exp() * (log_q - log_p), grid.view(-1), dim=0)
+    torch.manual_seed(0)
+    rate = estimators.elbo_terms(model, x, n_samples=40_000).rate.float()
+    torch.testing.assert_close(rate, quadrature, atol=0.02, rtol=0)
+
+
+def test_log_mean_exp_over_chunks_equals_one_logsumexp() -> None:
+    log_w = 50 * torch.randn(
+        300, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    expected = log_w.logsumexp(0) - math.log(300)
+    for size in (1, 7, 300):
+        torch.testing.assert_close(estimators.log_mean_exp(log_w.split(size), 300), expected)
+
+
+class CountingPPCA(PPCA):
+    """Records how many (input, sample) pairs each likelihood call scores."""
+
+    def __init__(self) -> None:
+        super().__init__(exact_posterior=False)
+        self.scored: list[int] = []
+
+    def likelihood(self, z: Tensor) -> Distribution:
+        outer = super().likelihood(z)
+        model = self
+
+        class Counted(Independent):
+            def log_prob(self, value: Tensor) -> Tensor:
+                out = super().log_prob(value)
+                model.scored.append(out.numel())
+                return out
+
+        return Counted(outer.base_dist, 1)
+
+
+@pytest.mark.parametrize(
+    "estimate", [estimators.log_px_iwae, estimators.log_px_prior_mc, estimators.elbo_terms]
+)
+@pytest.mark.parametrize(("n_inputs", "n_samples", "budget"), [(20, 500, 1000), (120, 50, 4000)])
+def test_work_is_chunked_within_the_element_budget(estimate, n_inputs, n_samples, budget) -> None:
+    model = CountingPPCA()
+    x = model.sample_data(n_inputs)
+    estimate(model, x, n_samples, max_elements=budget)
+    per_pair = DATA_DIM + LATENT_DIM
+    assert max(model.scored) * per_pair <= budget
+    assert sum(model.scored) == n_inputs * n_samples  # every pair scored exactly once
+
+
+def test_seeded_sampling_is_reproducible_and_leaves_the_global_stream_alone() -> None:
+    model = PPCA(exact_posterior=False)
+    x = model.sample_data(20)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    generator = torch.Generator().manual_seed(7)
+    with estimators.seeded(generator):
+        first = estimators.log_px_iwae(model, x, 10)
+    with estimators.seeded(generator):
+        second = estimators.log_px_iwae(model, x, 10)
+    assert torch.equal(first, second)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_active_units_counts_dimensions_with_varying_means() -> None:
+    g = torch.Generator().manual_seed(0)
+    stds = torch.tensor([1.0, 0.2, 0.05, 0.0])  # variances 1, 0.04, 0.0025, 0
+    means = torch.randn(5000, 4, generator=g) * stds + 3.0
+    expected = int((means.double().var(0, unbiased=False) > 0.01).sum())
+    assert expected == 2
+    assert estimators.active_units(means) == expected
+    assert estimators.active_units(means, threshold=0.001) == 3
+
+
+def test_posterior_means_are_the_posteriors_means() -> None:
+    model = PPCA(exact_posterior=True)
+    x = model.sample_data(30)
+    mean, _ = model.exact_posterior_params(x)
+    torch.testing.assert_close(estimators.posterior_means(model, x, batch_size=7), mean)
+
+
+def test_prior_sampling_is_far_worse_than_importance_sampling_on_a_trained_vae() -> None:
+    plugins = load_plugins()
+    data = plugins.datasets.get("digits").factory()
+    torch.manual_seed(0)
+    # A narrow Gaussian likelihood makes the code informative (a rate of ~15 nats), so that few
+    # prior draws land where the posterior is.
+    model = plugins.models.get("vae").factory(
+        data.info, latent_dim=8, hidden=[64], likelihood="gaussian", sigma=0.1
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(3):
+        for batch in data.train.x[torch.randperm(len(data.train))].split(64):
+            loss = model.loss(batch, model(batch)).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    test_x = data.test.x[:100]
+    with torch.no_grad():
+        torch.manual_seed(1)
+        elbo = estimators.elbo_terms(model, test_x, 10).elbo.mean().item()
+        iwae = estimators.log_px_iwae(model, test_x, 100).mean().item()
+        prior_mc = estimators.log_px_prior_mc(model, test_x, 100).mean().item()
+    assert elbo < iwae
+    assert prior_mc < iwae - 10.0, (prior_mc, iwae)
