@@ -201,7 +201,7 @@ class MlflowTracker(SuiteObserver):
             database.parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri)
         self._output = Path(output)
-        self._commit = git_commit()
+        self._commit = git_commit(Path(suite.path).resolve().parent) or git_commit()
         self.experiment_id = self._experiment(suite.name)
         tags = {
             "aebench.suite": suite.name,
@@ -317,6 +317,8 @@ def ui_command(database: Path, port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",  # one person browsing: one worker starts fastest
+        "1",
     ]
 
 
@@ -326,8 +328,11 @@ def serve_ui(database: Path, port: int) -> int:
 
     if not Path(database).is_file():
         raise TrackingError(f"{database}: no MLflow store here; run a suite first (aebench run)")
+    database = Path(database).resolve()
+    # The server's job runner serves GenAI features aebench does not use; it costs seconds.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     # Its own process group, so that stopping it stops the web server's workers too.
-    server = subprocess.Popen(ui_command(database, port), start_new_session=True)
+    server = subprocess.Popen(ui_command(database, port), env=env, start_new_session=True)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
