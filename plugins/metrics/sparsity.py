@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from aebench_plugins.metrics.codes import encode_batched
-
 from aebench import MetricContext
+from aebench_plugins.metrics.codes import encode_batched
 
 ACTIVE_THRESHOLD = 0.05
 

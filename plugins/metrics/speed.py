@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import torch
-from aebench_plugins.metrics.codes import EVAL_BATCH
 
 from aebench import MetricContext
+from aebench_plugins.metrics.codes import EVAL_BATCH
 
 MIN_TIMED_S = 0.2  # repeat passes over the test split until at least this long was timed
 

@@ -1,0 +1,268 @@
+"""The metric plugins: registration, NaN where a metric does not apply, [eval] settings, columns.
+
+The estimators' mathematics is tested in test_likelihood.py; here the plugins around them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
+
+from aebench import Data, DataInfo, MetricContext, ModelOutput, Split
+from aebench.cli import main
+from aebench.plugins import load_plugins
+from aebench.results import read_results
+from aebench.runner import run_suite
+from aebench.suite import load_suite
+
+LIKELIHOOD_COLUMNS = {
+    "elbo": ["elbo", "rate", "distortion", "bits_per_dim"],
+    "log_px_iwae": ["log_px_iwae", "log_px_iwae_se"],
+    "log_px_prior_mc": ["log_px_prior_mc"],
+    "active_units": ["active_units"],
+}
+OTHER_COLUMNS = {
+    "recon_mse": ["recon_mse"],
+    "recon_bce": ["recon_bce"],
+    "recon_psnr": ["recon_psnr"],
+    "kmeans": ["kmeans_nmi", "kmeans_ari"],
+    "silhouette": ["silhouette"],
+    "knn_acc": ["knn_acc"],
+    "probe_acc": ["probe_acc"],
+    "code_mean_abs": ["code_mean_abs"],
+    "code_frac_active": ["code_frac_active"],
+    "infer_samples_per_s": ["infer_samples_per_s"],
+    "n_params": ["n_params"],
+}
+COLUMNS = LIKELIHOOD_COLUMNS | OTHER_COLUMNS
+
+
+def make_context(model: nn.Module, data: Data, **settings) -> MetricContext:
+    return MetricContext(
+        model=model.eval(),
+        data=data,
+        settings=settings,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def test_every_metric_is_listed_with_a_description(capsys) -> None:
+    assert main(["list", "metrics", "--json"]) == 0
+    listed = {m["name"]: m["description"] for m in json.loads(capsys.readouterr().out)["metrics"]}
+    assert set(COLUMNS) <= set(listed)
+    for name in LIKELIHOOD_COLUMNS:
+        assert "latent-variable models" in listed[name]  # says when it applies
+    for name in ("kmeans", "silhouette", "knn_acc", "probe_acc"):
+        assert "labelled data" in listed[name]
+
+
+def test_metrics_return_their_documented_columns_for_an_autoencoder_and_a_vae() -> None:
+    plugins = load_plugins()
+    data = plugins.datasets.get("digits").factory()
+    torch.manual_seed(0)
+    ae = plugins.models.get("ae").factory(data.info, latent_dim=4, hidden=[16])
+    vae = plugins.models.get("vae").factory(data.info, latent_dim=4, hidden=[16])
+    for model, deterministic in ((ae, True), (vae, False)):
+        context = make_context(model, data, iwae_samples=5, elbo_samples=1)
+        for name, columns in COLUMNS.items():
+            with torch.no_grad():
+                values = plugins.metrics.get(name).factory(context)
+            assert sorted(values) == sorted(columns), name
+            nan_expected = deterministic and name in LIKELIHOOD_COLUMNS
+            for column, value in values.items():
+                assert isinstance(value, float), column
+                assert math.isnan(value) == nan_expected, (column, value)
+
+
+class ExactPPCA(nn.Module):
+    """Probabilistic PCA with its exact posterior: every likelihood estimate equals log p(x)."""
+
+    def __init__(self, data_dim: int = 4, latent_dim: int = 2) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter(torch.randn(data_dim, latent_dim, generator=g))
+        self.bias = nn.Parameter(torch.randn(data_dim, generator=g))
+        self.noise = 0.5
+
+    def prior(self) -> Distribution:
+        zeros = torch.zeros(self.weight.shape[1])
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def posterior(self, x: Tensor) -> Distribution:
+        w = self.weight
+        m_inv = torch.linalg.inv(w.T @ w + self.noise**2 * torch.eye(w.shape[1]))
+        cov = (self.noise**2 * m_inv).expand(len(x), -1, -1)
+        return MultivariateNormal((x - self.bias) @ w @ m_inv, cov)
+
+    def likelihood(self, z: Tensor) -> Distribution:
+        return Independent(Normal(z @ self.weight.T + self.bias, self.noise), 1)
+
+    def exact_log_px(self, x: Tensor) -> Tensor:
+        cov = self.weight @ self.weight.T + self.noise**2 * torch.eye(len(self.bias))
+        return MultivariateNormal(self.bias, cov).log_prob(x)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.posterior(x).mean
+
+    def decode(self, z: Tensor) -> Tensor:
+        return z @ self.weight.T + self.bias
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        code = self.encode(x)
+        return ModelOutput(code=code, recon=self.decode(code))
+
+    def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
+        return -self.exact_log_px(x)
+
+
+def ppca_context(n: int = 300, **settings) -> tuple[ExactPPCA, MetricContext]:
+    model = ExactPPCA()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        z = torch.randn(n, 2, generator=g)
+        x = z @ model.weight.T + model.bias + model.noise * torch.randn(n, 4, generator=g)
+    data = Data(DataInfo(shape=(4,), kind="real"), train=Split(x), test=Split(x))
+    return model, make_context(model, data, **settings)
+
+
+def test_likelihood_plugins_are_exact_on_exact_ppca() -> None:
+    plugins = load_plugins()
+    model, context = ppca_context(n=100, iwae_samples=3, elbo_samples=1000)
+    with torch.no_grad():
+        exact = model.exact_log_px(context.data.test.x).double()
+        iwae = plugins.metrics.get("log_px_iwae").factory(context)
+        elbo = plugins.metrics.get("elbo").factory(context)
+    assert iwae["log_px_iwae"] == pytest.approx(exact.mean().item(), abs=1e-4)
+    assert iwae["log_px_iwae_se"] == pytest.approx(exact.std().item() / math.sqrt(100), rel=1e-3)
+    assert elbo["elbo"] == pytest.approx(exact.mean().item(), abs=0.02)
+    assert elbo["elbo"] == pytest.approx(-(elbo["rate"] + elbo["distortion"]), abs=1e-6)
+    assert elbo["bits_per_dim"] == pytest.approx(-elbo["elbo"] / (4 * math.log(2)))
+
+
+def test_iwae_samples_setting_is_used() -> None:
+    # A prior-sampling estimate of this model's log p(x) improves visibly from K = 1 to 2000.
+    plugins = load_plugins()
+    prior_mc = plugins.metrics.get("log_px_prior_mc").factory
+    _, one = ppca_context(iwae_samples=1)
+    _, many = ppca_context(iwae_samples=2000)
+    with torch.no_grad():
+        assert prior_mc(one)["log_px_prior_mc"] < prior_mc(many)["log_px_prior_mc"] - 1.0
+
+
+def test_active_units_counts_varying_posterior_means() -> None:
+    plugins = load_plugins()
+    model, context = ppca_context()
+    with torch.no_grad():
+        means = model.posterior(context.data.test.x).mean.numpy()
+        result = plugins.metrics.get("active_units").factory(context)
+    assert result["active_units"] == float((means.var(axis=0) > 0.01).sum())
+    assert result["active_units"] == 2.0
+
+
+class Shrink(nn.Module):
+    """Reconstructs x as 0.9 x: a known reconstruction error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(3, 2)  # 3 * 2 + 2 = 8 parameters, unused
+        self.delay_per_sample_s = 0.0
+
+    def encode(self, x: Tensor) -> Tensor:
+        time.sleep(self.delay_per_sample_s * len(x))
+        return x
+
+    def decode(self, z: Tensor) -> Tensor:
+        return 0.9 * z
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        return ModelOutput(code=x, recon=0.9 * x)
+
+    def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
+        return torch.zeros(len(x))
+
+
+def image_context(model: nn.Module, kind: str = "unit") -> MetricContext:
+    x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    if kind == "real":
+        x = 4 * x - 1
+    data = Data(DataInfo(shape=(1, 2, 2), kind=kind), train=Split(x), test=Split(x))
+    return make_context(model, data)
+
+
+@pytest.mark.parametrize("kind", ["unit", "real"])
+def test_psnr_by_hand(kind: str) -> None:
+    context = image_context(Shrink(), kind)
+    x = context.data.test.x.numpy().reshape(6, -1)
+    peak = 1.0 if kind == "unit" else x.max() - x.min()
+    mse = ((0.9 * x - x) ** 2).mean(axis=1)
+    expected = np.mean(10 * np.log10(peak**2 / mse))
+    psnr = load_plugins().metrics.get("recon_psnr").factory(context)["recon_psnr"]
+    assert psnr == pytest.approx(expected, rel=1e-4)
+
+
+def test_n_params_and_inference_throughput() -> None:
+    plugins = load_plugins()
+    model = Shrink()
+    model.delay_per_sample_s = 1e-3  # at most 1,000 samples per second
+    context = image_context(model)
+    assert plugins.metrics.get("n_params").factory(context) == {"n_params": 8.0}
+    rate = plugins.metrics.get("infer_samples_per_s").factory(context)["infer_samples_per_s"]
+    assert 300 < rate < 1000
+
+
+SUITE = """
+[suite]
+name = "metrics"
+seeds = [0]
+device = "cpu"
+
+[train]
+epochs = 1
+batch_size = 128
+
+[eval]
+iwae_samples = 10
+{metrics}
+
+[[datasets]]
+plugin = "digits"
+
+[[models]]
+plugin = "ae"
+params = {{ hidden = [16], latent_dim = 4 }}
+
+[[models]]
+plugin = "vae"
+params = {{ hidden = [16], latent_dim = 4 }}
+"""
+
+
+def test_a_suite_records_every_column_nan_where_it_does_not_apply(write_suite, tmp_path) -> None:
+    plugins = load_plugins()
+    suite = load_suite(write_suite(SUITE.format(metrics="")), plugins)
+    run_suite(suite, plugins, output=tmp_path / "all", device="cpu")
+    table = read_results(tmp_path / "all").set_index("model")
+    assert set(table["status"]) == {"ok"}
+    for name, columns in COLUMNS.items():
+        for column in columns:
+            assert not math.isnan(table.loc["vae", column]), column
+            is_nan = math.isnan(table.loc["ae", column])
+            assert is_nan == (name in LIKELIHOOD_COLUMNS), column
+
+
+def test_eval_metrics_selects_metrics_by_name(write_suite, tmp_path) -> None:
+    plugins = load_plugins()
+    text = SUITE.format(metrics='metrics = ["elbo", "n_params"]')
+    suite = load_suite(write_suite(text), plugins)
+    run_suite(suite, plugins, output=tmp_path / "some", device="cpu")
+    table = read_results(tmp_path / "some")
+    assert {"elbo", "rate", "distortion", "bits_per_dim", "n_params"} <= set(table.columns)
+    assert not {"log_px_iwae", "kmeans_nmi", "recon_psnr"} & set(table.columns)
