@@ -163,7 +163,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     if run.already_done:
         print(f"{run.already_done} trials were already finished in {output} (--rerun repeats them)")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
-    print(f"{len(run.rows)} trials ({counts}); results in {run.output}")
+    print(f"{len(run.rows)} trials run ({counts or 'nothing left to run'}); results in {output}")
     if report.paths:
         print(f"report: {report.paths[1]}")
     return 1 if run.counts.get("failed") else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import time
 import traceback
 from collections.abc import Sequence
@@ -13,14 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from aebench.checks import ContractError, check_first_batch
 from aebench.contracts import Data, MetricContext
 from aebench.data import DataCache
 from aebench.plugins import Plugins
 from aebench.results import flatten, read_results, upsert, write_results
-from aebench.suite import Suite, Trial
+from aebench.suite import Suite, SuiteError, Trial
 from aebench.train import train_model
 
 Row = dict[str, Any]
+log = logging.getLogger("aebench")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,6 +67,13 @@ def base_row(trial: Trial, plugins: Plugins, device: torch.device) -> Row:
         if entry.distribution:
             row[f"version.{entry.distribution}"] = entry.version
     return row
+
+
+def describe_plugin(plugins: Plugins, kind: str, name: str) -> str:
+    """``model 'vae' (aebench-plugin-example 0.1.0)``: who to blame for a broken contract."""
+    entry = plugins.registries[f"{kind}s"].get(name)
+    origin = f"{entry.distribution} {entry.version}" if entry.distribution else entry.plugin
+    return f"{kind} {name!r} ({origin})"
 
 
 def selected_metrics(trial: Trial, plugins: Plugins) -> list[str]:
@@ -121,6 +131,14 @@ def _train_and_measure(
     if reason:
         return {"status": "skipped", "reason": reason}
 
+    broken = check_first_batch(
+        model, regularizer, data.info, data.train.x[: trial.train["batch_size"]]
+    )
+    if broken:
+        kind, error = broken
+        component = trial.model if kind == "model" else trial.regularizer
+        raise ContractError(f"{describe_plugin(plugins, kind, component.plugin)}: {error}")
+
     generator = torch.Generator(device=device).manual_seed(trial.seed)
     train = {k: trial.train[k] for k in ("epochs", "batch_size", "lr")}
     result = train_model(model, regularizer, data, generator=generator, **train)
@@ -154,10 +172,26 @@ def _train_and_measure(
     return row
 
 
+def load_datasets(suite: Suite, plugins: Plugins, device: torch.device) -> DataCache:
+    """Every dataset of the suite, loaded before anything trains: a dataset that cannot be loaded
+    (missing files, say) is a ``SuiteError`` naming its place in the file."""
+    cache = DataCache(plugins)
+    for component in {t.dataset.source: t.dataset for t in suite.trials}.values():
+        try:
+            cache.get(component, device)
+        except Exception as exc:
+            raise SuiteError(
+                f"{suite.path}: {component.source}: cannot load dataset {component.plugin!r}: {exc}"
+            ) from None
+    return cache
+
+
 @dataclass
 class SuiteRun:
     output: Path
     rows: list[Row]
+    already_done: int = 0  # trials found finished in the output folder and not run again
+    interrupted: bool = False  # Ctrl-C or SIGTERM stopped the run; finished rows are on disk
 
     @property
     def counts(self) -> dict[str, int]:
@@ -167,6 +201,18 @@ class SuiteRun:
         return out
 
 
+# Statuses that a rerun does not repeat. A failed trial is tried again: its cause may be fixed.
+FINISHED = frozenset({"ok", "skipped", "diverged"})
+
+
+def pending(suite: Suite, table: Any, rerun: bool = False) -> list[Trial]:
+    """The trials of ``suite`` that the results ``table`` does not hold as finished."""
+    if rerun or table.empty:
+        return list(suite.trials)
+    done = set(table.loc[table["status"].isin(FINISHED), "trial_id"])
+    return [t for t in suite.trials if t.id not in done]
+
+
 def run_suite(
     suite: Suite,
     plugins: Plugins,
@@ -174,24 +220,43 @@ def run_suite(
     output: Path | None = None,
     device: str | None = None,
     observers: Sequence[SuiteObserver] = (),
+    rerun: bool = False,
+    cache: DataCache | None = None,
 ) -> SuiteRun:
-    """Run every trial, writing the table after each one; observers hear each step."""
+    """Run every trial not already finished, writing the table after each one.
+
+    Observers hear each step. On KeyboardInterrupt the trial in progress is abandoned, observers
+    hear ``suite_finished`` with ``run.interrupted`` set, and the interrupt goes on up.
+    """
     output = suite.output_dir(output)
     chosen = resolve_device(device or suite.spec.suite.device)
-    cache = DataCache(plugins)
+    cache = cache or DataCache(plugins)
     table = read_results(output)
-    run = SuiteRun(output, [])
+    trials = pending(suite, table, rerun)
+    run = SuiteRun(output, [], already_done=len(suite.trials) - len(trials))
     for observer in observers:
-        observer.suite_started(suite, output, suite.trials)
-    for trial in suite.trials:
+        observer.suite_started(suite, output, trials)
+    try:
+        for trial in trials:
+            for observer in observers:
+                observer.trial_started(trial)
+            if suite.spec.suite.isolate:
+                from aebench.isolation import run_isolated
+
+                row, outcome = run_isolated(trial, plugins, chosen, cache)
+            else:
+                row, outcome = run_trial(trial, plugins, chosen, cache)
+            if outcome.traceback:
+                log.error("trial %s failed:\n%s", trial.id, outcome.traceback)
+            run.rows.append(row)
+            table = upsert(table, row)
+            write_results(output, table)
+            for observer in observers:
+                observer.trial_finished(trial, row, outcome)
+    except KeyboardInterrupt:
+        run.interrupted = True
+        raise
+    finally:
         for observer in observers:
-            observer.trial_started(trial)
-        row, outcome = run_trial(trial, plugins, chosen, cache)
-        run.rows.append(row)
-        table = upsert(table, row)
-        write_results(output, table)
-        for observer in observers:
-            observer.trial_finished(trial, row, outcome)
-    for observer in observers:
-        observer.suite_finished(run)
+            observer.suite_finished(run)
     return run

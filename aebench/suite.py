@@ -36,6 +36,7 @@ class SuiteSection(_Section):
     seeds: Annotated[list[int], Field(min_length=1)] = [0]
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
     output: str | None = None
+    isolate: bool = False  # each trial in its own process: a crash there is a failed trial
 
 
 class TrainSection(_Section):
@@ -78,6 +79,7 @@ class Component:
 
     plugin: str
     params: dict[str, Any]
+    source: str = field(default="", compare=False)  # its place in the suite: "datasets[0]"
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ def _resolve_entry(
                 what = f"{registry.kind} {entry.plugin!r}: {_explain(error)}"
                 name = name + (rest if rest.startswith("[") else f".{rest}" if rest else "")
             raise SuiteError(f"{path}: {where}.{part}.{name}: {what}") from None
-        points.append(Component(entry.plugin, resolved.model_dump()))
+        points.append(Component(entry.plugin, resolved.model_dump(), where))
     return points
 
 

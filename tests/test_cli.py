@@ -24,7 +24,7 @@ def test_run_writes_a_row_per_trial(tiny_suite, tmp_path):
     assert result.returncode == 0, result.stderr
     table = pd.read_parquet(tmp_path / "results" / "tiny" / "results.parquet")
     assert len(table) == 4 and set(table["status"]) == {"ok"}
-    assert "4 trials (4 ok)" in result.stdout
+    assert "4 trials run (4 ok)" in result.stdout
 
 
 def test_output_and_device_options(tiny_suite, tmp_path):

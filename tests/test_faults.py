@@ -1,0 +1,299 @@
+"""Faults: a diverging loss, off-contract plugins, Ctrl-C, SIGTERM, kill -9 and resume, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from aebench import ModelOutput, hookimpl
+from aebench.plugins import load_plugins
+from aebench.runner import run_suite
+from aebench.suite import load_suite
+
+# A third-party plugin for the subprocess tests: `slow` sleeps in each step and touches a marker
+# file, so a test knows that a trial is under way; `crash` kills its own process with SIGSEGV.
+SLOW_PLUGIN = """
+import math, os, pathlib, signal, time
+import torch
+from aebench import ModelOutput, hookimpl
+
+class Slow(torch.nn.Module):
+    \"\"\"A linear autoencoder that sleeps in every step.\"\"\"
+
+    def __init__(self, info, latent_dim: int = 2, delay: float = 0.05, crash: bool = False):
+        super().__init__()
+        self.shape, self.delay, self.crash = info.shape, delay, crash
+        self.encoder = torch.nn.Linear(math.prod(info.shape), latent_dim)
+        self.decoder = torch.nn.Linear(latent_dim, math.prod(info.shape))
+
+    def encode(self, x):
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z):
+        return torch.sigmoid(self.decoder(z)).view(-1, *self.shape)
+
+    def forward(self, x):
+        if self.training:
+            if os.environ.get("MARKER"):
+                pathlib.Path(os.environ["MARKER"]).touch()
+            if self.crash:
+                os.kill(os.getpid(), signal.SIGSEGV)
+            time.sleep(self.delay)
+        code = self.encode(x)
+        return ModelOutput(code=code, recon=self.decode(code))
+
+    def loss(self, x, out):
+        return (out.recon - x).pow(2).flatten(1).sum(1)
+
+@hookimpl
+def aebench_register_models(register):
+    register("slow", Slow)
+"""
+
+SUITE = """
+[suite]
+name = "faults"
+device = "cpu"
+{suite_extra}
+[train]
+epochs = 2
+batch_size = 64
+
+[eval]
+metrics = ["recon_mse"]
+
+[tracking]
+enabled = false
+
+[[datasets]]
+plugin = "digits"
+
+[[models]]
+plugin = "ae"
+params = {{ hidden = [8] }}
+
+[[models]]
+plugin = "slow"
+params = {{ delay = {delay}, crash = {crash} }}
+"""
+
+
+def start(suite: Path, site: Path, cwd: Path, marker: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    if marker:
+        env["MARKER"] = str(marker)
+    return subprocess.Popen(
+        [sys.executable, "-m", "aebench.cli", "run", str(suite)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the slow trial never started"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def slow_suite(write_suite, make_distribution):
+    site = make_distribution("aebench_slow_plugin", SLOW_PLUGIN)
+
+    def make(delay: float = 0.05, crash: bool = False, isolate: bool = False) -> tuple[Path, Path]:
+        extra = "isolate = true" if isolate else ""
+        text = SUITE.format(delay=delay, crash=str(crash).lower(), suite_extra=extra)
+        return write_suite(text), site
+
+    return make
+
+
+def table(cwd: Path) -> pd.DataFrame:
+    return pd.read_parquet(cwd / "results" / "faults" / "results.parquet")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_path, signum):
+    suite, site = slow_suite(delay=0.2)
+    marker = tmp_path / "started"
+    process = start(suite, site, tmp_path, marker)
+    wait_for(marker, process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=30)  # prompt: well before the slow trial would end
+    assert process.returncode == 128 + signum
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    rows = table(tmp_path)
+    assert list(rows["model"]) == ["ae"] and list(rows["status"]) == ["ok"]
+
+
+def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tmp_path):
+    suite, site = slow_suite(delay=0.2)
+    marker = tmp_path / "started"
+    process = start(suite, site, tmp_path, marker)
+    wait_for(marker, process)
+    process.kill()
+    process.communicate(timeout=30)
+    first = table(tmp_path)
+    assert list(first["model"]) == ["ae"]
+    assert not list((tmp_path / "results" / "faults").glob(".*.tmp"))
+
+    suite, site = slow_suite(delay=0.2)  # the same suite; the ae trial must not run again
+    rerun = start(suite, site, tmp_path)
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert "1 trials were already finished" in stdout
+    final = table(tmp_path)
+    assert sorted(final["model"]) == ["ae", "slow"]
+    assert final["trial_id"].is_unique
+    ae = final[final["model"] == "ae"].iloc[0]
+    assert ae["train_s"] == first.iloc[0]["train_s"]  # the very row of the first run
+
+
+def test_an_isolated_trial_that_segfaults_is_failed_and_the_suite_goes_on(slow_suite, tmp_path):
+    suite, site = slow_suite(crash=True, isolate=True)
+    process = start(suite, site, tmp_path)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1  # a failed trial
+    rows = table(tmp_path).set_index("model")
+    assert rows.loc["ae", "status"] == "ok"
+    assert rows.loc["slow", "status"] == "failed"
+    assert rows.loc["slow", "reason"] == "trial process was killed by SIGSEGV"
+
+
+class Diverging(torch.nn.Module):
+    """A model whose loss turns NaN in its second epoch."""
+
+    def __init__(self, info, latent_dim: int = 2):
+        super().__init__()
+        self.net = torch.nn.Linear(64, 64)
+        self.steps = 0
+
+    def encode(self, x):
+        return x.flatten(1)[:, :2]
+
+    def decode(self, z):
+        return torch.zeros(len(z), 1, 8, 8)
+
+    def forward(self, x):
+        self.steps += 1
+        recon = self.net(x.flatten(1)).view_as(x)
+        return ModelOutput(code=self.encode(x), recon=recon)
+
+    def loss(self, x, out):
+        loss = (out.recon - x).pow(2).flatten(1).sum(1)
+        return loss * float("nan") if self.steps > 30 else loss
+
+
+def off_contract(recon_shape=None, loss_per_batch=False, event_shape_wrong=False):
+    """A linear VAE-like model that breaks the contract in one chosen way."""
+
+    class OffContract(torch.nn.Module):
+        """Breaks the contract on purpose."""
+
+        def __init__(self, info, latent_dim: int = 2):
+            super().__init__()
+            self.enc = torch.nn.Linear(64, latent_dim)
+            self.dec = torch.nn.Linear(latent_dim, 64)
+
+        def encode(self, x):
+            return self.enc(x.flatten(1))
+
+        def decode(self, z):
+            recon = torch.sigmoid(self.dec(z))
+            return recon if recon_shape else recon.view(-1, 1, 8, 8)
+
+        def forward(self, x):
+            code = self.encode(x)
+            return ModelOutput(code=code, recon=self.decode(code))
+
+        def loss(self, x, out):
+            per_element = (out.recon.reshape(x.shape) - x).pow(2).flatten(1)
+            return per_element if loss_per_batch else per_element.sum(1)
+
+        def prior(self):
+            return torch.distributions.Independent(
+                torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1
+            )
+
+        def posterior(self, x):
+            return torch.distributions.Independent(
+                torch.distributions.Normal(self.encode(x), torch.ones(2)), 1
+            )
+
+        def likelihood(self, z):
+            probs = torch.sigmoid(self.dec(z))
+            if not event_shape_wrong:
+                probs = probs.view(-1, 1, 8, 8)
+                return torch.distributions.Independent(torch.distributions.Bernoulli(probs), 3)
+            return torch.distributions.Independent(torch.distributions.Bernoulli(probs), 1)
+
+    return OffContract
+
+
+class FaultyModels:
+    @hookimpl
+    def aebench_register_models(self, register):
+        register("diverging", Diverging)
+        register("bad-recon", off_contract(recon_shape=True))
+        register("bad-loss", off_contract(loss_per_batch=True))
+        register("bad-likelihood", off_contract(event_shape_wrong=True))
+
+
+@pytest.fixture
+def faulty(write_suite, tmp_path):
+    plugins = load_plugins(extra=[FaultyModels()])
+
+    def run(model: str) -> dict:
+        text = SUITE.split("[[models]]")[0].format(suite_extra="", delay=0, crash="false")
+        path = write_suite(text + f'[[models]]\nplugin = "{model}"\n', f"{model}.toml")
+        run = run_suite(load_suite(path, plugins), plugins, output=tmp_path / model)
+        [row] = run.rows
+        return row
+
+    return run
+
+
+def test_a_loss_that_turns_nan_is_diverged_with_its_epoch(faulty):
+    row = faulty("diverging")
+    assert row["status"] == "diverged"
+    assert row["reason"] == "loss is not finite at epoch 2"
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("bad-recon", "reconstruction has shape (64, 64); expected the input's (64, 1, 8, 8)"),
+        ("bad-loss", "loss has shape (64, 64); expected one number per sample, shape (64,)"),
+        (
+            "bad-likelihood",
+            "likelihood(z) Independent has event shape (64,); expected the data's (1, 8, 8)",
+        ),
+    ],
+)
+def test_an_off_contract_plugin_fails_its_trial_naming_plugin_and_expectation(
+    faulty, model, expected
+):
+    row = faulty(model)
+    assert row["status"] == "failed"
+    assert row["reason"].startswith(f"ContractError: model '{model}' (")
+    assert row["reason"].endswith(expected)
+
+
+def test_two_runs_with_the_same_seeds_give_identical_metrics(plugins, tiny_suite, tmp_path):
+    suite = load_suite(tiny_suite, plugins)
+    first = pd.DataFrame(run_suite(suite, plugins, output=tmp_path / "a").rows)
+    second = pd.DataFrame(run_suite(suite, plugins, output=tmp_path / "b").rows)
+    for column in ("recon_mse", "recon_bce", "final_loss"):
+        assert list(first[column]) == list(second[column])
