@@ -36,6 +36,7 @@ HIGHER_IS_BETTER = frozenset(
     {
         "elbo",
         "log_px_iwae",
+        "log_px_prior_mc",
         "kmeans_nmi",
         "kmeans_ari",
         "silhouette",
@@ -53,6 +54,7 @@ LOWER_IS_BETTER = frozenset(
         "recon_bce",
         "recon_mae",
         "distortion",
+        "bits_per_dim",
         "final_loss",
         "train_s",
         "eval_s",
@@ -98,12 +100,20 @@ class Leaderboard:
     best: dict[str, list[int]] = field(default_factory=dict)  # metric -> row positions
 
     def label(self, position: int) -> str:
+        """``vae / none beta=1 latent_dim=2``: the plugins and the settings that tell it apart."""
         row = self.configs.iloc[position]
-        params = [
-            f"{column.split('.', 1)[1]}={_plain(row[column])}"
-            for column in self.shown
-            if column not in IDENTITY and not _missing(row[column])
-        ]
+        params = []
+        for column in self.shown:
+            if column in IDENTITY or _missing(row[column]):
+                continue
+            # A model's parameter is compared among configurations of that same model only
+            # (likewise a regularizer's), so one model's defaults do not clutter another's label.
+            owner = column.split(".", 1)[0]
+            peers = self.configs
+            if owner in ("model", "regularizer"):
+                peers = peers[peers[owner] == row[owner]]
+            if peers[column].nunique(dropna=False) > 1:
+                params.append(f"{column.split('.', 1)[1]}={_plain(row[column])}")
         return " ".join([f"{row['model']} / {row['regularizer']}", *params])
 
 
