@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import TracebackType
 
 import torch
 from torch import Tensor
@@ -29,17 +30,18 @@ class DataCache:
     def __init__(self, plugins: Plugins) -> None:
         self._plugins = plugins
         self._loaded: dict[str, Data] = {}
-        self._failed: dict[str, Exception] = {}
+        self._failed: dict[str, tuple[Exception, TracebackType | None]] = {}
 
     def get(self, dataset: Component, device: torch.device) -> Data:
         key = json.dumps([dataset.plugin, dataset.params, str(device)], sort_keys=True, default=str)
         if key in self._failed:
-            raise self._failed[key]
+            error, traceback = self._failed[key]
+            raise error.with_traceback(traceback)  # the first failure's, not one grown per trial
         if key not in self._loaded:
             factory = self._plugins.datasets.get(dataset.plugin).factory
             try:
                 self._loaded[key] = factory(**dataset.params).to(device)
             except Exception as exc:
-                self._failed[key] = exc
+                self._failed[key] = (exc, exc.__traceback__)
                 raise
         return self._loaded[key]
