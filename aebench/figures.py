@@ -132,17 +132,27 @@ def scatter_latent(ax, arrays: Mapping[str, Any], title: str = "") -> None:
     ax.set_title(title + subtitle, fontsize=9)
 
 
+def _mosaic(batch: np.ndarray, n: int, pad: int = 1) -> np.ndarray:
+    """One row of ``n`` images side by side, (H, n * (W + pad), 3), white gaps and empty tiles."""
+    channels, height, width = batch.shape[1:]
+    row = np.ones((height, n * (width + pad), 3))
+    for c, sample in enumerate(batch[:n]):
+        tile = _as_image(sample)
+        row[:, c * (width + pad) : c * (width + pad) + width] = (
+            tile[..., None] if tile.ndim == 2 else tile
+        )
+    return row
+
+
 def _image_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
+    # One image per row, not one axes per sample: a grid of axes costs seconds to lay out.
     n = max(len(batch) for _, batch in rows)
     fig = _figure(max(4.0, 0.8 * n), 0.9 * len(rows) + 0.5)
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, (name, batch) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r][c]
-            ax.set_axis_off()
-            if c < len(batch):
-                ax.imshow(_as_image(batch[c]), cmap="gray", vmin=0, vmax=1)
-        axes[r][0].set_title(name, fontsize=8, loc="left")
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, (name, batch) in zip(axes, rows, strict=True):
+        ax.imshow(_mosaic(batch, n), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=8, loc="left")
     fig.suptitle(title, fontsize=9)
     fig.savefig(path)
 
