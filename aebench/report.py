@@ -236,15 +236,20 @@ def _trial_label(row: pd.Series) -> str:
     return f"{row['model']} / {row['regularizer']} seed={row['seed']}"
 
 
+def _rows_of(ok: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
+    """The trials (one per seed) of one configuration."""
+    match = pd.Series(True, index=ok.index)
+    for column, value in config.items():
+        match &= ok[column].isna() if _missing(value) else ok[column] == value
+    return ok[match]
+
+
 def _representatives(table: pd.DataFrame, board: Leaderboard) -> list[tuple[str, str]]:
     """(configuration label, trial id) of each configuration's lowest-seed ok trial."""
     ok = table[(table["dataset"] == board.dataset) & (table["status"] == "ok")]
     out = []
     for i, config in board.configs.iterrows():
-        match = pd.Series(True, index=ok.index)
-        for column, value in config.items():
-            match &= ok[column].isna() if _missing(value) else ok[column] == value
-        trials = ok[match].sort_values("seed")
+        trials = _rows_of(ok, config).sort_values("seed")
         if not trials.empty:
             first = trials.iloc[0]
             out.append((f"{board.label(i)} seed={first['seed']}", str(first["trial_id"])))
@@ -291,8 +296,9 @@ def _dataset_blocks(folder: Path, table: pd.DataFrame, dataset: str) -> list[Blo
     if {"rate", "distortion"} <= set(table.columns):
         ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
         points = [
-            (f"{r['model']} / {r['regularizer']}", float(r["rate"]), float(r["distortion"]))
-            for _, r in ok.iterrows()
+            (board.label(i), float(r["rate"]), float(r["distortion"]))
+            for i, config in board.configs.iterrows()
+            for _, r in _rows_of(ok, config).iterrows()
             if pd.notna(r["rate"]) and pd.notna(r["distortion"])
         ]
         plane = figures.rate_distortion(figure_dir / f"rate_distortion_{dataset}.png", points)
