@@ -19,7 +19,7 @@ _EDGE = 1e-6
 class L1Sparsity(Regularizer):
     """L1 sparsity: weight * sum_i |a_i| over the code activations, per sample."""
 
-    def __init__(self, weight: Weight = 1e-2) -> None:
+    def __init__(self, weight: Weight = 0.1) -> None:
         self.weight = weight
 
     def penalty(self, x_in: Tensor, out: ModelOutput, model: nn.Module) -> Tensor:
