@@ -1,11 +1,10 @@
 """Built-in datasets: image sets (digits, torchvision's) and synthetic sets with known density."""
 
+from aebench import hookimpl
 from aebench_plugins.datasets.digits import digits
 from aebench_plugins.datasets.mixture2d import mixture2d
 from aebench_plugins.datasets.ppca import ppca
 from aebench_plugins.datasets.torchvision_sets import cifar10, fashion_mnist, kmnist, mnist
-
-from aebench import hookimpl
 
 
 @hookimpl

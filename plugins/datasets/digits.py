@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch
-from aebench_plugins.datasets.images import Binarize, ValFraction, image_data
 from pydantic import Field
 
 from aebench import Data, Split
+from aebench_plugins.datasets.images import Binarize, ValFraction, image_data
 
 
 def digits(

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from aebench_plugins.datasets.images import Binarize, Count, ValFraction, image_data
 from pydantic import Field
 
 from aebench import Data, Split
+from aebench_plugins.datasets.images import Binarize, Count, ValFraction, image_data
 
 DEFAULT_ROOT = "~/.cache/aebench/data"
 
