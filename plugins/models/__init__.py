@@ -1,10 +1,9 @@
 """Built-in models: the classic autoencoder family."""
 
+from aebench import hookimpl
 from aebench_plugins.models.ae import AE, ConvAE
 from aebench_plugins.models.iwae import IWAE
 from aebench_plugins.models.vae import VAE, ConvVAE
-
-from aebench import hookimpl
 
 
 @hookimpl

@@ -7,6 +7,10 @@ from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.networks import (
     ConvDecoder,
     ConvEncoder,
@@ -14,10 +18,6 @@ from aebench_plugins.models.networks import (
     MLPEncoder,
     require_image,
 )
-from pydantic import Field
-from torch import Tensor, nn
-
-from aebench import DataInfo, ModelOutput
 
 CodeActivation = Literal["linear", "relu", "sigmoid"]
 

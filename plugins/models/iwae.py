@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.vae import VAE, LatentDim, LikelihoodName, Sigma
 from pydantic import Field
 from torch import Tensor
 
 from aebench import DataInfo, ModelOutput
+from aebench_plugins.models.ae import Widths
+from aebench_plugins.models.vae import VAE, LatentDim, LikelihoodName, Sigma
 
 
 def importance_weighted_bound(

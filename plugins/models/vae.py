@@ -11,6 +11,11 @@ import math
 from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
+
+from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.ae import Widths
 from aebench_plugins.models.gaussian import kl_to_standard_normal, reparameterise
 from aebench_plugins.models.networks import (
@@ -20,11 +25,6 @@ from aebench_plugins.models.networks import (
     MLPEncoder,
     require_image,
 )
-from pydantic import Field
-from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
-
-from aebench import DataInfo, ModelOutput
 
 # "auto": bernoulli for binary or [0, 1] data, gaussian for real data.
 # "gaussian" keeps sigma fixed; "gaussian-learned" learns one shared sigma, starting at ``sigma``.

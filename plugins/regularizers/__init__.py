@@ -1,10 +1,9 @@
 """Built-in regularizers."""
 
+from aebench import Regularizer, hookimpl
 from aebench_plugins.regularizers.contractive import Contractive
 from aebench_plugins.regularizers.denoising import Denoising
 from aebench_plugins.regularizers.sparsity import KLSparsity, L1Sparsity
-
-from aebench import Regularizer, hookimpl
 
 
 class NoRegularizer(Regularizer):
