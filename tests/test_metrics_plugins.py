@@ -215,7 +215,7 @@ def test_n_params_and_inference_throughput() -> None:
     context = image_context(model)
     assert plugins.metrics.get("n_params").factory(context) == {"n_params": 8.0}
     rate = plugins.metrics.get("infer_samples_per_s").factory(context)["infer_samples_per_s"]
-    assert 300 < rate < 1000
+    assert 100 < rate < 1000  # sleeping bounds it above; overhead on a busy machine below
 
 
 SUITE = """
