@@ -281,8 +281,10 @@ class MlflowTracker(SuiteObserver):
         for name in ("results.csv", "report.html", "report.md"):
             if (run.output / name).is_file():
                 self.client.log_artifact(self.parent_run_id, str(run.output / name))
-        # The suite ran to its end: FINISHED; its failed trials are FAILED runs of their own.
-        self.client.set_terminated(self.parent_run_id, status="FINISHED")
+        # A suite that ran to its end is FINISHED (its failed trials are FAILED runs of their
+        # own); one stopped by Ctrl-C or SIGTERM is KILLED.
+        status = "KILLED" if run.interrupted else "FINISHED"
+        self.client.set_terminated(self.parent_run_id, status=status)
         self.parent_run_id = ""
 
     def interrupted(self) -> None:

@@ -138,6 +138,26 @@ def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_pat
     assert list(rows["model"]) == ["ae"] and list(rows["status"]) == ["ok"]
 
 
+def test_an_interrupted_suite_leaves_its_mlflow_parent_run_killed(slow_suite, tmp_path):
+    import mlflow
+
+    suite, site = slow_suite(delay=0.2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    suite.write_text(suite.read_text().replace("enabled = false", f'uri = "{uri}"'))
+    marker = tmp_path / "started"
+    process = start(suite, site, tmp_path, marker)
+    wait_for(marker, process)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["faults"])
+    parent = runs[runs["tags.mlflow.parentRunId"].isna()]
+    nested = runs[runs["tags.mlflow.parentRunId"].notna()]
+    assert list(parent["status"]) == ["KILLED"]
+    assert list(nested["tags.aebench.model"]) == ["ae"]  # the finished trial, and only it
+    assert list(nested["status"]) == ["FINISHED"]
+
+
 def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tmp_path):
     suite, site = slow_suite(delay=0.2)
     marker = tmp_path / "started"
