@@ -10,13 +10,18 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aebench.params import describe
 from aebench.plugins import KINDS, Plugins, load_plugins
+
+if TYPE_CHECKING:
+    from aebench.executors import Executor
 
 USAGE_ERROR = 2
 
@@ -37,6 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rerun", action="store_true", help="run every trial, even those already finished"
     )
+    run.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default="local",
+        help="local: trials here, one after another (default); dask: on a Dask cluster",
+    )
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, help="dask: a local cluster of N worker processes on this machine"
+    )
+    where.add_argument("--scheduler", help="dask: an existing cluster's scheduler, tcp://HOST:PORT")
 
     plugins = commands.add_parser("plugins", help="installed plugins and their load errors")
     plugins.add_argument("--json", action="store_true")
@@ -123,6 +139,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     from aebench.runner import load_datasets, resolve_device, run_suite
     from aebench.suite import SuiteError, load_suite
 
+    executor = _executor(args)
     try:
         suite = load_suite(args.suite, plugins)
         if args.dry_run:
@@ -150,16 +167,22 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     observers = [TrialFigures(), report, *([tracker] if tracker else [])]
     output = suite.output_dir(args.output)
     _log_to(output / "aebench.log")
+    from aebench.executors import ExecutorError
+
     with SuiteProgress(len(suite.trials)) as progress, tracker or contextlib.nullcontext():
-        run = run_suite(
-            suite,
-            plugins,
-            output=output,
-            device=str(device),
-            observers=[progress, *observers],
-            rerun=args.rerun,
-            cache=cache,
-        )
+        try:
+            run = run_suite(
+                suite,
+                plugins,
+                output=output,
+                device=str(device),
+                observers=[progress, *observers],
+                rerun=args.rerun,
+                cache=cache,
+                executor=executor,
+            )
+        except ExecutorError as exc:  # no scheduler at that address, say
+            raise UsageError(str(exc)) from None
     if run.already_done:
         print(f"{run.already_done} trials were already finished in {output} (--rerun repeats them)")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
@@ -167,6 +190,22 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     if report.paths:
         print(f"report: {report.paths[1]}")
     return 1 if run.counts.get("failed") else 0
+
+
+def _executor(args: argparse.Namespace) -> Executor | None:
+    """The executor the flags name; None for the local one."""
+    from aebench.executors import DaskExecutor, ExecutorError
+
+    if args.executor == "local":
+        if args.workers is not None or args.scheduler is not None:
+            raise UsageError("--workers and --scheduler need --executor dask")
+        return None
+    try:
+        if args.workers is None and args.scheduler is None:
+            return DaskExecutor(workers=os.cpu_count() or 1)
+        return DaskExecutor(workers=args.workers, scheduler=args.scheduler)
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_report(folder: Path) -> int:

@@ -1,7 +1,11 @@
-"""A trial in a process of its own (``[suite] isolate = true``).
+"""A trial in a process of its own (``[suite] isolate = true``), and its result carried back.
 
 A segfault or an out-of-memory kill then ends the child, not the suite: the parent records the
 trial as failed and goes on. The child loads the plugins afresh through their entry points.
+
+``PortableResult`` is how a trial run elsewhere (a child process here, a Dask worker in
+``aebench.executors``) comes back: plain picklable data, the trained model as its state_dict's
+bytes, rebuilt from the registry in the receiving process for the observers (figures, MLflow).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import signal
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 import torch
@@ -19,15 +24,49 @@ from aebench.runner import Row, TrialOutcome, base_row, run_trial
 from aebench.suite import Trial
 
 
-def _child(trial: Trial, device: str, connection: Connection) -> None:
-    plugins = load_plugins()
-    row, outcome = run_trial(trial, plugins, torch.device(device), DataCache(plugins))
+@dataclass
+class PortableResult:
+    """A trial's row and outcome with nothing tied to the process that ran it."""
+
+    row: Row
+    curves: dict[str, list[float]]
+    weights: bytes | None  # the trained model's state_dict (torch.save), None if it never trained
+    traceback: str = ""
+
+
+def to_portable(row: Row, outcome: TrialOutcome) -> PortableResult:
     weights = None
     if outcome.model is not None:  # plain bytes: torch's shared-memory handoff dies with us
         buffer = io.BytesIO()
         torch.save(outcome.model.state_dict(), buffer)
         weights = buffer.getvalue()
-    connection.send((row, outcome.curves, weights, outcome.traceback))
+    return PortableResult(row, outcome.curves, weights, outcome.traceback)
+
+
+def from_portable(
+    result: PortableResult,
+    trial: Trial,
+    plugins: Plugins,
+    device: torch.device,
+    cache: DataCache,
+) -> tuple[Row, TrialOutcome]:
+    """The row, and an outcome whose model is rebuilt here from its weights alone."""
+    outcome = TrialOutcome(curves=result.curves, traceback=result.traceback)
+    if result.weights is None:
+        return result.row, outcome
+    data = cache.get(trial.dataset, device)
+    model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
+    state = torch.load(io.BytesIO(result.weights), map_location=device, weights_only=True)
+    model.to(device).load_state_dict(state)
+    model.eval()
+    outcome.model, outcome.data = model, data
+    return result.row, outcome
+
+
+def _child(trial: Trial, device: str, connection: Connection) -> None:
+    plugins = load_plugins()
+    row, outcome = run_trial(trial, plugins, torch.device(device), DataCache(plugins))
+    connection.send(to_portable(row, outcome))
     connection.close()
 
 
@@ -46,7 +85,7 @@ def run_isolated(
     process.start()
     sender.close()  # the child holds the only sending end: its death ends recv() with EOFError
     try:
-        row, curves, weights, traceback = receiver.recv()
+        result: PortableResult = receiver.recv()
     except EOFError:
         process.join()
         row = base_row(trial, plugins, device)
@@ -57,12 +96,4 @@ def run_isolated(
     process.join(timeout=10)
     if process.is_alive():
         process.kill()
-    if weights is None:
-        return row, TrialOutcome(curves=curves, traceback=traceback)
-    # The trained model, rebuilt here for the observers (figures, MLflow) from its weights alone.
-    data = cache.get(trial.dataset, device)
-    model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
-    state = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
-    model.to(device).load_state_dict(state)
-    model.eval()
-    return row, TrialOutcome(curves=curves, model=model, data=data, traceback=traceback)
+    return from_portable(result, trial, plugins, device, cache)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import time
@@ -9,7 +10,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ from aebench.plugins import Plugins
 from aebench.results import flatten, read_results, upsert, write_results
 from aebench.suite import Suite, SuiteError, Trial
 from aebench.train import train_model
+
+if TYPE_CHECKING:
+    from aebench.executors import Executor
 
 Row = dict[str, Any]
 log = logging.getLogger("aebench")
@@ -222,37 +226,43 @@ def run_suite(
     observers: Sequence[SuiteObserver] = (),
     rerun: bool = False,
     cache: DataCache | None = None,
+    executor: Executor | None = None,
 ) -> SuiteRun:
     """Run every trial not already finished, writing the table after each one.
 
-    Observers hear each step. On KeyboardInterrupt the trial in progress is abandoned, observers
-    hear ``suite_finished`` with ``run.interrupted`` set, and the interrupt goes on up.
+    The ``executor`` runs the trials (default: here, one after another); rows come back here as
+    trials finish, and only this process writes the table. Observers hear each step. On
+    KeyboardInterrupt the trials in progress are abandoned, observers hear ``suite_finished`` with
+    ``run.interrupted`` set, and the interrupt goes on up.
     """
+    from aebench.executors import LocalExecutor, Workload
+
     output = suite.output_dir(output)
     chosen = resolve_device(device or suite.spec.suite.device)
     cache = cache or DataCache(plugins)
+    executor = executor or LocalExecutor()
     table = read_results(output)
     trials = pending(suite, table, rerun)
     run = SuiteRun(output, [], already_done=len(suite.trials) - len(trials))
+    work = Workload(trials, plugins, chosen, cache, isolate=suite.spec.suite.isolate)
+
+    def started(trial: Trial) -> None:
+        for observer in observers:
+            observer.trial_started(trial)
+
     for observer in observers:
         observer.suite_started(suite, output, trials)
     try:
-        for trial in trials:
-            for observer in observers:
-                observer.trial_started(trial)
-            if suite.spec.suite.isolate:
-                from aebench.isolation import run_isolated
-
-                row, outcome = run_isolated(trial, plugins, chosen, cache)
-            else:
-                row, outcome = run_trial(trial, plugins, chosen, cache)
-            if outcome.traceback:
-                log.error("trial %s failed:\n%s", trial.id, outcome.traceback)
-            run.rows.append(row)
-            table = upsert(table, row)
-            write_results(output, table)
-            for observer in observers:
-                observer.trial_finished(trial, row, outcome)
+        # closing(): an interrupt stops the executor's generator at once (a cluster cancels).
+        with contextlib.closing(executor.run(work, started)) as finished:
+            for trial, row, outcome in finished:
+                if outcome.traceback:
+                    log.error("trial %s failed:\n%s", trial.id, outcome.traceback)
+                run.rows.append(row)
+                table = upsert(table, row)
+                write_results(output, table)
+                for observer in observers:
+                    observer.trial_finished(trial, row, outcome)
     except KeyboardInterrupt:
         run.interrupted = True
         raise

@@ -1,0 +1,262 @@
+"""Executors: a suite on a real Dask cluster (scheduler and workers as processes on 127.0.0.1)
+gives the local executor's table; a worker killed mid-trial costs nothing; dask is optional."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from aebench.cli import main
+from aebench.executors import WORKER_DIED
+from aebench.plugins import load_plugins
+from aebench.runner import run_suite
+from aebench.suite import load_suite
+
+pytest.importorskip("distributed")
+
+# A third-party model the workers load through its entry point (PYTHONPATH): it leaves a file
+# named after its process id when it starts training, so that a test knows which worker to kill,
+# and with `suicide = true` it kills its own worker process.
+FAULT_PLUGIN = """
+import math, os, pathlib, signal, time
+import torch
+from aebench import ModelOutput, hookimpl
+
+class Fragile(torch.nn.Module):
+    \"\"\"A linear autoencoder that sleeps in every step, and may kill its process.\"\"\"
+
+    def __init__(self, info, latent_dim: int = 2, delay: float = 0.05, suicide: bool = False):
+        super().__init__()
+        self.shape, self.delay, self.suicide = info.shape, delay, suicide
+        self.encoder = torch.nn.Linear(math.prod(info.shape), latent_dim)
+        self.decoder = torch.nn.Linear(latent_dim, math.prod(info.shape))
+
+    def encode(self, x):
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z):
+        return torch.sigmoid(self.decoder(z)).view(-1, *self.shape)
+
+    def forward(self, x):
+        if self.training:
+            kind = "suicidal" if self.suicide else "sleepy"
+            pathlib.Path(os.environ["MARKERS"], f"{kind}-{os.getpid()}").touch()
+            if self.suicide:
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(self.delay)
+        code = self.encode(x)
+        return ModelOutput(code=code, recon=self.decode(code))
+
+    def loss(self, x, out):
+        return (out.recon - x).pow(2).flatten(1).sum(1)
+
+@hookimpl
+def aebench_register_models(register):
+    register("fragile", Fragile)
+"""
+
+SUITE = """
+[suite]
+name = "{name}"
+seeds = [0]
+device = "cpu"
+
+[train]
+epochs = 2
+batch_size = 64
+
+[eval]
+metrics = ["recon_mse", "recon_bce"]
+
+[tracking]
+enabled = false
+
+[[datasets]]
+plugin = "digits"
+
+[[models]]
+plugin = "ae"
+params = {{ hidden = [16] }}
+grid = {{ latent_dim = [2, 4] }}
+{extra}
+"""
+
+
+def fragile(delay: float, suicide: bool) -> str:
+    return textwrap.dedent(f"""
+        [[models]]
+        plugin = "fragile"
+        params = {{ delay = {delay}, suicide = {str(suicide).lower()} }}
+        """)
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]  # what the workers have: the fault plugin on PYTHONPATH, MARKERS
+    markers: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _plugin_site(folder: Path) -> Path:
+    """An installed-looking distribution of FAULT_PLUGIN (see ``make_distribution``)."""
+    folder.mkdir()
+    (folder / "aebench_fragile.py").write_text(textwrap.dedent(FAULT_PLUGIN))
+    info = folder / "aebench_fragile-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aebench_fragile\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[aebench]\naebench_fragile = aebench_fragile\n")
+    return folder
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """Each process and its children (its own process group), by id: SIGTERM, then SIGKILL."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """``dask scheduler`` and two ``dask worker`` processes (each a nanny and its worker)."""
+    from distributed import Client
+
+    root = tmp_path_factory.mktemp("cluster")
+    markers = root / "markers"
+    markers.mkdir()
+    site = _plugin_site(root / "site")
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "MARKERS": str(markers),
+    }
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "dask"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": root}
+    processes = [
+        subprocess.Popen(
+            [*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            start_new_session=True,
+            **quiet,
+        )
+    ]
+    try:
+        worker = [*dask, "worker", address, "--nthreads", "1", "--nworkers", "1"]
+        worker += ["--no-dashboard", "--memory-limit", "0"]
+        for _ in range(2):
+            processes.append(subprocess.Popen(worker, env=env, start_new_session=True, **quiet))
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=120)
+        yield Cluster(address, env, markers)
+    finally:
+        _stop(processes)
+
+
+def table(folder: Path) -> pd.DataFrame:
+    rows = pd.read_parquet(folder / "results.parquet")
+    return rows.sort_values("trial_id").reset_index(drop=True)
+
+
+def test_a_suite_on_a_dask_cluster_gives_the_local_table(cluster, write_suite, tmp_path):
+    path = write_suite(SUITE.format(name="same", extra=""))
+    command = ["run", str(path), "--executor", "dask", "--scheduler", cluster.address]
+    assert main([*command, "--output", str(tmp_path / "dask")]) == 0
+    on_cluster = table(tmp_path / "dask")
+
+    plugins = load_plugins()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as fast as the workers on a busy machine; results do not change
+    try:
+        run_suite(load_suite(path, plugins), plugins, output=tmp_path / "local")
+    finally:
+        torch.set_num_threads(threads)
+    local = table(tmp_path / "local")
+
+    assert len(local) == 2 and list(on_cluster["status"]) == ["ok", "ok"]
+    assert list(on_cluster["trial_id"]) == list(local["trial_id"])
+    for column in ("recon_mse", "recon_bce", "final_loss"):
+        assert list(on_cluster[column]) == list(local[column]), column
+    # The figures were drawn here, from each model rebuilt out of the weights the worker sent.
+    for trial_id in on_cluster["trial_id"]:
+        assert (tmp_path / "dask" / "trials" / trial_id / "latent.png").is_file()
+
+
+def _first(markers: Path, kind: str, process: subprocess.Popen, timeout: float = 120) -> int:
+    """The id of the first worker process that starts training a ``kind`` fragile model."""
+    deadline = time.monotonic() + timeout
+    while not (found := sorted(markers.glob(f"{kind}-*"))):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"no {kind} trial started"
+        time.sleep(0.05)
+    return int(found[0].name.removeprefix(f"{kind}-"))
+
+
+def test_dead_workers_cost_one_retry_then_the_trial_and_the_suite_goes_on(
+    cluster, write_suite, tmp_path
+):
+    """The test kills the worker of the sleepy trial once: it is trained again, elsewhere. The
+    suicidal trial kills every worker it runs on: tried twice, then failed. ae is untouched."""
+    extra = fragile(delay=0.1, suicide=False) + fragile(delay=0.0, suicide=True)
+    path = write_suite(SUITE.format(name="faults", extra=extra))
+    command = [sys.executable, "-m", "aebench.cli", "run", str(path)]
+    command += ["--executor", "dask", "--scheduler", cluster.address]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        os.kill(_first(cluster.markers, "sleepy", process), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, stderr  # 1: a failed trial, and no crash
+    rows = table(tmp_path / "results" / "faults")
+    assert len(rows) == 4 and rows["trial_id"].is_unique
+    ae = rows[rows["model"] == "ae"]
+    sleepy = rows[(rows["model"] == "fragile") & (rows["model.suicide"] == False)]  # noqa: E712
+    suicidal = rows[(rows["model"] == "fragile") & (rows["model.suicide"] == True)]  # noqa: E712
+    assert list(ae["status"]) == ["ok", "ok"]
+    assert list(sleepy["status"]) == ["ok"]
+    assert list(suicidal["status"]) == ["failed"]
+    assert list(suicidal["reason"]) == [WORKER_DIED]
+    assert len(list(cluster.markers.glob("sleepy-*"))) == 2  # killed once, trained again
+    assert len(list(cluster.markers.glob("suicidal-*"))) == 2  # tried once more, not again
+
+
+def test_without_dask_the_dask_executor_says_how_to_install_it(
+    monkeypatch, capsys, tiny_suite, tmp_path
+):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails
+    output = tmp_path / "out"
+    status = main(["run", str(tiny_suite), "--executor", "dask", "--output", str(output)])
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == 'aebench: error: --executor dask needs dask.distributed: pip install "aebench[dask]"'
+    )
+    assert not output.exists()
