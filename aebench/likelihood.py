@@ -13,6 +13,8 @@ Nothing here turns gradients off: a model may train on ``log_px_iwae`` (the IWAE
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -52,8 +54,25 @@ def seeded(generator: torch.Generator) -> Iterator[None]:
         yield
 
 
+@functools.cache
+def _return_large_blocks_to_the_system() -> None:
+    """Have glibc serve blocks of 1 MiB and more by mmap, always, so freeing returns them.
+
+    By default glibc raises its mmap threshold as large blocks are freed, and then keeps the
+    freed chunks of thousands of estimator batches in its heap: resident memory grew by 1.7 GB
+    over 10,000 MNIST images at K = 1000 (measured), though no tensor outlived its batch.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    m_mmap_threshold = -3
+    libc.mallopt(m_mmap_threshold, 1 << 20)
+
+
 def _plan(n_inputs: int, n_dims: int, n_samples: int, max_elements: int) -> tuple[int, int]:
     """(inputs per batch, samples per chunk) so that inputs x samples x dims <= max_elements."""
+    _return_large_blocks_to_the_system()
     if n_samples < 1:
         raise ValueError(f"the number of samples must be at least 1, not {n_samples}")
     batch = max(1, min(n_inputs, _MAX_BATCH, max_elements // (n_dims * n_samples)))
