@@ -144,7 +144,7 @@ def _train_and_measure(
         raise ContractError(f"{describe_plugin(plugins, kind, component.plugin)}: {error}")
 
     generator = torch.Generator(device=device).manual_seed(trial.seed)
-    train = {k: trial.train[k] for k in ("epochs", "batch_size", "lr")}
+    train = {k: trial.train[k] for k in ("epochs", "batch_size", "lr", "precision", "compile")}
     result = train_model(model, regularizer, data, generator=generator, **train)
     outcome.curves = result.curves
     row: Row = {

@@ -12,7 +12,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +43,8 @@ class TrainSection(_Section):
     epochs: Annotated[int, Field(ge=1)] = 10
     batch_size: Annotated[int, Field(ge=1)] = 128
     lr: Annotated[float, Field(gt=0)] = 1e-3
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass and losses
+    compile: bool = False  # torch.compile the forward pass and losses
 
 
 class EvalSection(_Section):
