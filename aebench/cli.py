@@ -1,4 +1,4 @@
-"""The ``aebench`` command: run | plugins | list | report | ui.
+"""The ``aebench`` command: run | plugins | list | report | ui | compare.
 
 Bad input ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -74,6 +74,30 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("results"),
         help="folder of mlflow.db (default: results)",
     )
+
+    compare = commands.add_parser(
+        "compare", help="what regressed between two results tables (exit 1 when anything did)"
+    )
+    compare.add_argument("new", type=Path, help="results.parquet, or the folder holding it")
+    compare.add_argument("baseline", type=Path, help="results.parquet, or the folder holding it")
+    compare.add_argument(
+        "--fail-on",
+        default="quality,speed",
+        help="what fails: quality, speed, both (default) or none",
+    )
+    compare.add_argument(
+        "--quality-tolerance",
+        type=float,
+        default=2.0,
+        help="allowed worsening in baseline stds over seeds, at least a floor (default 2)",
+    )
+    compare.add_argument(
+        "--speed-tolerance",
+        type=float,
+        default=0.2,
+        help="allowed relative slowdown of train_samples_per_s (default 0.2)",
+    )
+    compare.add_argument("--all", action="store_true", help="show unchanged comparisons too")
     return parser
 
 
@@ -219,6 +243,29 @@ def cmd_report(folder: Path) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from aebench.compare import CompareError, compare, format_comparison, load_table, parse_kinds
+
+    for option in ("quality_tolerance", "speed_tolerance"):
+        if not getattr(args, option) >= 0:
+            raise UsageError(f"--{option.replace('_', '-')} must be a number >= 0")
+    try:
+        fail_on = parse_kinds(args.fail_on)
+        new, baseline = load_table(args.new), load_table(args.baseline)
+    except CompareError as exc:
+        raise UsageError(str(exc)) from None
+    comparison = compare(
+        new,
+        baseline,
+        quality_k=args.quality_tolerance,
+        speed_tolerance=args.speed_tolerance,
+    )
+    if comparison.rows.empty:
+        raise UsageError(f"{args.new}: no configuration matches one of {args.baseline}")
+    print(format_comparison(comparison, show_all=args.all))
+    return 1 if len(comparison.regressions(fail_on)) else 0
+
+
 def cmd_ui(port: int, output: Path) -> int:
     from aebench.tracking import TrackingError, serve_ui
 
@@ -257,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args.folder)
         if args.command == "ui":
             return cmd_ui(args.port, args.output)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_run(plugins, args)
     except UsageError as exc:
         print(f"aebench: error: {exc}", file=sys.stderr)

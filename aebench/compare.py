@@ -1,0 +1,294 @@
+"""``aebench compare NEW BASELINE``: what got worse between two results tables.
+
+Configurations are matched on every parameter column (dataset, model, regularizer and their
+``dataset.*``, ``model.*``, ``regularizer.*``, ``train.*``, ``eval.*`` columns) but not the seed:
+each side's seeds are averaged. Only rows with status ``ok`` count.
+
+A metric regressed when the NEW mean is worse than the BASELINE mean by more than it is allowed
+to move by chance:
+
+- quality metrics: ``max(floor, k * baseline std over seeds)``, ``floor`` the metric's own
+  (below), ``k`` = ``quality_k`` (default 2: about a 5% false alarm rate per metric for normal seed
+  noise when the baseline has several seeds);
+- speed (``train_samples_per_s``): ``max(speed_tolerance * baseline mean, k * baseline std)``,
+  ``speed_tolerance`` default 0.2 (timings on shared machines move by 10% easily).
+
+A change as large in the better direction is reported as improved. A configuration that has ok rows
+in the baseline and none in NEW (all failed or diverged) is a quality regression.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from aebench.results import CSV, PARQUET
+
+Kind = Literal["quality", "speed"]
+KINDS: tuple[Kind, ...] = ("quality", "speed")
+DEFAULT_QUALITY_K = 2.0
+DEFAULT_SPEED_TOLERANCE = 0.2
+CONFIG_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
+CONFIG_NAMES = ("dataset", "model", "regularizer")
+
+
+@dataclass(frozen=True)
+class Direction:
+    """Which way a metric improves, and the smallest worsening that counts (in its own unit)."""
+
+    higher_is_better: bool
+    floor: float
+    kind: Kind = "quality"
+
+
+METRICS: dict[str, Direction] = {
+    "elbo": Direction(True, 0.5),  # nats
+    "log_px_iwae": Direction(True, 0.5),  # nats
+    "log_px_prior_mc": Direction(True, 0.5),  # nats
+    "bits_per_dim": Direction(False, 0.005),
+    "recon_mse": Direction(False, 1e-3),  # per element, data in [0, 1]
+    "recon_bce": Direction(False, 0.5),  # nats per sample
+    "recon_psnr": Direction(True, 0.2),  # dB
+    "kmeans_nmi": Direction(True, 0.02),
+    "kmeans_ari": Direction(True, 0.02),
+    "knn_acc": Direction(True, 0.01),
+    "probe_acc": Direction(True, 0.01),
+    "silhouette": Direction(True, 0.02),
+    "train_samples_per_s": Direction(True, 0.0, "speed"),  # relative tolerance instead
+}
+
+
+class CompareError(ValueError):
+    """Bad input (a missing or unreadable table); the message is the one line to show."""
+
+
+@dataclass
+class Comparison:
+    """One row per (configuration, metric) compared, and what could not be compared."""
+
+    rows: (
+        pd.DataFrame
+    )  # config, metric, kind, baseline, baseline_std, new, change, allowed, verdict
+    only_in_baseline: list[str] = field(default_factory=list)  # configurations NEW lacks
+    only_in_new: list[str] = field(default_factory=list)
+    unmatched_columns: list[str] = field(default_factory=list)  # parameters in one table only
+
+    def regressions(self, kinds: tuple[Kind, ...] = KINDS) -> pd.DataFrame:
+        rows = self.rows
+        return rows[(rows["verdict"] == "regressed") & rows["kind"].isin(kinds)]
+
+    def changed(self) -> pd.DataFrame:
+        return self.rows[self.rows["verdict"] != "same"]
+
+
+def load_table(path: str | Path) -> pd.DataFrame:
+    """A results table from a results.parquet (or .csv) file or the folder holding it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PARQUET if (path / PARQUET).exists() else path / CSV
+    if not path.exists():
+        raise CompareError(f"{path}: no such results table")
+    try:
+        table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file
+        raise CompareError(f"{path}: cannot read the results table: {exc}") from None
+    missing = [c for c in ("status", *CONFIG_NAMES) if c not in table.columns]
+    if missing:
+        raise CompareError(f"{path}: not an aebench results table (no {', '.join(missing)} column)")
+    return table
+
+
+def config_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c in CONFIG_NAMES or c.startswith(CONFIG_PREFIXES)]
+
+
+def _canonical(value: object) -> object:
+    """One spelling per value, so that 8 and 8.0, or None and NaN, match across tables."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return _canonical(value.item())
+    return value if isinstance(value, int | float | str | bool) else str(value)
+
+
+def _config_keys(table: pd.DataFrame, columns: list[str]) -> pd.Series:
+    records = table[columns].to_dict("records")
+    keys = [json.dumps({c: _canonical(r[c]) for c in columns}, sort_keys=True) for r in records]
+    return pd.Series(keys, index=table.index)
+
+
+def _label(key: str, varying: list[str]) -> str:
+    """``digits/ae/none model.latent_dim=8``: the names, and the parameters that tell apart."""
+    config = json.loads(key)
+    names = "/".join(str(config[c]) for c in CONFIG_NAMES)
+    params = " ".join(f"{c}={config[c]}" for c in varying)
+    return f"{names} {params}".strip()
+
+
+def compare(
+    new: pd.DataFrame,
+    baseline: pd.DataFrame,
+    *,
+    quality_k: float = DEFAULT_QUALITY_K,
+    speed_tolerance: float = DEFAULT_SPEED_TOLERANCE,
+) -> Comparison:
+    """Compare matching configurations' seed means; see the module's docstring for the rule."""
+    new_columns, base_columns = config_columns(new), config_columns(baseline)
+    columns = [c for c in base_columns if c in new_columns]
+    unmatched = sorted(set(new_columns) ^ set(base_columns))
+    new = new.assign(config=_config_keys(new, columns))
+    baseline = baseline.assign(config=_config_keys(baseline, columns))
+    new_ok, base_ok = new[new["status"] == "ok"], baseline[baseline["status"] == "ok"]
+
+    keys = sorted(set(baseline["config"]) | set(new["config"]))
+    varying = [
+        c
+        for c in columns
+        if c not in CONFIG_NAMES and len({json.loads(k)[c] for k in keys} - {None}) > 1
+    ]
+    metrics = [m for m in METRICS if m in new.columns and m in baseline.columns]
+    new_groups = dict(tuple(new_ok.groupby("config")))
+    rows = []
+    for key, base_rows in base_ok.groupby("config"):
+        label = _label(key, varying)
+        if key not in set(new["config"]):
+            continue  # reported as only in the baseline
+        if key not in new_groups:
+            statuses = ", ".join(sorted(set(new.loc[new["config"] == key, "status"])))
+            rows.append(_row(label, "status", "quality", verdict="regressed", note=statuses))
+            continue
+        for metric in metrics:
+            direction = METRICS[metric]
+            base_values = base_rows[metric].astype(float).dropna()
+            if base_values.empty:
+                continue  # not measured for this configuration (a deterministic model's ELBO)
+            new_values = new_groups[key][metric].astype(float).dropna()
+            rows.append(
+                _compared(
+                    label, metric, direction, base_values, new_values, quality_k, speed_tolerance
+                )
+            )
+    base_keys, new_keys = set(baseline["config"]), set(new["config"])
+    return Comparison(
+        rows=pd.DataFrame(rows, columns=ROW_COLUMNS),
+        only_in_baseline=[_label(k, varying) for k in sorted(base_keys - new_keys)],
+        only_in_new=[_label(k, varying) for k in sorted(new_keys - base_keys)],
+        unmatched_columns=unmatched,
+    )
+
+
+ROW_COLUMNS = [
+    "config",
+    "metric",
+    "kind",
+    "baseline",
+    "baseline_std",
+    "n_baseline",
+    "new",
+    "n_new",
+    "change",
+    "allowed",
+    "verdict",
+    "note",
+]
+
+
+def _row(label: str, metric: str, kind: Kind, *, verdict: str, note: str = "", **numbers) -> dict:
+    nan = float("nan")
+    row = dict.fromkeys(ROW_COLUMNS, nan)
+    row |= {"config": label, "metric": metric, "kind": kind, "verdict": verdict, "note": note}
+    return row | numbers
+
+
+def _compared(
+    label: str,
+    metric: str,
+    direction: Direction,
+    base_values: pd.Series,
+    new_values: pd.Series,
+    quality_k: float,
+    speed_tolerance: float,
+) -> dict:
+    base_mean = float(base_values.mean())
+    base_std = float(base_values.std()) if len(base_values) > 1 else 0.0  # over seeds, ddof 1
+    numbers = {"baseline": base_mean, "baseline_std": base_std, "n_baseline": len(base_values)}
+    if new_values.empty:
+        return _row(
+            label, metric, direction.kind, verdict="regressed", note="not measured", **numbers
+        )
+    new_mean = float(new_values.mean())
+    floor = speed_tolerance * abs(base_mean) if direction.kind == "speed" else direction.floor
+    allowed = max(floor, quality_k * base_std)
+    change = new_mean - base_mean
+    gain = change if direction.higher_is_better else -change  # > 0: better
+    verdict = "regressed" if gain < -allowed else "improved" if gain > allowed else "same"
+    numbers |= {"new": new_mean, "n_new": len(new_values), "change": change, "allowed": allowed}
+    return _row(label, metric, direction.kind, verdict=verdict, **numbers)
+
+
+def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
+    """A plain-text table of what changed (or of everything compared), and what was not."""
+    shown = comparison.rows if show_all else comparison.changed()
+    lines = []
+    if not shown.empty:
+        lines.append(_table(shown).to_string(index=False))
+    rows = comparison.rows
+    regressed = comparison.regressions()
+    by_kind = ", ".join(f"{(regressed['kind'] == k).sum()} {k}" for k in KINDS)
+    lines.append(
+        f"{len(rows)} comparisons over {rows['config'].nunique()} configurations:"
+        f" {len(regressed)} regressed ({by_kind}), {(rows['verdict'] == 'improved').sum()} improved"
+    )
+    for title, labels in (
+        ("only in the baseline", comparison.only_in_baseline),
+        ("only in the new table", comparison.only_in_new),
+        ("parameters in one table only (not matched on)", comparison.unmatched_columns),
+    ):
+        if labels:
+            lines.append(f"{title}: {', '.join(labels)}")
+    return "\n".join(lines)
+
+
+def _table(rows: pd.DataFrame) -> pd.DataFrame:
+    verdicts = [
+        v + (f" ({n})" if n else "") for v, n in zip(rows["verdict"], rows["note"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "verdict": verdicts,
+            "configuration": rows["config"],
+            "metric": rows["metric"],
+            "baseline": rows["baseline"].map(_number),
+            "new": rows["new"].map(_number),
+            "change": rows["change"].map(_signed),
+            "allowed": rows["allowed"].map(_number),
+        }
+    )
+
+
+def _number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.4g}"
+
+
+def _signed(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:+.3g}"
+
+
+def parse_kinds(text: str) -> tuple[Kind, ...]:
+    """``--fail-on``: ``quality,speed``, one of them, or ``none``."""
+    if text.strip() == "none":
+        return ()
+    kinds = tuple(part.strip() for part in text.split(",") if part.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise CompareError(
+            f"--fail-on: {', '.join(bad) or 'nothing'} is not one of quality, speed, none"
+        )
+    return kinds  # type: ignore[return-value]
