@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Tests train tiny models, often with a subprocess beside them: one thread each is faster than
+# two threads contending for the two cores (set before torch is imported; subprocesses inherit).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import textwrap
 from pathlib import Path
 
