@@ -62,24 +62,3 @@ grid = { latent_dim = [2, 4] }
 @pytest.fixture
 def tiny_suite(write_suite, tiny_suite_text) -> Path:
     return write_suite(tiny_suite_text)
-
-
-@pytest.fixture
-def make_distribution(tmp_path: Path):
-    """Make an installed-looking third-party plugin distribution without installing anything.
-
-    Writes ``<module>.py`` and a ``.dist-info`` with an ``aebench`` entry point into a folder;
-    put that folder on PYTHONPATH (subprocesses) and importlib.metadata finds it.
-    """
-
-    def make(name: str, source: str) -> Path:
-        site = tmp_path / "site"
-        site.mkdir(exist_ok=True)
-        (site / f"{name}.py").write_text(textwrap.dedent(source))
-        info = site / f"{name}-0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-        (info / "entry_points.txt").write_text(f"[aebench]\n{name} = {name}\n")
-        return site
-
-    return make

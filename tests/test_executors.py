@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from fake_plugins import fake_distribution
 
 from aebench.cli import main
 from aebench.executors import WORKER_DIED
@@ -25,47 +26,6 @@ from aebench.runner import run_suite
 from aebench.suite import load_suite
 
 pytest.importorskip("distributed")
-
-# A third-party model the workers load through its entry point (PYTHONPATH): it leaves a file
-# named after its process id when it starts training, so that a test knows which worker to kill,
-# and with `suicide = true` it kills its own worker process.
-FAULT_PLUGIN = """
-import math, os, pathlib, signal, time
-import torch
-from aebench import ModelOutput, hookimpl
-
-class Fragile(torch.nn.Module):
-    \"\"\"A linear autoencoder that sleeps in every step, and may kill its process.\"\"\"
-
-    def __init__(self, info, latent_dim: int = 2, delay: float = 0.05, suicide: bool = False):
-        super().__init__()
-        self.shape, self.delay, self.suicide = info.shape, delay, suicide
-        self.encoder = torch.nn.Linear(math.prod(info.shape), latent_dim)
-        self.decoder = torch.nn.Linear(latent_dim, math.prod(info.shape))
-
-    def encode(self, x):
-        return self.encoder(x.flatten(1))
-
-    def decode(self, z):
-        return torch.sigmoid(self.decoder(z)).view(-1, *self.shape)
-
-    def forward(self, x):
-        if self.training:
-            kind = "suicidal" if self.suicide else "sleepy"
-            pathlib.Path(os.environ["MARKERS"], f"{kind}-{os.getpid()}").touch()
-            if self.suicide:
-                os.kill(os.getpid(), signal.SIGKILL)
-            time.sleep(self.delay)
-        code = self.encode(x)
-        return ModelOutput(code=code, recon=self.decode(code))
-
-    def loss(self, x, out):
-        return (out.recon - x).pow(2).flatten(1).sum(1)
-
-@hookimpl
-def aebench_register_models(register):
-    register("fragile", Fragile)
-"""
 
 SUITE = """
 [suite]
@@ -94,11 +54,12 @@ grid = {{ latent_dim = [2, 4] }}
 """
 
 
-def fragile(delay: float, suicide: bool) -> str:
+def fragile(delay: float, kill: str = "none") -> str:
+    """A suite entry of the fragile model (tests/aebench_fragile.py)."""
     return textwrap.dedent(f"""
         [[models]]
         plugin = "fragile"
-        params = {{ delay = {delay}, suicide = {str(suicide).lower()} }}
+        params = {{ delay = {delay}, kill = "{kill}" }}
         """)
 
 
@@ -113,17 +74,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _plugin_site(folder: Path) -> Path:
-    """An installed-looking distribution of FAULT_PLUGIN (see ``make_distribution``)."""
-    folder.mkdir()
-    (folder / "aebench_fragile.py").write_text(textwrap.dedent(FAULT_PLUGIN))
-    info = folder / "aebench_fragile-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aebench_fragile\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[aebench]\naebench_fragile = aebench_fragile\n")
-    return folder
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -147,7 +97,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")
     markers = root / "markers"
     markers.mkdir()
-    site = _plugin_site(root / "site")
+    site = fake_distribution(root / "site")
     env = {
         **os.environ,
         "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -220,8 +170,8 @@ def test_dead_workers_cost_one_retry_then_the_trial_and_the_suite_goes_on(
     cluster, write_suite, tmp_path
 ):
     """The test kills the worker of the sleepy trial once: it is trained again, elsewhere. The
-    suicidal trial kills every worker it runs on: tried twice, then failed. ae is untouched."""
-    extra = fragile(delay=0.1, suicide=False) + fragile(delay=0.0, suicide=True)
+    killer trial kills every worker it runs on: tried twice, then failed. ae is untouched."""
+    extra = fragile(delay=0.1) + fragile(delay=0.0, kill="SIGKILL")
     path = write_suite(SUITE.format(name="faults", extra=extra))
     command = [sys.executable, "-m", "aebench.cli", "run", str(path)]
     command += ["--executor", "dask", "--scheduler", cluster.address]
@@ -238,14 +188,14 @@ def test_dead_workers_cost_one_retry_then_the_trial_and_the_suite_goes_on(
     rows = table(tmp_path / "results" / "faults")
     assert len(rows) == 4 and rows["trial_id"].is_unique
     ae = rows[rows["model"] == "ae"]
-    sleepy = rows[(rows["model"] == "fragile") & (rows["model.suicide"] == False)]  # noqa: E712
-    suicidal = rows[(rows["model"] == "fragile") & (rows["model.suicide"] == True)]  # noqa: E712
+    sleepy = rows[(rows["model"] == "fragile") & (rows["model.kill"] == "none")]
+    killer = rows[(rows["model"] == "fragile") & (rows["model.kill"] == "SIGKILL")]
     assert list(ae["status"]) == ["ok", "ok"]
     assert list(sleepy["status"]) == ["ok"]
-    assert list(suicidal["status"]) == ["failed"]
-    assert list(suicidal["reason"]) == [WORKER_DIED]
+    assert list(killer["status"]) == ["failed"]
+    assert list(killer["reason"]) == [WORKER_DIED]
     assert len(list(cluster.markers.glob("sleepy-*"))) == 2  # killed once, trained again
-    assert len(list(cluster.markers.glob("suicidal-*"))) == 2  # tried once more, not again
+    assert len(list(cluster.markers.glob("killer-*"))) == 2  # tried once more, not again
 
 
 def test_without_dask_the_dask_executor_says_how_to_install_it(

@@ -12,51 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from fake_plugins import fake_distribution
 
 from aebench import ModelOutput, hookimpl
 from aebench.plugins import load_plugins
 from aebench.runner import run_suite
 from aebench.suite import load_suite
-
-# A third-party plugin for the subprocess tests: `slow` sleeps in each step and touches a marker
-# file, so a test knows that a trial is under way; `crash` kills its own process with SIGSEGV.
-SLOW_PLUGIN = """
-import math, os, pathlib, signal, time
-import torch
-from aebench import ModelOutput, hookimpl
-
-class Slow(torch.nn.Module):
-    \"\"\"A linear autoencoder that sleeps in every step.\"\"\"
-
-    def __init__(self, info, latent_dim: int = 2, delay: float = 0.05, crash: bool = False):
-        super().__init__()
-        self.shape, self.delay, self.crash = info.shape, delay, crash
-        self.encoder = torch.nn.Linear(math.prod(info.shape), latent_dim)
-        self.decoder = torch.nn.Linear(latent_dim, math.prod(info.shape))
-
-    def encode(self, x):
-        return self.encoder(x.flatten(1))
-
-    def decode(self, z):
-        return torch.sigmoid(self.decoder(z)).view(-1, *self.shape)
-
-    def forward(self, x):
-        if self.training:
-            if os.environ.get("MARKER"):
-                pathlib.Path(os.environ["MARKER"]).touch()
-            if self.crash:
-                os.kill(os.getpid(), signal.SIGSEGV)
-            time.sleep(self.delay)
-        code = self.encode(x)
-        return ModelOutput(code=code, recon=self.decode(code))
-
-    def loss(self, x, out):
-        return (out.recon - x).pow(2).flatten(1).sum(1)
-
-@hookimpl
-def aebench_register_models(register):
-    register("slow", Slow)
-"""
 
 SUITE = """
 [suite]
@@ -81,15 +42,16 @@ plugin = "ae"
 params = {{ hidden = [8] }}
 
 [[models]]
-plugin = "slow"
-params = {{ delay = {delay}, crash = {crash} }}
+plugin = "fragile"
+params = {{ delay = {delay}, kill = "{kill}" }}
 """
 
 
-def start(suite: Path, site: Path, cwd: Path, marker: Path | None = None) -> subprocess.Popen:
+def start(suite: Path, site: Path, cwd: Path, markers: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    if marker:
-        env["MARKER"] = str(marker)
+    if markers:
+        markers.mkdir(exist_ok=True)
+        env["MARKERS"] = str(markers)
     return subprocess.Popen(
         [sys.executable, "-m", "aebench.cli", "run", str(suite)],
         cwd=cwd,
@@ -100,21 +62,22 @@ def start(suite: Path, site: Path, cwd: Path, marker: Path | None = None) -> sub
     )
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for(markers: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the fragile model has started training."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not any(markers.iterdir()):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the slow trial never started"
         time.sleep(0.05)
 
 
 @pytest.fixture
-def slow_suite(write_suite, make_distribution):
-    site = make_distribution("aebench_slow_plugin", SLOW_PLUGIN)
+def slow_suite(write_suite, tmp_path):
+    site = fake_distribution(tmp_path / "site")
 
-    def make(delay: float = 0.05, crash: bool = False, isolate: bool = False) -> tuple[Path, Path]:
+    def make(delay: float = 0.05, kill: str = "none", isolate: bool = False) -> tuple[Path, Path]:
         extra = "isolate = true" if isolate else ""
-        text = SUITE.format(delay=delay, crash=str(crash).lower(), suite_extra=extra)
+        text = SUITE.format(delay=delay, kill=kill, suite_extra=extra)
         return write_suite(text), site
 
     return make
@@ -127,9 +90,9 @@ def table(cwd: Path) -> pd.DataFrame:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_path, signum):
     suite, site = slow_suite(delay=0.2)
-    marker = tmp_path / "started"
-    process = start(suite, site, tmp_path, marker)
-    wait_for(marker, process)
+    markers = tmp_path / "markers"
+    process = start(suite, site, tmp_path, markers)
+    wait_for(markers, process)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=30)  # prompt: well before the slow trial would end
     assert process.returncode == 128 + signum
@@ -144,9 +107,9 @@ def test_an_interrupted_suite_leaves_its_mlflow_parent_run_killed(slow_suite, tm
     suite, site = slow_suite(delay=0.2)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     suite.write_text(suite.read_text().replace("enabled = false", f'uri = "{uri}"'))
-    marker = tmp_path / "started"
-    process = start(suite, site, tmp_path, marker)
-    wait_for(marker, process)
+    markers = tmp_path / "markers"
+    process = start(suite, site, tmp_path, markers)
+    wait_for(markers, process)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
     mlflow.set_tracking_uri(uri)
@@ -160,9 +123,9 @@ def test_an_interrupted_suite_leaves_its_mlflow_parent_run_killed(slow_suite, tm
 
 def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tmp_path):
     suite, site = slow_suite(delay=0.2)
-    marker = tmp_path / "started"
-    process = start(suite, site, tmp_path, marker)
-    wait_for(marker, process)
+    markers = tmp_path / "markers"
+    process = start(suite, site, tmp_path, markers)
+    wait_for(markers, process)
     process.kill()
     process.communicate(timeout=30)
     first = table(tmp_path)
@@ -175,21 +138,21 @@ def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tm
     assert rerun.returncode == 0, stderr
     assert "1 trials were already finished" in stdout
     final = table(tmp_path)
-    assert sorted(final["model"]) == ["ae", "slow"]
+    assert sorted(final["model"]) == ["ae", "fragile"]
     assert final["trial_id"].is_unique
     ae = final[final["model"] == "ae"].iloc[0]
     assert ae["train_s"] == first.iloc[0]["train_s"]  # the very row of the first run
 
 
 def test_an_isolated_trial_that_segfaults_is_failed_and_the_suite_goes_on(slow_suite, tmp_path):
-    suite, site = slow_suite(crash=True, isolate=True)
+    suite, site = slow_suite(kill="SIGSEGV", isolate=True)
     process = start(suite, site, tmp_path)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1  # a failed trial
     rows = table(tmp_path).set_index("model")
     assert rows.loc["ae", "status"] == "ok"
-    assert rows.loc["slow", "status"] == "failed"
-    assert rows.loc["slow", "reason"] == "trial process was killed by SIGSEGV"
+    assert rows.loc["fragile", "status"] == "failed"
+    assert rows.loc["fragile", "reason"] == "trial process was killed by SIGSEGV"
 
 
 class Diverging(torch.nn.Module):
@@ -276,7 +239,7 @@ def faulty(write_suite, tmp_path):
     plugins = load_plugins(extra=[FaultyModels()])
 
     def run(model: str) -> dict:
-        text = SUITE.split("[[models]]")[0].format(suite_extra="", delay=0, crash="false")
+        text = SUITE.split("[[models]]")[0].format(suite_extra="", delay=0, kill="none")
         path = write_suite(text + f'[[models]]\nplugin = "{model}"\n', f"{model}.toml")
         run = run_suite(load_suite(path, plugins), plugins, output=tmp_path / model)
         [row] = run.rows
