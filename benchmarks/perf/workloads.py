@@ -41,7 +41,7 @@ SIZES = (
         n_train=10_000,
         n_test=10_000,
         iwae_samples=1000,
-        rounds=3,
+        rounds=7,
         calibration_n=1024,
         suite_trials=1000,
     )
