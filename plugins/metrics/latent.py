@@ -2,17 +2,12 @@
 
 All look at the deterministic code (``model.encode``: the posterior mean of a latent-variable
 model); scikit-learn does the work, seeded from the trial's generator. NaN without labels.
+scikit-learn is imported inside each metric: it takes seconds, and `aebench list` loads this.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from aebench import MetricContext, Split
@@ -50,6 +45,9 @@ def kmeans(context: MetricContext) -> dict[str, float]:
     k is the dataset's number of classes (else the number of distinct test labels); NMI and the
     adjusted Rand index compare the clusters with the true labels.
     """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
     test = _codes_and_labels(context, context.data.test)
     if test is None:
         return {"kmeans_nmi": NAN, "kmeans_ari": NAN}
@@ -68,6 +66,8 @@ def silhouette(context: MetricContext) -> dict[str, float]:
 
     Euclidean; on a seeded subsample of 5,000 when the split is larger.
     """
+    from sklearn.metrics import silhouette_score
+
     test = _codes_and_labels(context, context.data.test)
     if test is None or not 2 <= len(np.unique(test[1])) < len(test[1]):
         return {"silhouette": NAN}
@@ -90,6 +90,8 @@ def _train_and_score(context: MetricContext, classifier) -> float:
 
 def knn_acc(context: MetricContext) -> dict[str, float]:
     """5-NN accuracy, fit on train codes, scored on test codes (labelled data only; else NaN)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
     classifier = KNeighborsClassifier(n_neighbors=KNN_NEIGHBOURS)
     return {"knn_acc": _train_and_score(context, classifier)}
 
@@ -99,6 +101,10 @@ def probe_acc(context: MetricContext) -> dict[str, float]:
 
     The codes are standardised with the train split's statistics first.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     probe = make_pipeline(
         StandardScaler(), LogisticRegression(max_iter=1000, random_state=_seed(context))
     )
