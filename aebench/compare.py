@@ -27,39 +27,39 @@ from typing import Literal
 
 import pandas as pd
 
+from aebench import columns
+from aebench.columns import IDENTITY, is_config_column
 from aebench.results import CSV, PARQUET
 
 Kind = Literal["quality", "speed"]
 KINDS: tuple[Kind, ...] = ("quality", "speed")
 DEFAULT_QUALITY_K = 2.0
 DEFAULT_SPEED_TOLERANCE = 0.2
-CONFIG_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
-CONFIG_NAMES = ("dataset", "model", "regularizer")
 
 
 @dataclass(frozen=True)
-class Direction:
-    """Which way a metric improves, and the smallest worsening that counts (in its own unit)."""
+class Tolerance:
+    """The smallest worsening of a metric that counts (in its own unit); which way it improves is
+    ``aebench.columns.direction``."""
 
-    higher_is_better: bool
     floor: float
     kind: Kind = "quality"
 
 
-METRICS: dict[str, Direction] = {
-    "elbo": Direction(True, 0.5),  # nats
-    "log_px_iwae": Direction(True, 0.5),  # nats
-    "log_px_prior_mc": Direction(True, 0.5),  # nats
-    "bits_per_dim": Direction(False, 0.005),
-    "recon_mse": Direction(False, 1e-3),  # per element, data in [0, 1]
-    "recon_bce": Direction(False, 0.5),  # nats per sample
-    "recon_psnr": Direction(True, 0.2),  # dB
-    "kmeans_nmi": Direction(True, 0.02),
-    "kmeans_ari": Direction(True, 0.02),
-    "knn_acc": Direction(True, 0.01),
-    "probe_acc": Direction(True, 0.01),
-    "silhouette": Direction(True, 0.02),
-    "train_samples_per_s": Direction(True, 0.0, "speed"),  # relative tolerance instead
+METRICS: dict[str, Tolerance] = {
+    "elbo": Tolerance(0.5),  # nats
+    "log_px_iwae": Tolerance(0.5),  # nats
+    "log_px_prior_mc": Tolerance(0.5),  # nats
+    "bits_per_dim": Tolerance(0.005),
+    "recon_mse": Tolerance(1e-3),  # per element, data in [0, 1]
+    "recon_bce": Tolerance(0.5),  # nats per sample
+    "recon_psnr": Tolerance(0.2),  # dB
+    "kmeans_nmi": Tolerance(0.02),
+    "kmeans_ari": Tolerance(0.02),
+    "knn_acc": Tolerance(0.01),
+    "probe_acc": Tolerance(0.01),
+    "silhouette": Tolerance(0.02),
+    "train_samples_per_s": Tolerance(0.0, "speed"),  # relative tolerance instead
 }
 
 
@@ -97,14 +97,14 @@ def load_table(path: str | Path) -> pd.DataFrame:
         table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file
         raise CompareError(f"{path}: cannot read the results table: {exc}") from None
-    missing = [c for c in ("status", *CONFIG_NAMES) if c not in table.columns]
+    missing = [c for c in ("status", *IDENTITY) if c not in table.columns]
     if missing:
         raise CompareError(f"{path}: not an aebench results table (no {', '.join(missing)} column)")
     return table
 
 
 def config_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c in CONFIG_NAMES or c.startswith(CONFIG_PREFIXES)]
+    return [c for c in table.columns if is_config_column(c)]
 
 
 def _canonical(value: object) -> object:
@@ -127,7 +127,7 @@ def _config_keys(table: pd.DataFrame, columns: list[str]) -> pd.Series:
 def _label(key: str, varying: list[str]) -> str:
     """``digits/ae/none model.latent_dim=8``: the names, and the parameters that tell apart."""
     config = json.loads(key)
-    names = "/".join(str(config[c]) for c in CONFIG_NAMES)
+    names = "/".join(str(config[c]) for c in IDENTITY)
     params = " ".join(f"{c}={config[c]}" for c in varying)
     return f"{names} {params}".strip()
 
@@ -151,7 +151,7 @@ def compare(
     varying = [
         c
         for c in columns
-        if c not in CONFIG_NAMES and len({json.loads(k)[c] for k in keys} - {None}) > 1
+        if c not in IDENTITY and len({json.loads(k)[c] for k in keys} - {None}) > 1
     ]
     metrics = [m for m in METRICS if m in new.columns and m in baseline.columns]
     new_groups = dict(tuple(new_ok.groupby("config")))
@@ -165,14 +165,14 @@ def compare(
             rows.append(_row(label, "status", "quality", verdict="regressed", note=statuses))
             continue
         for metric in metrics:
-            direction = METRICS[metric]
+            tolerance = METRICS[metric]
             base_values = base_rows[metric].astype(float).dropna()
             if base_values.empty:
                 continue  # not measured for this configuration (a deterministic model's ELBO)
             new_values = new_groups[key][metric].astype(float).dropna()
             rows.append(
                 _compared(
-                    label, metric, direction, base_values, new_values, quality_k, speed_tolerance
+                    label, metric, tolerance, base_values, new_values, quality_k, speed_tolerance
                 )
             )
     base_keys, new_keys = set(baseline["config"]), set(new["config"])
@@ -210,7 +210,7 @@ def _row(label: str, metric: str, kind: Kind, *, verdict: str, note: str = "", *
 def _compared(
     label: str,
     metric: str,
-    direction: Direction,
+    tolerance: Tolerance,
     base_values: pd.Series,
     new_values: pd.Series,
     quality_k: float,
@@ -221,16 +221,16 @@ def _compared(
     numbers = {"baseline": base_mean, "baseline_std": base_std, "n_baseline": len(base_values)}
     if new_values.empty:
         return _row(
-            label, metric, direction.kind, verdict="regressed", note="not measured", **numbers
+            label, metric, tolerance.kind, verdict="regressed", note="not measured", **numbers
         )
     new_mean = float(new_values.mean())
-    floor = speed_tolerance * abs(base_mean) if direction.kind == "speed" else direction.floor
+    floor = speed_tolerance * abs(base_mean) if tolerance.kind == "speed" else tolerance.floor
     allowed = max(floor, quality_k * base_std)
     change = new_mean - base_mean
-    gain = change if direction.higher_is_better else -change  # > 0: better
+    gain = change * columns.direction(metric)  # > 0: better
     verdict = "regressed" if gain < -allowed else "improved" if gain > allowed else "same"
     numbers |= {"new": new_mean, "n_new": len(new_values), "change": change, "allowed": allowed}
-    return _row(label, metric, direction.kind, verdict=verdict, **numbers)
+    return _row(label, metric, tolerance.kind, verdict=verdict, **numbers)
 
 
 def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aebench.columns import IDENTITY, direction, is_metric_column, is_param_column
 from aebench.results import PARQUET, read_results
 from aebench.runner import SuiteObserver, SuiteRun
 
@@ -26,62 +27,7 @@ REPORT_HTML = "report.html"
 FIGURES = "figures"
 MAX_LATENT_PANELS = 24
 
-# --- the columns of the results table -----------------------------------------------------------
-
-IDENTITY = ("dataset", "model", "regularizer")
-PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
-NOT_METRICS = frozenset({"trial_id", "status", "reason", "device"})
-
-HIGHER_IS_BETTER = frozenset(
-    {
-        "elbo",
-        "log_px_iwae",
-        "log_px_prior_mc",
-        "kmeans_nmi",
-        "kmeans_ari",
-        "silhouette",
-        "knn_acc",
-        "probe_acc",
-        "recon_psnr",
-        "recon_ssim",
-        "train_samples_per_s",
-        "infer_samples_per_s",
-    }
-)
-LOWER_IS_BETTER = frozenset(
-    {
-        "recon_mse",
-        "recon_bce",
-        "recon_mae",
-        "distortion",
-        "bits_per_dim",
-        "final_loss",
-        "train_s",
-        "eval_s",
-        "peak_mem_mb",
-        "kl_gap",
-    }
-)
 COST_COLUMNS = ("train_s", "eval_s", "train_samples_per_s", "peak_mem_mb")  # shown last
-
-
-def is_param_column(name: str) -> bool:
-    """A column of the trial's configuration: plugin names, flattened params, the seed."""
-    return name in IDENTITY or name == "seed" or name.startswith(PARAM_PREFIXES)
-
-
-def is_metric_column(name: str) -> bool:
-    """A column of measured numbers (not configuration, not bookkeeping, not versions)."""
-    return not (is_param_column(name) or name in NOT_METRICS or name.startswith("version."))
-
-
-def direction(metric: str) -> int:
-    """+1 when higher is better, -1 when lower is, 0 when neither is known (rate, ...)."""
-    if metric in HIGHER_IS_BETTER or metric.endswith(("_acc", "_nmi", "_ari", "_psnr", "_per_s")):
-        return 1
-    if metric in LOWER_IS_BETTER or metric.endswith(("_mse", "_bce", "_mae", "_s")):
-        return -1
-    return 0
 
 
 # --- leaderboards -------------------------------------------------------------------------------

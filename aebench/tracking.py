@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aebench.columns import is_metric_column, is_param_column
 from aebench.figures import trial_folder
-from aebench.report import is_metric_column, is_param_column
 from aebench.runner import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.suite import Suite, TrackingSection, Trial
 
