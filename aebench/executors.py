@@ -22,7 +22,7 @@ import torch
 from aebench.data import DataCache
 from aebench.isolation import PortableResult, from_portable, run_isolated, to_portable
 from aebench.plugins import Plugins, load_plugins
-from aebench.runner import Row, TrialOutcome, base_row, run_trial
+from aebench.runner import Row, TrialOutcome, failed_row, run_trial
 from aebench.suite import Trial
 
 if TYPE_CHECKING:
@@ -214,5 +214,4 @@ class DaskExecutor:
             reason = f"{type(exc).__name__}: {exc}"
         else:
             return from_portable(result, trial, work.plugins, work.device, work.cache)
-        row = base_row(trial, work.plugins, work.device)
-        return row | {"status": "failed", "reason": reason}, TrialOutcome()
+        return failed_row(trial, work.plugins, work.device, reason), TrialOutcome()

@@ -20,7 +20,7 @@ import torch
 
 from aebench.data import DataCache
 from aebench.plugins import Plugins, load_plugins
-from aebench.runner import Row, TrialOutcome, base_row, run_trial
+from aebench.runner import Row, TrialOutcome, failed_row, run_trial
 from aebench.suite import Trial
 
 
@@ -88,8 +88,7 @@ def run_isolated(
         result: PortableResult = receiver.recv()
     except EOFError:
         process.join()
-        row = base_row(trial, plugins, device)
-        return row | {"status": "failed", "reason": _death(process.exitcode)}, TrialOutcome()
+        return failed_row(trial, plugins, device, _death(process.exitcode)), TrialOutcome()
     except BaseException:  # Ctrl-C or SIGTERM: the child goes too, at once
         process.kill()
         raise

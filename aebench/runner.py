@@ -73,6 +73,11 @@ def base_row(trial: Trial, plugins: Plugins, device: torch.device) -> Row:
     return row
 
 
+def failed_row(trial: Trial, plugins: Plugins, device: torch.device, reason: str) -> Row:
+    """The row of a trial that died where it ran (a child process, a Dask worker)."""
+    return base_row(trial, plugins, device) | {"status": "failed", "reason": reason}
+
+
 def describe_plugin(plugins: Plugins, kind: str, name: str) -> str:
     """``model 'vae' (aebench-plugin-example 0.1.0)``: who to blame for a broken contract."""
     entry = plugins.registries[f"{kind}s"].get(name)
