@@ -193,7 +193,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     _log_to(output / "aebench.log")
     from aebench.executors import ExecutorError
 
-    with SuiteProgress(len(suite.trials)) as progress, tracker or contextlib.nullcontext():
+    with SuiteProgress() as progress, tracker or contextlib.nullcontext():
         try:
             run = run_suite(
                 suite,
@@ -293,20 +293,20 @@ class Interrupted(KeyboardInterrupt):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    plugins = load_plugins()
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        # Only the commands that use plugins load them: report, ui and compare read files.
         if args.command == "plugins":
-            return cmd_plugins(plugins, args.json)
+            return cmd_plugins(load_plugins(), args.json)
         if args.command == "list":
-            return cmd_list(plugins, args.kind, args.json)
+            return cmd_list(load_plugins(), args.kind, args.json)
         if args.command == "report":
             return cmd_report(args.folder)
         if args.command == "ui":
             return cmd_ui(args.port, args.output)
         if args.command == "compare":
             return cmd_compare(args)
-        return cmd_run(plugins, args)
+        return cmd_run(load_plugins(), args)
     except UsageError as exc:
         print(f"aebench: error: {exc}", file=sys.stderr)
         return USAGE_ERROR

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aebench.runner import Row, SuiteObserver, TrialOutcome
-from aebench.suite import Trial
+from aebench.suite import Suite, Trial
 
 
 class SuiteProgress(SuiteObserver):
     """A bar over the trials, and a line for each trial that did not end ``ok``."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self) -> None:
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -20,7 +22,7 @@ class SuiteProgress(SuiteObserver):
             TimeElapsedColumn(),
             console=Console(stderr=True),
         )
-        self._task = self._progress.add_task("starting", total=total)
+        self._task = self._progress.add_task("starting", total=None)
 
     def __enter__(self) -> SuiteProgress:
         self._progress.start()
@@ -28,6 +30,9 @@ class SuiteProgress(SuiteObserver):
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
+
+    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
+        self._progress.update(self._task, total=len(trials))  # those left to run, after a resume
 
     def trial_started(self, trial: Trial) -> None:
         self._progress.update(self._task, description=trial.label())
