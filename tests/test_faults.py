@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from fake_plugins import fake_distribution
+from mlflow_runs import search_runs
 
 from aebench import ModelOutput, hookimpl
 from aebench.plugins import load_plugins
@@ -102,8 +103,6 @@ def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_pat
 
 
 def test_an_interrupted_suite_leaves_its_mlflow_parent_run_killed(slow_suite, tmp_path):
-    import mlflow
-
     suite, site = slow_suite(delay=0.2)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     suite.write_text(suite.read_text().replace("enabled = false", f'uri = "{uri}"'))
@@ -112,8 +111,7 @@ def test_an_interrupted_suite_leaves_its_mlflow_parent_run_killed(slow_suite, tm
     wait_for(markers, process)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=["faults"])
+    runs = search_runs(uri, experiment_names=["faults"])
     parent = runs[runs["tags.mlflow.parentRunId"].isna()]
     nested = runs[runs["tags.mlflow.parentRunId"].notna()]
     assert list(parent["status"]) == ["KILLED"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from mlflow_runs import search_runs
 from torch import nn
 
 from aebench import DataInfo, hookimpl
@@ -93,15 +94,9 @@ def tracked(tmp_path_factory: pytest.TempPathFactory):
     with tracker:
         run = run_suite(suite, plugins, output=folder / "out", observers=[TrialFigures(), tracker])
 
-    import mlflow
     from mlflow import MlflowClient
 
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        runs = mlflow.search_runs(experiment_names=["tracked"])
-    finally:
-        mlflow.set_tracking_uri(previous)
+    runs = search_runs(uri, experiment_names=["tracked"])
     table = read_results(run.output).set_index("trial_id")
     return MlflowClient(tracking_uri=uri), runs, table
 
