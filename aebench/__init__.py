@@ -1,30 +1,83 @@
 """aebench: a benchmarking harness for autoencoders.
 
-The public plugin API is what this module exports; plugins import nothing else from aebench.
+The public API is what this module exports, and plugins and scripts import nothing else from
+aebench (besides ``aebench.testing``, the conformance checks for plugin authors' tests):
+
+- writing plugins: ``hookimpl``; ``DataInfo``, ``Split``, ``Data`` (datasets); ``ModelOutput``,
+  ``Autoencoder``, ``LatentVariableModel`` (models); ``Regularizer``; ``Metric``, ``Column``,
+  ``MetricContext`` (metrics); ``SuiteObserver`` (observers of a run); ``likelihood``, the
+  estimators (ELBO, importance-weighted log p(x), ...) that metrics build on;
+- running and reading: ``load_plugins``, ``load_suite``, ``run_suite``, ``SuiteRun``, ``Suite``,
+  ``Trial``, ``TrialOutcome``.
+
+Names are imported when first used, so that ``import aebench`` (and ``aebench --help``) stays cheap.
 """
 
-from aebench.contracts import (
-    Autoencoder,
-    Data,
-    DataInfo,
-    LatentVariableModel,
-    Metric,
-    MetricContext,
-    ModelOutput,
-    Regularizer,
-    Split,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from aebench.hookspecs import hookimpl
 
-__all__ = [
-    "Autoencoder",
-    "Data",
-    "DataInfo",
-    "LatentVariableModel",
-    "Metric",
-    "MetricContext",
-    "ModelOutput",
-    "Regularizer",
-    "Split",
-    "hookimpl",
-]
+if TYPE_CHECKING:
+    from aebench import likelihood
+    from aebench.api import run_suite
+    from aebench.columns import Column
+    from aebench.contracts import (
+        Autoencoder,
+        Data,
+        DataInfo,
+        DataKind,
+        LatentVariableModel,
+        Metric,
+        MetricContext,
+        ModelOutput,
+        Regularizer,
+        Requirement,
+        Split,
+    )
+    from aebench.plugins import Plugins, load_plugins
+    from aebench.runner import SuiteObserver, SuiteRun, TrialOutcome
+    from aebench.suite import Suite, SuiteError, Trial, load_suite
+
+# name -> the module that defines it
+_EXPORTS = {
+    "Autoencoder": "aebench.contracts",
+    "Data": "aebench.contracts",
+    "DataInfo": "aebench.contracts",
+    "DataKind": "aebench.contracts",
+    "LatentVariableModel": "aebench.contracts",
+    "Metric": "aebench.contracts",
+    "MetricContext": "aebench.contracts",
+    "ModelOutput": "aebench.contracts",
+    "Regularizer": "aebench.contracts",
+    "Requirement": "aebench.contracts",
+    "Split": "aebench.contracts",
+    "Column": "aebench.columns",
+    "Plugins": "aebench.plugins",
+    "load_plugins": "aebench.plugins",
+    "Suite": "aebench.suite",
+    "SuiteError": "aebench.suite",
+    "Trial": "aebench.suite",
+    "load_suite": "aebench.suite",
+    "SuiteObserver": "aebench.runner",
+    "SuiteRun": "aebench.runner",
+    "TrialOutcome": "aebench.runner",
+    "run_suite": "aebench.api",
+}
+_MODULES = {"likelihood": "aebench.likelihood"}
+
+__all__ = sorted(["hookimpl", *_EXPORTS, *_MODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'aebench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

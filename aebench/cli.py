@@ -6,7 +6,7 @@ Bad input ends with one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from aebench.params import describe
 from aebench.plugins import KINDS, Plugins, load_plugins
+from aebench.registry import Entry
 
 if TYPE_CHECKING:
     from aebench.executors import Executor
@@ -56,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="installed plugins and their load errors")
     plugins.add_argument("--json", action="store_true")
+    plugins.add_argument(
+        "--strict", action="store_true", help="exit 1 when any plugin failed to load"
+    )
 
     listing = commands.add_parser("list", help="registered models, regularizers, datasets, metrics")
     listing.add_argument("kind", nargs="?", choices=list(KINDS), help="one kind only")
@@ -105,7 +109,7 @@ def _json_default(value: object) -> object:
     return None if value is inspect.Parameter.empty else str(value)
 
 
-def cmd_plugins(plugins: Plugins, as_json: bool) -> int:
+def cmd_plugins(plugins: Plugins, as_json: bool, strict: bool = False) -> int:
     rows = [
         {
             "plugin": info.name,
@@ -116,9 +120,10 @@ def cmd_plugins(plugins: Plugins, as_json: bool) -> int:
         for info in plugins.infos
     ]
     errors = [vars(e) for e in plugins.errors]
+    failed = 1 if strict and errors else 0
     if as_json:
         print(json.dumps({"plugins": rows, "errors": errors}, indent=2))
-        return 0
+        return failed
     for row in rows:
         where = (
             f"{row['distribution']} {row['version']}" if row["distribution"] else "(not installed)"
@@ -126,27 +131,36 @@ def cmd_plugins(plugins: Plugins, as_json: bool) -> int:
         print(f"{row['plugin']}  [{where}]")
         for kind, names in row["registers"].items():
             print(f"  {kind}: {', '.join(names)}")
-    for error in errors:
-        print(f"FAILED {error['plugin']} [{error['distribution']}]: {error['error']}")
-    return 0
+    _print_load_errors(plugins)
+    return failed
+
+
+def _print_load_errors(plugins: Plugins) -> None:
+    for error in plugins.errors:
+        print(f"FAILED {error.plugin} [{error.distribution}]: {error.error}")
+
+
+def _listed(entry: Entry) -> dict:
+    listed = {
+        "name": entry.name,
+        "description": entry.description,
+        "plugin": entry.plugin,
+        "distribution": entry.distribution,
+        "params": [vars(p) for p in describe(entry.params)],
+    }
+    if entry.kind == "metric":  # what it declares: its columns, and what it needs of a trial
+        listed["columns"] = [dataclasses.asdict(c) for c in entry.factory.columns]
+        listed["requires"] = list(entry.factory.requires)
+    return listed
 
 
 def cmd_list(plugins: Plugins, kind: str | None, as_json: bool) -> int:
     kinds = [kind] if kind else list(KINDS)
-    listing = {
-        k: [
-            {
-                "name": entry.name,
-                "description": entry.description,
-                "plugin": entry.plugin,
-                "distribution": entry.distribution,
-                "params": [vars(p) for p in describe(entry.params)],
-            }
-            for entry in plugins.registries[k]
-        ]
-        for k in kinds
+    listing: dict[str, list[dict]] = {
+        k: [_listed(entry) for entry in plugins.registries[k]] for k in kinds
     }
     if as_json:
+        listing["load_errors"] = [vars(e) for e in plugins.errors]
         print(json.dumps(listing, indent=2, default=_json_default))
         return 0
     for k, entries in listing.items():
@@ -156,6 +170,15 @@ def cmd_list(plugins: Plugins, kind: str | None, as_json: bool) -> int:
             for p in entry["params"]:
                 default = "required" if p["default"] is inspect.Parameter.empty else p["default"]
                 print(f"      {p['name']}: {p['type']} = {default!r}")
+            if "columns" in entry:
+                arrows = {"higher": " ↑", "lower": " ↓", None: ""}
+                shown = [c["name"] + arrows[c["better"]] for c in entry["columns"]]
+                print(f"      columns: {', '.join(shown)}")
+                if entry["requires"]:
+                    print(f"      needs: {', '.join(entry['requires'])}")
+    if plugins.errors:
+        print("plugins that failed to load (what they provide is missing above):")
+        _print_load_errors(plugins)
     return 0
 
 
@@ -177,23 +200,18 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     except SuiteError as exc:
         raise UsageError(str(exc)) from None
 
-    from aebench.figures import TrialFigures
+    from aebench.executors import ExecutorError
     from aebench.progress import SuiteProgress
     from aebench.report import ReportBuilder
-    from aebench.tracking import MlflowTracker, TrackingError
+    from aebench.runner import build_observers
 
-    report = ReportBuilder()
     try:
-        tracker = MlflowTracker(suite.spec.tracking) if suite.spec.tracking.enabled else None
-    except TrackingError as exc:
-        raise UsageError(f"{args.suite}: {exc}") from None
-    # Figures and the report come before MLflow in the list: it logs both as artifacts.
-    observers = [TrialFigures(), report, *([tracker] if tracker else [])]
+        observers = build_observers(suite, plugins)  # MLflow, figures, report, third parties'
+    except SuiteError as exc:
+        raise UsageError(str(exc)) from None
     output = suite.output_dir(args.output)
     _log_to(output / "aebench.log")
-    from aebench.executors import ExecutorError
-
-    with SuiteProgress() as progress, tracker or contextlib.nullcontext():
+    with SuiteProgress() as progress:
         try:
             run = run_suite(
                 suite,
@@ -211,8 +229,9 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         print(f"{run.already_done} trials were already finished in {output} (--rerun repeats them)")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
     print(f"{len(run.rows)} trials run ({counts or 'nothing left to run'}); results in {output}")
-    if report.paths:
-        print(f"report: {report.paths[1]}")
+    for observer in observers:
+        if isinstance(observer, ReportBuilder) and observer.paths:
+            print(f"report: {observer.paths[1]}")
     return 1 if run.counts.get("failed") else 0
 
 
@@ -244,7 +263,14 @@ def cmd_report(folder: Path) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from aebench.compare import CompareError, compare, format_comparison, load_table, parse_kinds
+    from aebench.compare import (
+        CompareError,
+        compare,
+        format_comparison,
+        load_table,
+        parse_kinds,
+        table_vocabulary,
+    )
 
     for option in ("quality_tolerance", "speed_tolerance"):
         if not getattr(args, option) >= 0:
@@ -254,11 +280,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         new, baseline = load_table(args.new), load_table(args.baseline)
     except CompareError as exc:
         raise UsageError(str(exc)) from None
+    # What each column means is declared beside each table; the new table's declarations win.
+    vocabulary = table_vocabulary(args.baseline).merged(table_vocabulary(args.new))
     comparison = compare(
         new,
         baseline,
         quality_k=args.quality_tolerance,
         speed_tolerance=args.speed_tolerance,
+        vocabulary=vocabulary,
     )
     if comparison.rows.empty:
         raise UsageError(f"{args.new}: no configuration matches one of {args.baseline}")
@@ -297,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Only the commands that use plugins load them: report, ui and compare read files.
         if args.command == "plugins":
-            return cmd_plugins(load_plugins(), args.json)
+            return cmd_plugins(load_plugins(), args.json, args.strict)
         if args.command == "list":
             return cmd_list(load_plugins(), args.kind, args.json)
         if args.command == "report":

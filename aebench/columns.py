@@ -1,44 +1,100 @@
-"""The vocabulary of the results table: which columns configure a trial, which are measured,
-and which way each measurement improves. The report, MLflow tracking and ``aebench compare``
-read the table through these, so they agree on it.
+"""The vocabulary of the results table: which columns configure a trial, which are measured, and
+what each measured column declares about itself (which way is better, how noisy it is, what
+change ``aebench compare`` tolerates).
+
+Metrics declare their columns (``aebench.Column``); the core declares only its own (timings,
+memory, the final training loss). The declarations of a run are saved beside its table as
+``columns.json``, so that the report and ``aebench compare`` read a table's meaning from the table's
+folder, without importing a plugin. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
 IDENTITY = ("dataset", "model", "regularizer")
 PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
-NOT_METRICS = frozenset({"trial_id", "status", "reason", "device"})
+BOOKKEEPING = frozenset({"trial_id", "status", "reason", "device"})
+CORE_KEYS = frozenset({*IDENTITY, "seed", *BOOKKEEPING})
+COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # no dots: dotted names are configuration
+COLUMNS_FILE = "columns.json"
 
-HIGHER_IS_BETTER = frozenset(
-    {
-        "elbo",
-        "log_px_iwae",
-        "log_px_prior_mc",
-        "kmeans_nmi",
-        "kmeans_ari",
-        "silhouette",
-        "knn_acc",
-        "probe_acc",
-        "recon_psnr",
-        "recon_ssim",
-        "train_samples_per_s",
-        "infer_samples_per_s",
-    }
-)
-LOWER_IS_BETTER = frozenset(
-    {
-        "recon_mse",
-        "recon_bce",
-        "recon_mae",
-        "distortion",
-        "bits_per_dim",
-        "final_loss",
-        "train_s",
-        "eval_s",
-        "peak_mem_mb",
-        "kl_gap",
-    }
-)
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One measured column of the results table, and how to read it.
+
+    - ``better``: ``"higher"``, ``"lower"``, or None when neither is better (a rate, a count).
+    - ``floor``: for ``aebench compare``, the smallest worsening (in the column's unit) that
+      counts as a quality regression: a new seed mean worse than the baseline's by more than
+      ``max(floor, k * baseline std)`` regressed. None: compare does not check this column.
+    - ``noisy``: the value moves with the machine and its load (timings, memory): the report never
+      marks a best value.
+    - ``speed``: a throughput; compare flags a fall by more than ``--speed-tolerance`` (relative).
+    - ``unit`` and ``description``: shown in reports and axis labels.
+    """
+
+    name: str
+    better: Better | None = None
+    floor: float | None = None
+    noisy: bool = False
+    speed: bool = False
+    unit: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not COLUMN_NAME.match(self.name):
+            raise ValueError(f"column name {self.name!r}: letters, digits and '_' only")
+        if self.name in CORE_KEYS:
+            raise ValueError(f"column name {self.name!r} is one of the core's own columns")
+        if self.better not in (None, "higher", "lower"):
+            raise ValueError(f"column {self.name!r}: better is 'higher', 'lower' or None")
+        if (self.floor is not None or self.speed) and self.better is None:
+            raise ValueError(f"column {self.name!r}: a floor or speed needs a better direction")
+        if self.floor is not None and self.speed:
+            raise ValueError(f"column {self.name!r}: compared either as quality or as speed")
+        if self.floor is not None and not self.floor >= 0:
+            raise ValueError(f"column {self.name!r}: the floor must be >= 0")
+
+    @property
+    def direction(self) -> int:
+        """+1 when higher is better, -1 when lower is, 0 when neither."""
+        return {"higher": 1, "lower": -1}.get(self.better or "", 0)
+
+    @property
+    def label(self) -> str:
+        """The name with its unit: ``log_px_iwae [nats]``."""
+        return f"{self.name} [{self.unit}]" if self.unit else self.name
+
+
+# The core's own measurements: every trial that trains has them, whatever its metrics.
+CORE_COLUMNS: dict[str, Column] = {
+    c.name: c
+    for c in (
+        Column("train_s", "lower", noisy=True, unit="s", description="training time"),
+        Column(
+            "train_samples_per_s",
+            "higher",
+            noisy=True,
+            speed=True,
+            unit="samples/s",
+            description="training throughput after the first epoch",
+        ),
+        Column("peak_mem_mb", "lower", noisy=True, unit="MiB", description="peak memory"),
+        Column("eval_s", "lower", noisy=True, unit="s", description="time spent in the metrics"),
+        Column(
+            "final_loss",
+            description="mean training loss of the last epoch (each model's own objective)",
+        ),
+    )
+}
 
 
 def is_param_column(name: str) -> bool:
@@ -53,13 +109,80 @@ def is_config_column(name: str) -> bool:
 
 def is_metric_column(name: str) -> bool:
     """A column of measured numbers (not configuration, not bookkeeping, not versions)."""
-    return not (is_param_column(name) or name in NOT_METRICS or name.startswith("version."))
+    return not (is_param_column(name) or name in BOOKKEEPING or name.startswith("version."))
 
 
-def direction(metric: str) -> int:
-    """+1 when higher is better, -1 when lower is, 0 when neither is known (rate, ...)."""
-    if metric in HIGHER_IS_BETTER or metric.endswith(("_acc", "_nmi", "_ari", "_psnr", "_per_s")):
-        return 1
-    if metric in LOWER_IS_BETTER or metric.endswith(("_mse", "_bce", "_mae", "_s")):
-        return -1
-    return 0
+@dataclass
+class Vocabulary:
+    """Every measured column a table may hold, as declared, and the planes metrics ask to plot."""
+
+    columns: dict[str, Column] = field(default_factory=lambda: dict(CORE_COLUMNS))
+    # Pairs of columns plotted against each other in the report: (x, y), e.g. rate vs distortion.
+    planes: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, columns: Iterable[Column], planes: Iterable[tuple[str, str]] = ()) -> None:
+        for column in columns:
+            self.columns[column.name] = column
+        for plane in planes:
+            if tuple(plane) not in self.planes:
+                self.planes.append(tuple(plane))
+
+    def get(self, name: str) -> Column:
+        """The column's declaration; an undeclared column is one with nothing declared."""
+        return self.columns.get(name) or Column(name)
+
+    def direction(self, name: str) -> int:
+        return self.get(name).direction
+
+    def merged(self, other: Vocabulary) -> Vocabulary:
+        """This vocabulary with ``other``'s declarations added (``other`` wins on a clash)."""
+        out = Vocabulary(dict(self.columns), list(self.planes))
+        out.add(other.columns.values(), other.planes)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"columns": [asdict(c) for c in self.columns.values()], "planes": self.planes},
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Vocabulary:
+        raw = json.loads(text)
+        vocabulary = cls()
+        vocabulary.add(
+            (Column(**c) for c in raw.get("columns", [])),
+            (tuple(p) for p in raw.get("planes", [])),
+        )
+        return vocabulary
+
+
+def declared(metrics: Mapping[str, object]) -> Vocabulary:
+    """The vocabulary of the core and of ``metrics`` (name -> ``aebench.Metric``)."""
+    vocabulary = Vocabulary()
+    for metric in metrics.values():
+        vocabulary.add(metric.columns, metric.planes)  # type: ignore[attr-defined]
+    return vocabulary
+
+
+def read_vocabulary(folder: Path) -> Vocabulary | None:
+    """The vocabulary saved beside a results table, or None (a table written before it was)."""
+    path = Path(folder) / COLUMNS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Vocabulary.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError, KeyError):  # damaged: the caller falls back as if absent
+        return None
+
+
+def vocabulary_of(folder: Path) -> Vocabulary:
+    """The saved vocabulary of a results folder; for an older folder without one, the declarations
+    of the metrics installed now (this loads the plugins)."""
+    saved = read_vocabulary(folder)
+    if saved is not None:
+        return saved
+    from aebench.plugins import load_plugins
+
+    plugins = load_plugins()
+    return declared({e.name: e.factory for e in plugins.metrics})

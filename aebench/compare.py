@@ -7,11 +7,15 @@ each side's seeds are averaged. Only rows with status ``ok`` count.
 A metric regressed when the NEW mean is worse than the BASELINE mean by more than it is allowed
 to move by chance:
 
-- quality metrics: ``max(floor, k * baseline std over seeds)``, ``floor`` the metric's own
-  (below), ``k`` = ``quality_k`` (default 2: about a 5% false alarm rate per metric for normal seed
-  noise when the baseline has several seeds);
-- speed (``train_samples_per_s``): ``max(speed_tolerance * baseline mean, k * baseline std)``,
-  ``speed_tolerance`` default 0.2 (timings on shared machines move by 10% easily).
+- quality columns (those that declare a ``floor``, ``aebench.Column``):
+  ``max(floor, k * baseline std over seeds)``, ``k`` = ``quality_k`` (default 2: about a 5% false
+  alarm rate per column for normal seed noise when the baseline has several seeds);
+- speed columns (those that declare ``speed``, such as the training throughput):
+  ``max(speed_tolerance * baseline mean, k * baseline std)``, ``speed_tolerance`` default 0.2
+  (timings on shared machines move by 10% easily).
+
+Which columns are compared, and which way each improves, is read from the tables' declarations
+(``columns.json`` beside each table; the new table's win), never from a list kept here.
 
 A change as large in the better direction is reported as improved. A configuration that has ok rows
 in the baseline and none in NEW (all failed or diverged) is a quality regression.
@@ -27,40 +31,13 @@ from typing import Literal
 
 import pandas as pd
 
-from aebench import columns
-from aebench.columns import IDENTITY, is_config_column
+from aebench.columns import IDENTITY, Column, Vocabulary, is_config_column, vocabulary_of
 from aebench.results import CSV, PARQUET
 
 Kind = Literal["quality", "speed"]
 KINDS: tuple[Kind, ...] = ("quality", "speed")
 DEFAULT_QUALITY_K = 2.0
 DEFAULT_SPEED_TOLERANCE = 0.2
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """The smallest worsening of a metric that counts (in its own unit); which way it improves is
-    ``aebench.columns.direction``."""
-
-    floor: float
-    kind: Kind = "quality"
-
-
-METRICS: dict[str, Tolerance] = {
-    "elbo": Tolerance(0.5),  # nats
-    "log_px_iwae": Tolerance(0.5),  # nats
-    "log_px_prior_mc": Tolerance(0.5),  # nats
-    "bits_per_dim": Tolerance(0.005),
-    "recon_mse": Tolerance(1e-3),  # per element, data in [0, 1]
-    "recon_bce": Tolerance(0.5),  # nats per sample
-    "recon_psnr": Tolerance(0.2),  # dB
-    "kmeans_nmi": Tolerance(0.02),
-    "kmeans_ari": Tolerance(0.02),
-    "knn_acc": Tolerance(0.01),
-    "probe_acc": Tolerance(0.01),
-    "silhouette": Tolerance(0.02),
-    "train_samples_per_s": Tolerance(0.0, "speed"),  # relative tolerance instead
-}
 
 
 class CompareError(ValueError):
@@ -84,6 +61,17 @@ class Comparison:
 
     def changed(self) -> pd.DataFrame:
         return self.rows[self.rows["verdict"] != "same"]
+
+
+def table_vocabulary(path: str | Path) -> Vocabulary:
+    """The column declarations saved beside a table (``load_table``'s path)."""
+    path = Path(path)
+    return vocabulary_of(path if path.is_dir() else path.parent)
+
+
+def compared_columns(vocabulary: Vocabulary) -> list[Column]:
+    """The columns ``compare`` checks: those with a quality floor or marked as speed."""
+    return [c for c in vocabulary.columns.values() if c.floor is not None or c.speed]
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
@@ -138,8 +126,12 @@ def compare(
     *,
     quality_k: float = DEFAULT_QUALITY_K,
     speed_tolerance: float = DEFAULT_SPEED_TOLERANCE,
+    vocabulary: Vocabulary | None = None,
 ) -> Comparison:
-    """Compare matching configurations' seed means; see the module's docstring for the rule."""
+    """Compare matching configurations' seed means; see the module's docstring for the rule.
+
+    ``vocabulary`` declares the columns (default: the core's own alone)."""
+    vocabulary = vocabulary or Vocabulary()
     new_columns, base_columns = config_columns(new), config_columns(baseline)
     columns = [c for c in base_columns if c in new_columns]
     unmatched = sorted(set(new_columns) ^ set(base_columns))
@@ -153,7 +145,9 @@ def compare(
         for c in columns
         if c not in IDENTITY and len({json.loads(k)[c] for k in keys} - {None}) > 1
     ]
-    metrics = [m for m in METRICS if m in new.columns and m in baseline.columns]
+    metrics = [
+        c for c in compared_columns(vocabulary) if c.name in new.columns and c.name in baseline.columns
+    ]
     new_groups = dict(tuple(new_ok.groupby("config")))
     rows = []
     for key, base_rows in base_ok.groupby("config"):
@@ -164,16 +158,13 @@ def compare(
             statuses = ", ".join(sorted(set(new.loc[new["config"] == key, "status"])))
             rows.append(_row(label, "status", "quality", verdict="regressed", note=statuses))
             continue
-        for metric in metrics:
-            tolerance = METRICS[metric]
-            base_values = base_rows[metric].astype(float).dropna()
+        for column in metrics:
+            base_values = base_rows[column.name].astype(float).dropna()
             if base_values.empty:
                 continue  # not measured for this configuration (a deterministic model's ELBO)
-            new_values = new_groups[key][metric].astype(float).dropna()
+            new_values = new_groups[key][column.name].astype(float).dropna()
             rows.append(
-                _compared(
-                    label, metric, tolerance, base_values, new_values, quality_k, speed_tolerance
-                )
+                _compared(label, column, base_values, new_values, quality_k, speed_tolerance)
             )
     base_keys, new_keys = set(baseline["config"]), set(new["config"])
     return Comparison(
@@ -209,28 +200,26 @@ def _row(label: str, metric: str, kind: Kind, *, verdict: str, note: str = "", *
 
 def _compared(
     label: str,
-    metric: str,
-    tolerance: Tolerance,
+    column: Column,
     base_values: pd.Series,
     new_values: pd.Series,
     quality_k: float,
     speed_tolerance: float,
 ) -> dict:
+    metric, kind = column.name, "speed" if column.speed else "quality"
     base_mean = float(base_values.mean())
     base_std = float(base_values.std()) if len(base_values) > 1 else 0.0  # over seeds, ddof 1
     numbers = {"baseline": base_mean, "baseline_std": base_std, "n_baseline": len(base_values)}
     if new_values.empty:
-        return _row(
-            label, metric, tolerance.kind, verdict="regressed", note="not measured", **numbers
-        )
+        return _row(label, metric, kind, verdict="regressed", note="not measured", **numbers)
     new_mean = float(new_values.mean())
-    floor = speed_tolerance * abs(base_mean) if tolerance.kind == "speed" else tolerance.floor
+    floor = speed_tolerance * abs(base_mean) if column.speed else (column.floor or 0.0)
     allowed = max(floor, quality_k * base_std)
     change = new_mean - base_mean
-    gain = change * columns.direction(metric)  # > 0: better
+    gain = change * column.direction  # > 0: better
     verdict = "regressed" if gain < -allowed else "improved" if gain > allowed else "same"
     numbers |= {"new": new_mean, "n_new": len(new_values), "change": change, "allowed": allowed}
-    return _row(label, metric, tolerance.kind, verdict=verdict, **numbers)
+    return _row(label, metric, kind, verdict=verdict, **numbers)
 
 
 def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:

@@ -5,13 +5,15 @@ Plugins build on these types only; the core never needs to know a concrete plugi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
+
+from aebench.columns import Column
 
 DataKind = Literal["binary", "unit", "real"]
 
@@ -134,14 +136,96 @@ class Regularizer:
 
 @dataclass
 class MetricContext:
-    """Everything a metric may look at, after training. Tensors are on ``device``."""
+    """Everything a metric may look at, after training. Tensors are on ``device``.
+
+    - ``model``: the trained model, in eval mode (gradients are off while metrics run).
+    - ``data``: the trial's dataset; metrics measure ``data.test`` (and may fit on ``data.train``).
+    - ``settings``: the trial's resolved ``[eval]`` section: ``{"metrics": [...] or None,
+      "params": {metric name: {parameter: value}}}``; a metric's own parameters arrive as keyword
+      arguments, so a metric rarely needs this.
+    - ``device``: where the model and data are.
+    - ``generator``: seeded from the trial's seed; seed any sampling from it (``aebench.likelihood
+      .seeded(generator)``) so that measurements are reproducible.
+    - ``training``: what training measured: ``train_s``, ``train_samples_per_s``, ``peak_mem_mb``.
+    """
 
     model: nn.Module
     data: Data
-    settings: Mapping[str, Any]  # the suite's [eval] section
+    settings: Mapping[str, Any]
     device: torch.device
     generator: torch.Generator
-    training: Mapping[str, float] = field(default_factory=dict)  # train_s, samples/s, ...
+    training: Mapping[str, float] = field(default_factory=dict)
 
 
-Metric = Callable[[MetricContext], dict[str, float]]
+# What a metric may need of a trial; the core gives NaN columns where a need is not met.
+Requirement = Literal["latent-variable model", "labelled data"]
+REQUIREMENTS: tuple[Requirement, ...] = ("latent-variable model", "labelled data")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A measurement of a trained model, and the columns it writes: register it by name.
+
+    ``compute(context, **params) -> {column: number}`` returns one finite number (or NaN) per
+    declared column. Its parameters after ``context`` are typed and defaulted like a model's; the
+    suite sets them per metric (``[eval.NAME] samples = 5000``) and they are validated before
+    anything trains. Its docstring's first line is what ``aebench list`` shows.
+
+    - ``columns``: every column it returns, with which way is better, its comparison floor, its
+      noise (``aebench.Column``). The report, MLflow and ``aebench compare`` read these alone.
+    - ``requires``: what it applies to (``"latent-variable model"``, ``"labelled data"``); where a
+      trial lacks one, the core writes NaN in its columns without calling it.
+    - ``planes``: pairs of its columns that the report plots against each other, one point per
+      trial (``("rate", "distortion")``).
+    - ``aliases``: plain ``[eval]`` keys that set one of its parameters, for older suites
+      (``{"iwae_samples": "samples"}``); several metrics may share an alias.
+
+    ::
+
+        def mean_code(context, scale: float = 1.0) -> dict[str, float]:
+            \"\"\"Mean code value, scaled.\"\"\"
+            return {"mean_code": scale * context.model.encode(context.data.test.x).mean().item()}
+
+        register("mean_code", Metric(mean_code, columns=[Column("mean_code", better="higher")]))
+    """
+
+    compute: Callable[..., Mapping[str, float]]
+    columns: Sequence[Column]
+    requires: Sequence[Requirement] = ()
+    planes: Sequence[tuple[str, str]] = ()
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "requires", tuple(self.requires))
+        object.__setattr__(self, "planes", tuple(tuple(p) for p in self.planes))
+        if not callable(self.compute):
+            raise TypeError("Metric(compute=...): compute must be callable")
+        if not self.columns or not all(isinstance(c, Column) for c in self.columns):
+            raise TypeError("Metric(columns=...): declare at least one aebench.Column")
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Metric(columns=...): a column is declared twice in {names}")
+        for requirement in self.requires:
+            if requirement not in REQUIREMENTS:
+                raise ValueError(
+                    f"Metric(requires=...): {requirement!r} is not one of {', '.join(REQUIREMENTS)}"
+                )
+        for plane in self.planes:
+            if len(plane) != 2 or not set(plane) <= set(names):
+                raise ValueError(f"Metric(planes=...): {plane} is not a pair of its own columns")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def unmet(self, context: MetricContext) -> str | None:
+        """Why this metric does not apply to the trial in ``context``, or None when it does."""
+        for requirement in self.requires:
+            if requirement == "latent-variable model" and not isinstance(
+                context.model, LatentVariableModel
+            ):
+                return "the model is not a latent-variable model"
+            if requirement == "labelled data" and context.data.test.y is None:
+                return "the data has no labels"
+        return None

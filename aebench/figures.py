@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aebench.columns import Column
 from aebench.contracts import Data, LatentVariableModel
 from aebench.runner import Row, SuiteObserver, TrialOutcome
 from aebench.suite import Suite, Trial
@@ -301,8 +302,11 @@ def latent_grid(path: Path, panels: Sequence[tuple[str, Path]], columns: int = 4
     return Path(path)
 
 
-def rate_distortion(path: Path, points: Sequence[tuple[str, float, float]]) -> Path | None:
-    """The rate-distortion plane: one point (rate, distortion) per trial, labelled."""
+def plane(
+    path: Path, points: Sequence[tuple[str, float, float]], x: Column, y: Column
+) -> Path | None:
+    """Two columns against each other (rate and distortion, say): one point (x, y) per trial,
+    labelled by configuration."""
     points = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
     if not points:
         return None
@@ -311,12 +315,18 @@ def rate_distortion(path: Path, points: Sequence[tuple[str, float, float]]) -> P
     labels = sorted({label for label, _, _ in points})
     colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     for label in labels:
-        mine = [(r, d) for name, r, d in points if name == label]
+        mine = [(a, b) for name, a, b in points if name == label]
         ax.scatter(*zip(*mine, strict=True), label=label, color=colours[label], s=18)
-    ax.set_xlabel("rate: KL(q(z|x) || p(z)) [nats]", fontsize=8)
-    ax.set_ylabel("distortion: -E log p(x|z) [nats]", fontsize=8)
+    ax.set_xlabel(_axis_label(x), fontsize=8)
+    ax.set_ylabel(_axis_label(y), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=6)
-    ax.set_title("rate-distortion plane", fontsize=9)
+    ax.set_title(f"{x.name}–{y.name} plane", fontsize=9)
     fig.savefig(path)
     return Path(path)
+
+
+def _axis_label(column: Column) -> str:
+    """``rate: KL(q(z|x) || p(z)) [nats]``."""
+    text = f"{column.name}: {column.description}" if column.description else column.name
+    return f"{text} [{column.unit}]" if column.unit else text

@@ -1,4 +1,9 @@
-"""The plugin contract: four hooks, each handed a ``register(name, factory)`` callback."""
+"""The plugin contract: five hooks, each handed a ``register(name, factory)`` callback.
+
+A plugin is a module (or object) with functions of these names marked ``@aebench.hookimpl``,
+declared as an entry point of the ``aebench`` group. A name registered twice is an error naming
+both plugins. See the README's "Plugin reference" for each factory's contract.
+"""
 
 from collections.abc import Callable
 from typing import Any
@@ -28,4 +33,13 @@ def aebench_register_datasets(register: Register) -> None:
 
 @hookspec
 def aebench_register_metrics(register: Register) -> None:
-    """Register metrics: ``register(name, metric(context) -> dict[str, float])``."""
+    """Register metrics: ``register(name, Metric(compute(context, **params), columns=[...]))``."""
+
+
+@hookspec
+def aebench_register_observers(register: Register) -> None:
+    """Register observers of a suite run: ``register(name, factory(suite) -> SuiteObserver | None)``.
+
+    Observers are notified in the order pluggy calls these hooks: ``@hookimpl(tryfirst=True)``
+    ones first, ``trylast=True`` ones last (the MLflow tracker, which logs what others wrote).
+    """

@@ -7,7 +7,7 @@ memory stays bounded whatever the number of inputs or samples.
 
 Sampling draws from torch's global random stream (``torch.distributions`` takes no generator);
 wrap a call in ``seeded(generator)`` to make it reproducible without disturbing that stream.
-Nothing here turns gradients off: a model may train on ``log_px_iwae`` (the IWAE bound).
+Nothing here turns gradients off: a model may train on ``iwae_bound`` (the IWAE objective).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ _MAX_BATCH = 1024
 
 @dataclass(frozen=True)
 class ElboTerms:
-    """Per-input terms of the evidence lower bound: ``elbo = -(distortion + rate)``."""
+    """Per-input terms of the evidence lower bound: ``bound = -(distortion + rate)``."""
 
-    elbo: Tensor  # (N,)
+    bound: Tensor  # (N,) the ELBO
     rate: Tensor  # (N,) KL(q(z|x) || p(z))
     distortion: Tensor  # (N,) -E_q[log p(x|z)]
 
@@ -139,7 +139,7 @@ def elbo_terms(
         distortions.append(-log_lik_sum / n_samples)
         rates.append(kl_sum / n_samples if kl is None else kl.double())
     rate, distortion = torch.cat(rates), torch.cat(distortions)
-    return ElboTerms(elbo=-(rate + distortion), rate=rate, distortion=distortion)
+    return ElboTerms(bound=-(rate + distortion), rate=rate, distortion=distortion)
 
 
 def log_mean_exp(chunks: Iterable[Tensor], n_samples: int) -> Tensor:
@@ -154,7 +154,7 @@ def log_mean_exp(chunks: Iterable[Tensor], n_samples: int) -> Tensor:
     return total - math.log(n_samples)
 
 
-def log_px_iwae(
+def iwae_bound(
     model: LatentVariableModel,
     x: Tensor,
     n_samples: int,
@@ -175,7 +175,7 @@ def log_px_iwae(
     return torch.cat([log_mean_exp(chunks(xb), n_samples) for xb in x.split(batch)])
 
 
-def log_px_prior_mc(
+def prior_mc_estimate(
     model: LatentVariableModel,
     x: Tensor,
     n_samples: int,
@@ -211,13 +211,13 @@ def posterior_means(model: LatentVariableModel, x: Tensor, batch_size: int = _MA
     return torch.cat(means)
 
 
-def active_units(means: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+def count_active_units(means: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
     """Latent dimensions whose posterior mean varies over inputs: Var_x(E_q[z_d]) > threshold."""
     variance = means.flatten(1).double().var(dim=0, unbiased=False)
     return int((variance > threshold).sum())
 
 
-def bits_per_dim(log_px: Tensor, n_dims: int) -> Tensor:
+def to_bits_per_dim(log_px: Tensor, n_dims: int) -> Tensor:
     """Negative log-likelihood in nats per input -> bits per data dimension."""
     return -log_px / (n_dims * math.log(2))
 

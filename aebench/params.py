@@ -50,11 +50,26 @@ def _is_list(annotation: Any) -> bool:
     return typing.get_origin(annotation) is list
 
 
+def _hints(factory: Any, parameters: list[inspect.Parameter]) -> dict[str, Any]:
+    """The parameters' type hints, resolved; the core's argument may name a type that the
+    plugin imports only for type checking, so it is left out rather than resolved."""
+    target = _signature_target(factory)
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except NameError:
+        names = {p.name for p in parameters}
+        only = {k: v for k, v in target.__annotations__.items() if k in names}
+        # get_type_hints reads just these two attributes of a function
+        stand_in = types.SimpleNamespace(__annotations__=only, __globals__=target.__globals__)
+        return typing.get_type_hints(stand_in, include_extras=True)
+
+
 def params_model(name: str, factory: Any, skip_first: bool = False) -> type[pydantic.BaseModel]:
     """A pydantic model of the factory's parameters (all but the first for models)."""
-    hints = typing.get_type_hints(_signature_target(factory), include_extras=True)
+    parameters = _parameters(factory, skip_first)
+    hints = _hints(factory, parameters)
     fields: dict[str, Any] = {}
-    for p in _parameters(factory, skip_first):
+    for p in parameters:
         annotation = hints.get(p.name, Any)
         default = ... if p.default is inspect.Parameter.empty else p.default
         if isinstance(default, tuple) and _is_list(annotation):

@@ -7,8 +7,9 @@ this path, like any third party's. Every call builds a fresh manager: there is n
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
@@ -17,13 +18,48 @@ from aebench.registry import Registry
 
 ENTRY_POINT_GROUP = "aebench"
 
-# kind -> (hook name, whether the factory's first argument is supplied by the core rather than
-# the suite: the DataInfo for a model, the MetricContext for a metric)
-KINDS: dict[str, tuple[str, bool]] = {
-    "models": ("aebench_register_models", True),
-    "regularizers": ("aebench_register_regularizers", False),
-    "datasets": ("aebench_register_datasets", False),
-    "metrics": ("aebench_register_metrics", True),
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of plugin: its hook, and what its registrations must be."""
+
+    hook: str
+    # The factory's first argument is supplied by the core, not the suite: the DataInfo for a
+    # model, the MetricContext for a metric, the Suite for an observer.
+    core_argument: bool = False
+    unwrap: Callable[[Any], Any] | None = None  # what takes the parameters (a Metric's compute)
+    check: Callable[[Registry, str, Any], None] | None = None
+
+
+def _check_metric(registry: Registry, name: str, metric: Any) -> None:
+    """A metric is an ``aebench.Metric`` whose columns no other metric writes."""
+    from aebench.contracts import Metric
+
+    if not isinstance(metric, Metric):
+        raise TypeError(
+            f"metric {name!r}: register an aebench.Metric(compute, columns=[...]) that declares"
+            f" its columns, not {type(metric).__name__}"
+        )
+    for entry in registry:
+        shared = set(metric.column_names) & set(entry.factory.column_names)
+        if shared and entry.name != name:
+            raise ValueError(
+                f"metric {name!r}: column {sorted(shared)[0]!r} is already written by metric"
+                f" {entry.name!r} ({entry.plugin})"
+            )
+
+
+KINDS: dict[str, Kind] = {
+    "models": Kind("aebench_register_models", core_argument=True),
+    "regularizers": Kind("aebench_register_regularizers"),
+    "datasets": Kind("aebench_register_datasets"),
+    "metrics": Kind(
+        "aebench_register_metrics",
+        core_argument=True,
+        unwrap=lambda metric: metric.compute,
+        check=_check_metric,
+    ),
+    "observers": Kind("aebench_register_observers", core_argument=True),
 }
 
 
@@ -69,6 +105,10 @@ class Plugins:
     def metrics(self) -> Registry:
         return self.registries["metrics"]
 
+    @property
+    def observers(self) -> Registry:
+        return self.registries["observers"]
+
 
 def _new_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager("aebench")
@@ -94,18 +134,31 @@ def _load_entry_points(
     return origins
 
 
-def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> Plugins:
-    """A fresh plugin manager with every entry point (and ``extra`` plugin objects) registered."""
+def load_plugins(
+    *, entry_points: bool = True, extra: Iterable[object] = (), blocked: Iterable[str] = ()
+) -> Plugins:
+    """A fresh plugin manager with every entry point (and ``extra`` plugin objects) registered.
+
+    ``blocked`` names plugins (as ``aebench plugins`` shows them, ``DIST.ENTRY_POINT``) to leave
+    out. Plugins that fail to import or register are kept in ``errors``, never raised.
+    """
     manager = _new_manager()
+    for name in blocked:
+        manager.set_blocked(name)
     errors: list[LoadError] = []
     origins = _load_entry_points(manager, errors) if entry_points else {}
     for plugin in extra:
         manager.register(plugin)
 
-    registries = {kind: Registry(kind[:-1], skip_first) for kind, (_, skip_first) in KINDS.items()}
+    registries = {
+        kind: Registry(kind[:-1], spec.core_argument, unwrap=spec.unwrap, check=spec.check)
+        for kind, spec in KINDS.items()
+    }
     registered: dict[str, dict[str, list[str]]] = {}
-    for kind, (hook_name, _) in KINDS.items():
-        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+    # pluggy's order: tryfirst implementations first, trylast last, else the latest registered
+    # first. Observers are notified in the order they were registered, so this orders them too.
+    for kind, spec in KINDS.items():
+        for impl in reversed(getattr(manager.hook, spec.hook).get_hookimpls()):
             dist, version = origins.get(impl.plugin_name, (None, None))
             names = registered.setdefault(impl.plugin_name, {}).setdefault(kind, [])
 
@@ -131,5 +184,9 @@ def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> 
     infos = [
         PluginInfo(name, *origins.get(name, (None, None)), registered.get(name, {}))
         for name, _ in manager.list_name_plugin()
+        if not manager.is_blocked(name)
     ]
+    failures = [f"{e.distribution or e.plugin}: {e.error}" for e in errors]
+    for registry in registries.values():
+        registry.load_failures = failures
     return Plugins(manager, registries, infos, errors)

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aebench.columns import IDENTITY, direction, is_metric_column, is_param_column
+from aebench.columns import (
+    IDENTITY,
+    Vocabulary,
+    is_metric_column,
+    is_param_column,
+    vocabulary_of,
+)
 from aebench.results import PARQUET, read_results
 from aebench.runner import SuiteObserver, SuiteRun
 
@@ -26,8 +32,6 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 FIGURES = "figures"
 MAX_LATENT_PANELS = 24
-
-COST_COLUMNS = ("train_s", "eval_s", "train_samples_per_s", "peak_mem_mb")  # shown last
 
 
 # --- leaderboards -------------------------------------------------------------------------------
@@ -73,8 +77,9 @@ def _plain(value: object) -> str:
     return str(value)
 
 
-def metric_columns(table: pd.DataFrame) -> list[str]:
-    """Numeric metric columns with at least one finite value; quality first, costs last."""
+def metric_columns(table: pd.DataFrame, vocabulary: Vocabulary) -> list[str]:
+    """Numeric metric columns with at least one finite value; quality first, noisy ones (timings,
+    memory) last."""
     metrics = [
         c
         for c in table.columns
@@ -83,11 +88,15 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
         and not pd.api.types.is_bool_dtype(table[c])
         and np.isfinite(table[c].to_numpy(dtype=float)).any()
     ]
-    return [m for m in metrics if m not in COST_COLUMNS] + [m for m in metrics if m in COST_COLUMNS]
+    return sorted(metrics, key=lambda m: vocabulary.get(m).noisy)  # stable: declared order kept
 
 
-def leaderboard(table: pd.DataFrame, dataset: str) -> Leaderboard | None:
-    """Mean and standard deviation over seeds of every ``ok`` configuration of ``dataset``."""
+def leaderboard(
+    table: pd.DataFrame, dataset: str, vocabulary: Vocabulary | None = None
+) -> Leaderboard | None:
+    """Mean and standard deviation over seeds of every ``ok`` configuration of ``dataset``; the
+    best per column where the column declares a direction and is not noisy."""
+    vocabulary = vocabulary or Vocabulary()
     ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
     if ok.empty:
         return None
@@ -95,7 +104,7 @@ def leaderboard(table: pd.DataFrame, dataset: str) -> Leaderboard | None:
     keys = [c for c in keys if c in IDENTITY or ok[c].notna().any()]
     # Lists were flattened to JSON text; the rest are scalars, so every key groups as it is.
     grouped = ok.groupby(keys, dropna=False, sort=True)
-    metrics = metric_columns(ok)
+    metrics = metric_columns(ok, vocabulary)
     numbers = ok[metrics].astype(float).replace([np.inf, -np.inf], np.nan)
     mean = numbers.groupby([ok[k] for k in keys], dropna=False, sort=True).mean()
     std = numbers.groupby([ok[k] for k in keys], dropna=False, sort=True).std(ddof=1)
@@ -113,9 +122,9 @@ def leaderboard(table: pd.DataFrame, dataset: str) -> Leaderboard | None:
         std=std.reset_index(drop=True),
     )
     for metric in metrics:
-        sign = direction(metric)
+        sign, noisy = vocabulary.direction(metric), vocabulary.get(metric).noisy
         values = board.mean[metric].to_numpy(dtype=float) * sign
-        if sign == 0 or len(values) < 2 or not np.isfinite(values).any():
+        if sign == 0 or noisy or len(values) < 2 or not np.isfinite(values).any():
             continue
         top = np.nanmax(values)
         board.best[metric] = [i for i, v in enumerate(values) if np.isclose(v, top, rtol=1e-12)]
@@ -160,13 +169,13 @@ class Images:
 Block = Heading | Paragraph | Table | Images
 
 
-def _arrow(metric: str) -> str:
-    return {1: " ↑", -1: " ↓"}.get(direction(metric), "")
+def _arrow(metric: str, vocabulary: Vocabulary) -> str:
+    return {1: " ↑", -1: " ↓"}.get(vocabulary.direction(metric), "")
 
 
-def leaderboard_table(board: Leaderboard) -> Table:
+def leaderboard_table(board: Leaderboard, vocabulary: Vocabulary) -> Table:
     metrics = list(board.mean.columns)
-    header = ["configuration", "seeds", *(m + _arrow(m) for m in metrics)]
+    header = ["configuration", "seeds", *(m + _arrow(m, vocabulary) for m in metrics)]
     rows, bold = [], set()
     for i in range(len(board.configs)):
         cells = [board.label(i), str(int(board.n.iloc[i]))]
@@ -213,20 +222,23 @@ def _trial_pngs(folder: Path, trial_id: str, title: str) -> dict[str, Path]:
     return {name: path for name, path in pngs.items() if path.is_file()}
 
 
-def _dataset_blocks(folder: Path, table: pd.DataFrame, dataset: str) -> list[Block]:
+def _dataset_blocks(
+    folder: Path, table: pd.DataFrame, dataset: str, vocabulary: Vocabulary
+) -> list[Block]:
     from aebench import figures
 
     blocks: list[Block] = [Heading(2, f"Dataset: {dataset}")]
-    board = leaderboard(table, dataset)
+    board = leaderboard(table, dataset, vocabulary)
     if board is None:
         return [*blocks, Paragraph("No trial of this dataset finished.")]
     blocks += [
         Heading(3, "Leaderboard"),
         Paragraph(
             "Mean ± standard deviation over seeds (sample std, n−1). ↑ higher is better, "
-            "↓ lower is better; the best configuration per column is in bold."
+            "↓ lower is better; the best configuration per column is in bold (never for timings "
+            "and memory, which move with the machine)."
         ),
-        leaderboard_table(board),
+        leaderboard_table(board, vocabulary),
     ]
     representatives = _representatives(table, board)
     figure_dir = folder / FIGURES
@@ -239,18 +251,22 @@ def _dataset_blocks(folder: Path, table: pd.DataFrame, dataset: str) -> list[Blo
     grid = figures.latent_grid(figure_dir / f"latent_{dataset}.png", panels) if panels else None
     if grid is not None:
         blocks += [Heading(3, "Latent spaces"), Images([("latent codes of the test split", grid)])]
-    if {"rate", "distortion"} <= set(table.columns):
-        ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
+    ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
+    for x, y in vocabulary.planes:  # pairs of columns a metric asks to see plotted (rate, distortion)
+        if not {x, y} <= set(table.columns):
+            continue
         points = [
-            (board.label(i), float(r["rate"]), float(r["distortion"]))
+            (board.label(i), float(r[x]), float(r[y]))
             for i, config in board.configs.iterrows()
             for _, r in _rows_of(ok, config).iterrows()
-            if pd.notna(r["rate"]) and pd.notna(r["distortion"])
+            if pd.notna(r[x]) and pd.notna(r[y])
         ]
-        plane = figures.rate_distortion(figure_dir / f"rate_distortion_{dataset}.png", points)
+        labels = (vocabulary.get(x), vocabulary.get(y))
+        path = figure_dir / f"{x}_{y}_{dataset}.png"
+        plane = figures.plane(path, points, *labels)
         if plane is not None:
             blocks += [
-                Heading(3, "Rate–distortion plane"),
+                Heading(3, f"{x}–{y} plane"),
                 Images([("one point per trial", plane)]),
             ]
     blocks.append(Heading(3, "Trials"))
@@ -279,7 +295,10 @@ def _problem_blocks(table: pd.DataFrame) -> list[Block]:
     return [Heading(2, "Failed, skipped and diverged trials"), Table(header, rows)]
 
 
-def report_blocks(folder: Path, table: pd.DataFrame) -> list[Block]:
+def report_blocks(
+    folder: Path, table: pd.DataFrame, vocabulary: Vocabulary | None = None
+) -> list[Block]:
+    vocabulary = vocabulary or Vocabulary()
     counts = table["status"].value_counts().sort_index()
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     blocks: list[Block] = [
@@ -290,7 +309,7 @@ def report_blocks(folder: Path, table: pd.DataFrame) -> list[Block]:
         ),
     ]
     for dataset in sorted(table["dataset"].dropna().unique()):
-        blocks += _dataset_blocks(folder, table, str(dataset))
+        blocks += _dataset_blocks(folder, table, str(dataset), vocabulary)
     return blocks + _problem_blocks(table)
 
 
@@ -378,7 +397,7 @@ def build_report(folder: Path) -> tuple[Path, Path]:
     if not (folder / PARQUET).is_file():
         raise FileNotFoundError(f"{folder}: no {PARQUET} here; run a suite into it first")
     table = read_results(folder)
-    blocks = report_blocks(folder, table)
+    blocks = report_blocks(folder, table, vocabulary_of(folder))
     md, page = folder / REPORT_MD, folder / REPORT_HTML
     md.write_text(to_markdown(blocks, folder), encoding="utf-8")
     page.write_text(to_html(blocks, f"aebench report: {folder.resolve().name}"), encoding="utf-8")

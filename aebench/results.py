@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from aebench.columns import COLUMNS_FILE, Vocabulary, read_vocabulary
+
 PARQUET = "results.parquet"
 CSV = "results.csv"
 
@@ -45,6 +47,15 @@ def write_results(folder: Path, table: pd.DataFrame) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     _write_atomically(folder / PARQUET, lambda p: table.to_parquet(p, index=False))
     _write_atomically(folder / CSV, lambda p: table.to_csv(p, index=False))
+
+
+def write_vocabulary(folder: Path, vocabulary: Vocabulary) -> None:
+    """Save the table's column declarations beside it, added to those saved before."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = read_vocabulary(folder)
+    merged = vocabulary if saved is None else saved.merged(vocabulary)
+    _write_atomically(folder / COLUMNS_FILE, lambda p: p.write_text(merged.to_json()))
 
 
 def upsert(table: pd.DataFrame, row: Mapping[str, Any]) -> pd.DataFrame:

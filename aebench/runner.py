@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import math
+import numbers
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from aebench.blame import failure_reason
 from aebench.checks import ContractError, check_first_batch
 from aebench.contracts import Data, MetricContext
 from aebench.data import DataCache
 from aebench.plugins import Plugins
-from aebench.results import flatten, read_results, upsert, write_results
+from aebench.registry import Entry
+from aebench.columns import declared
+from aebench.results import flatten, read_results, upsert, write_results, write_vocabulary
 from aebench.suite import Suite, SuiteError, Trial
 from aebench.train import train_model
 
@@ -58,7 +63,9 @@ def base_row(trial: Trial, plugins: Plugins, device: torch.device) -> Row:
     row |= flatten("model", trial.model.params)
     row |= flatten("regularizer", trial.regularizer.params)
     row |= flatten("train", trial.train)
-    row |= flatten("eval", trial.eval)
+    row |= flatten("eval", {"metrics": trial.eval["metrics"]})
+    for metric, params in trial.eval["params"].items():
+        row |= flatten(f"eval.{metric}", params)
     row["device"] = str(device)
     row["version.aebench"] = _version("aebench")
     row["version.torch"] = torch.__version__
@@ -80,13 +87,12 @@ def failed_row(trial: Trial, plugins: Plugins, device: torch.device, reason: str
 
 def describe_plugin(plugins: Plugins, kind: str, name: str) -> str:
     """``model 'vae' (aebench-plugin-example 0.1.0)``: who to blame for a broken contract."""
-    entry = plugins.registries[f"{kind}s"].get(name)
-    origin = f"{entry.distribution} {entry.version}" if entry.distribution else entry.plugin
-    return f"{kind} {name!r} ({origin})"
+    return plugins.registries[f"{kind}s"].get(name).origin
 
 
 def selected_metrics(trial: Trial, plugins: Plugins) -> list[str]:
-    return trial.eval["metrics"] or plugins.metrics.names()
+    selected = trial.eval["metrics"]
+    return plugins.metrics.names() if selected is None else selected
 
 
 @dataclass
@@ -100,39 +106,88 @@ class TrialOutcome:
 
 
 class SuiteObserver:
-    """Hears what a suite run does. Subclass and override what you need (progress, MLflow)."""
+    """Hears what a suite run does: subclass it and override what you need.
 
-    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None: ...
+    Observers are plugins (``aebench_register_observers``): MLflow tracking, the trial figures and
+    the report are built-in ones, and a third party adds a W&B, TensorBoard or CSV logger the same
+    way. All run in the process that writes the results table, in order, one event at a time:
 
-    def trial_started(self, trial: Trial) -> None: ...
+    - ``suite_started(suite, output, trials)``: before the first trial; ``trials`` are those left
+      to run (a resumed suite skips finished ones), ``output`` the results folder.
+    - ``trial_started(trial)``: a trial was handed to the executor.
+    - ``trial_finished(trial, row, outcome)``: its row (as written to the table: configuration,
+      status, reason, every metric) and its outcome (per-epoch curves, the trained model and the
+      data, or None when it never trained; a failure's traceback). The row is already on disk.
+    - ``suite_finished(run)``: after the last trial, also when the run was interrupted
+      (``run.interrupted``) or failed; ``run.rows`` are this invocation's rows.
 
-    def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None: ...
+    An observer that raises from ``trial_finished`` loses its own record of that trial; the suite
+    goes on (see ``aebench.testing.check_observer``).
+    """
 
-    def suite_finished(self, run: SuiteRun) -> None: ...
+    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
+        """Before the first trial runs."""
+
+    def trial_started(self, trial: Trial) -> None:
+        """A trial was handed out to run."""
+
+    def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+        """A trial finished, whatever its status; its row is in the table."""
+
+    def suite_finished(self, run: SuiteRun) -> None:
+        """The run ended (completed, interrupted or failed)."""
 
 
 def run_trial(
     trial: Trial, plugins: Plugins, device: torch.device, cache: DataCache
 ) -> tuple[Row, TrialOutcome]:
-    """Train and measure one trial; every outcome, failures included, becomes one row."""
+    """Train and measure one trial; every outcome, failures included, becomes one row.
+
+    A failure's reason names the plugin whose code raised, read from the traceback.
+    """
     row = base_row(trial, plugins, device)
     outcome = TrialOutcome()
+    suspects = _suspects(trial, plugins)  # the plugin running now is moved to the front
     try:
-        row |= _train_and_measure(trial, plugins, device, cache, outcome)
+        row |= _train_and_measure(trial, plugins, device, cache, outcome, suspects)
     except Exception as exc:  # a failing trial is recorded; the suite goes on
         row["status"] = "failed"
-        row["reason"] = f"{type(exc).__name__}: {exc}"
+        row["reason"] = failure_reason(exc, suspects)
         outcome.traceback = traceback.format_exc()
     return row, outcome
 
 
+def _suspects(trial: Trial, plugins: Plugins) -> list[Entry]:
+    entries = [
+        plugins.datasets.get(trial.dataset.plugin),
+        plugins.models.get(trial.model.plugin),
+        plugins.regularizers.get(trial.regularizer.plugin),
+    ]
+    return entries + [plugins.metrics.get(name) for name in selected_metrics(trial, plugins)]
+
+
+def _now_running(suspects: list[Entry], entry: Entry) -> None:
+    suspects.remove(entry)
+    suspects.insert(0, entry)
+
+
 def _train_and_measure(
-    trial: Trial, plugins: Plugins, device: torch.device, cache: DataCache, outcome: TrialOutcome
+    trial: Trial,
+    plugins: Plugins,
+    device: torch.device,
+    cache: DataCache,
+    outcome: TrialOutcome,
+    suspects: list[Entry],
 ) -> Row:
     data = outcome.data = cache.get(trial.dataset, device)
     torch.manual_seed(trial.seed)  # the model's initial weights
-    model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
-    model = model.to(device)
+    model_entry = plugins.models.get(trial.model.plugin)
+    _now_running(suspects, model_entry)
+    model = model_entry.factory(data.info, **trial.model.params).to(device)
+    kinds = getattr(model, "data_kinds", None)
+    if kinds is not None and data.info.kind not in kinds:
+        reason = f"{model_entry.origin} takes {', '.join(kinds)} data, not {data.info.kind}"
+        return {"status": "skipped", "reason": reason}
     regularizer = plugins.regularizers.get(trial.regularizer.plugin).factory(
         **trial.regularizer.params
     )
@@ -174,10 +229,34 @@ def _train_and_measure(
     )
     start = time.perf_counter()
     for name in selected_metrics(trial, plugins):
-        with torch.no_grad():
-            row |= plugins.metrics.get(name).factory(context)
+        entry = plugins.metrics.get(name)
+        _now_running(suspects, entry)
+        row |= measure(entry, context, trial.eval["params"].get(name, {}))
     row["eval_s"] = time.perf_counter() - start
     row["status"] = "ok"
+    return row
+
+
+def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> Row:
+    """One metric's columns: NaN where it does not apply, else its values, checked against the
+    columns it declares (a ``ContractError`` naming the metric otherwise)."""
+    metric = entry.factory
+    if metric.unmet(context):
+        return dict.fromkeys(metric.column_names, math.nan)
+    with torch.no_grad():
+        values = metric.compute(context, **params)
+    if not isinstance(values, Mapping) or set(values) != set(metric.column_names):
+        got = sorted(values) if isinstance(values, Mapping) else type(values).__name__
+        raise ContractError(
+            f"{entry.origin} returned {got}; it declares the columns {list(metric.column_names)}"
+        )
+    row: Row = {}
+    for column, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ContractError(
+                f"{entry.origin} returned {column} = {value!r}; a number (or NaN) expected"
+            )
+        row[column] = float(value)
     return row
 
 
@@ -222,6 +301,19 @@ def pending(suite: Suite, table: Any, rerun: bool = False) -> list[Trial]:
     return [t for t in suite.trials if t.id not in done]
 
 
+def build_observers(suite: Suite, plugins: Plugins) -> list[SuiteObserver]:
+    """One observer from each registered observer factory, in registration order (pluggy's)."""
+    observers = []
+    for entry in plugins.observers.in_order():
+        try:
+            observer = entry.factory(suite)
+        except Exception as exc:  # a tracking store it cannot use, say: the suite cannot start
+            raise SuiteError(f"{suite.path}: {entry.origin}: {exc}") from None
+        if observer is not None:  # None: not wanted by this suite ([tracking] enabled = false)
+            observers.append(observer)
+    return observers
+
+
 def run_suite(
     suite: Suite,
     plugins: Plugins,
@@ -247,6 +339,7 @@ def run_suite(
     cache = cache or DataCache(plugins)
     executor = executor or LocalExecutor()
     table = read_results(output)
+    write_vocabulary(output, declared({e.name: e.factory for e in plugins.metrics}))
     trials = pending(suite, table, rerun)
     run = SuiteRun(output, [], already_done=len(suite.trials) - len(trials))
     work = Workload(trials, plugins, chosen, cache, isolate=suite.spec.suite.isolate)

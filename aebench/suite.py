@@ -48,9 +48,12 @@ class TrainSection(_Section):
 
 
 class EvalSection(_Section):
-    metrics: list[str] | None = None  # None: every registered metric
-    iwae_samples: Annotated[int, Field(ge=1)] = 1000
-    elbo_samples: Annotated[int, Field(ge=1)] = 1
+    """``metrics`` to run (None: every registered one); every other key is a metric's table of
+    parameters (``[eval.NAME] samples = 5000``) or an alias a metric declares
+    (``NAME_samples = 5000``, say). Both are validated against the metrics in ``load_suite``."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    metrics: list[str] | None = None
 
 
 class TrackingSection(_Section):
@@ -208,16 +211,66 @@ def _resolve_entry(
     return points
 
 
+def _validation_error(path: Path, where: str, kind: str, name: str, exc: pydantic.ValidationError):
+    """A plugin's parameters failed validation: the place of the first bad one, and why."""
+    error = exc.errors()[0]
+    place = _place(tuple(error["loc"]))
+    if error["type"] == "extra_forbidden":
+        return f"{path}: {where}.{place}: {kind} {name!r} takes no parameter {error['loc'][0]!r}"
+    return f"{path}: {where}.{place}: {kind} {name!r}: {_explain(error)}"
+
+
+def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[str, Any]:
+    """``{"metrics": [...] or None, "params": {metric: {param: value}}}``: the selected metrics and
+    every parameter of each (defaults filled in), validated against the metrics' declarations."""
+    for i, name in enumerate(section.metrics or []):
+        try:
+            metrics.get(name)
+        except LookupError as exc:
+            raise SuiteError(f"{path}: eval.metrics[{i}]: {exc.args[0]}") from None
+    selected = section.metrics if section.metrics is not None else metrics.names()
+    given: dict[str, dict[str, Any]] = {}
+    aliases: dict[str, list[tuple[str, str]]] = {}  # alias -> [(metric, its parameter)]
+    for entry in metrics:
+        for alias, param in entry.factory.aliases.items():
+            aliases.setdefault(alias, []).append((entry.name, param))
+    extra = section.model_extra or {}
+    for key, value in extra.items():  # aliases first: a metric's own table overrides them
+        if key in metrics:
+            continue
+        if key not in aliases:
+            raise SuiteError(
+                f"{path}: eval.{key}: unknown key (neither a metric nor a setting one declares;"
+                f" metrics: {', '.join(metrics.names()) or 'none'})"
+            )
+        for metric, param in aliases[key]:
+            if metric in selected:
+                given.setdefault(metric, {})[param] = value
+    for key, value in extra.items():
+        if key not in metrics:
+            continue
+        if not isinstance(value, dict):
+            raise SuiteError(f"{path}: eval.{key}: a table of the metric's parameters expected")
+        if key not in selected:
+            raise SuiteError(f"{path}: eval.{key}: metric {key!r} is not in eval.metrics")
+        given.setdefault(key, {}).update(value)
+    params: dict[str, dict[str, Any]] = {}
+    for name in selected:
+        entry = metrics.get(name)
+        try:
+            resolved = entry.params.model_validate(given.get(name, {}))
+        except pydantic.ValidationError as exc:
+            raise SuiteError(_validation_error(path, f"eval.{name}", "metric", name, exc)) from None
+        if resolved.model_fields:
+            params[name] = resolved.model_dump()
+    return {"metrics": section.metrics, "params": params}
+
+
 def load_suite(path: str | Path, plugins: Plugins) -> Suite:
     """Read, validate and expand a suite file into its trials."""
     path = Path(path)
     spec = read_suite_file(path)
-    for i, name in enumerate(spec.eval.metrics or []):
-        if name not in plugins.metrics:
-            try:
-                plugins.metrics.get(name)
-            except LookupError as exc:
-                raise SuiteError(f"{path}: eval.metrics[{i}]: {exc.args[0]}") from None
+    evaluation = resolve_eval(path, spec.eval, plugins.metrics)
     if len(set(spec.suite.seeds)) != len(spec.suite.seeds):
         raise SuiteError(f"{path}: suite.seeds: a seed is listed twice")
 
@@ -231,7 +284,7 @@ def load_suite(path: str | Path, plugins: Plugins) -> Suite:
     datasets = expand("datasets", plugins.datasets)
     models = expand("models", plugins.models)
     regularizers = expand("regularizers", plugins.regularizers)
-    train, evaluation = spec.train.model_dump(), spec.eval.model_dump()
+    train = spec.train.model_dump()
     trials: list[Trial] = []
     seen: set[str] = set()
     for dataset, model, regularizer, seed in itertools.product(

@@ -1,32 +1,84 @@
-"""Built-in metrics. A metric may return several columns; its docstring names them."""
+"""Built-in metrics, each declared with its columns: which way is better, the change ``aebench
+compare`` tolerates (its floor, in the column's unit), what it needs of a trial."""
 
-from aebench import hookimpl
+from aebench import Column, Metric, hookimpl
 from aebench_plugins.metrics.latent import kmeans, knn_acc, probe_acc, silhouette
 from aebench_plugins.metrics.likelihood import active_units, elbo, log_px_iwae, log_px_prior_mc
 from aebench_plugins.metrics.reconstruction import recon_bce, recon_mse, recon_psnr
 from aebench_plugins.metrics.sparsity import code_frac_active, code_mean_abs
 from aebench_plugins.metrics.speed import infer_samples_per_s, n_params
 
-METRICS = (
-    recon_mse,
-    recon_bce,
-    recon_psnr,
-    elbo,
-    log_px_iwae,
-    log_px_prior_mc,
-    active_units,
-    kmeans,
-    silhouette,
-    knn_acc,
-    probe_acc,
-    code_mean_abs,
-    code_frac_active,
-    infer_samples_per_s,
-    n_params,
-)
+LATENT = ("latent-variable model",)
+LABELLED = ("labelled data",)
+IWAE_SAMPLES = {"iwae_samples": "samples"}  # the [eval] key of suites before metric parameters
+
+METRICS = {
+    "recon_mse": Metric(
+        recon_mse,
+        columns=[Column("recon_mse", "lower", floor=1e-3, description="per element")],
+    ),
+    "recon_bce": Metric(
+        recon_bce, columns=[Column("recon_bce", "lower", floor=0.5, unit="nats")]
+    ),
+    "recon_psnr": Metric(
+        recon_psnr, columns=[Column("recon_psnr", "higher", floor=0.2, unit="dB")]
+    ),
+    "elbo": Metric(
+        elbo,
+        columns=[
+            Column("elbo", "higher", floor=0.5, unit="nats"),
+            Column("rate", unit="nats", description="KL(q(z|x) || p(z))"),
+            Column("distortion", "lower", unit="nats", description="-E_q log p(x|z)"),
+            Column("bits_per_dim", "lower", floor=0.005, unit="bits/dim"),
+        ],
+        requires=LATENT,
+        planes=[("rate", "distortion")],
+        aliases={"elbo_samples": "samples"},
+    ),
+    "log_px_iwae": Metric(
+        log_px_iwae,
+        columns=[
+            Column("log_px_iwae", "higher", floor=0.5, unit="nats"),
+            Column("log_px_iwae_se", unit="nats", description="standard error over test inputs"),
+        ],
+        requires=LATENT,
+        aliases=IWAE_SAMPLES,
+    ),
+    "log_px_prior_mc": Metric(
+        log_px_prior_mc,
+        columns=[Column("log_px_prior_mc", "higher", floor=0.5, unit="nats")],
+        requires=LATENT,
+        aliases=IWAE_SAMPLES,
+    ),
+    "active_units": Metric(active_units, columns=[Column("active_units")], requires=LATENT),
+    "kmeans": Metric(
+        kmeans,
+        columns=[
+            Column("kmeans_nmi", "higher", floor=0.02),
+            Column("kmeans_ari", "higher", floor=0.02),
+        ],
+        requires=LABELLED,
+    ),
+    "silhouette": Metric(
+        silhouette, columns=[Column("silhouette", "higher", floor=0.02)], requires=LABELLED
+    ),
+    "knn_acc": Metric(
+        knn_acc, columns=[Column("knn_acc", "higher", floor=0.01)], requires=LABELLED
+    ),
+    "probe_acc": Metric(
+        probe_acc, columns=[Column("probe_acc", "higher", floor=0.01)], requires=LABELLED
+    ),
+    "code_mean_abs": Metric(code_mean_abs, columns=[Column("code_mean_abs")]),
+    "code_frac_active": Metric(code_frac_active, columns=[Column("code_frac_active")]),
+    "infer_samples_per_s": Metric(
+        infer_samples_per_s,
+        columns=[Column("infer_samples_per_s", "higher", noisy=True, unit="samples/s")],
+    ),
+    "n_params": Metric(n_params, columns=[Column("n_params")]),
+}
 
 
 @hookimpl
 def aebench_register_metrics(register):
-    for metric in METRICS:
-        register(metric.__name__, metric)
+    for name, metric in METRICS.items():
+        register(name, metric)

@@ -7,7 +7,10 @@ scikit-learn is imported inside each metric: it takes seconds, and `aebench list
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from aebench import MetricContext, Split
@@ -88,11 +91,16 @@ def _train_and_score(context: MetricContext, classifier) -> float:
         return float(classifier.fit(*train).score(*test))
 
 
-def knn_acc(context: MetricContext) -> dict[str, float]:
-    """5-NN accuracy, fit on train codes, scored on test codes (labelled data only; else NaN)."""
+def knn_acc(
+    context: MetricContext, neighbours: Annotated[int, Field(ge=1)] = KNN_NEIGHBOURS
+) -> dict[str, float]:
+    """k-NN accuracy, fit on train codes, scored on test codes (labelled data only; else NaN).
+
+    ``neighbours`` is k (default 5); Euclidean distance in code space.
+    """
     from sklearn.neighbors import KNeighborsClassifier
 
-    classifier = KNeighborsClassifier(n_neighbors=KNN_NEIGHBOURS)
+    classifier = KNeighborsClassifier(n_neighbors=neighbours)
     return {"knn_acc": _train_and_score(context, classifier)}
 
 

@@ -1,70 +1,65 @@
 """Likelihood metrics of latent-variable models: ELBO and its terms, log p(x), active units.
 
-The estimators are the core's (``aebench.likelihood``); these plugins read the suite's [eval]
-settings, seed the sampling, and average over the test split. A deterministic model gets NaN.
+The estimators are the core's public ``aebench.likelihood``; these plugins take their number of
+samples as a parameter, seed the sampling, and average over the test split. They declare that they
+need a latent-variable model: the core gives any other model NaN without calling them.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
-from aebench import LatentVariableModel, MetricContext
+from pydantic import Field
+
+from aebench import MetricContext
 from aebench import likelihood as estimators
 
-NAN = float("nan")
-DEFAULT_IWAE_SAMPLES = 1000
-DEFAULT_ELBO_SAMPLES = 1
+Samples = Annotated[int, Field(ge=1)]
 
 
-def elbo(context: MetricContext) -> dict[str, float]:
+def elbo(context: MetricContext, samples: Samples = 1) -> dict[str, float]:
     """ELBO in nats, plus columns rate, distortion, bits_per_dim (latent-variable models; else NaN).
 
     Per test sample, in nats: ``elbo = E_q[log p(x|z)] - KL(q(z|x) || p(z))`` with E_q from
-    ``eval.elbo_samples`` draws; ``rate`` is the KL (analytic where torch.distributions has it,
+    ``samples`` draws (``[eval.elbo] samples``; alias ``eval.elbo_samples``); ``rate`` is the KL (analytic where torch.distributions has it,
     else Monte Carlo), ``distortion`` is ``-E_q[log p(x|z)]``; ``bits_per_dim`` is ``-elbo`` in
     bits per data dimension (an upper bound on the model's bits per dimension).
     """
     names = ("elbo", "rate", "distortion", "bits_per_dim")
-    if not isinstance(context.model, LatentVariableModel):
-        return dict.fromkeys(names, NAN)
     x = context.data.test.x
-    n_samples = context.settings.get("elbo_samples", DEFAULT_ELBO_SAMPLES)
     with estimators.seeded(context.generator):
-        terms = estimators.elbo_terms(context.model, x, n_samples)
+        terms = estimators.elbo_terms(context.model, x, samples)
     n_dims = math.prod(x.shape[1:])
-    values = (terms.elbo, terms.rate, terms.distortion, estimators.bits_per_dim(terms.elbo, n_dims))
+    values = (terms.bound, terms.rate, terms.distortion, estimators.to_bits_per_dim(terms.bound, n_dims))
     return {name: v.mean().item() for name, v in zip(names, values, strict=True)}
 
 
-def log_px_iwae(context: MetricContext) -> dict[str, float]:
+def log_px_iwae(context: MetricContext, samples: Samples = 1000) -> dict[str, float]:
     """Importance-weighted log p(x), plus log_px_iwae_se (latent-variable models; else NaN).
 
     The importance-weighted estimate of log p(x) in nats, ``log (1/K) sum_k p(x, z_k)/q(z_k|x)``
-    with z_k ~ q(z|x) and K = ``eval.iwae_samples``, averaged over the test split; ``_se`` is
-    its standard error over the test samples.
+    with z_k ~ q(z|x) and K = ``samples`` (``[eval.log_px_iwae] samples``; alias
+    ``eval.iwae_samples``), averaged over the test split; ``_se`` is its standard error over the
+    test samples.
     """
-    if not isinstance(context.model, LatentVariableModel):
-        return {"log_px_iwae": NAN, "log_px_iwae_se": NAN}
-    n_samples = context.settings.get("iwae_samples", DEFAULT_IWAE_SAMPLES)
     with estimators.seeded(context.generator):
-        values = estimators.log_px_iwae(context.model, context.data.test.x, n_samples)
+        values = estimators.iwae_bound(context.model, context.data.test.x, samples)
     return {
         "log_px_iwae": values.mean().item(),
         "log_px_iwae_se": estimators.standard_error(values),
     }
 
 
-def log_px_prior_mc(context: MetricContext) -> dict[str, float]:
+def log_px_prior_mc(context: MetricContext, samples: Samples = 1000) -> dict[str, float]:
     """Naive log p(x) from K prior samples (latent-variable models only; else NaN).
 
-    ``log (1/K) sum_k p(x|z_k)`` with z_k ~ p(z) and K = ``eval.iwae_samples``, in nats, averaged
-    over the test split: the estimator that the importance-weighted one improves on.
+    ``log (1/K) sum_k p(x|z_k)`` with z_k ~ p(z) and K = ``samples`` (alias ``eval.iwae_samples``),
+    in nats, averaged over the test split: the estimator that the importance-weighted one improves
+    on.
     """
-    if not isinstance(context.model, LatentVariableModel):
-        return {"log_px_prior_mc": NAN}
-    n_samples = context.settings.get("iwae_samples", DEFAULT_IWAE_SAMPLES)
     with estimators.seeded(context.generator):
-        values = estimators.log_px_prior_mc(context.model, context.data.test.x, n_samples)
+        values = estimators.prior_mc_estimate(context.model, context.data.test.x, samples)
     return {"log_px_prior_mc": values.mean().item()}
 
 
@@ -74,7 +69,5 @@ def active_units(context: MetricContext) -> dict[str, float]:
     The number of latent dimensions d whose posterior mean E_q[z_d] has a variance above 0.01
     over the test split.
     """
-    if not isinstance(context.model, LatentVariableModel):
-        return {"active_units": NAN}
     means = estimators.posterior_means(context.model, context.data.test.x)
-    return {"active_units": float(estimators.active_units(means))}
+    return {"active_units": float(estimators.count_active_units(means))}

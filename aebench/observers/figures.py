@@ -1,0 +1,23 @@
+"""Each trial's figures under ``<output>/trials/<trial_id>/`` (see ``aebench.figures``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aebench.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from aebench.runner import SuiteObserver
+    from aebench.suite import Suite
+
+
+def figures(suite: Suite) -> SuiteObserver:
+    """Figures of every trial: latent scatter, reconstructions, prior samples, training curves."""
+    from aebench.figures import TrialFigures
+
+    return TrialFigures()
+
+
+@hookimpl(tryfirst=True)  # before the trackers that log its files
+def aebench_register_observers(register):
+    register("figures", figures)

@@ -1,0 +1,26 @@
+"""Every trial as a nested MLflow run (``aebench.tracking``), configured by the suite's
+``[tracking]`` section."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aebench.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from aebench.runner import SuiteObserver
+    from aebench.suite import Suite
+
+
+def mlflow(suite: Suite) -> SuiteObserver | None:
+    """MLflow: a parent run per invocation, a nested run per trial ([tracking] enabled = false: off)."""
+    if not suite.spec.tracking.enabled:
+        return None
+    from aebench.tracking import MlflowTracker
+
+    return MlflowTracker(suite.spec.tracking)
+
+
+@hookimpl(trylast=True)  # last: it logs the figures and the report that the others wrote
+def aebench_register_observers(register):
+    register("mlflow", mlflow)

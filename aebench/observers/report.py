@@ -1,0 +1,23 @@
+"""``report.md`` and ``report.html`` beside the results table when a run ends (``aebench.report``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aebench.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from aebench.runner import SuiteObserver
+    from aebench.suite import Suite
+
+
+def report(suite: Suite) -> SuiteObserver:
+    """The report of the results folder: leaderboards per dataset and figures, rebuilt at the end."""
+    from aebench.report import ReportBuilder
+
+    return ReportBuilder()
+
+
+@hookimpl(tryfirst=True)  # before the trackers that log the report
+def aebench_register_observers(register):
+    register("report", report)
