@@ -6,9 +6,13 @@ more) in plugin authors' own tests.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+import numbers
+from collections.abc import Mapping
 
-from aebench.contracts import DataInfo, LatentVariableModel, ModelOutput, Regularizer
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from aebench.contracts import DataInfo, LatentVariableModel, Metric, ModelOutput, Regularizer
 
 
 class ContractError(Exception):
@@ -45,6 +49,20 @@ def check_model_output(model: nn.Module, x: Tensor) -> ModelOutput:
     return out
 
 
+def _log_prob(what: str, distribution: Distribution, value: Tensor) -> Tensor:
+    """``log_prob``, with torch's complaint (a shape that does not broadcast, a value outside the
+    support) turned into a contract error that says which distribution refused which value."""
+    try:
+        return distribution.log_prob(value)
+    except Exception as exc:  # torch raises ValueError or RuntimeError, with long messages
+        message = str(exc).splitlines()[0][:300]
+        kind = "z" if what.startswith(("prior", "posterior")) else "the data"
+        raise ContractError(
+            f"{what}.log_prob cannot score {kind} of shape {tuple(value.shape)}:"
+            f" {type(exc).__name__}: {message}"
+        ) from None
+
+
 def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> None:
     """prior, posterior and likelihood are distributions of the right batch and event shapes."""
     batch = len(x)
@@ -63,7 +81,7 @@ def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> None:
         f" expected ({latent},)",
     )
     for name, dist in (("prior()", prior), ("posterior(x)", posterior)):
-        log_q = dist.log_prob(z)
+        log_q = _log_prob(f"{name} {type(dist).__name__}", dist, z)
         _expect(
             log_q.shape == (batch,),
             f"{name} {type(dist).__name__}.log_prob(z) has shape {_shape(log_q)};"
@@ -75,12 +93,30 @@ def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> None:
         f"likelihood(z) {type(likelihood).__name__} has event shape"
         f" {tuple(likelihood.event_shape)}; expected the data's {tuple(x.shape[1:])}",
     )
-    log_p = likelihood.log_prob(x)
+    log_p = _log_prob(f"likelihood(z) {type(likelihood).__name__}", likelihood, x)
     _expect(
         log_p.shape == (batch,),
         f"likelihood(z) {type(likelihood).__name__}.log_prob(x) has shape {_shape(log_p)};"
         f" expected one number per sample, ({batch},)",
     )
+
+
+def check_metric_values(metric: Metric, values: object) -> dict[str, float]:
+    """A metric's result: exactly its declared columns, each a real number (NaN allowed)."""
+    declared = list(metric.column_names)
+    _expect(
+        isinstance(values, Mapping) and set(values) == set(declared),
+        f"returned {sorted(values) if isinstance(values, Mapping) else type(values).__name__};"
+        f" it declares the columns {declared}",
+    )
+    out = {}
+    for column, value in values.items():  # type: ignore[union-attr]
+        _expect(
+            isinstance(value, numbers.Real) and not isinstance(value, bool),
+            f"returned {column} = {value!r}; a number (or NaN) expected",
+        )
+        out[column] = float(value)
+    return out
 
 
 def check_penalty(regularizer: Regularizer, x: Tensor, out: ModelOutput, model: nn.Module) -> None:
@@ -94,11 +130,15 @@ def check_penalty(regularizer: Regularizer, x: Tensor, out: ModelOutput, model: 
 def check_first_batch(
     model: nn.Module, regularizer: Regularizer, info: DataInfo, x: Tensor
 ) -> tuple[str, ContractError] | None:
-    """Which plugin kind broke the contract on ``x`` (and how), or None. Trains nothing."""
+    """Which plugin kind broke the contract on ``x`` (and how), or None. Trains nothing.
+
+    A latent-variable model's distributions are checked before its own ``loss`` runs: a wrong
+    event shape met first inside the loss would surface as a bare torch error.
+    """
     try:
-        out = check_model_output(model, x)
         if isinstance(model, LatentVariableModel):
             check_latent_variable_model(model, x)
+        out = check_model_output(model, x)
     except ContractError as exc:
         return "model", exc
     try:

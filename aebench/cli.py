@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 when any plugin failed to load"
     )
 
-    listing = commands.add_parser("list", help="registered models, regularizers, datasets, metrics")
+    listing = commands.add_parser(
+        "list", help="registered models, regularizers, datasets, metrics and observers"
+    )
     listing.add_argument("kind", nargs="?", choices=list(KINDS), help="one kind only")
     listing.add_argument("--json", action="store_true")
 

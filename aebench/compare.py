@@ -146,7 +146,9 @@ def compare(
         if c not in IDENTITY and len({json.loads(k)[c] for k in keys} - {None}) > 1
     ]
     metrics = [
-        c for c in compared_columns(vocabulary) if c.name in new.columns and c.name in baseline.columns
+        c
+        for c in compared_columns(vocabulary)
+        if c.name in new.columns and c.name in baseline.columns
     ]
     new_groups = dict(tuple(new_ok.groupby("config")))
     rows = []

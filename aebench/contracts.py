@@ -1,10 +1,12 @@
-"""What plugins hand to the core and get back: data, model outputs, regularizers, metric context.
+"""What plugins hand to the core and get back: data, model outputs, regularizers, metrics.
 
-Plugins build on these types only; the core never needs to know a concrete plugin.
+Plugins build on these types only (imported from ``aebench``); the core never needs to know a
+concrete plugin. ``docs/plugins.md`` is the reference of every contract.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -20,7 +22,15 @@ DataKind = Literal["binary", "unit", "real"]
 
 @dataclass(frozen=True)
 class DataInfo:
-    """What a model needs to know about its data to build itself."""
+    """What a model needs to know about its data to build itself: ``factory(info, **params)``.
+
+    - ``shape``: one sample's shape, ``(C, H, W)`` for images or ``(D,)`` for vectors.
+    - ``kind``: ``"binary"`` (values in {0, 1}), ``"unit"`` (in [0, 1]) or ``"real"``; models
+      choose their likelihood from it. With a ``Data.batch_transform`` it describes the batches as
+      drawn (dynamic binarisation: ``"binary"``).
+    - ``n_classes``: the number of classes of labelled data (labels ``0 .. n_classes - 1``), or
+      None.
+    """
 
     shape: tuple[int, ...]  # one sample: (C, H, W) or (D,)
     kind: DataKind  # binary {0, 1}, unit interval [0, 1], or real
@@ -29,7 +39,12 @@ class DataInfo:
 
 @dataclass
 class Split:
-    """One split: inputs ``x`` (N, *shape) float32 and labels ``y`` (N,) where known."""
+    """One split of a dataset: inputs ``x`` and, where known, labels ``y``.
+
+    - ``x``: ``(N, *DataInfo.shape)``, float32, holding values of the data's kind.
+    - ``y``: ``(N,)`` integer class labels, or None for unlabelled data. Metrics that require
+      ``"labelled data"`` get NaN where the test split has no labels.
+    """
 
     x: Tensor
     y: Tensor | None = None
@@ -47,7 +62,28 @@ BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
 
 @dataclass
 class Data:
-    """A dataset, materialised: deterministic splits held as tensors."""
+    """A dataset, materialised: what a dataset factory returns.
+
+    The contract: ``register(name, factory)`` in ``aebench_register_datasets``, and
+    ``factory(**params) -> Data``, its parameters typed and defaulted in its signature (set by a
+    suite's ``params`` and ``grid``). The splits are deterministic: the same parameters give the
+    same tensors. A dataset is built from its parameters alone and shared by every trial that uses
+    them, whatever the trial's seed, so one that draws anything takes a ``seed`` parameter of its
+    own. Tensors may be on the CPU; the core moves them to the trial's device (``to``).
+
+    - ``info``: shape, kind and number of classes (``DataInfo``).
+    - ``train``, ``test``: ``Split``s; training uses ``train``, metrics measure ``test`` (and may
+      fit on ``train``).
+    - ``val``: an optional validation split; the core neither trains nor measures on it.
+    - ``batch_transform(x, generator) -> x``: applied to every training batch as it is drawn, with
+      the trial's seeded generator, never to the stored tensors or to ``test``/``val`` (dynamic
+      binarisation: ``torch.bernoulli(x, generator=generator)``).
+    - ``log_density(x) -> (N,)``: the exact log-density of each sample of ``x`` ``(N, *shape)``, in
+      nats, when the data's true distribution is known (synthetic sets); called on the trial's
+      device.
+
+    ``aebench.testing.check_dataset`` checks a factory against this contract.
+    """
 
     info: DataInfo
     train: Split
@@ -64,7 +100,17 @@ class Data:
 
 @dataclass
 class ModelOutput:
-    """What a model's forward pass returns."""
+    """What a model's ``forward(x)`` returns.
+
+    - ``code``: ``(B, latent)``, the code of the batch (for a VAE, a posterior sample).
+    - ``recon``: the reconstruction, shaped like ``x``, in the data's space (probabilities or
+      means, not logits).
+    - ``hidden``: the activations that sparsity penalties act on, where they are not ``code`` (a
+      VAE gives its posterior mean rather than the noisy sample); None: ``code``.
+    - ``extras``: whatever the model's own ``loss`` needs (logits, ``mu``, ``logvar``, samples);
+      the core does not read it.
+    - ``activations``: ``hidden`` when given, else ``code``; what regularizers read.
+    """
 
     code: Tensor  # (B, latent): the deterministic code (a posterior sample for a VAE)
     recon: Tensor  # (B, *shape): the reconstruction, in the data's space
@@ -73,6 +119,7 @@ class ModelOutput:
 
     @property
     def activations(self) -> Tensor:
+        """``hidden`` when given, else ``code``: what sparsity penalties act on."""
         return self.code if self.hidden is None else self.hidden
 
 
@@ -80,10 +127,27 @@ class ModelOutput:
 class Autoencoder(Protocol):
     """The model contract. Models are ``nn.Module``s built by ``factory(info, **params)``.
 
-    Optional attribute ``code_range: tuple[float, float] | None``: the closed interval that the
-    code (``ModelOutput.activations``) lies in, e.g. ``(0.0, 1.0)`` for a sigmoid code; absent or
-    None means unbounded. Regularizers that need bounded activations read it with
-    ``getattr(model, "code_range", None)`` and decline models outside their range.
+    Register the factory (usually the class) with ``register(name, factory)`` in
+    ``aebench_register_models``; ``info`` is the data's ``DataInfo``, the other parameters are
+    typed and defaulted in the signature and set by a suite's ``params`` and ``grid``. This is a
+    protocol: a model has these four methods, it need not subclass it. torch is seeded from the
+    trial's seed before the factory runs. The core minimises the batch mean of
+    ``loss(x, model(regularizer.corrupt(x)))`` plus the regularizer's penalty.
+
+    Optional attributes, read from the built model:
+
+    - ``code_range: tuple[float, float] | None``: the closed interval that the code
+      (``ModelOutput.activations``) lies in, e.g. ``(0.0, 1.0)`` for a sigmoid code; absent or
+      None means unbounded. Regularizers that need bounded activations read it with
+      ``getattr(model, "code_range", None)`` and decline models outside their range.
+    - ``data_kinds: tuple[DataKind, ...]``, a class attribute: the data kinds the model takes,
+      e.g. ``("binary", "unit")``; a trial on data of another kind is recorded ``skipped`` with
+      the reason, and ``aebench.testing.check_model`` checks those kinds. Absent means every
+      kind. The runner reads it after the model is built.
+
+    With ``[suite] isolate = true`` or on Dask, the trained model reaches observers rebuilt from
+    ``factory(info, **params)`` and its ``state_dict()``. ``aebench.testing.check_model`` checks
+    a factory against this contract.
     """
 
     def encode(self, x: Tensor) -> Tensor:
@@ -94,7 +158,9 @@ class Autoencoder(Protocol):
         """The reconstruction (the likelihood's mean) of code ``z``."""
         ...
 
-    def forward(self, x: Tensor) -> ModelOutput: ...
+    def forward(self, x: Tensor) -> ModelOutput:
+        """The code and reconstruction of ``x`` (``ModelOutput``)."""
+        ...
 
     def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
         """The per-sample training loss, shape (B,)."""
@@ -103,10 +169,28 @@ class Autoencoder(Protocol):
 
 @runtime_checkable
 class LatentVariableModel(Autoencoder, Protocol):
-    """A model with p(z), q(z|x) and p(x|z): the core computes ELBO and log p(x) from these."""
+    """A model with p(z), q(z|x) and p(x|z): the core computes ELBO and log p(x) from these.
+
+    An ``Autoencoder`` that also has ``prior()``, ``posterior(x)`` and ``likelihood(z)``, each
+    returning a ``torch.distributions.Distribution``, is one (``isinstance`` checks the methods; no
+    subclassing needed), and the metrics that require a ``"latent-variable model"`` are computed
+    for it:
+
+    - ``prior()``: p(z), batch shape ``()``, event shape ``(latent,)``;
+    - ``posterior(x)``: q(z|x) for ``x`` ``(B, *data)``, batch shape ``(B,)``, event shape
+      ``(latent,)``;
+    - ``likelihood(z)``: p(x|z) for ``z`` ``(N, latent)``, batch shape ``z.shape[:-1]``, event
+      shape the data's shape.
+
+    ``log_prob`` of each gives one number per sample (``torch.distributions.Independent`` makes
+    the event shapes). ``encode(x)`` is the posterior mean and ``decode(z)`` the likelihood's mean.
+    On the first batch of every trial, before training, the core checks these shapes before the
+    model's own ``loss`` runs; a mismatch fails the trial with a reason naming the model.
+    """
 
     def prior(self) -> Distribution:
-        """p(z), event shape (latent,)."""
+        """p(z), batch shape (), event shape (latent,); on the model's device (build it from a
+        buffer)."""
         ...
 
     def posterior(self, x: Tensor) -> Distribution:
@@ -119,7 +203,24 @@ class LatentVariableModel(Autoencoder, Protocol):
 
 
 class Regularizer:
-    """Base class for regularizers: identity corruption, no penalty, accepts every model."""
+    """Base class for regularizers: identity corruption, no penalty, accepts every model.
+
+    The contract: ``register(name, factory)`` in ``aebench_register_regularizers``, and
+    ``factory(**params) -> Regularizer`` (usually the subclass itself), its parameters typed and
+    defaulted in its signature and set by a suite's ``params`` and ``grid``. Subclass this and
+    override what you need:
+
+    - ``decline(model, info)``: a reason string when the regularizer does not fit this model and
+      data (the trial is recorded ``skipped`` with it), else None; called once, after the model is
+      built.
+    - ``corrupt(x, generator)``: the input the model sees in training (denoising); training
+      batches only, same shape and dtype; draw randomness from ``generator``. The model's loss
+      still compares with the clean ``x``.
+    - ``penalty(x_in, out, model)``: ``(B,)`` per sample or a scalar, added (its mean) to the
+      model's mean loss; ``x_in`` is the corrupted input and ``out`` the model's output on it.
+
+    ``aebench.testing.check_regularizer`` checks a factory against this contract.
+    """
 
     def decline(self, model: nn.Module, info: DataInfo) -> str | None:
         """A reason why this regularizer does not fit ``model``, or None when it does."""
@@ -130,7 +231,10 @@ class Regularizer:
         return x
 
     def penalty(self, x_in: Tensor, out: ModelOutput, model: nn.Module) -> Tensor:
-        """A per-sample (B,) or batch-level scalar penalty; the core takes its mean."""
+        """A per-sample (B,) or batch-level scalar penalty; the core takes its mean.
+
+        ``x_in`` is the input the model saw (after ``corrupt``), ``out`` its output on it.
+        """
         return torch.zeros((), device=x_in.device)
 
 
@@ -218,6 +322,12 @@ class Metric:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    def __call__(self, context: MetricContext, **params: Any) -> dict[str, float]:
+        """Measure: NaN in every column where a requirement is unmet, else ``compute``'s values."""
+        if self.unmet(context):
+            return dict.fromkeys(self.column_names, math.nan)
+        return dict(self.compute(context, **params))
 
     def unmet(self, context: MetricContext) -> str | None:
         """Why this metric does not apply to the trial in ``context``, or None when it does."""

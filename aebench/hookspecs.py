@@ -2,7 +2,7 @@
 
 A plugin is a module (or object) with functions of these names marked ``@aebench.hookimpl``,
 declared as an entry point of the ``aebench`` group. A name registered twice is an error naming
-both plugins. See the README's "Plugin reference" for each factory's contract.
+both plugins. ``docs/plugins.md`` is the reference of each factory's contract.
 """
 
 from collections.abc import Callable
@@ -38,7 +38,7 @@ def aebench_register_metrics(register: Register) -> None:
 
 @hookspec
 def aebench_register_observers(register: Register) -> None:
-    """Register observers of a suite run: ``register(name, factory(suite) -> SuiteObserver | None)``.
+    """Register observers of a run: ``register(name, factory(suite) -> SuiteObserver | None)``.
 
     Observers are notified in the order pluggy calls these hooks: ``@hookimpl(tryfirst=True)``
     ones first, ``trylast=True`` ones last (the MLflow tracker, which logs what others wrote).

@@ -14,6 +14,7 @@ from typing import Any
 import pluggy
 
 from aebench import hookspecs
+from aebench.columns import CORE_COLUMNS
 from aebench.registry import Registry
 
 ENTRY_POINT_GROUP = "aebench"
@@ -40,6 +41,9 @@ def _check_metric(registry: Registry, name: str, metric: Any) -> None:
             f"metric {name!r}: register an aebench.Metric(compute, columns=[...]) that declares"
             f" its columns, not {type(metric).__name__}"
         )
+    core = set(metric.column_names) & set(CORE_COLUMNS)
+    if core:
+        raise ValueError(f"metric {name!r}: column {sorted(core)[0]!r} is one of the core's own")
     for entry in registry:
         shared = set(metric.column_names) & set(entry.factory.column_names)
         if shared and entry.name != name:
@@ -147,8 +151,9 @@ def load_plugins(
         manager.set_blocked(name)
     errors: list[LoadError] = []
     origins = _load_entry_points(manager, errors) if entry_points else {}
-    for plugin in extra:
-        manager.register(plugin)
+    for plugin in extra:  # named by its module or class, so that error reasons read well
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        manager.register(plugin, name=None if manager.has_plugin(name) else name)
 
     registries = {
         kind: Registry(kind[:-1], spec.core_argument, unwrap=spec.unwrap, check=spec.check)

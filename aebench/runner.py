@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
-import math
-import numbers
+import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,12 +17,12 @@ import torch
 from torch import nn
 
 from aebench.blame import failure_reason
-from aebench.checks import ContractError, check_first_batch
+from aebench.checks import ContractError, check_first_batch, check_metric_values
+from aebench.columns import declared
 from aebench.contracts import Data, MetricContext
 from aebench.data import DataCache
 from aebench.plugins import Plugins
 from aebench.registry import Entry
-from aebench.columns import declared
 from aebench.results import flatten, read_results, upsert, write_results, write_vocabulary
 from aebench.suite import Suite, SuiteError, Trial
 from aebench.train import train_model
@@ -183,11 +182,11 @@ def _train_and_measure(
     torch.manual_seed(trial.seed)  # the model's initial weights
     model_entry = plugins.models.get(trial.model.plugin)
     _now_running(suspects, model_entry)
-    model = model_entry.factory(data.info, **trial.model.params).to(device)
-    kinds = getattr(model, "data_kinds", None)
+    kinds = getattr(model_entry.factory, "data_kinds", None)  # declared on the class
     if kinds is not None and data.info.kind not in kinds:
         reason = f"{model_entry.origin} takes {', '.join(kinds)} data, not {data.info.kind}"
         return {"status": "skipped", "reason": reason}
+    model = model_entry.factory(data.info, **trial.model.params).to(device)
     regularizer = plugins.regularizers.get(trial.regularizer.plugin).factory(
         **trial.regularizer.params
     )
@@ -240,24 +239,12 @@ def _train_and_measure(
 def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> Row:
     """One metric's columns: NaN where it does not apply, else its values, checked against the
     columns it declares (a ``ContractError`` naming the metric otherwise)."""
-    metric = entry.factory
-    if metric.unmet(context):
-        return dict.fromkeys(metric.column_names, math.nan)
     with torch.no_grad():
-        values = metric.compute(context, **params)
-    if not isinstance(values, Mapping) or set(values) != set(metric.column_names):
-        got = sorted(values) if isinstance(values, Mapping) else type(values).__name__
-        raise ContractError(
-            f"{entry.origin} returned {got}; it declares the columns {list(metric.column_names)}"
-        )
-    row: Row = {}
-    for column, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ContractError(
-                f"{entry.origin} returned {column} = {value!r}; a number (or NaN) expected"
-            )
-        row[column] = float(value)
-    return row
+        values = entry.factory(context, **params)
+    try:
+        return check_metric_values(entry.factory, values)
+    except ContractError as exc:
+        raise ContractError(f"{entry.origin} {exc}") from None
 
 
 def load_datasets(suite: Suite, plugins: Plugins, device: torch.device) -> DataCache:
@@ -314,6 +301,16 @@ def build_observers(suite: Suite, plugins: Plugins) -> list[SuiteObserver]:
     return observers
 
 
+def _notify(event: Callable[..., None], trial: Trial, *args: Any) -> None:
+    """An observer's record of one trial; if it fails, the others and the suite go on."""
+    try:
+        event(trial, *args)
+    except Exception as exc:  # the row is on disk; an observer's view of it is not worth a suite
+        owner = type(getattr(event, "__self__", event)).__name__
+        log.error("observer %s failed on trial %s: %s", owner, trial.id, traceback.format_exc())
+        print(f"aebench: {owner} failed on {trial.label()}: {exc}", file=sys.stderr)
+
+
 def run_suite(
     suite: Suite,
     plugins: Plugins,
@@ -360,7 +357,7 @@ def run_suite(
                 table = upsert(table, row)
                 write_results(output, table)
                 for observer in observers:
-                    observer.trial_finished(trial, row, outcome)
+                    _notify(observer.trial_finished, trial, row, outcome)
     except KeyboardInterrupt:
         run.interrupted = True
         raise

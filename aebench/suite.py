@@ -211,29 +211,22 @@ def _resolve_entry(
     return points
 
 
-def _validation_error(path: Path, where: str, kind: str, name: str, exc: pydantic.ValidationError):
-    """A plugin's parameters failed validation: the place of the first bad one, and why."""
-    error = exc.errors()[0]
-    place = _place(tuple(error["loc"]))
-    if error["type"] == "extra_forbidden":
-        return f"{path}: {where}.{place}: {kind} {name!r} takes no parameter {error['loc'][0]!r}"
-    return f"{path}: {where}.{place}: {kind} {name!r}: {_explain(error)}"
-
-
 def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[str, Any]:
     """``{"metrics": [...] or None, "params": {metric: {param: value}}}``: the selected metrics and
-    every parameter of each (defaults filled in), validated against the metrics' declarations."""
+    every parameter of each (defaults filled in), validated against the metrics' declarations.
+    An error names the key as the file spells it: the metric's table, or the alias."""
     for i, name in enumerate(section.metrics or []):
         try:
             metrics.get(name)
         except LookupError as exc:
             raise SuiteError(f"{path}: eval.metrics[{i}]: {exc.args[0]}") from None
     selected = section.metrics if section.metrics is not None else metrics.names()
-    given: dict[str, dict[str, Any]] = {}
     aliases: dict[str, list[tuple[str, str]]] = {}  # alias -> [(metric, its parameter)]
     for entry in metrics:
         for alias, param in entry.factory.aliases.items():
             aliases.setdefault(alias, []).append((entry.name, param))
+    given: dict[str, dict[str, Any]] = {}
+    places: dict[tuple[str, str], str] = {}  # (metric, parameter) -> where the file set it
     extra = section.model_extra or {}
     for key, value in extra.items():  # aliases first: a metric's own table overrides them
         if key in metrics:
@@ -246,6 +239,7 @@ def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[st
         for metric, param in aliases[key]:
             if metric in selected:
                 given.setdefault(metric, {})[param] = value
+                places[metric, param] = f"eval.{key}"
     for key, value in extra.items():
         if key not in metrics:
             continue
@@ -254,14 +248,24 @@ def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[st
         if key not in selected:
             raise SuiteError(f"{path}: eval.{key}: metric {key!r} is not in eval.metrics")
         given.setdefault(key, {}).update(value)
+        places.update({(key, param): f"eval.{key}.{param}" for param in value})
     params: dict[str, dict[str, Any]] = {}
     for name in selected:
         entry = metrics.get(name)
         try:
             resolved = entry.params.model_validate(given.get(name, {}))
         except pydantic.ValidationError as exc:
-            raise SuiteError(_validation_error(path, f"eval.{name}", "metric", name, exc)) from None
-        if resolved.model_fields:
+            error = exc.errors()[0]
+            param = str(error["loc"][0]) if error["loc"] else ""
+            place = places.get((name, param), f"eval.{name}.{param}")
+            place += _place(tuple(error["loc"][1:])) if len(error["loc"]) > 1 else ""
+            if error["type"] == "extra_forbidden":
+                takes = ", ".join(entry.params.model_fields) or "no parameters"
+                what = f"metric {name!r} takes no parameter {param!r} (it takes: {takes})"
+            else:
+                what = f"metric {name!r}: {_explain(error)}"
+            raise SuiteError(f"{path}: {place}: {what}") from None
+        if type(resolved).model_fields:
             params[name] = resolved.model_dump()
     return {"metrics": section.metrics, "params": params}
 

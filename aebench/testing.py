@@ -19,14 +19,25 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from aebench.checks import (
     ContractError,
     check_latent_variable_model,
+    check_metric_values,
     check_model_output,
     check_penalty,
 )
-from aebench.contracts import Data, DataInfo, LatentVariableModel, ModelOutput, Regularizer
+from aebench.contracts import (
+    Data,
+    DataInfo,
+    LatentVariableModel,
+    Metric,
+    MetricContext,
+    ModelOutput,
+    Regularizer,
+    Split,
+)
 
 IMAGE_SHAPES = ((1, 8, 8), (1, 28, 28), (3, 32, 32))
 SMALL_IMAGES = DataInfo(shape=(1, 8, 8), kind="unit")
@@ -75,16 +86,25 @@ def check_training_lowers_the_loss(model: nn.Module, x: Tensor, steps: int = 30)
     assert after < before, f"{steps} training steps did not lower the loss ({before} -> {after})"
 
 
+DATA_KINDS = ("binary", "unit", "real")
+
+
 def check_model(
     factory: Callable[..., nn.Module],
     *,
     shapes: Iterable[tuple[int, ...]] = ((64,), *IMAGE_SHAPES),
-    kinds: Iterable[str] = ("unit", "binary"),
+    kinds: Iterable[str] | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> None:
     """Build the model for several data shapes and kinds; check forward, loss, gradients, the
-    latent-variable contract when offered, and that a tiny training run lowers the loss."""
+    latent-variable contract when offered, and that a tiny training run lowers the loss.
+
+    ``kinds`` defaults to the data kinds the model declares (its ``data_kinds`` attribute), or
+    every kind (binary, unit interval, real) when it declares none.
+    """
     params = dict(params or {})
+    if kinds is None:
+        kinds = getattr(factory, "data_kinds", DATA_KINDS)
     first: tuple[nn.Module, Tensor] | None = None
     for shape in shapes:
         for kind in kinds:
@@ -92,13 +112,13 @@ def check_model(
             torch.manual_seed(0)
             model = factory(info, **params)
             x = sample_batch(info)
+            if isinstance(model, LatentVariableModel):  # as the runner does: before the loss
+                check_latent_variable_model(model, x)
             check_model_output(model, x)
             code = model.encode(x)
             assert code.dim() == 2 and len(code) == len(x), f"encode gave {tuple(code.shape)}"
             recon = model.decode(code)
             assert recon.shape == x.shape, f"decode gave {tuple(recon.shape)}, not {x.shape}"
-            if isinstance(model, LatentVariableModel):
-                check_latent_variable_model(model, x)
             check_gradients_flow(model, x)
             first = first or (model, x)
     assert first is not None, "no shape or kind to check"
@@ -190,11 +210,165 @@ def check_dataset(factory: Callable[..., Data], *, params: Mapping[str, Any] | N
         assert torch.equal(split.x, twin.x), f"{name} differs between two loads: not deterministic"
 
 
+class _TinyGaussianVAE(_LinearAutoencoder):
+    """A linear VAE: q(z|x) = N(Wx + b, 0.5^2 I), p(z) = N(0, I), p(x|z) Bernoulli(sigmoid(Vz + c)).
+
+    Enough of a latent-variable model to run a metric that needs one."""
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x.flatten(1))
+
+    def prior(self) -> Distribution:
+        zeros = torch.zeros(self.encoder.out_features)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def posterior(self, x: Tensor) -> Distribution:
+        mean = self.encode(x)
+        return Independent(Normal(mean, torch.full_like(mean, 0.5)), 1)
+
+    def likelihood(self, z: Tensor) -> Distribution:
+        logits = self.decoder(z).view(*z.shape[:-1], *self.info.shape)
+        return Independent(Bernoulli(logits=logits), len(self.info.shape))
+
+    def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
+        return -self.likelihood(out.code).log_prob(x)
+
+
+def _metric_data(labelled: bool, n: int = 64) -> Data:
+    info = DataInfo(shape=(1, 8, 8), kind="binary", n_classes=3 if labelled else None)
+
+    def split(seed: int) -> Split:
+        x = sample_batch(info, batch=n, seed=seed)
+        y = torch.arange(n) % 3 if labelled else None
+        return Split(x, y)
+
+    return Data(info=info, train=split(0), test=split(1))
+
+
+def check_metric(
+    metric: Metric,
+    *,
+    params: Mapping[str, Any] | None = None,
+    contexts: Iterable[MetricContext] | None = None,
+) -> None:
+    """A metric keeps the contract: it is an ``aebench.Metric``; its parameters form a valid schema
+    (and ``params`` validate against it); on a deterministic autoencoder and on a latent-variable
+    model, with labelled and unlabelled data (or on the ``contexts`` given), it returns exactly its
+    declared columns as numbers wherever its requirements are met, and the same numbers again
+    from the same seed (noisy columns aside)."""
+    from aebench.params import params_model
+
+    assert isinstance(metric, Metric), "register an aebench.Metric(compute, columns=[...])"
+    schema = params_model("metric", metric.compute, skip_first=True)
+    resolved = schema.model_validate(dict(params or {})).model_dump()
+    if contexts is None:
+        contexts = [
+            _metric_context(model, _metric_data(labelled))
+            for model in (_LinearAutoencoder, _TinyGaussianVAE)
+            for labelled in (True, False)
+        ]
+    steady = [c.name for c in metric.columns if not c.noisy]
+    measured = 0
+    for context in contexts:
+        if metric.unmet(context):
+            continue
+        with torch.no_grad():
+            first = check_metric_values(metric, metric.compute(context, **resolved))
+            context.generator.manual_seed(context.generator.initial_seed())
+            again = check_metric_values(metric, metric.compute(context, **resolved))
+        for name in steady:
+            same = first[name] == again[name] or (
+                math.isnan(first[name]) and math.isnan(again[name])
+            )
+            assert same, (
+                f"{name} differs between two runs from one seed: {first[name]} vs {again[name]}"
+            )
+        measured += 1
+    assert measured, (
+        f"the metric applied to none of the models and data it was given ({metric.requires})"
+    )
+
+
+def _metric_context(model_class: type[nn.Module], data: Data) -> MetricContext:
+    torch.manual_seed(0)
+    model = model_class(data.info).eval()
+    return MetricContext(
+        model=model,
+        data=data,
+        settings={"metrics": None, "params": {}},
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        training={"train_s": 1.0, "train_samples_per_s": 100.0, "peak_mem_mb": 0.0},
+    )
+
+
+def check_observer(factory: Callable[..., Any], suite: Any = None) -> None:
+    """An observer factory keeps the contract: ``factory(suite)`` gives a ``SuiteObserver`` (or
+    None), which takes a whole run without raising: its start, an ``ok`` trial with a model, a
+    ``failed`` trial without one, and the end of a run that was interrupted.
+
+    ``suite`` defaults to a one-trial suite on scikit-learn's digits; its output goes to a
+    temporary folder.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from aebench.plugins import load_plugins
+    from aebench.runner import SuiteObserver, SuiteRun, TrialOutcome, base_row
+    from aebench.suite import load_suite
+
+    plugins = load_plugins()
+    with tempfile.TemporaryDirectory() as tmp:
+        if suite is None:
+            path = Path(tmp) / "suite.toml"
+            path.write_text(_OBSERVED_SUITE)
+            suite = load_suite(path, plugins)
+        observer = factory(suite)
+        if observer is None:
+            return
+        assert isinstance(observer, SuiteObserver), "an observer subclasses aebench.SuiteObserver"
+        output = Path(tmp) / "results"
+        output.mkdir()
+        trial = suite.trials[0]
+        device = torch.device("cpu")
+        data = plugins.datasets.get(trial.dataset.plugin).factory(**trial.dataset.params)
+        torch.manual_seed(0)
+        model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
+        ok = base_row(trial, plugins, device) | {"status": "ok", "train_s": 0.1}
+        failed = base_row(trial, plugins, device) | {"status": "failed", "reason": "Boom: x"}
+        curves = {"loss": [2.0, 1.0], "model_loss": [2.0, 1.0], "penalty": [0.0, 0.0]}
+        observer.suite_started(suite, output, suite.trials)
+        observer.trial_started(trial)
+        observer.trial_finished(trial, ok, TrialOutcome(curves, model.eval(), data))
+        observer.trial_started(trial)
+        observer.trial_finished(trial, failed, TrialOutcome(traceback="Traceback: Boom"))
+        observer.suite_finished(SuiteRun(output, [ok, failed], interrupted=True))
+
+
+_OBSERVED_SUITE = """
+[suite]
+name = "observed"
+device = "cpu"
+
+[tracking]
+enabled = false
+
+[[datasets]]
+plugin = "digits"
+
+[[models]]
+plugin = "ae"
+params = { latent_dim = 2, hidden = [8] }
+"""
+
+
 __all__ = [
     "ContractError",
     "check_dataset",
     "check_gradients_flow",
+    "check_metric",
     "check_model",
+    "check_observer",
     "check_regularizer",
     "check_training_lowers_the_loss",
     "sample_batch",

@@ -15,9 +15,20 @@ import pandas as pd
 import pytest
 
 from aebench.cli import main
-from aebench.compare import METRICS, compare
+from aebench.columns import COLUMNS_FILE, Column, Vocabulary
+from aebench.compare import compare
 
 NAN = float("nan")
+
+# What the tables' metrics declare (saved beside each table, as `aebench run` does).
+VOCABULARY = Vocabulary()
+VOCABULARY.add(
+    [
+        Column("recon_mse", "lower", floor=1e-3),
+        Column("knn_acc", "higher", floor=0.01),
+        Column("elbo", "higher", floor=0.5),
+    ]
+)
 
 # Per latent size, per metric: one value per seed (0, 1, 2).
 BASELINE = {
@@ -75,6 +86,7 @@ def write(tmp_path: Path):
         folder = tmp_path / name
         folder.mkdir(exist_ok=True)  # overwritten: a test may compare several tables
         table.to_parquet(folder / "results.parquet", index=False)
+        (folder / COLUMNS_FILE).write_text(VOCABULARY.to_json())
         return folder
 
     return write
@@ -117,7 +129,9 @@ def test_a_drop_within_the_seed_noise_passes_unless_the_tolerance_is_tightened(w
 
 
 def test_the_allowance_is_k_baseline_stds_or_the_metrics_floor() -> None:
-    comparison = compare(results(changed(knn_acc_2=[0.5, 0.5, 0.5])), results(BASELINE))
+    comparison = compare(
+        results(changed(knn_acc_2=[0.5, 0.5, 0.5])), results(BASELINE), vocabulary=VOCABULARY
+    )
     rows = comparison.rows.set_index(["config", "metric"])
     noisy = rows.loc[("digits/ae/none model.latent_dim=2", "knn_acc")]
     quiet = rows.loc[("digits/ae/none model.latent_dim=8", "knn_acc")]
@@ -125,7 +139,7 @@ def test_the_allowance_is_k_baseline_stds_or_the_metrics_floor() -> None:
     assert noisy["change"] == pytest.approx(0.5 - 0.85)
     assert noisy["verdict"] == "regressed"
     # A near-constant baseline: the floor, not 2 x a tiny std.
-    assert quiet["allowed"] == METRICS["knn_acc"].floor
+    assert quiet["allowed"] == VOCABULARY.get("knn_acc").floor
     # The ELBO is NaN for both: not compared at all.
     assert "elbo" not in set(comparison.rows["metric"])
 
@@ -203,6 +217,6 @@ def test_csv_tables_and_integer_valued_floats_match_their_parquet_twins(write, t
     new = results(BASELINE).astype({"model.latent_dim": float})  # 8.0 after a NaN, say
     csv = tmp_path / "new.csv"
     new.to_csv(csv, index=False)
-    comparison = compare(pd.read_csv(csv), baseline)
+    comparison = compare(pd.read_csv(csv), baseline, vocabulary=VOCABULARY)
     assert not comparison.only_in_new and not comparison.only_in_baseline
     assert len(comparison.rows) == 6 and not math.isnan(comparison.rows["new"].iloc[0])

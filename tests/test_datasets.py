@@ -257,5 +257,7 @@ def test_a_missing_dataset_fails_its_trials_with_the_one_line(write_suite, tmp_p
     run = run_suite(load_suite(path, plugins), plugins, output=tmp_path / "out")
     assert [row["status"] for row in run.rows] == ["failed", "failed"]
     for row in run.rows:
-        assert row["reason"].startswith("MissingDataError: mnist: dataset files not found")
+        assert row["reason"].startswith(
+            "MissingDataError in dataset 'mnist' (aebench 0.1.0): mnist: dataset files not found"
+        )
         assert str(empty / "MNIST" / "raw") in row["reason"]

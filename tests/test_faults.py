@@ -177,7 +177,9 @@ class Diverging(torch.nn.Module):
         return loss * float("nan") if self.steps > 30 else loss
 
 
-def off_contract(recon_shape=None, loss_per_batch=False, event_shape_wrong=False):
+def off_contract(
+    recon_shape=None, loss_per_batch=False, event_shape_wrong=False, checked_support=False
+):
     """A linear VAE-like model that breaks the contract in one chosen way."""
 
     class OffContract(torch.nn.Module):
@@ -217,7 +219,9 @@ def off_contract(recon_shape=None, loss_per_batch=False, event_shape_wrong=False
             probs = torch.sigmoid(self.dec(z))
             if not event_shape_wrong:
                 probs = probs.view(-1, 1, 8, 8)
-                return torch.distributions.Independent(torch.distributions.Bernoulli(probs), 3)
+                # digits are grey levels: no support check, as the built-in VAE's Bernoulli
+                bernoulli = torch.distributions.Bernoulli(probs, validate_args=checked_support)
+                return torch.distributions.Independent(bernoulli, 3)
             return torch.distributions.Independent(torch.distributions.Bernoulli(probs), 1)
 
     return OffContract
@@ -230,6 +234,7 @@ class FaultyModels:
         register("bad-recon", off_contract(recon_shape=True))
         register("bad-loss", off_contract(loss_per_batch=True))
         register("bad-likelihood", off_contract(event_shape_wrong=True))
+        register("bad-support", off_contract(checked_support=True))
 
 
 @pytest.fixture
@@ -270,6 +275,19 @@ def test_an_off_contract_plugin_fails_its_trial_naming_plugin_and_expectation(
     assert row["status"] == "failed"
     assert row["reason"].startswith(f"ContractError: model '{model}' (")
     assert row["reason"].endswith(expected)
+
+
+def test_a_likelihood_that_cannot_score_the_data_fails_before_the_models_loss_runs(faulty):
+    # A Bernoulli that checks its support, on grey-level digits: met first in the model's own
+    # loss it would be torch's bare ValueError; the contract check names the distribution.
+    row = faulty("bad-support")
+    assert row["status"] == "failed"
+    assert row["reason"].startswith("ContractError: model 'bad-support' (")
+    assert (
+        "likelihood(z) Independent.log_prob cannot score the data of shape (64, 1, 8, 8)"
+        in (row["reason"])
+    )
+    assert "support" in row["reason"]
 
 
 def test_two_runs_with_the_same_seeds_give_identical_metrics(plugins, tiny_suite, tmp_path):

@@ -120,6 +120,6 @@ def test_a_duplicate_name_is_an_error_naming_both_plugins():
             register("ae", ThirdParty.Tiny)
 
     plugins = load_plugins(extra=[Clash()])
-    assert any("'aebench.models' and" in e.error for e in plugins.errors)
+    assert any("'Clash' and 'aebench.models'" in e.error for e in plugins.errors)
     with pytest.raises(LookupError, match="registered by both"):
         plugins.models.get("ae")

@@ -84,4 +84,5 @@ def test_a_raising_model_is_a_failed_row_and_the_suite_goes_on(
     assert run.counts == {"ok": 4, "failed": 2}
     table = read_results(tmp_path / "out")
     failed = table[table["status"] == "failed"]
-    assert set(failed["reason"]) == {"RuntimeError: cannot build"}
+    # The reason names the plugin whose code raised (read from the traceback).
+    assert set(failed["reason"]) == {"RuntimeError in model 'broken' (Broken): cannot build"}

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def mlflow(suite: Suite) -> SuiteObserver | None:
-    """MLflow: a parent run per invocation, a nested run per trial ([tracking] enabled = false: off)."""
+    """MLflow: a parent run per invocation, a nested run per trial ([tracking] enabled: on/off)."""
     if not suite.spec.tracking.enabled:
         return None
     from aebench.tracking import MlflowTracker

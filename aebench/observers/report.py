@@ -1,4 +1,4 @@
-"""``report.md`` and ``report.html`` beside the results table when a run ends (``aebench.report``)."""
+"""``report.md`` and ``report.html`` beside the results table when a run ends."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def report(suite: Suite) -> SuiteObserver:
-    """The report of the results folder: leaderboards per dataset and figures, rebuilt at the end."""
+    """The report of the results folder: leaderboards per dataset and figures, at the end."""
     from aebench.report import ReportBuilder
 
     return ReportBuilder()

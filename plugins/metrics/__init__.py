@@ -17,9 +17,7 @@ METRICS = {
         recon_mse,
         columns=[Column("recon_mse", "lower", floor=1e-3, description="per element")],
     ),
-    "recon_bce": Metric(
-        recon_bce, columns=[Column("recon_bce", "lower", floor=0.5, unit="nats")]
-    ),
+    "recon_bce": Metric(recon_bce, columns=[Column("recon_bce", "lower", floor=0.5, unit="nats")]),
     "recon_psnr": Metric(
         recon_psnr, columns=[Column("recon_psnr", "higher", floor=0.2, unit="dB")]
     ),

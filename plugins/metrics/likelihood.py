@@ -22,16 +22,22 @@ def elbo(context: MetricContext, samples: Samples = 1) -> dict[str, float]:
     """ELBO in nats, plus columns rate, distortion, bits_per_dim (latent-variable models; else NaN).
 
     Per test sample, in nats: ``elbo = E_q[log p(x|z)] - KL(q(z|x) || p(z))`` with E_q from
-    ``samples`` draws (``[eval.elbo] samples``; alias ``eval.elbo_samples``); ``rate`` is the KL (analytic where torch.distributions has it,
-    else Monte Carlo), ``distortion`` is ``-E_q[log p(x|z)]``; ``bits_per_dim`` is ``-elbo`` in
-    bits per data dimension (an upper bound on the model's bits per dimension).
+    ``samples`` draws (``[eval.elbo] samples``; alias ``eval.elbo_samples``); ``rate`` is the KL
+    (analytic where torch.distributions has it, else Monte Carlo), ``distortion`` is
+    ``-E_q[log p(x|z)]``; ``bits_per_dim`` is ``-elbo`` in bits per data dimension (an upper
+    bound on the model's bits per dimension).
     """
     names = ("elbo", "rate", "distortion", "bits_per_dim")
     x = context.data.test.x
     with estimators.seeded(context.generator):
         terms = estimators.elbo_terms(context.model, x, samples)
     n_dims = math.prod(x.shape[1:])
-    values = (terms.bound, terms.rate, terms.distortion, estimators.to_bits_per_dim(terms.bound, n_dims))
+    values = (
+        terms.bound,
+        terms.rate,
+        terms.distortion,
+        estimators.to_bits_per_dim(terms.bound, n_dims),
+    )
     return {name: v.mean().item() for name, v in zip(names, values, strict=True)}
 
 

@@ -4,8 +4,7 @@ import torch
 from aebench_plugin_example.models import TiedAutoencoder
 from aebench_plugin_example.regularizers import CodeL2
 
-from aebench import ModelOutput
-from aebench.plugins import load_plugins
+from aebench import ModelOutput, load_plugins
 from aebench.testing import check_model, check_regularizer
 
 
