@@ -31,7 +31,7 @@ Better = Literal["higher", "lower"]
 class Column:
     """One measured column of the results table, and how to read it.
 
-    - ``better``: ``"higher"``, ``"lower"``, or None when neither is better (a rate, a count).
+    - ``better``: ``"higher"``, ``"lower"``, or None when neither is better (a count, a spread).
     - ``floor``: for ``aebench compare``, the smallest worsening (in the column's unit) that
       counts as a quality regression: a new seed mean worse than the baseline's by more than
       ``max(floor, k * baseline std)`` regressed. None: compare does not check this column.
@@ -70,7 +70,7 @@ class Column:
 
     @property
     def label(self) -> str:
-        """The name with its unit: ``log_px_iwae [nats]``."""
+        """The name with its unit: ``train_s [s]``."""
         return f"{self.name} [{self.unit}]" if self.unit else self.name
 
 
@@ -117,7 +117,7 @@ class Vocabulary:
     """Every measured column a table may hold, as declared, and the planes metrics ask to plot."""
 
     columns: dict[str, Column] = field(default_factory=lambda: dict(CORE_COLUMNS))
-    # Pairs of columns plotted against each other in the report: (x, y), e.g. rate vs distortion.
+    # Pairs of columns plotted against each other in the report, as (x, y).
     planes: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, columns: Iterable[Column], planes: Iterable[tuple[str, str]] = ()) -> None:

@@ -280,7 +280,7 @@ class Metric:
     - ``requires``: what it applies to (``"latent-variable model"``, ``"labelled data"``); where a
       trial lacks one, the core writes NaN in its columns without calling it.
     - ``planes``: pairs of its columns that the report plots against each other, one point per
-      trial (``("rate", "distortion")``).
+      trial (``("x_column", "y_column")``).
     - ``aliases``: plain ``[eval]`` keys that set one of its parameters, for older suites
       (``{"iwae_samples": "samples"}``); several metrics may share an alias.
 

@@ -305,7 +305,7 @@ def latent_grid(path: Path, panels: Sequence[tuple[str, Path]], columns: int = 4
 def plane(
     path: Path, points: Sequence[tuple[str, float, float]], x: Column, y: Column
 ) -> Path | None:
-    """Two columns against each other (rate and distortion, say): one point (x, y) per trial,
+    """Two declared columns against each other: one point (x, y) per trial,
     labelled by configuration."""
     points = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
     if not points:
@@ -327,6 +327,6 @@ def plane(
 
 
 def _axis_label(column: Column) -> str:
-    """``rate: KL(q(z|x) || p(z)) [nats]``."""
+    """``name: description [unit]``, from the column's declaration."""
     text = f"{column.name}: {column.description}" if column.description else column.name
     return f"{text} [{column.unit}]" if column.unit else text

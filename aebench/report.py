@@ -252,10 +252,7 @@ def _dataset_blocks(
     if grid is not None:
         blocks += [Heading(3, "Latent spaces"), Images([("latent codes of the test split", grid)])]
     ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
-    for (
-        x,
-        y,
-    ) in vocabulary.planes:  # pairs of columns a metric asks to see plotted (rate, distortion)
+    for x, y in vocabulary.planes:  # pairs of columns that metrics ask to see plotted
         if not {x, y} <= set(table.columns):
             continue
         points = [
