@@ -47,10 +47,14 @@ def _check_metric(registry: Registry, name: str, metric: Any) -> None:
     for entry in registry:
         shared = set(metric.column_names) & set(entry.factory.column_names)
         if shared and entry.name != name:
-            raise ValueError(
-                f"metric {name!r}: column {sorted(shared)[0]!r} is already written by metric"
-                f" {entry.name!r} ({entry.plugin})"
+            # Like a name registered twice: neither is used, whichever registered first.
+            message = (
+                f"metrics {entry.name!r} ({entry.plugin}) and {name!r} both write the column"
+                f" {sorted(shared)[0]!r}; neither is used"
             )
+            registry.withdraw(entry.name, message)
+            registry.withdraw(name, message)
+            raise ValueError(message)
 
 
 KINDS: dict[str, Kind] = {

@@ -63,6 +63,7 @@ class Registry:
         self._check = check  # raises for a registration that breaks the kind's contract
         self._entries: dict[str, Entry] = {}
         self._clashes: dict[str, list[str]] = {}
+        self._withdrawn: dict[str, str] = {}  # name -> why it cannot be used (a column clash)
         # Plugins that failed to load ("aebench-foo: ModuleNotFoundError: ..."): a name missing
         # here may be theirs, and the unknown-name error says so.
         self.load_failures: list[str] = []
@@ -94,7 +95,14 @@ class Registry:
         plugins = " and ".join(repr(p) for p in self._clashes[name])
         return f"{self.kind} {name!r} is registered by both {plugins}"
 
+    def withdraw(self, name: str, reason: str) -> None:
+        """Make a registered name unusable, saying why (it clashes with a later registration)."""
+        self._entries.pop(name, None)
+        self._withdrawn[name] = reason
+
     def get(self, name: str) -> Entry:
+        if name in self._withdrawn:
+            raise DuplicateNameError(self._withdrawn[name])
         if name in self._clashes:
             raise DuplicateNameError(self._clash_message(name))
         try:

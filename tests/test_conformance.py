@@ -8,9 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from aebench import ModelOutput, Regularizer
-from aebench.plugins import load_plugins
-from aebench.testing import check_dataset, check_model, check_regularizer
+from aebench import Column, Metric, ModelOutput, Regularizer, load_plugins
+from aebench.testing import (
+    check_dataset,
+    check_metric,
+    check_model,
+    check_observer,
+    check_regularizer,
+)
+from aebench.suite import load_suite
+from aebench.tracking import sqlite_uri
 
 PLUGINS = load_plugins()  # read once for parametrisation; each test still builds its own
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -46,6 +53,32 @@ def test_every_dataset_keeps_the_contract(name):
             pytest.skip(f"{name}: no files under {folder} (nothing is downloaded in tests)")
         params |= {"root": str(SHARED_DATA), "download": False, "n_train": 500, "n_test": 200}
     check_dataset(load_plugins().datasets.get(name).factory, params=params)
+
+
+@pytest.mark.parametrize("name", PLUGINS.metrics.names())
+def test_every_metric_keeps_the_contract(name):
+    check_metric(load_plugins().metrics.get(name).factory)
+
+
+@pytest.mark.parametrize("name", PLUGINS.observers.names())
+def test_every_observer_keeps_the_contract(name, write_suite, tmp_path):
+    plugins = load_plugins()
+    uri = sqlite_uri(tmp_path / "mlflow.db")  # the MLflow observer on a store of this test's
+    suite = write_suite(
+        f"""
+        [suite]
+        name = "observed"
+        device = "cpu"
+        [tracking]
+        uri = "{uri}"
+        [[datasets]]
+        plugin = "digits"
+        [[models]]
+        plugin = "ae"
+        params = {{ latent_dim = 2, hidden = [8] }}
+        """
+    )
+    check_observer(plugins.observers.get(name).factory, load_suite(suite, plugins))
 
 
 # The kit must fail loudly on plugins that break the contract, or it checks nothing.
@@ -104,3 +137,50 @@ def test_the_kit_rejects_a_model_whose_loss_has_no_gradient():
 def test_the_kit_rejects_a_penalty_of_the_wrong_shape():
     with pytest.raises(Exception, match="penalty has shape"):
         check_regularizer(BatchPenalty)
+
+
+def test_the_kit_runs_a_model_on_the_data_kinds_it_declares():
+    seen = []
+
+    class RealOnly(WrongShape):
+        """Takes real-valued data only."""
+
+        data_kinds = ("real",)
+
+        def __init__(self, info, latent_dim: int = 2):
+            seen.append(info.kind)
+            super().__init__(info, latent_dim)
+
+    with pytest.raises(Exception, match="reconstruction has shape"):
+        check_model(RealOnly, shapes=[(1, 8, 8)])
+    assert seen == ["real"]
+
+
+def undeclared(context):
+    """Returns a column it does not declare."""
+    return {"declared": 1.0, "surprise": 2.0}
+
+
+def text_valued(context):
+    """Returns text where a number belongs."""
+    return {"declared": "high"}
+
+
+@pytest.mark.parametrize(
+    "compute, message",
+    [(undeclared, "it declares the columns"), (text_valued, "a number .or NaN. expected")],
+)
+def test_the_kit_rejects_a_metric_off_its_declaration(compute, message):
+    with pytest.raises(Exception, match=message):
+        check_metric(Metric(compute, columns=[Column("declared")]))
+
+
+def test_the_kit_rejects_an_observer_that_cannot_take_a_failed_trial(tmp_path):
+    from aebench import SuiteObserver
+
+    class NeedsAModel(SuiteObserver):
+        def trial_finished(self, trial, row, outcome):
+            outcome.model.eval()  # a failed trial has no model
+
+    with pytest.raises(AttributeError):
+        check_observer(lambda suite: NeedsAModel())
