@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from aebench import Column, Metric, ModelOutput, Regularizer, load_plugins
+from aebench.suite import load_suite
 from aebench.testing import (
     check_dataset,
     check_metric,
@@ -16,7 +17,6 @@ from aebench.testing import (
     check_observer,
     check_regularizer,
 )
-from aebench.suite import load_suite
 from aebench.tracking import sqlite_uri
 
 PLUGINS = load_plugins()  # read once for parametrisation; each test still builds its own

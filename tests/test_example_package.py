@@ -11,6 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+# Every test here uses the pip-installed package (the `site` fixture): end to end, slow.
+pytestmark = pytest.mark.slow
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aebench-plugin-example"
 
 SUITE = """

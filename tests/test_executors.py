@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_SUITE
 from fake_plugins import fake_distribution
 
 from aebench.cli import main
@@ -27,31 +28,22 @@ from aebench.suite import load_suite
 
 pytest.importorskip("distributed")
 
-SUITE = """
-[suite]
-name = "{name}"
-seeds = [0]
-device = "cpu"
 
-[train]
-epochs = 2
-batch_size = 64
-
+# What the tests here add to the tiny suite (conftest.py): two metrics, no tracking.
+SETTINGS = """
 [eval]
 metrics = ["recon_mse", "recon_bce"]
 
 [tracking]
 enabled = false
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = {{ hidden = [16] }}
-grid = {{ latent_dim = [2, 4] }}
-{extra}
 """
+
+
+def suite(name: str, extra: str = "") -> str:
+    """The tiny suite named ``name``, with one seed (two ae trials), then ``extra`` entries."""
+    text = TINY_SUITE.replace('name = "tiny"', f'name = "{name}"')
+    text = text.replace("seeds = [0, 1]", "seeds = [0]")
+    return text + extra + SETTINGS
 
 
 def fragile(delay: float, kill: str = "none") -> str:
@@ -132,8 +124,9 @@ def table(folder: Path) -> pd.DataFrame:
     return rows.sort_values("trial_id").reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_a_suite_on_a_dask_cluster_gives_the_local_table(cluster, write_suite, tmp_path):
-    path = write_suite(SUITE.format(name="same", extra=""))
+    path = write_suite(suite("same"))
     command = ["run", str(path), "--executor", "dask", "--scheduler", cluster.address]
     assert main([*command, "--output", str(tmp_path / "dask")]) == 0
     on_cluster = table(tmp_path / "dask")
@@ -166,13 +159,14 @@ def _first(markers: Path, kind: str, process: subprocess.Popen, timeout: float =
     return int(found[0].name.removeprefix(f"{kind}-"))
 
 
+@pytest.mark.slow
 def test_dead_workers_cost_one_retry_then_the_trial_and_the_suite_goes_on(
     cluster, write_suite, tmp_path
 ):
     """The test kills the worker of the sleepy trial once: it is trained again, elsewhere. The
     killer trial kills every worker it runs on: tried twice, then failed. ae is untouched."""
     extra = fragile(delay=0.1) + fragile(delay=0.0, kill="SIGKILL")
-    path = write_suite(SUITE.format(name="faults", extra=extra))
+    path = write_suite(suite("faults", extra))
     command = [sys.executable, "-m", "aebench.cli", "run", str(path)]
     command += ["--executor", "dask", "--scheduler", cluster.address]
     process = subprocess.Popen(

@@ -103,6 +103,7 @@ def port_is_closed(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (apt-get)")
 def test_the_ui_shows_the_experiment_and_its_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
