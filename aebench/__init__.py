@@ -8,7 +8,8 @@ aebench (besides ``aebench.testing``, the conformance checks for plugin authors'
   ``MetricContext`` (metrics); ``SuiteObserver`` (observers of a run); ``likelihood``, the
   estimators (ELBO, importance-weighted log p(x), ...) that metrics build on;
 - running and reading: ``load_plugins``, ``load_suite``, ``run_suite``, ``SuiteRun``, ``Suite``,
-  ``Trial``, ``TrialOutcome``.
+  ``Trial``, ``TrialOutcome``; ``load_results``, ``load_trial`` (a kept model and its data,
+  ``KeptTrial``) and ``evaluate`` (kept models measured again) for a results folder.
 
 Names are imported when first used, so that ``import aebench`` (and ``aebench --help``) stays cheap.
 """
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         Requirement,
         Split,
     )
+    from aebench.kept import KeptTrial, evaluate, load_results, load_trial
     from aebench.plugins import Plugins, load_plugins
     from aebench.runner import SuiteObserver, SuiteRun, TrialOutcome
     from aebench.suite import Suite, SuiteError, Trial, load_suite
@@ -65,6 +67,10 @@ _EXPORTS = {
     "SuiteRun": "aebench.runner",
     "TrialOutcome": "aebench.runner",
     "run_suite": "aebench.api",
+    "KeptTrial": "aebench.kept",
+    "evaluate": "aebench.kept",
+    "load_results": "aebench.kept",
+    "load_trial": "aebench.kept",
 }
 _MODULES = {"likelihood": "aebench.likelihood"}
 
@@ -74,6 +80,7 @@ __all__ = [  # the names above, spelled out for readers and linters
     "Data",
     "DataInfo",
     "DataKind",
+    "KeptTrial",
     "LatentVariableModel",
     "Metric",
     "MetricContext",
@@ -88,10 +95,13 @@ __all__ = [  # the names above, spelled out for readers and linters
     "SuiteRun",
     "Trial",
     "TrialOutcome",
+    "evaluate",
     "hookimpl",
     "likelihood",
     "load_plugins",
+    "load_results",
     "load_suite",
+    "load_trial",
     "run_suite",
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aebench import runner
 from aebench.executors import Executor
@@ -13,7 +14,7 @@ from aebench.suite import Suite, load_suite
 
 
 def run_suite(
-    suite: str | Path | Suite,
+    suite: str | Path | dict[str, Any] | Suite,
     *,
     output: str | Path | None = None,
     device: str | None = None,
@@ -24,7 +25,9 @@ def run_suite(
 ) -> SuiteRun:
     """Run every trial of a suite not already finished in its output folder, as ``aebench run``.
 
-    ``suite`` is a suite file (or one loaded with ``aebench.load_suite``); ``output`` overrides
+    ``suite`` is a suite file, the same as a dict (``{"suite": {"name": "mine"}, "datasets":
+    [{"plugin": "digits"}], "models": [{"plugin": "vae"}]}``), or a suite loaded with
+    ``aebench.load_suite``; ``output`` overrides
     its results folder, ``device`` its ``[suite] device``. Every registered observer runs (MLflow
     unless ``[tracking] enabled = false``, the figures, the report), after the ``observers`` given
     here. ``plugins`` defaults to the installed ones (``aebench.load_plugins()``).

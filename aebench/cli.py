@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from aebench.params import describe
 from aebench.plugins import KINDS, Plugins, load_plugins
 from aebench.registry import Entry
+from aebench.trials import TRIALS, folder_size
 
 if TYPE_CHECKING:
     from aebench.executors import Executor
@@ -104,6 +105,34 @@ def _parser() -> argparse.ArgumentParser:
         help="allowed relative slowdown of train_samples_per_s (default 0.2)",
     )
     compare.add_argument("--all", action="store_true", help="show unchanged comparisons too")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure kept models again (other metrics or settings), training nothing"
+    )
+    evaluate.add_argument("folder", type=Path, help="a results folder with kept trials")
+    evaluate.add_argument("--metrics", help="comma-separated metrics (default: each trial's own)")
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METRIC.PARAM=VALUE",
+        help="a metric's parameter, e.g. log_px_iwae.samples=5000 (repeatable)",
+    )
+    evaluate.add_argument(
+        "--trial", action="append", metavar="ID", help="only this trial (repeatable)"
+    )
+    evaluate.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+
+    for name, text in (
+        ("sample", "images decoded from samples of a kept model's prior"),
+        ("reconstruct", "test images beside a kept model's reconstructions"),
+    ):
+        images = commands.add_parser(name, help=text)
+        images.add_argument("folder", type=Path, help="a results folder with kept trials")
+        images.add_argument("trial", help="the trial's id (aebench run --dry-run shows them)")
+        images.add_argument("-n", type=int, default=64 if name == "sample" else 10)
+        images.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write")
+        images.add_argument("--seed", type=int, default=0, help="sample: the prior's seed")
     return parser
 
 
@@ -213,24 +242,28 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     output = suite.output_dir(args.output)
     _log_to(output / "aebench.log")
-    with SuiteProgress() as progress:
-        try:
-            run = run_suite(
-                suite,
-                plugins,
-                output=output,
-                device=str(device),
-                observers=[progress, *observers],
-                rerun=args.rerun,
-                cache=cache,
-                executor=executor,
-            )
-        except ExecutorError as exc:  # no scheduler at that address, say
-            raise UsageError(str(exc)) from None
+    try:
+        run = run_suite(
+            suite,
+            plugins,
+            output=output,
+            device=str(device),
+            observers=[SuiteProgress(), *observers],
+            rerun=args.rerun,
+            cache=cache,
+            executor=executor,
+        )
+    except ExecutorError as exc:  # no scheduler at that address, say
+        raise UsageError(str(exc)) from None
     if run.already_done:
         print(f"{run.already_done} trials were already finished in {output} (--rerun repeats them)")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
     print(f"{len(run.rows)} trials run ({counts or 'nothing left to run'}); results in {output}")
+    if run.evaluated:
+        print(f"{run.evaluated} of them measured again from their kept models, without training")
+    trials = output / TRIALS
+    if trials.is_dir():
+        print(f"trial folders: {folder_size(trials) / 2**20:.1f} MB in {trials}")
     for observer in observers:
         if isinstance(observer, ReportBuilder) and observer.paths:
             print(f"report: {observer.paths[1]}")
@@ -297,6 +330,73 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if len(comparison.regressions(fail_on)) else 0
 
 
+def cmd_evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
+    from aebench.kept import KeptTrialError, evaluate
+    from aebench.progress import SuiteProgress
+
+    metrics = None
+    if args.metrics is not None:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    try:
+        run = evaluate(
+            args.folder,
+            metrics=metrics,
+            sets=args.set,
+            trial_ids=args.trial,
+            plugins=plugins,
+            device=args.device,
+            observers=[SuiteProgress()],
+        )
+    except KeptTrialError as exc:
+        raise UsageError(str(exc)) from None
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
+    print(f"{len(run.rows)} kept trials measured again ({counts}); results in {args.folder}")
+    if run.already_done:
+        print(
+            f"{run.already_done} kept trials left as they were: {', '.join(metrics or [])}"
+            " cannot measure them"
+        )
+    return 1 if run.counts.get("failed") else 0
+
+
+def cmd_images(plugins: Plugins, args: argparse.Namespace) -> int:
+    """``aebench sample`` and ``aebench reconstruct``: a PNG of a kept trial's images."""
+    import torch
+
+    from aebench.figures import draw_images
+    from aebench.kept import KeptTrialError, load_trial
+
+    if args.n < 1:
+        raise UsageError(f"-n {args.n}: at least one image")
+    try:
+        kept = load_trial(args.folder, args.trial, plugins=plugins)
+    except KeptTrialError as exc:
+        raise UsageError(str(exc)) from None
+    shape = kept.data.info.shape
+    where = f"{args.folder}: trial {args.trial}"
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise UsageError(f"{where}: its data are not images (one sample is {shape})")
+    model = kept.model
+    with torch.no_grad():
+        if args.command == "sample":
+            if not callable(getattr(model, "prior", None)):
+                raise UsageError(f"{where}: model {kept.trial.model.plugin!r} has no prior")
+            with torch.random.fork_rng():
+                torch.manual_seed(args.seed)
+                z = model.prior().sample((args.n,))
+            rows = [("samples from p(z)", model.decode(z))]
+        else:
+            x = kept.data.test.x[: args.n]
+            rows = [("input", x), ("reconstruction", model.decode(model.encode(x)))]
+    title = f"{kept.trial.label()} ({args.trial})"
+    try:
+        draw_images(args.out, [(name, b.float().cpu().numpy()) for name, b in rows], title)
+    except OSError as exc:
+        raise UsageError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
+    print(f"{args.command}: {args.out}")
+    return 0
+
+
 def cmd_ui(port: int, output: Path) -> int:
     from aebench.tracking import TrackingError, serve_ui
 
@@ -337,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ui(args.port, args.output)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(load_plugins(), args)
+        if args.command in ("sample", "reconstruct"):
+            return cmd_images(load_plugins(), args)
         return cmd_run(load_plugins(), args)
     except UsageError as exc:
         print(f"aebench: error: {exc}", file=sys.stderr)

@@ -244,7 +244,7 @@ class MetricContext:
 
     - ``model``: the trained model, in eval mode (gradients are off while metrics run).
     - ``data``: the trial's dataset; metrics measure ``data.test`` (and may fit on ``data.train``).
-    - ``settings``: the trial's resolved ``[eval]`` section: ``{"metrics": [...] or None,
+    - ``settings``: the trial's resolved ``[eval]`` section: ``{"metrics": [...],
       "params": {metric name: {parameter: value}}}``; a metric's own parameters arrive as keyword
       arguments, so a metric rarely needs this.
     - ``device``: where the model and data are.

@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -47,6 +48,9 @@ class Workload:
     device: torch.device
     cache: DataCache  # the submitting process's datasets: rebuilt models are measured on them
     isolate: bool = False  # each trial in a child process (the local executor)
+    # The results folder, where trials keep checkpoints while they train. Workers of a cluster
+    # reach it only if it is shared; where they cannot write there, they train without.
+    output: Path | None = None
 
 
 class Executor(Protocol):
@@ -62,7 +66,7 @@ class LocalExecutor:
         run = run_isolated if work.isolate else run_trial
         for trial in work.trials:
             started(trial)
-            row, outcome = run(trial, work.plugins, work.device, work.cache)
+            row, outcome = run(trial, work.plugins, work.device, work.cache, work.output)
             yield trial, row, outcome
 
 
@@ -77,7 +81,9 @@ _worker_state: tuple[Plugins, DataCache] | None = None
 _one_trial_at_a_time = threading.Lock()
 
 
-def run_on_worker(trial: Trial, device: str, torch_threads: int | None) -> PortableResult:
+def run_on_worker(
+    trial: Trial, device: str, torch_threads: int | None, output: str | None = None
+) -> PortableResult:
     """A Dask task: one trial, with the worker's own plugins (entry points) and datasets."""
     global _worker_state
     with _one_trial_at_a_time:
@@ -87,7 +93,8 @@ def run_on_worker(trial: Trial, device: str, torch_threads: int | None) -> Porta
             plugins = load_plugins()
             _worker_state = (plugins, DataCache(plugins))
         plugins, cache = _worker_state
-        row, outcome = run_trial(trial, plugins, torch.device(device), cache)
+        folder = None if output is None else Path(output)
+        row, outcome = run_trial(trial, plugins, torch.device(device), cache, folder)
         return to_portable(row, outcome)
 
 
@@ -184,6 +191,7 @@ class DaskExecutor:
                         trial,
                         str(work.device),
                         self._torch_threads(),
+                        None if work.output is None else str(work.output.resolve()),
                         pure=False,
                         resources={"GPU": 1} if gpu else None,
                     )

@@ -22,6 +22,7 @@ from aebench.columns import Column
 from aebench.contracts import Data, LatentVariableModel
 from aebench.runner import Row, SuiteObserver, TrialOutcome
 from aebench.suite import Suite, Trial
+from aebench.trials import trial_folder, write_atomically
 
 ARRAYS = "figures.npz"
 LATENT_PNG = "latent.png"
@@ -35,11 +36,6 @@ N_RECON = 10  # test inputs shown beside their reconstructions
 N_SAMPLES = 16  # samples decoded from the prior
 EVAL_BATCH = 1024
 DPI = 100
-
-
-def trial_folder(output: Path, trial_id: str) -> Path:
-    """Where a trial's figures and their arrays live."""
-    return Path(output) / "trials" / trial_id
 
 
 # --- capture: model -> small arrays -------------------------------------------------------------
@@ -155,7 +151,19 @@ def _image_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) 
         ax.set_axis_off()
         ax.set_title(name, fontsize=8, loc="left")
     fig.suptitle(title, fontsize=9)
-    fig.savefig(path)
+    fig.savefig(path, format="png")  # also under a temporary name
+
+
+def draw_images(
+    path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str, per_row: int = 16
+) -> None:
+    """Named batches of images (N, C, H, W) as one PNG, ``per_row`` images to a line."""
+    lines = [
+        (name if start == 0 else "", batch[start : start + per_row])
+        for name, batch in rows
+        for start in range(0, len(batch), per_row)
+    ]
+    write_atomically(Path(path), lambda p: _image_rows(p, lines, title))
 
 
 def _vector_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:

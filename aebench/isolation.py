@@ -15,6 +15,7 @@ import multiprocessing
 import signal
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import torch
 
@@ -22,6 +23,7 @@ from aebench.data import DataCache
 from aebench.plugins import Plugins, load_plugins
 from aebench.runner import Row, TrialOutcome, failed_row, run_trial
 from aebench.suite import Trial
+from aebench.trials import state_bytes
 
 
 @dataclass
@@ -32,15 +34,14 @@ class PortableResult:
     curves: dict[str, list[float]]
     weights: bytes | None  # the trained model's state_dict (torch.save), None if it never trained
     traceback: str = ""
+    resumed_after: int = 0
 
 
 def to_portable(row: Row, outcome: TrialOutcome) -> PortableResult:
     weights = None
     if outcome.model is not None:  # plain bytes: torch's shared-memory handoff dies with us
-        buffer = io.BytesIO()
-        torch.save(outcome.model.state_dict(), buffer)
-        weights = buffer.getvalue()
-    return PortableResult(row, outcome.curves, weights, outcome.traceback)
+        weights = state_bytes(outcome.model.state_dict())
+    return PortableResult(row, outcome.curves, weights, outcome.traceback, outcome.resumed_after)
 
 
 def from_portable(
@@ -51,7 +52,9 @@ def from_portable(
     cache: DataCache,
 ) -> tuple[Row, TrialOutcome]:
     """The row, and an outcome whose model is rebuilt here from its weights alone."""
-    outcome = TrialOutcome(curves=result.curves, traceback=result.traceback)
+    outcome = TrialOutcome(
+        curves=result.curves, traceback=result.traceback, resumed_after=result.resumed_after
+    )
     if result.weights is None:
         return result.row, outcome
     data = cache.get(trial.dataset, device)
@@ -63,9 +66,9 @@ def from_portable(
     return result.row, outcome
 
 
-def _child(trial: Trial, device: str, connection: Connection) -> None:
+def _child(trial: Trial, device: str, output: Path | None, connection: Connection) -> None:
     plugins = load_plugins()
-    row, outcome = run_trial(trial, plugins, torch.device(device), DataCache(plugins))
+    row, outcome = run_trial(trial, plugins, torch.device(device), DataCache(plugins), output)
     connection.send(to_portable(row, outcome))
     connection.close()
 
@@ -77,11 +80,15 @@ def _death(exitcode: int | None) -> str:
 
 
 def run_isolated(
-    trial: Trial, plugins: Plugins, device: torch.device, cache: DataCache
+    trial: Trial,
+    plugins: Plugins,
+    device: torch.device,
+    cache: DataCache,
+    output: Path | None = None,
 ) -> tuple[Row, TrialOutcome]:
     context = multiprocessing.get_context("spawn")  # no forked copies of threads or CUDA state
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(trial, str(device), sender), daemon=True)
+    process = context.Process(target=_child, args=(trial, str(device), output, sender), daemon=True)
     process.start()
     sender.close()  # the child holds the only sending end: its death ends recv() with EOFError
     try:

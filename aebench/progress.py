@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aebench.runner import Row, SuiteObserver, TrialOutcome
+from aebench.runner import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.suite import Suite, Trial
 
 
@@ -24,15 +24,12 @@ class SuiteProgress(SuiteObserver):
         )
         self._task = self._progress.add_task("starting", total=None)
 
-    def __enter__(self) -> SuiteProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
     def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
+        self._progress.start()  # only now: a suite refused before it starts shows no bar
         self._progress.update(self._task, total=len(trials))  # those left to run, after a resume
+
+    def suite_finished(self, run: SuiteRun) -> None:
+        self._progress.stop()
 
     def trial_started(self, trial: Trial) -> None:
         self._progress.update(self._task, description=trial.label())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import itertools
 import logging
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from aebench.blame import failure_reason
+from aebench.checkpoint import Checkpoints
 from aebench.checks import ContractError, check_first_batch, check_metric_values
 from aebench.columns import declared
 from aebench.contracts import Data, MetricContext
@@ -26,6 +28,16 @@ from aebench.registry import Entry
 from aebench.results import flatten, read_results, upsert, write_results, write_vocabulary
 from aebench.suite import Suite, SuiteError, Trial
 from aebench.train import train_model
+from aebench.trials import (
+    CHECKPOINT,
+    WEIGHTS,
+    read_curves,
+    read_weights,
+    state_bytes,
+    trial_folder,
+    write_atomically,
+    write_trial,
+)
 
 if TYPE_CHECKING:
     from aebench.executors import Executor
@@ -62,6 +74,7 @@ def base_row(trial: Trial, plugins: Plugins, device: torch.device) -> Row:
     row |= flatten("model", trial.model.params)
     row |= flatten("regularizer", trial.regularizer.params)
     row |= flatten("train", trial.train)
+    row["eval_id"] = trial.eval_id
     row |= flatten("eval", {"metrics": trial.eval["metrics"]})
     for metric, params in trial.eval["params"].items():
         row |= flatten(f"eval.{metric}", params)
@@ -89,11 +102,6 @@ def describe_plugin(plugins: Plugins, kind: str, name: str) -> str:
     return plugins.registries[f"{kind}s"].get(name).origin
 
 
-def selected_metrics(trial: Trial, plugins: Plugins) -> list[str]:
-    selected = trial.eval["metrics"]
-    return plugins.metrics.names() if selected is None else selected
-
-
 @dataclass
 class TrialOutcome:
     """What a trial leaves besides its row, for observers (tracking, figures)."""
@@ -102,6 +110,7 @@ class TrialOutcome:
     model: nn.Module | None = None  # trained, in eval mode; None when it never trained
     data: Data | None = None
     traceback: str = ""
+    resumed_after: int = 0  # training resumed from a checkpoint saved after this epoch
 
 
 class SuiteObserver:
@@ -138,17 +147,27 @@ class SuiteObserver:
 
 
 def run_trial(
-    trial: Trial, plugins: Plugins, device: torch.device, cache: DataCache
+    trial: Trial,
+    plugins: Plugins,
+    device: torch.device,
+    cache: DataCache,
+    output: Path | None = None,
 ) -> tuple[Row, TrialOutcome]:
     """Train and measure one trial; every outcome, failures included, becomes one row.
 
-    A failure's reason names the plugin whose code raised, read from the traceback.
+    A failure's reason names the plugin whose code raised, read from the traceback. With an
+    ``output`` folder, training saves checkpoints in the trial's folder there and resumes from
+    the last one.
     """
     row = base_row(trial, plugins, device)
     outcome = TrialOutcome()
     suspects = _suspects(trial, plugins)  # the plugin running now is moved to the front
+    checkpoints = None
+    if output is not None:
+        path = trial_folder(output, trial.id) / CHECKPOINT
+        checkpoints = Checkpoints(path, trial.id, trial.train.get("checkpoint_every"))
     try:
-        row |= _train_and_measure(trial, plugins, device, cache, outcome, suspects)
+        row |= _train_and_measure(trial, plugins, device, cache, outcome, suspects, checkpoints)
     except Exception as exc:  # a failing trial is recorded; the suite goes on
         row["status"] = "failed"
         row["reason"] = failure_reason(exc, suspects)
@@ -162,7 +181,7 @@ def _suspects(trial: Trial, plugins: Plugins) -> list[Entry]:
         plugins.models.get(trial.model.plugin),
         plugins.regularizers.get(trial.regularizer.plugin),
     ]
-    return entries + [plugins.metrics.get(name) for name in selected_metrics(trial, plugins)]
+    return entries + [plugins.metrics.get(name) for name in trial.eval["metrics"]]
 
 
 def _now_running(suspects: list[Entry], entry: Entry) -> None:
@@ -177,6 +196,7 @@ def _train_and_measure(
     cache: DataCache,
     outcome: TrialOutcome,
     suspects: list[Entry],
+    checkpoints: Checkpoints | None,
 ) -> Row:
     data = outcome.data = cache.get(trial.dataset, device)
     torch.manual_seed(trial.seed)  # the model's initial weights
@@ -204,8 +224,10 @@ def _train_and_measure(
 
     generator = torch.Generator(device=device).manual_seed(trial.seed)
     train = {k: trial.train[k] for k in ("epochs", "batch_size", "lr", "precision", "compile")}
-    result = train_model(model, regularizer, data, generator=generator, **train)
-    outcome.curves = result.curves
+    result = train_model(
+        model, regularizer, data, generator=generator, checkpoints=checkpoints, **train
+    )
+    outcome.curves, outcome.resumed_after = result.curves, result.resumed_after
     row: Row = {
         "train_s": result.train_s,
         "train_samples_per_s": result.samples_per_s,
@@ -216,24 +238,79 @@ def _train_and_measure(
         row |= {"status": "diverged", "reason": f"loss is not finite at epoch {result.diverged_at}"}
         return row
 
-    model.eval()
     outcome.model = model
+    return row | measure_all(trial, plugins, model, data, device, row, suspects)
+
+
+# The columns training writes: a kept model evaluated again keeps them from its first run.
+TRAINING_COLUMNS = ("train_s", "train_samples_per_s", "final_loss", "peak_mem_mb")
+
+
+def measure_all(
+    trial: Trial,
+    plugins: Plugins,
+    model: nn.Module,
+    data: Data,
+    device: torch.device,
+    training: Row,
+    suspects: list[Entry],
+) -> Row:
+    """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok."""
+    model.eval()
     context = MetricContext(
         model=model,
         data=data,
         settings=trial.eval,
         device=device,
         generator=torch.Generator(device=device).manual_seed(trial.seed + 1),
-        training={k: row[k] for k in ("train_s", "train_samples_per_s", "peak_mem_mb")},
+        training={k: training[k] for k in ("train_s", "train_samples_per_s", "peak_mem_mb")},
     )
+    row: Row = {}
     start = time.perf_counter()
-    for name in selected_metrics(trial, plugins):
+    for name in trial.eval["metrics"]:
         entry = plugins.metrics.get(name)
         _now_running(suspects, entry)
         row |= measure(entry, context, trial.eval["params"].get(name, {}))
     row["eval_s"] = time.perf_counter() - start
     row["status"] = "ok"
     return row
+
+
+def kept_model(
+    trial: Trial, plugins: Plugins, device: torch.device, cache: DataCache, output: Path
+) -> tuple[nn.Module, Data]:
+    """The trial's model as it was trained: built from the registry, kept weights loaded."""
+    data = cache.get(trial.dataset, device)
+    model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
+    model.to(device).load_state_dict(read_weights(trial_folder(output, trial.id), device))
+    return model.eval(), data
+
+
+def evaluate_trial(
+    trial: Trial,
+    trained: Row,
+    plugins: Plugins,
+    device: torch.device,
+    cache: DataCache,
+    output: Path,
+) -> tuple[Row, TrialOutcome]:
+    """Measure a kept model again with the trial's (new) evaluation settings; nothing trains.
+
+    The row keeps what training measured (``trained``, the trial's earlier row) and has every
+    metric afresh; an earlier metric that is no longer selected is gone from it.
+    """
+    row = base_row(trial, plugins, device) | {k: trained[k] for k in TRAINING_COLUMNS}
+    outcome = TrialOutcome(curves=read_curves(trial_folder(output, trial.id)))
+    suspects = _suspects(trial, plugins)
+    try:
+        model, data = kept_model(trial, plugins, device, cache, output)
+        outcome.model, outcome.data = model, data
+        row |= measure_all(trial, plugins, model, data, device, row, suspects)
+    except Exception as exc:  # a kept model that cannot be measured: retrained next time
+        row["status"] = "failed"
+        row["reason"] = failure_reason(exc, suspects)
+        outcome.traceback = traceback.format_exc()
+    return row, outcome
 
 
 def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> Row:
@@ -267,6 +344,7 @@ class SuiteRun:
     rows: list[Row]
     already_done: int = 0  # trials found finished in the output folder and not run again
     interrupted: bool = False  # Ctrl-C or SIGTERM stopped the run; finished rows are on disk
+    evaluated: int = 0  # of the rows, trials measured again from kept weights, not trained
 
     @property
     def counts(self) -> dict[str, int]:
@@ -280,12 +358,38 @@ class SuiteRun:
 FINISHED = frozenset({"ok", "skipped", "diverged"})
 
 
-def pending(suite: Suite, table: Any, rerun: bool = False) -> list[Trial]:
-    """The trials of ``suite`` that the results ``table`` does not hold as finished."""
+@dataclass
+class Plan:
+    """What a run does: trials to train, and finished trials whose kept model is measured again
+    (their evaluation settings changed), each with its earlier row."""
+
+    train: list[Trial]
+    evaluate: list[tuple[Trial, Row]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.train) + len(self.evaluate)
+
+
+def plan(suite: Suite, table: Any, output: Path, rerun: bool = False) -> Plan:
+    """What of ``suite`` the results ``table`` does not hold as finished with the same
+    evaluation settings. A trial measured differently is evaluated again when its weights were
+    kept, else trained again."""
     if rerun or table.empty:
-        return list(suite.trials)
-    done = set(table.loc[table["status"].isin(FINISHED), "trial_id"])
-    return [t for t in suite.trials if t.id not in done]
+        return Plan(list(suite.trials))
+    finished = table[table["status"].isin(FINISHED)]
+    rows = {row["trial_id"]: row for row in finished.to_dict("records")}
+    out = Plan([])
+    for trial in suite.trials:
+        row = rows.get(trial.id)
+        if row is None:
+            out.train.append(trial)
+        elif row["status"] != "ok" or row.get("eval_id") == trial.eval_id:
+            continue  # done: skipped and diverged trials have nothing to measure
+        elif (trial_folder(output, trial.id) / WEIGHTS).is_file():
+            out.evaluate.append((trial, row))
+        else:
+            out.train.append(trial)
+    return out
 
 
 def build_observers(suite: Suite, plugins: Plugins) -> list[SuiteObserver]:
@@ -311,6 +415,30 @@ def _notify(event: Callable[..., None], trial: Trial, *args: Any) -> None:
         print(f"aebench: {owner} failed on {trial.label()}: {exc}", file=sys.stderr)
 
 
+def keep_trial(
+    output: Path, trial: Trial, suite: Suite, row: Row, outcome: TrialOutcome, keep_model: bool
+) -> None:
+    """The trial's folder: its configuration, curves and (unless told not to) its weights. A
+    finished trial's checkpoint is removed; a failed one's is kept, to resume from next time."""
+    folder = trial_folder(output, trial.id)
+    config = trial.config() | {
+        "trial_id": trial.id,
+        "eval_id": trial.eval_id,
+        "suite": suite.name,
+        "status": row["status"],
+        "aebench": _version("aebench"),
+    }
+    weights = None
+    if keep_model and outcome.model is not None:
+        weights = state_bytes(outcome.model.state_dict())
+    write_trial(folder, config, outcome.curves, weights)
+    if row["status"] in FINISHED:
+        (folder / CHECKPOINT).unlink(missing_ok=True)
+
+
+SUITE_FILE = "suite.json"  # the suite last run into the folder: `aebench evaluate` reads it
+
+
 def run_suite(
     suite: Suite,
     plugins: Plugins,
@@ -321,13 +449,16 @@ def run_suite(
     rerun: bool = False,
     cache: DataCache | None = None,
     executor: Executor | None = None,
+    work: Plan | None = None,
 ) -> SuiteRun:
-    """Run every trial not already finished, writing the table after each one.
+    """Run every trial not already finished, writing its folder and the table after each one.
 
-    The ``executor`` runs the trials (default: here, one after another); rows come back here as
-    trials finish, and only this process writes the table. Observers hear each step. On
-    KeyboardInterrupt the trials in progress are abandoned, observers hear ``suite_finished`` with
-    ``run.interrupted`` set, and the interrupt goes on up.
+    Trials whose evaluation settings changed are measured again from their kept weights, here,
+    first; the ``executor`` trains the rest (default: here, one after another). Rows come back
+    here as trials finish, and only this process writes the table and the trial folders.
+    Observers hear each step. On KeyboardInterrupt the trials in progress are abandoned,
+    observers hear ``suite_finished`` with ``run.interrupted`` set, and the interrupt goes on up.
+    ``work`` replaces the plan made from the table (``aebench evaluate`` gives its own).
     """
     from aebench.executors import LocalExecutor, Workload
 
@@ -337,22 +468,38 @@ def run_suite(
     executor = executor or LocalExecutor()
     table = read_results(output)
     write_vocabulary(output, declared({e.name: e.factory for e in plugins.metrics}))
-    trials = pending(suite, table, rerun)
-    run = SuiteRun(output, [], already_done=len(suite.trials) - len(trials))
-    work = Workload(trials, plugins, chosen, cache, isolate=suite.spec.suite.isolate)
+    write_atomically(output / SUITE_FILE, lambda p: p.write_text(suite.spec.model_dump_json()))
+    work = work or plan(suite, table, output, rerun)
+    run = SuiteRun(output, [], already_done=len(suite.trials) - len(work))
+    run.evaluated = len(work.evaluate)
+    training = Workload(
+        work.train, plugins, chosen, cache, isolate=suite.spec.suite.isolate, output=output
+    )
 
     def started(trial: Trial) -> None:
         for observer in observers:
             observer.trial_started(trial)
 
+    def evaluated() -> Iterator[tuple[Trial, Row, TrialOutcome]]:
+        for trial, trained in work.evaluate:
+            started(trial)
+            yield trial, *evaluate_trial(trial, trained, plugins, chosen, cache, output)
+
     for observer in observers:
-        observer.suite_started(suite, output, trials)
+        observer.suite_started(suite, output, [t for t, _ in work.evaluate] + work.train)
     try:
         # closing(): an interrupt stops the executor's generator at once (a cluster cancels).
-        with contextlib.closing(executor.run(work, started)) as finished:
-            for trial, row, outcome in finished:
+        with contextlib.closing(executor.run(training, started)) as trained:
+            for trial, row, outcome in itertools.chain(evaluated(), trained):
                 if outcome.traceback:
                     log.error("trial %s failed:\n%s", trial.id, outcome.traceback)
+                if outcome.resumed_after:
+                    print(
+                        f"aebench: {trial.label()} resumed from its checkpoint after epoch"
+                        f" {outcome.resumed_after}",
+                        file=sys.stderr,
+                    )
+                keep_trial(output, trial, suite, row, outcome, suite.spec.suite.keep_models)
                 run.rows.append(row)
                 table = upsert(table, row)
                 write_results(output, table)

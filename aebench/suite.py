@@ -10,7 +10,7 @@ import hashlib
 import itertools
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,6 +37,7 @@ class SuiteSection(_Section):
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
     output: str | None = None
     isolate: bool = False  # each trial in its own process: a crash there is a failed trial
+    keep_models: bool = True  # each trial's trained weights in its folder, for later evaluation
 
 
 class TrainSection(_Section):
@@ -45,6 +46,9 @@ class TrainSection(_Section):
     lr: Annotated[float, Field(gt=0)] = 1e-3
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass and losses
     compile: bool = False  # torch.compile the forward pass and losses
+    # Save a checkpoint every N epochs (None: about once a minute) to resume a killed trial.
+    # It does not change what is trained, so it is not part of the trial's identity.
+    checkpoint_every: Annotated[int, Field(ge=1)] | None = None
 
 
 class EvalSection(_Section):
@@ -110,13 +114,50 @@ class Trial:
 
     @property
     def id(self) -> str:
-        """A stable hash of the resolved configuration."""
-        canonical = json.dumps(self.config(), sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        """A stable hash of what is trained: dataset, model, regularizer, training, seed.
+
+        Not of how it is measured (``[eval]``): a kept model is evaluated again without training.
+        """
+        trained = {k: v for k, v in self.config().items() if k != "eval"}
+        trained["train"] = {k: v for k, v in self.train.items() if k not in NOT_TRAINING}
+        return _digest(trained)
+
+    @property
+    def eval_id(self) -> str:
+        """A stable hash of how the trial is measured: its metrics and their parameters."""
+        return _digest(self.eval)
+
+    def with_eval(self, evaluation: dict[str, Any]) -> Trial:
+        return replace(self, eval=evaluation)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Trial:
+        """The trial ``config()`` describes (as saved in its folder)."""
+
+        def component(key: str) -> Component:
+            return Component(config[key]["plugin"], dict(config[key]["params"]))
+
+        return cls(
+            component("dataset"),
+            component("model"),
+            component("regularizer"),
+            dict(config["train"]),
+            dict(config["eval"]),
+            int(config["seed"]),
+        )
 
     def label(self) -> str:
         parts = (self.dataset.plugin, self.model.plugin, self.regularizer.plugin)
         return "/".join(parts) + f" seed={self.seed}"
+
+
+# Training settings that do not change the trained model.
+NOT_TRAINING = frozenset({"checkpoint_every"})
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -155,6 +196,14 @@ def _from_pydantic(path: Path, exc: pydantic.ValidationError, prefix: tuple = ()
     return SuiteError(f"{path}: {_place(prefix + tuple(first['loc']))}: {_explain(first)}")
 
 
+def validate_suite(path: Path, raw: dict[str, Any]) -> SuiteFile:
+    """Validate a parsed suite's structure (not yet its plugins); ``path`` names it in errors."""
+    try:
+        return SuiteFile.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise _from_pydantic(path, exc) from None
+
+
 def read_suite_file(path: Path) -> SuiteFile:
     """Parse and validate the file's structure (not yet its plugins)."""
     try:
@@ -167,10 +216,7 @@ def read_suite_file(path: Path) -> SuiteFile:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: invalid TOML: {exc}") from None
-    try:
-        return SuiteFile.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise _from_pydantic(path, exc) from None
+    return validate_suite(path, raw)
 
 
 def _resolve_entry(
@@ -212,8 +258,9 @@ def _resolve_entry(
 
 
 def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[str, Any]:
-    """``{"metrics": [...] or None, "params": {metric: {param: value}}}``: the selected metrics and
-    every parameter of each (defaults filled in), validated against the metrics' declarations.
+    """``{"metrics": [...], "params": {metric: {param: value}}}``: the selected metrics (every
+    registered one when the suite names none) and every parameter of each (defaults filled in),
+    validated against the metrics' declarations.
     An error names the key as the file spells it: the metric's table, or the alias."""
     for i, name in enumerate(section.metrics or []):
         try:
@@ -267,13 +314,18 @@ def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[st
             raise SuiteError(f"{path}: {place}: {what}") from None
         if type(resolved).model_fields:
             params[name] = resolved.model_dump()
-    return {"metrics": section.metrics, "params": params}
+    return {"metrics": list(selected), "params": params}
 
 
-def load_suite(path: str | Path, plugins: Plugins) -> Suite:
-    """Read, validate and expand a suite file into its trials."""
-    path = Path(path)
-    spec = read_suite_file(path)
+def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
+    """Read, validate and expand a suite into its trials: a TOML file, or the same as a dict
+    (``{"suite": {"name": ...}, "datasets": [...], ...}``, named ``<dict>`` in errors)."""
+    if isinstance(suite, dict):
+        path = Path("<dict>")
+        spec = validate_suite(path, suite)
+    else:
+        path = Path(suite)
+        spec = read_suite_file(path)
     evaluation = resolve_eval(path, spec.eval, plugins.metrics)
     if len(set(spec.suite.seeds)) != len(spec.suite.seeds):
         raise SuiteError(f"{path}: suite.seeds: a seed is listed twice")

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from aebench.checkpoint import Checkpoints
 from aebench.contracts import Data, Regularizer
 from aebench.data import shuffled_batches
 
@@ -36,6 +37,7 @@ class TrainResult:
     samples_per_s: float = float("nan")  # measured after a warm-up epoch when there is one
     diverged_at: int | None = None  # the epoch (1-based) whose loss was NaN or infinite
     peak_mem_mb: float = float("nan")  # CUDA peak allocation, or growth of the peak RSS on the CPU
+    resumed_after: int = 0  # the epoch of the checkpoint training resumed from (0: from scratch)
 
 
 def _peak_rss_mb() -> float:
@@ -107,11 +109,14 @@ def train_model(
     generator: torch.Generator,
     precision: Precision = "fp32",
     compile: bool = False,
+    checkpoints: Checkpoints | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data.train`` (already on its device).
 
     ``precision="bf16"`` runs the forward pass and the losses under bfloat16 autocast (weights and
-    optimizer state stay float32); ``compile=True`` runs them through ``torch.compile``.
+    optimizer state stay float32); ``compile=True`` runs them through ``torch.compile``. With
+    ``checkpoints``, training resumes from the last checkpoint there and saves one whenever it
+    is due: a resumed run ends exactly as an uninterrupted one (on the CPU).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -126,10 +131,17 @@ def train_model(
     result = TrainResult()
     n = len(data.train)
     weights = _batch_weights(n, batch_size, device)
-    timed_s, timed_samples = 0.0, 0
+    timed_s, timed_samples, earlier_s = 0.0, 0, 0.0
+    state = checkpoints.load() if checkpoints is not None else None
+    if state is not None:
+        _restore(state, model, optimizer, generator, device)
+        result.curves = {name: list(state["curves"][name]) for name in CURVES}
+        timed_s, timed_samples = state["timed_s"], state["timed_samples"]
+        earlier_s = state["train_s"]
+        result.resumed_after = state["epoch"]
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(result.resumed_after + 1, epochs + 1):
         model.train()
         epoch_start = time.perf_counter()
         # Detached batch means stay on the device: one host sync per epoch, not one per step.
@@ -158,8 +170,15 @@ def train_model(
         if epoch > 1 or epochs == 1:  # the first epoch warms up (allocations, kernels)
             timed_s += epoch_s
             timed_samples += n
+        if checkpoints is not None and epoch < epochs and checkpoints.due(epoch):
+            trained_s = earlier_s + time.perf_counter() - start
+            checkpoints.save(
+                _snapshot(model, optimizer, generator, device)
+                | {"epoch": epoch, "curves": result.curves, "train_s": trained_s}
+                | {"timed_s": timed_s, "timed_samples": timed_samples}
+            )
     _sync(device)
-    result.train_s = time.perf_counter() - start
+    result.train_s = earlier_s + time.perf_counter() - start
     if device.type == "cuda":
         result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -167,6 +186,32 @@ def train_model(
     if timed_s > 0:
         result.samples_per_s = timed_samples / timed_s
     return result
+
+
+def _snapshot(
+    model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, device
+) -> dict:
+    """What the rest of training depends on, besides the epoch and the curves."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),  # the global stream: a VAE's samples come from it
+    }
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore(
+    state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, generator, device
+) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
 def _epoch_means(
