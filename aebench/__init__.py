@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         Requirement,
         Split,
     )
-    from aebench.kept import KeptTrial, evaluate, load_results, load_trial
+    from aebench.kept import KeptTrial, KeptTrialError, evaluate, load_results, load_trial
     from aebench.plugins import Plugins, load_plugins
     from aebench.runner import SuiteObserver, SuiteRun, TrialOutcome
     from aebench.suite import Suite, SuiteError, Trial, load_suite
@@ -68,6 +68,7 @@ _EXPORTS = {
     "TrialOutcome": "aebench.runner",
     "run_suite": "aebench.api",
     "KeptTrial": "aebench.kept",
+    "KeptTrialError": "aebench.kept",
     "evaluate": "aebench.kept",
     "load_results": "aebench.kept",
     "load_trial": "aebench.kept",
@@ -81,6 +82,7 @@ __all__ = [  # the names above, spelled out for readers and linters
     "DataInfo",
     "DataKind",
     "KeptTrial",
+    "KeptTrialError",
     "LatentVariableModel",
     "Metric",
     "MetricContext",

@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="METRIC.PARAM=VALUE",
-        help="a metric's parameter, e.g. log_px_iwae.samples=5000 (repeatable)",
+        help="a metric's parameter, as aebench list metrics shows it (repeatable)",
     )
     evaluate.add_argument(
         "--trial", action="append", metavar="ID", help="only this trial (repeatable)"

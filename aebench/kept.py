@@ -104,7 +104,7 @@ def load_trial(
 
 
 def parse_setting(text: str) -> tuple[str, str, Any]:
-    """``log_px_iwae.samples=5000`` -> ("log_px_iwae", "samples", 5000); the value as TOML."""
+    """``METRIC.samples=5000`` -> ("METRIC", "samples", 5000): the value is read as TOML."""
     key, sep, value = text.partition("=")
     metric, dot, param = key.strip().partition(".")
     if not (sep and dot and metric and param):

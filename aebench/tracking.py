@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aebench.columns import is_metric_column, is_param_column
-from aebench.figures import trial_folder
 from aebench.runner import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.suite import Suite, TrackingSection, Trial
+from aebench.trials import CONFIG, trial_folder
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -252,8 +252,10 @@ class MlflowTracker(SuiteObserver):
         metrics += [Metric(k, v, now, 0) for k, v in trial_metrics(row).items()]
         self._log_batch(run_id, metrics, params=trial_params(row))
         folder = trial_folder(self._output, trial.id)
-        if folder.is_dir():
-            self.client.log_artifacts(run_id, str(folder), artifact_path="figures")
+        for path in sorted(folder.glob("*.png")) + sorted(folder.glob("*.npz")):
+            self.client.log_artifact(run_id, str(path), artifact_path="figures")
+        if (folder / CONFIG).is_file():
+            self.client.log_artifact(run_id, str(folder / CONFIG))
         if outcome.traceback:
             self.client.log_text(run_id, outcome.traceback, "traceback.txt")
         if self.settings.log_model and outcome.model is not None:

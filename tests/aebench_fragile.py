@@ -1,4 +1,4 @@
-"""A third-party model plugin that misbehaves on request, for the fault tests.
+"""A third-party model plugin that misbehaves on request, for the fault and resume tests.
 
 Tests install it as a fake distribution (see ``fake_plugins.py``) and run it in subprocesses:
 it sleeps in every training step, leaves a file named ``<sleepy|killer>-<pid>`` in ``$MARKERS``
@@ -27,9 +27,10 @@ class Fragile(torch.nn.Module):
         latent_dim: int = 2,
         delay: float = 0.05,
         kill: Literal["none", "SIGSEGV", "SIGKILL"] = "none",
+        noise: float = 0.0,
     ):
         super().__init__()
-        self.shape, self.delay, self.kill = info.shape, delay, kill
+        self.shape, self.delay, self.kill, self.noise = info.shape, delay, kill, noise
         self.encoder = torch.nn.Linear(math.prod(info.shape), latent_dim)
         self.decoder = torch.nn.Linear(latent_dim, math.prod(info.shape))
 
@@ -48,6 +49,8 @@ class Fragile(torch.nn.Module):
                 os.kill(os.getpid(), getattr(signal, self.kill))
             time.sleep(self.delay)
         code = self.encode(x)
+        if self.training and self.noise:  # drawn from torch's global stream, as a VAE's samples
+            code = code + self.noise * torch.randn_like(code)
         return ModelOutput(code=code, recon=self.decode(code))
 
     def loss(self, x, out):
