@@ -416,10 +416,17 @@ def _notify(event: Callable[..., None], trial: Trial, *args: Any) -> None:
 
 
 def keep_trial(
-    output: Path, trial: Trial, suite: Suite, row: Row, outcome: TrialOutcome, keep_model: bool
+    output: Path,
+    trial: Trial,
+    suite: Suite,
+    row: Row,
+    outcome: TrialOutcome,
+    keep_model: bool,
+    trained: bool = True,
 ) -> None:
     """The trial's folder: its configuration, curves and (unless told not to) its weights. A
-    finished trial's checkpoint is removed; a failed one's is kept, to resume from next time."""
+    finished trial's checkpoint is removed; a failed one's is kept, to resume from next time.
+    A trial measured again without training (``trained=False``) keeps the weights it has."""
     folder = trial_folder(output, trial.id)
     config = trial.config() | {
         "trial_id": trial.id,
@@ -428,6 +435,9 @@ def keep_trial(
         "status": row["status"],
         "aebench": _version("aebench"),
     }
+    if not trained:
+        write_trial(folder, config, outcome.curves, weights=None, replace_weights=False)
+        return
     weights = None
     if keep_model and outcome.model is not None:
         weights = state_bytes(outcome.model.state_dict())
@@ -480,6 +490,8 @@ def run_suite(
         for observer in observers:
             observer.trial_started(trial)
 
+    measured_again = {trial.id for trial, _ in work.evaluate}
+
     def evaluated() -> Iterator[tuple[Trial, Row, TrialOutcome]]:
         for trial, trained in work.evaluate:
             started(trial)
@@ -499,7 +511,8 @@ def run_suite(
                         f" {outcome.resumed_after}",
                         file=sys.stderr,
                     )
-                keep_trial(output, trial, suite, row, outcome, suite.spec.suite.keep_models)
+                keep = suite.spec.suite.keep_models
+                keep_trial(output, trial, suite, row, outcome, keep, trial.id not in measured_again)
                 run.rows.append(row)
                 table = upsert(table, row)
                 write_results(output, table)

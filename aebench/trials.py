@@ -56,11 +56,14 @@ def write_trial(
     config: dict[str, Any],
     curves: dict[str, list[float]],
     weights: bytes | None,
+    replace_weights: bool = True,
 ) -> None:
-    """A finished trial's files: configuration, curves and (when given) the weights' bytes."""
+    """A finished trial's files: configuration, curves and the weights' bytes (None: none kept;
+    with ``replace_weights=False`` the weights already there stay, as for a trial only measured
+    again)."""
     if weights is not None:
         write_atomically(folder / WEIGHTS, lambda p: p.write_bytes(weights))
-    else:
+    elif replace_weights:
         (folder / WEIGHTS).unlink(missing_ok=True)  # an earlier run's weights are not these
     write_atomically(folder / CURVES, _json(curves))
     write_atomically(folder / CONFIG, _json({"format": FORMAT, **config}))

@@ -312,3 +312,25 @@ def test_a_damaged_or_foreign_checkpoint_is_ignored_and_the_trial_starts_over(
     warning = capsys.readouterr().err
     assert "checkpoint ignored" in warning and "starts over" in warning
     assert row["status"] == "ok" and row["final_loss"] == whole["final_loss"]
+
+
+def test_a_measurement_that_fails_keeps_the_weights(results: Path) -> None:
+    def boom(context):
+        """Always fails."""
+        raise RuntimeError("boom")
+
+    class Boom:
+        @aebench.hookimpl
+        def aebench_register_metrics(self, register):
+            register("boom", aebench.Metric(boom, columns=[aebench.Column("boom")]))
+
+    before = rows_by_model(results)
+    weights = trial_folder(results, before.loc["vae", "trial_id"]) / WEIGHTS
+    kept = sha(weights)
+    plugins = aebench.load_plugins(extra=[Boom()])
+    run = aebench.evaluate(results, metrics=["boom"], plugins=plugins)
+    assert {row["status"] for row in run.rows} == {"failed"}
+    assert run.rows[0]["reason"].startswith("RuntimeError in metric 'boom' (Boom): boom")
+    assert sha(weights) == kept  # a failed measurement loses nothing
+    after = rows_by_model(results)
+    assert after.loc["vae", "train_s"] == before.loc["vae", "train_s"]
