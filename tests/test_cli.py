@@ -42,6 +42,7 @@ def test_run_writes_a_row_per_trial(aebench, tiny_suite, tmp_path):
     table = pd.read_parquet(tmp_path / "results" / "tiny" / "results.parquet")
     assert len(table) == 4 and set(table["status"]) == {"ok"}
     assert "4 trials run (4 ok)" in result.stdout
+    assert "trial folders: " in result.stdout and "MB in results/tiny/trials" in result.stdout
 
 
 def test_output_and_device_options(aebench, tiny_suite, tmp_path):

@@ -147,6 +147,13 @@ def test_a_suite_on_a_dask_cluster_gives_the_local_table(cluster, write_suite, t
     # The figures were drawn here, from each model rebuilt out of the weights the worker sent.
     for trial_id in on_cluster["trial_id"]:
         assert (tmp_path / "dask" / "trials" / trial_id / "latent.png").is_file()
+        # The trial folder, weights included, is written here too, from what the worker sent.
+        kept, here = (
+            torch.load(tmp_path / side / "trials" / trial_id / "model.pt", weights_only=True)
+            for side in ("dask", "local")
+        )
+        assert kept.keys() == here.keys()
+        assert all(torch.equal(kept[name], here[name]) for name in kept)
 
 
 def _first(markers: Path, kind: str, process: subprocess.Popen, timeout: float = 120) -> int:

@@ -151,6 +151,11 @@ def test_an_isolated_trial_that_segfaults_is_failed_and_the_suite_goes_on(slow_s
     assert rows.loc["ae", "status"] == "ok"
     assert rows.loc["fragile", "status"] == "failed"
     assert rows.loc["fragile", "reason"] == "trial process was killed by SIGSEGV"
+    # The trial that finished in its child process is kept here, by the parent.
+    folder = tmp_path / "results" / "faults" / "trials" / rows.loc["ae", "trial_id"]
+    state = torch.load(folder / "model.pt", weights_only=True)
+    assert state and all(torch.isfinite(t).all() for t in state.values())
+    assert f'"trial_id": "{rows.loc["ae", "trial_id"]}"' in (folder / "config.json").read_text()
 
 
 class Diverging(torch.nn.Module):
