@@ -497,9 +497,11 @@ def run_suite(
             started(trial)
             yield trial, *evaluate_trial(trial, trained, plugins, chosen, cache, output)
 
-    for observer in observers:
-        observer.suite_started(suite, output, [t for t, _ in work.evaluate] + work.train)
+    listening: list[SuiteObserver] = []  # those that started: they alone hear the end
     try:
+        for observer in observers:
+            observer.suite_started(suite, output, [t for t, _ in work.evaluate] + work.train)
+            listening.append(observer)
         # closing(): an interrupt stops the executor's generator at once (a cluster cancels).
         with contextlib.closing(executor.run(training, started)) as trained:
             for trial, row, outcome in itertools.chain(evaluated(), trained):
@@ -522,6 +524,6 @@ def run_suite(
         run.interrupted = True
         raise
     finally:
-        for observer in observers:
+        for observer in listening:
             observer.suite_finished(run)
     return run

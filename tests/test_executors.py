@@ -81,9 +81,15 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
+# Three: while the slow trial holds one worker, the killer trial and its retry each find an idle
+# one. Dask charges a worker's death to every task it holds, queued ones too, so a retry queued
+# behind the killer on a busy worker would die with it, whatever the executor does.
+WORKERS = 3
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    """``dask scheduler`` and two ``dask worker`` processes (each a nanny and its worker)."""
+    """``dask scheduler`` and three ``dask worker`` processes (each a nanny and its worker)."""
     from distributed import Client
 
     root = tmp_path_factory.mktemp("cluster")
@@ -110,10 +116,10 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     try:
         worker = [*dask, "worker", address, "--nthreads", "1", "--nworkers", "1"]
         worker += ["--no-dashboard", "--memory-limit", "0"]
-        for _ in range(2):
+        for _ in range(WORKERS):
             processes.append(subprocess.Popen(worker, env=env, start_new_session=True, **quiet))
         with Client(address, timeout="60s") as client:
-            client.wait_for_workers(2, timeout=120)
+            client.wait_for_workers(WORKERS, timeout=120)
         yield Cluster(address, env, markers)
     finally:
         _stop(processes)
@@ -166,13 +172,22 @@ def _first(markers: Path, kind: str, process: subprocess.Popen, timeout: float =
     return int(found[0].name.removeprefix(f"{kind}-"))
 
 
+def _started(markers: Path, kind: str, n: int, process: subprocess.Popen) -> None:
+    """Until ``n`` worker processes have started a ``kind`` fragile model."""
+    deadline = time.monotonic() + 120
+    while len(list(markers.glob(f"{kind}-*"))) < n:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{kind} did not start {n} times"
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_dead_workers_cost_one_retry_then_the_trial_and_the_suite_goes_on(
     cluster, write_suite, tmp_path
 ):
-    """The test kills the worker of the sleepy trial once: it is trained again, elsewhere. The
-    killer trial kills every worker it runs on: tried twice, then failed. ae is untouched."""
-    extra = fragile(delay=0.1) + fragile(delay=0.0, kill="SIGKILL")
+    """The killer trial kills every worker it runs on: tried twice, then failed. Then the test
+    kills the worker of the sleepy trial once: it is trained again, elsewhere. ae is untouched."""
+    extra = fragile(delay=0.3) + fragile(delay=0.0, kill="SIGKILL")
     path = write_suite(suite("faults", extra))
     command = [sys.executable, "-m", "aebench.cli", "run", str(path)]
     command += ["--executor", "dask", "--scheduler", cluster.address]
@@ -180,7 +195,9 @@ def test_dead_workers_cost_one_retry_then_the_trial_and_the_suite_goes_on(
         command, cwd=tmp_path, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        os.kill(_first(cluster.markers, "sleepy", process), signal.SIGKILL)
+        sleepy_worker = _first(cluster.markers, "sleepy", process)
+        _started(cluster.markers, "killer", 2, process)  # the killer is done with
+        os.kill(sleepy_worker, signal.SIGKILL)
         _, stderr = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
