@@ -98,12 +98,22 @@ def run_on_worker(
         return to_portable(row, outcome)
 
 
-def _retry_once(dask_scheduler: Any) -> None:
-    """Run on the scheduler: a trial whose worker dies is retried once, then it is failed."""
-    dask_scheduler.allowed_failures = 1
+def _no_retries_of_its_own(dask_scheduler: Any) -> None:
+    """Run on the scheduler: a worker's death fails its tasks at once, and ``DaskExecutor``
+    retries the trial itself. Dask's own retry would queue it behind a trial running on another
+    worker, and a death there would be charged to both."""
+    dask_scheduler.allowed_failures = 0
 
 
 # --- the client side ----------------------------------------------------------------------------
+
+RETRIES = 1  # a trial whose worker dies is tried once more, then recorded failed
+
+
+def _worker_died(future: Future) -> bool:
+    from distributed import KilledWorker
+
+    return future.status == "error" and isinstance(future.exception(), KilledWorker)
 
 
 def _slots(client: Client, gpu: bool) -> int:
@@ -174,8 +184,10 @@ class DaskExecutor:
 
         gpu = work.device.type == "cuda"
         waiting = iter(work.trials)
+        retries: list[Trial] = []  # trials whose worker died once: tried again, first
+        deaths: dict[str, int] = {}
         with self._client(gpu) as client:
-            client.run_on_scheduler(_retry_once)
+            client.run_on_scheduler(_no_retries_of_its_own)
             running: dict[Future, Trial] = {}
 
             def submit_while_slots_are_free() -> list[Future]:
@@ -183,7 +195,8 @@ class DaskExecutor:
                 # only the trial it trains, and its death is charged to that trial alone.
                 submitted = []
                 while len(running) < max(1, _slots(client, gpu)):
-                    trial = next(waiting, None)
+                    retry = retries.pop(0) if retries else None
+                    trial = retry or next(waiting, None)
                     if trial is None:
                         break
                     future = client.submit(
@@ -197,13 +210,19 @@ class DaskExecutor:
                     )
                     running[future] = trial
                     submitted.append(future)
-                    started(trial)
+                    if retry is None:
+                        started(trial)
                 return submitted
 
             finished = as_completed(submit_while_slots_are_free())
             try:
                 for future in finished:
                     trial = running.pop(future)
+                    if _worker_died(future) and deaths.get(trial.id, 0) < RETRIES:
+                        deaths[trial.id] = deaths.get(trial.id, 0) + 1
+                        retries.append(trial)  # on another worker, once one is free
+                        finished.update(submit_while_slots_are_free())
+                        continue
                     finished.update(submit_while_slots_are_free())  # before the slow part here
                     row, outcome = self._receive(future, trial, work)
                     yield trial, row, outcome

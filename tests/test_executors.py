@@ -208,9 +208,9 @@ def test_dead_workers_cost_one_retry_then_the_trial_and_the_suite_goes_on(
     ae = rows[rows["model"] == "ae"]
     sleepy = rows[(rows["model"] == "fragile") & (rows["model.kill"] == "none")]
     killer = rows[(rows["model"] == "fragile") & (rows["model.kill"] == "SIGKILL")]
-    assert list(ae["status"]) == ["ok", "ok"]
-    assert list(sleepy["status"]) == ["ok"]
-    assert list(killer["status"]) == ["failed"]
+    assert list(ae["status"]) == ["ok", "ok"], list(ae["reason"])
+    assert list(sleepy["status"]) == ["ok"], list(sleepy["reason"])
+    assert list(killer["status"]) == ["failed"], list(killer["reason"])
     assert list(killer["reason"]) == [WORKER_DIED]
     assert len(list(cluster.markers.glob("sleepy-*"))) == 2  # killed once, trained again
     assert len(list(cluster.markers.glob("killer-*"))) == 2  # tried once more, not again
