@@ -21,7 +21,9 @@ from aebench.trials import write_atomically
 
 FORMAT = 1
 DEFAULT_SECONDS = 60.0  # without [train] checkpoint_every: about once a minute of training
-REQUIRED = ("epoch", "model", "optimizer", "generator", "torch_rng", "curves", "train_s")
+REQUIRED = (
+    *("epoch", "model", "optimizer", "scheduler", "generator", "torch_rng", "curves", "train_s"),
+)
 
 log = logging.getLogger("aebench")
 

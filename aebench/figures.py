@@ -195,6 +195,8 @@ def _draw_curves(path: Path, arrays: Mapping[str, Any], title: str) -> None:
         values = np.asarray(arrays[key], dtype=float)
         if key == "curve_penalty" and not np.any(values):
             continue  # no regularizer penalty: a flat zero line says nothing
+        if key == "curve_lr":
+            continue  # a rate, not a loss: not on the loss axis
         ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=key[len("curve_") :])
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel("mean training loss per sample", fontsize=8)

@@ -23,6 +23,7 @@ from aebench.checks import ContractError, check_first_batch, check_metric_values
 from aebench.columns import declared
 from aebench.contracts import Data, MetricContext
 from aebench.data import DataCache
+from aebench.optim import DEFAULTS as OPTIMIZER_SETTINGS
 from aebench.plugins import Plugins
 from aebench.registry import Entry
 from aebench.results import flatten, read_results, upsert, write_results, write_vocabulary
@@ -225,7 +226,15 @@ def _train_and_measure(
     generator = torch.Generator(device=device).manual_seed(trial.seed)
     train = {k: trial.train[k] for k in ("epochs", "batch_size", "lr", "precision", "compile")}
     result = train_model(
-        model, regularizer, data, generator=generator, checkpoints=checkpoints, **train
+        model,
+        regularizer,
+        data,
+        generator=generator,
+        checkpoints=checkpoints,
+        optimizer={k: trial.train[k] for k in OPTIMIZER_SETTINGS if k in trial.train},
+        schedule=trial.train.get("schedule"),
+        clip_norm=trial.train.get("clip_norm"),
+        **train,
     )
     outcome.curves, outcome.resumed_after = result.curves, result.resumed_after
     row: Row = {

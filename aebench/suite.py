@@ -40,15 +40,60 @@ class SuiteSection(_Section):
     keep_models: bool = True  # each trial's trained weights in its folder, for later evaluation
 
 
+class ConstantSchedule(_Section):
+    kind: Literal["constant"]
+
+
+class MultiStepSchedule(_Section):
+    """The rate times ``gamma`` after each milestone epoch (``milestones = [1, 4, 13]``)."""
+
+    kind: Literal["multistep"]
+    milestones: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+    gamma: Annotated[float, Field(gt=0)] = 0.1
+
+
+class ExponentialSchedule(_Section):
+    """The rate times ``gamma`` after every epoch."""
+
+    kind: Literal["exponential"]
+    gamma: Annotated[float, Field(gt=0)]
+
+
+class CosineSchedule(_Section):
+    """A linear warm-up from 0 over ``warmup_epochs``, then a cosine down to ``min_lr``."""
+
+    kind: Literal["cosine"]
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+
+
+Schedule = Annotated[
+    ConstantSchedule | MultiStepSchedule | ExponentialSchedule | CosineSchedule,
+    Field(discriminator="kind"),
+]
+
+
 class TrainSection(_Section):
     epochs: Annotated[int, Field(ge=1)] = 10
     batch_size: Annotated[int, Field(ge=1)] = 128
     lr: Annotated[float, Field(gt=0)] = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    betas: Annotated[  # adam, adamw
+        list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)
+    ] = [0.9, 0.999]
+    eps: Annotated[float, Field(gt=0)] = 1e-8  # adam, adamw
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0)] = 0.0  # sgd
+    nesterov: bool = False  # sgd, with momentum > 0
+    clip_norm: Annotated[float, Field(gt=0)] | None = None  # gradients clipped to this norm
+    schedule: Schedule = ConstantSchedule(kind="constant")  # the learning rate per epoch
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass and losses
     compile: bool = False  # torch.compile the forward pass and losses
     # Save a checkpoint every N epochs (None: about once a minute) to resume a killed trial.
     # It does not change what is trained, so it is not part of the trial's identity.
     checkpoint_every: Annotated[int, Field(ge=1)] | None = None
+    # Swept settings: every combination is a training protocol of its own (``lr = [1e-3, 1e-4]``).
+    grid: dict[str, list[Any]] = {}
 
 
 class EvalSection(_Section):
@@ -317,6 +362,53 @@ def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[st
     return {"metrics": list(selected), "params": params}
 
 
+def training_protocols(path: Path, section: TrainSection) -> list[dict[str, Any]]:
+    """Every grid point of ``[train]``, each validated as a whole ``[train]`` section."""
+    base = section.model_dump(exclude={"grid"})
+    keys = list(section.grid)
+    for key, values in section.grid.items():
+        if key not in TrainSection.model_fields or key == "grid":
+            raise SuiteError(f"{path}: train.grid.{key}: not a [train] setting")
+        if not values:
+            raise SuiteError(f"{path}: train.grid.{key}: empty list; give at least one value")
+        if key in section.model_fields_set:
+            raise SuiteError(f"{path}: train.grid.{key}: also set in [train]")
+    protocols = []
+    for values in itertools.product(*(section.grid[k] for k in keys)):
+        point = dict(zip(keys, values, strict=True))
+        try:
+            train = TrainSection.model_validate(base | point)
+        except pydantic.ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else ""
+            part = f"grid.{name}" if name in point else _place(tuple(error["loc"]))
+            raise SuiteError(f"{path}: train.{part}: {_explain(error)}") from None
+        _check_schedule(path, train)
+        protocols.append(train.model_dump(exclude={"grid"}))
+    return protocols
+
+
+def _check_schedule(path: Path, train: TrainSection) -> None:
+    """What a schedule's own fields cannot check: its fit with the number of epochs."""
+    schedule = train.schedule
+    if isinstance(schedule, MultiStepSchedule):
+        steps = schedule.milestones
+        if steps != sorted(set(steps)):
+            raise SuiteError(f"{path}: train.schedule.milestones: not increasing: {steps}")
+        if steps[-1] >= train.epochs:
+            raise SuiteError(
+                f"{path}: train.schedule.milestones: {steps[-1]} is not before the last epoch"
+                f" ({train.epochs})"
+            )
+    if isinstance(schedule, CosineSchedule) and schedule.warmup_epochs >= train.epochs:
+        raise SuiteError(
+            f"{path}: train.schedule.warmup_epochs: {schedule.warmup_epochs} leaves no epoch"
+            f" after the warm-up ({train.epochs} in all)"
+        )
+    if train.nesterov and (train.optimizer != "sgd" or train.momentum <= 0):
+        raise SuiteError(f'{path}: train.nesterov: needs optimizer = "sgd" and momentum > 0')
+
+
 def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
     """Read, validate and expand a suite into its trials: a TOML file, or the same as a dict
     (``{"suite": {"name": ...}, "datasets": [...], ...}``, named ``<dict>`` in errors)."""
@@ -340,11 +432,11 @@ def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
     datasets = expand("datasets", plugins.datasets)
     models = expand("models", plugins.models)
     regularizers = expand("regularizers", plugins.regularizers)
-    train = spec.train.model_dump()
+    protocols = training_protocols(path, spec.train)
     trials: list[Trial] = []
     seen: set[str] = set()
-    for dataset, model, regularizer, seed in itertools.product(
-        datasets, models, regularizers, spec.suite.seeds
+    for dataset, model, regularizer, train, seed in itertools.product(
+        datasets, models, regularizers, protocols, spec.suite.seeds
     ):
         trial = Trial(dataset, model, regularizer, train, evaluation, seed)
         if trial.id in seen:

@@ -11,9 +11,9 @@ import contextlib
 import math
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -21,8 +21,10 @@ from torch import Tensor, nn
 from aebench.checkpoint import Checkpoints
 from aebench.contracts import Data, Regularizer
 from aebench.data import shuffled_batches
+from aebench.optim import make_optimizer, make_schedule
 
-CURVES = ("loss", "model_loss", "penalty")
+LOSS_CURVES = ("loss", "model_loss", "penalty")
+CURVES = (*LOSS_CURVES, "lr")  # per epoch; lr: the learning rate it trained at
 PRECISIONS = ("fp32", "bf16")
 Precision = Literal["fp32", "bf16"]
 
@@ -52,18 +54,6 @@ def _sync(device: torch.device) -> None:
 def has_penalty(regularizer: Regularizer) -> bool:
     """Whether the regularizer overrides ``penalty``; the base class's is a constant zero."""
     return type(regularizer).penalty is not Regularizer.penalty
-
-
-def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam; the fused kernel (one call per step, not one per parameter) where torch has it."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    if params and fusable:
-        try:
-            return torch.optim.Adam(params, lr=lr, fused=True)
-        except RuntimeError:  # a torch build without the fused kernel for this device
-            pass
-    return torch.optim.Adam(params, lr=lr)
 
 
 def make_objective(
@@ -110,6 +100,9 @@ def train_model(
     precision: Precision = "fp32",
     compile: bool = False,
     checkpoints: Checkpoints | None = None,
+    optimizer: Mapping[str, Any] | None = None,
+    schedule: Mapping[str, Any] | None = None,
+    clip_norm: float | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data.train`` (already on its device).
 
@@ -124,7 +117,9 @@ def train_model(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for float32 matmuls
         torch.cuda.reset_peak_memory_stats(device)
-    optimizer = make_optimizer(model, lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(model, lr, optimizer)
+    scheduler = make_schedule(optimizer, schedule, epochs)
     objective = make_objective(model, regularizer, device, precision)
     if compile:
         objective = torch.compile(objective)
@@ -135,6 +130,7 @@ def train_model(
     state = checkpoints.load() if checkpoints is not None else None
     if state is not None:
         _restore(state, model, optimizer, generator, device)
+        scheduler.load_state_dict(state["scheduler"])
         result.curves = {name: list(state["curves"][name]) for name in CURVES}
         timed_s, timed_samples = state["timed_s"], state["timed_samples"]
         earlier_s = state["train_s"]
@@ -143,6 +139,7 @@ def train_model(
     start = time.perf_counter()
     for epoch in range(result.resumed_after + 1, epochs + 1):
         model.train()
+        result.curves["lr"].append(optimizer.param_groups[0]["lr"])
         epoch_start = time.perf_counter()
         # Detached batch means stay on the device: one host sync per epoch, not one per step.
         losses: list[Tensor] = []
@@ -155,6 +152,8 @@ def train_model(
             loss, model_loss, penalty = objective(regularizer.corrupt(x, generator), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip_norm)
             optimizer.step()
             losses.append(loss.detach())
             if penalty is not None:
@@ -162,8 +161,9 @@ def train_model(
                 penalties.append(penalty.detach())
         means = _epoch_means(losses, model_losses, penalties, weights, n)
         epoch_s = time.perf_counter() - epoch_start
-        for name, value in zip(CURVES, means, strict=True):
+        for name, value in zip(LOSS_CURVES, means, strict=True):
             result.curves[name].append(value)
+        scheduler.step()  # the rate of the next epoch
         if not math.isfinite(means[0]):
             result.diverged_at = epoch
             break
@@ -174,8 +174,8 @@ def train_model(
             trained_s = earlier_s + time.perf_counter() - start
             checkpoints.save(
                 _snapshot(model, optimizer, generator, device)
-                | {"epoch": epoch, "curves": result.curves, "train_s": trained_s}
-                | {"timed_s": timed_s, "timed_samples": timed_samples}
+                | {"scheduler": scheduler.state_dict(), "epoch": epoch, "train_s": trained_s}
+                | {"curves": result.curves, "timed_s": timed_s, "timed_samples": timed_samples}
             )
     _sync(device)
     result.train_s = earlier_s + time.perf_counter() - start

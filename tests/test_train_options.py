@@ -10,10 +10,11 @@ from torch import Tensor, nn
 import aebench.runner
 from aebench import Data, DataInfo, ModelOutput, Regularizer, Split
 from aebench.data import DataCache
+from aebench.optim import make_optimizer
 from aebench.plugins import Plugins, load_plugins
 from aebench.runner import run_trial
 from aebench.suite import SuiteError, load_suite
-from aebench.train import has_penalty, make_optimizer, train_model
+from aebench.train import has_penalty, train_model
 
 INFO = DataInfo(shape=(16,), kind="unit")
 
@@ -82,7 +83,8 @@ def test_a_penalty_enters_the_loss_and_its_curve() -> None:
     assert has_penalty(l1) and not has_penalty(none)
     curves = train(small_ae(plugins), l1, small_data())
     assert all(p > 0 for p in curves["penalty"])
-    for loss, model_loss, penalty in zip(*curves.values(), strict=True):
+    losses = (curves[name] for name in ("loss", "model_loss", "penalty"))
+    for loss, model_loss, penalty in zip(*losses, strict=True):
         assert loss == pytest.approx(model_loss + penalty, rel=1e-6)
 
 
