@@ -22,7 +22,8 @@ from aebench.trials import write_atomically
 FORMAT = 1
 DEFAULT_SECONDS = 60.0  # without [train] checkpoint_every: about once a minute of training
 REQUIRED = (
-    *("epoch", "model", "optimizer", "scheduler", "generator", "torch_rng", "curves", "train_s"),
+    *("epoch", "model", "optimizer", "scheduler", "watch", "generator", "torch_rng", "curves"),
+    "train_s",
 )
 
 log = logging.getLogger("aebench")

@@ -93,6 +93,9 @@ CORE_COLUMNS: dict[str, Column] = {
             "final_loss",
             description="mean training loss of the last epoch (each model's own objective)",
         ),
+        Column("stopped_epoch", description="the last epoch trained"),
+        Column("best_epoch", description="the epoch of the lowest validation loss"),
+        Column("best_val_loss", description="the lowest validation loss (the model's objective)"),
     )
 }
 

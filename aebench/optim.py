@@ -3,8 +3,9 @@
 Optimizers: ``adam``, ``adamw`` (betas, eps, weight_decay) and ``sgd`` (momentum, nesterov,
 weight_decay), each with its fused kernel where torch has one. Schedules set the rate per epoch:
 ``constant``, ``multistep`` (times ``gamma`` after each milestone epoch), ``exponential`` (times
-``gamma`` after every epoch) and ``cosine`` (a linear warm-up from 0, then a cosine to
-``min_lr``). Both keep their state in ``state_dict``s, so a checkpoint resumes them.
+``gamma`` after every epoch), ``cosine`` (a linear warm-up from 0, then a cosine to
+``min_lr``) and ``plateau`` (times ``factor`` once the validation loss has not improved for
+``patience`` epochs). Both keep their state in ``state_dict``s, so a checkpoint resumes them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
 DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
@@ -72,9 +73,17 @@ def epoch_factor(schedule: Mapping[str, Any], epochs: int) -> Any:
 
 def make_schedule(
     optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any] | None, epochs: int
-) -> LRScheduler:
-    """A scheduler stepped once per epoch: epoch ``e`` trains at ``lr * factor(e)``."""
+) -> LRScheduler | ReduceLROnPlateau:
+    """A scheduler stepped once per epoch: epoch ``e`` trains at ``lr * factor(e)``; a plateau
+    schedule is stepped with the epoch's validation loss instead."""
     schedule = dict(schedule or {"kind": "constant"})
+    if schedule["kind"] == "plateau":
+        return ReduceLROnPlateau(
+            optimizer,
+            factor=schedule.get("factor", 0.1),
+            patience=schedule.get("patience", 10),
+            min_lr=schedule.get("min_lr", 0.0),
+        )
     if schedule["kind"] == "cosine":  # min_lr is a rate, not a factor: relative to the base
         base = optimizer.param_groups[0]["lr"]
         schedule["min_lr"] = schedule.get("min_lr", 0.0) / base

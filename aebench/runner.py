@@ -6,11 +6,12 @@ import contextlib
 import importlib.metadata
 import itertools
 import logging
+import math
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from aebench.trials import (
     write_atomically,
     write_trial,
 )
+from aebench.validation import empty_split, hold_out
 
 if TYPE_CHECKING:
     from aebench.executors import Executor
@@ -225,15 +227,23 @@ def _train_and_measure(
 
     generator = torch.Generator(device=device).manual_seed(trial.seed)
     train = {k: trial.train[k] for k in ("epochs", "batch_size", "lr", "precision", "compile")}
+    fraction = trial.train.get("val_fraction", 0.0)
+    training, val = data, data.val
+    if fraction:  # held out of the training split: the rest trains
+        rest, val = hold_out(data.train, fraction, seed=trial.seed)
+        training = replace(data, train=rest, val=val)
     result = train_model(
         model,
         regularizer,
-        data,
+        training,
         generator=generator,
         checkpoints=checkpoints,
         optimizer={k: trial.train[k] for k in OPTIMIZER_SETTINGS if k in trial.train},
         schedule=trial.train.get("schedule"),
         clip_norm=trial.train.get("clip_norm"),
+        val=val,
+        early_stopping=trial.train.get("early_stopping"),
+        restore_best=trial.train.get("restore_best", False),
         **train,
     )
     outcome.curves, outcome.resumed_after = result.curves, result.resumed_after
@@ -242,6 +252,9 @@ def _train_and_measure(
         "train_samples_per_s": result.samples_per_s,
         "final_loss": result.curves["loss"][-1],
         "peak_mem_mb": result.peak_mem_mb,
+        "stopped_epoch": result.stopped_epoch,
+        "best_epoch": result.best_epoch if result.best_epoch is not None else math.nan,
+        "best_val_loss": result.best_val_loss,
     }
     if result.diverged_at is not None:
         row |= {"status": "diverged", "reason": f"loss is not finite at epoch {result.diverged_at}"}
@@ -252,7 +265,10 @@ def _train_and_measure(
 
 
 # The columns training writes: a kept model evaluated again keeps them from its first run.
-TRAINING_COLUMNS = ("train_s", "train_samples_per_s", "final_loss", "peak_mem_mb")
+TRAINING_COLUMNS = (
+    *("train_s", "train_samples_per_s", "final_loss", "peak_mem_mb"),
+    *("stopped_epoch", "best_epoch", "best_val_loss"),
+)
 
 
 def measure_all(
@@ -308,7 +324,9 @@ def evaluate_trial(
     The row keeps what training measured (``trained``, the trial's earlier row) and has every
     metric afresh; an earlier metric that is no longer selected is gone from it.
     """
-    row = base_row(trial, plugins, device) | {k: trained[k] for k in TRAINING_COLUMNS}
+    row = base_row(trial, plugins, device) | {
+        k: trained[k] for k in TRAINING_COLUMNS if k in trained
+    }
     outcome = TrialOutcome(curves=read_curves(trial_folder(output, trial.id)))
     suspects = _suspects(trial, plugins)
     try:
@@ -339,12 +357,32 @@ def load_datasets(suite: Suite, plugins: Plugins, device: torch.device) -> DataC
     cache = DataCache(plugins)
     for component in {t.dataset.source: t.dataset for t in suite.trials}.values():
         try:
-            cache.get(component, device)
+            data = cache.get(component, device)
         except Exception as exc:
             raise SuiteError(
                 f"{suite.path}: {component.source}: cannot load dataset {component.plugin!r}: {exc}"
             ) from None
+        for trial in suite.trials:
+            if trial.dataset.source == component.source:
+                _check_validation(suite, trial, data)
     return cache
+
+
+def _check_validation(suite: Suite, trial: Trial, data: Data) -> None:
+    """A validation split that can be made, where the protocol needs one."""
+    fraction = trial.train.get("val_fraction", 0.0)
+    where = f"{suite.path}: train"
+    if fraction and empty_split(len(data.train), fraction):
+        raise SuiteError(
+            f"{where}.val_fraction: {fraction} of {trial.dataset.plugin}'s"
+            f" {len(data.train)} training samples leaves an empty split"
+        )
+    needs = [k for k in ("early_stopping", "restore_best") if trial.train.get(k)]
+    if needs and not fraction and data.val is None:
+        raise SuiteError(
+            f"{where}.{needs[0]}: needs a validation split; set train.val_fraction"
+            f" ({trial.dataset.plugin} has none of its own)"
+        )
 
 
 @dataclass

@@ -67,8 +67,23 @@ class CosineSchedule(_Section):
     min_lr: Annotated[float, Field(ge=0)] = 0.0
 
 
+class PlateauSchedule(_Section):
+    """The rate times ``factor`` once the validation loss has not improved for ``patience``
+    epochs (the training loss, without a validation split)."""
+
+    kind: Literal["plateau"]
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    patience: Annotated[int, Field(ge=0)] = 10
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+
+
+class EarlyStoppingSection(_Section):
+    patience: Annotated[int, Field(ge=1)]
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
 Schedule = Annotated[
-    ConstantSchedule | MultiStepSchedule | ExponentialSchedule | CosineSchedule,
+    ConstantSchedule | MultiStepSchedule | ExponentialSchedule | CosineSchedule | PlateauSchedule,
     Field(discriminator="kind"),
 ]
 
@@ -87,6 +102,11 @@ class TrainSection(_Section):
     nesterov: bool = False  # sgd, with momentum > 0
     clip_norm: Annotated[float, Field(gt=0)] | None = None  # gradients clipped to this norm
     schedule: Schedule = ConstantSchedule(kind="constant")  # the learning rate per epoch
+    # Validation: this fraction of the training split held out (0: the dataset's own validation
+    # split, if it has one); its loss per epoch is the val_loss curve.
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    early_stopping: EarlyStoppingSection | None = None  # on the validation loss
+    restore_best: bool = False  # measure the weights of the best validation epoch
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass and losses
     compile: bool = False  # torch.compile the forward pass and losses
     # Save a checkpoint every N epochs (None: about once a minute) to resume a killed trial.

@@ -17,11 +17,13 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from aebench.checkpoint import Checkpoints
-from aebench.contracts import Data, Regularizer
+from aebench.contracts import Data, Regularizer, Split
 from aebench.data import shuffled_batches
 from aebench.optim import make_optimizer, make_schedule
+from aebench.validation import EarlyStopping, validation_loss
 
 LOSS_CURVES = ("loss", "model_loss", "penalty")
 CURVES = (*LOSS_CURVES, "lr")  # per epoch; lr: the learning rate it trained at
@@ -40,6 +42,9 @@ class TrainResult:
     diverged_at: int | None = None  # the epoch (1-based) whose loss was NaN or infinite
     peak_mem_mb: float = float("nan")  # CUDA peak allocation, or growth of the peak RSS on the CPU
     resumed_after: int = 0  # the epoch of the checkpoint training resumed from (0: from scratch)
+    stopped_epoch: int = 0  # the last epoch trained (early stopping may end before ``epochs``)
+    best_epoch: int | None = None  # the epoch of the lowest validation loss (with validation)
+    best_val_loss: float = float("nan")
 
 
 def _peak_rss_mb() -> float:
@@ -103,6 +108,9 @@ def train_model(
     optimizer: Mapping[str, Any] | None = None,
     schedule: Mapping[str, Any] | None = None,
     clip_norm: float | None = None,
+    val: Split | None = None,
+    early_stopping: Mapping[str, Any] | None = None,
+    restore_best: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on ``data.train`` (already on its device).
 
@@ -110,6 +118,11 @@ def train_model(
     optimizer state stay float32); ``compile=True`` runs them through ``torch.compile``. With
     ``checkpoints``, training resumes from the last checkpoint there and saves one whenever it
     is due: a resumed run ends exactly as an uninterrupted one (on the CPU).
+
+    With a validation split ``val``, its loss is a curve (``val_loss``); ``early_stopping``
+    (``{"patience": N, "min_delta": d}``) ends training once it has not improved by ``d`` for
+    ``N`` epochs; ``restore_best`` leaves the model with the weights of its best epoch. A
+    ``plateau`` schedule follows the validation loss (the training loss without one).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -124,6 +137,9 @@ def train_model(
     if compile:
         objective = torch.compile(objective)
     result = TrainResult()
+    if val is not None:
+        result.curves["val_loss"] = []
+    watch = EarlyStopping(**dict(early_stopping or {}))
     n = len(data.train)
     weights = _batch_weights(n, batch_size, device)
     timed_s, timed_samples, earlier_s = 0.0, 0, 0.0
@@ -131,7 +147,8 @@ def train_model(
     if state is not None:
         _restore(state, model, optimizer, generator, device)
         scheduler.load_state_dict(state["scheduler"])
-        result.curves = {name: list(state["curves"][name]) for name in CURVES}
+        watch.load_state_dict(state["watch"])
+        result.curves = {name: list(values) for name, values in state["curves"].items()}
         timed_s, timed_samples = state["timed_s"], state["timed_samples"]
         earlier_s = state["train_s"]
         result.resumed_after = state["epoch"]
@@ -163,22 +180,38 @@ def train_model(
         epoch_s = time.perf_counter() - epoch_start
         for name, value in zip(LOSS_CURVES, means, strict=True):
             result.curves[name].append(value)
-        scheduler.step()  # the rate of the next epoch
+        result.stopped_epoch = epoch
         if not math.isfinite(means[0]):
             result.diverged_at = epoch
             break
         if epoch > 1 or epochs == 1:  # the first epoch warms up (allocations, kernels)
             timed_s += epoch_s
             timed_samples += n
+        stop = False
+        if val is not None:
+            val_loss = validation_loss(model, val.x, seed=generator.initial_seed() + epoch)
+            result.curves["val_loss"].append(val_loss)
+            stop = watch.update(epoch, val_loss, model, keep_weights=restore_best)
+        if isinstance(scheduler, ReduceLROnPlateau):  # the rate of the next epoch
+            scheduler.step(val_loss if val is not None else means[0])
+        else:
+            scheduler.step()
+        if stop:
+            break
         if checkpoints is not None and epoch < epochs and checkpoints.due(epoch):
             trained_s = earlier_s + time.perf_counter() - start
             checkpoints.save(
                 _snapshot(model, optimizer, generator, device)
-                | {"scheduler": scheduler.state_dict(), "epoch": epoch, "train_s": trained_s}
+                | {"scheduler": scheduler.state_dict(), "watch": watch.state_dict()}
+                | {"epoch": epoch, "train_s": trained_s}
                 | {"curves": result.curves, "timed_s": timed_s, "timed_samples": timed_samples}
             )
     _sync(device)
     result.train_s = earlier_s + time.perf_counter() - start
+    if val is not None and watch.best_epoch:
+        result.best_epoch, result.best_val_loss = watch.best_epoch, watch.best
+        if restore_best and watch.best_state is not None:
+            model.load_state_dict(watch.best_state)
     if device.type == "cuda":
         result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
     else:

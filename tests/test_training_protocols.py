@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aebench import load_plugins, load_suite
+from aebench import ModelOutput, load_plugins, load_suite
 from aebench.checkpoint import Checkpoints
 from aebench.optim import make_optimizer, make_schedule
 from aebench.train import train_model
@@ -179,3 +179,90 @@ def test_the_readmes_burda_schedule_gives_the_papers_rates(write_suite) -> None:
     assert len(expected) == 3280
     assert rates == pytest.approx(expected, rel=1e-9)
     assert math.isclose(rates[-1], 1e-4, rel_tol=1e-9)  # 1e-3 * 10^-1 in the last stage
+
+
+class Drifting(torch.nn.Module):
+    """Reconstructs every input as one learned value w: trained on ones, validated on zeros, its
+    validation loss w^2 rises while its training loss (w - 1)^2 falls: built to overfit."""
+
+    def __init__(self, info=None):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.2))
+
+    def encode(self, x):
+        return self.w.expand(len(x), 1)
+
+    def decode(self, z):
+        return z.expand(-1, 4)
+
+    def forward(self, x):
+        code = self.encode(x)
+        return ModelOutput(code=code, recon=self.decode(code))
+
+    def loss(self, x, out):
+        return (out.recon - x).pow(2).sum(1)
+
+
+def drifting_run(**options):
+    from aebench import Data, DataInfo, Split
+
+    data = Data(
+        DataInfo(shape=(4,), kind="real"),
+        train=Split(torch.ones(64, 4)),
+        test=Split(torch.zeros(8, 4)),
+        val=Split(torch.zeros(16, 4)),
+    )
+    model = Drifting()
+    result = train_model(
+        model,
+        load_plugins().regularizers.get("none").factory(),
+        data,
+        epochs=20,
+        batch_size=64,
+        lr=0.05,
+        generator=torch.Generator().manual_seed(0),
+        optimizer={"optimizer": "sgd"},
+        val=data.val,
+        **options,
+    )
+    return result, model
+
+
+def test_early_stopping_stops_a_stalling_run_and_restores_its_best_epoch() -> None:
+    result, model = drifting_run(early_stopping={"patience": 3}, restore_best=True)
+    curve = result.curves["val_loss"]
+    assert curve == sorted(curve)  # it only gets worse: the first epoch is the best
+    assert result.best_epoch == 1 and result.stopped_epoch == 4  # 3 epochs without improvement
+    assert len(result.curves["loss"]) == 4
+    assert result.best_val_loss == pytest.approx(4 * model.w.item() ** 2)  # the best's weights
+    assert result.best_val_loss == curve[0]
+
+
+def test_without_early_stopping_it_trains_every_epoch_and_keeps_the_last_weights() -> None:
+    result, model = drifting_run()
+    assert result.stopped_epoch == 20 and result.best_epoch == 1
+    assert 4 * model.w.item() ** 2 == pytest.approx(result.curves["val_loss"][-1])
+
+
+def test_a_plateau_schedule_follows_the_validation_loss() -> None:
+    schedule = {"kind": "plateau", "factor": 0.5, "patience": 0}
+    result, _ = drifting_run(schedule=schedule)
+    rates = result.curves["lr"]
+    assert rates[:3] == pytest.approx([0.05, 0.05, 0.025])  # halved after each worse epoch
+    assert rates == sorted(rates, reverse=True)
+
+
+def test_a_suite_holds_out_validation_and_records_its_epochs(write_suite, tmp_path) -> None:
+    import json
+
+    import aebench
+
+    train = "epochs = 6\nval_fraction = 0.2\nearly_stopping = { patience = 2 }\nrestore_best = true"
+    text = SUITE.format(train=train).replace("epochs = 4\n", "")
+    run = aebench.run_suite(write_suite(text), output=tmp_path / "out")
+    [row] = run.rows
+    assert row["status"] == "ok", row["reason"]
+    assert 1 <= row["best_epoch"] <= row["stopped_epoch"] <= 6
+    curves = json.loads((tmp_path / "out" / "trials" / row["trial_id"] / "curves.json").read_text())
+    assert len(curves["val_loss"]) == row["stopped_epoch"]
+    assert min(curves["val_loss"]) == pytest.approx(row["best_val_loss"])
