@@ -244,6 +244,7 @@ def _train_and_measure(
         val=val,
         early_stopping=trial.train.get("early_stopping"),
         restore_best=trial.train.get("restore_best", False),
+        anneal=trial.train.get("anneal"),
         **train,
     )
     outcome.curves, outcome.resumed_after = result.curves, result.resumed_after

@@ -77,6 +77,20 @@ class PlateauSchedule(_Section):
     min_lr: Annotated[float, Field(ge=0)] = 0.0
 
 
+class AnnealSection(_Section):
+    """A linear warm-up of a model's loss weight from 0 to its value, over ``epochs`` or
+    ``steps`` (one of the two)."""
+
+    epochs: Annotated[int, Field(ge=1)] | None = None
+    steps: Annotated[int, Field(ge=1)] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_of_the_two(self) -> AnnealSection:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("give either epochs or steps")
+        return self
+
+
 class EarlyStoppingSection(_Section):
     patience: Annotated[int, Field(ge=1)]
     min_delta: Annotated[float, Field(ge=0)] = 0.0
@@ -107,6 +121,8 @@ class TrainSection(_Section):
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
     early_stopping: EarlyStoppingSection | None = None  # on the validation loss
     restore_best: bool = False  # measure the weights of the best validation epoch
+    # Loss weights the model declares annealable (``annealed_weights``), warmed up from 0.
+    anneal: dict[str, AnnealSection] = {}
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass and losses
     compile: bool = False  # torch.compile the forward pass and losses
     # Save a checkpoint every N epochs (None: about once a minute) to resume a killed trial.
@@ -408,6 +424,20 @@ def training_protocols(path: Path, section: TrainSection) -> list[dict[str, Any]
     return protocols
 
 
+def _check_annealed(
+    path: Path, models: list[Component], protocols: list[dict[str, Any]], registry: Registry
+) -> None:
+    """A weight to anneal is one every model of the suite declares (``annealed_weights``)."""
+    for name in {name for train in protocols for name in train["anneal"]}:
+        for model in models:
+            declared = getattr(registry.get(model.plugin).factory, "annealed_weights", ())
+            if name not in declared:
+                raise SuiteError(
+                    f"{path}: train.anneal.{name}: model {model.plugin!r} declares no annealed"
+                    f" weight {name!r} (it declares: {', '.join(declared) or 'none'})"
+                )
+
+
 def _check_schedule(path: Path, train: TrainSection) -> None:
     """What a schedule's own fields cannot check: its fit with the number of epochs."""
     schedule = train.schedule
@@ -453,6 +483,7 @@ def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
     models = expand("models", plugins.models)
     regularizers = expand("regularizers", plugins.regularizers)
     protocols = training_protocols(path, spec.train)
+    _check_annealed(path, models, protocols, plugins.models)
     trials: list[Trial] = []
     seen: set[str] = set()
     for dataset, model, regularizer, train, seed in itertools.product(

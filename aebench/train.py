@@ -111,6 +111,7 @@ def train_model(
     val: Split | None = None,
     early_stopping: Mapping[str, Any] | None = None,
     restore_best: bool = False,
+    anneal: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data.train`` (already on its device).
 
@@ -123,6 +124,10 @@ def train_model(
     (``{"patience": N, "min_delta": d}``) ends training once it has not improved by ``d`` for
     ``N`` epochs; ``restore_best`` leaves the model with the weights of its best epoch. A
     ``plateau`` schedule follows the validation loss (the training loss without one).
+
+    ``anneal`` (``{"beta": {"epochs": 100}}`` or ``{"steps": ...}``) warms each named loss weight
+    of the model (an attribute it declares in ``annealed_weights``) up from 0 to its value,
+    linearly; each weight's value per epoch (at its last step) is a curve of its own.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -140,7 +145,12 @@ def train_model(
     if val is not None:
         result.curves["val_loss"] = []
     watch = EarlyStopping(**dict(early_stopping or {}))
+    anneal = dict(anneal or {})
+    targets = {name: float(getattr(model, name)) for name in anneal}  # the values to reach
+    for name in anneal:
+        result.curves.setdefault(name, [])
     n = len(data.train)
+    steps_per_epoch = math.ceil(n / batch_size)
     weights = _batch_weights(n, batch_size, device)
     timed_s, timed_samples, earlier_s = 0.0, 0, 0.0
     state = checkpoints.load() if checkpoints is not None else None
@@ -162,7 +172,14 @@ def train_model(
         losses: list[Tensor] = []
         model_losses: list[Tensor] = []
         penalties: list[Tensor] = []
-        for index in shuffled_batches(n, batch_size, generator):
+        for step, index in enumerate(shuffled_batches(n, batch_size, generator)):
+            for name, spec in anneal.items():  # the weight of this step
+                done = (
+                    (epoch - 1) / spec["epochs"]
+                    if spec.get("epochs")
+                    else (((epoch - 1) * steps_per_epoch + step) / spec["steps"])
+                )
+                setattr(model, name, targets[name] * min(1.0, done))
             x = data.train.x[index]
             if data.batch_transform is not None:
                 x = data.batch_transform(x, generator)
@@ -180,6 +197,8 @@ def train_model(
         epoch_s = time.perf_counter() - epoch_start
         for name, value in zip(LOSS_CURVES, means, strict=True):
             result.curves[name].append(value)
+        for name in anneal:
+            result.curves[name].append(float(getattr(model, name)))
         result.stopped_epoch = epoch
         if not math.isfinite(means[0]):
             result.diverged_at = epoch
@@ -208,6 +227,8 @@ def train_model(
             )
     _sync(device)
     result.train_s = earlier_s + time.perf_counter() - start
+    for name, target in targets.items():  # measured with the weight it was configured with
+        setattr(model, name, target)
     if val is not None and watch.best_epoch:
         result.best_epoch, result.best_val_loss = watch.best_epoch, watch.best
         if restore_best and watch.best_state is not None:

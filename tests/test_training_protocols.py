@@ -266,3 +266,41 @@ def test_a_suite_holds_out_validation_and_records_its_epochs(write_suite, tmp_pa
     curves = json.loads((tmp_path / "out" / "trials" / row["trial_id"] / "curves.json").read_text())
     assert len(curves["val_loss"]) == row["stopped_epoch"]
     assert min(curves["val_loss"]) == pytest.approx(row["best_val_loss"])
+
+
+def vae_run(anneal, epochs=6):
+    plugins = load_plugins()
+    data = plugins.datasets.get("digits").factory()
+    torch.manual_seed(0)
+    model = plugins.models.get("vae").factory(data.info, hidden=[16], latent_dim=2, beta=2.0)
+    result = train_model(
+        model,
+        plugins.regularizers.get("none").factory(),
+        data,
+        epochs=epochs,
+        batch_size=512,  # 3 steps per epoch over digits' 1,438 training images
+        lr=1e-3,
+        generator=torch.Generator().manual_seed(0),
+        anneal=anneal,
+    )
+    return result, model
+
+
+def test_a_kl_warm_up_over_epochs_logs_the_weight_it_trained_with() -> None:
+    result, model = vae_run({"beta": {"epochs": 4}})
+    assert result.curves["beta"] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.0])
+    assert model.beta == 2.0  # measured with the weight it was configured with
+
+
+def test_a_kl_warm_up_over_steps_rises_within_epochs() -> None:
+    result, _ = vae_run({"beta": {"steps": 12}})
+    # The value of each epoch's last step (3 steps an epoch): 2, 5, 8, 11 then 12+ of 12 steps.
+    expected = [2.0 * min(1.0, (3 * e - 1) / 12) for e in range(1, 7)]
+    assert result.curves["beta"] == pytest.approx(expected)
+
+
+def test_a_warm_up_changes_training_and_only_then(write_suite) -> None:
+    warm, _ = vae_run({"beta": {"epochs": 4}})
+    cold, _ = vae_run(None)
+    assert "beta" not in cold.curves
+    assert warm.curves["loss"][0] < cold.curves["loss"][0]  # no KL term weighed in epoch 1

@@ -28,6 +28,8 @@ def importance_weighted_bound(
 class IWAE(VAE):
     """Importance-weighted autoencoder: the VAE's networks, trained on the k-sample bound."""
 
+    annealed_weights = ()  # its bound has no KL term to weigh
+
     def __init__(
         self,
         info: DataInfo,

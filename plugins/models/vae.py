@@ -48,6 +48,8 @@ def resolve_likelihood(model: str, name: str, info: DataInfo) -> str:
 class GaussianVAE(nn.Module):
     """A VAE around any encoder (x -> 2 * latent_dim numbers) and decoder (z -> data-shaped)."""
 
+    annealed_weights = ("beta",)  # [train] anneal = { beta = { epochs = N } }: KL warm-up
+
     code_range = None  # the code is a Gaussian sample: unbounded
 
     def __init__(
