@@ -261,6 +261,12 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     print(f"{len(run.rows)} trials run ({counts or 'nothing left to run'}); results in {output}")
     if run.evaluated:
         print(f"{run.evaluated} of them measured again from their kept models, without training")
+    warned = [row for row in run.rows if row.get("warnings")]
+    if warned:
+        print(f"{len(warned)} trials trained with warnings:")
+        for row in warned:
+            label = f"{row['dataset']}/{row['model']}/{row['regularizer']} seed={row['seed']}"
+            print(f"  {label}: {row['warnings']}")
     trials = output / TRIALS
     if trials.is_dir():
         print(f"trial folders: {folder_size(trials) / 2**20:.1f} MB in {trials}")

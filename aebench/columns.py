@@ -19,7 +19,7 @@ from typing import Literal
 
 IDENTITY = ("dataset", "model", "regularizer")
 PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
-BOOKKEEPING = frozenset({"trial_id", "status", "reason", "device"})
+BOOKKEEPING = frozenset({"trial_id", "status", "reason", "warnings", "device", "eval_id"})
 CORE_KEYS = frozenset({*IDENTITY, "seed", *BOOKKEEPING})
 COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # no dots: dotted names are configuration
 COLUMNS_FILE = "columns.json"

@@ -173,12 +173,16 @@ def _arrow(metric: str, vocabulary: Vocabulary) -> str:
     return {1: " ↑", -1: " ↓"}.get(vocabulary.direction(metric), "")
 
 
-def leaderboard_table(board: Leaderboard, vocabulary: Vocabulary) -> Table:
+def leaderboard_table(
+    board: Leaderboard, vocabulary: Vocabulary, warned: frozenset[int] = frozenset()
+) -> Table:
+    """The leaderboard; configurations in ``warned`` (positions) are marked ⚠."""
     metrics = list(board.mean.columns)
     header = ["configuration", "seeds", *(m + _arrow(m, vocabulary) for m in metrics)]
     rows, bold = [], set()
     for i in range(len(board.configs)):
-        cells = [board.label(i), str(int(board.n.iloc[i]))]
+        label = board.label(i) + (" ⚠" if i in warned else "")
+        cells = [label, str(int(board.n.iloc[i]))]
         for j, metric in enumerate(metrics):
             cells.append(format_cell(board.mean[metric].iloc[i], board.std[metric].iloc[i]))
             if i in board.best.get(metric, []):
@@ -238,7 +242,7 @@ def _dataset_blocks(
             "↓ lower is better; the best configuration per column is in bold (never for timings "
             "and memory, which move with the machine)."
         ),
-        leaderboard_table(board, vocabulary),
+        leaderboard_table(board, vocabulary, _warned(table, board)),
     ]
     representatives = _representatives(table, board)
     figure_dir = folder / FIGURES
@@ -283,6 +287,35 @@ def _dataset_blocks(
     return blocks
 
 
+def _has_warnings(rows: pd.DataFrame) -> pd.Series:
+    if "warnings" not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows["warnings"].fillna("").astype(str).str.len() > 0
+
+
+def _warned(table: pd.DataFrame, board: Leaderboard) -> frozenset[int]:
+    """Positions of the configurations with a warning on any of their seeds."""
+    ok = table[(table["dataset"] == board.dataset) & (table["status"] == "ok")]
+    return frozenset(
+        i for i, config in board.configs.iterrows() if _has_warnings(_rows_of(ok, config)).any()
+    )
+
+
+def _warning_blocks(table: pd.DataFrame) -> list[Block]:
+    warned = table[(table["status"] == "ok") & _has_warnings(table)]
+    if warned.empty:
+        return []
+    rows = [
+        [str(r["trial_id"]), str(r["dataset"]), _trial_label(r), str(r["warnings"])]
+        for _, r in warned.sort_values(["dataset", "model", "seed"]).iterrows()
+    ]
+    return [
+        Heading(2, "Warnings"),
+        Paragraph("Trained, but look before you trust their numbers (⚠ in the leaderboards)."),
+        Table(["trial", "dataset", "configuration", "warnings"], rows),
+    ]
+
+
 def _problem_blocks(table: pd.DataFrame) -> list[Block]:
     bad = table[table["status"] != "ok"]
     if bad.empty:
@@ -310,7 +343,7 @@ def report_blocks(
     ]
     for dataset in sorted(table["dataset"].dropna().unique()):
         blocks += _dataset_blocks(folder, table, str(dataset), vocabulary)
-    return blocks + _problem_blocks(table)
+    return blocks + _warning_blocks(table) + _problem_blocks(table)
 
 
 def _md_cell(text: str) -> str:

@@ -24,6 +24,7 @@ from aebench.checks import ContractError, check_first_batch, check_metric_values
 from aebench.columns import declared
 from aebench.contracts import Data, MetricContext
 from aebench.data import DataCache
+from aebench.health import health_warnings
 from aebench.optim import DEFAULTS as OPTIMIZER_SETTINGS
 from aebench.plugins import Plugins
 from aebench.registry import Entry
@@ -72,6 +73,7 @@ def base_row(trial: Trial, plugins: Plugins, device: torch.device) -> Row:
         "seed": trial.seed,
         "status": "",
         "reason": "",
+        "warnings": "",
     }
     row |= flatten("dataset", trial.dataset.params)
     row |= flatten("model", trial.model.params)
@@ -262,12 +264,14 @@ def _train_and_measure(
         return row
 
     outcome.model = model
+    model.eval()
+    row["warnings"] = "; ".join(health_warnings(model, data, result.curves))
     return row | measure_all(trial, plugins, model, data, device, row, suspects)
 
 
 # The columns training writes: a kept model evaluated again keeps them from its first run.
 TRAINING_COLUMNS = (
-    *("train_s", "train_samples_per_s", "final_loss", "peak_mem_mb"),
+    *("train_s", "train_samples_per_s", "final_loss", "peak_mem_mb", "warnings"),
     *("stopped_epoch", "best_epoch", "best_val_loss"),
 )
 

@@ -1,0 +1,65 @@
+"""Training health: dead code units, posterior collapse and a stalled loss become warnings."""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import Independent, Normal
+
+from aebench import Data, DataInfo, ModelOutput, Split
+from aebench.health import health_warnings
+
+DATA = Data(
+    DataInfo(shape=(3,), kind="real"),
+    train=Split(torch.randn(32, 3, generator=torch.Generator().manual_seed(0))),
+    test=Split(torch.randn(16, 3, generator=torch.Generator().manual_seed(1))),
+)
+FALLING = [5.0, 4.0, 3.0, 2.0]
+
+
+class Coded(torch.nn.Module):
+    """Codes x as (x1, 0): its second unit never fires."""
+
+    def encode(self, x):
+        return torch.stack([x[:, 0], torch.zeros(len(x))], dim=1)
+
+    def decode(self, z):
+        return z[:, :1].expand(-1, 3)
+
+    def forward(self, x):
+        code = self.encode(x)
+        return ModelOutput(code=code, recon=self.decode(code))
+
+
+class Collapsed(Coded):
+    """A latent-variable model whose posterior ignores its input: q(z|x) = p(z)."""
+
+    def encode(self, x):
+        return torch.zeros(len(x), 2)
+
+    def prior(self):
+        return Independent(Normal(torch.zeros(2), torch.ones(2)), 1)
+
+    def posterior(self, x):
+        return Independent(Normal(torch.zeros(len(x), 2), torch.ones(len(x), 2)), 1)
+
+    def likelihood(self, z):
+        return Independent(Normal(z[..., :1].expand(*z.shape[:-1], 3), 1.0), 1)
+
+
+def test_a_code_unit_that_never_fires_is_dead() -> None:
+    assert health_warnings(Coded(), DATA, {"loss": FALLING}) == [
+        "1 of 2 code units dead (|a| <= 0.05 on every test input)"
+    ]
+
+
+def test_a_posterior_that_ignores_its_input_has_collapsed() -> None:
+    warnings = health_warnings(Collapsed(), DATA, {"loss": FALLING})
+    assert "posterior collapse: no active latent unit" in warnings
+
+
+def test_a_loss_that_stopped_improving_is_told_and_a_falling_one_is_not() -> None:
+    stalled = [5.0, 4.0, 3.0, 3.5, 3.6, 3.7]
+    assert health_warnings(Coded(), DATA, {"loss": stalled})[-1] == (
+        "the training loss stopped improving after epoch 3 of 6"
+    )
+    assert not [w for w in health_warnings(Coded(), DATA, {"loss": FALLING}) if "loss" in w]
