@@ -29,6 +29,9 @@ class Coded(torch.nn.Module):
         code = self.encode(x)
         return ModelOutput(code=code, recon=self.decode(code))
 
+    def loss(self, x, out):
+        return (out.recon - x).pow(2).sum(1)
+
 
 class Collapsed(Coded):
     """A latent-variable model whose posterior ignores its input: q(z|x) = p(z)."""
