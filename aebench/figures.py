@@ -31,6 +31,7 @@ SAMPLES_PNG = "prior_samples.png"
 CURVES_PNG = "curves.png"
 TRIAL_PNGS = (LATENT_PNG, RECON_PNG, SAMPLES_PNG, CURVES_PNG)
 
+LOSS_CURVES = ("loss", "model_loss", "penalty", "val_loss")
 MAX_SCATTER_POINTS = 2000  # enough to see the structure; keeps the arrays and PNGs small
 N_RECON = 10  # test inputs shown beside their reconstructions
 N_SAMPLES = 16  # samples decoded from the prior
@@ -191,12 +192,11 @@ def _draw_samples(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str
 def _draw_curves(path: Path, arrays: Mapping[str, Any], title: str) -> None:
     fig = _figure(4.5, 3.0)
     ax = fig.subplots()
-    for key in sorted(k for k in arrays if k.startswith("curve_")):
+    # Losses only: the learning rate and annealed weights are curves too, on other scales.
+    for key in [f"curve_{name}" for name in LOSS_CURVES if f"curve_{name}" in arrays]:
         values = np.asarray(arrays[key], dtype=float)
         if key == "curve_penalty" and not np.any(values):
             continue  # no regularizer penalty: a flat zero line says nothing
-        if key == "curve_lr":
-            continue  # a rate, not a loss: not on the loss axis
         ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=key[len("curve_") :])
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel("mean training loss per sample", fontsize=8)

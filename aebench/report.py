@@ -204,14 +204,13 @@ def _rows_of(ok: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
 
 
 def _representatives(table: pd.DataFrame, board: Leaderboard) -> list[tuple[str, str]]:
-    """(configuration label, trial id) of each configuration's lowest-seed ok trial."""
+    """(configuration label with its seed, trial id) of every ok trial: each seed's figures, so
+    that one seed that trained badly is seen, not hidden behind another."""
     ok = table[(table["dataset"] == board.dataset) & (table["status"] == "ok")]
     out = []
     for i, config in board.configs.iterrows():
-        trials = _rows_of(ok, config).sort_values("seed")
-        if not trials.empty:
-            first = trials.iloc[0]
-            out.append((f"{board.label(i)} seed={first['seed']}", str(first["trial_id"])))
+        for _, trial in _rows_of(ok, config).sort_values("seed").iterrows():
+            out.append((f"{board.label(i)} seed={trial['seed']}", str(trial["trial_id"])))
     return out
 
 
@@ -273,7 +272,10 @@ def _dataset_blocks(
                 Heading(3, f"{x}–{y} plane"),
                 Images([("one point per trial", plane)]),
             ]
-    blocks.append(Heading(3, "Trials"))
+    blocks += [
+        Heading(3, "Trials"),
+        Paragraph("The figures of every trial, each seed of each configuration."),
+    ]
     for label, trial_id in representatives:
         pngs = _trial_pngs(folder, trial_id, label)
         captions = {
