@@ -23,9 +23,10 @@ from aebench.checkpoint import Checkpoints
 from aebench.contracts import Data, Regularizer, Split
 from aebench.data import shuffled_batches
 from aebench.optim import make_optimizer, make_schedule
-from aebench.validation import EarlyStopping, validation_loss
+from aebench.validation import EarlyStopping, loss_terms, validation_loss
 
 LOSS_CURVES = ("loss", "model_loss", "penalty")
+TERMS_SAMPLES = 1024  # a model's loss terms per epoch: on the validation split, else these
 CURVES = (*LOSS_CURVES, "lr")  # per epoch; lr: the learning rate it trained at
 PRECISIONS = ("fp32", "bf16")
 Precision = Literal["fp32", "bf16"]
@@ -206,6 +207,9 @@ def train_model(
         if epoch > 1 or epochs == 1:  # the first epoch warms up (allocations, kernels)
             timed_s += epoch_s
             timed_samples += n
+        watched = val.x if val is not None else data.train.x[:TERMS_SAMPLES]
+        for name, value in loss_terms(model, watched, generator.initial_seed() + epoch).items():
+            result.curves.setdefault(name, []).append(value)
         stop = False
         if val is not None:
             val_loss = validation_loss(model, val.x, seed=generator.initial_seed() + epoch)

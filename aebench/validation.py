@@ -55,6 +55,26 @@ def validation_loss(model: nn.Module, x: Tensor, seed: int) -> float:
     return (total / len(x)).item()
 
 
+@torch.no_grad()
+def loss_terms(model: nn.Module, x: Tensor, seed: int) -> dict[str, float]:
+    """The means over ``x`` of the per-sample terms a model's ``loss_terms`` gives (a VAE's rate
+    and distortion), in eval mode, sampling seeded by ``seed``; {} for a model without it."""
+    terms_of = getattr(model, "loss_terms", None)
+    if terms_of is None:
+        return {}
+    was_training = model.training
+    model.eval()
+    devices = [x.device] if x.device.type == "cuda" else []
+    sums: dict[str, Tensor] = {}
+    with torch.random.fork_rng(devices=devices, device_type=x.device.type):
+        torch.manual_seed(seed)
+        for batch in x.split(EVAL_BATCH):
+            for name, values in terms_of(batch, model(batch)).items():
+                sums[name] = sums.get(name, 0) + values.double().sum()
+    model.train(was_training)
+    return {name: (total / len(x)).item() for name, total in sums.items()}
+
+
 @dataclass
 class EarlyStopping:
     """The best validation loss so far, its epoch and weights, and how many epochs since.

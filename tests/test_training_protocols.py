@@ -304,3 +304,13 @@ def test_a_warm_up_changes_training_and_only_then(write_suite) -> None:
     cold, _ = vae_run(None)
     assert "beta" not in cold.curves
     assert warm.curves["loss"][0] < cold.curves["loss"][0]  # no KL term weighed in epoch 1
+
+
+def test_rate_and_distortion_curves_reflect_the_warm_up() -> None:
+    warm, _ = vae_run({"beta": {"epochs": 4}})
+    cold, _ = vae_run(None)
+    for result in (warm, cold):
+        assert len(result.curves["rate"]) == len(result.curves["distortion"]) == 6
+    # Unweighted in its first epoch, the KL grows where it is weighed from the start it does not.
+    assert warm.curves["rate"][0] > cold.curves["rate"][0]
+    assert warm.curves["distortion"][0] < cold.curves["distortion"][0]

@@ -134,9 +134,14 @@ class GaussianVAE(nn.Module):
         )
 
     def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
+        terms = self.loss_terms(x, out)
+        return terms["distortion"] + self.beta * terms["rate"]
+
+    def loss_terms(self, x: Tensor, out: ModelOutput) -> dict[str, Tensor]:
+        """Per sample: ``rate`` = KL(q(z|x) || p(z)), ``distortion`` = -E_q log p(x|z)."""
         log_likelihood = self._likelihood_of(out.extras["decoded"]).log_prob(x).mean(0)
         kl = kl_to_standard_normal(out.extras["mu"], out.extras["logvar"])
-        return -(log_likelihood - self.beta * kl)
+        return {"rate": kl, "distortion": -log_likelihood}
 
 
 LatentDim = Annotated[int, Field(ge=1)]
