@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from aebench.trials import write_atomically
+from aebench.files import write_atomically
 
 FORMAT = 1
 DEFAULT_SECONDS = 60.0  # without [train] checkpoint_every: about once a minute of training

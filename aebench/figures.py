@@ -20,9 +20,10 @@ from torch import nn
 
 from aebench.columns import Column
 from aebench.contracts import Data, LatentVariableModel
+from aebench.files import write_atomically
 from aebench.runner import Row, SuiteObserver, TrialOutcome
 from aebench.suite import Suite, Trial
-from aebench.trials import trial_folder, write_atomically
+from aebench.trials import trial_folder
 
 ARRAYS = "figures.npz"
 LATENT_PNG = "latent.png"

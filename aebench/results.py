@@ -7,7 +7,6 @@ half a file behind.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from aebench.columns import COLUMNS_FILE, Vocabulary, read_vocabulary
+from aebench.files import write_atomically
 
 PARQUET = "results.parquet"
 CSV = "results.csv"
@@ -30,12 +30,6 @@ def flatten(prefix: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def read_results(folder: Path) -> pd.DataFrame:
     """The table in ``folder``, or an empty one."""
     path = Path(folder) / PARQUET
@@ -45,8 +39,8 @@ def read_results(folder: Path) -> pd.DataFrame:
 def write_results(folder: Path, table: pd.DataFrame) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(folder / PARQUET, lambda p: table.to_parquet(p, index=False))
-    _write_atomically(folder / CSV, lambda p: table.to_csv(p, index=False))
+    write_atomically(folder / PARQUET, lambda p: table.to_parquet(p, index=False))
+    write_atomically(folder / CSV, lambda p: table.to_csv(p, index=False))
 
 
 def write_vocabulary(folder: Path, vocabulary: Vocabulary) -> None:
@@ -55,7 +49,7 @@ def write_vocabulary(folder: Path, vocabulary: Vocabulary) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     saved = read_vocabulary(folder)
     merged = vocabulary if saved is None else saved.merged(vocabulary)
-    _write_atomically(folder / COLUMNS_FILE, lambda p: p.write_text(merged.to_json()))
+    write_atomically(folder / COLUMNS_FILE, lambda p: p.write_text(merged.to_json()))
 
 
 def upsert(table: pd.DataFrame, row: Mapping[str, Any]) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from aebench.checks import ContractError, check_first_batch, check_metric_values
 from aebench.columns import declared
 from aebench.contracts import Data, MetricContext
 from aebench.data import DataCache
+from aebench.files import write_atomically
 from aebench.health import health_warnings
 from aebench.optim import DEFAULTS as OPTIMIZER_SETTINGS
 from aebench.plugins import Plugins
@@ -38,7 +39,6 @@ from aebench.trials import (
     read_weights,
     state_bytes,
     trial_folder,
-    write_atomically,
     write_trial,
 )
 from aebench.validation import empty_split, hold_out

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from aebench.files import write_atomically
 
 TRIALS = "trials"
 CONFIG = "config.json"
@@ -34,17 +35,6 @@ class TrialFileError(ValueError):
 def trial_folder(output: Path, trial_id: str) -> Path:
     """Where a trial's files live."""
     return Path(output) / TRIALS / trial_id
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(temporary)`` then rename it to ``path``: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _json(value: Any) -> Callable[[Path], object]:
