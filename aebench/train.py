@@ -23,7 +23,7 @@ from aebench.checkpoint import Checkpoints
 from aebench.contracts import Data, Regularizer, Split
 from aebench.data import shuffled_batches
 from aebench.optim import make_optimizer, make_schedule
-from aebench.validation import EarlyStopping, loss_terms, validation_loss
+from aebench.validation import EarlyStopping, held_out_losses
 
 LOSS_CURVES = ("loss", "model_loss", "penalty")
 TERMS_SAMPLES = 1024  # a model's loss terms per epoch: on the validation split, else these
@@ -208,15 +208,16 @@ def train_model(
             timed_s += epoch_s
             timed_samples += n
         watched = val.x if val is not None else data.train.x[:TERMS_SAMPLES]
-        for name, value in loss_terms(model, watched, generator.initial_seed() + epoch).items():
+        seed = generator.initial_seed() + epoch
+        val_loss, terms = held_out_losses(model, watched, seed, loss=val is not None)
+        for name, value in terms.items():
             result.curves.setdefault(name, []).append(value)
         stop = False
-        if val is not None:
-            val_loss = validation_loss(model, val.x, seed=generator.initial_seed() + epoch)
+        if val_loss is not None:
             result.curves["val_loss"].append(val_loss)
             stop = watch.update(epoch, val_loss, model, keep_weights=restore_best)
         if isinstance(scheduler, ReduceLROnPlateau):  # the rate of the next epoch
-            scheduler.step(val_loss if val is not None else means[0])
+            scheduler.step(val_loss if val_loss is not None else means[0])
         else:
             scheduler.step()
         if stop:

@@ -41,38 +41,31 @@ def empty_split(n: int, fraction: float) -> bool:
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, x: Tensor, seed: int) -> float:
-    """The model's mean per-sample loss on ``x``, in eval mode, its sampling seeded by ``seed``."""
-    was_training = model.training
-    model.eval()
-    devices = [x.device] if x.device.type == "cuda" else []
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    with torch.random.fork_rng(devices=devices, device_type=x.device.type):
-        torch.manual_seed(seed)
-        for batch in x.split(EVAL_BATCH):
-            total += model.loss(batch, model(batch)).double().sum()
-    model.train(was_training)
-    return (total / len(x)).item()
-
-
-@torch.no_grad()
-def loss_terms(model: nn.Module, x: Tensor, seed: int) -> dict[str, float]:
-    """The means over ``x`` of the per-sample terms a model's ``loss_terms`` gives (a VAE's rate
-    and distortion), in eval mode, sampling seeded by ``seed``; {} for a model without it."""
+def held_out_losses(
+    model: nn.Module, x: Tensor, seed: int, *, loss: bool = True
+) -> tuple[float | None, dict[str, float]]:
+    """One pass over ``x`` in eval mode, its sampling seeded by ``seed``: the model's mean
+    per-sample loss (None with ``loss=False``) and the means of the per-sample terms its
+    ``loss_terms`` gives (a VAE's rate and distortion; {} for a model without it)."""
     terms_of = getattr(model, "loss_terms", None)
-    if terms_of is None:
-        return {}
+    if not loss and terms_of is None:
+        return None, {}  # nothing to measure: no pass at all
     was_training = model.training
     model.eval()
     devices = [x.device] if x.device.type == "cuda" else []
-    sums: dict[str, Tensor] = {}
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    term_sums: dict[str, Tensor] = {}
     with torch.random.fork_rng(devices=devices, device_type=x.device.type):
         torch.manual_seed(seed)
         for batch in x.split(EVAL_BATCH):
-            for name, values in terms_of(batch, model(batch)).items():
-                sums[name] = sums.get(name, 0) + values.double().sum()
+            out = model(batch)
+            if loss:
+                loss_sum += model.loss(batch, out).double().sum()
+            for name, value in (terms_of(batch, out) if terms_of is not None else {}).items():
+                term_sums[name] = term_sums.get(name, 0) + value.double().sum()
     model.train(was_training)
-    return {name: (total / len(x)).item() for name, total in sums.items()}
+    terms = {name: (total / len(x)).item() for name, total in term_sums.items()}
+    return ((loss_sum / len(x)).item() if loss else None), terms
 
 
 @dataclass
