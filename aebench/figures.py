@@ -23,6 +23,7 @@ from aebench.contracts import Data, LatentVariableModel
 from aebench.files import write_atomically
 from aebench.runner import Row, SuiteObserver, TrialOutcome
 from aebench.suite import Suite, Trial
+from aebench.train import LOSS_CURVES as TRAINING_LOSSES
 from aebench.trials import trial_folder
 
 ARRAYS = "figures.npz"
@@ -32,7 +33,7 @@ SAMPLES_PNG = "prior_samples.png"
 CURVES_PNG = "curves.png"
 TRIAL_PNGS = (LATENT_PNG, RECON_PNG, SAMPLES_PNG, CURVES_PNG)
 
-LOSS_CURVES = ("loss", "model_loss", "penalty", "val_loss")
+LOSS_CURVES = (*TRAINING_LOSSES, "val_loss")  # drawn together: one scale, one objective
 MAX_SCATTER_POINTS = 2000  # enough to see the structure; keeps the arrays and PNGs small
 N_RECON = 10  # test inputs shown beside their reconstructions
 N_SAMPLES = 16  # samples decoded from the prior
