@@ -92,15 +92,21 @@ def load_trial(
     trial = _trial(folder, trial_id)
     plugins = plugins or load_plugins()
     cache = cache or DataCache(plugins)
+    model, data = _rebuilt(trial, plugins, torch.device(device), cache, folder)
+    return KeptTrial(trial, model, data, row)
+
+
+def _rebuilt(
+    trial: Trial, plugins: Plugins, device: torch.device, cache: DataCache, folder: Path
+) -> tuple[nn.Module, Data]:
+    """``kept_model``, its failures as one ``KeptTrialError`` line naming the trial's folder."""
     try:
-        model, data = kept_model(trial, plugins, torch.device(device), cache, folder)
+        return kept_model(trial, plugins, device, cache, folder)
     except TrialFileError as exc:
         raise KeptTrialError(str(exc)) from None
-    except LookupError as exc:  # a plugin that is not installed here
-        raise KeptTrialError(f"{trial_folder(folder, trial_id)}: {exc.args[0]}") from None
-    except RuntimeError as exc:  # weights of another model (load_state_dict)
-        raise KeptTrialError(f"{trial_folder(folder, trial_id)}: {exc}".splitlines()[0]) from None
-    return KeptTrial(trial, model, data, row)
+    except Exception as exc:  # a plugin not installed here, or weights of another model
+        where = trial_folder(folder, trial.id)
+        raise KeptTrialError(f"{where}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
 def parse_setting(text: str) -> tuple[str, str, Any]:
@@ -189,12 +195,7 @@ def evaluate(
             raise KeptTrialError(f"{trial_folder(folder, trial_id)}: its config is another trial's")
         trial = trial.with_eval(_new_eval(trial, metrics, sets, plugins, folder))
         where = trial_folder(folder, trial_id)
-        try:
-            model, data = kept_model(trial, plugins, chosen, cache, folder)
-        except TrialFileError as exc:
-            raise KeptTrialError(str(exc)) from None
-        except Exception as exc:  # a plugin gone, or weights that do not fit the model
-            raise KeptTrialError(f"{where}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        model, data = _rebuilt(trial, plugins, chosen, cache, folder)
         context = MetricContext(model, data, trial.eval, chosen, torch.Generator())
         unmet = [
             (name, why)
