@@ -18,6 +18,7 @@ from torch.distributions import Distribution
 from aebench.columns import Column
 
 DataKind = Literal["binary", "unit", "real"]
+Binarization = Literal["none", "static", "dynamic"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,21 @@ class DataInfo:
       drawn (dynamic binarisation: ``"binary"``).
     - ``n_classes``: the number of classes of labelled data (labels ``0 .. n_classes - 1``), or
       None.
+    - ``levels``: for ``"unit"`` data that takes only the evenly spaced values ``k / (levels - 1)``
+      (8-bit images: 256; scikit-learn's digits: 17), their number; None where the values are not
+      quantised. A likelihood over exactly these levels is a mass function of the data, and
+      ``bits_per_dim`` on it is the bits per dimension that the literature reports.
+    - ``binarize``: for image data, how the splits were binarised (``"none"``, ``"static"``,
+      ``"dynamic"``); None for data where binarisation does not apply. It is part of the
+      likelihood protocol written in every row, so that tables of different protocols are never
+      compared silently.
     """
 
     shape: tuple[int, ...]  # one sample: (C, H, W) or (D,)
     kind: DataKind  # binary {0, 1}, unit interval [0, 1], or real
     n_classes: int | None = None
+    levels: int | None = None  # unit data on the grid k / (levels - 1)
+    binarize: Binarization | None = None  # image data: "none", "static" or "dynamic"
 
 
 @dataclass
