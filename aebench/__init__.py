@@ -5,8 +5,9 @@ aebench (besides ``aebench.testing``, the conformance checks for plugin authors'
 
 - writing plugins: ``hookimpl``; ``DataInfo``, ``Split``, ``Data`` (datasets); ``ModelOutput``,
   ``Autoencoder``, ``LatentVariableModel`` (models); ``Regularizer``; ``Metric``, ``Column``,
-  ``MetricContext`` (metrics); ``SuiteObserver`` (observers of a run); ``likelihood``, the
-  estimators (ELBO, importance-weighted log p(x), ...) that metrics build on;
+  ``MetricContext``, ``NotApplicable`` (metrics); ``SuiteObserver`` (observers of a run);
+  ``likelihood``, the estimators (ELBO, importance-weighted log p(x) and its diagnostics, ...)
+  that metrics build on, and ``quadrature``, exact log p(x) for latents of at most 2 dimensions;
 - running and reading: ``load_plugins``, ``load_suite``, ``run_suite``, ``SuiteRun``, ``Suite``,
   ``Trial``, ``TrialOutcome``; ``load_results``, ``load_trial`` (a kept model and its data,
   ``KeptTrial``) and ``evaluate`` (kept models measured again) for a results folder.
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aebench.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from aebench import likelihood
+    from aebench import likelihood, quadrature
     from aebench.api import run_suite
     from aebench.columns import Column
     from aebench.contracts import (
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         Metric,
         MetricContext,
         ModelOutput,
+        NotApplicable,
         Regularizer,
         Requirement,
         Split,
@@ -53,6 +55,7 @@ _EXPORTS = {
     "Metric": "aebench.contracts",
     "MetricContext": "aebench.contracts",
     "ModelOutput": "aebench.contracts",
+    "NotApplicable": "aebench.contracts",
     "Regularizer": "aebench.contracts",
     "Requirement": "aebench.contracts",
     "Split": "aebench.contracts",
@@ -73,7 +76,7 @@ _EXPORTS = {
     "load_results": "aebench.kept",
     "load_trial": "aebench.kept",
 }
-_MODULES = {"likelihood": "aebench.likelihood"}
+_MODULES = {"likelihood": "aebench.likelihood", "quadrature": "aebench.quadrature"}
 
 __all__ = [  # the names above, spelled out for readers and linters
     "Autoencoder",
@@ -87,6 +90,7 @@ __all__ = [  # the names above, spelled out for readers and linters
     "Metric",
     "MetricContext",
     "ModelOutput",
+    "NotApplicable",
     "Plugins",
     "Regularizer",
     "Requirement",
@@ -104,6 +108,7 @@ __all__ = [  # the names above, spelled out for readers and linters
     "load_results",
     "load_suite",
     "load_trial",
+    "quadrature",
     "run_suite",
 ]
 

@@ -19,7 +19,20 @@ from typing import Literal
 
 IDENTITY = ("dataset", "model", "regularizer")
 PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
-BOOKKEEPING = frozenset({"trial_id", "status", "reason", "warnings", "device", "eval_id"})
+# nan_reasons: why metrics gave NaN; likelihood, binarize: the protocol a likelihood is of.
+BOOKKEEPING = frozenset(
+    {
+        "trial_id",
+        "status",
+        "reason",
+        "warnings",
+        "device",
+        "eval_id",
+        "nan_reasons",
+        "likelihood",
+        "binarize",
+    }
+)
 CORE_KEYS = frozenset({*IDENTITY, "seed", *BOOKKEEPING})
 COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # no dots: dotted names are configuration
 COLUMNS_FILE = "columns.json"
@@ -39,6 +52,8 @@ class Column:
       marks a best value.
     - ``speed``: a throughput; compare flags a fall by more than ``--speed-tolerance`` (relative).
     - ``unit`` and ``description``: shown in reports and axis labels.
+    - ``flag_above``: values above it are not to be trusted (an estimator that has not converged,
+      say); the report flags the rows that have them.
     """
 
     name: str
@@ -48,6 +63,7 @@ class Column:
     speed: bool = False
     unit: str = ""
     description: str = ""
+    flag_above: float | None = None
 
     def __post_init__(self) -> None:
         if not COLUMN_NAME.match(self.name):

@@ -18,7 +18,9 @@ Which columns are compared, and which way each improves, is read from the tables
 (``columns.json`` beside each table; the new table's win), never from a list kept here.
 
 A change as large in the better direction is reported as improved. A configuration that has ok rows
-in the baseline and none in NEW (all failed or diverged) is a quality regression.
+in the baseline and none in NEW (all failed or diverged) is a quality regression. A configuration
+whose likelihood protocol (the ``likelihood`` and ``binarize`` columns) differs between the tables
+is not compared at all: it is reported ``incomparable``, which fails like a quality regression.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ Kind = Literal["quality", "speed"]
 KINDS: tuple[Kind, ...] = ("quality", "speed")
 DEFAULT_QUALITY_K = 2.0
 DEFAULT_SPEED_TOLERANCE = 0.2
+PROTOCOL = ("likelihood", "binarize")  # the row's likelihood protocol: compared only if equal
 
 
 class CompareError(ValueError):
@@ -56,8 +59,10 @@ class Comparison:
     unmatched_columns: list[str] = field(default_factory=list)  # parameters in one table only
 
     def regressions(self, kinds: tuple[Kind, ...] = KINDS) -> pd.DataFrame:
+        """Rows that fail a check: regressed, or not comparable at all (another protocol)."""
         rows = self.rows
-        return rows[(rows["verdict"] == "regressed") & rows["kind"].isin(kinds)]
+        failed = rows["verdict"].isin(["regressed", "incomparable"])
+        return rows[failed & rows["kind"].isin(kinds)]
 
     def changed(self) -> pd.DataFrame:
         return self.rows[self.rows["verdict"] != "same"]
@@ -112,6 +117,16 @@ def _config_keys(table: pd.DataFrame, columns: list[str]) -> pd.Series:
     return pd.Series(keys, index=table.index)
 
 
+def _protocol(rows: pd.DataFrame) -> str:
+    """What the rows' likelihoods are of (``bernoulli, binarize=dynamic``), as one string: rows of
+    different protocols are never compared. ``unrecorded`` for tables older than the columns."""
+    parts = []
+    for column in PROTOCOL:
+        values = sorted({str(v) for v in rows[column].fillna("")}) if column in rows else []
+        parts.append(f"{column}={'|'.join(values) if values else 'unrecorded'}")
+    return ", ".join(parts)
+
+
 def _label(key: str, varying: list[str]) -> str:
     """``digits/ae/none model.latent_dim=8``: the names, and the parameters that tell apart."""
     config = json.loads(key)
@@ -159,6 +174,11 @@ def compare(
         if key not in new_groups:
             statuses = ", ".join(sorted(set(new.loc[new["config"] == key, "status"])))
             rows.append(_row(label, "status", "quality", verdict="regressed", note=statuses))
+            continue
+        base_protocol, new_protocol = _protocol(base_rows), _protocol(new_groups[key])
+        if base_protocol != new_protocol:
+            note = f"likelihood protocol {base_protocol} -> {new_protocol}"
+            rows.append(_row(label, "protocol", "quality", verdict="incomparable", note=note))
             continue
         for column in metrics:
             base_values = base_rows[column.name].astype(float).dropna()

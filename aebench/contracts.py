@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent
 
 from aebench.columns import Column
 
@@ -273,8 +273,58 @@ class MetricContext:
 
 
 # What a metric may need of a trial; the core gives NaN columns where a need is not met.
-Requirement = Literal["latent-variable model", "labelled data"]
-REQUIREMENTS: tuple[Requirement, ...] = ("latent-variable model", "labelled data")
+Requirement = Literal[
+    "latent-variable model", "likelihood of the data", "labelled data", "known data density"
+]
+REQUIREMENTS: tuple[Requirement, ...] = (
+    "latent-variable model",
+    "likelihood of the data",
+    "labelled data",
+    "known data density",
+)
+
+
+class NotApplicable(Exception):  # a verdict, not an error: no "Error" suffix
+    """Raised by a metric's ``compute`` when it cannot measure this trial: its columns are NaN and
+    the message (one line: why) goes to the row's ``nan_reasons``. Not a failure of the trial."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A metric's values, and why they are NaN when they are (``reason``, else empty)."""
+
+    values: dict[str, float]
+    reason: str = ""
+
+
+def likelihood_support_problem(model: LatentVariableModel, x: Tensor) -> str | None:
+    """Why p(x|z) is not a density of the data ``x``, or None when every value of every input lies
+    in the likelihood's support (checked at the code of the first input: a support that depends
+    on the decoder's output is checked there).
+
+    A Bernoulli on grey levels, say: its mass is on {0, 1}, so log p(x|z) of a grey image is a
+    number but not a log-likelihood. A distribution that does not declare its support passes.
+    """
+    likelihood = _base(model.likelihood(model.encode(x[:1])))
+    try:
+        inside = likelihood.support.check(x)  # per element, broadcast over the inputs
+    except NotImplementedError:
+        return None
+    if bool(inside.all()):
+        return None
+    value = float(x.expand_as(inside)[~inside][0]) if inside.shape == x.shape else float("nan")
+    name = getattr(model, "likelihood_name", None) or type(likelihood).__name__
+    return (
+        f"p(x|z) ({name}) is not a density of this data: the test data has values"
+        f" outside its support (e.g. {value:g})"
+    )
+
+
+def _base(distribution: Distribution) -> Distribution:
+    """The distribution inside any ``Independent`` wrappers."""
+    while isinstance(distribution, Independent):
+        distribution = distribution.base_dist
+    return distribution
 
 
 @dataclass(frozen=True)
@@ -288,8 +338,16 @@ class Metric:
 
     - ``columns``: every column it returns, with which way is better, its comparison floor, its
       noise (``aebench.Column``). The report, MLflow and ``aebench compare`` read these alone.
-    - ``requires``: what it applies to (``"latent-variable model"``, ``"labelled data"``); where a
-      trial lacks one, the core writes NaN in its columns without calling it.
+    - ``requires``: what it applies to; where a trial lacks one, the core writes NaN in its
+      columns without calling it, and the reason in the row's ``nan_reasons``:
+
+      - ``"latent-variable model"``: the model has ``prior``, ``posterior`` and ``likelihood``;
+      - ``"likelihood of the data"``: that, and the test data lies in the support of p(x|z), so
+        that log p(x|z) is a log-density of the data (no Bernoulli on grey levels);
+      - ``"labelled data"``: the test split has labels;
+      - ``"known data density"``: the dataset knows its exact ``log_density``.
+
+      ``compute`` may also raise ``aebench.NotApplicable("why")`` for a case only it can see.
     - ``planes``: pairs of its columns that the report plots against each other, one point per
       trial (``("x_column", "y_column")``).
     - ``aliases``: plain ``[eval]`` keys that set one of its parameters, for older suites
@@ -335,18 +393,32 @@ class Metric:
         return tuple(c.name for c in self.columns)
 
     def __call__(self, context: MetricContext, **params: Any) -> dict[str, float]:
-        """Measure: NaN in every column where a requirement is unmet, else ``compute``'s values."""
-        if self.unmet(context):
-            return dict.fromkeys(self.column_names, math.nan)
-        return dict(self.compute(context, **params))
+        """Measure: NaN in every column where the metric does not apply, else its values."""
+        return self.measure(context, **params).values
+
+    def measure(self, context: MetricContext, **params: Any) -> Measurement:
+        """The values, or NaN in every column with the reason where a requirement is unmet or
+        ``compute`` raised ``NotApplicable``."""
+        reason = self.unmet(context)
+        if reason is None:
+            try:
+                return Measurement(dict(self.compute(context, **params)))
+            except NotApplicable as exc:
+                reason = str(exc)
+        return Measurement(dict.fromkeys(self.column_names, math.nan), reason)
 
     def unmet(self, context: MetricContext) -> str | None:
         """Why this metric does not apply to the trial in ``context``, or None when it does."""
+        latent = isinstance(context.model, LatentVariableModel)
         for requirement in self.requires:
-            if requirement == "latent-variable model" and not isinstance(
-                context.model, LatentVariableModel
-            ):
+            if requirement in ("latent-variable model", "likelihood of the data") and not latent:
                 return "the model is not a latent-variable model"
+            if requirement == "likelihood of the data":
+                problem = likelihood_support_problem(context.model, context.data.test.x)
+                if problem:
+                    return problem
             if requirement == "labelled data" and context.data.test.y is None:
                 return "the data has no labels"
+            if requirement == "known data density" and context.data.log_density is None:
+                return "the data's true density is not known"
         return None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_numeric_dtype
 
 from aebench.columns import (
     IDENTITY,
@@ -343,9 +344,52 @@ def report_blocks(
             f"built {datetime.now().isoformat(timespec='seconds')}."
         ),
     ]
+    table = with_flags(table, vocabulary)
     for dataset in sorted(table["dataset"].dropna().unique()):
         blocks += _dataset_blocks(folder, table, str(dataset), vocabulary)
-    return blocks + _warning_blocks(table) + _problem_blocks(table)
+    return blocks + _warning_blocks(table) + _not_measured_blocks(table) + _problem_blocks(table)
+
+
+def with_flags(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
+    """The table with every value above its column's declared ``flag_above`` added to the row's
+    warnings (``log_px_iwae_convergence 0.31 > 0.1``): flagged rows are marked like warned ones."""
+    flagged = [
+        c
+        for c in table.columns
+        if (limit := vocabulary.get(c).flag_above) is not None and is_numeric_dtype(table[c])
+    ]
+    if not flagged:
+        return table
+    table = table.copy()
+    warnings = table["warnings"] if "warnings" in table else pd.Series("", index=table.index)
+    notes = warnings.fillna("").astype(str)
+    for column in flagged:
+        limit = vocabulary.get(column).flag_above
+        above = table[column] > limit
+        text = table.loc[above, column].map(lambda v, c=column, t=limit: f"{c} {v:.3g} > {t:g}")
+        notes[above] = [f"{n}; {t}" if n else t for n, t in zip(notes[above], text, strict=True)]
+    table["warnings"] = notes
+    return table
+
+
+def _not_measured_blocks(table: pd.DataFrame) -> list[Block]:
+    """Why metrics gave NaN, once per configuration and reason (seeds share their reasons)."""
+    if "nan_reasons" not in table:
+        return []
+    ok = table[(table["status"] == "ok") & (table["nan_reasons"].fillna("").astype(str) != "")]
+    rows = sorted(
+        {
+            (str(r["dataset"]), f"{r['model']} / {r['regularizer']}", str(r["nan_reasons"]))
+            for _, r in ok.iterrows()
+        }
+    )
+    if not rows:
+        return []
+    return [
+        Heading(2, "Not measured"),
+        Paragraph("Metrics that gave NaN on trained models, and why."),
+        Table(["dataset", "configuration", "metrics: reason"], [list(r) for r in rows]),
+    ]
 
 
 def _md_cell(text: str) -> str:

@@ -22,7 +22,7 @@ from aebench.blame import failure_reason
 from aebench.checkpoint import Checkpoints
 from aebench.checks import ContractError, check_first_batch, check_metric_values
 from aebench.columns import declared
-from aebench.contracts import Data, MetricContext
+from aebench.contracts import Data, LatentVariableModel, MetricContext
 from aebench.data import DataCache
 from aebench.files import write_atomically
 from aebench.health import health_warnings
@@ -295,15 +295,40 @@ def measure_all(
         generator=torch.Generator(device=device).manual_seed(trial.seed + 1),
         training={k: training[k] for k in ("train_s", "train_samples_per_s", "peak_mem_mb")},
     )
-    row: Row = {}
+    row: Row = likelihood_protocol(model, data)
+    reasons: dict[str, str] = {}  # metric -> why its columns are NaN
     start = time.perf_counter()
     for name in trial.eval["metrics"]:
         entry = plugins.metrics.get(name)
         _now_running(suspects, entry)
-        row |= measure(entry, context, trial.eval["params"].get(name, {}))
+        values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
+        row |= values
+        if reason:
+            reasons[name] = reason
     row["eval_s"] = time.perf_counter() - start
+    row["nan_reasons"] = nan_reasons(reasons)
     row["status"] = "ok"
     return row
+
+
+def likelihood_protocol(model: nn.Module, data: Data) -> Row:
+    """What a likelihood in this row is of: the model's p(x|z) and the data's binarisation.
+
+    Rows of different protocols are not comparable (``aebench compare`` refuses them): a mass
+    over {0, 1} of binarised digits is not a density of grey levels.
+    """
+    likelihood = ""
+    if isinstance(model, LatentVariableModel):
+        likelihood = getattr(model, "likelihood_name", None) or "unnamed"
+    return {"likelihood": likelihood, "binarize": data.info.binarize or ""}
+
+
+def nan_reasons(reasons: dict[str, str]) -> str:
+    """``"elbo, log_px_iwae: why; kmeans: why"``: metrics that share a reason share its entry."""
+    by_reason: dict[str, list[str]] = {}
+    for metric, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(metric)
+    return "; ".join(f"{', '.join(metrics)}: {reason}" for reason, metrics in by_reason.items())
 
 
 def kept_model(
@@ -345,13 +370,14 @@ def evaluate_trial(
     return row, outcome
 
 
-def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> Row:
-    """One metric's columns: NaN where it does not apply, else its values, checked against the
-    columns it declares (a ``ContractError`` naming the metric otherwise)."""
+def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> tuple[Row, str]:
+    """One metric's columns and why they are NaN (empty when measured): NaN where it does not
+    apply, else its values, checked against the columns it declares (a ``ContractError`` naming
+    the metric otherwise)."""
     with torch.no_grad():
-        values = entry.factory(context, **params)
+        measurement = entry.factory.measure(context, **params)
     try:
-        return check_metric_values(entry.factory, values)
+        return check_metric_values(entry.factory, measurement.values), measurement.reason
     except ContractError as exc:
         raise ContractError(f"{entry.origin} {exc}") from None
 

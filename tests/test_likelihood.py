@@ -277,3 +277,93 @@ def test_prior_sampling_is_far_worse_than_importance_sampling_on_a_trained_vae()
         prior_mc = estimators.prior_mc_estimate(model, test_x, 100).mean().item()
     assert elbo < iwae
     assert prior_mc < iwae - 10.0, (prior_mc, iwae)
+
+
+class ScaledPosterior(PPCA):
+    """The exact posterior's mean with its standard deviations times ``factor``: far narrower
+    than the true posterior (a factor of 0.1, built to fail) or a little wider (built to pass)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def posterior(self, x: Tensor) -> Distribution:
+        mean, cov = self.exact_posterior_params(x)
+        return Independent(Normal(mean, self.factor * cov.diagonal().sqrt().expand_as(mean)), 1)
+
+
+def test_importance_sampling_summaries_match_a_direct_computation(monkeypatch) -> None:
+    model = PPCA(exact_posterior=False)
+    x = model.sample_data(30)
+    k, groups = 57, 10  # groups of 6 and 5 draws
+    # Draw k is q's mean plus offsets[k], whatever the batch and chunk it falls in.
+    offsets = torch.randn(k, LATENT_DIM, generator=torch.Generator().manual_seed(3)).double()
+    position = 0
+
+    def draw(q: Distribution, n: int) -> Tensor:
+        nonlocal position
+        chunk = offsets[position : position + n]
+        position = (position + n) % k
+        return q.mean + chunk.unsqueeze(1)
+
+    monkeypatch.setattr(estimators, "_sample", draw)
+    q = model.posterior(x)
+    log_w = estimators.log_weights(model, x, q, q.mean + offsets.unsqueeze(1)).double()  # (K, N)
+    # One input per batch and 20 draws per chunk: groups span chunks.
+    sampled = estimators.importance_sampling(model, x, k, groups=groups, max_elements=140)
+    w = log_w.exp()
+    torch.testing.assert_close(sampled.bound, w.mean(0).log())
+    torch.testing.assert_close(sampled.effective_sample_size, w.sum(0) ** 2 / (w**2).sum(0))
+    at_k_over_g = torch.stack([w[g::groups].mean(0).log() for g in range(groups)]).mean(0)
+    torch.testing.assert_close(sampled.convergence, w.mean(0).log() - at_k_over_g)
+    # The delete-a-group jackknife, written out.
+    left_out = torch.stack(
+        [
+            torch.cat([w[h::groups] for h in range(groups) if h != g]).mean(0).log()
+            for g in range(groups)
+        ]
+    )
+    jackknife = (groups - 1) / groups * (left_out - left_out.mean(0)).pow(2).sum(0)
+    torch.testing.assert_close(sampled.mc_variance, jackknife)
+
+
+def test_with_the_exact_posterior_every_weight_is_equal() -> None:
+    model = PPCA(exact_posterior=True)
+    x = model.sample_data(40)
+    sampled = estimators.importance_sampling(model, x, 200)
+    torch.testing.assert_close(sampled.effective_sample_size, torch.full((40,), 200.0).double())
+    assert sampled.convergence.abs().max() < 1e-9
+    assert estimators.monte_carlo_error(sampled.mc_variance) < 1e-9
+
+
+def test_diagnostics_fail_a_posterior_far_narrower_than_the_true_one() -> None:
+    x = PPCA().sample_data(100)
+    torch.manual_seed(0)
+    narrow = estimators.importance_sampling(ScaledPosterior(0.1), x, 1000)
+    torch.manual_seed(0)
+    wide = estimators.importance_sampling(ScaledPosterior(1.3), x, 1000)
+    # Built to fail: few draws carry the weight, and the estimate still climbs from K/10 to K.
+    assert narrow.effective_sample_size.mean() < 0.05 * 1000
+    assert narrow.convergence.mean() > 0.1  # the metric's flag threshold
+    # Built to pass: most draws count, and the estimate has settled.
+    assert wide.effective_sample_size.min() > 0.5 * 1000
+    assert 0 <= wide.convergence.mean() < 0.01
+    exact = PPCA().exact_log_px(x)
+    assert (exact - wide.bound).mean().abs() < 0.01
+    assert (exact - narrow.bound).mean() > 0.5
+
+
+def test_monte_carlo_error_matches_the_spread_over_repeated_sampling() -> None:
+    model = PPCA(exact_posterior=False)
+    x = model.sample_data(50)
+    means, errors = [], []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        sampled = estimators.importance_sampling(model, x, 100)
+        means.append(sampled.bound.mean().item())
+        errors.append(estimators.monte_carlo_error(sampled.mc_variance))
+    spread = torch.tensor(means).std().item()
+    # One run's jackknife error against the standard deviation of 40 repeated runs' means.
+    assert 0.6 < torch.tensor(errors).median().item() / spread < 1.6, (errors[:3], spread)
+    # The test-set standard error is another quantity: here several times the Monte-Carlo error.
+    assert estimators.standard_error(sampled.bound) > 3 * spread

@@ -3,12 +3,21 @@ compare`` tolerates (its floor, in the column's unit), what it needs of a trial.
 
 from aebench import Column, Metric, hookimpl
 from aebench_plugins.metrics.latent import kmeans, knn_acc, probe_acc, silhouette
-from aebench_plugins.metrics.likelihood import active_units, elbo, log_px_iwae, log_px_prior_mc
+from aebench_plugins.metrics.likelihood import (
+    active_units,
+    elbo,
+    log_px_exact,
+    log_px_iwae,
+    log_px_prior_mc,
+    log_px_true,
+)
 from aebench_plugins.metrics.reconstruction import recon_bce, recon_mse, recon_psnr
 from aebench_plugins.metrics.sparsity import code_frac_active, code_mean_abs
 from aebench_plugins.metrics.speed import infer_samples_per_s, n_params
 
 LATENT = ("latent-variable model",)
+DENSITY = ("likelihood of the data",)  # a latent-variable model whose p(x|z) holds the test data
+CONVERGED = 0.1  # nats from K/10 to K draws: the IWAE estimate above it has not converged
 LABELLED = ("labelled data",)
 IWAE_SAMPLES = {"iwae_samples": "samples"}  # the [eval] key of suites before metric parameters
 
@@ -29,7 +38,7 @@ METRICS = {
             Column("distortion", "lower", unit="nats", description="-E_q log p(x|z)"),
             Column("bits_per_dim", "lower", floor=0.005, unit="bits/dim"),
         ],
-        requires=LATENT,
+        requires=DENSITY,
         planes=[("rate", "distortion")],
         aliases={"elbo_samples": "samples"},
     ),
@@ -37,15 +46,44 @@ METRICS = {
         log_px_iwae,
         columns=[
             Column("log_px_iwae", "higher", floor=0.5, unit="nats"),
-            Column("log_px_iwae_se", unit="nats", description="standard error over test inputs"),
+            Column("log_px_iwae_test_se", unit="nats", description="spread over test inputs"),
+            Column("log_px_iwae_mc_se", unit="nats", description="Monte-Carlo standard error"),
+            Column("log_px_iwae_ess_mean", description="effective sample size, mean over inputs"),
+            Column("log_px_iwae_ess_min", description="effective sample size, worst input"),
+            Column(
+                "log_px_iwae_convergence",
+                unit="nats",
+                description="estimate at K minus at K/10; large: K too small",
+                flag_above=CONVERGED,
+            ),
+            Column(
+                "log_px_true_gap",
+                "lower",
+                floor=0.1,
+                unit="nats",
+                description="log_px_true - log_px_iwae: KL(p_data || p_model) plus the bound's gap",
+            ),
         ],
-        requires=LATENT,
+        requires=DENSITY,
         aliases=IWAE_SAMPLES,
+    ),
+    "log_px_true": Metric(
+        log_px_true,
+        columns=[Column("log_px_true", unit="nats", description="the data's exact log-density")],
+        requires=("known data density",),
+    ),
+    "log_px_exact": Metric(
+        log_px_exact,
+        columns=[
+            Column("log_px_exact", "higher", floor=0.5, unit="nats"),
+            Column("log_px_exact_error", unit="nats", description="estimated quadrature error"),
+        ],
+        requires=DENSITY,
     ),
     "log_px_prior_mc": Metric(
         log_px_prior_mc,
         columns=[Column("log_px_prior_mc", "higher", floor=0.5, unit="nats")],
-        requires=LATENT,
+        requires=DENSITY,
         aliases=IWAE_SAMPLES,
     ),
     "active_units": Metric(active_units, columns=[Column("active_units")], requires=LATENT),
