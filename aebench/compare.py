@@ -177,7 +177,7 @@ def compare(
             continue
         base_protocol, new_protocol = _protocol(base_rows), _protocol(new_groups[key])
         if base_protocol != new_protocol:
-            note = f"likelihood protocol {base_protocol} -> {new_protocol}"
+            note = f"{base_protocol} -> {new_protocol}"
             rows.append(_row(label, "protocol", "quality", verdict="incomparable", note=note))
             continue
         for column in metrics:
@@ -251,11 +251,13 @@ def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
     if not shown.empty:
         lines.append(_table(shown).to_string(index=False))
     rows = comparison.rows
-    regressed = comparison.regressions()
+    regressed = rows[rows["verdict"] == "regressed"]
     by_kind = ", ".join(f"{(regressed['kind'] == k).sum()} {k}" for k in KINDS)
+    incomparable = (rows["verdict"] == "incomparable").sum()
     lines.append(
         f"{len(rows)} comparisons over {rows['config'].nunique()} configurations:"
         f" {len(regressed)} regressed ({by_kind}), {(rows['verdict'] == 'improved').sum()} improved"
+        + (f", {incomparable} incomparable (another likelihood protocol)" if incomparable else "")
     )
     for title, labels in (
         ("only in the baseline", comparison.only_in_baseline),

@@ -33,8 +33,8 @@ class DataInfo:
       None.
     - ``levels``: for ``"unit"`` data that takes only the evenly spaced values ``k / (levels - 1)``
       (8-bit images: 256; scikit-learn's digits: 17), their number; None where the values are not
-      quantised. A likelihood over exactly these levels is a mass function of the data, and
-      ``bits_per_dim`` on it is the bits per dimension that the literature reports.
+      quantised. A likelihood over exactly these levels is a mass function of the data, whose
+      bits per dimension are those that the literature reports.
     - ``binarize``: for image data, how the splits were binarised (``"none"``, ``"static"``,
       ``"dynamic"``); None for data where binarisation does not apply. It is part of the
       likelihood protocol written in every row, so that tables of different protocols are never

@@ -352,11 +352,13 @@ def report_blocks(
 
 def with_flags(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
     """The table with every value above its column's declared ``flag_above`` added to the row's
-    warnings (``log_px_iwae_convergence 0.31 > 0.1``): flagged rows are marked like warned ones."""
+    warnings (``estimate_convergence 0.31 > 0.1``): flagged rows are marked like warned ones."""
     flagged = [
-        c
-        for c in table.columns
-        if (limit := vocabulary.get(c).flag_above) is not None and is_numeric_dtype(table[c])
+        column
+        for column in vocabulary.columns.values()
+        if column.flag_above is not None
+        and column.name in table
+        and is_numeric_dtype(table[column.name])
     ]
     if not flagged:
         return table
@@ -364,9 +366,9 @@ def with_flags(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
     warnings = table["warnings"] if "warnings" in table else pd.Series("", index=table.index)
     notes = warnings.fillna("").astype(str)
     for column in flagged:
-        limit = vocabulary.get(column).flag_above
-        above = table[column] > limit
-        text = table.loc[above, column].map(lambda v, c=column, t=limit: f"{c} {v:.3g} > {t:g}")
+        name, limit = column.name, column.flag_above
+        above = table[name] > limit
+        text = table.loc[above, name].map(lambda v, c=name, t=limit: f"{c} {v:.3g} > {t:g}")
         notes[above] = [f"{n}; {t}" if n else t for n, t in zip(notes[above], text, strict=True)]
     table["warnings"] = notes
     return table

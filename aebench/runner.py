@@ -324,7 +324,7 @@ def likelihood_protocol(model: nn.Module, data: Data) -> Row:
 
 
 def nan_reasons(reasons: dict[str, str]) -> str:
-    """``"elbo, log_px_iwae: why; kmeans: why"``: metrics that share a reason share its entry."""
+    """``"metric_a, metric_b: why; metric_c: why"``: metrics sharing a reason share its entry."""
     by_reason: dict[str, list[str]] = {}
     for metric, reason in reasons.items():
         by_reason.setdefault(reason, []).append(metric)

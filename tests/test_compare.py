@@ -220,3 +220,24 @@ def test_csv_tables_and_integer_valued_floats_match_their_parquet_twins(write, t
     comparison = compare(pd.read_csv(csv), baseline, vocabulary=VOCABULARY)
     assert not comparison.only_in_new and not comparison.only_in_baseline
     assert len(comparison.rows) == 6 and not math.isnan(comparison.rows["new"].iloc[0])
+
+
+def test_rows_of_another_likelihood_protocol_are_refused_not_compared(write, capsys) -> None:
+    # The same numbers, but latent 8's likelihood was a Bernoulli in the baseline: its ELBO
+    # would be a mass of binarised pixels against a density of grey levels.
+    base, new = results(BASELINE), results(BASELINE, seeds=(3, 4, 5), run="b")
+    for table, likelihood in ((base, "bernoulli"), (new, "discretized-logistic-17")):
+        table["likelihood"] = np.where(table["model.latent_dim"] == 8, likelihood, "same")
+        table["binarize"] = "none"
+    status = main(["compare", str(write(new, "new")), str(write(base, "baseline"))])
+    out = capsys.readouterr().out
+    assert status == 1
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("incomparable")]
+    assert "model.latent_dim=8" in line and "likelihood=bernoulli, binarize=none -> " in line
+    assert "discretized-logistic-17" in line
+    assert "1 incomparable" in out and "0 regressed" in out
+    # Latent 2, of one protocol on both sides, is compared as before; latent 8 is not at all.
+    comparison = compare(new, base, vocabulary=VOCABULARY)
+    assert set(comparison.rows.loc[comparison.rows["metric"] != "protocol", "config"]) == {
+        "digits/ae/none model.latent_dim=2"
+    }

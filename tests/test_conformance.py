@@ -184,3 +184,14 @@ def test_the_kit_rejects_an_observer_that_cannot_take_a_failed_trial(tmp_path):
 
     with pytest.raises(AttributeError):
         check_observer(lambda suite: NeedsAModel())
+
+
+def test_the_kit_rejects_unit_data_off_its_declared_levels():
+    from aebench import Data, DataInfo, Split
+
+    def grey() -> Data:
+        x = torch.full((4, 3), 0.3)  # not k / 16 for any k
+        return Data(DataInfo(shape=(3,), kind="unit", levels=17), Split(x), Split(x))
+
+    with pytest.raises(AssertionError, match="not on the grid of 17 levels"):
+        check_dataset(grey)

@@ -31,7 +31,9 @@ def test_every_dataset_is_registered_with_its_parameters():
 
 def test_digits_shapes_ranges_and_labels():
     data = load("digits")
-    assert data.info == DataInfo(shape=(1, 8, 8), kind="unit", n_classes=10)
+    assert data.info == DataInfo(
+        shape=(1, 8, 8), kind="unit", n_classes=10, levels=17, binarize="none"
+    )
     assert len(data.train) + len(data.test) == 1797
     for split in (data.train, data.test):
         assert split.x.dtype == torch.float32 and split.x.shape[1:] == (1, 8, 8)
@@ -70,6 +72,29 @@ def test_static_binarisation_is_drawn_once_and_seeded():
         assert set(split.x.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.x, b.test.x)
     assert not torch.equal(a.test.x, other.test.x)
+
+
+def test_data_info_states_grey_levels_and_binarisation():
+    from aebench_plugins.datasets.images import image_data
+
+    raw = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
+    split = Split(raw, torch.zeros(10, dtype=torch.long))
+    eight_bit = image_data("raw", split, split, n_classes=1)
+    assert (eight_bit.info.levels, eight_bit.info.binarize) == (256, "none")
+    scaled = eight_bit.train.x * 255
+    assert torch.equal(scaled, scaled.round())  # the stored values lie on the 256-level grid
+    for binarize in ("static", "dynamic"):
+        info = image_data("raw", split, split, n_classes=1, binarize=binarize).info
+        assert (info.kind, info.levels, info.binarize) == ("binary", None, binarize)
+        assert load("digits", binarize=binarize).info.binarize == binarize
+    floats = Split(raw.float() / 255, split.y)  # floats: quantised only where the caller says
+    assert image_data("raw", floats, floats, n_classes=1).info.levels is None
+    assert image_data("raw", floats, floats, n_classes=1, levels=256).info.levels == 256
+    with pytest.raises(ValueError, match="off the grid k / 16"):
+        image_data("raw", floats, floats, n_classes=1, levels=17)
+    for name in ("ppca", "mixture2d"):
+        info = load(name).info
+        assert (info.levels, info.binarize) == (None, None)
 
 
 def test_static_binarisation_draws_each_pixel_with_its_intensity():

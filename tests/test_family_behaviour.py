@@ -12,6 +12,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from aebench import Data, DataInfo, ModelOutput, Split, hookimpl
+from aebench.contracts import likelihood_support_problem
 from aebench.data import DataCache
 from aebench.plugins import Plugins, load_plugins
 from aebench.runner import run_trial
@@ -222,3 +223,13 @@ def test_the_quick_suite_trains_every_autoencoder_on_every_seed(tmp_path, monkey
         label = f"{row['regularizer']} seed {row['seed']}"
         assert alive >= 0.5, f"{label}: {alive:.0%} of its code units active"
         assert row["knn_acc"] >= 0.8, f"{label}: kNN accuracy {row['knn_acc']:.3f}"
+        assert "elbo" in row["nan_reasons"] and row["likelihood"] == ""
+    # The VAEs' likelihoods are mass functions of the 17 grey levels of digits, not Bernoullis.
+    for row in (row for row in run.rows if row["model"] == "vae"):
+        assert row["likelihood"] == "discretized-logistic-17" and row["binarize"] == "none"
+        kept = aebench.load_trial(tmp_path / "quick", row["trial_id"])
+        with torch.no_grad():
+            assert likelihood_support_problem(kept.model, kept.data.test.x) is None
+        for column in ("elbo", "log_px_iwae", "bits_per_dim"):
+            assert math.isfinite(row[column]), column
+        assert row["elbo"] <= row["log_px_iwae"] + 3 * row["log_px_iwae_mc_se"] < 0

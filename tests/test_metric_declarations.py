@@ -121,8 +121,11 @@ def test_list_shows_what_a_metric_declares(capsys):
         "speed": False,
         "unit": "nats",
         "description": "",
+        "flag_above": None,
     }
-    assert iwae["requires"] == ["latent-variable model"]
+    convergence = {c["name"]: c for c in iwae["columns"]}["log_px_iwae_convergence"]
+    assert convergence["flag_above"] == 0.1
+    assert iwae["requires"] == ["likelihood of the data"]
     assert [p["name"] for p in iwae["params"]] == ["samples"]
 
 

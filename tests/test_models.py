@@ -192,7 +192,7 @@ def test_reparameterised_samples_carry_gradients_to_mu_and_sigma():
 
 def test_vae_loss_with_a_bernoulli_likelihood_by_hand():
     torch.manual_seed(0)
-    model = build("vae", latent_dim=3, beta=0.5, mc_samples=4)
+    model = build("vae", latent_dim=3, beta=0.5, mc_samples=4, likelihood="bernoulli")
     x = torch.rand(5, *DIGITS.shape)
     out = model(x)
     mu, logvar, logits = out.extras["mu"], out.extras["logvar"], out.extras["decoded"]
@@ -223,12 +223,25 @@ def test_vae_loss_with_a_gaussian_likelihood_by_hand(likelihood):
     assert (model.log_sigma.grad is not None) == learned
 
 
-def test_the_default_likelihood_follows_the_data():
-    assert build("vae", DataInfo((4,), "binary")).likelihood_name == "bernoulli"
-    assert build("vae", DataInfo((4,), "unit")).likelihood_name == "bernoulli"
-    assert build("vae", DataInfo((4,), "real")).likelihood_name == "gaussian"
-    with pytest.raises(ValueError, match="needs data in \\[0, 1\\]"):
-        build("vae", DataInfo((4,), "real"), likelihood="bernoulli")
+@pytest.mark.parametrize("name", ["vae", "iwae", "conv-vae"])
+def test_the_default_likelihood_follows_the_data(name):
+    def resolved(info: DataInfo, **params) -> str:
+        return build(name, info, **params).likelihood_name
+
+    assert resolved(DataInfo((1, 4, 4), "binary")) == "bernoulli"
+    assert resolved(DataInfo((1, 4, 4), "unit", levels=256)) == "discretized-logistic-256"
+    assert resolved(DataInfo((1, 4, 4), "unit", levels=17)) == "discretized-logistic-17"
+    assert resolved(DataInfo((1, 4, 4), "unit")) == "continuous-bernoulli"
+    assert resolved(DataInfo((1, 4, 4), "real")) == "gaussian-learned"
+    # explicit choices: a Bernoulli may still be put on grey levels, but not on real data
+    assert resolved(DataInfo((1, 4, 4), "unit"), likelihood="bernoulli") == "bernoulli"
+    binary = DataInfo((1, 4, 4), "binary")
+    assert resolved(binary, likelihood="discretized-logistic") == "discretized-logistic-2"
+    for likelihood in ("bernoulli", "continuous-bernoulli", "discretized-logistic"):
+        with pytest.raises(ValueError, match="needs data in \\[0, 1\\]"):
+            build(name, DataInfo((1, 4, 4), "real"), likelihood=likelihood)
+    with pytest.raises(ValueError, match="levels are unknown"):
+        build(name, DataInfo((1, 4, 4), "unit"), likelihood="discretized-logistic")
 
 
 def test_beta_zero_is_reconstruction_only():
@@ -254,7 +267,7 @@ def test_importance_weighted_bound_by_hand():
 
 def test_iwae_with_one_sample_equals_the_elbo_on_the_same_draw():
     torch.manual_seed(0)
-    model = build("iwae", latent_dim=3, k=1)
+    model = build("iwae", latent_dim=3, k=1, likelihood="bernoulli")
     x = torch.rand(5, *DIGITS.shape)
     out = model(x)
     z, mu, logvar = out.extras["z"][0], out.extras["mu"], out.extras["logvar"]

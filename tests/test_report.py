@@ -188,3 +188,33 @@ def test_report_of_a_folder_without_results_is_one_line(
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "results.parquet" in err
+
+
+def test_why_metrics_gave_nan_is_listed_once_per_configuration(reported: Path) -> None:
+    markdown = (reported / REPORT_MD).read_text()
+    section = markdown.split("## Not measured", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if "not a latent-variable model" in line]
+    assert len(lines) == 1 and "ae / none" in lines[0] and "elbo:" in lines[0]  # seeds share it
+
+
+def test_values_above_a_declared_flag_are_added_to_the_rows_warnings() -> None:
+    from aebench.columns import Column, Vocabulary
+    from aebench.report import with_flags
+
+    vocabulary = Vocabulary()
+    vocabulary.add([Column("estimate_convergence", flag_above=0.1), Column("other")])
+    table = pd.DataFrame(
+        {
+            "warnings": ["", "dead units", "", ""],
+            "estimate_convergence": [0.02, 0.5, 0.3, float("nan")],
+            "other": [9.0, 9.0, 9.0, 9.0],
+        }
+    )
+    flagged = with_flags(table, vocabulary)["warnings"].tolist()
+    assert flagged == [
+        "",
+        "dead units; estimate_convergence 0.5 > 0.1",
+        "estimate_convergence 0.3 > 0.1",
+        "",
+    ]
+    assert table["warnings"].tolist() == ["", "dead units", "", ""]  # the table is not changed

@@ -17,7 +17,7 @@ def digits(
     val_fraction: ValFraction = 0.0,
     binarize: Binarize = "none",
 ) -> Data:
-    """8x8 handwritten digits (1,797 images, 10 classes), scaled to [0, 1]; seeded split."""
+    """8x8 handwritten digits (1,797 images, 10 classes), 17 grey levels in [0, 1]; seeded split."""
     from sklearn.datasets import load_digits  # imported here: `aebench list` stays fast
 
     bunch = load_digits()
@@ -34,4 +34,5 @@ def digits(
         val_fraction=val_fraction,
         binarize=binarize,
         seed=split_seed,
+        levels=17,  # pixel counts 0 .. 16, divided by 16
     )

@@ -10,6 +10,12 @@ Binarisation, ``binarize = ...``:
   each pixel is made every time a batch is drawn (``Data.batch_transform``), the protocol of the
   published MNIST likelihood results. The test and validation splits are binarised once, seeded,
   exactly as ``"static"`` binarises them, so that evaluation is deterministic. Kind ``binary``.
+
+``DataInfo.levels``: unbinarised images are quantised, and say so: 256 levels for 8-bit
+(``uint8``) images, or the ``levels`` that the caller gives for float images (scikit-learn's
+digits: 17). Binarised data has ``levels = None``: its kind, ``binary``, already says {0, 1}, and
+the stored training images of ``"dynamic"`` keep their grey levels. ``DataInfo.binarize`` is the
+``binarize`` setting.
 """
 
 from __future__ import annotations
@@ -45,6 +51,30 @@ def _first(order: Tensor, n: int | None, available: int, what: str) -> Tensor:
     return order[:n]
 
 
+def _grey_levels(name: str, train: Split, test: Split, levels: int | None) -> int | None:
+    """256 for uint8 images; else ``levels``, once every value is checked to lie on its grid."""
+    if train.x.dtype == torch.uint8 and test.x.dtype == torch.uint8:
+        return 256
+    if levels is None:
+        return None
+    if levels < 2:
+        raise ValueError(f"{name}: levels = {levels}; at least 2 expected")
+    for split in (train, test):
+        if split.x.numel() == 0:
+            continue
+        scaled = split.x.double() * (levels - 1)
+        if (
+            (scaled - scaled.round()).abs().max() > 1e-4
+            or scaled.min() < 0
+            or scaled.max() > levels - 1
+        ):
+            raise ValueError(
+                f"{name}: levels = {levels}, but the images have values off the grid"
+                f" k / {levels - 1} in [0, 1]"
+            )
+    return levels
+
+
 def image_data(
     name: str,
     train: Split,
@@ -56,13 +86,18 @@ def image_data(
     val_fraction: float = 0.0,
     binarize: Binarize = "none",
     seed: int = 0,
+    levels: int | None = None,
 ) -> Data:
     """Subset, split and binarise raw images (N, C, H, W) (uint8, or floats in [0, 1]).
+
+    ``levels``: float images that take only the values ``k / (levels - 1)`` (checked); uint8
+    images have 256 levels, whatever ``levels`` says.
 
     ``n_train`` images are a seeded draw from the training split (all of it when None), and the
     validation split is the first ``round(val_fraction * n_train)`` of them; the rest train. So a
     larger ``n_train`` with the same seed holds every image of a smaller one.
     """
+    levels = _grey_levels(name, train, test, levels)
     draws = torch.Generator().manual_seed(seed)
     train_order = torch.randperm(len(train), generator=draws)
     test_order = torch.randperm(len(test), generator=draws)
@@ -97,6 +132,8 @@ def image_data(
             shape=tuple(splits["train"].x.shape[1:]),
             kind="unit" if binarize == "none" else "binary",
             n_classes=n_classes,
+            levels=levels if binarize == "none" else None,
+            binarize=binarize,
         ),
         train=splits["train"],
         test=splits["test"],

@@ -44,7 +44,7 @@ def elbo(context: MetricContext, samples: Samples = 1) -> dict[str, float]:
 
 
 def log_px_iwae(context: MetricContext, samples: Samples = 1000) -> dict[str, float]:
-    """Importance-weighted log p(x) and its diagnostics (a likelihood of the data; else NaN).
+    """Importance-weighted log p(x), its errors and diagnostics (latent-variable models; else NaN).
 
     ``log_px_iwae``: ``log (1/K) sum_k p(x, z_k)/q(z_k|x)`` with z_k ~ q(z|x) and K = ``samples``
     (``[eval.log_px_iwae] samples``; alias ``eval.iwae_samples``), in nats, averaged over the test
@@ -86,7 +86,7 @@ def log_px_true(context: MetricContext) -> dict[str, float]:
 
 
 def log_px_exact(context: MetricContext, tolerance: Tolerance = 1e-6) -> dict[str, float]:
-    """Exact log p(x) by adaptive quadrature over a latent of at most 2 dimensions (else NaN).
+    """Exact log p(x) by quadrature (latent-variable models, latents of at most 2 dims; else NaN).
 
     ``log p(x) = log integral p(x|z) p(z) dz`` per test input, by adaptive Gauss-Legendre cubature
     over the prior's box mean +- 7 sd (``aebench.quadrature``) to a relative ``tolerance``,

@@ -1,21 +1,22 @@
 """Variational autoencoders (Kingma & Welling 2014): ``vae`` (MLP) and ``conv-vae``.
 
-q(z|x) = N(mu(x), diag sigma^2(x)), p(z) = N(0, I), p(x|z) Bernoulli or Gaussian. The training loss
-per sample is -(E_q[log p(x|z)] - beta * KL(q(z|x) || p(z))): the expectation by ``mc_samples``
+q(z|x) = N(mu(x), diag sigma^2(x)), p(z) = N(0, I), p(x|z) one of the likelihoods of
+``likelihoods.py``, chosen to be a density (or mass function) of the data. The training loss per
+sample is -(E_q[log p(x|z)] - beta * KL(q(z|x) || p(z))): the expectation by ``mc_samples``
 reparameterised draws, the KL in closed form.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
 
 from aebench import DataInfo, ModelOutput
+from aebench_plugins.models import likelihoods
 from aebench_plugins.models.ae import Widths
 from aebench_plugins.models.gaussian import kl_to_standard_normal, reparameterise
 from aebench_plugins.models.networks import (
@@ -26,23 +27,63 @@ from aebench_plugins.models.networks import (
     require_image,
 )
 
-# "auto": bernoulli for binary or [0, 1] data, gaussian for real data.
+# "auto" follows the data's kind: binary -> "bernoulli"; unit data on a grid of ``levels`` values
+# (8-bit images, digits) -> "discretized-logistic" over those levels; unit data not known to be
+# quantised -> "continuous-bernoulli"; real -> "gaussian-learned" (sigma starting at ``sigma``).
 # "gaussian" keeps sigma fixed; "gaussian-learned" learns one shared sigma, starting at ``sigma``.
-LikelihoodName = Literal["auto", "bernoulli", "gaussian", "gaussian-learned"]
+# "bernoulli" may be chosen for any data in [0, 1]; on grey levels it is not a likelihood.
+LikelihoodName = Literal[
+    "auto",
+    "bernoulli",
+    "continuous-bernoulli",
+    "discretized-logistic",
+    "gaussian",
+    "gaussian-learned",
+]
 
-MIN_LOG_SIGMA = math.log(1e-3)  # a learned sigma may not collapse to 0 (log-density to infinity)
+MIN_LOG_SIGMA = likelihoods.MIN_LOG_SIGMA
 
 
-def resolve_likelihood(model: str, name: str, info: DataInfo) -> str:
-    """The likelihood to use for this data; a clear error for a Bernoulli on real data."""
+def resolve_likelihood(model: str, name: str, info: DataInfo) -> tuple[str, int | None]:
+    """The likelihood to use for this data and, for the discretized logistic, its levels.
+
+    A clear error where the choice cannot describe the data: a likelihood on [0, 1] for real
+    data, a discretized logistic for unit data whose levels are unknown.
+    """
     if name == "auto":
-        return "gaussian" if info.kind == "real" else "bernoulli"
-    if name == "bernoulli" and info.kind == "real":
+        if info.kind == "binary":
+            return "bernoulli", None
+        if info.kind == "unit":
+            if info.levels is not None:
+                return "discretized-logistic", info.levels
+            return "continuous-bernoulli", None
+        return "gaussian-learned", None
+    if name in ("bernoulli", "continuous-bernoulli", "discretized-logistic") and (
+        info.kind == "real"
+    ):
         raise ValueError(
-            f"{model}: likelihood 'bernoulli' needs data in [0, 1], but this dataset is"
-            " real-valued; use likelihood = 'gaussian'"
+            f"{model}: likelihood {name!r} needs data in [0, 1], but this dataset is"
+            " real-valued; use likelihood = 'gaussian' or 'gaussian-learned'"
         )
-    return name
+    if name == "discretized-logistic":
+        if info.kind == "binary":
+            return name, 2
+        if info.levels is None:
+            raise ValueError(
+                f"{model}: likelihood 'discretized-logistic' needs unit data on a grid of known"
+                " levels (DataInfo.levels), but this dataset's levels are unknown; use"
+                " likelihood = 'continuous-bernoulli' (or 'auto')"
+            )
+        return name, info.levels
+    return name, None
+
+
+def decoder_shape(model: str, likelihood: str, info: DataInfo) -> tuple[int, ...]:
+    """The decoder's output shape: the data's, its first dimension doubled for a likelihood with
+    two numbers per element (the discretized logistic's location and log scale)."""
+    if resolve_likelihood(model, likelihood, info)[0] == "discretized-logistic":
+        return (2 * info.shape[0], *info.shape[1:])
+    return tuple(info.shape)
 
 
 class GaussianVAE(nn.Module):
@@ -70,11 +111,16 @@ class GaussianVAE(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.latent_dim = latent_dim
-        self.likelihood_name = resolve_likelihood(name, likelihood, info)
+        self.likelihood_kind, self.levels = resolve_likelihood(name, likelihood, info)
+        # written into every results row: the discretized logistic's name carries its levels
+        self.likelihood_name = self.likelihood_kind + (
+            f"-{self.levels}" if self.levels is not None else ""
+        )
+        self.decoded_shape = decoder_shape(name, likelihood, info)
         self.beta = beta
         self.mc_samples = mc_samples
-        log_sigma = torch.tensor(math.log(sigma))
-        if self.likelihood_name == "gaussian-learned":
+        log_sigma = torch.tensor(sigma).log()
+        if self.likelihood_kind == "gaussian-learned":
             self.log_sigma = nn.Parameter(log_sigma)
         else:
             self.register_buffer("log_sigma", log_sigma)
@@ -97,18 +143,26 @@ class GaussianVAE(nn.Module):
         return self._posterior_of(*self._posterior_params(x))
 
     def _decoded(self, z: Tensor) -> Tensor:
-        """The decoder's output (logits or means) for z of any leading shape (..., latent)."""
+        """The decoder's output (logits, means, or location and log scale) for z of any leading
+        shape (..., latent)."""
         lead = z.shape[:-1]
-        return self.decoder(z.reshape(-1, self.latent_dim)).view(*lead, *self.info.shape)
+        return self.decoder(z.reshape(-1, self.latent_dim)).view(*lead, *self.decoded_shape)
 
     def _likelihood_of(self, decoded: Tensor) -> Distribution:
         ndims = len(self.info.shape)
-        if self.likelihood_name == "bernoulli":
-            # No support check: data in [0, 1] (not only {0, 1}) is scored by the same formula.
-            base = Bernoulli(logits=decoded, validate_args=False)
-            return Independent(base, ndims, validate_args=False)
-        sigma = self.log_sigma.clamp(min=MIN_LOG_SIGMA).exp().expand_as(decoded)
-        return Independent(Normal(decoded, sigma), ndims)
+        kind = self.likelihood_kind
+        if kind == "bernoulli":
+            # No support check in log_prob: data in [0, 1] (not only {0, 1}) is scored by the
+            # same formula; ``support.check`` still tells the core that it is not a likelihood.
+            return Independent(likelihoods.bernoulli(decoded), ndims, validate_args=False)
+        if kind == "continuous-bernoulli":
+            base: Distribution = likelihoods.continuous_bernoulli(decoded)
+        elif kind == "discretized-logistic":
+            assert self.levels is not None
+            base = likelihoods.discretized_logistic(decoded, self.levels, dim=-ndims)
+        else:
+            base = likelihoods.gaussian(decoded, self.log_sigma)
+        return Independent(base, ndims)
 
     def likelihood(self, z: Tensor) -> Distribution:
         return self._likelihood_of(self._decoded(z))
@@ -166,7 +220,7 @@ class VAE(GaussianVAE):
         super().__init__(
             info,
             MLPEncoder(info.shape, hidden, 2 * latent_dim),
-            MLPDecoder(latent_dim, list(reversed(hidden)), info.shape),
+            MLPDecoder(latent_dim, list(reversed(hidden)), decoder_shape("vae", likelihood, info)),
             name="vae",
             latent_dim=latent_dim,
             likelihood=likelihood,
@@ -194,7 +248,7 @@ class ConvVAE(GaussianVAE):
         super().__init__(
             info,
             encoder,
-            ConvDecoder(latent_dim, encoder, shape[0]),
+            ConvDecoder(latent_dim, encoder, decoder_shape("conv-vae", likelihood, info)[0]),
             name="conv-vae",
             latent_dim=latent_dim,
             likelihood=likelihood,

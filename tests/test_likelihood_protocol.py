@@ -1,0 +1,181 @@
+"""No non-density is reported as a likelihood: the support check, the reasons written beside NaN,
+the protocol columns of a row, and exact references (log_px_true, log_px_exact) beside the
+estimates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import aebench
+from aebench import Column, Data, DataInfo, Metric, MetricContext, NotApplicable, Split
+from aebench.contracts import likelihood_support_problem
+from aebench.plugins import load_plugins
+from aebench.runner import nan_reasons
+
+
+def context_of(model: torch.nn.Module, data: Data) -> MetricContext:
+    return MetricContext(
+        model=model.eval(),
+        data=data,
+        settings={},
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def grey_and_binary_digits() -> tuple[Data, Data]:
+    plugins = load_plugins()
+    digits = plugins.datasets.get("digits").factory
+    return digits(), digits(binarize="static")
+
+
+def test_a_bernoulli_on_grey_levels_gets_nan_likelihoods_and_says_why() -> None:
+    plugins = load_plugins()
+    grey, binary = grey_and_binary_digits()
+    elbo = plugins.metrics.get("elbo").factory
+    torch.manual_seed(0)
+    model = plugins.models.get("vae").factory(grey.info, latent_dim=2, likelihood="bernoulli")
+    with torch.no_grad():
+        measured = elbo.measure(context_of(model, grey))
+        assert all(math.isnan(v) for v in measured.values.values())
+        assert "(bernoulli) is not a density of this data" in measured.reason
+        # The same model on binarised digits: a mass function of the data, measured.
+        on_binary = elbo.measure(context_of(model, binary))
+    assert on_binary.reason == "" and math.isfinite(on_binary.values["elbo"])
+
+
+@pytest.mark.parametrize("binarize", ["none", "static"])
+def test_the_default_likelihood_holds_the_data_it_is_chosen_for(binarize: str) -> None:
+    plugins = load_plugins()
+    data = plugins.datasets.get("digits").factory(binarize=binarize)
+    torch.manual_seed(0)
+    model = plugins.models.get("vae").factory(data.info, latent_dim=2)
+    with torch.no_grad():
+        assert likelihood_support_problem(model, data.test.x) is None
+        measured = plugins.metrics.get("elbo").factory.measure(context_of(model, data))
+    assert measured.reason == "" and math.isfinite(measured.values["elbo"])
+
+
+def test_not_applicable_from_compute_is_nan_with_its_reason_not_a_failure() -> None:
+    def picky(context: MetricContext) -> dict[str, float]:
+        """Raises for every trial."""
+        raise NotApplicable("only on Tuesdays")
+
+    metric = Metric(picky, columns=[Column("picky_a"), Column("picky_b")])
+    _, binary = grey_and_binary_digits()
+    measured = metric.measure(context_of(torch.nn.Identity(), binary))
+    assert measured.reason == "only on Tuesdays"
+    assert set(measured.values) == {"picky_a", "picky_b"}
+    assert all(math.isnan(v) for v in measured.values.values())
+    assert math.isnan(metric(context_of(torch.nn.Identity(), binary))["picky_a"])
+
+
+def test_log_px_true_needs_a_known_density_and_is_its_test_mean() -> None:
+    plugins = load_plugins()
+    log_px_true = plugins.metrics.get("log_px_true").factory
+    ppca = plugins.datasets.get("ppca").factory(n_train=10, n_test=50)
+    measured = log_px_true.measure(context_of(torch.nn.Identity(), ppca))
+    expected = ppca.log_density(ppca.test.x).double().mean().item()
+    assert measured.values["log_px_true"] == pytest.approx(expected, abs=1e-6)
+    grey, _ = grey_and_binary_digits()
+    unknown = log_px_true.measure(context_of(torch.nn.Identity(), grey))
+    assert math.isnan(unknown.values["log_px_true"])
+    assert unknown.reason == "the data's true density is not known"
+
+
+def test_metrics_that_share_a_reason_share_its_entry() -> None:
+    reasons = {"elbo": "not latent", "kmeans": "no labels", "log_px_iwae": "not latent"}
+    assert nan_reasons(reasons) == "elbo, log_px_iwae: not latent; kmeans: no labels"
+    assert nan_reasons({}) == ""
+
+
+def tiny_suite(datasets: list[dict], models: list[dict], metrics: list[str], **eval_params) -> dict:
+    return {
+        "suite": {"name": "densities", "seeds": [0]},
+        "train": {"epochs": 8, "batch_size": 64, "lr": 3e-3},
+        "eval": {"metrics": metrics, **eval_params},
+        "tracking": {"enabled": False},
+        "datasets": datasets,
+        "models": models,
+    }
+
+
+@pytest.fixture(scope="module")
+def digits_rows(tmp_path_factory) -> dict[str, dict]:
+    """An AE, a default VAE and a Bernoulli VAE on grey digits, with 2-D latents."""
+    suite = tiny_suite(
+        [{"plugin": "digits"}],
+        [
+            {"plugin": "ae", "params": {"latent_dim": 2, "hidden": [64]}},
+            {"plugin": "vae", "params": {"latent_dim": 2, "hidden": [64]}},
+            {
+                "plugin": "vae",
+                "params": {"latent_dim": 2, "hidden": [64], "likelihood": "bernoulli"},
+            },
+        ],
+        ["elbo", "log_px_iwae", "log_px_exact", "active_units"],
+        log_px_iwae={"samples": 500},
+    )
+    run = aebench.run_suite(suite, output=tmp_path_factory.mktemp("digits"), device="cpu")
+    rows = {}
+    for row in run.rows:
+        key = row["model"] + ("-bernoulli" if row.get("model.likelihood") == "bernoulli" else "")
+        rows[key] = row
+    assert {row["status"] for row in run.rows} == {"ok"}
+    return rows
+
+
+def test_rows_carry_their_likelihood_protocol(digits_rows) -> None:
+    assert digits_rows["vae"]["likelihood"] == "discretized-logistic-17"
+    assert digits_rows["vae-bernoulli"]["likelihood"] == "bernoulli"
+    assert digits_rows["ae"]["likelihood"] == ""  # no p(x|z)
+    assert {row["binarize"] for row in digits_rows.values()} == {"none"}
+
+
+def test_only_densities_of_the_data_are_reported(digits_rows) -> None:
+    vae, bernoulli, ae = digits_rows["vae"], digits_rows["vae-bernoulli"], digits_rows["ae"]
+    for column in ("elbo", "bits_per_dim", "log_px_iwae", "log_px_exact"):
+        assert math.isfinite(vae[column]), column
+        assert math.isnan(bernoulli[column]) and math.isnan(ae[column]), column
+    assert "elbo, log_px_iwae, log_px_exact: p(x|z) (bernoulli)" in bernoulli["nan_reasons"]
+    assert "not a latent-variable model" in ae["nan_reasons"]
+    assert vae["nan_reasons"] == ""
+    # A mass function over 17 levels per pixel: at most 0 nats, at most log2(17) bits to beat.
+    assert vae["log_px_exact"] < 0 and 0 < vae["bits_per_dim"] < math.log2(17)
+
+
+def test_on_a_trained_2d_vae_elbo_below_iwae_below_exact(digits_rows) -> None:
+    vae = digits_rows["vae"]
+    allowance = 3 * vae["log_px_iwae_mc_se"]
+    assert vae["log_px_exact_error"] < 1e-3
+    assert vae["elbo"] <= vae["log_px_iwae"] + allowance
+    assert vae["log_px_iwae"] <= vae["log_px_exact"] + allowance + vae["log_px_exact_error"]
+    assert vae["log_px_exact"] - vae["log_px_iwae"] < 1.0  # K = 500 on a 2-D latent: close
+
+
+@pytest.mark.slow
+def test_on_ppca_the_default_vae_comes_within_0_2_nats_of_the_true_density(tmp_path) -> None:
+    """Default model, default training ([train] defaults), default metrics' settings."""
+    suite = {
+        "suite": {"name": "ppca", "seeds": [0]},
+        "tracking": {"enabled": False},
+        "eval": {"metrics": ["log_px_iwae", "log_px_true", "log_px_exact"]},
+        "datasets": [{"plugin": "ppca"}, {"plugin": "mixture2d"}],
+        "models": [{"plugin": "vae"}, {"plugin": "vae", "params": {"latent_dim": 2}}],
+    }
+    run = aebench.run_suite(suite, output=tmp_path / "ppca", device="cpu")
+    rows = {(r["dataset"], r["model.latent_dim"]): r for r in run.rows}
+    assert {r["status"] for r in run.rows} == {"ok"}
+    ppca = rows[("ppca", 16)]
+    assert ppca["likelihood"] == "gaussian-learned"
+    assert 0 <= ppca["log_px_true_gap"] < 0.2, ppca["log_px_true_gap"]
+    assert ppca["log_px_true_gap"] == pytest.approx(ppca["log_px_true"] - ppca["log_px_iwae"])
+    for dataset in ("ppca", "mixture2d"):
+        two = rows[(dataset, 2)]
+        assert math.isfinite(two["log_px_true_gap"]) and math.isfinite(two["log_px_exact"])
+        # The exact marginal of the model is no better than the truth, up to sampling of the test
+        # set: KL(p_data || p_model) >= 0 in expectation.
+        assert two["log_px_exact"] <= two["log_px_true"] + 3 * two["log_px_iwae_test_se"]
