@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import aebench
-from aebench import Column, Data, DataInfo, Metric, MetricContext, NotApplicable, Split
+from aebench import Column, Data, Metric, MetricContext, NotApplicable
 from aebench.contracts import likelihood_support_problem
 from aebench.plugins import load_plugins
 from aebench.runner import nan_reasons

@@ -155,7 +155,9 @@ def test_likelihood_plugins_are_exact_on_exact_ppca() -> None:
         iwae = plugins.metrics.get("log_px_iwae").factory(context, samples=3)
         elbo = plugins.metrics.get("elbo").factory(context, samples=1000)
     assert iwae["log_px_iwae"] == pytest.approx(exact.mean().item(), abs=1e-4)
-    assert iwae["log_px_iwae_test_se"] == pytest.approx(exact.std().item() / math.sqrt(100), rel=1e-3)
+    assert iwae["log_px_iwae_test_se"] == pytest.approx(
+        exact.std().item() / math.sqrt(100), rel=1e-3
+    )
     assert elbo["elbo"] == pytest.approx(exact.mean().item(), abs=0.02)
     assert elbo["elbo"] == pytest.approx(-(elbo["rate"] + elbo["distortion"]), abs=1e-6)
     assert elbo["bits_per_dim"] == pytest.approx(-elbo["elbo"] / (4 * math.log(2)))
