@@ -33,7 +33,12 @@ LIKELIHOOD_COLUMNS = {
         "log_px_iwae_convergence",
         "log_px_true_gap",
     ],
-    "log_px_exact": ["log_px_exact", "log_px_exact_error"],
+    "log_px_exact": [
+        "log_px_exact",
+        "log_px_exact_error",
+        "log_px_exact_inputs",
+        "log_px_exact_iwae_gap",
+    ],
     "log_px_prior_mc": ["log_px_prior_mc"],
     "active_units": ["active_units"],
 }
@@ -52,7 +57,7 @@ OTHER_COLUMNS = {
 }
 COLUMNS = LIKELIHOOD_COLUMNS | OTHER_COLUMNS | {"log_px_true": ["log_px_true"]}
 # NaN on digits for every model: no known density, and latents of more than 2 dimensions.
-NAN_ON_DIGITS = {"log_px_true", "log_px_true_gap", "log_px_exact", "log_px_exact_error"}
+NAN_ON_DIGITS = {"log_px_true", "log_px_true_gap", *LIKELIHOOD_COLUMNS["log_px_exact"]}
 
 
 def make_context(model: nn.Module, data: Data, **settings) -> MetricContext:

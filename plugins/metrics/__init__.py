@@ -75,10 +75,23 @@ METRICS = {
     "log_px_exact": Metric(
         log_px_exact,
         columns=[
-            Column("log_px_exact", "higher", floor=0.5, unit="nats"),
+            Column(
+                "log_px_exact",
+                "higher",
+                floor=0.5,
+                unit="nats",
+                description="on the first [eval.log_px_exact] inputs of the test split",
+            ),
             Column("log_px_exact_error", unit="nats", description="estimated quadrature error"),
+            Column("log_px_exact_inputs", description="test inputs integrated"),
+            Column(
+                "log_px_exact_iwae_gap",
+                unit="nats",
+                description="log_px_exact minus the IWAE estimate on the same inputs: its bias",
+            ),
         ],
         requires=DENSITY,
+        aliases=IWAE_SAMPLES,
     ),
     "log_px_prior_mc": Metric(
         log_px_prior_mc,

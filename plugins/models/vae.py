@@ -31,9 +31,9 @@ from aebench_plugins.models.networks import (
 # (8-bit images, digits) -> "discretized-logistic" over those levels; unit data not known to be
 # quantised -> "continuous-bernoulli"; real -> "gaussian-learned" (sigma starting at ``sigma``).
 # "gaussian" keeps sigma fixed; "gaussian-learned" has the decoder give a sigma per element
-# (log sigma = log ``sigma`` + the decoder's second output): a shared learned sigma, one Adam step of
-# the learning rate at a time, was still at 0.48 after the 790 default steps on ppca (true 0.1),
-# 8.7 nats from the true density; from the decoder it is 0.48 nats (measured).
+# (log sigma = log ``sigma`` + the decoder's second output). A shared learned sigma, moving one
+# Adam step of the learning rate at a time, was still 0.48 after the 790 default steps on ppca
+# (true: 0.1), 8.7 nats from the true density; from the decoder, 0.52 nats (measured).
 # "bernoulli" may be chosen for any data in [0, 1]; on grey levels it is not a likelihood.
 LikelihoodName = Literal[
     "auto",
