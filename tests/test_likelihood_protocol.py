@@ -199,7 +199,9 @@ def test_on_ppca_a_default_trained_vae_comes_within_0_2_nats_of_the_true_density
     assert ppca["log_px_true_gap"] == pytest.approx(ppca["log_px_true"] - ppca["log_px_iwae"])
     for row in rows.values():
         assert math.isfinite(row["log_px_true_gap"]) and math.isfinite(row["log_px_exact"])
-        # The model's exact marginal is no better than the truth, up to the test set's sampling:
+        # The model is no better than the truth, up to the test set's sampling:
         # KL(p_data || p_model) >= 0.
-        assert row["log_px_exact"] <= row["log_px_true"] + 3 * row["log_px_iwae_test_se"]
-        assert row["log_px_iwae"] <= row["log_px_exact"] + 3 * row["log_px_iwae_mc_se"] + 1e-3
+        assert row["log_px_true_gap"] >= -3 * row["log_px_iwae_test_se"]
+        # On the exact metric's 100 inputs, IWAE is below log p(x), up to its sampling.
+        subset_mc_se = row["log_px_iwae_mc_se"] * math.sqrt(2000 / 100)
+        assert row["log_px_exact_iwae_gap"] >= -3 * subset_mc_se - row["log_px_exact_error"]
