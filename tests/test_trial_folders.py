@@ -38,6 +38,9 @@ batch_size = 128
 [eval]
 iwae_samples = {samples}
 
+[eval.log_px_exact]
+inputs = 5  # quadrature: about 1e5 decoder points per input
+
 [tracking]
 enabled = false
 
