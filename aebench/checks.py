@@ -6,6 +6,7 @@ more) in plugin authors' own tests.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 
@@ -102,7 +103,7 @@ def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> None:
 
 
 def check_metric_values(metric: Metric, values: object) -> dict[str, float]:
-    """A metric's result: exactly its declared columns, each a real number (NaN allowed)."""
+    """A metric's result: exactly its declared columns, each a finite real number or NaN."""
     declared = list(metric.column_names)
     _expect(
         isinstance(values, Mapping) and set(values) == set(declared),
@@ -112,8 +113,10 @@ def check_metric_values(metric: Metric, values: object) -> dict[str, float]:
     out = {}
     for column, value in values.items():  # type: ignore[union-attr]
         _expect(
-            isinstance(value, numbers.Real) and not isinstance(value, bool),
-            f"returned {column} = {value!r}; a number (or NaN) expected",
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and not math.isinf(value),
+            f"returned {column} = {value!r}; a finite number (or NaN) expected",
         )
         out[column] = float(value)
     return out

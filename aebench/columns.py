@@ -19,7 +19,8 @@ from typing import Literal
 
 IDENTITY = ("dataset", "model", "regularizer")
 PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
-# nan_reasons: why metrics gave NaN; likelihood, binarize: the protocol a likelihood is of.
+# nan_reasons: why metrics gave NaN; metric_errors: metrics that raised or broke their contract;
+# likelihood, binarize: the protocol a likelihood is of.
 BOOKKEEPING = frozenset(
     {
         "trial_id",
@@ -29,6 +30,7 @@ BOOKKEEPING = frozenset(
         "device",
         "eval_id",
         "nan_reasons",
+        "metric_errors",
         "likelihood",
         "binarize",
     }

@@ -375,21 +375,24 @@ def with_flags(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
 
 
 def _not_measured_blocks(table: pd.DataFrame) -> list[Block]:
-    """Why metrics gave NaN, once per configuration and reason (seeds share their reasons)."""
-    if "nan_reasons" not in table:
-        return []
-    ok = table[(table["status"] == "ok") & (table["nan_reasons"].fillna("").astype(str) != "")]
+    """Why metrics gave NaN (errors, reasons), once per configuration (seeds share them)."""
+    notes = pd.Series("", index=table.index)
+    for column in ("metric_errors", "nan_reasons"):  # errors first: they are bugs to fix
+        if column in table:
+            text = table[column].fillna("").astype(str)
+            notes = notes.str.cat(text, sep="; ").str.strip("; ")
+    ok = table[(table["status"] == "ok") & (notes != "")]
     rows = sorted(
         {
-            (str(r["dataset"]), f"{r['model']} / {r['regularizer']}", str(r["nan_reasons"]))
-            for _, r in ok.iterrows()
+            (str(r["dataset"]), f"{r['model']} / {r['regularizer']}", notes[i])
+            for i, r in ok.iterrows()
         }
     )
     if not rows:
         return []
     return [
         Heading(2, "Not measured"),
-        Paragraph("Metrics that gave NaN on trained models, and why."),
+        Paragraph("Metrics that gave NaN on trained models, and why (metric errors first)."),
         Table(["dataset", "configuration", "metrics: reason"], [list(r) for r in rows]),
     ]
 

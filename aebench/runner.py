@@ -186,7 +186,7 @@ def _suspects(trial: Trial, plugins: Plugins) -> list[Entry]:
         plugins.models.get(trial.model.plugin),
         plugins.regularizers.get(trial.regularizer.plugin),
     ]
-    return entries + [plugins.metrics.get(name) for name in trial.eval["metrics"]]
+    return entries  # metrics are not suspects: each runs in its own guard (``measure_all``)
 
 
 def _now_running(suspects: list[Entry], entry: Entry) -> None:
@@ -266,7 +266,7 @@ def _train_and_measure(
     outcome.model = model
     model.eval()
     row["warnings"] = "; ".join(health_warnings(model, data, result.curves))
-    return row | measure_all(trial, plugins, model, data, device, row, suspects)
+    return row | measure_all(trial, plugins, model, data, device, row)
 
 
 # The columns training writes: a kept model evaluated again keeps them from its first run.
@@ -283,9 +283,11 @@ def measure_all(
     data: Data,
     device: torch.device,
     training: Row,
-    suspects: list[Entry],
 ) -> Row:
-    """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok."""
+    """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok.
+
+    A metric that raises, or returns what it does not declare, gets NaN columns and an entry in
+    ``metric_errors`` naming it and its plugin; the trial and the other metrics go on."""
     model.eval()
     context = MetricContext(
         model=model,
@@ -297,16 +299,22 @@ def measure_all(
     )
     row: Row = likelihood_protocol(model, data)
     reasons: dict[str, str] = {}  # metric -> why its columns are NaN
+    errors: list[str] = []  # metrics that broke: one entry each, naming the plugin
     start = time.perf_counter()
     for name in trial.eval["metrics"]:
         entry = plugins.metrics.get(name)
-        _now_running(suspects, entry)
-        values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
+        try:  # one broken metric costs its own columns, not the trial and the other metrics
+            values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
+        except Exception as exc:
+            values, reason = dict.fromkeys(entry.factory.column_names, math.nan), ""
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            errors.append(f"{entry.origin}: {type(exc).__name__}: {message}")
         row |= values
         if reason:
             reasons[name] = reason
     row["eval_s"] = time.perf_counter() - start
     row["nan_reasons"] = nan_reasons(reasons)
+    row["metric_errors"] = "; ".join(errors)
     row["status"] = "ok"
     return row
 
@@ -362,7 +370,7 @@ def evaluate_trial(
     try:
         model, data = kept_model(trial, plugins, device, cache, output)
         outcome.model, outcome.data = model, data
-        row |= measure_all(trial, plugins, model, data, device, row, suspects)
+        row |= measure_all(trial, plugins, model, data, device, row)
     except Exception as exc:  # a kept model that cannot be measured: retrained next time
         row["status"] = "failed"
         row["reason"] = failure_reason(exc, suspects)
@@ -372,14 +380,11 @@ def evaluate_trial(
 
 def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> tuple[Row, str]:
     """One metric's columns and why they are NaN (empty when measured): NaN where it does not
-    apply, else its values, checked against the columns it declares (a ``ContractError`` naming
-    the metric otherwise)."""
+    apply, else its values, checked against the columns it declares (a ``ContractError``
+    otherwise)."""
     with torch.no_grad():
         measurement = entry.factory.measure(context, **params)
-    try:
-        return check_metric_values(entry.factory, measurement.values), measurement.reason
-    except ContractError as exc:
-        raise ContractError(f"{entry.origin} {exc}") from None
+    return check_metric_values(entry.factory, measurement.values), measurement.reason
 
 
 def load_datasets(suite: Suite, plugins: Plugins, device: torch.device) -> DataCache:
