@@ -33,7 +33,9 @@ class _Section(BaseModel):
 
 class SuiteSection(_Section):
     name: Annotated[str, Field(pattern=SAFE_NAME, max_length=100)]
-    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    # torch's generators take seeds modulo 2^64 and numpy's below 2^32: larger or negative seeds
+    # would alias others (0, 2^32 and 2^33 gave identical trials)
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1)] = [0]
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
     output: str | None = None
     isolate: bool = False  # each trial in its own process: a crash there is a failed trial

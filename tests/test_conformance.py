@@ -168,7 +168,7 @@ def text_valued(context):
 
 @pytest.mark.parametrize(
     "compute, message",
-    [(undeclared, "it declares the columns"), (text_valued, "a number .or NaN. expected")],
+    [(undeclared, "it declares the columns"), (text_valued, "a finite number .or NaN. expected")],
 )
 def test_the_kit_rejects_a_metric_off_its_declaration(compute, message):
     with pytest.raises(Exception, match=message):
