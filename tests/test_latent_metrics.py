@@ -125,3 +125,12 @@ def test_sparsity_of_known_codes() -> None:
     assert metric("code_mean_abs")(context)["code_mean_abs"] == pytest.approx(3.65 / 8)
     # |a| > 0.05: -0.06, 1.0, -2.0, 0.5 (0.05 itself is not above the threshold)
     assert metric("code_frac_active")(context)["code_frac_active"] == pytest.approx(4 / 8)
+
+
+def test_too_few_test_inputs_give_nan_with_the_reason_not_an_error() -> None:
+    context = context_for(blobs(400, 0), blobs(1, 1), n_classes=4)  # one test input, 4 classes
+    clusters = load_plugins().metrics.get("kmeans").factory.measure(context)
+    assert all(math.isnan(v) for v in clusters.values.values())
+    assert clusters.reason == "4 clusters need at least 4 test inputs; there are 1"
+    shape = load_plugins().metrics.get("silhouette").factory.measure(context)
+    assert math.isnan(shape.values["silhouette"]) and "more inputs than labels" in shape.reason

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from aebench import MetricContext, Split
+from aebench import MetricContext, NotApplicable, Split
 from aebench_plugins.metrics.codes import encode_batched
 
 NAN = float("nan")
@@ -56,6 +56,8 @@ def kmeans(context: MetricContext) -> dict[str, float]:
         return {"kmeans_nmi": NAN, "kmeans_ari": NAN}
     codes, labels = test
     k = context.data.info.n_classes or len(np.unique(labels))
+    if len(codes) < k:
+        raise NotApplicable(f"{k} clusters need at least {k} test inputs; there are {len(codes)}")
     with _one_thread():
         clusters = KMeans(n_clusters=k, n_init=10, random_state=_seed(context)).fit_predict(codes)
     return {
@@ -72,8 +74,10 @@ def silhouette(context: MetricContext) -> dict[str, float]:
     from sklearn.metrics import silhouette_score
 
     test = _codes_and_labels(context, context.data.test)
-    if test is None or not 2 <= len(np.unique(test[1])) < len(test[1]):
+    if test is None:
         return {"silhouette": NAN}
+    if not 2 <= len(np.unique(test[1])) < len(test[1]):
+        raise NotApplicable("a silhouette needs 2 or more labels and more inputs than labels")
     codes, labels = test
     sample = SILHOUETTE_MAX_SAMPLES if len(codes) > SILHOUETTE_MAX_SAMPLES else None
     with _one_thread():
