@@ -312,7 +312,7 @@ def likelihood_support_problem(model: LatentVariableModel, x: Tensor) -> str | N
         return None
     if bool(inside.all()):
         return None
-    value = float(x.expand_as(inside)[~inside][0]) if inside.shape == x.shape else float("nan")
+    value = float(x[~inside][0]) if inside.shape == x.shape else float("nan")
     name = getattr(model, "likelihood_name", None) or type(likelihood).__name__
     return (
         f"p(x|z) ({name}) is not a density of this data: the test data has values"
