@@ -40,6 +40,9 @@ COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # no dots: dotted names ar
 COLUMNS_FILE = "columns.json"
 
 Better = Literal["higher", "lower"]
+# The report's detail tables, in this order; a column of another group gets a table of its own after
+# these, one without a group goes under "other".
+GROUPS = ("likelihood", "reconstruction", "latent", "speed", "training")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class Column:
     - ``unit`` and ``description``: shown in reports and axis labels.
     - ``flag_above``: values above it are not to be trusted (an estimator that has not converged,
       say); the report flags the rows that have them.
+    - ``group``: the family of measurements it belongs to, one of ``GROUPS`` (``"likelihood"``,
+      ``"reconstruction"``, ``"latent"``, ``"speed"``, ``"training"``) or a name of its own; the
+      report has a detail table per group.
+    - ``headline``: the column is its group's primary metric: the report's headline table and the
+      MLflow charts show it (the first declared headline column of each group).
     """
 
     name: str
@@ -66,6 +74,8 @@ class Column:
     unit: str = ""
     description: str = ""
     flag_above: float | None = None
+    group: str = ""
+    headline: bool = False
 
     def __post_init__(self) -> None:
         if not COLUMN_NAME.match(self.name):
@@ -80,6 +90,10 @@ class Column:
             raise ValueError(f"column {self.name!r}: compared either as quality or as speed")
         if self.floor is not None and not self.floor >= 0:
             raise ValueError(f"column {self.name!r}: the floor must be >= 0")
+        if self.group and not COLUMN_NAME.match(self.group):
+            raise ValueError(f"column {self.name!r}: group {self.group!r}: letters, digits, '_'")
+        if self.headline and not self.group:
+            raise ValueError(f"column {self.name!r}: a headline column needs a group")
 
     @property
     def direction(self) -> int:
@@ -96,7 +110,9 @@ class Column:
 CORE_COLUMNS: dict[str, Column] = {
     c.name: c
     for c in (
-        Column("train_s", "lower", noisy=True, unit="s", description="training time"),
+        Column(
+            "train_s", "lower", noisy=True, unit="s", description="training time", group="speed"
+        ),
         Column(
             "train_samples_per_s",
             "higher",
@@ -104,16 +120,34 @@ CORE_COLUMNS: dict[str, Column] = {
             speed=True,
             unit="samples/s",
             description="training throughput after the first epoch",
+            group="speed",
+            headline=True,
         ),
-        Column("peak_mem_mb", "lower", noisy=True, unit="MiB", description="peak memory"),
-        Column("eval_s", "lower", noisy=True, unit="s", description="time spent in the metrics"),
+        Column(
+            "peak_mem_mb", "lower", noisy=True, unit="MiB", description="peak memory", group="speed"
+        ),
+        Column(
+            "eval_s",
+            "lower",
+            noisy=True,
+            unit="s",
+            description="time spent in the metrics",
+            group="speed",
+        ),
         Column(
             "final_loss",
             description="mean training loss of the last epoch (each model's own objective)",
+            group="training",
         ),
-        Column("stopped_epoch", description="the last epoch trained"),
-        Column("best_epoch", description="the epoch of the lowest validation loss"),
-        Column("best_val_loss", description="the lowest validation loss (the model's objective)"),
+        Column("stopped_epoch", description="the last epoch trained", group="training"),
+        Column(
+            "best_epoch", description="the epoch of the lowest validation loss", group="training"
+        ),
+        Column(
+            "best_val_loss",
+            description="the lowest validation loss (the model's objective)",
+            group="training",
+        ),
     )
 }
 
@@ -151,6 +185,14 @@ class Vocabulary:
     def get(self, name: str) -> Column:
         """The column's declaration; an undeclared column is one with nothing declared."""
         return self.columns.get(name) or Column(name)
+
+    def headlines(self) -> dict[str, str]:
+        """Group -> its headline column: the first one declared (core columns count first)."""
+        out: dict[str, str] = {}
+        for column in self.columns.values():
+            if column.headline:
+                out.setdefault(column.group, column.name)
+        return out
 
     def direction(self, name: str) -> int:
         return self.get(name).direction

@@ -122,6 +122,8 @@ def test_list_shows_what_a_metric_declares(capsys):
         "unit": "nats",
         "description": "",
         "flag_above": None,
+        "group": "likelihood",
+        "headline": True,
     }
     convergence = {c["name"]: c for c in iwae["columns"]}["log_px_iwae_convergence"]
     assert convergence["flag_above"] == 0.1
@@ -149,3 +151,21 @@ def test_a_model_is_skipped_on_data_it_does_not_declare(write_suite, plugins):
     )
     assert row["status"] == "skipped"
     assert row["reason"] == "model 'real-only' (Plugin) takes real data, not unit"
+
+
+def test_every_built_in_column_has_a_group_and_each_group_one_headline() -> None:
+    from aebench.columns import GROUPS, declared
+
+    vocabulary = declared({e.name: e.factory for e in load_plugins().metrics})
+    ungrouped = [c.name for c in vocabulary.columns.values() if not c.group]
+    assert ungrouped == []
+    assert set(vocabulary.headlines()) == set(GROUPS) - {"training"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"headline": True}, "needs a group"), ({"group": "two words"}, "letters, digits")],
+)
+def test_a_bad_group_or_headline_declaration_is_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Column("x", **kwargs)

@@ -20,23 +20,38 @@ DENSITY = ("likelihood of the data",)  # a latent-variable model whose p(x|z) ho
 CONVERGED = 0.1  # nats from K/10 to K draws: the IWAE estimate above it has not converged
 LABELLED = ("labelled data",)
 IWAE_SAMPLES = {"iwae_samples": "samples"}  # the [eval] key of suites before metric parameters
+# The report's detail tables (aebench.columns.GROUPS) these columns go in.
+LIKELIHOOD, RECON, LATENT_GROUP, SPEED = "likelihood", "reconstruction", "latent", "speed"
 
 METRICS = {
     "recon_mse": Metric(
         recon_mse,
-        columns=[Column("recon_mse", "lower", floor=1e-3, description="per element")],
+        columns=[
+            Column(
+                "recon_mse",
+                "lower",
+                floor=1e-3,
+                description="per element",
+                group=RECON,
+                headline=True,
+            )
+        ],
     ),
-    "recon_bce": Metric(recon_bce, columns=[Column("recon_bce", "lower", floor=0.5, unit="nats")]),
+    "recon_bce": Metric(
+        recon_bce, columns=[Column("recon_bce", "lower", floor=0.5, unit="nats", group=RECON)]
+    ),
     "recon_psnr": Metric(
-        recon_psnr, columns=[Column("recon_psnr", "higher", floor=0.2, unit="dB")]
+        recon_psnr, columns=[Column("recon_psnr", "higher", floor=0.2, unit="dB", group=RECON)]
     ),
     "elbo": Metric(
         elbo,
         columns=[
-            Column("elbo", "higher", floor=0.5, unit="nats"),
-            Column("rate", unit="nats", description="KL(q(z|x) || p(z))"),
-            Column("distortion", "lower", unit="nats", description="-E_q log p(x|z)"),
-            Column("bits_per_dim", "lower", floor=0.005, unit="bits/dim"),
+            Column("elbo", "higher", floor=0.5, unit="nats", group=LIKELIHOOD),
+            Column("rate", unit="nats", description="KL(q(z|x) || p(z))", group=LIKELIHOOD),
+            Column(
+                "distortion", "lower", unit="nats", description="-E_q log p(x|z)", group=LIKELIHOOD
+            ),
+            Column("bits_per_dim", "lower", floor=0.005, unit="bits/dim", group=LIKELIHOOD),
         ],
         requires=DENSITY,
         planes=[("rate", "distortion")],
@@ -45,16 +60,37 @@ METRICS = {
     "log_px_iwae": Metric(
         log_px_iwae,
         columns=[
-            Column("log_px_iwae", "higher", floor=0.5, unit="nats"),
-            Column("log_px_iwae_test_se", unit="nats", description="spread over test inputs"),
-            Column("log_px_iwae_mc_se", unit="nats", description="Monte-Carlo standard error"),
-            Column("log_px_iwae_ess_mean", description="effective sample size, mean over inputs"),
-            Column("log_px_iwae_ess_min", description="effective sample size, worst input"),
+            Column(
+                "log_px_iwae", "higher", floor=0.5, unit="nats", group=LIKELIHOOD, headline=True
+            ),
+            Column(
+                "log_px_iwae_test_se",
+                unit="nats",
+                description="spread over test inputs",
+                group=LIKELIHOOD,
+            ),
+            Column(
+                "log_px_iwae_mc_se",
+                unit="nats",
+                description="Monte-Carlo standard error",
+                group=LIKELIHOOD,
+            ),
+            Column(
+                "log_px_iwae_ess_mean",
+                description="effective sample size, mean over inputs",
+                group=LIKELIHOOD,
+            ),
+            Column(
+                "log_px_iwae_ess_min",
+                description="effective sample size, worst input",
+                group=LIKELIHOOD,
+            ),
             Column(
                 "log_px_iwae_convergence",
                 unit="nats",
                 description="estimate at K minus at K/10; large: K too small",
                 flag_above=CONVERGED,
+                group=LIKELIHOOD,
             ),
             Column(
                 "log_px_true_gap",
@@ -62,6 +98,7 @@ METRICS = {
                 floor=0.1,
                 unit="nats",
                 description="log_px_true - log_px_iwae: KL(p_data || p_model) plus the bound's gap",
+                group=LIKELIHOOD,
             ),
         ],
         requires=DENSITY,
@@ -69,7 +106,14 @@ METRICS = {
     ),
     "log_px_true": Metric(
         log_px_true,
-        columns=[Column("log_px_true", unit="nats", description="the data's exact log-density")],
+        columns=[
+            Column(
+                "log_px_true",
+                unit="nats",
+                description="the data's exact log-density",
+                group=LIKELIHOOD,
+            )
+        ],
         requires=("known data density",),
     ),
     "log_px_exact": Metric(
@@ -81,13 +125,20 @@ METRICS = {
                 floor=0.5,
                 unit="nats",
                 description="on the first [eval.log_px_exact] inputs of the test split",
+                group=LIKELIHOOD,
             ),
-            Column("log_px_exact_error", unit="nats", description="estimated quadrature error"),
-            Column("log_px_exact_inputs", description="test inputs integrated"),
+            Column(
+                "log_px_exact_error",
+                unit="nats",
+                description="estimated quadrature error",
+                group=LIKELIHOOD,
+            ),
+            Column("log_px_exact_inputs", description="test inputs integrated", group=LIKELIHOOD),
             Column(
                 "log_px_exact_iwae_gap",
                 unit="nats",
                 description="log_px_exact minus the IWAE estimate on the same inputs: its bias",
+                group=LIKELIHOOD,
             ),
         ],
         requires=DENSITY,
@@ -95,35 +146,47 @@ METRICS = {
     ),
     "log_px_prior_mc": Metric(
         log_px_prior_mc,
-        columns=[Column("log_px_prior_mc", "higher", floor=0.5, unit="nats")],
+        columns=[Column("log_px_prior_mc", "higher", floor=0.5, unit="nats", group=LIKELIHOOD)],
         requires=DENSITY,
         aliases=IWAE_SAMPLES,
     ),
-    "active_units": Metric(active_units, columns=[Column("active_units")], requires=LATENT),
+    "active_units": Metric(
+        active_units, columns=[Column("active_units", group=LATENT_GROUP)], requires=LATENT
+    ),
     "kmeans": Metric(
         kmeans,
         columns=[
-            Column("kmeans_nmi", "higher", floor=0.02),
-            Column("kmeans_ari", "higher", floor=0.02),
+            Column("kmeans_nmi", "higher", floor=0.02, group=LATENT_GROUP),
+            Column("kmeans_ari", "higher", floor=0.02, group=LATENT_GROUP),
         ],
         requires=LABELLED,
     ),
     "silhouette": Metric(
-        silhouette, columns=[Column("silhouette", "higher", floor=0.02)], requires=LABELLED
+        silhouette,
+        columns=[Column("silhouette", "higher", floor=0.02, group=LATENT_GROUP)],
+        requires=LABELLED,
     ),
     "knn_acc": Metric(
-        knn_acc, columns=[Column("knn_acc", "higher", floor=0.01)], requires=LABELLED
+        knn_acc,
+        columns=[Column("knn_acc", "higher", floor=0.01, group=LATENT_GROUP, headline=True)],
+        requires=LABELLED,
     ),
     "probe_acc": Metric(
-        probe_acc, columns=[Column("probe_acc", "higher", floor=0.01)], requires=LABELLED
+        probe_acc,
+        columns=[Column("probe_acc", "higher", floor=0.01, group=LATENT_GROUP)],
+        requires=LABELLED,
     ),
-    "code_mean_abs": Metric(code_mean_abs, columns=[Column("code_mean_abs")]),
-    "code_frac_active": Metric(code_frac_active, columns=[Column("code_frac_active")]),
+    "code_mean_abs": Metric(code_mean_abs, columns=[Column("code_mean_abs", group=LATENT_GROUP)]),
+    "code_frac_active": Metric(
+        code_frac_active, columns=[Column("code_frac_active", group=LATENT_GROUP)]
+    ),
     "infer_samples_per_s": Metric(
         infer_samples_per_s,
-        columns=[Column("infer_samples_per_s", "higher", noisy=True, unit="samples/s")],
+        columns=[
+            Column("infer_samples_per_s", "higher", noisy=True, unit="samples/s", group=SPEED)
+        ],
     ),
-    "n_params": Metric(n_params, columns=[Column("n_params")]),
+    "n_params": Metric(n_params, columns=[Column("n_params", group=SPEED)]),
 }
 
 
