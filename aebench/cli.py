@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--fail-on",
         default="quality,speed",
-        help="what fails: quality, speed, both (default) or none",
+        help="what fails: quality, speed, both (quality,speed: the default) or none",
     )
     compare.add_argument(
         "--quality-tolerance",
@@ -102,7 +102,15 @@ def _parser() -> argparse.ArgumentParser:
         "--speed-tolerance",
         type=float,
         default=0.2,
-        help="allowed relative slowdown of train_samples_per_s (default 0.2)",
+        help="allowed relative slowdown of speed columns, or k baseline stds if larger"
+        " (default 0.2)",
+    )
+    compare.add_argument(
+        "--unstable-spread",
+        type=float,
+        default=10.0,
+        help="a quality column whose seed std exceeds this many of its floors is 'unstable',"
+        " which fails like a regression (default 10)",
     )
     compare.add_argument("--all", action="store_true", help="show unchanged comparisons too")
 
@@ -313,7 +321,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table_vocabulary,
     )
 
-    for option in ("quality_tolerance", "speed_tolerance"):
+    for option in ("quality_tolerance", "speed_tolerance", "unstable_spread"):
         if not getattr(args, option) >= 0:
             raise UsageError(f"--{option.replace('_', '-')} must be a number >= 0")
     try:
@@ -328,6 +336,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         baseline,
         quality_k=args.quality_tolerance,
         speed_tolerance=args.speed_tolerance,
+        unstable_spread=args.unstable_spread,
         vocabulary=vocabulary,
     )
     if comparison.rows.empty:

@@ -17,6 +17,11 @@ to move by chance:
 Which columns are compared, and which way each improves, is read from the tables' declarations
 (``columns.json`` beside each table; the new table's win), never from a list kept here.
 
+A configuration whose seeds disagree too much to compare on a quality column (a standard deviation
+over seeds, on either side, above ``unstable_spread`` times the column's floor; default 10) is
+reported ``unstable`` for it, and fails like a quality regression: a seed that collapsed would
+otherwise widen the allowance until nothing could fail.
+
 A change as large in the better direction is reported as improved. A configuration that has ok rows
 in the baseline and none in NEW (all failed or diverged) is a quality regression. A configuration
 whose likelihood protocol (the ``likelihood`` and ``binarize`` columns) differs between the tables
@@ -40,6 +45,8 @@ Kind = Literal["quality", "speed"]
 KINDS: tuple[Kind, ...] = ("quality", "speed")
 DEFAULT_QUALITY_K = 2.0
 DEFAULT_SPEED_TOLERANCE = 0.2
+DEFAULT_UNSTABLE_SPREAD = 10.0  # in floors: a seed std above it is a configuration out of control
+FAILING = ("regressed", "incomparable", "unstable")
 PROTOCOL = ("likelihood", "binarize")  # the row's likelihood protocol: compared only if equal
 
 
@@ -59,9 +66,10 @@ class Comparison:
     unmatched_columns: list[str] = field(default_factory=list)  # parameters in one table only
 
     def regressions(self, kinds: tuple[Kind, ...] = KINDS) -> pd.DataFrame:
-        """Rows that fail a check: regressed, or not comparable at all (another protocol)."""
+        """Rows that fail a check: regressed, not comparable at all (another protocol), or with
+        seeds that disagree beyond the limit (unstable)."""
         rows = self.rows
-        failed = rows["verdict"].isin(["regressed", "incomparable"])
+        failed = rows["verdict"].isin(FAILING)
         return rows[failed & rows["kind"].isin(kinds)]
 
     def changed(self) -> pd.DataFrame:
@@ -141,6 +149,7 @@ def compare(
     *,
     quality_k: float = DEFAULT_QUALITY_K,
     speed_tolerance: float = DEFAULT_SPEED_TOLERANCE,
+    unstable_spread: float = DEFAULT_UNSTABLE_SPREAD,
     vocabulary: Vocabulary | None = None,
 ) -> Comparison:
     """Compare matching configurations' seed means; see the module's docstring for the rule.
@@ -185,9 +194,8 @@ def compare(
             if base_values.empty:
                 continue  # not measured for this configuration (a deterministic model's ELBO)
             new_values = new_groups[key][column.name].astype(float).dropna()
-            rows.append(
-                _compared(label, column, base_values, new_values, quality_k, speed_tolerance)
-            )
+            limits = Limits(quality_k, speed_tolerance, unstable_spread)
+            rows.append(_compared(label, column, base_values, new_values, limits))
     base_keys, new_keys = set(baseline["config"]), set(new["config"])
     return Comparison(
         rows=pd.DataFrame(rows, columns=ROW_COLUMNS),
@@ -220,28 +228,43 @@ def _row(label: str, metric: str, kind: Kind, *, verdict: str, note: str = "", *
     return row | numbers
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How far a seed mean may move by chance, and how far seeds may disagree."""
+
+    quality_k: float = DEFAULT_QUALITY_K
+    speed_tolerance: float = DEFAULT_SPEED_TOLERANCE
+    unstable_spread: float = DEFAULT_UNSTABLE_SPREAD
+
+
+def _std(values: pd.Series) -> float:
+    return float(values.std()) if len(values) > 1 else 0.0  # over seeds, ddof 1
+
+
 def _compared(
-    label: str,
-    column: Column,
-    base_values: pd.Series,
-    new_values: pd.Series,
-    quality_k: float,
-    speed_tolerance: float,
+    label: str, column: Column, base_values: pd.Series, new_values: pd.Series, limits: Limits
 ) -> dict:
     metric, kind = column.name, "speed" if column.speed else "quality"
-    base_mean = float(base_values.mean())
-    base_std = float(base_values.std()) if len(base_values) > 1 else 0.0  # over seeds, ddof 1
+    base_mean, base_std = float(base_values.mean()), _std(base_values)
     numbers = {"baseline": base_mean, "baseline_std": base_std, "n_baseline": len(base_values)}
     if new_values.empty:
         return _row(label, metric, kind, verdict="regressed", note="not measured", **numbers)
-    new_mean = float(new_values.mean())
-    floor = speed_tolerance * abs(base_mean) if column.speed else (column.floor or 0.0)
-    allowed = max(floor, quality_k * base_std)
+    new_mean, new_std = float(new_values.mean()), _std(new_values)
     change = new_mean - base_mean
+    numbers |= {"new": new_mean, "n_new": len(new_values), "change": change}
+    if column.floor is not None:  # seeds that disagree this much make any allowance meaningless
+        limit = limits.unstable_spread * column.floor
+        if max(base_std, new_std) > limit:
+            note = f"seed std {base_std:.3g} -> {new_std:.3g}, limit {limit:.3g}"
+            return _row(label, metric, kind, verdict="unstable", note=note, **numbers)
+    if column.speed:
+        floor = limits.speed_tolerance * abs(base_mean)
+    else:
+        floor = column.floor or 0.0
+    allowed = max(floor, limits.quality_k * base_std)
     gain = change * column.direction  # > 0: better
     verdict = "regressed" if gain < -allowed else "improved" if gain > allowed else "same"
-    numbers |= {"new": new_mean, "n_new": len(new_values), "change": change, "allowed": allowed}
-    return _row(label, metric, kind, verdict=verdict, **numbers)
+    return _row(label, metric, kind, verdict=verdict, allowed=allowed, **numbers)
 
 
 def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
@@ -254,10 +277,12 @@ def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
     regressed = rows[rows["verdict"] == "regressed"]
     by_kind = ", ".join(f"{(regressed['kind'] == k).sum()} {k}" for k in KINDS)
     incomparable = (rows["verdict"] == "incomparable").sum()
+    unstable = (rows["verdict"] == "unstable").sum()
     lines.append(
         f"{len(rows)} comparisons over {rows['config'].nunique()} configurations:"
         f" {len(regressed)} regressed ({by_kind}), {(rows['verdict'] == 'improved').sum()} improved"
         + (f", {incomparable} incomparable (another likelihood protocol)" if incomparable else "")
+        + (f", {unstable} unstable (seeds disagree beyond the limit)" if unstable else "")
     )
     for title, labels in (
         ("only in the baseline", comparison.only_in_baseline),
@@ -295,13 +320,15 @@ def _signed(value: float) -> str:
 
 
 def parse_kinds(text: str) -> tuple[Kind, ...]:
-    """``--fail-on``: ``quality,speed``, one of them, or ``none``."""
+    """``--fail-on``: ``quality,speed`` (or ``both``), one of them, or ``none``."""
     if text.strip() == "none":
         return ()
+    if text.strip() == "both":
+        return KINDS
     kinds = tuple(part.strip() for part in text.split(",") if part.strip())
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise CompareError(
-            f"--fail-on: {', '.join(bad) or 'nothing'} is not one of quality, speed, none"
+            f"--fail-on: {', '.join(bad) or 'nothing'} is not one of quality, speed, both, none"
         )
     return kinds  # type: ignore[return-value]

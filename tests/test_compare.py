@@ -241,3 +241,45 @@ def test_rows_of_another_likelihood_protocol_are_refused_not_compared(write, cap
     assert set(comparison.rows.loc[comparison.rows["metric"] != "protocol", "config"]) == {
         "digits/ae/none model.latent_dim=2"
     }
+
+
+def test_seeds_that_disagree_beyond_the_limit_are_unstable_not_a_wider_allowance(
+    write, capsys
+) -> None:
+    # One seed of latent 8 collapsed: knn_acc 0.95, 0.95, 0.10 (std 0.49, 49 floors of 0.01).
+    # The old rule allowed 2 x 0.49 = 0.98: even a drop to 0.0 would have passed.
+    collapsed = results(changed(knn_acc_8=[0.95, 0.95, 0.10]))
+    new = results(changed(knn_acc_8=[0.0, 0.0, 0.0]))
+    assert main(["compare", str(write(new, "new")), str(write(collapsed, "base"))]) == 1
+    out = capsys.readouterr().out
+    assert "unstable" in out and "1 unstable" in out
+    comparison = compare(new, collapsed, vocabulary=VOCABULARY)
+    row = comparison.rows.set_index(["config", "metric"]).loc[
+        ("digits/ae/none model.latent_dim=8", "knn_acc")
+    ]
+    assert row["verdict"] == "unstable"
+    assert "limit 0.1" in row["note"]  # 10 floors of 0.01
+    # A new run whose own seeds disagree is unstable too, against a steady baseline.
+    wild = results(changed(knn_acc_8=[0.95, 0.95, 0.10]))
+    verdicts = compare(wild, results(BASELINE), vocabulary=VOCABULARY).rows
+    assert "unstable" in set(verdicts["verdict"])
+    # Within the limit (std 0.05 = 5 floors), it is compared as before.
+    assert compare(results(BASELINE), results(BASELINE), vocabulary=VOCABULARY).regressions().empty
+    # Under a limit of 60 floors the old allowance is back, and the drop to 0.0 passes.
+    loose = compare(new, collapsed, vocabulary=VOCABULARY, unstable_spread=60)
+    row = loose.rows.set_index(["config", "metric"]).loc[
+        ("digits/ae/none model.latent_dim=8", "knn_acc")
+    ]
+    assert row["verdict"] == "same"
+
+
+def test_unstable_fails_only_under_quality(write) -> None:
+    collapsed = results(changed(knn_acc_8=[0.95, 0.95, 0.10]))
+    assert run_compare(write, collapsed, "--fail-on", "speed") == 0
+    assert run_compare(write, collapsed, "--fail-on", "quality") == 1
+
+
+@pytest.mark.parametrize("fail_on", ["both", "quality,speed"])
+def test_fail_on_both_means_quality_and_speed(write, fail_on: str) -> None:
+    slower = results(changed(train_samples_per_s_8=[1400.0, 1400.0, 1400.0]))
+    assert run_compare(write, slower, "--fail-on", fail_on) == 1
