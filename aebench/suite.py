@@ -147,6 +147,7 @@ class TrackingSection(_Section):
     enabled: bool = True  # record to MLflow
     uri: str | None = None  # MLflow tracking URI; None: $MLFLOW_TRACKING_URI or results/mlflow.db
     log_model: bool = False  # save each trained model's state_dict as an artifact
+    experiment: str | None = None  # MLflow experiment; None: the suite's name (and folder)
 
 
 class PluginEntry(_Section):
