@@ -466,6 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "aebench: interrupted; finished trials are saved, run again to resume", file=sys.stderr
         )
         return 128 + signum
+    except BrokenPipeError:  # `aebench compare --all | head`: the reader left; nothing to say
+        # Python flushes stdout again at exit: point it at /dev/null so that flush is silent.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

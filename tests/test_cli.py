@@ -6,6 +6,11 @@ test_faults.py, test_fixed_costs.py, test_tracking.py).
 """
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pandas as pd
@@ -84,3 +89,54 @@ def test_list_shows_parameters_with_types_and_defaults(aebench):
     text = aebench("list").stdout
     for kind in ("models:", "regularizers:", "datasets:", "metrics:"):
         assert kind in text
+
+
+def test_piped_output_of_run_is_one_line_per_finished_trial(tiny_suite, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        [sys.executable, "-m", "aebench.cli", "run", str(tiny_suite), "--output", "out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env | {"OMP_NUM_THREADS": "1"},
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    assert len(lines) == 4, done.stderr
+    for i, line in enumerate(lines, start=1):
+        assert re.fullmatch(
+            rf"\[{i}/4\] digits/ae/none seed=[01]: ok \(\d+\.\d s, \d:\d\d:\d\d\)", line
+        )
+    assert "━" not in done.stderr  # no bar drawn into a pipe
+
+
+def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
+    rows = [
+        {
+            "trial_id": str(i),
+            "dataset": "d",
+            "model": "ae",
+            "regularizer": "none",
+            "seed": 0,
+            "status": "ok",
+            "reason": "",
+            "model.latent_dim": i,
+            "recon_mse": 0.1,
+        }
+        for i in range(5000)
+    ]  # far more than a pipe's buffer holds
+    pd.DataFrame(rows).to_parquet(tmp_path / "results.parquet")
+    table = str(tmp_path / "results.parquet")
+    compare = subprocess.Popen(
+        [sys.executable, "-m", "aebench.cli", "compare", table, table, "--all"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert compare.stdout.readline().startswith("verdict")  # like `| head -1`
+    compare.stdout.close()
+    stderr = compare.stderr.read()
+    assert compare.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert stderr == ""  # no BrokenPipeError traceback
