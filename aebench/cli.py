@@ -24,6 +24,7 @@ from aebench.trials import TRIALS, folder_size
 
 if TYPE_CHECKING:
     from aebench.executors import Executor
+    from aebench.suite import Suite
 
 USAGE_ERROR = 2
 
@@ -229,11 +230,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     try:
         suite = load_suite(args.suite, plugins)
         if args.dry_run:
-            print(f"{len(suite.trials)} trials in suite {suite.name!r}:")
-            for trial in suite.trials:
-                params = {**trial.model.params, **trial.regularizer.params}
-                print(f"  {trial.id}  {trial.label()}  {json.dumps(params, default=str)}")
-            return 0
+            return dry_run(suite, args.output, args.rerun)
         device = resolve_device(args.device or suite.spec.suite.device)
         cache = load_datasets(suite, plugins, device)
     except SuiteError as exc:
@@ -282,6 +279,27 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         if isinstance(observer, ReportBuilder) and observer.paths:
             print(f"report: {observer.paths[1]}")
     return 1 if run.counts.get("failed") else 0
+
+
+def dry_run(suite: Suite, output: Path | None, rerun: bool) -> int:
+    """Each trial with what ``aebench run`` would do with it, given what its folder holds."""
+    from aebench.results import read_results
+    from aebench.runner import plan
+
+    folder = suite.output_dir(output)
+    work = plan(suite, read_results(folder), folder, rerun)
+    pending = {t.id for t in work.train}
+    again = {t.id for t, _ in work.evaluate}
+    counts = (
+        f"{len(pending)} to train, {len(again)} to measure again from their kept models,"
+        f" {len(suite.trials) - len(work)} done"
+    )
+    print(f"{len(suite.trials)} trials in suite {suite.name!r} ({counts}; results in {folder}):")
+    for trial in suite.trials:
+        state = "pending" if trial.id in pending else "measure" if trial.id in again else "done"
+        params = {**trial.model.params, **trial.regularizer.params}
+        print(f"  {state:<8} {trial.id}  {trial.label()}  {json.dumps(params, default=str)}")
+    return 0
 
 
 def _executor(args: argparse.Namespace) -> Executor | None:

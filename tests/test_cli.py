@@ -59,8 +59,28 @@ def test_output_and_device_options(aebench, tiny_suite, tmp_path):
 def test_dry_run_lists_trials_and_writes_nothing(aebench, tiny_suite, tmp_path):
     result = aebench("run", str(tiny_suite), "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "4 trials" in result.stdout
+    assert "4 trials" in result.stdout and "(4 to train, 0 to measure again" in result.stdout
+    assert result.stdout.count("  pending ") == 4
     assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_marks_what_is_done_and_what_is_pending(aebench, tiny_suite, tmp_path):
+    assert aebench("run", str(tiny_suite), "--output", "out").returncode == 0
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    failed = table["trial_id"].iloc[0]
+    table.loc[table["trial_id"] == failed, "status"] = "failed"  # failed trials run again
+    table.to_parquet(tmp_path / "out" / "results.parquet")
+    listed = aebench("run", str(tiny_suite), "--output", "out", "--dry-run").stdout
+    states = {line.split()[1]: line.split()[0] for line in listed.splitlines()[1:]}
+    assert states == {tid: "pending" if tid == failed else "done" for tid in table["trial_id"]}
+    assert "(1 to train, 0 to measure again from their kept models, 3 done;" in listed
+    rerun = aebench("run", str(tiny_suite), "--output", "out", "--dry-run", "--rerun").stdout
+    assert rerun.count("  pending ") == 4
+    # Measured otherwise now: the kept models are measured again, not trained.
+    remeasured = tiny_suite.with_name("remeasured.toml")
+    remeasured.write_text(tiny_suite.read_text() + '\n[eval]\nmetrics = ["recon_mse"]\n')
+    listed = aebench("run", str(remeasured), "--output", "out", "--dry-run").stdout
+    assert listed.count("  measure ") == 3 and listed.count("  pending ") == 1
 
 
 def test_a_missing_suite_file(aebench):
