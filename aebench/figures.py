@@ -1,4 +1,5 @@
-"""Figures of a trial (latent scatter, reconstructions, prior samples, curves) and of a suite.
+"""Figures of a trial (latent scatter, reconstructions, prior samples, curves, and for
+latent-variable models traversals and interpolations) and of a suite.
 
 A trial's figures are drawn in two steps: ``capture`` reduces the trained model to a few small
 arrays saved as ``figures.npz`` beside the PNGs, and ``render_trial`` draws the PNGs from that file
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import math
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from aebench.columns import Column
 from aebench.contracts import Data, LatentVariableModel
@@ -31,14 +33,21 @@ LATENT_PNG = "latent.png"
 RECON_PNG = "reconstructions.png"
 SAMPLES_PNG = "prior_samples.png"
 CURVES_PNG = "curves.png"
-TRIAL_PNGS = (LATENT_PNG, RECON_PNG, SAMPLES_PNG, CURVES_PNG)
+TRAVERSAL_PNG = "traversals.png"
+INTERPOLATION_PNG = "interpolations.png"
+TRIAL_PNGS = (LATENT_PNG, RECON_PNG, SAMPLES_PNG, TRAVERSAL_PNG, INTERPOLATION_PNG, CURVES_PNG)
 
 LOSS_CURVES = (*TRAINING_LOSSES, "val_loss")  # drawn together: one scale, one objective
 MAX_SCATTER_POINTS = 2000  # enough to see the structure; keeps the arrays and PNGs small
 N_RECON = 10  # test inputs shown beside their reconstructions
 N_SAMPLES = 16  # samples decoded from the prior
+N_TRAVERSED = 6  # latent dimensions traversed: the most active ones
+TRAVERSAL_SIGMAS = np.linspace(-2.5, 2.5, 9)  # prior standard deviations around its mean
+N_PAIRS = 3  # interpolations, each between two test inputs (of different classes if labelled)
+INTERPOLATION_STEPS = 9
 EVAL_BATCH = 1024
 DPI = 100
+TITLE_CHARS = 60  # titles wrapped to this many characters: a long one is not clipped
 
 
 # --- capture: model -> small arrays -------------------------------------------------------------
@@ -86,7 +95,70 @@ def capture(
             torch.manual_seed(seed)
             z = model.prior().sample((N_SAMPLES,)).to(device)
         arrays["samples"] = model.decode(z).float().cpu().numpy()
+        arrays.update(_traversals(model, codes, seed))
+        labels = test.y[: 4 * N_PAIRS].cpu().numpy() if test.y is not None else None
+        arrays.update(_interpolations(model, test.x[: 4 * N_PAIRS], labels))
     return arrays
+
+
+def _prior_moments(prior: torch.distributions.Distribution, seed: int) -> tuple[Tensor, Tensor]:
+    """The prior's mean and standard deviation; estimated from samples when it has no closed form
+    (a mixture, say)."""
+    try:
+        return prior.mean, prior.stddev
+    except NotImplementedError:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            z = prior.sample((1000,))
+        return z.mean(0), z.std(0)
+
+
+def _traversals(model: nn.Module, codes: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Decodes of the prior mean with one dimension moved over ``TRAVERSAL_SIGMAS`` standard
+    deviations, for the ``N_TRAVERSED`` dimensions whose codes vary most on the test inputs (an
+    inactive dimension's traversal shows nothing)."""
+    mean, std = _prior_moments(model.prior(), seed)
+    dims = np.sort(np.argsort(-codes.var(axis=0), kind="stable")[:N_TRAVERSED])
+    steps = torch.as_tensor(TRAVERSAL_SIGMAS, dtype=mean.dtype, device=mean.device)
+    z = mean.expand(len(dims), len(steps), -1).clone()
+    for row, dim in enumerate(dims):
+        z[row, :, dim] = mean[dim] + steps * std[dim]
+    decoded = model.decode(z.flatten(0, 1)).float().cpu().numpy()
+    return {
+        "traversal": decoded.reshape(len(dims), len(steps), *decoded.shape[1:]),
+        "traversal_dims": dims,
+        "traversal_sigmas": TRAVERSAL_SIGMAS,
+    }
+
+
+def _pairs(labels: np.ndarray | None, n: int, count: int) -> list[tuple[int, int]]:
+    """Up to ``count`` pairs of distinct indices below ``n``, of different labels where labelled."""
+    free, pairs = list(range(n)), []
+    while free and len(pairs) < count:
+        a = free.pop(0)
+        b = next((b for b in free if labels is None or labels[b] != labels[a]), None)
+        if b is not None:
+            free.remove(b)
+            pairs.append((a, b))
+    return pairs
+
+
+def _interpolations(
+    model: nn.Module, x: Tensor, labels: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Per pair of test inputs: the first input, the decodes along the straight line between their
+    codes, the second input."""
+    pairs = _pairs(labels, len(x), N_PAIRS)
+    if not pairs:
+        return {}
+    a, b = (torch.tensor(side, device=x.device) for side in zip(*pairs, strict=True))
+    za, zb = model.encode(x[a]).flatten(1), model.encode(x[b]).flatten(1)
+    t = torch.linspace(0, 1, INTERPOLATION_STEPS, device=za.device, dtype=za.dtype)
+    z = za[:, None] + t[None, :, None] * (zb - za)[:, None]
+    decoded = model.decode(z.flatten(0, 1)).float()
+    decoded = decoded.reshape(len(pairs), INTERPOLATION_STEPS, *decoded.shape[1:])
+    rows = torch.cat([x[a].float()[:, None], decoded, x[b].float()[:, None]], dim=1)
+    return {"interpolation": rows.cpu().numpy()}
 
 
 # --- render: arrays -> PNGs ---------------------------------------------------------------------
@@ -129,7 +201,7 @@ def scatter_latent(ax, arrays: Mapping[str, Any], title: str = "") -> None:
     ax.tick_params(labelsize=7)
     dim = int(arrays.get("latent_dim", 2))
     subtitle = "" if axes == "z" else f"\n{dim}-D codes, {axes}"
-    ax.set_title(title + subtitle, fontsize=9)
+    ax.set_title(_wrapped(title, 45) + subtitle, fontsize=8)
 
 
 def _mosaic(batch: np.ndarray, n: int, pad: int = 1) -> np.ndarray:
@@ -153,7 +225,7 @@ def _image_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) 
         ax.imshow(_mosaic(batch, n), interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(name, fontsize=8, loc="left")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_wrapped(title), fontsize=8)
     fig.savefig(path, format="png")  # also under a temporary name
 
 
@@ -180,7 +252,7 @@ def _vector_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str)
                 ax.plot(batch[c].reshape(-1), label=name, lw=1)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_wrapped(title), fontsize=8)
     fig.savefig(path)
 
 
@@ -191,21 +263,73 @@ def _draw_samples(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str
         _vector_rows(path, rows, title)
 
 
+def _wrapped(title: str, width: int = TITLE_CHARS) -> str:
+    """Each line of a title wrapped to ``width`` characters: a long one is not clipped at both
+    sides."""
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+
+
+def loss_lines(arrays: Mapping[str, Any]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+    """(legend label, values, line style) of every loss curve to draw. Each has a style of its own
+    so that none hides another; the model's loss is folded into the loss when they are the same
+    (no penalty), rather than drawn exactly over it."""
+    curves = {
+        name: np.asarray(arrays[f"curve_{name}"], dtype=float)
+        for name in LOSS_CURVES
+        if f"curve_{name}" in arrays and len(arrays[f"curve_{name}"])
+    }
+    styles = {
+        "loss": {"color": "C0", "linestyle": "-", "marker": "o"},
+        "model_loss": {"color": "C1", "linestyle": "--", "marker": "x"},
+        "penalty": {"color": "C2", "linestyle": ":", "marker": "^"},
+        "val_loss": {"color": "C3", "linestyle": "-", "marker": "s"},
+    }
+    labels = {"loss": "loss (train)", "val_loss": "val_loss (validation)"}
+    same = (
+        "loss" in curves
+        and "model_loss" in curves
+        and np.allclose(curves["loss"], curves["model_loss"], equal_nan=True)
+    )
+    if same:
+        del curves["model_loss"]
+        labels["loss"] = "loss = model_loss (train)"
+    if "penalty" in curves and not np.any(curves["penalty"]):
+        del curves["penalty"]  # no regularizer penalty: a flat zero line says nothing
+    return [
+        (labels.get(name, name), values, styles.get(name, {"marker": "."}))
+        for name, values in curves.items()
+    ]
+
+
 def _draw_curves(path: Path, arrays: Mapping[str, Any], title: str) -> None:
-    fig = _figure(4.5, 3.0)
+    fig = _figure(5.0, 3.6)
     ax = fig.subplots()
     # Losses only: the learning rate and annealed weights are curves too, on other scales.
-    for key in [f"curve_{name}" for name in LOSS_CURVES if f"curve_{name}" in arrays]:
-        values = np.asarray(arrays[key], dtype=float)
-        if key == "curve_penalty" and not np.any(values):
-            continue  # no regularizer penalty: a flat zero line says nothing
-        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=key[len("curve_") :])
+    for label, values, style in loss_lines(arrays):
+        ax.plot(np.arange(1, len(values) + 1), values, label=label, markersize=4, **style)
     ax.set_xlabel("epoch", fontsize=8)
-    ax.set_ylabel("mean training loss per sample", fontsize=8)
+    ax.set_ylabel("mean loss per sample", fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_wrapped(title), fontsize=8)
     fig.savefig(path)
+
+
+def _draw_traversals(path: Path, arrays: Mapping[str, Any], title: str) -> None:
+    sigmas = np.asarray(arrays["traversal_sigmas"], dtype=float)
+    rows = [
+        (f"z{int(dim) + 1}", batch)
+        for dim, batch in zip(arrays["traversal_dims"], arrays["traversal"], strict=True)
+    ]
+    span = f"{sigmas[0]:+g}σ … {sigmas[-1]:+g}σ around the prior mean"
+    _image_rows(path, rows, _wrapped(f"{title}\nlatent traversals: one dimension at a time, {span}"))
+
+
+def _draw_interpolations(path: Path, arrays: Mapping[str, Any], title: str) -> None:
+    rows = [("", batch) for batch in arrays["interpolation"]]
+    what = "interpolations: two test inputs, and between them the decoded straight line of codes"
+    _image_rows(path, rows, _wrapped(f"{title}\n{what}"))
 
 
 def render_trial(folder: Path, title: str = "") -> list[Path]:
@@ -232,6 +356,13 @@ def render_trial(folder: Path, title: str = "") -> list[Path]:
             rows = [("sample", samples)]
         _draw_samples(folder / SAMPLES_PNG, rows, title)
         written.append(folder / SAMPLES_PNG)
+    # Traversals and interpolations are drawn for image data; a row of vectors reads as noise.
+    if "traversal" in arrays and _is_image(arrays["traversal"][0]):
+        _draw_traversals(folder / TRAVERSAL_PNG, arrays, title)
+        written.append(folder / TRAVERSAL_PNG)
+    if "interpolation" in arrays and _is_image(arrays["interpolation"][0]):
+        _draw_interpolations(folder / INTERPOLATION_PNG, arrays, title)
+        written.append(folder / INTERPOLATION_PNG)
     if any(k.startswith("curve_") and len(arrays[k]) for k in arrays):
         _draw_curves(folder / CURVES_PNG, arrays, title)
         written.append(folder / CURVES_PNG)

@@ -1,7 +1,10 @@
-"""The report of a results folder: leaderboards per dataset and figures, as Markdown and HTML.
+"""The report of a results folder, as Markdown and HTML.
 
-Built from ``results.parquet`` (the source of truth) and the per-trial ``figures.npz`` files, so it
-can be rebuilt at any time without a model. The HTML embeds its figures and stands alone; the
+Per dataset: a headline table (each group's primary metric, ranked best first), a detail table per
+group of metrics, and each configuration's figures for its median seed (the other seeds one click
+away). Columns are chosen and compared only through what they declare (``columns.json``), never by
+name. Built from ``results.parquet`` (the source of truth) and the per-trial ``figures.npz`` files,
+so it can be rebuilt at any time without a model. The HTML embeds its figures and stands alone; the
 Markdown links the PNGs beside it.
 """
 
@@ -11,6 +14,7 @@ import base64
 import html
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +24,7 @@ import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
 from aebench.columns import (
+    GROUPS,
     IDENTITY,
     Vocabulary,
     is_metric_column,
@@ -33,6 +38,37 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 FIGURES = "figures"
 MAX_LATENT_PANELS = 24
+LIKELIHOOD = "likelihood"  # its columns compare only within one likelihood protocol
+OTHER = "other"  # the detail table of columns that declare no group
+ORDINARY = (1e-4, 1e7)  # magnitudes written out in digits; beyond them, scientific notation
+NOTE_CHARS = 120  # a warning's note beside its row; the whole text is in its tooltip
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+def format_number(x: float, digits: int = 4) -> str:
+    """``x`` for reading: an integer as an integer, else ``digits`` significant digits, written
+    out for ordinary magnitudes (``6182``, ``0.0123``) and in scientific notation beyond them."""
+    if not math.isfinite(x):
+        return "–"
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))  # 19790, not 1.979e+04; and -0.0 is 0
+    if ORDINARY[0] <= abs(x) < ORDINARY[1]:
+        return np.format_float_positional(
+            x, precision=digits, unique=False, fractional=False, trim="-"
+        )
+    return f"{x:.{digits - 1}e}"
+
+
+def format_cell(mean: float, std: float) -> str:
+    """``mean ± std``: the mean to four significant digits, the spread to two; the mean alone with
+    a single seed (no spread) or a spread of exactly 0."""
+    if not math.isfinite(mean):
+        return "–"
+    if not math.isfinite(std) or std == 0:
+        return format_number(mean)
+    return f"{format_number(mean)} ± {format_number(std, 2)}"
 
 
 # --- leaderboards -------------------------------------------------------------------------------
@@ -48,6 +84,8 @@ class Leaderboard:
     n: pd.Series  # seeds per configuration
     mean: pd.DataFrame  # configuration x metric
     std: pd.DataFrame  # sample standard deviation (ddof=1); NaN with a single seed
+    trials: list[pd.DataFrame]  # per configuration: its ok trials, one row per seed
+    protocol: list[str]  # per configuration: its likelihood protocol, "" without one
     best: dict[str, list[int]] = field(default_factory=dict)  # metric -> row positions
 
     def label(self, position: int) -> str:
@@ -78,6 +116,11 @@ def _plain(value: object) -> str:
     return str(value)
 
 
+def _text(value: object) -> str:
+    """A bookkeeping cell as text; a missing one is empty."""
+    return "" if _missing(value) or value is pd.NA else str(value)
+
+
 def metric_columns(table: pd.DataFrame, vocabulary: Vocabulary) -> list[str]:
     """Numeric metric columns with at least one finite value; quality first, noisy ones (timings,
     memory) last."""
@@ -92,11 +135,65 @@ def metric_columns(table: pd.DataFrame, vocabulary: Vocabulary) -> list[str]:
     return sorted(metrics, key=lambda m: vocabulary.get(m).noisy)  # stable: declared order kept
 
 
+def _rows_of(ok: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
+    """The trials (one per seed) of one configuration."""
+    match = pd.Series(True, index=ok.index)
+    for column, value in config.items():
+        match &= ok[column].isna() if _missing(value) else ok[column] == value
+    return ok[match]
+
+
+def protocol_of(trials: pd.DataFrame) -> str:
+    """``bernoulli, binarize=static``: what a configuration's likelihoods are of (its p(x|z) and
+    how the data was binarized); "" for a model without a likelihood."""
+    if "likelihood" not in trials:
+        return ""
+    binarize = trials["binarize"] if "binarize" in trials else pd.Series("", index=trials.index)
+    found = sorted(
+        {
+            f"{_text(name)}, binarize={_text(how) or 'none'}"
+            for name, how in zip(trials["likelihood"], binarize, strict=True)
+            if _text(name)
+        }
+    )
+    return " | ".join(found)
+
+
+def comparable(board: Leaderboard, metric: str, vocabulary: Vocabulary) -> list[list[int]]:
+    """The sets of configurations whose values of ``metric`` may be compared: all of them, but for
+    a likelihood column those of one protocol each (a log-likelihood of binarized data is not one
+    of grey levels, nor a Bernoulli one a Gaussian one)."""
+    everyone = list(range(len(board.configs)))
+    if vocabulary.get(metric).group != LIKELIHOOD:
+        return [everyone]
+    sets: dict[str, list[int]] = {}
+    for i in everyone:
+        sets.setdefault(board.protocol[i], []).append(i)
+    return list(sets.values())
+
+
+def best_of(board: Leaderboard, metric: str, vocabulary: Vocabulary) -> list[int]:
+    """The best configurations of ``metric``: none when it declares no direction or is noisy
+    (timings, memory); else the best within each comparable set of two or more values."""
+    sign = vocabulary.direction(metric)
+    if sign == 0 or vocabulary.get(metric).noisy:
+        return []
+    values = board.mean[metric].to_numpy(dtype=float) * sign
+    best: list[int] = []
+    for group in comparable(board, metric, vocabulary):
+        finite = [i for i in group if np.isfinite(values[i])]
+        if len(finite) < 2:
+            continue  # nothing to be better than
+        top = max(values[i] for i in finite)
+        best += [i for i in finite if np.isclose(values[i], top, rtol=1e-12)]
+    return sorted(best)
+
+
 def leaderboard(
     table: pd.DataFrame, dataset: str, vocabulary: Vocabulary | None = None
 ) -> Leaderboard | None:
-    """Mean and standard deviation over seeds of every ``ok`` configuration of ``dataset``; the
-    best per column where the column declares a direction and is not noisy."""
+    """Mean and standard deviation over seeds of every ``ok`` configuration of ``dataset``, and
+    the best per column (``best_of``)."""
     vocabulary = vocabulary or Vocabulary()
     ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
     if ok.empty:
@@ -104,16 +201,17 @@ def leaderboard(
     keys = [c for c in ok.columns if is_param_column(c) and c != "seed"]
     keys = [c for c in keys if c in IDENTITY or ok[c].notna().any()]
     # Lists were flattened to JSON text; the rest are scalars, so every key groups as it is.
-    grouped = ok.groupby(keys, dropna=False, sort=True)
+    by = [ok[k] for k in keys]
     metrics = metric_columns(ok, vocabulary)
     numbers = ok[metrics].astype(float).replace([np.inf, -np.inf], np.nan)
-    mean = numbers.groupby([ok[k] for k in keys], dropna=False, sort=True).mean()
-    std = numbers.groupby([ok[k] for k in keys], dropna=False, sort=True).std(ddof=1)
-    n = grouped.size()
+    mean = numbers.groupby(by, dropna=False, sort=True).mean()
+    std = numbers.groupby(by, dropna=False, sort=True).std(ddof=1)
+    n = ok.groupby(keys, dropna=False, sort=True).size()
     configs = n.index.to_frame(index=False)
     shown = [
         c for c in keys if c in ("model", "regularizer") or configs[c].nunique(dropna=False) > 1
     ]
+    trials = [_rows_of(ok, config) for _, config in configs.iterrows()]
     board = Leaderboard(
         dataset=dataset,
         shown=shown,
@@ -121,24 +219,94 @@ def leaderboard(
         n=n.reset_index(drop=True),
         mean=mean.reset_index(drop=True),
         std=std.reset_index(drop=True),
+        trials=trials,
+        protocol=[protocol_of(rows) for rows in trials],
     )
     for metric in metrics:
-        sign, noisy = vocabulary.direction(metric), vocabulary.get(metric).noisy
-        values = board.mean[metric].to_numpy(dtype=float) * sign
-        if sign == 0 or noisy or len(values) < 2 or not np.isfinite(values).any():
-            continue
-        top = np.nanmax(values)
-        board.best[metric] = [i for i, v in enumerate(values) if np.isclose(v, top, rtol=1e-12)]
+        if best := best_of(board, metric, vocabulary):
+            board.best[metric] = best
     return board
 
 
-def format_cell(mean: float, std: float) -> str:
-    """``mean ± std`` to four significant digits (the mean alone with a single seed)."""
-    if not math.isfinite(mean):
-        return "–"
-    if not math.isfinite(std):
-        return f"{mean:.4g}"
-    return f"{mean:.4g} ± {std:.2g}"
+# --- which columns, in which order --------------------------------------------------------------
+
+
+def ordered_groups(groups: Iterable[str]) -> list[str]:
+    """Groups in report order: the built-in ``GROUPS``, then the others as first seen, then
+    ``other`` (the columns that declare none)."""
+    seen = list(dict.fromkeys(groups))
+    rest = [g for g in seen if g not in GROUPS and g != OTHER]
+    return [g for g in GROUPS if g in seen] + rest + ([OTHER] if OTHER in seen else [])
+
+
+def headline_columns(board: Leaderboard, vocabulary: Vocabulary) -> list[str]:
+    """Each group's declared headline column that has a value here, in group order."""
+    headlines = vocabulary.headlines()
+    return [headlines[g] for g in ordered_groups(headlines) if headlines[g] in board.mean]
+
+
+def ranking_columns(board: Leaderboard, vocabulary: Vocabulary) -> list[str]:
+    """The headline columns configurations are ranked by, first one first: those that declare a
+    direction, are not noisy, have a value for some configuration, and are comparable among the
+    configurations that have one."""
+    out = []
+    for column in headline_columns(board, vocabulary):
+        declared = vocabulary.get(column)
+        values = board.mean[column].to_numpy(dtype=float)
+        protocols = {board.protocol[i] for i in np.flatnonzero(np.isfinite(values))}
+        if declared.direction == 0 or declared.noisy or not protocols:
+            continue
+        if declared.group == LIKELIHOOD and len(protocols) > 1:
+            continue  # no one order across protocols
+        out.append(column)
+    return out
+
+
+def ranked(board: Leaderboard, vocabulary: Vocabulary) -> list[int]:
+    """Positions of the configurations, best first: by the first ranking column; configurations
+    without a value (or tied) by the next one; those with none of them last, by label."""
+    columns = ranking_columns(board, vocabulary)
+
+    def key(i: int) -> tuple:
+        parts = []
+        for column in columns:
+            value = float(board.mean[column].iloc[i]) * vocabulary.direction(column)
+            parts.append((0, -value) if math.isfinite(value) else (1, 0.0))
+        return (*parts, board.label(i))
+
+    return sorted(range(len(board.configs)), key=key)
+
+
+def median_seed(
+    trials: pd.DataFrame, columns: list[str], vocabulary: Vocabulary
+) -> tuple[pd.Series, str]:
+    """The trial of a configuration whose value is the median of its seeds', and the column that
+    decided: the first of ``columns`` that the trials have. Of an even number of seeds, the worse of
+    the middle two (a report should not flatter); ties by seed; without any value, the first
+    seed (and "")."""
+    for column in columns:
+        values = trials[column].astype(float) if column in trials else pd.Series(dtype=float)
+        have = trials[np.isfinite(values.to_numpy())] if len(values) else trials.iloc[:0]
+        if have.empty:
+            continue
+        worse = -vocabulary.direction(column) * have[column].astype(float)
+        order = have.assign(_worse=worse).sort_values(["_worse", "seed"], kind="stable")
+        return order.iloc[len(order) // 2].drop("_worse"), column
+    return trials.sort_values("seed").iloc[0], ""
+
+
+def warning_note(trials: pd.DataFrame) -> str:
+    """A configuration's warnings: each once, with its seeds unless every seed has it."""
+    if "warnings" not in trials:
+        return ""
+    seeds: dict[str, list[str]] = {}
+    for seed, text in zip(trials["seed"], trials["warnings"], strict=True):
+        for item in filter(None, _text(text).split("; ")):
+            seeds.setdefault(item, []).append(str(seed))
+    return "; ".join(
+        item if len(who) == len(trials) else f"{item} (seed {', '.join(who)})"
+        for item, who in seeds.items()
+    )
 
 
 # --- the document: a list of blocks, written out as Markdown or HTML ----------------------------
@@ -160,6 +328,11 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells
+    tips: list[str] = field(default_factory=list)  # per header cell: what the column is
+    notes: dict[int, str] = field(default_factory=dict)  # row -> its warnings: ⚠ by its label
+    show_notes: bool = False  # the warnings' text in the row itself, not only in the tooltip
+    numbers: bool = True  # numbers stay on one line; text tables wrap
+    wrap: set[int] = field(default_factory=set)  # columns of text in a table of numbers
 
 
 @dataclass
@@ -167,52 +340,103 @@ class Images:
     items: list[tuple[str, Path]]  # (caption, png)
 
 
-Block = Heading | Paragraph | Table | Images
+@dataclass
+class Details:
+    """Folded away: in HTML a ``<details>`` one click opens; in Markdown, links."""
+
+    summary: str
+    items: list[tuple[str, list[tuple[str, Path]]]]  # (title, its (caption, png) figures)
+
+
+Block = Heading | Paragraph | Table | Images | Details
 
 
 def _arrow(metric: str, vocabulary: Vocabulary) -> str:
     return {1: " ↑", -1: " ↓"}.get(vocabulary.direction(metric), "")
 
 
-def leaderboard_table(
-    board: Leaderboard, vocabulary: Vocabulary, warned: frozenset[int] = frozenset()
+def _tip(metric: str, vocabulary: Vocabulary) -> str:
+    declared = vocabulary.get(metric)
+    better = f"{declared.better} is better" if declared.better else "no better direction"
+    parts = [declared.description, f"unit: {declared.unit}" if declared.unit else "", better]
+    return "; ".join(p for p in parts if p) + (
+        "; noisy: never marked best" if declared.noisy else ""
+    )
+
+
+def metric_table(
+    board: Leaderboard,
+    vocabulary: Vocabulary,
+    metrics: list[str],
+    order: list[int],
+    *,
+    protocol: bool = False,
+    show_notes: bool = False,
 ) -> Table:
-    """The leaderboard; configurations in ``warned`` (positions) are marked ⚠."""
-    metrics = list(board.mean.columns)
-    header = ["configuration", "seeds", *(m + _arrow(m, vocabulary) for m in metrics)]
-    rows, bold = [], set()
-    for i in range(len(board.configs)):
-        label = board.label(i) + (" ⚠" if i in warned else "")
-        cells = [label, str(int(board.n.iloc[i]))]
+    """The configurations at ``order`` (positions) with ``metrics``, the best ones bold, the warned
+    ones marked ⚠; with ``protocol``, a column of each configuration's likelihood protocol."""
+    fixed = ["configuration", "seeds", *(["protocol"] if protocol else [])]
+    header = [*fixed, *(m + _arrow(m, vocabulary) for m in metrics)]
+    tips = ["", "seeds averaged", *(["p(x|z), binarization"] if protocol else [])]
+    tips += [_tip(m, vocabulary) for m in metrics]
+    rows, bold, notes = [], set(), {}
+    for r, i in enumerate(order):
+        cells = [board.label(i), str(int(board.n.iloc[i]))]
+        cells += [board.protocol[i] or "–"] if protocol else []
         for j, metric in enumerate(metrics):
             cells.append(format_cell(board.mean[metric].iloc[i], board.std[metric].iloc[i]))
             if i in board.best.get(metric, []):
-                bold.add((i, j + 2))
+                bold.add((r, len(fixed) + j))
+        if note := warning_note(board.trials[i]):
+            notes[r] = note
         rows.append(cells)
-    return Table(header, rows, bold)
+    return Table(header, rows, bold, tips, notes, show_notes, wrap={2} if protocol else set())
 
 
-def _trial_label(row: pd.Series) -> str:
-    return f"{row['model']} / {row['regularizer']} seed={row['seed']}"
+def _ranking_sentence(columns: list[str], vocabulary: Vocabulary) -> str:
+    if not columns:
+        return (
+            "Not ranked: no headline metric with a direction and a value; by configuration. "
+            "Mean ± standard deviation over seeds."
+        )
+    first = columns[0]
+    text = f"Ranked by {first} ({vocabulary.get(first).better} is better), best first"
+    if len(columns) > 1:
+        text += f"; configurations without it (or tied) by {', then '.join(columns[1:])}"
+    return text + "; configurations with none of these last. Mean ± standard deviation over seeds."
 
 
-def _rows_of(ok: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
-    """The trials (one per seed) of one configuration."""
-    match = pd.Series(True, index=ok.index)
-    for column, value in config.items():
-        match &= ok[column].isna() if _missing(value) else ok[column] == value
-    return ok[match]
+BOLD_RULE = (
+    "Sample standard deviation (n−1); ↑ higher is better, ↓ lower is better. Bold: the best mean "
+    "of a column, only where the column declares a direction and is not noisy (timings and memory "
+    "move with the machine), and only among comparable configurations: likelihood columns are "
+    "compared within one likelihood protocol (p(x|z) and binarization), so each protocol has its "
+    "own best. ⚠: the configuration trained with warnings (hover for all of them)."
+)
 
 
-def _representatives(table: pd.DataFrame, board: Leaderboard) -> list[tuple[str, str]]:
-    """(configuration label with its seed, trial id) of every ok trial: each seed's figures, so
-    that one seed that trained badly is seen, not hidden behind another."""
-    ok = table[(table["dataset"] == board.dataset) & (table["status"] == "ok")]
-    out = []
-    for i, config in board.configs.iterrows():
-        for _, trial in _rows_of(ok, config).sort_values("seed").iterrows():
-            out.append((f"{board.label(i)} seed={trial['seed']}", str(trial["trial_id"])))
-    return out
+def _detail_blocks(board: Leaderboard, vocabulary: Vocabulary, order: list[int]) -> list[Block]:
+    """One table per group of columns, rows in the ranked order (those without any value of the
+    group left out)."""
+    by_group: dict[str, list[str]] = {}
+    for column in board.mean.columns:
+        by_group.setdefault(vocabulary.get(column).group or OTHER, []).append(column)
+    blocks: list[Block] = [Heading(3, "Details by group"), Paragraph(BOLD_RULE)]
+    for group in ordered_groups(by_group):
+        columns = by_group[group]
+        rows = [i for i in order if board.mean[columns].iloc[i].notna().any()]
+        table = metric_table(board, vocabulary, columns, rows, protocol=group == LIKELIHOOD)
+        blocks += [Heading(4, group), table]
+    return blocks
+
+
+TRIAL_CAPTIONS = {  # the PNGs shown per trial, in this order; the latent scatter is in a grid
+    "reconstructions.png": "test inputs and reconstructions",
+    "prior_samples.png": "samples from the prior",
+    "traversals.png": "latent traversals",
+    "interpolations.png": "interpolations between test inputs",
+    "curves.png": "loss curves",
+}
 
 
 def _trial_pngs(folder: Path, trial_id: str, title: str) -> dict[str, Path]:
@@ -226,68 +450,107 @@ def _trial_pngs(folder: Path, trial_id: str, title: str) -> dict[str, Path]:
     return {name: path for name, path in pngs.items() if path.is_file()}
 
 
+def _trial_images(folder: Path, trial: pd.Series, title: str) -> list[tuple[str, Path]]:
+    pngs = _trial_pngs(folder, str(trial["trial_id"]), title)
+    return [(caption, pngs[name]) for name, caption in TRIAL_CAPTIONS.items() if name in pngs]
+
+
+def _figure_blocks(
+    folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
+) -> list[Block]:
+    """Per configuration (ranked), its median seed's figures, and the other seeds' folded."""
+    columns = ranking_columns(board, vocabulary)
+    blocks: list[Block] = [Heading(3, "Figures per configuration")]
+    for rank, i in enumerate(order, 1):
+        trials = board.trials[i]
+        median, by = median_seed(trials, columns, vocabulary)
+        seeds = ", ".join(str(s) for s in sorted(trials["seed"]))
+        why = f"the median by {by} of seeds {seeds}" if by else f"the first of seeds {seeds}"
+        if by and len(trials) % 2 == 0:
+            why += " (the worse of the middle two)"
+        label = f"{board.label(i)} seed={median['seed']}"
+        images = _trial_images(folder, median, label)
+        blocks += [
+            Heading(4, f"{rank}. {board.label(i)}"),
+            Paragraph(f"Seed {median['seed']} ({median['trial_id']}): {why}."),
+            Images(images) if images else Paragraph("No figures were saved."),
+        ]
+        others = trials[trials["trial_id"] != median["trial_id"]].sort_values("seed")
+        folded = [
+            (
+                f"seed {t['seed']} ({t['trial_id']})",
+                _trial_images(folder, t, f"{board.label(i)} seed={t['seed']}"),
+            )
+            for _, t in others.iterrows()
+        ]
+        if folded:
+            names = ", ".join(str(s) for s in others["seed"])
+            blocks.append(Details(f"Other seeds: {names}", folded))
+    return blocks
+
+
+def _latent_blocks(
+    folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
+) -> list[Block]:
+    """The latent scatters of each configuration's median seed, side by side."""
+    from aebench import figures
+
+    columns = ranking_columns(board, vocabulary)
+    panels = []
+    for rank, i in enumerate(order[:MAX_LATENT_PANELS], 1):
+        median, _ = median_seed(board.trials[i], columns, vocabulary)
+        npz = figures.trial_folder(folder, str(median["trial_id"])) / figures.ARRAYS
+        if npz.is_file():
+            panels.append((f"{rank}. {board.label(i)} seed={median['seed']}", npz))
+    path = folder / FIGURES / f"latent_{board.dataset}.png"
+    grid = figures.latent_grid(path, panels) if panels else None
+    if grid is None:
+        return []
+    caption = "latent codes of the test split, each configuration's median seed"
+    return [Heading(3, "Latent spaces"), Images([(caption, grid)])]
+
+
+def _plane_blocks(
+    folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
+) -> list[Block]:
+    """Pairs of columns that metrics ask to see plotted: one point per trial."""
+    from aebench import figures
+
+    blocks: list[Block] = []
+    for x, y in vocabulary.planes:
+        points = [
+            (board.label(i), float(r[x]), float(r[y]))
+            for i in order
+            if {x, y} <= set(board.trials[i].columns)
+            for _, r in board.trials[i].iterrows()
+            if pd.notna(r[x]) and pd.notna(r[y])
+        ]
+        path = folder / FIGURES / f"{x}_{y}_{board.dataset}.png"
+        plane = figures.plane(path, points, vocabulary.get(x), vocabulary.get(y))
+        if plane is not None:
+            blocks += [Heading(3, f"{x}–{y} plane"), Images([("one point per trial", plane)])]
+    return blocks
+
+
 def _dataset_blocks(
     folder: Path, table: pd.DataFrame, dataset: str, vocabulary: Vocabulary
 ) -> list[Block]:
-    from aebench import figures
-
     blocks: list[Block] = [Heading(2, f"Dataset: {dataset}")]
     board = leaderboard(table, dataset, vocabulary)
     if board is None:
         return [*blocks, Paragraph("No trial of this dataset finished.")]
+    order = ranked(board, vocabulary)
+    headlines = headline_columns(board, vocabulary)
     blocks += [
-        Heading(3, "Leaderboard"),
-        Paragraph(
-            "Mean ± standard deviation over seeds (sample std, n−1). ↑ higher is better, "
-            "↓ lower is better; the best configuration per column is in bold (never for timings "
-            "and memory, which move with the machine)."
-        ),
-        leaderboard_table(board, vocabulary, _warned(table, board)),
+        Heading(3, "Headline"),
+        metric_table(board, vocabulary, headlines, order, show_notes=True),
+        Paragraph(_ranking_sentence(ranking_columns(board, vocabulary), vocabulary)),
     ]
-    representatives = _representatives(table, board)
-    figure_dir = folder / FIGURES
-    figure_dir.mkdir(exist_ok=True)
-    panels = [
-        (label, figures.trial_folder(folder, tid) / figures.ARRAYS)
-        for label, tid in representatives[:MAX_LATENT_PANELS]
-    ]
-    panels = [(label, npz) for label, npz in panels if npz.is_file()]
-    grid = figures.latent_grid(figure_dir / f"latent_{dataset}.png", panels) if panels else None
-    if grid is not None:
-        blocks += [Heading(3, "Latent spaces"), Images([("latent codes of the test split", grid)])]
-    ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
-    for x, y in vocabulary.planes:  # pairs of columns that metrics ask to see plotted
-        if not {x, y} <= set(table.columns):
-            continue
-        points = [
-            (board.label(i), float(r[x]), float(r[y]))
-            for i, config in board.configs.iterrows()
-            for _, r in _rows_of(ok, config).iterrows()
-            if pd.notna(r[x]) and pd.notna(r[y])
-        ]
-        labels = (vocabulary.get(x), vocabulary.get(y))
-        path = figure_dir / f"{x}_{y}_{dataset}.png"
-        plane = figures.plane(path, points, *labels)
-        if plane is not None:
-            blocks += [
-                Heading(3, f"{x}–{y} plane"),
-                Images([("one point per trial", plane)]),
-            ]
-    blocks += [
-        Heading(3, "Trials"),
-        Paragraph("The figures of every trial, each seed of each configuration."),
-    ]
-    for label, trial_id in representatives:
-        pngs = _trial_pngs(folder, trial_id, label)
-        captions = {
-            figures.RECON_PNG: "test inputs and reconstructions",
-            figures.SAMPLES_PNG: "samples from the prior",
-            figures.CURVES_PNG: "training curves",
-        }  # the latent scatter is in the grid above
-        items = [(captions[name], pngs[name]) for name in captions if name in pngs]
-        blocks += [Heading(4, f"{label} ({trial_id})")]
-        blocks += [Images(items)] if items else [Paragraph("No figures were saved.")]
-    return blocks
+    blocks += _detail_blocks(board, vocabulary, order)
+    (folder / FIGURES).mkdir(exist_ok=True)
+    blocks += _latent_blocks(folder, board, vocabulary, order)
+    blocks += _plane_blocks(folder, board, vocabulary, order)
+    return blocks + _figure_blocks(folder, board, vocabulary, order)
 
 
 def _has_warnings(rows: pd.DataFrame) -> pd.Series:
@@ -296,12 +559,8 @@ def _has_warnings(rows: pd.DataFrame) -> pd.Series:
     return rows["warnings"].fillna("").astype(str).str.len() > 0
 
 
-def _warned(table: pd.DataFrame, board: Leaderboard) -> frozenset[int]:
-    """Positions of the configurations with a warning on any of their seeds."""
-    ok = table[(table["dataset"] == board.dataset) & (table["status"] == "ok")]
-    return frozenset(
-        i for i, config in board.configs.iterrows() if _has_warnings(_rows_of(ok, config)).any()
-    )
+def _trial_label(row: pd.Series) -> str:
+    return f"{row['model']} / {row['regularizer']} seed={row['seed']}"
 
 
 def _warning_blocks(table: pd.DataFrame) -> list[Block]:
@@ -314,8 +573,8 @@ def _warning_blocks(table: pd.DataFrame) -> list[Block]:
     ]
     return [
         Heading(2, "Warnings"),
-        Paragraph("Trained, but look before you trust their numbers (⚠ in the leaderboards)."),
-        Table(["trial", "dataset", "configuration", "warnings"], rows),
+        Paragraph("Trained, but look before you trust their numbers (⚠ in the tables)."),
+        Table(["trial", "dataset", "configuration", "warnings"], rows, numbers=False),
     ]
 
 
@@ -328,7 +587,7 @@ def _problem_blocks(table: pd.DataFrame) -> list[Block]:
         for _, r in bad.sort_values(["status", "dataset", "model", "seed"]).iterrows()
     ]
     header = ["trial", "dataset", "configuration", "status", "reason"]
-    return [Heading(2, "Failed, skipped and diverged trials"), Table(header, rows)]
+    return [Heading(2, "Failed, skipped and diverged trials"), Table(header, rows, numbers=False)]
 
 
 def report_blocks(
@@ -393,7 +652,9 @@ def _not_measured_blocks(table: pd.DataFrame) -> list[Block]:
     return [
         Heading(2, "Not measured"),
         Paragraph("Metrics that gave NaN on trained models, and why (metric errors first)."),
-        Table(["dataset", "configuration", "metrics: reason"], [list(r) for r in rows]),
+        Table(
+            ["dataset", "configuration", "metrics: reason"], [list(r) for r in rows], numbers=False
+        ),
     ]
 
 
@@ -401,7 +662,33 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _md_label(table: Table, row: int, text: str) -> str:
+    if row not in table.notes:
+        return text
+    return f"{text} ⚠ {_short(table.notes[row])}" if table.show_notes else f"{text} ⚠"
+
+
+def _short(note: str) -> str:
+    return note if len(note) <= NOTE_CHARS else note[: NOTE_CHARS - 1].rstrip() + "…"
+
+
+def _md_table(table: Table) -> list[str]:
+    lines = ["| " + " | ".join(_md_cell(h) for h in table.header) + " |"]
+    lines.append("|" + "---|" * len(table.header))
+    for i, row in enumerate(table.rows):
+        cells = [_md_label(table, i, row[0]), *row[1:]] if table.numbers else row
+        cells = [
+            f"**{_md_cell(c)}**" if (i, j) in table.bold else _md_cell(c)
+            for j, c in enumerate(cells)
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def to_markdown(blocks: list[Block], folder: Path) -> str:
+    def link(path: Path) -> str:
+        return path.relative_to(folder).as_posix()
+
     lines: list[str] = []
     for block in blocks:
         if isinstance(block, Heading):
@@ -409,30 +696,39 @@ def to_markdown(blocks: list[Block], folder: Path) -> str:
         elif isinstance(block, Paragraph):
             lines += [block.text, ""]
         elif isinstance(block, Table):
-            lines.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
-            lines.append("|" + "---|" * len(block.header))
-            for i, row in enumerate(block.rows):
-                cells = [
-                    f"**{_md_cell(c)}**" if (i, j) in block.bold else _md_cell(c)
-                    for j, c in enumerate(row)
-                ]
-                lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
-        else:
+            lines += _md_table(block)
+        elif isinstance(block, Images):
             for caption, path in block.items:
-                lines += [f"![{caption}]({path.relative_to(folder).as_posix()})", ""]
+                lines += [f"![{caption}]({link(path)})", ""]
+        else:  # the folded figures as links: a Markdown page has no <details> everywhere
+            lines.append(f"{block.summary}:")
+            for title, items in block.items:
+                figures = ", ".join(f"[{caption}]({link(path)})" for caption, path in items)
+                lines.append(f"- {title}: {figures or 'no figures were saved'}")
+            lines.append("")
     return "\n".join(lines)
 
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+body { font-family: system-ui, sans-serif; color: #222; max-width: 1320px; margin: 1.5em auto;
+       padding: 0 1em; box-sizing: border-box; }
+p { max-width: 60em; }
+.scroll { overflow-x: auto; max-width: 100%; margin: 0.6em 0 1.2em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+th { background: #f4f4f4; vertical-align: bottom; font-weight: 600; }
+table.numbers td { white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
+table.numbers td:first-child { white-space: normal; min-width: 12em; max-width: 26em; }
 td.best { font-weight: bold; background: #e8f4e8; }
-figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+table.numbers td.wrap { white-space: normal; min-width: 9em; text-align: left; }
+.warn { color: #b36b00; cursor: help; }
+.note { font-size: 0.85em; color: #8a5300; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; max-width: 100%; }
 figcaption { font-size: 0.8em; color: #555; }
-img { max-width: 100%; }
+img { max-width: 100%; height: auto; }
+details { margin: 0.3em 0 1.5em; }
+summary { cursor: pointer; color: #0550ae; }
 """
 
 
@@ -440,11 +736,70 @@ def _embedded(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _html_header(text: str) -> str:
+    # Long metric names may break after an underscore: a header no wider than its numbers.
+    return html.escape(text).replace("_", "_<wbr>")
+
+
+def _html_label(table: Table, row: int, text: str) -> str:
+    esc = html.escape
+    if row not in table.notes:
+        return esc(text)
+    note = table.notes[row]
+    out = f'{esc(text)} <span class="warn" title="{esc(note)}">⚠</span>'
+    if table.show_notes:
+        out += f'<div class="note" title="{esc(note)}">{esc(_short(note))}</div>'
+    return out
+
+
+def _html_table(table: Table) -> list[str]:
+    esc = html.escape
+    kind = "numbers" if table.numbers else "text"
+    parts = [f'<div class="scroll"><table class="{kind}"><thead><tr>']
+    tips = table.tips or [""] * len(table.header)
+    parts += [
+        f'<th title="{esc(tip)}">{_html_header(h)}</th>' if tip else f"<th>{_html_header(h)}</th>"
+        for h, tip in zip(table.header, tips, strict=True)
+    ]
+    parts.append("</tr></thead><tbody>")
+    for i, row in enumerate(table.rows):
+        cells = [_html_label(table, i, row[0]) if table.numbers else esc(row[0])]
+        cells += [esc(c) for c in row[1:]]
+        kinds = [
+            " ".join(
+                name
+                for name, on in (("best", (i, j) in table.bold), ("wrap", j in table.wrap))
+                if on
+            )
+            for j in range(len(cells))
+        ]
+        parts.append(
+            "<tr>"
+            + "".join(
+                f'<td class="{k}">{c}</td>' if k else f"<td>{c}</td>"
+                for k, c in zip(kinds, cells, strict=True)
+            )
+            + "</tr>"
+        )
+    parts.append("</tbody></table></div>")
+    return parts
+
+
+def _html_figures(items: list[tuple[str, Path]]) -> list[str]:
+    esc = html.escape
+    return [
+        f'<figure><img src="{_embedded(path)}" alt="{esc(caption)}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+        for caption, path in items
+    ]
+
+
 def to_html(blocks: list[Block], title: str) -> str:
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<style>{STYLE}</style></head><body>",
     ]
     for block in blocks:
@@ -453,24 +808,15 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif isinstance(block, Paragraph):
             parts.append(f"<p>{esc(block.text)}</p>")
         elif isinstance(block, Table):
-            parts.append("<table><thead><tr>")
-            parts += [f"<th>{esc(h)}</th>" for h in block.header]
-            parts.append("</tr></thead><tbody>")
-            for i, row in enumerate(block.rows):
-                cells = [
-                    f'<td class="best">{esc(c)}</td>'
-                    if (i, j) in block.bold
-                    else f"<td>{esc(c)}</td>"
-                    for j, c in enumerate(row)
-                ]
-                parts.append("<tr>" + "".join(cells) + "</tr>")
-            parts.append("</tbody></table>")
+            parts += _html_table(block)
+        elif isinstance(block, Images):
+            parts += _html_figures(block.items)
         else:
-            for caption, path in block.items:
-                parts.append(
-                    f'<figure><img src="{_embedded(path)}" alt="{esc(caption)}">'
-                    f"<figcaption>{esc(caption)}</figcaption></figure>"
-                )
+            parts.append(f"<details><summary>{esc(block.summary)}</summary>")
+            for heading, items in block.items:
+                parts.append(f"<p>{esc(heading)}</p>")
+                parts += _html_figures(items) or ["<p>No figures were saved.</p>"]
+            parts.append("</details>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
