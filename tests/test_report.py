@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 import shutil
 import textwrap
@@ -15,15 +16,23 @@ import pytest
 
 from aebench import Regularizer, hookimpl
 from aebench.cli import main
+from aebench.columns import Column, Vocabulary
 from aebench.figures import TrialFigures
 from aebench.plugins import load_plugins
 from aebench.report import (
     REPORT_HTML,
     REPORT_MD,
+    best_of,
     build_report,
     format_cell,
+    format_number,
+    headline_columns,
     leaderboard,
+    median_seed,
     metric_columns,
+    ranked,
+    ranking_columns,
+    warning_note,
 )
 from aebench.results import read_results
 from aebench.runner import run_suite
@@ -266,7 +275,6 @@ def test_why_metrics_gave_nan_is_listed_once_per_configuration(reported: Path) -
 
 
 def test_values_above_a_declared_flag_are_added_to_the_rows_warnings() -> None:
-    from aebench.columns import Column, Vocabulary
     from aebench.report import with_flags
 
     vocabulary = Vocabulary()
@@ -286,3 +294,272 @@ def test_values_above_a_declared_flag_are_added_to_the_rows_warnings() -> None:
         "",
     ]
     assert table["warnings"].tolist() == ["", "dead units", "", ""]  # the table is not changed
+
+
+# --- the rules, on synthetic tables -------------------------------------------------------------
+
+
+def _vocabulary() -> Vocabulary:
+    """A made-up vocabulary: nothing the report does may depend on the built-in metric names."""
+    vocabulary = Vocabulary(columns={})
+    vocabulary.add(
+        [
+            Column("zing", "lower", group="zest", headline=True),  # a plugin's own group
+            Column("zing_spread", group="zest"),
+            Column("fit", "higher", group="likelihood", headline=True),
+            Column("fit_bound", "higher", group="likelihood"),
+            Column("sharp", "higher", group="reconstruction", headline=True),
+            Column("hurry", "higher", noisy=True, group="speed", headline=True),
+            Column("count", group="latent", headline=True),  # no direction
+            Column("plain"),  # no group: "other"
+        ]
+    )
+    return vocabulary
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    """Trial rows of one dataset: ``config`` names the model, every other key is a column."""
+    out = []
+    for i, given in enumerate(rows):
+        row = dict(given)
+        base = {"dataset": "d", "regularizer": "none", "status": "ok", "trial_id": f"t{i}"}
+        base |= {"model": row.pop("config"), "seed": row.pop("seed", 0), "warnings": ""}
+        out.append(base | row)
+    return pd.DataFrame(out)
+
+
+def _board(rows: list[dict], vocabulary: Vocabulary):
+    board = leaderboard(_table(rows), "d", vocabulary)
+    assert board is not None
+    return board
+
+
+def _models(board, positions: list[int]) -> list[str]:
+    return [board.configs["model"].iloc[i] for i in positions]
+
+
+def test_headlines_come_from_the_declarations_in_group_order() -> None:
+    vocabulary = _vocabulary()
+    board = _board(
+        [
+            {"config": "a", "zing": 1.0, "fit": -3.0, "sharp": 0.5, "hurry": 9.0, "count": 2.0},
+            {"config": "b", "zing": 2.0, "fit": -2.0, "sharp": 0.4, "hurry": 8.0, "count": 3.0},
+        ],
+        vocabulary,
+    )
+    # GROUPS first (likelihood, reconstruction, latent, speed), then a plugin's own group
+    assert headline_columns(board, vocabulary) == ["fit", "sharp", "count", "hurry", "zing"]
+    # ranked by those with a direction that are not noisy: count has none, hurry is noisy
+    assert ranking_columns(board, vocabulary) == ["fit", "sharp", "zing"]
+    assert _models(board, ranked(board, vocabulary)) == ["b", "a"]  # fit: higher is better
+
+
+def test_a_headline_without_values_is_left_out() -> None:
+    vocabulary = _vocabulary()
+    board = _board(
+        [{"config": "a", "zing": 1.0, "fit": math.nan}, {"config": "b", "zing": 2.0}], vocabulary
+    )
+    assert headline_columns(board, vocabulary) == ["zing"]
+    assert _models(board, ranked(board, vocabulary)) == ["a", "b"]  # zing: lower is better
+
+
+def test_configurations_without_the_ranking_value_go_last_ordered_by_the_next() -> None:
+    vocabulary = _vocabulary()
+    board = _board(
+        [
+            {"config": "a", "fit": math.nan, "sharp": 0.1},
+            {"config": "b", "fit": -5.0, "sharp": 0.2},
+            {"config": "c", "fit": math.nan, "sharp": 0.9},
+            {"config": "d", "fit": -1.0, "sharp": 0.0},
+            {"config": "e", "fit": math.nan, "sharp": math.nan},
+        ],
+        vocabulary,
+    )
+    assert ranking_columns(board, vocabulary)[0] == "fit"
+    assert _models(board, ranked(board, vocabulary)) == ["d", "b", "c", "a", "e"]
+
+
+def test_likelihoods_of_different_protocols_neither_rank_nor_compare() -> None:
+    vocabulary = _vocabulary()
+    rows = [
+        {"config": "a", "fit": -1.0, "fit_bound": -2.0, "sharp": 0.1, "likelihood": "bernoulli"},
+        {"config": "b", "fit": -9.0, "fit_bound": -8.0, "sharp": 0.3, "likelihood": "bernoulli"},
+        {"config": "c", "fit": -5.0, "fit_bound": -5.0, "sharp": 0.2, "likelihood": "gaussian"},
+        {"config": "d", "fit": -7.0, "fit_bound": -7.0, "sharp": 0.0, "likelihood": "gaussian"},
+    ]
+    for row in rows:
+        row["binarize"] = "none"
+    board = _board(rows, vocabulary)
+    assert board.protocol == ["bernoulli, binarize=none"] * 2 + ["gaussian, binarize=none"] * 2
+    # no one order across protocols: ranked by the next headline
+    assert ranking_columns(board, vocabulary)[0] == "sharp"
+    assert _models(board, ranked(board, vocabulary)) == ["b", "c", "a", "d"]
+    # the best within each protocol
+    assert _models(board, best_of(board, "fit", vocabulary)) == ["a", "c"]
+    assert _models(board, best_of(board, "fit_bound", vocabulary)) == ["a", "c"]
+    # a binarization is a protocol of its own: a and b are now alone in theirs, nobody's best
+    rows[0]["binarize"] = "static"
+    board = _board(rows, vocabulary)
+    assert _models(board, best_of(board, "fit", vocabulary)) == ["c"]
+    assert _models(board, best_of(board, "sharp", vocabulary)) == ["b"]  # not a likelihood
+
+
+def test_best_only_on_columns_with_a_direction_that_are_not_noisy() -> None:
+    vocabulary = _vocabulary()
+    board = _board(
+        [
+            {"config": "a", "zing": 1.0, "hurry": 1.0, "count": 1.0, "plain": 1.0},
+            {"config": "b", "zing": 2.0, "hurry": 2.0, "count": 2.0, "plain": 2.0},
+        ],
+        vocabulary,
+    )
+    assert board.best == {"zing": [0]}  # lower is better; hurry noisy; count, plain: no direction
+    one = _board([{"config": "a", "zing": 1.0}], vocabulary)
+    assert one.best == {}  # nothing to be better than
+
+
+@pytest.mark.parametrize(
+    ("value", "digits", "text"),
+    [
+        (19790.0, 4, "19790"),  # an integer as an integer, not 1.979e+04
+        (-0.0, 4, "0"),
+        (6182.3, 4, "6182"),  # four significant digits
+        (7071.07, 2, "7100"),  # a spread to two, written out, not 7.1e+03
+        (108712.3, 4, "108700"),
+        (0.012345, 4, "0.01235"),
+        (-0.00723, 4, "-0.00723"),  # trailing zeros dropped
+        (0.0004, 2, "0.0004"),
+        (3.2e-05, 4, "3.200e-05"),  # beyond ordinary magnitudes: scientific
+        (2.5e7 + 0.5, 4, "2.500e+07"),
+        (math.nan, 4, "–"),
+        (math.inf, 4, "–"),
+    ],
+)
+def test_numbers_are_formatted_for_reading(value: float, digits: int, text: str) -> None:
+    assert format_number(value, digits) == text
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "text"),
+    [
+        (19790.0, 0.0, "19790"),  # no "± 0" for a spread of exactly 0
+        (6182.3, 7071.07, "6182 ± 7100"),
+        (0.0123, 0.0004, "0.0123 ± 0.0004"),
+        (5.0, 1.414, "5 ± 1.4"),
+        (0.8273, math.nan, "0.8273"),  # one seed: no spread
+        (0.5, 1.2e-06, "0.5 ± 1.2e-06"),
+        (math.nan, 1.0, "–"),
+    ],
+)
+def test_cells_are_mean_and_spread_formatted_for_reading(
+    mean: float, std: float, text: str
+) -> None:
+    assert format_cell(mean, std) == text
+
+
+def test_the_median_seed_by_the_first_ranking_column_the_trials_have() -> None:
+    vocabulary = _vocabulary()
+    three = pd.DataFrame(
+        {"seed": [0, 1, 2], "fit": [-3.0, -1.0, -2.0], "trial_id": ["x", "y", "z"]}
+    )
+    trial, column = median_seed(three, ["fit", "sharp"], vocabulary)
+    assert (trial["seed"], column) == (2, "fit")
+    # of two, the worse: lower is better for zing
+    two = pd.DataFrame({"seed": [0, 1], "zing": [5.0, 4.0], "trial_id": ["x", "y"]})
+    assert median_seed(two, ["zing"], vocabulary)[0]["seed"] == 0
+    two["zing"] = [4.0, 5.0]
+    assert median_seed(two, ["zing"], vocabulary)[0]["seed"] == 1
+    # seeds without a value are not counted; without the first column, the next decides
+    gaps = pd.DataFrame(
+        {
+            "seed": [0, 1, 2],
+            "fit": [math.nan] * 3,
+            "sharp": [0.9, math.nan, 0.1],
+            "trial_id": list("xyz"),
+        }
+    )
+    trial, column = median_seed(gaps, ["fit", "sharp"], vocabulary)
+    assert (trial["seed"], column) == (2, "sharp")  # of 0.9 and 0.1 (higher better): the worse
+    trial, column = median_seed(gaps, ["fit"], vocabulary)
+    assert (trial["seed"], column) == (0, "")  # nothing to go by: the first seed
+
+
+def test_a_configurations_warnings_name_their_seeds_unless_all_have_them() -> None:
+    trials = pd.DataFrame({"seed": [0, 1, 2], "warnings": ["dead units; slow", "dead units", None]})
+    assert warning_note(trials) == "dead units (seed 0, 1); slow (seed 0)"
+    trials["warnings"] = ["dead units"] * 3
+    assert warning_note(trials) == "dead units"
+
+
+def test_loss_curves_show_validation_and_never_hide_one_under_another() -> None:
+    from aebench.figures import loss_lines
+
+    same = [3.0, 2.0, 1.0]
+    lines = loss_lines(
+        {
+            "curve_loss": same,
+            "curve_model_loss": same,
+            "curve_penalty": [0.0] * 3,
+            "curve_val_loss": [3.5, 2.5, 2.0],
+            "curve_lr": [1e-3] * 3,
+        }
+    )
+    labels = [label for label, _, _ in lines]
+    assert labels == ["loss = model_loss (train)", "val_loss (validation)"]
+    lines = loss_lines(
+        {"curve_loss": [3.0, 2.0], "curve_model_loss": [2.5, 1.5], "curve_penalty": [0.5, 0.5]}
+    )
+    styles = [(s["linestyle"], s["marker"]) for _, _, s in lines]
+    assert len(lines) == 3 and len(set(styles)) == 3  # each its own line style and marker
+
+
+def test_traversals_and_interpolations_are_captured_for_latent_variable_models_only() -> None:
+    import torch
+
+    from aebench.figures import N_PAIRS, TRAVERSAL_SIGMAS, capture
+    from aebench.testing import _LinearAutoencoder, _metric_data, _TinyGaussianVAE
+
+    data = _metric_data(labelled=True)
+    torch.manual_seed(0)
+    vae = _TinyGaussianVAE(data.info, latent_dim=2).eval()
+    arrays = capture(vae, data, {}, seed=0)
+    steps = len(TRAVERSAL_SIGMAS)
+    assert arrays["traversal"].shape == (2, steps, *data.info.shape)
+    # row r moves dimension traversal_dims[r] of the prior mean (0) by sigma * its std (1)
+    for row, dim in enumerate(arrays["traversal_dims"]):
+        for step, sigma in enumerate(TRAVERSAL_SIGMAS):
+            z = torch.zeros(1, 2)
+            z[0, dim] = float(sigma)
+            expected = vae.decode(z)[0].detach().numpy()
+            np.testing.assert_allclose(arrays["traversal"][row, step], expected, rtol=1e-5)
+    inter = arrays["interpolation"]
+    assert inter.shape[0] == N_PAIRS and inter.shape[2:] == data.info.shape
+    x, y = data.test.x, data.test.y.numpy()
+    firsts = [
+        int(np.flatnonzero((x.numpy() == frame).all(axis=(1, 2, 3)))[0]) for frame in inter[:, 0]
+    ]
+    lasts = [
+        int(np.flatnonzero((x.numpy() == frame).all(axis=(1, 2, 3)))[0]) for frame in inter[:, -1]
+    ]
+    assert all(y[a] != y[b] for a, b in zip(firsts, lasts, strict=True))  # different classes
+    with torch.no_grad():  # between the inputs: the decodes from code(a) to code(b)
+        for pair, (a, b) in enumerate(zip(firsts, lasts, strict=True)):
+            za, zb = vae.encode(x[a : a + 1]), vae.encode(x[b : b + 1])
+            np.testing.assert_allclose(inter[pair, 1], vae.decode(za)[0].numpy(), rtol=1e-5)
+            np.testing.assert_allclose(inter[pair, -2], vae.decode(zb)[0].numpy(), rtol=1e-5)
+            middle = vae.decode((za + zb) / 2)[0].numpy()
+            np.testing.assert_allclose(inter[pair, 1 + inter.shape[1] // 2 - 1], middle, rtol=1e-5)
+
+    plain = capture(_LinearAutoencoder(data.info).eval(), data, {}, seed=0)
+    assert "inputs" in plain and "traversal" not in plain and "interpolation" not in plain
+
+
+def test_traversals_and_interpolations_are_drawn_for_images(tmp_path: Path) -> None:
+    from aebench.figures import ARRAYS, INTERPOLATION_PNG, TRAVERSAL_PNG, capture, render_trial
+    from aebench.testing import _metric_data, _TinyGaussianVAE
+
+    data = _metric_data(labelled=False)
+    np.savez(tmp_path / ARRAYS, **capture(_TinyGaussianVAE(data.info).eval(), data, {}, seed=0))
+    written = {path.name for path in render_trial(tmp_path, "a title")}
+    assert {TRAVERSAL_PNG, INTERPOLATION_PNG} <= written
+    assert (tmp_path / TRAVERSAL_PNG).read_bytes().startswith(b"\x89PNG")
