@@ -1,6 +1,11 @@
-"""MLflow: an experiment per suite, a parent run per ``aebench run``, a nested run per trial.
+"""MLflow: an experiment per results folder, a run per trial, an invocation run per ``aebench run``.
 
 The results table stays the source of truth; MLflow is a view of it for comparing runs in a UI.
+Trial runs are not nested under their invocation: MLflow's runs table shows nested runs collapsed
+under their parent and plots only the rows it shows, so each trial run is a top-level run tagged
+``aebench.invocation`` (the invocation run's id) instead. The invocation run (the suite file, the
+counts, the results table and the report) is created with the first finished trial: an
+``aebench run`` that has nothing to do leaves no empty run behind.
 mlflow is imported only once a suite starts, so ``aebench --help`` and ``aebench list`` stay fast.
 """
 
@@ -8,14 +13,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from aebench.columns import is_metric_column, is_param_column
+from aebench.columns import is_metric_column, is_param_column, vocabulary_of
 from aebench.runner import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.suite import Suite, TrackingSection, Trial
 from aebench.trials import CONFIG, trial_folder
@@ -31,6 +37,14 @@ CURVE_PREFIX = "train/"  # per-epoch curves: train/loss, train/model_loss, train
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_VALUE_LENGTH = 6000
+
+# MLflow 3 opens an experiment on its GenAI pages unless the experiment says it holds model
+# training (the UI reads this tag in 3.0-3.x; later ones also need UI_WORKFLOW below).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# The UI's own switch between its GenAI and its machine-learning pages (MLflow 3.x, 2025-): a URL
+# parameter, so that the printed link opens on the runs whatever the browser chose before.
+UI_WORKFLOW = "workflowType=machine_learning"
+HEADLINE_PREFIX = "headline/"  # copies of the headline metrics: the UI charts them in one section
 
 RUN_STATUS = {"ok": "FINISHED", "skipped": "FINISHED", "diverged": "FAILED", "failed": "FAILED"}
 
@@ -104,6 +118,26 @@ def _text(value: Any) -> str:
     return str(value)[:MAX_VALUE_LENGTH]
 
 
+def _shown(folder: Path) -> str:
+    """A folder as the user would type it: relative to here when below here."""
+    try:
+        return folder.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return folder.as_posix()
+
+
+def experiment_name(suite: Suite, output: Path, configured: str | None = None) -> str:
+    """One experiment per results folder: ``[tracking] experiment`` if set, else the suite's name
+    for its own folder (``quick`` for ``results/quick``), else the name and the folder
+    (``quick (results/new)``), so that another output never mixes with the suite's baseline."""
+    if configured:
+        return configured
+    folder = Path(output).resolve()
+    if folder == suite.output_dir().resolve():
+        return suite.name
+    return f"{suite.name} ({_shown(folder)})"
+
+
 def trial_params(row: Row) -> dict[str, str]:
     """The trial's flattened configuration, named as the results table's columns."""
     return {k: _text(v) for k, v in row.items() if is_param_column(k)}
@@ -116,6 +150,12 @@ def trial_metrics(row: Row) -> dict[str, float]:
         if is_metric_column(key) and (number := _finite(value)) is not None:
             out[key] = number
     return out
+
+
+def headline_metrics(metrics: Mapping[str, float], headlines: Sequence[str]) -> dict[str, float]:
+    """The row's headline metrics again, as ``headline/<column>``: the UI's chart view makes a
+    section per prefix, so these form one section of one chart per group's primary metric."""
+    return {HEADLINE_PREFIX + name: metrics[name] for name in headlines if name in metrics}
 
 
 def trial_tags(row: Row, commit: str | None) -> dict[str, str]:
@@ -150,25 +190,34 @@ class MlflowTracker(SuiteObserver):
         self.uri = tracking_uri(self.settings.uri)
         self.client: MlflowClient | None = None
         self.experiment_id = ""
-        self.parent_run_id = ""
+        self.parent_run_id = ""  # the invocation run, once a trial finished
         self.trial_run_ids: dict[str, str] = {}  # trial id -> run id, this invocation
+        self._suite: Suite | None = None
         self._output = Path(".")
+        self._trials = 0
+        self._headlines: list[str] = []
         self._commit: str | None = None
         self._started_ms: dict[str, int] = {}
+        self._suite_started_ms = 0
 
     # -- the store ------------------------------------------------------------------------------
 
-    def _experiment(self, name: str) -> str:
+    def _experiment(self, name: str, tags: Mapping[str, str]) -> str:
+        """The experiment called ``name``, created (or restored) and tagged as aebench's."""
         assert self.client is not None
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
             database = sqlite_path(self.uri)
             location = None
             if database is not None:  # artifacts beside the database, not in ./mlruns
-                location = (database.parent / ARTIFACTS / name).resolve().as_uri()
-            return self.client.create_experiment(name, artifact_location=location)
+                folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)  # a name may hold '/' and ' '
+                location = (database.parent / ARTIFACTS / folder).resolve().as_uri()
+            return self.client.create_experiment(name, artifact_location=location, tags=tags)
         if experiment.lifecycle_stage == "deleted":
             self.client.restore_experiment(experiment.experiment_id)
+        for key, value in tags.items():  # also an experiment made by an older aebench
+            if experiment.tags.get(key) != value:
+                self.client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
 
     def _log_batch(
@@ -191,34 +240,51 @@ class MlflowTracker(SuiteObserver):
         for chunk in _chunks(list(metrics), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk, synchronous=True)
 
-    # -- observer hooks -------------------------------------------------------------------------
-
-    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
+    def _invocation(self) -> str:
+        """The experiment and the invocation run, made when the first trial finishes."""
         from mlflow import MlflowClient
 
+        if self.parent_run_id:
+            return self.parent_run_id
+        suite = self._suite
+        assert suite is not None, "suite_started comes first"
         database = sqlite_path(self.uri)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self._output = Path(output)
-        self._commit = git_commit(Path(suite.path).resolve().parent) or git_commit()
-        self.experiment_id = self._experiment(suite.name)
+        self.client = self.client or MlflowClient(tracking_uri=self.uri)
+        output = str(self._output.resolve())
+        name = experiment_name(suite, self._output, self.settings.experiment)
+        experiment_tags = {**EXPERIMENT_KIND, "aebench.suite": suite.name, "aebench.output": output}
+        self.experiment_id = self._experiment(name, experiment_tags)
         tags = {
             "aebench.suite": suite.name,
             "aebench.suite_file": str(suite.path),
-            "aebench.output": str(Path(output).resolve()),
-            "aebench.trials": str(len(trials)),
+            "aebench.output": output,
+            "aebench.trials": str(self._trials),
         }
         if self._commit:
             tags["mlflow.source.git.commit"] = self._commit
         run = self.client.create_run(
             self.experiment_id,
+            start_time=self._suite_started_ms,
             tags=tags,
             run_name=f"{suite.name} {time.strftime('%Y-%m-%d %H:%M')}",
         )
         self.parent_run_id = run.info.run_id
         if Path(suite.path).is_file():
             self.client.log_artifact(self.parent_run_id, str(suite.path))
+        return self.parent_run_id
+
+    # -- observer hooks -------------------------------------------------------------------------
+
+    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
+        self._suite = suite
+        self._output = Path(output)
+        self._trials = len(trials)
+        self._suite_started_ms = int(time.time() * 1000)
+        self._commit = git_commit(Path(suite.path).resolve().parent) or git_commit()
+        # Each group's primary metric, as the run's metrics declare it (saved beside the table).
+        self._headlines = list(vocabulary_of(self._output).headlines().values())
 
     def trial_started(self, trial: Trial) -> None:
         self._started_ms[trial.id] = int(time.time() * 1000)
@@ -232,9 +298,10 @@ class MlflowTracker(SuiteObserver):
     def _record_trial(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
         from mlflow.entities import Metric
 
+        invocation = self._invocation()
         assert self.client is not None
         now = int(time.time() * 1000)
-        tags = {"mlflow.parentRunId": self.parent_run_id, **trial_tags(row, self._commit)}
+        tags = {"aebench.invocation": invocation, **trial_tags(row, self._commit)}
         run = self.client.create_run(
             self.experiment_id,
             start_time=self._started_ms.pop(trial.id, now),
@@ -249,7 +316,9 @@ class MlflowTracker(SuiteObserver):
             for epoch, raw in enumerate(values, start=1)
             if (value := _finite(raw)) is not None
         ]
-        metrics += [Metric(k, v, now, 0) for k, v in trial_metrics(row).items()]
+        final = trial_metrics(row)
+        final |= headline_metrics(final, self._headlines)
+        metrics += [Metric(k, v, now, 0) for k, v in final.items()]
         self._log_batch(run_id, metrics, params=trial_params(row))
         folder = trial_folder(self._output, trial.id)
         for path in sorted(folder.glob("*.png")) + sorted(folder.glob("*.npz")):
@@ -274,10 +343,12 @@ class MlflowTracker(SuiteObserver):
             self.client.log_artifact(run_id, str(path), artifact_path="model")
 
     def suite_finished(self, run: SuiteRun) -> None:
-        assert self.client is not None
-        counts = {f"trials_{status}": float(n) for status, n in run.counts.items()}
         from mlflow.entities import Metric
 
+        if not self.parent_run_id:  # no trial finished: nothing to record
+            return
+        assert self.client is not None
+        counts = {f"trials_{status}": float(n) for status, n in run.counts.items()}
         now = int(time.time() * 1000)
         self._log_batch(self.parent_run_id, [Metric(k, v, now, 0) for k, v in counts.items()])
         for name in ("results.csv", "report.html", "report.md"):
@@ -290,7 +361,7 @@ class MlflowTracker(SuiteObserver):
         self.parent_run_id = ""
 
     def interrupted(self) -> None:
-        """End the parent run as KILLED (the suite was stopped before it finished)."""
+        """End the invocation run as KILLED (the suite was stopped before it finished)."""
         if self.client is not None and self.parent_run_id:
             self.client.set_terminated(self.parent_run_id, status="KILLED")
             self.parent_run_id = ""
@@ -304,17 +375,29 @@ class MlflowTracker(SuiteObserver):
 
 # --- the MLflow UI ------------------------------------------------------------------------------
 
+# The server's own output, but for errors: no line per request, no INFO lines, and none of the
+# warnings its libraries address to MLflow's developers (a Starlette deprecation, say).
+QUIET_UVICORN = "--no-access-log --log-level warning"
+# The server's job runner serves GenAI features aebench does not use; it costs seconds.
+SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# Its startup notice about serving other hosts: `aebench ui` serves 127.0.0.1 only.
+SERVER_NOTICE = re.compile(r"\[MLflow\] Security middleware enabled with default settings")
+LISTED_EXPERIMENTS = 10  # links printed by `aebench ui`, newest first
+
 
 def ui_command(database: Path, port: int) -> list[str]:
-    """``mlflow server`` on a SQLite store, on 127.0.0.1 only."""
+    """``mlflow server`` on a SQLite store, on 127.0.0.1 only, quiet."""
     database = Path(database).resolve()
+    uri = sqlite_uri(database)
     return [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--backend-store-uri",
-        sqlite_uri(database),
+        uri,
+        "--registry-store-uri",  # given, so that the server does not say it chose it
+        uri,
         "--default-artifact-root",
         (database.parent / ARTIFACTS).as_uri(),
         "--host",
@@ -323,27 +406,103 @@ def ui_command(database: Path, port: int) -> list[str]:
         str(port),
         "--workers",  # one person browsing: one worker starts fastest
         "1",
+        "--uvicorn-opts",
+        QUIET_UVICORN,
     ]
 
 
+def runs_url(base: str, experiment_id: str) -> str:
+    """The experiment's runs table, on the UI's machine-learning pages."""
+    return f"{base}/#/experiments/{experiment_id}/runs?{UI_WORKFLOW}"
+
+
+def _serving(base: str, server: subprocess.Popen[bytes], timeout_s: float = 300) -> bool:
+    """Wait until the server answers (True) or exits (False)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return server.poll() is None
+
+
+def aebench_experiments(base: str) -> list[tuple[str, str]]:
+    """(name, id) of the experiments aebench wrote, newest first; none when the server says no."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"max_results": 1000, "order_by": ["last_update_time DESC"]}).encode()
+    request = urllib.request.Request(
+        f"{base}/ajax-api/2.0/mlflow/experiments/search",
+        body,
+        {"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            experiments = json.load(reply).get("experiments", [])
+    except (OSError, ValueError):
+        return []
+    out = []
+    for experiment in experiments:
+        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+        if "aebench.suite" in tags:
+            out.append((experiment["name"], experiment["experiment_id"]))
+    return out
+
+
+def _forward(stream: IO[str]) -> None:
+    """The server's output to stderr, but for its startup notice."""
+    for line in stream:
+        if not SERVER_NOTICE.match(line):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def serve_ui(database: Path, port: int) -> int:
-    """Run the MLflow UI until Ctrl-C (or SIGTERM); returns the server's exit status."""
+    """Run the MLflow UI until Ctrl-C (or SIGTERM); returns the server's exit status.
+
+    Prints the UI's address once it answers, and a link to each aebench experiment's runs.
+    """
     import signal
+    import threading
 
     if not Path(database).is_file():
         raise TrackingError(f"{database}: no MLflow store here; run a suite first (aebench run)")
     database = Path(database).resolve()
-    # The server's job runner serves GenAI features aebench does not use; it costs seconds.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     # Its own process group, so that stopping it stops the web server's workers too.
-    server = subprocess.Popen(ui_command(database, port), env=env, start_new_session=True)
+    server = subprocess.Popen(
+        ui_command(database, port),
+        env={**SERVER_DEFAULTS, **os.environ, "PYTHONWARNINGS": "ignore"},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert server.stdout is not None
+    threading.Thread(target=_forward, args=(server.stdout,), daemon=True).start()
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"MLflow UI: http://127.0.0.1:{port}  (store {database}; Ctrl-C stops it)", flush=True)
+    base = f"http://127.0.0.1:{port}"
     try:
+        if _serving(base, server):
+            print(f"MLflow UI: {base}  (store {database}; Ctrl-C stops it)", flush=True)
+            # The experiments' own links: the UI's start page is its GenAI one.
+            experiments = aebench_experiments(base)[:LISTED_EXPERIMENTS]
+            if experiments:
+                print("the runs of each experiment, newest first:", flush=True)
+            width = max((len(name) for name, _ in experiments), default=0)
+            for name, experiment_id in experiments:
+                print(f"  {name:<{width}}  {runs_url(base, experiment_id)}", flush=True)
         return server.wait()
     except KeyboardInterrupt:
         os.killpg(server.pid, signal.SIGTERM)

@@ -24,3 +24,11 @@ def search_runs(uri: str, **kwargs) -> pd.DataFrame:
         mlflow.set_tracking_uri(None)
         if before is not None:
             os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def listed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that the UI's runs table lists as rows of their own: it folds a run whose
+    ``mlflow.parentRunId`` names a run of the table under that run, collapsed."""
+    if "tags.mlflow.parentRunId" not in runs:
+        return runs
+    return runs[~runs["tags.mlflow.parentRunId"].isin(runs["run_id"])]

@@ -1,4 +1,4 @@
-"""MLflow tracking: an experiment per suite, a parent run per invocation, a run per trial."""
+"""MLflow tracking: an experiment per results folder, a run per trial, one per invocation."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from mlflow_runs import search_runs
+from mlflow_runs import listed, search_runs
 from torch import nn
 
 from aebench import DataInfo, hookimpl
+from aebench.columns import vocabulary_of
 from aebench.figures import TrialFigures
 from aebench.plugins import load_plugins
 from aebench.results import read_results
@@ -22,8 +23,11 @@ from aebench.runner import run_suite
 from aebench.suite import TrackingSection, load_suite
 from aebench.tracking import (
     CURVE_PREFIX,
+    EXPERIMENT_KIND,
+    HEADLINE_PREFIX,
     MlflowTracker,
     TrackingError,
+    experiment_name,
     git_commit,
     sqlite_uri,
     tracking_uri,
@@ -81,24 +85,33 @@ class BrokenPlugin:
         register("broken", Broken)
 
 
+def run_tracked(
+    folder: Path, output: Path, settings: TrackingSection, suite_text: str = SUITE
+) -> MlflowTracker:
+    """Run the suite in ``folder`` into ``output`` with figures and an MLflow tracker."""
+    suite_path = folder / "suite.toml"
+    suite_path.write_text(textwrap.dedent(suite_text.format(epochs=EPOCHS)))
+    plugins = load_plugins(extra=[BrokenPlugin()])
+    suite = load_suite(suite_path, plugins)
+    tracker = MlflowTracker(settings)
+    with tracker:
+        run_suite(suite, plugins, output=output, observers=[TrialFigures(), tracker])
+    return tracker
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory: pytest.TempPathFactory):
     """A small suite (one ok trial, one failed) run with figures and MLflow into a tmp store."""
     folder = tmp_path_factory.mktemp("tracked")
-    suite_path = folder / "suite.toml"
-    suite_path.write_text(textwrap.dedent(SUITE.format(epochs=EPOCHS)))
-    plugins = load_plugins(extra=[BrokenPlugin()])
-    suite = load_suite(suite_path, plugins)
     uri = sqlite_uri(folder / "store" / "mlflow.db")
-    tracker = MlflowTracker(TrackingSection(uri=uri, log_model=True))
-    with tracker:
-        run = run_suite(suite, plugins, output=folder / "out", observers=[TrialFigures(), tracker])
+    tracker = run_tracked(folder, folder / "out", TrackingSection(uri=uri, log_model=True))
 
     from mlflow import MlflowClient
 
-    runs = search_runs(uri, experiment_names=["tracked"])
-    table = read_results(run.output).set_index("trial_id")
-    return MlflowClient(tracking_uri=uri), runs, table
+    client = MlflowClient(tracking_uri=uri)
+    runs = search_runs(uri, experiment_ids=[tracker.experiment_id])
+    table = read_results(folder / "out").set_index("trial_id")
+    return client, runs, table
 
 
 def _same(param: str, value: object) -> bool:
@@ -108,23 +121,62 @@ def _same(param: str, value: object) -> bool:
     return param == str(value)
 
 
-def _nested(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["tags.mlflow.parentRunId"].notna()]
+def _trial_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["tags.aebench.trial_id"].notna()]
 
 
-def test_one_parent_and_one_nested_run_per_trial(tracked) -> None:
+def test_one_invocation_run_and_one_run_per_trial_linked_by_a_tag(tracked) -> None:
     _, runs, table = tracked
-    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
-    assert len(parents) == 1
-    assert parents["status"].item() == "FINISHED"
-    nested = _nested(runs)
-    assert (nested["tags.mlflow.parentRunId"] == parents["run_id"].item()).all()
-    assert sorted(nested["tags.aebench.trial_id"]) == sorted(table.index)
+    invocations = runs[runs["tags.aebench.suite"].notna()]
+    assert len(invocations) == 1
+    assert invocations["status"].item() == "FINISHED"
+    trials = _trial_runs(runs)
+    assert (trials["tags.aebench.invocation"] == invocations["run_id"].item()).all()
+    assert sorted(trials["tags.aebench.trial_id"]) == sorted(table.index)
+    assert len(runs) == len(trials) + 1
+
+
+def test_the_ui_lists_every_trial_run_unfolded(tracked) -> None:
+    _, runs, table = tracked
+    shown = listed(runs)
+    assert len(shown) == len(runs)  # none folded under another
+    assert sorted(_trial_runs(shown)["tags.aebench.trial_id"]) == sorted(table.index)
+
+
+def test_the_experiment_is_one_of_model_training(tracked) -> None:
+    client, runs, _ = tracked
+    experiment = client.get_experiment(runs["experiment_id"].iloc[0])
+    assert EXPERIMENT_KIND.items() <= experiment.tags.items()
+    assert experiment.tags["aebench.suite"] == "tracked"
+    output = Path(experiment.tags["aebench.output"])
+    assert output.name == "out" and output.is_absolute()
+    assert experiment.name.startswith("tracked (")  # not the suite's own folder: named by both
+    assert experiment.name.endswith("out)")
+
+
+def test_the_headline_metrics_are_logged_for_the_charts(tracked) -> None:
+    _, runs, table = tracked
+    output = Path(runs["tags.aebench.output"].dropna().item())
+    headlines = vocabulary_of(output).headlines().values()
+    ok = _trial_runs(runs)[lambda r: r["tags.aebench.status"] == "ok"]
+    measured = 0
+    for _, run in ok.iterrows():
+        row = table.loc[run["tags.aebench.trial_id"]]
+        for name in headlines:
+            value = run.get(f"metrics.{HEADLINE_PREFIX}{name}")
+            if name in row and not pd.isna(row[name]):
+                assert value == pytest.approx(row[name]), name
+                measured += 1
+            else:
+                assert value is None or pd.isna(value), name
+    assert measured >= 2  # recon_mse and the throughput, at least
+    charted = {c.removeprefix(f"metrics.{HEADLINE_PREFIX}") for c in runs if HEADLINE_PREFIX in c}
+    assert charted <= set(headlines)
 
 
 def test_params_and_tags_match_the_results_table(tracked) -> None:
     _, runs, table = tracked
-    for _, run in _nested(runs).iterrows():
+    for _, run in _trial_runs(runs).iterrows():
         row = table.loc[run["tags.aebench.trial_id"]]
         for column in ("model", "regularizer", "seed", "model.latent_dim", "train.epochs"):
             if column in row and not pd.isna(row[column]):
@@ -138,7 +190,7 @@ def test_params_and_tags_match_the_results_table(tracked) -> None:
 
 def test_ok_trials_have_curves_metrics_and_figures(tracked) -> None:
     client, runs, table = tracked
-    ok = _nested(runs)[lambda r: r["tags.aebench.status"] == "ok"]
+    ok = _trial_runs(runs)[lambda r: r["tags.aebench.status"] == "ok"]
     assert len(ok) == 1
     for _, run in ok.iterrows():
         row = table.loc[run["tags.aebench.trial_id"]]
@@ -157,7 +209,7 @@ def test_ok_trials_have_curves_metrics_and_figures(tracked) -> None:
 
 def test_a_failed_trial_ends_failed_with_its_reason(tracked) -> None:
     client, runs, table = tracked
-    failed = _nested(runs)[lambda r: r["tags.aebench.model"] == "broken"]
+    failed = _trial_runs(runs)[lambda r: r["tags.aebench.model"] == "broken"]
     assert len(failed) == 1
     for _, run in failed.iterrows():
         row = table.loc[run["tags.aebench.trial_id"]]
@@ -171,10 +223,92 @@ def test_a_failed_trial_ends_failed_with_its_reason(tracked) -> None:
 
 def test_non_finite_metrics_are_left_out(tracked) -> None:
     _, runs, _ = tracked
-    failed = _nested(runs)[lambda r: r["tags.aebench.model"] == "broken"]
+    failed = _trial_runs(runs)[lambda r: r["tags.aebench.model"] == "broken"]
     assert failed["metrics.recon_mse"].isna().all()  # never measured: not logged as NaN
     values = runs.filter(like="metrics.").to_numpy(dtype=float).ravel()
     assert all(math.isfinite(v) for v in values if not math.isnan(v))
+
+
+def test_a_run_with_nothing_left_to_do_leaves_no_run(tmp_path: Path) -> None:
+    uri = sqlite_uri(tmp_path / "store" / "mlflow.db")
+    ae_only = SUITE[: SUITE.index('[[models]]\nplugin = "broken"')]
+    first = run_tracked(tmp_path, tmp_path / "out", TrackingSection(uri=uri), ae_only)
+    before = search_runs(uri, experiment_ids=[first.experiment_id])
+    assert len(before) == 2  # the invocation and its trial
+
+    again = run_tracked(tmp_path, tmp_path / "out", TrackingSection(uri=uri), ae_only)
+    assert again.trial_run_ids == {}  # every trial was done
+    after = search_runs(uri, experiment_ids=[first.experiment_id])
+    assert sorted(after["run_id"]) == sorted(before["run_id"])
+
+
+# Fails at once: a run per trial without training anything.
+BROKEN_ONLY = """
+[suite]
+name = "fast"
+seeds = [0]
+device = "cpu"
+
+[train]
+epochs = {epochs}
+
+[[datasets]]
+plugin = "digits"
+
+[[models]]
+plugin = "broken"
+"""
+
+
+def test_one_experiment_per_results_folder_unless_the_suite_names_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = sqlite_uri(tmp_path / "results" / "mlflow.db")
+    client = MlflowClient(tracking_uri=uri)
+    # An experiment of the suite's name made before aebench tagged its experiments: reused.
+    old = client.create_experiment("fast")
+    settings = TrackingSection(uri=uri)
+    default = run_tracked(tmp_path, Path("results/fast"), settings, BROKEN_ONLY)
+    other = run_tracked(tmp_path, Path("results/new"), settings, BROKEN_ONLY)
+    named = TrackingSection(uri=uri, experiment="mine")
+    chosen = run_tracked(tmp_path, Path("results/third"), named, BROKEN_ONLY)
+
+    assert default.experiment_id == old
+    ids = {default.experiment_id, other.experiment_id, chosen.experiment_id}
+    assert len(ids) == 3
+    names = {i: client.get_experiment(i).name for i in ids}
+    assert names == {
+        old: "fast",
+        other.experiment_id: "fast (results/new)",
+        chosen.experiment_id: "mine",
+    }
+    for experiment_id in ids:
+        experiment = client.get_experiment(experiment_id)
+        assert EXPERIMENT_KIND.items() <= experiment.tags.items()
+        runs = search_runs(uri, experiment_ids=[experiment_id])
+        assert len(runs) == 2  # the invocation and its one trial: nothing of the other folders
+        assert runs["tags.aebench.output"].dropna().item() == experiment.tags["aebench.output"]
+
+
+def test_experiment_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins) -> None:
+    monkeypatch.chdir(tmp_path)
+    suite = load_suite(
+        {
+            "suite": {"name": "quick"},
+            "datasets": [{"plugin": "digits"}],
+            "models": [{"plugin": "ae"}],
+        },
+        plugins,
+    )
+    assert experiment_name(suite, Path("results/quick")) == "quick"
+    assert experiment_name(suite, tmp_path / "results" / "quick") == "quick"
+    assert experiment_name(suite, Path("results/new")) == "quick (results/new)"
+    elsewhere = tmp_path.parent / "elsewhere"
+    assert experiment_name(suite, elsewhere) == f"quick ({elsewhere.resolve().as_posix()})"
+    assert experiment_name(suite, Path("results/new"), "mine") == "mine"
 
 
 def test_the_suite_uri_wins_then_the_environment_then_results_mlflow_db(
