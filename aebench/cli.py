@@ -476,7 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_images(load_plugins(), args)
         return cmd_run(load_plugins(), args)
     except UsageError as exc:
-        print(f"aebench: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # a suite's mistakes: one line each
+            print(f"aebench: error: {line}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt as exc:
         signum = exc.args[0] if isinstance(exc, Interrupted) else signal.SIGINT

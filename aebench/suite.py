@@ -24,7 +24,32 @@ SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a suite name becomes a folder: no
 
 
 class SuiteError(ValueError):
-    """A bad suite file. ``str(error)`` is the one line to show the user."""
+    """A bad suite file. ``str(error)`` is what to show the user: one line per mistake found
+    (``error.lines``), each naming the file and the place."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+class Problems:
+    """The mistakes found in a suite so far, so that all are reported at once, each once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, place: str, what: str) -> None:
+        line = f"{self.path}: {place}: {what}"
+        if line not in self.lines:  # a bad value is met again at every grid point it is in
+            self.lines.append(line)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise SuiteError(*self.lines)
 
 
 class _Section(BaseModel):
@@ -275,9 +300,21 @@ def _explain(error: dict[str, Any]) -> str:
     return error["msg"]
 
 
-def _from_pydantic(path: Path, exc: pydantic.ValidationError, prefix: tuple = ()) -> SuiteError:
-    first = exc.errors()[0]
-    return SuiteError(f"{path}: {_place(prefix + tuple(first['loc']))}: {_explain(first)}")
+def _from_pydantic(path: Path, exc: pydantic.ValidationError) -> SuiteError:
+    problems = Problems(path)
+    for error in exc.errors():
+        problems.add(_place(tuple(error["loc"])), _explain(error))
+    return SuiteError(*problems.lines)
+
+
+def _grid_place(grid: dict[str, list[Any]], point: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """``grid.p[1] = 2.0``: the grid value a validation error is about, by its index and value;
+    a place inside that value (an entry of a list) is added as ``(at [1])``."""
+    name = str(loc[0])
+    value = point[name]
+    index = next(i for i, v in enumerate(grid[name]) if v == value and type(v) is type(value))
+    inside = f" (at {_place(tuple(loc[1:]))})" if len(loc) > 1 else ""
+    return f"grid.{name}[{index}] = {json.dumps(value, default=str)}{inside}"
 
 
 def validate_suite(path: Path, raw: dict[str, Any]) -> SuiteFile:
@@ -304,54 +341,76 @@ def read_suite_file(path: Path) -> SuiteFile:
 
 
 def _resolve_entry(
-    path: Path, where: str, entry: PluginEntry, registry: Registry
+    where: str, entry: PluginEntry, registry: Registry, problems: Problems
 ) -> list[Component]:
     """Every grid point of one entry, validated against the plugin's own parameters."""
     try:
         spec = registry.get(entry.plugin)
     except LookupError as exc:
-        raise SuiteError(f"{path}: {where}.plugin: {exc.args[0]}") from None
+        problems.add(f"{where}.plugin", exc.args[0])
+        return []
     for key, values in entry.grid.items():
         if not values:
-            raise SuiteError(f"{path}: {where}.grid.{key}: empty list; give at least one value")
+            problems.add(f"{where}.grid.{key}", "empty list; give at least one value")
         if key in entry.params:
-            raise SuiteError(f"{path}: {where}.grid.{key}: also set in {where}.params")
+            problems.add(f"{where}.grid.{key}", f"also set in {where}.params")
+    if any(not values or key in entry.params for key, values in entry.grid.items()):
+        return []
     keys = list(entry.grid)
     points = []
     for values in itertools.product(*(entry.grid[k] for k in keys)):
-        given = {**entry.params, **dict(zip(keys, values, strict=True))}
+        point = dict(zip(keys, values, strict=True))
         try:
-            resolved = spec.params.model_validate(given)
+            resolved = spec.params.model_validate({**entry.params, **point})
         except pydantic.ValidationError as exc:
-            error = exc.errors()[0]
-            name = str(error["loc"][0]) if error["loc"] else ""
-            part = "grid" if name in entry.grid else "params"
-            if error["type"] == "extra_forbidden":
-                takes = ", ".join(spec.params.model_fields) or "no parameters"
-                what = (
-                    f"{registry.kind} {entry.plugin!r} takes no parameter {name!r}"
-                    f" (it takes: {takes})"
-                )
-            else:
-                rest = _place(tuple(error["loc"][1:]))
-                what = f"{registry.kind} {entry.plugin!r}: {_explain(error)}"
-                name = name + (rest if rest.startswith("[") else f".{rest}" if rest else "")
-            raise SuiteError(f"{path}: {where}.{part}.{name}: {what}") from None
+            for error in exc.errors():
+                problems.add(*_parameter_problem(where, entry, spec, registry.kind, point, error))
+            continue
         points.append(Component(entry.plugin, resolved.model_dump(), where))
     return points
 
 
-def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[str, Any]:
+def _parameter_problem(
+    where: str, entry: PluginEntry, spec: Any, kind: str, point: dict[str, Any], error: Any
+) -> tuple[str, str]:
+    """(place, what) of a plugin parameter the plugin refused: the grid value by its index and
+    value, or the place in ``params``."""
+    loc = tuple(error["loc"])
+    name = str(loc[0]) if loc else ""
+    if error["type"] == "extra_forbidden":
+        takes = ", ".join(spec.params.model_fields) or "no parameters"
+        part = "grid" if name in point else "params"
+        what = f"{kind} {entry.plugin!r} takes no parameter {name!r} (it takes: {takes})"
+        return f"{where}.{part}.{name}", what
+    what = f"{kind} {entry.plugin!r}: {_explain(error)}"
+    if name in point:
+        return f"{where}.{_grid_place(entry.grid, point, loc)}", what
+    rest = _place(loc[1:])
+    return (
+        f"{where}.params.{name}{rest if rest.startswith('[') else f'.{rest}' if rest else ''}",
+        what,
+    )
+
+
+def resolve_eval(
+    path: Path, section: EvalSection, metrics: Registry, problems: Problems | None = None
+) -> dict[str, Any]:
     """``{"metrics": [...], "params": {metric: {param: value}}}``: the selected metrics (every
     registered one when the suite names none) and every parameter of each (defaults filled in),
     validated against the metrics' declarations.
-    An error names the key as the file spells it: the metric's table, or the alias."""
+    An error names the key as the file spells it: the metric's table, or the alias. Mistakes go
+    to ``problems``; without it, they are raised together as a ``SuiteError``."""
+    found = problems if problems is not None else Problems(path)
     for i, name in enumerate(section.metrics or []):
-        try:
-            metrics.get(name)
-        except LookupError as exc:
-            raise SuiteError(f"{path}: eval.metrics[{i}]: {exc.args[0]}") from None
-    selected = section.metrics if section.metrics is not None else metrics.names()
+        if name not in metrics:
+            try:
+                metrics.get(name)
+            except LookupError as exc:
+                found.add(f"eval.metrics[{i}]", exc.args[0])
+    if section.metrics is None:
+        selected = metrics.names()
+    else:
+        selected = [name for name in section.metrics if name in metrics]
     aliases: dict[str, list[tuple[str, str]]] = {}  # alias -> [(metric, its parameter)]
     for entry in metrics:
         for alias, param in entry.factory.aliases.items():
@@ -363,10 +422,12 @@ def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[st
         if key in metrics:
             continue
         if key not in aliases:
-            raise SuiteError(
-                f"{path}: eval.{key}: unknown key (neither a metric nor a setting one declares;"
-                f" metrics: {', '.join(metrics.names()) or 'none'})"
+            found.add(
+                f"eval.{key}",
+                "unknown key (neither a metric nor a setting one declares;"
+                f" metrics: {', '.join(metrics.names()) or 'none'})",
             )
+            continue
         for metric, param in aliases[key]:
             if metric in selected:
                 given.setdefault(metric, {})[param] = value
@@ -375,91 +436,111 @@ def resolve_eval(path: Path, section: EvalSection, metrics: Registry) -> dict[st
         if key not in metrics:
             continue
         if not isinstance(value, dict):
-            raise SuiteError(f"{path}: eval.{key}: a table of the metric's parameters expected")
-        if key not in selected:
-            raise SuiteError(f"{path}: eval.{key}: metric {key!r} is not in eval.metrics")
-        given.setdefault(key, {}).update(value)
-        places.update({(key, param): f"eval.{key}.{param}" for param in value})
+            found.add(f"eval.{key}", "a table of the metric's parameters expected")
+        elif section.metrics is not None and key not in section.metrics:
+            found.add(f"eval.{key}", f"metric {key!r} is not in eval.metrics")
+        else:
+            given.setdefault(key, {}).update(value)
+            places.update({(key, param): f"eval.{key}.{param}" for param in value})
     params: dict[str, dict[str, Any]] = {}
+    refused: dict[tuple[str, str], list[str]] = {}  # (place, why) -> the metrics refusing it
     for name in selected:
         entry = metrics.get(name)
         try:
             resolved = entry.params.model_validate(given.get(name, {}))
         except pydantic.ValidationError as exc:
-            error = exc.errors()[0]
-            param = str(error["loc"][0]) if error["loc"] else ""
-            place = places.get((name, param), f"eval.{name}.{param}")
-            place += _place(tuple(error["loc"][1:])) if len(error["loc"]) > 1 else ""
-            if error["type"] == "extra_forbidden":
-                takes = ", ".join(entry.params.model_fields) or "no parameters"
-                what = f"metric {name!r} takes no parameter {param!r} (it takes: {takes})"
-            else:
-                what = f"metric {name!r}: {_explain(error)}"
-            raise SuiteError(f"{path}: {place}: {what}") from None
+            for error in exc.errors():
+                param = str(error["loc"][0]) if error["loc"] else ""
+                place = places.get((name, param), f"eval.{name}.{param}")
+                place += _place(tuple(error["loc"][1:])) if len(error["loc"]) > 1 else ""
+                if error["type"] == "extra_forbidden":
+                    takes = ", ".join(entry.params.model_fields) or "no parameters"
+                    found.add(
+                        place, f"metric {name!r} takes no parameter {param!r} (it takes: {takes})"
+                    )
+                else:
+                    refused.setdefault((place, _explain(error)), []).append(name)
+            continue
         if type(resolved).model_fields:
             params[name] = resolved.model_dump()
+    for (place, why), names in refused.items():  # an alias refused by its metrics: one line
+        found.add(place, f"metric {', '.join(map(repr, names))}: {why}")
+    if problems is None:
+        found.raise_any()
     return {"metrics": list(selected), "params": params}
 
 
-def training_protocols(path: Path, section: TrainSection) -> list[dict[str, Any]]:
+def training_protocols(path: Path, section: TrainSection, problems: Problems) -> list[dict]:
     """Every grid point of ``[train]``, each validated as a whole ``[train]`` section."""
     base = section.model_dump(exclude={"grid"})
     keys = list(section.grid)
+    bad_keys = False
     for key, values in section.grid.items():
         if key not in TrainSection.model_fields or key == "grid":
-            raise SuiteError(f"{path}: train.grid.{key}: not a [train] setting")
-        if not values:
-            raise SuiteError(f"{path}: train.grid.{key}: empty list; give at least one value")
-        if key in section.model_fields_set:
-            raise SuiteError(f"{path}: train.grid.{key}: also set in [train]")
+            problems.add(f"train.grid.{key}", "not a [train] setting")
+        elif not values:
+            problems.add(f"train.grid.{key}", "empty list; give at least one value")
+        elif key in section.model_fields_set:
+            problems.add(f"train.grid.{key}", "also set in [train]")
+        else:
+            continue
+        bad_keys = True
+    if bad_keys:
+        return []
     protocols = []
     for values in itertools.product(*(section.grid[k] for k in keys)):
         point = dict(zip(keys, values, strict=True))
         try:
             train = TrainSection.model_validate(base | point)
         except pydantic.ValidationError as exc:
-            error = exc.errors()[0]
-            name = str(error["loc"][0]) if error["loc"] else ""
-            part = f"grid.{name}" if name in point else _place(tuple(error["loc"]))
-            raise SuiteError(f"{path}: train.{part}: {_explain(error)}") from None
-        _check_schedule(path, train)
-        protocols.append(train.model_dump(exclude={"grid"}))
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                in_grid = bool(loc) and str(loc[0]) in point
+                place = _grid_place(section.grid, point, loc) if in_grid else _place(loc)
+                problems.add(f"train.{place}", _explain(error))
+            continue
+        if _check_schedule(train, problems):
+            protocols.append(train.model_dump(exclude={"grid"}))
     return protocols
 
 
 def _check_annealed(
-    path: Path, models: list[Component], protocols: list[dict[str, Any]], registry: Registry
+    models: list[Component], protocols: list[dict[str, Any]], registry: Registry, problems: Problems
 ) -> None:
     """A weight to anneal is one every model of the suite declares (``annealed_weights``)."""
-    for name in {name for train in protocols for name in train["anneal"]}:
+    for name in sorted({name for train in protocols for name in train["anneal"]}):
         for model in models:
             declared = getattr(registry.get(model.plugin).factory, "annealed_weights", ())
             if name not in declared:
-                raise SuiteError(
-                    f"{path}: train.anneal.{name}: model {model.plugin!r} declares no annealed"
-                    f" weight {name!r} (it declares: {', '.join(declared) or 'none'})"
+                problems.add(
+                    f"train.anneal.{name}",
+                    f"model {model.plugin!r} declares no annealed weight {name!r}"
+                    f" (it declares: {', '.join(declared) or 'none'})",
                 )
 
 
-def _check_schedule(path: Path, train: TrainSection) -> None:
-    """What a schedule's own fields cannot check: its fit with the number of epochs."""
+def _check_schedule(train: TrainSection, problems: Problems) -> bool:
+    """What a schedule's own fields cannot check: its fit with the number of epochs. False when
+    something does not fit."""
+    found = len(problems.lines)
     schedule = train.schedule
     if isinstance(schedule, MultiStepSchedule):
         steps = schedule.milestones
         if steps != sorted(set(steps)):
-            raise SuiteError(f"{path}: train.schedule.milestones: not increasing: {steps}")
-        if steps[-1] >= train.epochs:
-            raise SuiteError(
-                f"{path}: train.schedule.milestones: {steps[-1]} is not before the last epoch"
-                f" ({train.epochs})"
+            problems.add("train.schedule.milestones", f"not increasing: {steps}")
+        elif steps[-1] >= train.epochs:
+            problems.add(
+                "train.schedule.milestones",
+                f"{steps[-1]} is not before the last epoch ({train.epochs})",
             )
     if isinstance(schedule, CosineSchedule) and schedule.warmup_epochs >= train.epochs:
-        raise SuiteError(
-            f"{path}: train.schedule.warmup_epochs: {schedule.warmup_epochs} leaves no epoch"
-            f" after the warm-up ({train.epochs} in all)"
+        problems.add(
+            "train.schedule.warmup_epochs",
+            f"{schedule.warmup_epochs} leaves no epoch after the warm-up ({train.epochs} in all)",
         )
     if train.nesterov and (train.optimizer != "sgd" or train.momentum <= 0):
-        raise SuiteError(f'{path}: train.nesterov: needs optimizer = "sgd" and momentum > 0')
+        problems.add("train.nesterov", 'needs optimizer = "sgd" and momentum > 0')
+    return len(problems.lines) == found
 
 
 def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
@@ -471,22 +552,24 @@ def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
     else:
         path = Path(suite)
         spec = read_suite_file(path)
-    evaluation = resolve_eval(path, spec.eval, plugins.metrics)
+    problems = Problems(path)  # every mistake below is reported, all at once
+    evaluation = resolve_eval(path, spec.eval, plugins.metrics, problems)
     if len(set(spec.suite.seeds)) != len(spec.suite.seeds):
-        raise SuiteError(f"{path}: suite.seeds: a seed is listed twice")
+        problems.add("suite.seeds", "a seed is listed twice")
 
     def expand(section: str, registry: Registry) -> list[Component]:
         entries = getattr(spec, section)
         out = []
         for i, entry in enumerate(entries):
-            out += _resolve_entry(path, f"{section}[{i}]", entry, registry)
+            out += _resolve_entry(f"{section}[{i}]", entry, registry, problems)
         return out
 
     datasets = expand("datasets", plugins.datasets)
     models = expand("models", plugins.models)
     regularizers = expand("regularizers", plugins.regularizers)
-    protocols = training_protocols(path, spec.train)
-    _check_annealed(path, models, protocols, plugins.models)
+    protocols = training_protocols(path, spec.train, problems)
+    _check_annealed(models, protocols, plugins.models, problems)
+    problems.raise_any()
     trials: list[Trial] = []
     seen: set[str] = set()
     for dataset, model, regularizer, train, seed in itertools.product(

@@ -63,7 +63,7 @@ BAD_SUITES = {
     ),
     "wrong type in a grid": (
         BASE + 'grid = { latent_dim = [2, "x"] }\n',
-        r": models\[0\]\.grid\.latent_dim: model 'ae': .*valid integer",
+        r": models\[0\]\.grid\.latent_dim\[1\] = \"x\": model 'ae': .*valid integer",
     ),
     "out-of-range parameter": (
         BASE + "params = { latent_dim = 0 }\n",
