@@ -322,8 +322,8 @@ def _draw_traversals(path: Path, arrays: Mapping[str, Any], title: str) -> None:
         (f"z{int(dim) + 1}", batch)
         for dim, batch in zip(arrays["traversal_dims"], arrays["traversal"], strict=True)
     ]
-    span = f"{sigmas[0]:+g}σ … {sigmas[-1]:+g}σ around the prior mean"
-    _image_rows(path, rows, _wrapped(f"{title}\nlatent traversals: one dimension at a time, {span}"))
+    what = f"traversals: one latent dimension from {sigmas[0]:+g}σ to {sigmas[-1]:+g}σ"
+    _image_rows(path, rows, _wrapped(f"{title}\n{what} around the prior mean"))
 
 
 def _draw_interpolations(path: Path, arrays: Mapping[str, Any], title: str) -> None:

@@ -285,8 +285,9 @@ def median_seed(
     the middle two (a report should not flatter); ties by seed; without any value, the first
     seed (and "")."""
     for column in columns:
-        values = trials[column].astype(float) if column in trials else pd.Series(dtype=float)
-        have = trials[np.isfinite(values.to_numpy())] if len(values) else trials.iloc[:0]
+        if column not in trials:
+            continue
+        have = trials[np.isfinite(trials[column].to_numpy(dtype=float))]
         if have.empty:
             continue
         worse = -vocabulary.direction(column) * have[column].astype(float)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 def figures(suite: Suite) -> SuiteObserver:
-    """Figures of every trial: latent scatter, reconstructions, prior samples, training curves."""
+    """Figures of every trial: latent scatter, reconstructions, prior samples, latent traversals
+    and interpolations (latent-variable models), loss curves."""
     from aebench.figures import TrialFigures
 
     return TrialFigures()

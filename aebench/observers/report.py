@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 def report(suite: Suite) -> SuiteObserver:
-    """The report of the results folder: leaderboards per dataset and figures, at the end."""
+    """The report of the results folder, at the end: per dataset a ranked headline table, detail
+    tables per group of metrics, and each configuration's median-seed figures."""
     from aebench.report import ReportBuilder
 
     return ReportBuilder()
