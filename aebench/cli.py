@@ -223,7 +223,8 @@ def cmd_list(plugins: Plugins, kind: str | None, as_json: bool) -> int:
 
 
 def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
-    from aebench.runner import load_datasets, resolve_device, run_suite
+    from aebench.results import read_results
+    from aebench.runner import declined, load_datasets, plan, resolve_device, run_suite
     from aebench.suite import SuiteError, load_suite
 
     executor = _executor(args)
@@ -235,6 +236,10 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         cache = load_datasets(suite, plugins, device)
     except SuiteError as exc:
         raise UsageError(str(exc)) from None
+    output = suite.output_dir(args.output)
+    to_train = {t.id for t in plan(suite, read_results(output), output, args.rerun).train}
+    reasons = declined(suite, plugins, cache, device)
+    skipped = announce_declined(suite, {t: r for t, r in reasons.items() if t in to_train})
 
     from aebench.executors import ExecutorError
     from aebench.progress import SuiteProgress
@@ -245,7 +250,6 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         observers = build_observers(suite, plugins)  # MLflow, figures, report, third parties'
     except SuiteError as exc:
         raise UsageError(str(exc)) from None
-    output = suite.output_dir(args.output)
     _log_to(output / "aebench.log")
     try:
         run = run_suite(
@@ -253,7 +257,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
             plugins,
             output=output,
             device=str(device),
-            observers=[SuiteProgress(), *observers],
+            observers=[SuiteProgress(announced=skipped), *observers],
             rerun=args.rerun,
             cache=cache,
             executor=executor,
@@ -279,6 +283,22 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         if isinstance(observer, ReportBuilder) and observer.paths:
             print(f"report: {observer.paths[1]}")
     return 1 if run.counts.get("failed") else 0
+
+
+def announce_declined(suite: Suite, reasons: dict[str, str]) -> set[str]:
+    """One line per configuration that will be skipped (its seeds share it), before the run;
+    returns the reasons announced."""
+    configurations: dict[tuple[str, str], int] = {}
+    for trial in suite.trials:
+        if trial.id in reasons:
+            where = f"{trial.model.source}, {trial.regularizer.source}"
+            label = f"{trial.dataset.plugin}/{trial.model.plugin}/{trial.regularizer.plugin}"
+            key = (f"{label} ({where})", reasons[trial.id])
+            configurations[key] = configurations.get(key, 0) + 1
+    for (label, reason), n in configurations.items():
+        trials = "trial" if n == 1 else "trials"
+        print(f"aebench: {label}: {n} {trials} will be skipped: {reason}", file=sys.stderr)
+    return set(reasons.values())
 
 
 def dry_run(suite: Suite, output: Path | None, rerun: bool) -> int:

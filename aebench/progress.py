@@ -22,8 +22,9 @@ from aebench.suite import Suite, Trial
 class SuiteProgress(SuiteObserver):
     """A bar over the trials (or one line per trial), and a line for each trial not ``ok``."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, announced: set[str] | None = None) -> None:
         console = Console(file=stream or sys.stderr)
+        self._announced = announced or set()  # reasons said before the run: not said again
         self._lines = not console.is_terminal
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -55,7 +56,10 @@ class SuiteProgress(SuiteObserver):
 
     def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
         self._done += 1
-        status = row["status"] + (f" {row['reason']}" if row["status"] != "ok" else "")
+        status = row["status"]
+        if status != "ok":
+            seen = row["reason"] in self._announced
+            status += " (as announced above)" if seen else f" {row['reason']}"
         if self._lines:
             took = time.monotonic() - self._trial_start
             elapsed = timedelta(seconds=round(time.monotonic() - self._suite_start))
@@ -66,5 +70,5 @@ class SuiteProgress(SuiteObserver):
             )
             return
         self._progress.advance(self._task)
-        if row["status"] != "ok":
+        if row["status"] != "ok" and row["reason"] not in self._announced:
             self._progress.console.print(f"{trial.label()}: {status}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import itertools
+import json
 import logging
 import math
 import sys
@@ -22,7 +23,7 @@ from aebench.blame import failure_reason
 from aebench.checkpoint import Checkpoints
 from aebench.checks import ContractError, check_first_batch, check_metric_values
 from aebench.columns import declared
-from aebench.contracts import Data, LatentVariableModel, MetricContext
+from aebench.contracts import Data, DataInfo, LatentVariableModel, MetricContext
 from aebench.data import DataCache
 from aebench.files import write_atomically
 from aebench.health import health_warnings
@@ -207,9 +208,7 @@ def _train_and_measure(
     torch.manual_seed(trial.seed)  # the model's initial weights
     model_entry = plugins.models.get(trial.model.plugin)
     _now_running(suspects, model_entry)
-    kinds = getattr(model_entry.factory, "data_kinds", None)  # declared on the class
-    if kinds is not None and data.info.kind not in kinds:
-        reason = f"{model_entry.origin} takes {', '.join(kinds)} data, not {data.info.kind}"
+    if reason := _wrong_kind(model_entry, data.info):
         return {"status": "skipped", "reason": reason}
     model = model_entry.factory(data.info, **trial.model.params).to(device)
     regularizer = plugins.regularizers.get(trial.regularizer.plugin).factory(
@@ -419,6 +418,57 @@ def _check_validation(suite: Suite, trial: Trial, data: Data) -> None:
             f"{where}.{needs[0]}: needs a validation split; set train.val_fraction"
             f" ({trial.dataset.plugin} has none of its own)"
         )
+
+
+def declined(suite: Suite, plugins: Plugins, cache: DataCache, device: torch.device) -> dict:
+    """Trials that will be skipped, found before anything trains: trial id -> the reason.
+
+    A model that does not take the data's kind, or a regularizer that declines the model, is
+    known from the model's class and a model built on the meta device (no memory, no compute).
+    A model that cannot be built that way is left to be checked when its trial runs."""
+    reasons: dict[str, str] = {}
+    found: dict[str, str | None] = {}  # by what decides it: dataset, model, regularizer
+    for trial in suite.trials:
+        model, regularizer = trial.model, trial.regularizer
+        key = json.dumps(
+            [
+                trial.dataset.source,
+                model.plugin,
+                model.params,
+                regularizer.plugin,
+                regularizer.params,
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        if key not in found:
+            found[key] = _decline(trial, plugins, cache.get(trial.dataset, device).info)
+        if found[key]:
+            reasons[trial.id] = found[key]
+    return reasons
+
+
+def _wrong_kind(entry: Entry, info: DataInfo) -> str | None:
+    """Why a model does not take this data, from the kinds its class declares (``data_kinds``)."""
+    kinds = getattr(entry.factory, "data_kinds", None)
+    if kinds is not None and info.kind not in kinds:
+        return f"{entry.origin} takes {', '.join(kinds)} data, not {info.kind}"
+    return None
+
+
+def _decline(trial: Trial, plugins: Plugins, info: DataInfo) -> str | None:
+    entry = plugins.models.get(trial.model.plugin)
+    if reason := _wrong_kind(entry, info):
+        return reason
+    try:
+        with torch.device("meta"):
+            model = entry.factory(info, **trial.model.params)
+        regularizer = plugins.regularizers.get(trial.regularizer.plugin).factory(
+            **trial.regularizer.params
+        )
+        return regularizer.decline(model, info) or None
+    except Exception:  # its trial will tell, with the plugin to blame
+        return None
 
 
 @dataclass

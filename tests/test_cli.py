@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pytest
+import torch
 
 from aebench.cli import main
 
@@ -160,3 +161,64 @@ def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
     stderr = compare.stderr.read()
     assert compare.wait(timeout=120) == 128 + signal.SIGPIPE
     assert stderr == ""  # no BrokenPipeError traceback
+
+
+KL_ON_A_LINEAR_CODE = """
+[suite]
+name = "declined"
+seeds = [0, 1]
+device = "cpu"
+[train]
+epochs = 1
+[eval]
+metrics = ["recon_mse"]
+[tracking]
+enabled = false
+[[datasets]]
+plugin = "digits"
+[[models]]
+plugin = "ae"
+params = { latent_dim = 4, hidden = [16], code_activation = "linear" }
+[[models]]
+plugin = "ae"
+params = { latent_dim = 4, hidden = [16], code_activation = "sigmoid" }
+[[regularizers]]
+plugin = "kl-sparsity"
+"""
+
+
+def test_a_regularizer_that_declines_a_model_is_announced_once_before_the_run(
+    aebench, write_suite, tmp_path
+):
+    suite = write_suite(KL_ON_A_LINEAR_CODE)
+    result = aebench("run", str(suite), "--output", "out")
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(
+        "aebench: digits/ae/kl-sparsity (models[0], regularizers[0]): 2 trials will be skipped:"
+    )
+    assert result.stderr.count("needs code activations in (0, 1)") == 1  # not again per trial
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    skipped = table[table["status"] == "skipped"]
+    assert len(skipped) == 2 and set(skipped["model.code_activation"]) == {"linear"}
+    assert skipped["reason"].str.contains("needs code activations in").all()
+    assert (table[table["status"] != "skipped"]["status"] == "ok").all()
+    # Run again: nothing left to run, nothing announced.
+    again = aebench("run", str(suite), "--output", "out")
+    assert "will be skipped" not in again.stderr
+
+
+def test_declines_found_before_the_run_are_those_found_when_trials_run(write_suite):
+    from aebench import load_plugins, load_suite
+    from aebench.data import DataCache
+    from aebench.runner import declined, run_trial
+
+    plugins = load_plugins()
+    suite = load_suite(write_suite(KL_ON_A_LINEAR_CODE), plugins)
+    cache = DataCache(plugins)
+    found = declined(suite, plugins, cache, torch.device("cpu"))
+    assert len(found) == 2
+    for trial in suite.trials:
+        if trial.id in found:  # the run-time check agrees, reason and all
+            row, _ = run_trial(trial, plugins, torch.device("cpu"), cache)
+            assert (row["status"], row["reason"]) == ("skipped", found[trial.id])
