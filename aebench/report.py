@@ -422,7 +422,7 @@ def _detail_blocks(board: Leaderboard, vocabulary: Vocabulary, order: list[int])
     by_group: dict[str, list[str]] = {}
     for column in board.mean.columns:
         by_group.setdefault(vocabulary.get(column).group or OTHER, []).append(column)
-    blocks: list[Block] = [Heading(3, "Details by group"), Paragraph(BOLD_RULE)]
+    blocks: list[Block] = [Heading(3, "Details by group")]
     for group in ordered_groups(by_group):
         columns = by_group[group]
         rows = [i for i in order if board.mean[columns].iloc[i].notna().any()]
@@ -546,6 +546,7 @@ def _dataset_blocks(
         Heading(3, "Headline"),
         metric_table(board, vocabulary, headlines, order, show_notes=True),
         Paragraph(_ranking_sentence(ranking_columns(board, vocabulary), vocabulary)),
+        Paragraph(BOLD_RULE),
     ]
     blocks += _detail_blocks(board, vocabulary, order)
     (folder / FIGURES).mkdir(exist_ok=True)
