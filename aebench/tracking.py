@@ -38,12 +38,11 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_VALUE_LENGTH = 6000
 
-# MLflow 3 opens an experiment on its GenAI pages unless the experiment says it holds model
-# training (the UI reads this tag in 3.0-3.x; later ones also need UI_WORKFLOW below).
+# MLflow 3's UI opens an experiment on its GenAI pages unless the experiment's kind says model
+# training. A UI with a "GenAI / Model training" switch (3.17) follows the switch, not the tag,
+# and the switch starts on GenAI: a link sets it with UI_WORKFLOW.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-# The UI's own switch between its GenAI and its machine-learning pages (MLflow 3.x, 2025-): a URL
-# parameter, so that the printed link opens on the runs whatever the browser chose before.
-UI_WORKFLOW = "workflowType=machine_learning"
+UI_WORKFLOW = "workflowType=machine_learning"  # a URL parameter: whatever the browser chose before
 HEADLINE_PREFIX = "headline/"  # copies of the headline metrics: the UI charts them in one section
 
 RUN_STATUS = {"ok": "FINISHED", "skipped": "FINISHED", "diverged": "FAILED", "failed": "FAILED"}

@@ -1,5 +1,5 @@
-"""Every trial as a nested MLflow run (``aebench.tracking``), configured by the suite's
-``[tracking]`` section."""
+"""Every trial as an MLflow run (``aebench.tracking``), configured by the suite's ``[tracking]``
+section."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def mlflow(suite: Suite) -> SuiteObserver | None:
-    """MLflow: a parent run per invocation, a nested run per trial ([tracking] enabled: on/off)."""
+    """MLflow: a run per trial and one per invocation ([tracking] enabled: on/off)."""
     if not suite.spec.tracking.enabled:
         return None
     from aebench.tracking import MlflowTracker
