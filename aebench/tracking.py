@@ -11,6 +11,7 @@ mlflow is imported only once a suite starts, so ``aebench --help`` and ``aebench
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -250,6 +251,8 @@ class MlflowTracker(SuiteObserver):
         database = sqlite_path(self.uri)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
+        # A new store's tables are no news amid the trials' progress lines (two INFO lines).
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         self.client = self.client or MlflowClient(tracking_uri=self.uri)
         output = str(self._output.resolve())
         name = experiment_name(suite, self._output, self.settings.experiment)
