@@ -163,8 +163,9 @@ def test_missing_files_give_one_clear_line(name, tmp_path):
         load(name, root=str(tmp_path), download=False)
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"{name}: dataset files not found")
-    assert str(tmp_path) in message and "download = true" in message
+    assert message.startswith("dataset files not found: ")
+    assert str(tmp_path) in message and "download = true" in message  # it was off
+    assert len(message) < 500, message  # it was 800
     expected = "t10k-images-idx3-ubyte" if name != "cifar10" else "data_batch_1"
     assert expected in message
     assert list(tmp_path.iterdir()) == []  # nothing was written, nothing downloaded
@@ -283,6 +284,35 @@ def test_a_missing_dataset_fails_its_trials_with_the_one_line(write_suite, tmp_p
     assert [row["status"] for row in run.rows] == ["failed", "failed"]
     for row in run.rows:
         assert row["reason"].startswith(
-            "MissingDataError in dataset 'mnist' (aebench 0.1.0): mnist: dataset files not found"
+            "MissingDataError in dataset 'mnist' (aebench 0.1.0): dataset files not found"
         )
         assert str(empty / "MNIST" / "raw") in row["reason"]
+
+
+def test_a_failed_download_says_why_in_a_few_words_and_not_to_turn_download_on(
+    tmp_path, monkeypatch
+):
+    import urllib.error
+
+    from aebench_plugins.datasets import torchvision_sets
+    from aebench_plugins.datasets.torchvision_sets import MissingDataError, Source
+
+    real = Source.torchvision_class(Source("mnist", "MNIST", ""))
+
+    class Offline(real):  # the files are missing, and every mirror is unreachable
+        def __init__(self, root, train, download):
+            if download:
+                url = "http://yann.lecun.com/exdb/mnist/train-images-idx3-ubyte.gz"
+                raise RuntimeError(
+                    f"Error downloading train-images-idx3-ubyte.gz: Tried {url}, got: "
+                    f"{urllib.error.URLError('[Errno -2] Name or service not known')}"
+                )
+            raise RuntimeError("Dataset not found.")
+
+    monkeypatch.setattr(torchvision_sets.Source, "torchvision_class", lambda self: Offline)
+    with pytest.raises(MissingDataError) as caught:
+        load("mnist", root=str(tmp_path), download=True)
+    message = str(caught.value)
+    assert "the download failed (no network)" in message
+    assert "download = true" not in message  # it is on already
+    assert "Tried http" not in message and len(message) < 500

@@ -55,18 +55,21 @@ class Source:
         if hasattr(cls, "resources"):  # the MNIST family: gzipped idx files, stored unzipped
             archives = [name for name, _ in cls.resources]
             files = [os.path.splitext(name)[0] for name in archives]
-            how = f"download {', '.join(archives)} from {cls.mirrors[0]} and gunzip them there"
+            how = f"put them there, gunzipped from {cls.mirrors[0]}"
             return root / cls.__name__ / "raw", files, how
         files = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-        return root / cls.base_folder, files, f"download {cls.url} and unpack it in {root}"
+        return root / cls.base_folder, files, f"unpack {cls.url} in {root}"
 
-    def missing(self, root: Path, why: str = "") -> MissingDataError:
+    def missing(self, root: Path, download_error: Exception | None = None) -> MissingDataError:
+        """One short line: where the files were looked for, why they are not there, what to do
+        (``download = true`` is suggested only where it was off)."""
         folder, files, how = self.expected(root)
-        return MissingDataError(
-            f"{self.name}: dataset files not found{why}: expected {', '.join(files)} in {folder};"
-            f" {how}, or set download = true where there is network access,"
-            " or point root (or AEBENCH_DATA) at a folder that has them"
-        )
+        why = "" if download_error is None else f" and the download failed ({_why(download_error)})"
+        fixes = f"{how}, or set root (or AEBENCH_DATA) to a folder with them"
+        if download_error is None:
+            fixes += ", or set download = true where there is network access"
+        found = f"dataset files not found: {', '.join(files)} in {folder}{why}"
+        return MissingDataError(f"{found}; {fixes}")
 
     def load(self, root: Path, download: bool) -> tuple[Split, Split]:
         """The raw train and test splits: uint8 images (N, C, H, W) and int64 labels."""
@@ -79,10 +82,17 @@ class Source:
             try:
                 sets = [cls(str(root), train=train, download=True) for train in (True, False)]
             except Exception as exc:  # no network, no write access, a bad archive
-                reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-                raise self.missing(root, f" and the download failed ({reason})") from None
+                raise self.missing(root, exc) from None
         train, test = (_raw_split(s) for s in sets)
         return train, test
+
+
+def _why(error: Exception) -> str:
+    """A failed download in a few words: torchvision's message repeats every mirror's URL."""
+    text = " ".join(str(error).split())
+    if any(sign in text for sign in ("urlopen error", "Name or service", "unreachable")):
+        return "no network"
+    return f"{type(error).__name__}: {text[:120]}"
 
 
 def _raw_split(dataset: Any) -> Split:
