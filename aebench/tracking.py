@@ -418,7 +418,7 @@ def runs_url(base: str, experiment_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?{UI_WORKFLOW}"
 
 
-def _serving(base: str, server: subprocess.Popen[bytes], timeout_s: float = 300) -> bool:
+def _serving(base: str, server: subprocess.Popen[str], timeout_s: float = 300) -> bool:
     """Wait until the server answers (True) or exits (False)."""
     import urllib.error
     import urllib.request
