@@ -270,6 +270,8 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     print(f"{len(run.rows)} trials run ({counts or 'nothing left to run'}); results in {output}")
     if run.evaluated:
         print(f"{run.evaluated} of them measured again from their kept models, without training")
+    for dataset, best in best_configurations(output).items():
+        print(f"best on {dataset}: {best}")
     warned = [row for row in run.rows if row.get("warnings")]
     if warned:
         print(f"{len(warned)} trials trained with warnings:")
@@ -320,6 +322,16 @@ def dry_run(suite: Suite, output: Path | None, rerun: bool) -> int:
         params = {**trial.model.params, **trial.regularizer.params}
         print(f"  {state:<8} {trial.id}  {trial.label()}  {json.dumps(params, default=str)}")
     return 0
+
+
+def best_configurations(output: Path) -> dict[str, str]:
+    """Per dataset, the best configuration in the results folder, as the report ranks them."""
+    from aebench.columns import vocabulary_of
+    from aebench.report import best_configurations
+    from aebench.results import read_results
+
+    table = read_results(output)
+    return best_configurations(table, vocabulary_of(output)) if not table.empty else {}
 
 
 def _executor(args: argparse.Namespace) -> Executor | None:

@@ -49,6 +49,13 @@ def test_run_writes_a_row_per_trial(aebench, tiny_suite, tmp_path):
     assert len(table) == 4 and set(table["status"]) == {"ok"}
     assert "4 trials run (4 ok)" in result.stdout
     assert "trial folders: " in result.stdout and "MB in results/tiny/trials" in result.stdout
+    # The summary names the best configuration: here the lower recon_mse over seeds (an `ae`
+    # has no likelihood, the first headline), with its mean.
+    means = table.groupby("model.latent_dim")["recon_mse"].mean()
+    best = int(means.idxmin())
+    line = next(x for x in result.stdout.splitlines() if x.startswith("best on digits: "))
+    assert line.startswith(f"best on digits: ae / none latent_dim={best}: recon_mse ")
+    assert f"{means[best]:.4g}" in line and line.endswith("↓, best of 2 measured")
 
 
 def test_output_and_device_options(aebench, tiny_suite, tmp_path):
