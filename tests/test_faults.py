@@ -102,7 +102,7 @@ def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_pat
     assert list(rows["model"]) == ["ae"] and list(rows["status"]) == ["ok"]
 
 
-def test_an_interrupted_suite_leaves_its_mlflow_parent_run_killed(slow_suite, tmp_path):
+def test_an_interrupted_suite_leaves_its_mlflow_invocation_run_killed(slow_suite, tmp_path):
     suite, site = slow_suite(delay=0.2)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     suite.write_text(suite.read_text().replace("enabled = false", f'uri = "{uri}"'))
@@ -112,11 +112,12 @@ def test_an_interrupted_suite_leaves_its_mlflow_parent_run_killed(slow_suite, tm
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
     runs = search_runs(uri, experiment_names=["faults"])
-    parent = runs[runs["tags.mlflow.parentRunId"].isna()]
-    nested = runs[runs["tags.mlflow.parentRunId"].notna()]
-    assert list(parent["status"]) == ["KILLED"]
-    assert list(nested["tags.aebench.model"]) == ["ae"]  # the finished trial, and only it
-    assert list(nested["status"]) == ["FINISHED"]
+    invocation = runs[runs["tags.aebench.trial_id"].isna()]
+    trials = runs[runs["tags.aebench.trial_id"].notna()]
+    assert list(invocation["status"]) == ["KILLED"]
+    assert list(trials["tags.aebench.model"]) == ["ae"]  # the finished trial, and only it
+    assert list(trials["status"]) == ["FINISHED"]
+    assert list(trials["tags.aebench.invocation"]) == list(invocation["run_id"])
 
 
 def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tmp_path):

@@ -25,6 +25,7 @@ metrics = ["recon_mse"]
 
 [tracking]
 uri = "{uri}"
+experiment = "observed"  # its output is not the suite's own folder
 
 [[datasets]]
 plugin = "digits"
