@@ -6,8 +6,6 @@ Bad input ends with one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -17,9 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aebench.params import describe
+from aebench.listing import Listing, load_listing
 from aebench.plugins import KINDS, Plugins, load_plugins
-from aebench.registry import Entry
 from aebench.trials import TRIALS, folder_size
 
 if TYPE_CHECKING:
@@ -145,21 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _json_default(value: object) -> object:
-    return None if value is inspect.Parameter.empty else str(value)
-
-
-def cmd_plugins(plugins: Plugins, as_json: bool, strict: bool = False) -> int:
-    rows = [
-        {
-            "plugin": info.name,
-            "distribution": info.distribution,
-            "version": info.version,
-            "registers": info.registers,
-        }
-        for info in plugins.infos
-    ]
-    errors = [vars(e) for e in plugins.errors]
+def cmd_plugins(listing: Listing, as_json: bool, strict: bool = False) -> int:
+    rows, errors = listing["plugins"], listing["load_errors"]
     failed = 1 if strict and errors else 0
     if as_json:
         print(json.dumps({"plugins": rows, "errors": errors}, indent=2))
@@ -171,54 +155,37 @@ def cmd_plugins(plugins: Plugins, as_json: bool, strict: bool = False) -> int:
         print(f"{row['plugin']}  [{where}]")
         for kind, names in row["registers"].items():
             print(f"  {kind}: {', '.join(names)}")
-    _print_load_errors(plugins)
+    _print_load_errors(errors)
     return failed
 
 
-def _print_load_errors(plugins: Plugins) -> None:
-    for error in plugins.errors:
-        print(f"FAILED {error.plugin} [{error.distribution}]: {error.error}")
+def _print_load_errors(errors: list[dict]) -> None:
+    for error in errors:
+        print(f"FAILED {error['plugin']} [{error['distribution']}]: {error['error']}")
 
 
-def _listed(entry: Entry) -> dict:
-    listed = {
-        "name": entry.name,
-        "description": entry.description,
-        "plugin": entry.plugin,
-        "distribution": entry.distribution,
-        "params": [vars(p) for p in describe(entry.params)],
-    }
-    if entry.kind == "metric":  # what it declares: its columns, and what it needs of a trial
-        listed["columns"] = [dataclasses.asdict(c) for c in entry.factory.columns]
-        listed["requires"] = list(entry.factory.requires)
-    return listed
-
-
-def cmd_list(plugins: Plugins, kind: str | None, as_json: bool) -> int:
+def cmd_list(listing: Listing, kind: str | None, as_json: bool) -> int:
     kinds = [kind] if kind else list(KINDS)
-    listing: dict[str, list[dict]] = {
-        k: [_listed(entry) for entry in plugins.registries[k]] for k in kinds
-    }
+    shown: dict[str, list[dict]] = {k: listing["kinds"][k] for k in kinds}
     if as_json:
-        listing["load_errors"] = [vars(e) for e in plugins.errors]
-        print(json.dumps(listing, indent=2, default=_json_default))
+        print(json.dumps(shown | {"load_errors": listing["load_errors"]}, indent=2))
         return 0
-    for k, entries in listing.items():
+    for k, entries in shown.items():
         print(f"{k}:")
         for entry in entries:
             print(f"  {entry['name']:<16} {entry['description']}")
             for p in entry["params"]:
-                default = "required" if p["default"] is inspect.Parameter.empty else p["default"]
-                print(f"      {p['name']}: {p['type']} = {default!r}")
+                default = "required" if p["required"] else repr(p["default"])
+                print(f"      {p['name']}: {p['type']} = {default}")
             if "columns" in entry:
                 arrows = {"higher": " ↑", "lower": " ↓", None: ""}
-                shown = [c["name"] + arrows[c["better"]] for c in entry["columns"]]
-                print(f"      columns: {', '.join(shown)}")
+                shown_columns = [c["name"] + arrows[c["better"]] for c in entry["columns"]]
+                print(f"      columns: {', '.join(shown_columns)}")
                 if entry["requires"]:
                     print(f"      needs: {', '.join(entry['requires'])}")
-    if plugins.errors:
+    if listing["load_errors"]:
         print("plugins that failed to load (what they provide is missing above):")
-        _print_load_errors(plugins)
+        _print_load_errors(listing["load_errors"])
     return 0
 
 
@@ -492,10 +459,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         # Only the commands that use plugins load them: report, ui and compare read files.
-        if args.command == "plugins":
-            return cmd_plugins(load_plugins(), args.json, args.strict)
+        if args.command == "plugins":  # both from the saved listing while nothing changed
+            return cmd_plugins(load_listing(), args.json, args.strict)
         if args.command == "list":
-            return cmd_list(load_plugins(), args.kind, args.json)
+            return cmd_list(load_listing(), args.kind, args.json)
         if args.command == "report":
             return cmd_report(args.folder)
         if args.command == "ui":

@@ -16,6 +16,13 @@ import pytest
 from aebench.plugins import Plugins, load_plugins
 
 
+@pytest.fixture(autouse=True)
+def own_listing_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """`aebench list` and `aebench plugins` save their listing (aebench.listing): each test keeps
+    its own, never the user's, and never one another's."""
+    monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def plugins() -> Plugins:
     return load_plugins()

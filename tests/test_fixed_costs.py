@@ -1,8 +1,11 @@
-"""`aebench --help` and `aebench list` stay cheap: they import neither MLflow nor the training and
-running machinery (so they cannot train anything), nor the heavy libraries of other commands."""
+"""`aebench --help`, `aebench list` and `aebench plugins` stay cheap: they import neither MLflow nor
+the training and running machinery (so they cannot train anything), nor the heavy libraries of
+other commands, and the help imports no torch. (A saved listing spares `list` and `plugins` torch
+too: tests/test_listing.py.)"""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
@@ -14,8 +17,9 @@ import pytest
 HEAVY = ("mlflow", "aebench.train", "aebench.runner", "aebench.tracking", "aebench.compare")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"]])
-def test_help_and_list_import_nothing_heavy(argv: list[str]) -> None:
+def imported_by(argv: list[str], modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` (and their submodules) ``aebench ARGV`` imports, in a fresh
+    interpreter."""
     code = textwrap.dedent(
         f"""
         import contextlib, io, sys
@@ -27,11 +31,21 @@ def test_help_and_list_import_nothing_heavy(argv: list[str]) -> None:
                 status = exit.code
         assert status == 0, status
         assert out.getvalue(), "nothing printed"
-        heavy = {HEAVY!r}
+        heavy = {modules!r}
         print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy))
         """
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    assert done.stdout.strip() == "[]"
+    return ast.literal_eval(done.stdout.strip())
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["plugins"]])
+def test_help_list_and_plugins_import_nothing_heavy(argv: list[str]) -> None:
+    assert imported_by(argv, HEAVY) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["compare", "--help"]])
+def test_help_does_not_import_torch(argv: list[str]) -> None:
+    assert imported_by(argv, ("torch",)) == []
