@@ -279,7 +279,7 @@ def ranked(board: Leaderboard, vocabulary: Vocabulary) -> list[int]:
 
 def best_configurations(table: pd.DataFrame, vocabulary: Vocabulary) -> dict[str, str]:
     """Per dataset, its best configuration and why, as the headline table ranks them:
-    ``{"digits": "vae / none latent_dim=8: log_px_iwae -21.3 ± 0.25 ↑, best of 6 measured"}``
+    ``{"digits": "vae / none latent_dim=8: log_px -21.3 ± 0.25 ↑, best of 6 measured"}``
     (configurations without that column are not counted); a dataset whose
     configurations cannot be ranked (no headline with a direction and a value) is left out."""
     out = {}
