@@ -119,10 +119,12 @@ def test_list_shows_parameters_with_types_and_defaults(aebench):
         assert kind in text
 
 
-def test_piped_output_of_run_is_one_line_per_finished_trial(tiny_suite, tmp_path):
+def test_piped_output_of_run_is_one_line_per_finished_trial(write_suite, tiny_suite_text, tmp_path):
+    quick = tiny_suite_text + '[eval]\nmetrics = ["recon_mse"]\n[tracking]\nenabled = false\n'
+    suite = write_suite(quick)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     done = subprocess.run(
-        [sys.executable, "-m", "aebench.cli", "run", str(tiny_suite), "--output", "out"],
+        [sys.executable, "-m", "aebench.cli", "run", str(suite), "--output", "out"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -144,7 +146,7 @@ def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
     rows = [
         {
             "trial_id": str(i),
-            "dataset": "d",
+            "dataset": "a-dataset-with-a-name-long-enough-to-fill-the-pipe-in-few-rows",
             "model": "ae",
             "regularizer": "none",
             "seed": 0,
@@ -153,8 +155,8 @@ def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
             "model.latent_dim": i,
             "recon_mse": 0.1,
         }
-        for i in range(5000)
-    ]  # far more than a pipe's buffer holds
+        for i in range(1000)
+    ]  # 1000 lines of 140 characters: twice what a pipe's buffer holds
     pd.DataFrame(rows).to_parquet(tmp_path / "results.parquet")
     table = str(tmp_path / "results.parquet")
     compare = subprocess.Popen(
