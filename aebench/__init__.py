@@ -8,6 +8,7 @@ aebench (besides ``aebench.testing``, the conformance checks for plugin authors'
   ``MetricContext``, ``NotApplicable`` (metrics); ``SuiteObserver`` (observers of a run);
   ``likelihood``, the estimators (ELBO, importance-weighted log p(x) and its diagnostics, ...)
   that metrics build on, and ``quadrature``, exact log p(x) for latents of at most 2 dimensions;
+  ``paths``, where aebench and its plugins may write (never into the system's folders);
 - running and reading: ``load_plugins``, ``load_suite``, ``run_suite``, ``SuiteRun``, ``Suite``,
   ``Trial``, ``TrialOutcome``; ``load_results``, ``load_trial`` (a kept model and its data,
   ``KeptTrial``) and ``evaluate`` (kept models measured again) for a results folder.
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aebench.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from aebench import likelihood, quadrature
+    from aebench import likelihood, paths, quadrature
     from aebench.api import run_suite
     from aebench.columns import Column
     from aebench.contracts import (
@@ -76,7 +77,11 @@ _EXPORTS = {
     "load_results": "aebench.kept",
     "load_trial": "aebench.kept",
 }
-_MODULES = {"likelihood": "aebench.likelihood", "quadrature": "aebench.quadrature"}
+_MODULES = {
+    "likelihood": "aebench.likelihood",
+    "paths": "aebench.paths",
+    "quadrature": "aebench.quadrature",
+}
 
 __all__ = [  # the names above, spelled out for readers and linters
     "Autoencoder",
@@ -108,6 +113,7 @@ __all__ = [  # the names above, spelled out for readers and linters
     "load_results",
     "load_suite",
     "load_trial",
+    "paths",
     "quadrature",
     "run_suite",
 ]

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from aebench.paths import sqlite_file, suite_place_problem, writable_place_problem
 from aebench.plugins import Plugins
 from aebench.registry import Registry
 
@@ -64,6 +65,10 @@ class SuiteSection(_Section):
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
     output: str | None = None
     isolate: bool = False  # each trial in its own process: a crash there is a failed trial
+    # Seconds a trial may run before it is failed ("timed out after N s") and the suite goes on:
+    # checked between training steps and metrics in-process (no limit when unset); an isolated
+    # trial's process is killed at it (24 h when unset), a hard limit even inside one C call.
+    trial_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     keep_models: bool = True  # each trial's trained weights in its folder, for later evaluation
 
 
@@ -280,9 +285,12 @@ class Suite:
         return self.spec.suite.name
 
     def output_dir(self, override: str | Path | None = None) -> Path:
-        if override is not None:
-            return Path(override)
-        return Path(self.spec.suite.output or Path("results") / self.name)
+        """The results folder: ``override`` (``--output``), else ``[suite] output``, else
+        ``results/<name>``; a ``SuiteError`` for one in a system folder."""
+        output = Path(override or self.spec.suite.output or Path("results") / self.name)
+        if why := writable_place_problem(output):
+            raise SuiteError(f"output: {why}")
+        return output
 
 
 def _place(loc: tuple[Any, ...]) -> str:
@@ -543,6 +551,16 @@ def _check_schedule(train: TrainSection, problems: Problems) -> bool:
     return len(problems.lines) == found
 
 
+def _check_places(spec: SuiteFile, problems: Problems) -> None:
+    """What the file names to write into stays inside the working directory (``aebench.paths``):
+    a suite from elsewhere cannot make aebench write anywhere else."""
+    if spec.suite.output is not None and (why := suite_place_problem(spec.suite.output)):
+        problems.add("suite.output", why)
+    database = sqlite_file(spec.tracking.uri or "")
+    if database is not None and (why := suite_place_problem(database)):
+        problems.add("tracking.uri", why)
+
+
 def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
     """Read, validate and expand a suite into its trials: a TOML file, or the same as a dict
     (``{"suite": {"name": ...}, "datasets": [...], ...}``, named ``<dict>`` in errors)."""
@@ -553,6 +571,7 @@ def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
         path = Path(suite)
         spec = read_suite_file(path)
     problems = Problems(path)  # every mistake below is reported, all at once
+    _check_places(spec, problems)
     evaluation = resolve_eval(path, spec.eval, plugins.metrics, problems)
     if len(set(spec.suite.seeds)) != len(spec.suite.seeds):
         problems.add("suite.seeds", "a seed is listed twice")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,18 @@ class TrialFileError(ValueError):
     """A trial folder that cannot be used; ``str(error)`` is the one line to show."""
 
 
+# Trial ids are hashes aebench makes (``Trial.id``); anything else, in a table from elsewhere, could
+# name a place outside the results folder (``../../x``).
+TRIAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 def trial_folder(output: Path, trial_id: str) -> Path:
-    """Where a trial's files live."""
+    """Where a trial's files live; a ``TrialFileError`` for an id that is not a plain name."""
+    if not TRIAL_ID.match(str(trial_id)):
+        raise TrialFileError(
+            f"{output}: trial id {str(trial_id)!r} is not one aebench writes"
+            " (letters, digits, '-' and '_'): the table was not written by aebench"
+        )
     return Path(output) / TRIALS / trial_id
 
 

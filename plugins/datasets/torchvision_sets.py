@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import torch
 from pydantic import Field
 
-from aebench import Data, Split
+from aebench import Data, Split, paths
 from aebench_plugins.datasets.images import Binarize, Count, ValFraction, image_data
 
 DEFAULT_ROOT = "~/.cache/aebench/data"
@@ -79,6 +79,9 @@ class Source:
         except RuntimeError:  # torchvision's "Dataset not found"
             if not download:
                 raise self.missing(root) from None
+            if why := paths.writable_place_problem(root):  # root = "/etc" would create /etc/MNIST
+                folder = self.expected(root)[0]
+                raise MissingDataError(f"{folder}: no dataset files, and {why}") from None
             try:
                 sets = [cls(str(root), train=train, download=True) for train in (True, False)]
             except Exception as exc:  # no network, no write access, a bad archive
