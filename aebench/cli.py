@@ -190,7 +190,9 @@ def cmd_list(listing: Listing, kind: str | None, as_json: bool) -> int:
 
 
 def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
-    from aebench.results import read_results
+    from aebench.files import FolderError
+    from aebench.lock import check_output
+    from aebench.results import check_owner, read_results
     from aebench.runner import declined, load_datasets, plan, resolve_device, run_suite
     from aebench.suite import SuiteError, load_suite
 
@@ -199,12 +201,15 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         suite = load_suite(args.suite, plugins)
         if args.dry_run:
             return dry_run(suite, args.output, args.rerun)
+        output = suite.output_dir(args.output)
+        check_output(output)  # writable, and no other run in it: said before anything loads
+        check_owner(output, suite.name)
+        table = read_results(output, replace_unusable=args.rerun)
         device = resolve_device(args.device or suite.spec.suite.device)
         cache = load_datasets(suite, plugins, device)
-    except SuiteError as exc:
+    except (SuiteError, FolderError) as exc:
         raise UsageError(str(exc)) from None
-    output = suite.output_dir(args.output)
-    to_train = {t.id for t in plan(suite, read_results(output), output, args.rerun).train}
+    to_train = {t.id for t in plan(suite, table, output, args.rerun).train}
     reasons = declined(suite, plugins, cache, device)
     skipped = announce_declined(suite, {t: r for t, r in reasons.items() if t in to_train})
 
@@ -229,7 +234,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
             cache=cache,
             executor=executor,
         )
-    except ExecutorError as exc:  # no scheduler at that address, say
+    except (ExecutorError, FolderError) as exc:  # no scheduler there; a full disk; a busy folder
         raise UsageError(str(exc)) from None
     if run.already_done:
         print(f"{run.already_done} trials were already finished in {output} (--rerun repeats them)")
@@ -276,7 +281,7 @@ def dry_run(suite: Suite, output: Path | None, rerun: bool) -> int:
     from aebench.runner import plan
 
     folder = suite.output_dir(output)
-    work = plan(suite, read_results(folder), folder, rerun)
+    work = plan(suite, read_results(folder, replace_unusable=rerun), folder, rerun)
     pending = {t.id for t in work.train}
     again = {t.id for t, _ in work.evaluate}
     counts = (
@@ -318,11 +323,12 @@ def _executor(args: argparse.Namespace) -> Executor | None:
 
 
 def cmd_report(folder: Path) -> int:
+    from aebench.files import FolderError
     from aebench.report import build_report
 
     try:
         md, page = build_report(folder)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, FolderError) as exc:  # no table, a damaged one, a full disk
         raise UsageError(str(exc)) from None
     print(f"report: {page} and {md}")
     return 0

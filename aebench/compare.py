@@ -39,7 +39,8 @@ from typing import Literal
 import pandas as pd
 
 from aebench.columns import IDENTITY, Column, Vocabulary, is_config_column, vocabulary_of
-from aebench.results import CSV, PARQUET
+from aebench.files import FolderError
+from aebench.results import PARQUET, read_results
 
 Kind = Literal["quality", "speed"]
 KINDS: tuple[Kind, ...] = ("quality", "speed")
@@ -90,14 +91,23 @@ def compared_columns(vocabulary: Vocabulary) -> list[Column]:
 def load_table(path: str | Path) -> pd.DataFrame:
     """A results table from a results.parquet (or .csv) file or the folder holding it."""
     path = Path(path)
-    if path.is_dir():
-        path = path / PARQUET if (path / PARQUET).exists() else path / CSV
-    if not path.exists():
+    if path.is_dir():  # a results folder: its table with the rows recorded since (a run going on)
+        try:
+            table = read_results(path)
+        except FolderError as exc:
+            raise CompareError(str(exc)) from None
+        if table.empty:
+            raise CompareError(f"{path / PARQUET}: no such results table")
+        path = path / PARQUET
+    elif not path.exists():
         raise CompareError(f"{path}: no such results table")
-    try:
-        table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-    except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file
-        raise CompareError(f"{path}: cannot read the results table: {exc}") from None
+    else:
+        try:
+            table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file
+            lines = str(exc).strip().splitlines()
+            why = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+            raise CompareError(f"{path}: cannot read the results table: {why}") from None
     missing = [c for c in ("status", *IDENTITY) if c not in table.columns]
     if missing:
         raise CompareError(f"{path}: not an aebench results table (no {', '.join(missing)} column)")

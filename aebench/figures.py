@@ -50,6 +50,45 @@ DPI = 100
 TITLE_CHARS = 60  # titles wrapped to this many characters: a long one is not clipped
 
 
+# --- files: written through a temporary name, read without trusting them ----------------------
+
+_warned: set[tuple[str, int, int]] = set()  # unreadable files already named: (path, mtime, size)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """A figure as a PNG, through a temporary file and a rename (never through a planted link)."""
+    write_atomically(Path(path), lambda p: fig.savefig(p, format="png"))
+
+
+def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    with open(path, "wb") as file:  # a file object: ``np.savez`` would add ``.npz`` to a name
+        np.savez_compressed(file, **arrays)
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """A trial's figure arrays (``figures.npz``), or None if the file cannot be read (truncated,
+    say): one warning line names it, once, and reports go on without that trial's figures."""
+    try:
+        with np.load(path) as stored:
+            return dict(stored)
+    except Exception as exc:  # zipfile, zlib, numpy and OS errors, for a damaged or foreign file
+        try:
+            stat = Path(path).stat()
+            key = (str(path), stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = (str(path), 0, 0)
+        if key not in _warned:
+            _warned.add(key)
+            lines = str(exc).strip().splitlines()
+            why = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+            print(
+                f"aebench: warning: {path}: unreadable figure arrays ({why}); going on without"
+                " this trial's figures",
+                file=sys.stderr,
+            )
+        return None
+
+
 # --- capture: model -> small arrays -------------------------------------------------------------
 
 
@@ -226,7 +265,7 @@ def _image_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) 
         ax.set_axis_off()
         ax.set_title(name, fontsize=8, loc="left")
     fig.suptitle(_wrapped(title), fontsize=8)
-    fig.savefig(path, format="png")  # also under a temporary name
+    _save(fig, path)
 
 
 def draw_images(
@@ -238,7 +277,7 @@ def draw_images(
         for name, batch in rows
         for start in range(0, len(batch), per_row)
     ]
-    write_atomically(Path(path), lambda p: _image_rows(p, lines, title))
+    _image_rows(Path(path), lines, title)
 
 
 def _vector_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
@@ -253,7 +292,7 @@ def _vector_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7)
     fig.suptitle(_wrapped(title), fontsize=8)
-    fig.savefig(path)
+    _save(fig, path)
 
 
 def _draw_samples(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
@@ -313,7 +352,7 @@ def _draw_curves(path: Path, arrays: Mapping[str, Any], title: str) -> None:
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     ax.set_title(_wrapped(title), fontsize=8)
-    fig.savefig(path)
+    _save(fig, path)
 
 
 def _draw_traversals(path: Path, arrays: Mapping[str, Any], title: str) -> None:
@@ -335,13 +374,14 @@ def _draw_interpolations(path: Path, arrays: Mapping[str, Any], title: str) -> N
 def render_trial(folder: Path, title: str = "") -> list[Path]:
     """Draw a trial's PNGs from its ``figures.npz``; returns the files written."""
     folder = Path(folder)
-    with np.load(folder / ARRAYS) as stored:
-        arrays = dict(stored)
+    arrays = read_arrays(folder / ARRAYS)
+    if arrays is None:
+        return []
     written = []
     if "latent" in arrays:
         fig = _figure(4.0, 3.6)
         scatter_latent(fig.subplots(), arrays, title)
-        fig.savefig(folder / LATENT_PNG)
+        _save(fig, folder / LATENT_PNG)
         written.append(folder / LATENT_PNG)
     if "inputs" in arrays:
         rows = [("input", arrays["inputs"]), ("reconstruction", arrays["recons"])]
@@ -384,7 +424,7 @@ def save_trial_figures(
     arrays = capture(model, data, curves, seed)
     if not arrays:
         return []
-    np.savez_compressed(folder / ARRAYS, **arrays)
+    write_atomically(folder / ARRAYS, lambda p: _savez(p, arrays))
     return [folder / ARRAYS, *render_trial(folder, title)]
 
 
@@ -428,9 +468,9 @@ def latent_grid(path: Path, panels: Sequence[tuple[str, Path]], columns: int = 4
     """Every given trial's latent scatter side by side: (title, figures.npz) per panel."""
     loaded = []
     for title, npz in panels:
-        with np.load(npz) as stored:
-            if "latent" in stored:
-                loaded.append((title, dict(stored)))
+        arrays = read_arrays(npz)
+        if arrays is not None and "latent" in arrays:
+            loaded.append((title, arrays))
     if not loaded:
         return None
     columns = min(columns, len(loaded))
@@ -441,7 +481,7 @@ def latent_grid(path: Path, panels: Sequence[tuple[str, Path]], columns: int = 4
         scatter_latent(ax, arrays, title)
     for ax in axes[len(loaded) :]:
         ax.set_axis_off()
-    fig.savefig(path)
+    _save(fig, path)
     return Path(path)
 
 
@@ -465,7 +505,7 @@ def plane(
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=6)
     ax.set_title(f"{x.name}–{y.name} plane", fontsize=9)
-    fig.savefig(path)
+    _save(fig, path)
     return Path(path)
 
 

@@ -1,22 +1,83 @@
-"""Writing a file so that a crash never leaves half of it: a temporary name, then a rename."""
+"""Writing files so that a crash never leaves half of one, and no planted link is written through.
+
+A file is written under a temporary name of its own and renamed over the real one: readers see the
+old file or the new one. The temporary name is unpredictable and created exclusively, never through
+a symbolic link; the rename replaces a link planted at the real name, not the file it points to.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+# Links are never followed where aebench creates files (where the platform allows saying so).
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class FolderError(ValueError):
+    """A results folder or file that aebench cannot use; ``str(error)`` is the one line to show."""
+
+
+def cannot_write(path: Path, exc: OSError) -> FolderError:
+    """``path: cannot write: No space left on device``: an ``OSError`` as the one line to show."""
+    if exc.errno == errno.ELOOP:
+        why = "it is a symbolic link, and aebench does not write through links"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"{exc.strerror or exc} (a read-only folder?); choose another --output"
+    else:
+        why = exc.strerror or str(exc)
+    return FolderError(f"{path}: cannot write: {why}")
+
+
+def _token() -> str:
+    return secrets.token_hex(6)
+
+
+def _create_temporary(path: Path) -> Path:
+    """A new empty file beside ``path``, made here and now: never an existing file or link."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{_token()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o644)
+        except FileExistsError:  # taken (by chance, or planted): draw another name
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """``write(temporary)`` then rename it to ``path``: readers see the old file or the new one.
 
-    The temporary name carries the process id, so that two writers never share one; it is
-    removed if ``write`` fails.
+    The temporary file is removed if ``write`` fails (a full disk, say), so nothing is left half
+    written. ``write`` must write to the path it is given (not add a suffix to it).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _create_temporary(path)
     try:
         write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Add one line at the end of ``path`` in a single write (created if missing, never through a
+    link). A write that fails half-way is cut off again, so the next line starts on a line of its
+    own. For one writer at a time (the folder's lock holder)."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):  # a full disk mid-line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)

@@ -19,6 +19,8 @@ from torch import nn
 
 from aebench.contracts import Data, MetricContext
 from aebench.data import DataCache
+from aebench.files import FolderError
+from aebench.lock import check_output
 from aebench.plugins import Plugins, load_plugins
 from aebench.results import PARQUET, read_results
 from aebench.runner import (
@@ -39,11 +41,16 @@ class KeptTrialError(ValueError):
 
 
 def load_results(folder: str | Path) -> pd.DataFrame:
-    """The results table of a folder (``results.parquet``), one row per trial."""
+    """The results table of a folder (``results.parquet`` and the rows recorded since), one row
+    per trial."""
     folder = Path(folder)
-    if not (folder / PARQUET).is_file():
+    try:
+        table = read_results(folder)
+    except FolderError as exc:  # a damaged table, say
+        raise KeptTrialError(str(exc)) from None
+    if table.empty and not (folder / PARQUET).is_file():
         raise KeptTrialError(f"{folder}: no {PARQUET} here; run a suite into it first")
-    return read_results(folder)
+    return table
 
 
 @dataclass
@@ -172,6 +179,10 @@ def evaluate(
     raise ``KeptTrialError`` naming the folder or trial, and nothing in the folder changes.
     """
     folder = Path(folder)
+    try:
+        check_output(folder)  # writable, and no run in it: said before any model loads
+    except FolderError as exc:
+        raise KeptTrialError(str(exc)) from None
     plugins = plugins or load_plugins()
     table = load_results(folder)
     suite = _suite(folder, plugins)
@@ -210,14 +221,17 @@ def evaluate(
     if not work.evaluate:
         raise KeptTrialError(f"{folder}: {', '.join(metrics or [])} can measure no kept trial here")
     suite.trials = [trial for trial, _ in work.evaluate]
-    run = run_suite(
-        suite,
-        plugins,
-        output=folder,
-        device=str(chosen),
-        observers=[*observers, *build_observers(suite, plugins)],
-        cache=cache,
-        work=work,
-    )
+    try:
+        run = run_suite(
+            suite,
+            plugins,
+            output=folder,
+            device=str(chosen),
+            observers=[*observers, *build_observers(suite, plugins)],
+            cache=cache,
+            work=work,
+        )
+    except FolderError as exc:  # a run that started meanwhile; a full disk
+        raise KeptTrialError(str(exc)) from None
     run.already_done = len(kept) - len(work)  # kept trials the metrics cannot serve
     return run

@@ -31,6 +31,7 @@ from aebench.columns import (
     is_param_column,
     vocabulary_of,
 )
+from aebench.files import cannot_write, write_atomically
 from aebench.results import PARQUET, read_results
 from aebench.runner import SuiteObserver, SuiteRun
 
@@ -843,15 +844,29 @@ def to_html(blocks: list[Block], title: str) -> str:
 
 
 def build_report(folder: Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into the results folder; returns their paths."""
+    """Write ``report.md`` and ``report.html`` into the results folder; returns their paths.
+
+    Each is written to a temporary file and renamed: a full disk leaves the previous report whole.
+    A table that cannot be read, or a file that cannot be written, is a ``FolderError`` (one line).
+    """
     folder = Path(folder)
-    if not (folder / PARQUET).is_file():
+    table = read_results(folder)  # with the rows of a run still going, or killed
+    if table.empty and not (folder / PARQUET).is_file():
         raise FileNotFoundError(f"{folder}: no {PARQUET} here; run a suite into it first")
-    table = read_results(folder)
-    blocks = report_blocks(folder, table, vocabulary_of(folder))
+    try:
+        blocks = report_blocks(folder, table, vocabulary_of(folder))  # draws the figures
+    except OSError as exc:
+        raise cannot_write(folder, exc) from None
     md, page = folder / REPORT_MD, folder / REPORT_HTML
-    md.write_text(to_markdown(blocks, folder), encoding="utf-8")
-    page.write_text(to_html(blocks, f"aebench report: {folder.resolve().name}"), encoding="utf-8")
+    texts = {
+        md: to_markdown(blocks, folder),
+        page: to_html(blocks, f"aebench report: {folder.resolve().name}"),
+    }
+    for path, text in texts.items():
+        try:
+            write_atomically(path, lambda p, text=text: p.write_text(text, encoding="utf-8"))
+        except OSError as exc:
+            raise cannot_write(path, exc) from None
     return md, page
 
 

@@ -25,12 +25,13 @@ from aebench.checks import ContractError, check_first_batch, check_metric_values
 from aebench.columns import declared
 from aebench.contracts import Data, DataInfo, LatentVariableModel, MetricContext
 from aebench.data import DataCache
-from aebench.files import write_atomically
+from aebench.files import FolderError, cannot_write, write_atomically
 from aebench.health import health_warnings
+from aebench.lock import folder_lock
 from aebench.optim import DEFAULTS as OPTIMIZER_SETTINGS
 from aebench.plugins import Plugins
 from aebench.registry import Entry
-from aebench.results import flatten, read_results, upsert, write_results, write_vocabulary
+from aebench.results import SUITE_FILE, check_owner, flatten, record_row, settle, write_vocabulary
 from aebench.suite import Suite, SuiteError, Trial
 from aebench.train import train_model
 from aebench.trials import (
@@ -559,7 +560,8 @@ def keep_trial(
 ) -> None:
     """The trial's folder: its configuration, curves and (unless told not to) its weights. A
     finished trial's checkpoint is removed; a failed one's is kept, to resume from next time.
-    A trial measured again without training (``trained=False``) keeps the weights it has."""
+    A trial measured again without training (``trained=False``) keeps the weights it has.
+    A file that cannot be written (a full disk) is a ``FolderError`` naming the trial's folder."""
     folder = trial_folder(output, trial.id)
     config = trial.config() | {
         "trial_id": trial.id,
@@ -568,18 +570,15 @@ def keep_trial(
         "status": row["status"],
         "aebench": _version("aebench"),
     }
-    if not trained:
-        write_trial(folder, config, outcome.curves, weights=None, replace_weights=False)
-        return
     weights = None
-    if keep_model and outcome.model is not None:
+    if trained and keep_model and outcome.model is not None:
         weights = state_bytes(outcome.model.state_dict())
-    write_trial(folder, config, outcome.curves, weights)
-    if row["status"] in FINISHED:
-        (folder / CHECKPOINT).unlink(missing_ok=True)
-
-
-SUITE_FILE = "suite.json"  # the suite last run into the folder: `aebench evaluate` reads it
+    try:
+        write_trial(folder, config, outcome.curves, weights, replace_weights=trained)
+        if trained and row["status"] in FINISHED:
+            (folder / CHECKPOINT).unlink(missing_ok=True)
+    except OSError as exc:
+        raise cannot_write(folder, exc) from None
 
 
 def run_suite(
@@ -594,7 +593,7 @@ def run_suite(
     executor: Executor | None = None,
     work: Plan | None = None,
 ) -> SuiteRun:
-    """Run every trial not already finished, writing its folder and the table after each one.
+    """Run every trial not already finished, recording its folder and its row as each one ends.
 
     Trials whose evaluation settings changed are measured again from their kept weights, here,
     first; the ``executor`` trains the rest (default: here, one after another). Rows come back
@@ -602,16 +601,56 @@ def run_suite(
     Observers hear each step. On KeyboardInterrupt the trials in progress are abandoned,
     observers hear ``suite_finished`` with ``run.interrupted`` set, and the interrupt goes on up.
     ``work`` replaces the plan made from the table (``aebench evaluate`` gives its own).
+
+    The output folder is locked for the whole run (``aebench.lock``). Another run holding it, a
+    folder of another suite, a table that cannot be read (``rerun`` replaces it) or a file that
+    cannot be written is a ``FolderError``: one line to show. Each trial's row costs O(1) to
+    record; the table is rewritten when the run starts with rows a killed run left, and when it
+    ends, before observers hear of the end (``aebench.results``).
     """
+    output = suite.output_dir(output)
+    with folder_lock(output):
+        check_owner(output, suite.name)
+        table = settle(output, replace_unusable=rerun)
+        try:
+            write_vocabulary(output, declared({e.name: e.factory for e in plugins.metrics}))
+            text = suite.spec.model_dump_json()
+            write_atomically(output / SUITE_FILE, lambda p: p.write_text(text))
+        except OSError as exc:
+            raise cannot_write(output, exc) from None
+        return _run_locked(
+            suite,
+            plugins,
+            output,
+            table,
+            device=device,
+            observers=observers,
+            rerun=rerun,
+            cache=cache,
+            executor=executor,
+            work=work,
+        )
+
+
+def _run_locked(
+    suite: Suite,
+    plugins: Plugins,
+    output: Path,
+    table: Any,
+    *,
+    device: str | None,
+    observers: Sequence[SuiteObserver],
+    rerun: bool,
+    cache: DataCache | None,
+    executor: Executor | None,
+    work: Plan | None,
+) -> SuiteRun:
+    """``run_suite`` in its folder, locked, from the folder's results ``table``."""
     from aebench.executors import LocalExecutor, Workload
 
-    output = suite.output_dir(output)
     chosen = resolve_device(device or suite.spec.suite.device)
     cache = cache or DataCache(plugins)
     executor = executor or LocalExecutor()
-    table = read_results(output)
-    write_vocabulary(output, declared({e.name: e.factory for e in plugins.metrics}))
-    write_atomically(output / SUITE_FILE, lambda p: p.write_text(suite.spec.model_dump_json()))
     work = work or plan(suite, table, output, rerun)
     run = SuiteRun(output, [], already_done=len(suite.trials) - len(work))
     run.evaluated = len(work.evaluate)
@@ -649,14 +688,26 @@ def run_suite(
                 keep = suite.spec.suite.keep_models
                 keep_trial(output, trial, suite, row, outcome, keep, trial.id not in measured_again)
                 run.rows.append(row)
-                table = upsert(table, row)
-                write_results(output, table)
+                record_row(output, row)  # O(1): the table is rewritten once, at the end
                 for observer in observers:
                     _notify(observer.trial_finished, trial, row, outcome)
     except KeyboardInterrupt:
         run.interrupted = True
         raise
     finally:
+        unwritten = _write_table(output)  # before observers read it (the report, MLflow)
         for observer in listening:
             observer.suite_finished(run)
+    if unwritten is not None:  # raised only now: an error already on its way up comes first
+        raise unwritten
     return run
+
+
+def _write_table(output: Path) -> FolderError | None:
+    """Fold the run's rows into the table; the error, if it cannot be written (the rows stay in
+    the journal and the trial folders, for the next run)."""
+    try:
+        settle(output)
+    except FolderError as exc:
+        return exc
+    return None

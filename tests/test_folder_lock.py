@@ -1,0 +1,236 @@
+"""One writer per results folder: a second `aebench run` or `aebench evaluate` into a folder in use
+is refused at once, naming the holder; runs one after another keep every row exactly once; a
+killed run's rows are seen by every reader and kept by the run that resumes it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY_SUITE
+from fake_plugins import fake_distribution
+
+from aebench import files
+from aebench.cli import main
+from aebench.files import write_atomically
+from aebench.kept import load_results
+from aebench.results import JOURNAL, PARQUET, read_results
+from aebench.runner import run_suite
+from aebench.suite import load_suite
+
+UNTRACKED = TINY_SUITE + "\n[tracking]\nenabled = false\n"
+
+HOLD = """
+import sys, time
+from aebench.lock import folder_lock
+with folder_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def holder() -> Iterator[Callable[[Path], subprocess.Popen]]:
+    """Start a process that holds a results folder's lock as a run does, until killed."""
+    started: list[subprocess.Popen] = []
+
+    def hold(folder: Path) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+        )
+        started.append(process)
+        assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        return process
+
+    yield hold
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def untracked(write_suite) -> Path:
+    return write_suite(UNTRACKED)
+
+
+def test_a_run_into_a_folder_in_use_is_refused_naming_the_holder_then_goes_once_it_dies(
+    holder, untracked: Path, tmp_path: Path, capsys
+) -> None:
+    output = tmp_path / "out"
+    process = holder(output)
+    before = snapshot(output)
+    assert main(["run", str(untracked), "--output", str(output)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("aebench: error: ") and f"pid {process.pid}" in line, line
+    assert snapshot(output) == before  # nothing written
+
+    process.kill()  # kill -9: the kernel drops the lock with its holder
+    process.wait()
+    assert main(["run", str(untracked), "--output", str(output)]) == 0
+    assert len(read_results(output)) == 4
+
+
+def test_evaluate_into_a_folder_in_use_is_refused_naming_the_holder(
+    holder, plugins, untracked: Path, tmp_path: Path, capsys
+) -> None:
+    output = tmp_path / "out"
+    run_suite(load_suite(untracked, plugins), plugins, output=output)
+    process = holder(output)
+    before = snapshot(output)
+    assert main(["evaluate", str(output), "--set", "log_px_iwae.samples=5"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("aebench: error: ") and f"pid {process.pid}" in line, line
+    assert snapshot(output) == before
+
+
+def test_run_suite_itself_refuses_a_folder_in_use(holder, plugins, untracked, tmp_path) -> None:
+    """The lock is taken by the run, not only checked by the command line."""
+    output = tmp_path / "out"
+    process = holder(output)
+    with pytest.raises(files.FolderError, match=f"pid {process.pid}"):
+        run_suite(load_suite(untracked, plugins), plugins, output=output)
+    assert not (output / "trials").exists()
+
+
+SLOW = """
+[suite]
+name = "shared"
+seeds = {seeds}
+device = "cpu"
+
+[train]
+epochs = {epochs}
+batch_size = 512
+
+[eval]
+metrics = ["recon_mse"]
+
+[tracking]
+enabled = false
+
+[[datasets]]
+plugin = "digits"
+"""
+FRAGILE = '[[models]]\nplugin = "fragile"\nparams = { delay = 0.2 }\n'  # 0.2 s per step
+AE = '[[models]]\nplugin = "ae"\nparams = { hidden = [8] }\n'
+
+
+def slow_suite(tmp_path: Path, name: str, seeds: list[int], models: str, epochs: int = 2) -> Path:
+    """A suite named "shared" (3 steps an epoch: the fragile model's take 0.2 s each)."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(textwrap.dedent(SLOW.format(seeds=seeds, epochs=epochs)) + "\n" + models)
+    return path
+
+
+def start(suite: Path, site: Path, output: Path, markers: Path) -> subprocess.Popen:
+    markers.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "MARKERS": str(markers),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "aebench.cli", "run", str(suite), "--output", str(output)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(markers: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the fragile model trains (its marker file appears)."""
+    deadline = time.monotonic() + timeout
+    while not any(markers.iterdir()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the slow trial never started"
+        time.sleep(0.05)
+
+
+def test_two_runs_into_one_folder_keep_every_row_exactly_once(tmp_path: Path) -> None:
+    """The issue's data loss: the same suite with other seeds, started while the first runs."""
+    site = fake_distribution(tmp_path / "site")
+    output = tmp_path / "out"
+    first_suite = slow_suite(tmp_path, "a", [0], AE + FRAGILE, epochs=20)  # 12 s of training
+    second_suite = slow_suite(tmp_path, "b", [2, 3], AE)
+    first = start(first_suite, site, output, tmp_path / "m1")
+    wait_for(tmp_path / "m1", first)  # the ae is done, the fragile model trains
+    second = start(second_suite, site, output, tmp_path / "m2")
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 2, stderr
+    [line] = stderr.strip().splitlines()
+    assert f"pid {first.pid}" in line, line
+    assert first.poll() is None  # refused while the first was still running
+
+    assert first.communicate(timeout=300) and first.returncode == 0
+    assert len(list((output / "trials").iterdir())) == 2  # the first run's: none of the second's
+    again = start(second_suite, site, output, tmp_path / "m3")
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    table = pd.read_parquet(output / PARQUET)
+    assert sorted(zip(table["model"], table["seed"], strict=True)) == [
+        ("ae", 0),
+        ("ae", 2),
+        ("ae", 3),
+        ("fragile", 0),
+    ]
+    assert table["trial_id"].is_unique and set(table["status"]) == {"ok"}
+
+
+def test_a_killed_runs_rows_are_read_everywhere_and_kept_on_resume(tmp_path: Path) -> None:
+    site = fake_distribution(tmp_path / "site")
+    output = tmp_path / "out"
+    suite = slow_suite(tmp_path, "a", [0], AE + FRAGILE)  # the ae first; killed in the other
+    process = start(suite, site, output, tmp_path / "m")
+    wait_for(tmp_path / "m", process)
+    process.kill()
+    process.communicate(timeout=30)
+
+    assert not (output / PARQUET).exists() and (output / JOURNAL).is_file()
+    [ae] = load_results(output).to_dict("records")  # the finished trial, from the journal
+    assert ae["model"] == "ae" and ae["status"] == "ok"
+    assert main(["report", str(output)]) == 0  # the report sees it too
+
+    resumed = start(suite, site, output, tmp_path / "m2")
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert "1 trials were already finished" in stdout
+    table = pd.read_parquet(output / PARQUET)
+    assert sorted(table["model"]) == ["ae", "fragile"] and table["trial_id"].is_unique
+    assert table.set_index("model").loc["ae", "train_s"] == ae["train_s"]  # its very row
+    assert not (output / JOURNAL).exists()  # folded into the table
+
+
+def test_temporary_names_are_unique_across_threads_of_one_process(tmp_path: Path) -> None:
+    """Before, the temporary name was the process id alone: two writers of one file collided."""
+    path = tmp_path / "results.csv"
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for _ in range(50):
+                write_atomically(path, lambda p: p.write_text(f"{n}\n" * 1000))
+        except BaseException as exc:  # noqa: BLE001 - any failure is the finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    assert len(set(path.read_text().splitlines())) == 1  # one writer's whole file
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
