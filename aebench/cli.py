@@ -445,9 +445,16 @@ def cmd_ui(port: int, output: Path) -> int:
 
 
 def _log_to(path: Path) -> None:
-    """Failed trials' tracebacks go to a log file beside the results."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    """Failed trials' tracebacks go to a log file beside the results (never through a link
+    planted there)."""
+    from aebench.files import CLOEXEC, NOFOLLOW, cannot_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UsageError(str(cannot_write(path, exc))) from None
+    handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("aebench").addHandler(handler)
 

@@ -326,9 +326,24 @@ def test_a_link_at_the_drawn_temporary_name_is_not_followed(
     assert outside.read_text() == "not aebench's\n" and planted.is_symlink()
 
 
-def test_a_link_planted_as_the_lock_is_one_line(results, outside, suite_file, capsys) -> None:
-    (results / LOCK_FILE).unlink(missing_ok=True)
-    (results / LOCK_FILE).symlink_to(outside)
+def test_a_link_planted_as_the_journal_is_removed_not_followed(
+    results: Path, outside: Path, suite_file
+) -> None:
+    (results / JOURNAL).symlink_to(outside)
+    more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
+    assert main(["run", str(more_seeds), "--output", str(results)]) == 0
+    assert outside.read_text() == "not aebench's\n"
+    assert len(pd.read_parquet(results / PARQUET)) == 6 and not (results / JOURNAL).exists()
+
+
+@pytest.mark.parametrize("name", [LOCK_FILE, "aebench.log"])
+def test_a_link_planted_as_a_file_aebench_appends_to_is_one_line(
+    results: Path, outside: Path, suite_file, capsys, name: str
+) -> None:
+    """Files written in place (the lock, the log) are never opened through a link: the run
+    stops with one line, before anything is written."""
+    (results / name).unlink(missing_ok=True)
+    (results / name).symlink_to(outside)
     before = snapshot(results)
     more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
     assert main(["run", str(more_seeds), "--output", str(results)]) == 2
