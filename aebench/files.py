@@ -27,7 +27,7 @@ def cannot_write(path: Path, exc: OSError) -> FolderError:
     if exc.errno == errno.ELOOP:
         why = "it is a symbolic link, and aebench does not write through links"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        why = f"{exc.strerror or exc} (a read-only folder?); choose another --output"
+        why = f"{exc.strerror or exc} (a read-only folder?); choose another folder"
     else:
         why = exc.strerror or str(exc)
     return FolderError(f"{path}: cannot write: {why}")

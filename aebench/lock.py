@@ -25,8 +25,8 @@ _held: dict[str, int] = {}  # folders this process holds (real path -> depth): h
 def _busy(folder: Path, fd: int) -> FolderError:
     holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
     return FolderError(
-        f"{folder}: another aebench (pid {holder}) is writing there; wait for it to end,"
-        " or choose another --output"
+        f"{folder}: in use by another aebench (pid {holder}); wait for it to end, or write into"
+        " another folder"
     )
 
 
@@ -40,7 +40,7 @@ def check_output(folder: Path) -> None:
     if not existing.is_dir():
         raise FolderError(f"{existing}: is a file, not a folder; choose another --output")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise FolderError(f"{existing}: cannot write there (read-only); choose another --output")
+        raise FolderError(f"{existing}: cannot write there (read-only); choose another folder")
     try:
         fd = os.open(folder / LOCK_FILE, os.O_RDONLY | NOFOLLOW | CLOEXEC)
     except FileNotFoundError:

@@ -156,14 +156,14 @@ def record_row(folder: Path, row: Mapping[str, Any]) -> None:
     folder = Path(folder)
     text = json.dumps(dict(row), default=_plain)
     path = trial_folder(folder, str(row["trial_id"])) / ROW
-    for where, write in (
-        (path, lambda: write_atomically(path, lambda p: p.write_text(text, encoding="utf-8"))),
-        (folder / JOURNAL, lambda: append_line(folder / JOURNAL, text)),
-    ):
-        try:
-            write()
-        except OSError as exc:
-            raise cannot_write(where, exc) from None
+    try:
+        write_atomically(path, lambda p: p.write_text(text, encoding="utf-8"))
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    try:  # the journal last: a crash between the two costs at most this trial, run again
+        append_line(folder / JOURNAL, text)
+    except OSError as exc:
+        raise cannot_write(folder / JOURNAL, exc) from None
 
 
 def write_results(folder: Path, table: pd.DataFrame) -> None:
