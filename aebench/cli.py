@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aebench import stopping
 from aebench.listing import Listing, load_listing
 from aebench.plugins import KINDS, Plugins, load_plugins
 from aebench.trials import TRIALS, folder_size
@@ -459,17 +460,10 @@ def _log_to(path: Path) -> None:
     logging.getLogger("aebench").addHandler(handler)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Interrupted(signum)
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the trial in progress is abandoned, the rest is on disk."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM and Ctrl-C: a flag while trials run, acted on between steps (aebench.stopping).
+    stopping.install()
     try:
         # Only the commands that use plugins load them: report, ui and compare read files.
         if args.command == "plugins":  # both from the saved listing while nothing changed
@@ -491,8 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines():  # a suite's mistakes: one line each
             print(f"aebench: error: {line}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt as exc:
-        signum = exc.args[0] if isinstance(exc, Interrupted) else signal.SIGINT
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (stopping.Interrupted names which)
+        signum = exc.args[0] if isinstance(exc, stopping.Interrupted) else signal.SIGINT
         print(
             "aebench: interrupted; finished trials are saved, run again to resume", file=sys.stderr
         )

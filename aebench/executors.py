@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from aebench import stopping
 from aebench.data import DataCache
 from aebench.isolation import PortableResult, from_portable, run_isolated, to_portable
 from aebench.plugins import Plugins, load_plugins
@@ -51,6 +53,10 @@ class Workload:
     # The results folder, where trials keep checkpoints while they train. Workers of a cluster
     # reach it only if it is shared; where they cannot write there, they train without.
     output: Path | None = None
+    # A trial's time limit in seconds ([suite] trial_timeout): checked between training steps
+    # and metrics where the trial runs; an isolated trial's child is killed at it (default
+    # aebench.isolation.ISOLATED_TIMEOUT). None: no limit (in this process, or on a worker).
+    timeout: float | None = None
 
 
 class Executor(Protocol):
@@ -65,8 +71,11 @@ class LocalExecutor:
     def run(self, work: Workload, started: Callable[[Trial], None]) -> Iterator[Finished]:
         run = run_isolated if work.isolate else run_trial
         for trial in work.trials:
+            stopping.check()  # SIGTERM or Ctrl-C between trials
             started(trial)
-            row, outcome = run(trial, work.plugins, work.device, work.cache, work.output)
+            row, outcome = run(
+                trial, work.plugins, work.device, work.cache, work.output, timeout=work.timeout
+            )
             yield trial, row, outcome
 
 
@@ -82,9 +91,16 @@ _one_trial_at_a_time = threading.Lock()
 
 
 def run_on_worker(
-    trial: Trial, device: str, torch_threads: int | None, output: str | None = None
+    trial: Trial,
+    device: str,
+    torch_threads: int | None,
+    output: str | None = None,
+    timeout: float | None = None,
 ) -> PortableResult:
-    """A Dask task: one trial, with the worker's own plugins (entry points) and datasets."""
+    """A Dask task: one trial, with the worker's own plugins (entry points) and datasets.
+
+    ``timeout`` is checked between training steps and metrics, as in-process: a task stuck in
+    one C call is not interrupted (Dask cannot stop a running task's thread)."""
     global _worker_state
     with _one_trial_at_a_time:
         if torch_threads is not None:
@@ -94,7 +110,9 @@ def run_on_worker(
             _worker_state = (plugins, DataCache(plugins))
         plugins, cache = _worker_state
         folder = None if output is None else Path(output)
-        row, outcome = run_trial(trial, plugins, torch.device(device), cache, folder)
+        row, outcome = run_trial(
+            trial, plugins, torch.device(device), cache, folder, timeout=timeout
+        )
         return to_portable(row, outcome)
 
 
@@ -108,6 +126,7 @@ def _no_retries_of_its_own(dask_scheduler: Any) -> None:
 # --- the client side ----------------------------------------------------------------------------
 
 RETRIES = 1  # a trial whose worker dies is tried once more, then recorded failed
+POLL_S = 0.1  # how often the client looks at the signal flag while trials run
 
 
 def _worker_died(future: Future) -> bool:
@@ -124,6 +143,17 @@ def _slots(client: Client, gpu: bool) -> int:
     return sum(w["nthreads"] for w in workers)
 
 
+def _as_ready(finished: Any) -> Iterator[Future]:
+    """``as_completed``'s futures as they finish, looking at the signal flag while none has:
+    SIGTERM and Ctrl-C only set it (aebench.stopping), and the wait for a trial is long."""
+    while not finished.is_empty():
+        if finished.has_ready():
+            yield next(finished)
+        else:
+            stopping.check()
+            time.sleep(POLL_S)
+
+
 def require_dask() -> None:
     try:
         import distributed  # noqa: F401
@@ -138,6 +168,10 @@ class DaskExecutor:
     A local cluster's workers each run one trial at a time on ``cores // workers`` torch threads,
     so that together they do not oversubscribe the cores. GPU trials ask for a worker resource
     ``GPU=1`` (``dask worker --resources GPU=1``): one GPU trains one trial at a time.
+
+    A trial's time limit (``[suite] trial_timeout``) is kept by the worker, between training
+    steps and metrics: a task stuck inside one C call is not stopped there (Dask cannot stop a
+    running task), and ``isolate`` applies to the local executor only.
     """
 
     def __init__(self, *, workers: int | None = None, scheduler: str | None = None) -> None:
@@ -205,6 +239,7 @@ class DaskExecutor:
                         str(work.device),
                         self._torch_threads(),
                         None if work.output is None else str(work.output.resolve()),
+                        work.timeout,
                         pure=False,
                         resources={"GPU": 1} if gpu else None,
                     )
@@ -216,7 +251,7 @@ class DaskExecutor:
 
             finished = as_completed(submit_while_slots_are_free())
             try:
-                for future in finished:
+                for future in _as_ready(finished):
                     trial = running.pop(future)
                     if _worker_died(future) and deaths.get(trial.id, 0) < RETRIES:
                         deaths[trial.id] = deaths.get(trial.id, 0) + 1

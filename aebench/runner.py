@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from aebench import stopping
 from aebench.blame import failure_reason
 from aebench.checkpoint import Checkpoints
 from aebench.checks import ContractError, check_first_batch, check_metric_values
@@ -159,12 +160,14 @@ def run_trial(
     device: torch.device,
     cache: DataCache,
     output: Path | None = None,
+    timeout: float | None = None,
 ) -> tuple[Row, TrialOutcome]:
     """Train and measure one trial; every outcome, failures included, becomes one row.
 
     A failure's reason names the plugin whose code raised, read from the traceback. With an
     ``output`` folder, training saves checkpoints in the trial's folder there and resumes from
-    the last one.
+    the last one. A trial still running after ``timeout`` seconds is failed ("timed out after
+    N s") at the next training step or metric: a cooperative limit (``aebench.stopping``).
     """
     row = base_row(trial, plugins, device)
     outcome = TrialOutcome()
@@ -174,7 +177,10 @@ def run_trial(
         path = trial_folder(output, trial.id) / CHECKPOINT
         checkpoints = Checkpoints(path, trial.id, trial.train.get("checkpoint_every"))
     try:
-        row |= _train_and_measure(trial, plugins, device, cache, outcome, suspects, checkpoints)
+        with stopping.deadline(timeout):
+            row |= _train_and_measure(trial, plugins, device, cache, outcome, suspects, checkpoints)
+    except stopping.TrialTimeout as exc:  # no plugin to blame, no traceback worth keeping
+        row["status"], row["reason"] = "failed", str(exc)
     except Exception as exc:  # a failing trial is recorded; the suite goes on
         row["status"] = "failed"
         row["reason"] = failure_reason(exc, suspects)
@@ -302,6 +308,7 @@ def measure_all(
     errors: list[str] = []  # metrics that broke: one entry each, naming the plugin
     start = time.perf_counter()
     for name in trial.eval["metrics"]:
+        stopping.check()  # SIGTERM, Ctrl-C or the trial's time limit, between metrics
         entry = plugins.metrics.get(name)
         try:  # one broken metric costs its own columns, not the trial and the other metrics
             values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
@@ -312,6 +319,7 @@ def measure_all(
         row |= values
         if reason:
             reasons[name] = reason
+    stopping.check()  # a trial past its limit is failed, even if only its last metric ran over
     row["eval_s"] = time.perf_counter() - start
     row["nan_reasons"] = nan_reasons(reasons)
     row["metric_errors"] = "; ".join(errors)
@@ -655,7 +663,13 @@ def _run_locked(
     run = SuiteRun(output, [], already_done=len(suite.trials) - len(work))
     run.evaluated = len(work.evaluate)
     training = Workload(
-        work.train, plugins, chosen, cache, isolate=suite.spec.suite.isolate, output=output
+        work.train,
+        plugins,
+        chosen,
+        cache,
+        isolate=suite.spec.suite.isolate,
+        output=output,
+        timeout=suite.spec.suite.trial_timeout,
     )
 
     def started(trial: Trial) -> None:
@@ -675,7 +689,8 @@ def _run_locked(
             observer.suite_started(suite, output, [t for t, _ in work.evaluate] + work.train)
             listening.append(observer)
         # closing(): an interrupt stops the executor's generator at once (a cluster cancels).
-        with contextlib.closing(executor.run(training, started)) as trained:
+        # cooperative(): SIGTERM and Ctrl-C set a flag, acted on between steps, metrics, trials.
+        with stopping.cooperative(), contextlib.closing(executor.run(training, started)) as trained:
             for trial, row, outcome in itertools.chain(evaluated(), trained):
                 if outcome.traceback:
                     log.error("trial %s failed:\n%s", trial.id, outcome.traceback)
@@ -691,6 +706,7 @@ def _run_locked(
                 record_row(output, row)  # O(1): the table is rewritten once, at the end
                 for observer in observers:
                     _notify(observer.trial_finished, trial, row, outcome)
+                stopping.check()  # between trials
     except KeyboardInterrupt:
         run.interrupted = True
         raise

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from aebench import stopping
 from aebench.checkpoint import Checkpoints
 from aebench.contracts import Data, Regularizer, Split
 from aebench.data import shuffled_batches
@@ -129,6 +130,9 @@ def train_model(
     ``anneal`` (``{"beta": {"epochs": 100}}`` or ``{"steps": ...}``) warms each named loss weight
     of the model (an attribute it declares in ``annealed_weights``) up from 0 to its value,
     linearly; each weight's value per epoch (at its last step) is a curve of its own.
+
+    Before every step, ``aebench.stopping.check()`` raises ``Interrupted`` after SIGTERM or
+    Ctrl-C and ``TrialTimeout`` once the trial's time limit has passed.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -174,6 +178,9 @@ def train_model(
         model_losses: list[Tensor] = []
         penalties: list[Tensor] = []
         for step, index in enumerate(shuffled_batches(n, batch_size, generator)):
+            # SIGTERM, Ctrl-C or the trial's time limit: acted on here, between steps, where
+            # nothing is half-done (aebench.stopping).
+            stopping.check()
             for name, spec in anneal.items():  # the weight of this step
                 done = (
                     (epoch - 1) / spec["epochs"]
