@@ -326,11 +326,12 @@ def _executor(args: argparse.Namespace) -> Executor | None:
 def cmd_report(folder: Path) -> int:
     from aebench.files import FolderError
     from aebench.report import build_report
+    from aebench.trials import TrialFileError
 
     try:
         md, page = build_report(folder)
-    except (FileNotFoundError, FolderError) as exc:  # no table, a damaged one, a full disk
-        raise UsageError(str(exc)) from None
+    except (FileNotFoundError, FolderError, TrialFileError) as exc:  # no table, a damaged one,
+        raise UsageError(str(exc)) from None  # a trial id that is a path, a full disk
     print(f"report: {page} and {md}")
     return 0
 

@@ -552,12 +552,13 @@ def _check_schedule(train: TrainSection, problems: Problems) -> bool:
 
 
 def _check_places(spec: SuiteFile, problems: Problems) -> None:
-    """What the file names to write into stays inside the working directory (``aebench.paths``):
-    a suite from elsewhere cannot make aebench write anywhere else."""
+    """Where the file says to write (``aebench.paths``): its results folder inside the working
+    directory (a suite from elsewhere cannot scatter results around it), and its SQLite store
+    anywhere but in a system folder (a team's shared store may live elsewhere)."""
     if spec.suite.output is not None and (why := suite_place_problem(spec.suite.output)):
         problems.add("suite.output", why)
     database = sqlite_file(spec.tracking.uri or "")
-    if database is not None and (why := suite_place_problem(database)):
+    if database is not None and (why := writable_place_problem(database)):
         problems.add("tracking.uri", why)
 
 
