@@ -124,7 +124,12 @@ CORE_COLUMNS: dict[str, Column] = {
             headline=True,
         ),
         Column(
-            "peak_mem_mb", "lower", noisy=True, unit="MiB", description="peak memory", group="speed"
+            "peak_mem_mb",
+            "lower",
+            noisy=True,
+            unit="MiB",
+            description="peak memory allocated in training on a CUDA device (NaN elsewhere)",
+            group="speed",
         ),
         Column(
             "eval_s",

@@ -275,6 +275,8 @@ def _train_and_measure(
     return row | measure_all(trial, plugins, model, data, device, row)
 
 
+PEAK_MEMORY_UNMEASURED = "peak memory is measured on CUDA devices only"
+
 # The columns training writes: a kept model evaluated again keeps them from its first run.
 TRAINING_COLUMNS = (
     *("train_s", "train_samples_per_s", "final_loss", "peak_mem_mb", "warnings"),
@@ -321,6 +323,9 @@ def measure_all(
             reasons[name] = reason
     stopping.check()  # a trial past its limit is failed, even if only its last metric ran over
     row["eval_s"] = time.perf_counter() - start
+    peak = training.get("peak_mem_mb")
+    if peak is None or math.isnan(peak):
+        reasons["peak_mem_mb"] = PEAK_MEMORY_UNMEASURED
     row["nan_reasons"] = nan_reasons(reasons)
     row["metric_errors"] = "; ".join(errors)
     row["status"] = "ok"

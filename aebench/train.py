@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import resource
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,15 +41,13 @@ class TrainResult:
     train_s: float = 0.0
     samples_per_s: float = float("nan")  # measured after a warm-up epoch when there is one
     diverged_at: int | None = None  # the epoch (1-based) whose loss was NaN or infinite
-    peak_mem_mb: float = float("nan")  # CUDA peak allocation, or growth of the peak RSS on the CPU
+    # CUDA's peak allocation. NaN elsewhere: the CPU's peak RSS is the process's high-water mark,
+    # set by whatever ran first, so after one trial every later one would read 0.
+    peak_mem_mb: float = float("nan")
     resumed_after: int = 0  # the epoch of the checkpoint training resumed from (0: from scratch)
     stopped_epoch: int = 0  # the last epoch trained (early stopping may end before ``epochs``)
     best_epoch: int | None = None  # the epoch of the lowest validation loss (with validation)
     best_val_loss: float = float("nan")
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _sync(device: torch.device) -> None:
@@ -167,7 +164,6 @@ def train_model(
         timed_s, timed_samples = state["timed_s"], state["timed_samples"]
         earlier_s = state["train_s"]
         result.resumed_after = state["epoch"]
-    rss_before = _peak_rss_mb()
     start = time.perf_counter()
     for epoch in range(result.resumed_after + 1, epochs + 1):
         model.train()
@@ -247,8 +243,6 @@ def train_model(
             model.load_state_dict(watch.best_state)
     if device.type == "cuda":
         result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        result.peak_mem_mb = _peak_rss_mb() - rss_before
     if timed_s > 0:
         result.samples_per_s = timed_samples / timed_s
     return result

@@ -28,6 +28,9 @@ def test_a_trial_row_has_params_metrics_and_versions(plugins, tiny_suite):
     assert 0 < row["recon_mse"] < 1 and row["recon_bce"] > 0
     assert row["train_s"] > 0 and row["device"] == "cpu"
     assert len(outcome.curves["loss"]) == 2 and outcome.model is not None
+    # The CPU's peak RSS is the process's, not the trial's: NaN and why, not a misleading 0.
+    assert math.isnan(row["peak_mem_mb"])
+    assert "peak_mem_mb: peak memory is measured on CUDA devices only" in row["nan_reasons"]
 
 
 def test_recon_mse_matches_an_independent_computation(plugins, tiny_suite):
