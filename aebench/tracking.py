@@ -5,7 +5,9 @@ Trial runs are not nested under their invocation: MLflow's runs table shows nest
 under their parent and plots only the rows it shows, so each trial run is a top-level run tagged
 ``aebench.invocation`` (the invocation run's id) instead. The invocation run (the suite file, the
 counts, the results table and the report) is created with the first finished trial: an
-``aebench run`` that has nothing to do leaves no empty run behind.
+``aebench run`` that has nothing to do leaves no empty run behind. MLflow never stops or stalls a
+run: the first failure of the store ends tracking for the run with one warning line, and the next
+run repairs what is missing (``MlflowTracker``; ``aebench.tracking_store`` bounds the calls).
 mlflow is imported only once a suite starts, so ``aebench --help`` and ``aebench list`` stay fast.
 """
 
@@ -18,14 +20,18 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import traceback
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from aebench.columns import is_metric_column, is_param_column, vocabulary_of
+from aebench.results import read_results
 from aebench.runner import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.suite import Suite, TrackingSection, Trial
-from aebench.trials import CONFIG, trial_folder
+from aebench.tracking_store import HTTP_LIMITS, BrokenStore, bounded_http, open_sqlite
+from aebench.trials import CONFIG, WEIGHTS, read_curves, state_bytes, trial_folder
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -47,6 +53,8 @@ UI_WORKFLOW = "workflowType=machine_learning"  # a URL parameter: whatever the b
 HEADLINE_PREFIX = "headline/"  # copies of the headline metrics: the UI charts them in one section
 
 RUN_STATUS = {"ok": "FINISHED", "skipped": "FINISHED", "diverged": "FAILED", "failed": "FAILED"}
+
+log = logging.getLogger("aebench")
 
 
 class TrackingError(ValueError):
@@ -118,6 +126,40 @@ def _text(value: Any) -> str:
     return str(value)[:MAX_VALUE_LENGTH]
 
 
+def _missing(value: Any) -> bool:
+    """None or NaN: a cell of the results table that this row does not have."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _shown_uri(uri: str) -> str:
+    """A tracking URI without the user name and password it may carry."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.hostname and "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return uri
+
+
+def _why(error: BaseException) -> str:
+    """What went wrong, in a few words: MLflow wraps a refused or timed-out connection in a long
+    message about retries."""
+    messages = []
+    cause: BaseException | None = error
+    while cause is not None and len(messages) < 10:
+        messages.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(messages)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text.lower():
+        timeout = os.environ.get(
+            "MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+        )
+        return f"no answer within {timeout} s"
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return first if len(first) <= 300 else first[:297] + "..."
+
+
 def _shown(folder: Path) -> str:
     """A folder as the user would type it: relative to here when below here."""
     try:
@@ -179,45 +221,93 @@ def trial_tags(row: Row, commit: str | None) -> dict[str, str]:
 
 
 class MlflowTracker(SuiteObserver):
-    """Records a suite run to MLflow as it goes.
+    """Records a suite run to MLflow as it goes, and repairs what a killed run left.
 
     Put it after ``TrialFigures`` in the observer list: each trial's figure folder is logged as
-    its run's artifacts. A trial whose logging fails is reported on stderr; the suite goes on.
+    its run's artifacts. MLflow never stops or stalls the suite: calls are bounded
+    (``tracking_store.HTTP_LIMITS``), and the first failure is one warning line, after which this
+    run leaves the store alone (a trial each waiting for a dead server would add up). At the start
+    the runs a killed run left RUNNING are marked KILLED, and the finished trials of the results
+    table that have no run get one, from their row and folder.
     """
 
     def __init__(self, settings: TrackingSection | None = None) -> None:
         self.settings = settings or TrackingSection()
         self.uri = tracking_uri(self.settings.uri)
         self.client: MlflowClient | None = None
+        self.failed = False  # the store failed once: not called again in this run
         self.experiment_id = ""
         self.parent_run_id = ""  # the invocation run, once a trial finished
         self.trial_run_ids: dict[str, str] = {}  # trial id -> run id, this invocation
+        self.repaired: list[str] = []  # trial ids given the run a killed run did not log
+        self.killed: list[str] = []  # run ids a killed run left RUNNING, now KILLED
         self._suite: Suite | None = None
         self._output = Path(".")
+        self._pending: set[str] = set()  # trials this invocation runs: their runs come with them
         self._trials = 0
         self._headlines: list[str] = []
         self._commit: str | None = None
         self._started_ms: dict[str, int] = {}
         self._suite_started_ms = 0
 
-    # -- the store ------------------------------------------------------------------------------
+    # -- calls to the store ---------------------------------------------------------------------
+
+    def _guarded(self, what: str, action: Callable[[], object]) -> None:
+        """``action()``, with MLflow's HTTP calls bounded; nothing once the store has failed.
+
+        Its first failure, whatever it is, is one line on stderr (the traceback goes to the log)
+        and the end of tracking for this run: the table has every trial, and the next run
+        repairs the store."""
+        if self.failed:
+            return
+        try:
+            with bounded_http():
+                action()
+        except Exception as exc:
+            self.failed = True
+            if log.hasHandlers():  # aebench.log; never Python's last resort, which is stderr
+                log.error("MLflow failed %s:\n%s", what, traceback.format_exc())
+            if isinstance(exc, BrokenStore):  # says what to do itself
+                line = f"{exc}; this run is not recorded to MLflow"
+            else:
+                line = (
+                    f"MLflow at {_shown_uri(self.uri)} failed {what}: {_why(exc)}; nothing more"
+                    " is recorded to MLflow in this run"
+                )
+            print(
+                f"aebench: {line} (the results table has every trial; the next run adds their"
+                " MLflow runs)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _connect(self) -> MlflowClient:
+        """The client, on a store that is complete: a new SQLite one is made all or nothing."""
+        from mlflow import MlflowClient
+
+        if self.client is None:
+            database = sqlite_path(self.uri)
+            if database is not None:
+                open_sqlite(database, database.parent / ARTIFACTS)
+            self.client = MlflowClient(tracking_uri=self.uri)
+        return self.client
 
     def _experiment(self, name: str, tags: Mapping[str, str]) -> str:
         """The experiment called ``name``, created (or restored) and tagged as aebench's."""
-        assert self.client is not None
-        experiment = self.client.get_experiment_by_name(name)
+        client = self._connect()
+        experiment = client.get_experiment_by_name(name)
         if experiment is None:
             database = sqlite_path(self.uri)
             location = None
             if database is not None:  # artifacts beside the database, not in ./mlruns
                 folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)  # a name may hold '/' and ' '
                 location = (database.parent / ARTIFACTS / folder).resolve().as_uri()
-            return self.client.create_experiment(name, artifact_location=location, tags=tags)
+            return client.create_experiment(name, artifact_location=location, tags=tags)
         if experiment.lifecycle_stage == "deleted":
-            self.client.restore_experiment(experiment.experiment_id)
+            client.restore_experiment(experiment.experiment_id)
         for key, value in tags.items():  # also an experiment made by an older aebench
             if experiment.tags.get(key) != value:
-                self.client.set_experiment_tag(experiment.experiment_id, key, value)
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
 
     def _log_batch(
@@ -240,24 +330,20 @@ class MlflowTracker(SuiteObserver):
         for chunk in _chunks(list(metrics), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk, synchronous=True)
 
+    def _name(self) -> str:
+        assert self._suite is not None, "suite_started comes first"
+        return experiment_name(self._suite, self._output, self.settings.experiment)
+
     def _invocation(self) -> str:
         """The experiment and the invocation run, made when the first trial finishes."""
-        from mlflow import MlflowClient
-
         if self.parent_run_id:
             return self.parent_run_id
         suite = self._suite
         assert suite is not None, "suite_started comes first"
-        database = sqlite_path(self.uri)
-        if database is not None:
-            database.parent.mkdir(parents=True, exist_ok=True)
-        # A new store's tables are no news amid the trials' progress lines (two INFO lines).
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-        self.client = self.client or MlflowClient(tracking_uri=self.uri)
+        client = self._connect()
         output = str(self._output.resolve())
-        name = experiment_name(suite, self._output, self.settings.experiment)
         experiment_tags = {**EXPERIMENT_KIND, "aebench.suite": suite.name, "aebench.output": output}
-        self.experiment_id = self._experiment(name, experiment_tags)
+        self.experiment_id = self._experiment(self._name(), experiment_tags)
         tags = {
             "aebench.suite": suite.name,
             "aebench.suite_file": str(suite.path),
@@ -266,7 +352,7 @@ class MlflowTracker(SuiteObserver):
         }
         if self._commit:
             tags["mlflow.source.git.commit"] = self._commit
-        run = self.client.create_run(
+        run = client.create_run(
             self.experiment_id,
             start_time=self._suite_started_ms,
             tags=tags,
@@ -274,47 +360,40 @@ class MlflowTracker(SuiteObserver):
         )
         self.parent_run_id = run.info.run_id
         if Path(suite.path).is_file():
-            self.client.log_artifact(self.parent_run_id, str(suite.path))
+            client.log_artifact(self.parent_run_id, str(suite.path))
         return self.parent_run_id
 
-    # -- observer hooks -------------------------------------------------------------------------
-
-    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
-        self._suite = suite
-        self._output = Path(output)
-        self._trials = len(trials)
-        self._suite_started_ms = int(time.time() * 1000)
-        self._commit = git_commit(Path(suite.path).resolve().parent) or git_commit()
-        # Each group's primary metric, as the run's metrics declare it (saved beside the table).
-        self._headlines = list(vocabulary_of(self._output).headlines().values())
-
-    def trial_started(self, trial: Trial) -> None:
-        self._started_ms[trial.id] = int(time.time() * 1000)
-
-    def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
-        try:
-            self._record_trial(trial, row, outcome)
-        except Exception as exc:  # the results table has the row; MLflow is a view of it
-            print(f"aebench: MLflow logging of {trial.label()} failed: {exc}", file=sys.stderr)
-
-    def _record_trial(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+    def _record(
+        self,
+        row: Row,
+        curves: Mapping[str, Sequence[Any]],
+        *,
+        run_name: str,
+        started_ms: int,
+        tags: Mapping[str, str] | None = None,
+        traceback_text: str = "",
+    ) -> str:
+        """A new run of a trial, still RUNNING: its row's parameters, tags and metrics, its
+        curves, the files of its folder (figures, configuration), a failure's traceback."""
         from mlflow.entities import Metric
 
         invocation = self._invocation()
         assert self.client is not None
         now = int(time.time() * 1000)
-        tags = {"aebench.invocation": invocation, **trial_tags(row, self._commit)}
         run = self.client.create_run(
             self.experiment_id,
-            start_time=self._started_ms.pop(trial.id, now),
-            tags=tags,
-            run_name=f"{trial.label()} {trial.id[:8]}",
+            start_time=started_ms,
+            tags={
+                "aebench.invocation": invocation,
+                **trial_tags(row, self._commit),
+                **(tags or {}),
+            },
+            run_name=run_name,
         )
         run_id = run.info.run_id
-        self.trial_run_ids[trial.id] = run_id
         metrics = [
             Metric(CURVE_PREFIX + name, value, now, epoch)
-            for name, values in outcome.curves.items()
+            for name, values in curves.items()
             for epoch, raw in enumerate(values, start=1)
             if (value := _finite(raw)) is not None
         ]
@@ -322,35 +401,139 @@ class MlflowTracker(SuiteObserver):
         final |= headline_metrics(final, self._headlines)
         metrics += [Metric(k, v, now, 0) for k, v in final.items()]
         self._log_batch(run_id, metrics, params=trial_params(row))
-        folder = trial_folder(self._output, trial.id)
+        folder = trial_folder(self._output, row["trial_id"])
         for path in sorted(folder.glob("*.png")) + sorted(folder.glob("*.npz")):
             self.client.log_artifact(run_id, str(path), artifact_path="figures")
         if (folder / CONFIG).is_file():
             self.client.log_artifact(run_id, str(folder / CONFIG))
-        if outcome.traceback:
-            self.client.log_text(run_id, outcome.traceback, "traceback.txt")
-        if self.settings.log_model and outcome.model is not None:
-            self._log_weights(run_id, outcome.model)
+        if traceback_text:
+            self.client.log_text(run_id, traceback_text, "traceback.txt")
+        return run_id
+
+    def _end(self, run_id: str, row: Row) -> None:
+        assert self.client is not None
         self.client.set_terminated(run_id, status=RUN_STATUS.get(row["status"], "FAILED"))
 
-    def _log_weights(self, run_id: str, model: Any) -> None:
-        import tempfile
+    # -- repairing what a killed run left -------------------------------------------------------
 
-        import torch
+    def _runs(self, experiment_id: str) -> list[Any]:
+        """Every run of the experiment, deleted ones too (a run the user deleted stays so)."""
+        from mlflow.entities import ViewType
+
+        assert self.client is not None
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token
+            )
+            runs += page
+            token = page.token
+            if not token:
+                return runs
+
+    def _repair(self) -> None:
+        """Runs a killed run (``kill -9``, a lost machine) left RUNNING are marked KILLED, and
+        the trials of this folder's results table without a finished run get one, made from the
+        row and the trial folder (tagged ``aebench.repaired``). Trials this run is about to run
+        get theirs as they finish. Only runs of this results folder are touched: invocation runs
+        tagged with it, and the trial runs that name one of them."""
+        table = read_results(self._output)
+        if table.empty:  # no trial finished here: no run was made, none is missing
+            return
+        client = self._connect()
+        experiment = client.get_experiment_by_name(self._name())
+        runs = [] if experiment is None else self._runs(experiment.experiment_id)
+        output = str(self._output.resolve())
+        ours = {r.info.run_id for r in runs if r.data.tags.get("aebench.output") == output}
+        recorded: set[str] = set()
+        for run in runs:
+            tags = run.data.tags
+            # Trial runs name their invocation; an older aebench nested them under it.
+            invocation = tags.get("aebench.invocation") or tags.get("mlflow.parentRunId")
+            if run.info.run_id not in ours and invocation not in ours:
+                continue  # another folder's run in a shared experiment
+            if run.info.status == "RUNNING" and run.info.lifecycle_stage == "active":
+                client.set_terminated(run.info.run_id, status="KILLED")
+                self.killed.append(run.info.run_id)
+            elif "aebench.trial_id" in tags and run.info.status != "KILLED":
+                recorded.add(tags["aebench.trial_id"])
+        for record in table.to_dict("records"):
+            row = {k: v for k, v in record.items() if not _missing(v)}
+            trial_id = row.get("trial_id")
+            if not trial_id or trial_id in recorded or trial_id in self._pending:
+                continue
+            label = f"{row['dataset']}/{row['model']}/{row['regularizer']} seed={row['seed']}"
+            curves = read_curves(trial_folder(self._output, trial_id))
+            run_id = self._record(
+                row,
+                curves,
+                run_name=f"{label} {trial_id[:8]}",
+                started_ms=int(time.time() * 1000),
+                tags={"aebench.repaired": "true"},
+            )
+            weights = trial_folder(self._output, trial_id) / WEIGHTS
+            if self.settings.log_model and weights.is_file():
+                self._log_weights(run_id, weights.read_bytes())
+            self._end(run_id, row)
+            self.repaired.append(trial_id)
+
+    # -- observer hooks -------------------------------------------------------------------------
+
+    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
+        self._suite = suite
+        self._output = Path(output)
+        self._trials = len(trials)
+        self._pending = {t.id for t in trials}
+        self._suite_started_ms = int(time.time() * 1000)
+        self._commit = git_commit(Path(suite.path).resolve().parent) or git_commit()
+        # Each group's primary metric, as the run's metrics declare it (saved beside the table).
+        self._headlines = list(vocabulary_of(self._output).headlines().values())
+        self._guarded("opening the store", self._repair)
+
+    def trial_started(self, trial: Trial) -> None:
+        self._started_ms[trial.id] = int(time.time() * 1000)
+
+    def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+        # The results table has the row; MLflow is a view of it.
+        self._guarded(f"recording {trial.label()}", lambda: self._record_trial(trial, row, outcome))
+
+    def _record_trial(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+        run_id = self._record(
+            row,
+            outcome.curves,
+            run_name=f"{trial.label()} {trial.id[:8]}",
+            started_ms=self._started_ms.pop(trial.id, int(time.time() * 1000)),
+            traceback_text=outcome.traceback,
+        )
+        self.trial_run_ids[trial.id] = run_id
+        if self.settings.log_model and outcome.model is not None:
+            self._log_weights(run_id, state_bytes(outcome.model.state_dict()))
+        self._end(run_id, row)
+
+    def _log_weights(self, run_id: str, weights: bytes) -> None:
+        """A ``state_dict``'s bytes as the run's ``model/state_dict.pt``."""
+        import tempfile
 
         assert self.client is not None
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "state_dict.pt"
-            torch.save(model.state_dict(), path)
+            path.write_bytes(weights)
             self.client.log_artifact(run_id, str(path), artifact_path="model")
 
     def suite_finished(self, run: SuiteRun) -> None:
+        self._guarded("ending the invocation run", lambda: self._finish(run))
+        self.parent_run_id = ""
+
+    def _finish(self, run: SuiteRun) -> None:
         from mlflow.entities import Metric
 
-        if not self.parent_run_id:  # no trial finished: nothing to record
+        if not self.parent_run_id:  # no trial finished, none repaired: nothing to record
             return
         assert self.client is not None
         counts = {f"trials_{status}": float(n) for status, n in run.counts.items()}
+        if self.repaired:
+            counts["runs_repaired"] = float(len(self.repaired))
         now = int(time.time() * 1000)
         self._log_batch(self.parent_run_id, [Metric(k, v, now, 0) for k, v in counts.items()])
         for name in ("results.csv", "report.html", "report.md"):
@@ -360,12 +543,14 @@ class MlflowTracker(SuiteObserver):
         # own); one stopped by Ctrl-C or SIGTERM is KILLED.
         status = "KILLED" if run.interrupted else "FINISHED"
         self.client.set_terminated(self.parent_run_id, status=status)
-        self.parent_run_id = ""
 
     def interrupted(self) -> None:
         """End the invocation run as KILLED (the suite was stopped before it finished)."""
         if self.client is not None and self.parent_run_id:
-            self.client.set_terminated(self.parent_run_id, status="KILLED")
+            client, run_id = self.client, self.parent_run_id
+            self._guarded(
+                "ending the invocation run", lambda: client.set_terminated(run_id, "KILLED")
+            )
             self.parent_run_id = ""
 
     def __enter__(self) -> MlflowTracker:
