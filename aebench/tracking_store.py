@@ -82,9 +82,10 @@ def _alive(pid: int) -> bool:
 
 
 def _remove_leftovers(database: Path) -> None:
-    """Temporary stores of runs killed while creating one (their process is gone)."""
-    pattern = re.compile(rf"\.{re.escape(database.name)}\.(\d+)\.tmp")
-    for path in database.parent.glob(f".{database.name}.*.tmp"):
+    """Temporary stores of runs killed while creating one (their process is gone), with the
+    rollback journal SQLite keeps beside a file while it writes."""
+    pattern = re.compile(rf"\.{re.escape(database.name)}\.(\d+)\.tmp(-journal)?")
+    for path in database.parent.glob(f".{database.name}.*.tmp*"):
         found = pattern.fullmatch(path.name)
         if found and not _alive(int(found.group(1))):
             path.unlink(missing_ok=True)
@@ -106,6 +107,7 @@ def _create(database: Path, artifacts: Path) -> None:
             os.link(temporary, database)  # unlike a rename, never replaces a store made meanwhile
     finally:
         temporary.unlink(missing_ok=True)
+        temporary.with_name(temporary.name + "-journal").unlink(missing_ok=True)
 
 
 def open_sqlite(database: Path, artifacts: Path) -> None:
