@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from aebench.columns import is_metric_column, is_param_column, vocabulary_of
+from aebench.paths import sqlite_file, writable_place_problem
 from aebench.results import read_results
 from aebench.runner import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.suite import Suite, TrackingSection, Trial
@@ -81,13 +82,10 @@ def tracking_uri(configured: str | None = None) -> str:
             f"tracking uri {uri!r}: the file store is not supported; "
             "use sqlite:///path/to/mlflow.db or an http(s):// server"
         )
+    database = sqlite_file(uri)
+    if database is not None and (why := writable_place_problem(database)):
+        raise TrackingError(f"tracking uri {uri!r}: {why}")
     return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, or None for any other store."""
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 def git_commit(folder: Path | None = None) -> str | None:
@@ -286,7 +284,7 @@ class MlflowTracker(SuiteObserver):
         from mlflow import MlflowClient
 
         if self.client is None:
-            database = sqlite_path(self.uri)
+            database = sqlite_file(self.uri)
             if database is not None:
                 open_sqlite(database, database.parent / ARTIFACTS)
             self.client = MlflowClient(tracking_uri=self.uri)
@@ -297,7 +295,7 @@ class MlflowTracker(SuiteObserver):
         client = self._connect()
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            database = sqlite_path(self.uri)
+            database = sqlite_file(self.uri)
             location = None
             if database is not None:  # artifacts beside the database, not in ./mlruns
                 folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)  # a name may hold '/' and ' '

@@ -82,3 +82,13 @@ def test_a_dataset_is_never_downloaded_into_a_system_folder(tmp_path: Path, monk
     with pytest.raises(MissingDataError, match="is in the system folder .*does not write there"):
         mnist(root=str(system / "data"), download=True)
     assert os.listdir(system) == []  # not even the MNIST folder was made
+
+
+def test_the_environments_tracking_store_may_not_be_in_a_system_folder(monkeypatch) -> None:
+    from aebench.tracking import TrackingError, tracking_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////etc/aebench/mlflow.db")
+    with pytest.raises(TrackingError, match="is in the system folder /etc"):
+        tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/team/mlflow.db")
+    assert tracking_uri() == "sqlite:////tmp/team/mlflow.db"  # anywhere else: the user's choice
