@@ -42,8 +42,8 @@ if TYPE_CHECKING:
         Split,
     )
     from aebench.kept import KeptTrial, KeptTrialError, evaluate, load_results, load_trial
+    from aebench.observing import SuiteObserver, SuiteRun, TrialOutcome
     from aebench.plugins import Plugins, load_plugins
-    from aebench.runner import SuiteObserver, SuiteRun, TrialOutcome
     from aebench.suite import Suite, SuiteError, Trial, load_suite
 
 # name -> the module that defines it
@@ -67,9 +67,9 @@ _EXPORTS = {
     "SuiteError": "aebench.suite",
     "Trial": "aebench.suite",
     "load_suite": "aebench.suite",
-    "SuiteObserver": "aebench.runner",
-    "SuiteRun": "aebench.runner",
-    "TrialOutcome": "aebench.runner",
+    "SuiteObserver": "aebench.observing",
+    "SuiteRun": "aebench.observing",
+    "TrialOutcome": "aebench.observing",
     "run_suite": "aebench.api",
     "KeptTrial": "aebench.kept",
     "KeptTrialError": "aebench.kept",

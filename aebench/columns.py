@@ -246,11 +246,10 @@ def read_vocabulary(folder: Path) -> Vocabulary | None:
 
 def vocabulary_of(folder: Path) -> Vocabulary:
     """The saved vocabulary of a results folder; for an older folder without one, the declarations
-    of the metrics installed now (this loads the plugins)."""
+    of the metrics installed now (from ``aebench list``'s listing: no torch once it is saved)."""
     saved = read_vocabulary(folder)
     if saved is not None:
         return saved
-    from aebench.plugins import load_plugins
+    from aebench.listing import installed_vocabulary
 
-    plugins = load_plugins()
-    return declared({e.name: e.factory for e in plugins.metrics})
+    return installed_vocabulary()

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aebench.columns import Column, Vocabulary
 from aebench.files import write_atomically
 from aebench.params import describe
 from aebench.plugins import ENTRY_POINT_GROUP, KINDS
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from aebench.registry import Entry
 
 LISTING_FILE = "listing.json"
-FORMAT = 1  # bump when the listing's layout changes: older saved listings are then not used
+FORMAT = 2  # bump when the listing's layout changes: older saved listings are then not used
 
 Listing = dict[str, Any]
 
@@ -59,6 +60,7 @@ def _listed(entry: Entry) -> dict[str, Any]:
     if entry.kind == "metric":  # what it declares: its columns, and what it needs of a trial
         listed["columns"] = [dataclasses.asdict(c) for c in entry.factory.columns]
         listed["requires"] = list(entry.factory.requires)
+        listed["planes"] = [list(plane) for plane in entry.factory.planes]
     return listed
 
 
@@ -145,3 +147,12 @@ def load_listing() -> Listing:
         except OSError:  # a read-only home, say: only the next call is slower
             pass
     return listing
+
+
+def installed_vocabulary() -> Vocabulary:
+    """What the installed metrics declare of their columns, from the listing (saved or fresh)."""
+    vocabulary = Vocabulary()
+    for metric in load_listing()["kinds"]["metrics"]:
+        planes = (tuple(plane) for plane in metric["planes"])
+        vocabulary.add((Column(**column) for column in metric["columns"]), planes)
+    return vocabulary

@@ -32,8 +32,9 @@ from aebench.columns import (
     vocabulary_of,
 )
 from aebench.files import cannot_write, write_atomically
+from aebench.observing import SuiteObserver, SuiteRun
 from aebench.results import PARQUET, read_results
-from aebench.runner import SuiteObserver, SuiteRun
+from aebench.trials import trial_folder
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -462,9 +463,9 @@ TRIAL_CAPTIONS = {  # the PNGs shown per trial, in this order; the latent scatte
 
 def _trial_pngs(folder: Path, trial_id: str, title: str) -> dict[str, Path]:
     """A trial's PNGs, redrawn from its arrays when the PNGs are missing."""
-    from aebench import figures
+    from aebench import drawing as figures  # numpy and matplotlib: no torch
 
-    trial = figures.trial_folder(folder, trial_id)
+    trial = trial_folder(folder, trial_id)
     pngs = {name: trial / name for name in figures.TRIAL_PNGS}
     if (trial / figures.ARRAYS).is_file() and not any(p.is_file() for p in pngs.values()):
         figures.render_trial(trial, title)
@@ -514,13 +515,13 @@ def _latent_blocks(
     folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
 ) -> list[Block]:
     """The latent scatters of each configuration's median seed, side by side."""
-    from aebench import figures
+    from aebench import drawing as figures  # numpy and matplotlib: no torch
 
     columns = ranking_columns(board, vocabulary)
     panels = []
     for rank, i in enumerate(order[:MAX_LATENT_PANELS], 1):
         median, _ = median_seed(board.trials[i], columns, vocabulary)
-        npz = figures.trial_folder(folder, str(median["trial_id"])) / figures.ARRAYS
+        npz = trial_folder(folder, str(median["trial_id"])) / figures.ARRAYS
         if npz.is_file():
             panels.append((f"{rank}. {board.label(i)} seed={median['seed']}", npz))
     path = folder / FIGURES / f"latent_{board.dataset}.png"
@@ -535,7 +536,7 @@ def _plane_blocks(
     folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
 ) -> list[Block]:
     """Pairs of columns that metrics ask to see plotted: one point per trial."""
-    from aebench import figures
+    from aebench import drawing as figures  # numpy and matplotlib: no torch
 
     blocks: list[Block] = []
     for x, y in vocabulary.planes:

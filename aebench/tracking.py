@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from aebench.columns import is_metric_column, is_param_column, vocabulary_of
+from aebench.observing import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.paths import sqlite_file, writable_place_problem
 from aebench.results import read_results
-from aebench.runner import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.suite import Suite, TrackingSection, Trial
 from aebench.tracking_store import HTTP_LIMITS, BrokenStore, bounded_http, open_sqlite
 from aebench.trials import CONFIG, WEIGHTS, read_curves, state_bytes, trial_folder

@@ -22,6 +22,8 @@ from typing import Any
 from aebench.files import write_atomically
 
 TRIALS = "trials"
+# The per-epoch training losses a trial's curves hold (train.py writes them; figures draw them).
+LOSS_CURVES = ("loss", "model_loss", "penalty")
 CONFIG = "config.json"
 CURVES = "curves.json"
 WEIGHTS = "model.pt"

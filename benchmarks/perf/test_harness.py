@@ -90,10 +90,13 @@ def _fresh_interpreter_seconds(
     return median(seconds)
 
 
-def test_interpreter_start(benchmark) -> None:
-    """The reference: a Python that starts and imports nothing of ours."""
-    command = [sys.executable, "-c", "pass"]
-    CLI_COSTS["python"] = _fresh_interpreter_seconds(benchmark, command, dict(os.environ))
+@pytest.mark.parametrize("reference", ["python", "torch"])
+def test_interpreter_start(benchmark, reference: str) -> None:
+    """The references: a Python that starts and imports nothing of ours, and one that imports
+    torch (what every command cost when it imported torch)."""
+    code = "pass" if reference == "python" else "import torch"
+    command = [sys.executable, "-c", code]
+    CLI_COSTS[reference] = _fresh_interpreter_seconds(benchmark, command, dict(os.environ))
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["plugins"]])
@@ -122,6 +125,10 @@ def test_list_without_a_saved_listing(benchmark, tmp_path: Path) -> None:
 
 def _summarise(name: str, seconds: float) -> None:
     CLI_COSTS[name] = seconds
-    reference = CLI_COSTS.get("python")
-    ratio = f", {seconds / reference:.1f}x a bare interpreter's start" if reference else ""
-    SUMMARY.append(f"aebench {name}: median {seconds:.2f} s (a fresh interpreter each){ratio}")
+    ratios = [
+        f"{seconds / CLI_COSTS[reference]:.2f}x {what}"
+        for reference, what in (("python", "a bare interpreter"), ("torch", "`import torch`"))
+        if reference in CLI_COSTS
+    ]
+    against = f" ({', '.join(ratios)})" if ratios else ""
+    SUMMARY.append(f"aebench {name}: median {seconds:.2f} s, a fresh interpreter each{against}")
