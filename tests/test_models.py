@@ -65,7 +65,12 @@ def test_latent_variable_models_expose_their_three_distributions(name):
     assert likelihood.batch_shape == (6,) and likelihood.event_shape == DIGITS.shape
     assert torch.isfinite(likelihood.log_prob(x)).all()
     assert likelihood.log_prob(x).shape == (6,)
-    torch.testing.assert_close(model.encode(x), posterior.mean)
+    try:
+        mean = posterior.mean
+    except NotImplementedError:  # a flow's q(z|x): no closed-form mean, encode says what it gives
+        mean = None
+    if mean is not None:
+        torch.testing.assert_close(model.encode(x), mean)
     torch.testing.assert_close(model.decode(z), likelihood.mean)
     # codes of any leading shape: (samples, batch, latent)
     assert model.likelihood(z.expand(3, 6, 4)).batch_shape == (3, 6)
