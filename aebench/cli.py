@@ -31,6 +31,14 @@ class UsageError(Exception):
     """Bad input from the user; the message is the one line they see."""
 
 
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: a number of threads (1 or more) or auto")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aebench", description="Benchmark autoencoders.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -39,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("suite", type=Path, help="the suite file (TOML)")
     run.add_argument("--output", type=Path, help="output folder (default: results/<suite name>)")
     run.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the suite)")
+    run.add_argument(
+        "--threads",
+        type=_threads,
+        help="torch's threads per trial process: a number, or auto (the cores no other process"
+        " is running on at the start; overrides [suite] threads)",
+    )
     run.add_argument("--dry-run", action="store_true", help="list the trials, train nothing")
     run.add_argument(
         "--rerun", action="store_true", help="run every trial, even those already finished"
@@ -200,6 +214,8 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     executor = _executor(args)
     try:
         suite = load_suite(args.suite, plugins)
+        if args.threads is not None:
+            suite.spec.suite = suite.spec.suite.model_copy(update={"threads": args.threads})
         if args.dry_run:
             return dry_run(suite, args.output, args.rerun)
         output = suite.output_dir(args.output)

@@ -20,7 +20,7 @@ from typing import Literal
 IDENTITY = ("dataset", "model", "regularizer")
 PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
 # nan_reasons: why metrics gave NaN; metric_errors: metrics that raised or broke their contract;
-# likelihood, binarize: the protocol a likelihood is of.
+# likelihood, binarize: the protocol a likelihood is of; threads: torch's, in the trial's process.
 BOOKKEEPING = frozenset(
     {
         "trial_id",
@@ -33,6 +33,7 @@ BOOKKEEPING = frozenset(
         "metric_errors",
         "likelihood",
         "binarize",
+        "threads",
     }
 )
 CORE_KEYS = frozenset({*IDENTITY, "seed", *BOOKKEEPING})

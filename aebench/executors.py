@@ -57,6 +57,7 @@ class Workload:
     # and metrics where the trial runs; an isolated trial's child is killed at it (default
     # aebench.isolation.ISOLATED_TIMEOUT). None: no limit (in this process, or on a worker).
     timeout: float | None = None
+    threads: int | None = None  # torch's threads in an isolated trial's process (None: torch's)
 
 
 class Executor(Protocol):
@@ -69,13 +70,14 @@ class LocalExecutor:
     """Every trial in this process (or a child of it, when isolated), one after another."""
 
     def run(self, work: Workload, started: Callable[[Trial], None]) -> Iterator[Finished]:
-        run = run_isolated if work.isolate else run_trial
         for trial in work.trials:
             stopping.check()  # SIGTERM or Ctrl-C between trials
             started(trial)
-            row, outcome = run(
-                trial, work.plugins, work.device, work.cache, work.output, timeout=work.timeout
-            )
+            args = (trial, work.plugins, work.device, work.cache, work.output)
+            if work.isolate:
+                row, outcome = run_isolated(*args, timeout=work.timeout, threads=work.threads)
+            else:
+                row, outcome = run_trial(*args, timeout=work.timeout)
             yield trial, row, outcome
 
 

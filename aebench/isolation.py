@@ -106,9 +106,16 @@ def _watch_parent(parent: int, interval: float = WATCHDOG_S) -> None:
 
 
 def _child(
-    trial: Trial, device: str, output: Path | None, connection: Connection, parent: int
+    trial: Trial,
+    device: str,
+    output: Path | None,
+    connection: Connection,
+    parent: int,
+    threads: int | None,
 ) -> None:
     _die_with_parent(parent)
+    if threads is not None:  # a spawned process starts with torch's own choice
+        torch.set_num_threads(threads)
     if hasattr(os, "setpgrp"):  # a group of our own: a timeout kills what we start, too
         os.setpgrp()
     plugins = load_plugins()
@@ -141,14 +148,18 @@ def run_isolated(
     cache: DataCache,
     output: Path | None = None,
     timeout: float | None = None,
+    threads: int | None = None,
 ) -> tuple[Row, TrialOutcome]:
-    """Run the trial in a child process; a child that dies, or runs past ``timeout`` seconds
-    (default ``ISOLATED_TIMEOUT``) and is killed, makes a failed row."""
+    """Run the trial in a child process (torch with ``threads`` threads there); a child that
+    dies, or runs past ``timeout`` seconds (default ``ISOLATED_TIMEOUT``) and is killed, makes a
+    failed row."""
     limit = ISOLATED_TIMEOUT if timeout is None else timeout
     context = multiprocessing.get_context("spawn")  # no forked copies of threads or CUDA state
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
-        target=_child, args=(trial, str(device), output, sender, os.getpid()), daemon=True
+        target=_child,
+        args=(trial, str(device), output, sender, os.getpid(), threads),
+        daemon=True,
     )
     process.start()
     sender.close()  # the child holds the only sending end: its death ends recv() with EOFError

@@ -35,6 +35,7 @@ from aebench.plugins import Plugins
 from aebench.registry import Entry
 from aebench.results import SUITE_FILE, check_owner, flatten, record_row, settle, write_vocabulary
 from aebench.suite import Suite, SuiteError, Trial
+from aebench.threads import choose_threads
 from aebench.train import train_model
 from aebench.trials import (
     CHECKPOINT,
@@ -87,6 +88,7 @@ def base_row(trial: Trial, plugins: Plugins, device: torch.device) -> Row:
     for metric, params in trial.eval["params"].items():
         row |= flatten(f"eval.{metric}", params)
     row["device"] = str(device)
+    row["threads"] = torch.get_num_threads()  # throughput depends on it
     row["version.aebench"] = _version("aebench")
     row["version.torch"] = torch.__version__
     entries = [
@@ -602,6 +604,8 @@ def _run_locked(
     from aebench.executors import LocalExecutor, Workload
 
     chosen = resolve_device(device or suite.spec.suite.device)
+    threads = choose_threads(suite.spec.suite.threads)
+    torch.set_num_threads(threads)  # this process's trials and evaluations; isolated ones below
     cache = cache or DataCache(plugins)
     executor = executor or LocalExecutor()
     work = work or plan(suite, table, output, rerun)
@@ -615,6 +619,7 @@ def _run_locked(
         isolate=suite.spec.suite.isolate,
         output=output,
         timeout=suite.spec.suite.trial_timeout,
+        threads=threads,
     )
 
     def started(trial: Trial) -> None:

@@ -1,0 +1,76 @@
+"""torch's threads per trial process (aebench.threads): a number as given, "auto" the cores that no
+other process runs on when the run starts; recorded in each row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from aebench.cli import main
+from aebench.threads import busy_elsewhere, choose_threads
+
+
+@pytest.mark.parametrize(
+    ("setting", "cores", "busy", "threads"),
+    [
+        ("auto", 2, 0, 2),  # an idle machine: every core
+        ("auto", 2, 1, 1),  # one core busy elsewhere: the other one
+        ("auto", 2, 5, 1),  # all busy: still one
+        ("auto", 16, 3, 13),
+        (3, 2, 0, 3),  # a number is taken as it is
+    ],
+)
+def test_threads_are_the_free_cores_or_the_number_given(
+    setting, cores, busy, threads, monkeypatch
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert choose_threads(setting, cores=cores, busy=busy) == threads
+
+
+def test_auto_keeps_the_environments_choice(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert choose_threads("auto", cores=16, busy=0) == 3
+    assert choose_threads(2, cores=16, busy=0) == 2  # the suite's number wins over it
+
+
+@pytest.mark.parametrize(
+    ("loadavg", "busy"),
+    [("0.5 0.4 0.3 1/80 123\n", 0), ("1.9 1.2 0.7 3/95 456\n", 2), ("garbled", 0)],
+)
+def test_other_processes_runnable_now_are_read_from_loadavg(tmp_path, loadavg, busy) -> None:
+    path = tmp_path / "loadavg"
+    path.write_text(loadavg)
+    assert busy_elsewhere(path) == busy
+    assert busy_elsewhere(tmp_path / "absent") == 0
+
+
+@pytest.fixture
+def torch_threads_restored():
+    """A run sets torch's threads for its whole process: the tests after this one keep theirs."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_suite_and_the_command_line_set_the_threads_recorded_in_each_row(
+    write_suite, tiny_suite_text, tmp_path: Path, monkeypatch, torch_threads_restored
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = tiny_suite_text.replace('device = "cpu"', 'device = "cpu"\nthreads = 1')
+    text += '[eval]\nmetrics = ["recon_mse"]\n[tracking]\nenabled = false\n'
+    suite = write_suite(text)
+    assert main(["run", str(suite), "--output", "one"]) == 0
+    assert set(pd.read_parquet(tmp_path / "one" / "results.parquet")["threads"]) == {1}
+    assert main(["run", str(suite), "--output", "two", "--threads", "2"]) == 0
+    assert set(pd.read_parquet(tmp_path / "two" / "results.parquet")["threads"]) == {2}
+
+
+def test_a_bad_thread_count_is_one_line(tiny_suite, capsys) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["run", str(tiny_suite), "--threads", "0"])
+    assert exit.value.code == 2
+    assert "'0': a number of threads (1 or more) or auto" in capsys.readouterr().err
