@@ -13,7 +13,12 @@ from torch.autograd.functional import jacobian
 from torch.distributions import Independent, Normal, kl_divergence
 
 from aebench import DataInfo
-from aebench.likelihood import elbo_terms, importance_sampling, posterior_means
+from aebench.likelihood import (
+    elbo_terms,
+    importance_sampling,
+    posterior_means,
+    prior_mc_estimate,
+)
 from aebench.plugins import load_plugins
 from aebench_plugins.models.flows import PlanarTransform, invertible_u
 from aebench_plugins.models.gaussian import kl_to_standard_normal
@@ -22,7 +27,16 @@ from aebench_plugins.models.iw_variants import ciwae_bound, miwae_bound
 from aebench_plugins.models.iwae import importance_weighted_bound
 
 BINARY = DataInfo(shape=(6,), kind="binary")
-MINE = ["miwae", "piwae", "ciwae", "planar-vae", "iaf-vae", "vampprior"]
+MINE = [
+    "miwae",
+    "piwae",
+    "ciwae",
+    "planar-vae",
+    "iaf-vae",
+    "vampprior",
+    "vae-2layer",
+    "iwae-2layer",
+]
 
 
 def build(name: str, info: DataInfo = BINARY, **params):
@@ -329,6 +343,76 @@ def test_vampprior_monte_carlo_kl_matches_the_closed_form_with_one_component():
         draws = q.log_prob(z) - model.prior().log_prob(z)
         torch.testing.assert_close(model.prior().log_prob(z), single.log_prob(z))
     assert_within_mc_error(terms.rate, kl_divergence(q, single), draws)
+
+
+# -- two stochastic layers ---------------------------------------------------------------------
+
+
+def two_layer_terms(model, x, z):
+    """log p(x|z1), log p(z2) + log p(z1|z2) and log q(z1|x) + log q(z2|z1), written out."""
+    d1 = model.bottom_dim
+    z1, z2 = z[..., :d1], z[..., d1:]
+    logits = model.decoder(z1.reshape(-1, d1)).view(*z1.shape[:-1], *BINARY.shape)
+    log_lik = (x * logits - torch.nn.functional.softplus(logits)).sum(-1)
+    zero, one = torch.zeros(()), torch.ones(())
+    p_mean, p_logvar = model.p_bottom.net(z2).chunk(2, dim=-1)
+    log_prior = normal_log_density(z2, zero, one).sum(-1) + normal_log_density(
+        z1, p_mean, torch.exp(0.5 * p_logvar)
+    ).sum(-1)
+    mu, logvar = model.encoder(x).chunk(2, dim=-1)
+    q_mean, q_logvar = model.q_top.net(z1).chunk(2, dim=-1)
+    log_q = normal_log_density(z1, mu, torch.exp(0.5 * logvar)).sum(-1) + normal_log_density(
+        z2, q_mean, torch.exp(0.5 * q_logvar)
+    ).sum(-1)
+    return log_lik, log_prior, log_q
+
+
+def test_two_layer_iwae_loss_is_the_bound_of_its_draws_written_out():
+    model = build("iwae-2layer", latent_dim=5, top_dim=2, hidden=[8], top_hidden=[4], k=4)
+    x = binary_batch()
+    torch.manual_seed(8)
+    out = model(x)
+    z = out.extras["z"]
+    assert z.shape == (4, len(x), 5) and model.bottom_dim == 3 and model.top_dim == 2
+    log_lik, log_prior, log_q = two_layer_terms(model, x, z)
+    torch.testing.assert_close(model.posterior(x).log_prob(z), log_q)
+    torch.testing.assert_close(model.prior().log_prob(z), log_prior)
+    loss = model.loss(x, out)
+    for b in range(len(x)):
+        column = (log_lik + log_prior - log_q)[:, b].tolist()
+        assert loss[b].item() == pytest.approx(-log_mean_exp(column), rel=1e-5, abs=1e-5)
+    vae = build("vae-2layer", latent_dim=5, top_dim=2, hidden=[8], top_hidden=[4], mc_samples=4)
+    torch.manual_seed(8)
+    out = vae(x)
+    log_lik, log_prior, log_q = two_layer_terms(vae, x, out.extras["z"])
+    torch.testing.assert_close(vae.loss(x, out), -(log_lik + log_prior - log_q).mean(0))
+
+
+def test_two_layer_prior_and_posterior_agree_on_log_px_by_brute_force():
+    """log p(x) by prior sampling (z2 ~ p(z2), z1 ~ p(z1|z2)) and by importance sampling from
+    q(z1, z2|x) with the written-out densities: two routes to one number."""
+    model = build("vae-2layer", latent_dim=2, top_dim=1, hidden=[4], top_hidden=[4])
+    x = binary_batch(3)
+    torch.manual_seed(12)
+    with torch.no_grad():
+        by_prior = prior_mc_estimate(model, x, 20000)
+        sampling = importance_sampling(model, x, 20000)
+    se = sampling.mc_variance.sqrt() + 0.02  # the prior route's own error is of that order here
+    assert ((by_prior - sampling.bound).abs() <= 5 * se).all(), (by_prior, sampling.bound)
+
+
+def test_two_layer_prior_samples_follow_its_density():
+    model = build("vae-2layer", latent_dim=3, top_dim=1, hidden=[4], top_hidden=[4])
+    torch.manual_seed(13)
+    with torch.no_grad():
+        z = model.prior().sample(torch.Size([20000]))
+    assert z.shape == (20000, 3)
+    top = z[:, 2]  # z2 ~ N(0, 1) whatever the network
+    assert abs(top.mean().item()) < 0.05 and abs(top.var().item() - 1) < 0.05
+    mean, logvar = model.p_bottom.net(z[:, 2:]).chunk(2, dim=-1)
+    standardised = (z[:, :2] - mean) / torch.exp(0.5 * logvar)  # z1 | z2 ~ N(mean, std^2)
+    assert standardised.mean(0).abs().max() < 0.05
+    assert (standardised.var(0) - 1).abs().max() < 0.05
 
 
 # -- every model of this family under the estimators ------------------------------------------
