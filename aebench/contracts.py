@@ -156,6 +156,16 @@ class Autoencoder(Protocol):
       the reason, and ``aebench.testing.check_model`` checks those kinds. Absent means every
       kind. The runner reads it after the model is built.
 
+    Optional methods the training loop calls (docs/plugins.md, "Auxiliary parameters"):
+
+    - ``auxiliary_parameters()`` and ``auxiliary_loss(x, out)``: parameters of the model (a
+      discriminator) left out of the main optimizer and trained by one of their own, right after
+      every main step, on the mean of ``auxiliary_loss`` (``(B,)`` or a scalar) of the clean batch
+      and the main step's output detached; an optional ``auxiliary_optimizer`` mapping overrides
+      the trial's optimizer settings for it (``{"lr": 1e-4, "betas": (0.5, 0.9)}``).
+    - ``fit_ex_post(x)``: called once after training, in eval mode without gradients, with the
+      training inputs: what it fits (an ex-post density of the codes) goes in buffers.
+
     With ``[suite] isolate = true`` or on Dask, the trained model reaches observers rebuilt from
     ``factory(info, **params)`` and its ``state_dict()``. ``aebench.testing.check_model`` checks
     a factory against this contract.

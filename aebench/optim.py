@@ -11,7 +11,7 @@ weight_decay), each with its fused kernel where torch has one. Schedules set the
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -29,11 +29,13 @@ DEFAULTS: dict[str, Any] = {
 
 
 def make_optimizer(
-    model: nn.Module, lr: float, settings: Mapping[str, Any] | None = None
+    model: nn.Module | Iterable[torch.Tensor], lr: float, settings: Mapping[str, Any] | None = None
 ) -> torch.optim.Optimizer:
-    """The trial's optimizer over the model's trainable parameters; fused where torch can."""
+    """The trial's optimizer over the model's trainable parameters, or over the parameters given
+    (a model's auxiliary ones have an optimizer of their own); fused where torch can."""
     s = DEFAULTS | dict(settings or {})
-    params = [p for p in model.parameters() if p.requires_grad]
+    given = model.parameters() if isinstance(model, nn.Module) else model
+    params = [p for p in given if p.requires_grad]
     if s["optimizer"] == "sgd":
         cls, options = torch.optim.SGD, {"momentum": s["momentum"], "nesterov": s["nesterov"]}
     else:

@@ -70,8 +70,71 @@ def check_gradients_flow(model: nn.Module, x: Tensor) -> None:
     )
 
 
+def check_auxiliary(model: nn.Module, x: Tensor) -> None:
+    """The auxiliary hook, for a model that declares ``auxiliary_parameters``: its parameters are
+    the model's own (kept by ``state_dict``) and trainable; ``auxiliary_loss`` on the detached
+    output is ``(B,)`` or a scalar, finite, and trains those parameters and nothing else."""
+    from aebench.auxiliary import auxiliary_parameters, detached
+
+    extra = auxiliary_parameters(model)
+    if extra is None:
+        return
+    assert extra, "auxiliary_parameters() gave no trainable parameter"
+    owned = {id(p) for p in model.parameters()}
+    assert all(id(p) in owned for p in extra), (
+        "auxiliary_parameters() gave a parameter that is not the model's: state_dict would lose it"
+    )
+    out = detached(model(x))
+    loss = model.auxiliary_loss(x, out)
+    assert isinstance(loss, Tensor) and loss.shape in ((), (len(x),)), (
+        f"auxiliary_loss has shape {tuple(getattr(loss, 'shape', ()))}; expected () or ({len(x)},)"
+    )
+    assert torch.isfinite(loss).all(), "auxiliary_loss is not finite"
+    model.zero_grad(set_to_none=True)
+    loss.mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in extra), (
+        "auxiliary_loss gives no gradient to the auxiliary parameters"
+    )
+    left_out = {id(p) for p in extra}
+    reached = [
+        n for n, p in model.named_parameters() if id(p) not in left_out and p.grad is not None
+    ]
+    assert not reached, f"auxiliary_loss reaches parameters that are not auxiliary: {reached[:3]}"
+    model.zero_grad(set_to_none=True)
+
+
+def check_ex_post(model: nn.Module, x: Tensor) -> None:
+    """For a model with ``fit_ex_post``: the fit runs as the core runs it (eval mode, no
+    gradients, on training inputs), and a ``prior()`` it offers then samples codes ``(N, latent)``
+    that ``decode`` takes and scores them with one finite number each."""
+    if not hasattr(model, "fit_ex_post"):
+        return
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model.fit_ex_post(x)
+        prior = getattr(model, "prior", None)
+        if prior is not None:
+            z = prior().sample((4,))
+            latent = model.encode(x[:1]).shape[-1]
+            assert z.shape == (4, latent), f"prior().sample((4,)) gave {tuple(z.shape)}"
+            log_p = prior().log_prob(z)
+            assert log_p.shape == (4,) and torch.isfinite(log_p).all(), "prior().log_prob failed"
+            assert model.decode(z).shape == (4, *x.shape[1:]), "decode of prior samples"
+    model.train(was_training)
+
+
 def check_training_lowers_the_loss(model: nn.Module, x: Tensor, steps: int = 30) -> None:
-    """A few Adam steps on one batch lower the mean loss: the model can learn at all."""
+    """A few Adam steps on one batch lower the mean loss: the model can learn at all.
+
+    A model with auxiliary parameters is checked one optimizer at a time (``check_each_player``),
+    as adversarial losses need not fall while both players move."""
+    from aebench.auxiliary import auxiliary_parameters
+
+    extra = auxiliary_parameters(model)
+    if extra is not None:
+        check_each_player(model, x, extra, steps)
+        return
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     with torch.no_grad():
@@ -84,6 +147,49 @@ def check_training_lowers_the_loss(model: nn.Module, x: Tensor, steps: int = 30)
         after = model.loss(x, model(x)).mean().item()
     assert math.isfinite(after), "the loss is not finite after training"
     assert after < before, f"{steps} training steps did not lower the loss ({before} -> {after})"
+
+
+def check_each_player(
+    model: nn.Module, x: Tensor, extra: list[nn.Parameter], steps: int = 30
+) -> None:
+    """Main steps (the auxiliary parameters held) lower the model's loss; then steps of the
+    auxiliary parameters alone, on the output detached, lower the auxiliary loss."""
+    from aebench.auxiliary import detached, main_parameters
+
+    _lowers(model, x, main_parameters(model, extra), model.loss, steps, "")
+    with torch.no_grad():
+        out = detached(model(x))
+    _lowers(model, x, extra, lambda x, _: model.auxiliary_loss(x, out), steps, "auxiliary ")
+
+
+def _lowers(
+    model: nn.Module,
+    x: Tensor,
+    params: list[nn.Parameter],
+    loss: Callable[[Tensor, ModelOutput], Tensor],
+    steps: int,
+    what: str,
+) -> None:
+    """``steps`` Adam steps over ``params`` lower the mean of ``loss(x, model(x))``, measured
+    before and after with torch's stream seeded alike (the same samples, the same draws)."""
+
+    def measured() -> float:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return loss(x, model(x)).mean().item()
+
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    before = measured()
+    torch.manual_seed(0)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss(x, model(x)).mean().backward()
+        optimizer.step()
+    after = measured()
+    assert math.isfinite(after), f"the {what}loss is not finite after training"
+    assert after < before, (
+        f"{steps} training steps did not lower the {what}loss ({before} -> {after})"
+    )
 
 
 DATA_KINDS = ("binary", "unit", "real")
@@ -120,6 +226,8 @@ def check_model(
             recon = model.decode(code)
             assert recon.shape == x.shape, f"decode gave {tuple(recon.shape)}, not {x.shape}"
             check_gradients_flow(model, x)
+            check_auxiliary(model, x)
+            check_ex_post(model, x)
             first = first or (model, x)
     assert first is not None, "no shape or kind to check"
     check_training_lowers_the_loss(*first)  # on the first (smallest) case: it is the quickest
@@ -380,7 +488,9 @@ params = { latent_dim = 2, hidden = [8] }
 
 __all__ = [
     "ContractError",
+    "check_auxiliary",
     "check_dataset",
+    "check_ex_post",
     "check_gradients_flow",
     "check_metric",
     "check_model",

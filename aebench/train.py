@@ -3,6 +3,11 @@
 The loop is meant to cost nothing over a hand-written one (benchmarks/perf holds it to that):
 no host-device synchronisation inside an epoch (losses stay on the device until the epoch ends),
 no penalty computed for a regularizer that has none, fused Adam where torch has it.
+
+A model that owns extra parameters (a discriminator) declares ``auxiliary_parameters()`` and
+``auxiliary_loss(x, out)``: they are left out of the main optimizer and trained by one of their
+own after every main step (``aebench.auxiliary``). After training, a model with
+``fit_ex_post(x)`` fits what it fits on its trained codes (an RAE's ex-post density).
 """
 
 from __future__ import annotations
@@ -19,8 +24,14 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from aebench import stopping
+from aebench.auxiliary import (
+    AUXILIARY_CURVE,
+    AuxiliaryStep,
+    auxiliary_parameters,
+    main_parameters,
+)
 from aebench.checkpoint import Checkpoints
-from aebench.contracts import Data, Regularizer, Split
+from aebench.contracts import Data, ModelOutput, Regularizer, Split
 from aebench.data import shuffled_batches
 from aebench.optim import make_optimizer, make_schedule
 from aebench.validation import EarlyStopping, held_out_losses
@@ -60,11 +71,10 @@ def has_penalty(regularizer: Regularizer) -> bool:
     return type(regularizer).penalty is not Regularizer.penalty
 
 
-def make_objective(
-    model: nn.Module, regularizer: Regularizer, device: torch.device, precision: Precision
-) -> Objective:
-    """The forward pass and the batch's mean losses, under bf16 autocast when asked."""
-    penalised = has_penalty(regularizer)
+def autocast_for(
+    device: torch.device, precision: Precision
+) -> Callable[[], contextlib.AbstractContextManager[object]]:
+    """A context-manager factory: bf16 autocast, or nothing at all for fp32."""
 
     def autocast() -> contextlib.AbstractContextManager[object]:
         # Entering a disabled torch.autocast still costs microseconds a step: skip it for fp32.
@@ -72,9 +82,27 @@ def make_objective(
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    return autocast
+
+
+def make_objective(
+    model: nn.Module,
+    regularizer: Regularizer,
+    device: torch.device,
+    precision: Precision,
+    keep: Callable[[ModelOutput], None] | None = None,
+) -> Objective:
+    """The forward pass and the batch's mean losses, under bf16 autocast when asked.
+
+    ``keep`` is handed each forward pass's output (an auxiliary step trains on it)."""
+    penalised = has_penalty(regularizer)
+    autocast = autocast_for(device, precision)
+
     def objective(x_in: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         with autocast():
             out = model(x_in)
+            if keep is not None:
+                keep(out)
             model_loss = model.loss(x, out).float().mean()
             if not penalised:
                 return model_loss, model_loss, None
@@ -128,6 +156,12 @@ def train_model(
     of the model (an attribute it declares in ``annealed_weights``) up from 0 to its value,
     linearly; each weight's value per epoch (at its last step) is a curve of its own.
 
+    A model with ``auxiliary_parameters()`` and ``auxiliary_loss(x, out)`` has those parameters
+    trained by an optimizer of their own after every main step (``aebench.auxiliary``), its loss
+    a curve (``auxiliary_loss``). A model with ``fit_ex_post(x)`` has it called once training
+    ends, in eval mode without gradients, with the training inputs (as drawn, for data with a
+    ``batch_transform``).
+
     Before every step, ``aebench.stopping.check()`` raises ``Interrupted`` after SIGTERM or
     Ctrl-C and ``TrialTimeout`` once the trial's time limit has passed.
     """
@@ -137,15 +171,30 @@ def train_model(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for float32 matmuls
         torch.cuda.reset_peak_memory_stats(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(model, lr, optimizer)
+    settings = optimizer
+    extra = auxiliary_parameters(model)  # None for a model without its own extra optimizer
+    auxiliary: AuxiliaryStep | None = None
+    if extra is None:  # the loop as it always was
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(model, lr, settings)
+    else:  # the main optimizer leaves the auxiliary parameters to one of their own
+        params = main_parameters(model, extra)
+        optimizer = make_optimizer(params, lr, settings)
+        autocast = autocast_for(device, precision)
+        auxiliary = AuxiliaryStep(
+            model, extra, lr, settings, clip_norm=clip_norm, autocast=autocast
+        )
     scheduler = make_schedule(optimizer, schedule, epochs)
-    objective = make_objective(model, regularizer, device, precision)
+    objective = make_objective(
+        model, regularizer, device, precision, keep=None if auxiliary is None else auxiliary.keep
+    )
     if compile:
         objective = torch.compile(objective)
     result = TrainResult()
     if val is not None:
         result.curves["val_loss"] = []
+    if auxiliary is not None:
+        result.curves[AUXILIARY_CURVE] = []
     watch = EarlyStopping(**dict(early_stopping or {}))
     anneal = dict(anneal or {})
     targets = {name: float(getattr(model, name)) for name in anneal}  # the values to reach
@@ -158,6 +207,8 @@ def train_model(
     state = checkpoints.load() if checkpoints is not None else None
     if state is not None:
         _restore(state, model, optimizer, generator, device)
+        if auxiliary is not None and "auxiliary_optimizer" in state:
+            auxiliary.optimizer.load_state_dict(state["auxiliary_optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         watch.load_state_dict(state["watch"])
         result.curves = {name: list(values) for name, values in state["curves"].items()}
@@ -193,6 +244,8 @@ def train_model(
             if clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip_norm)
             optimizer.step()
+            if auxiliary is not None:  # the model's own optimizer, after the main step
+                auxiliary.step(x)
             losses.append(loss.detach())
             if penalty is not None:
                 model_losses.append(model_loss.detach())
@@ -203,6 +256,8 @@ def train_model(
             result.curves[name].append(value)
         for name in anneal:
             result.curves[name].append(float(getattr(model, name)))
+        if auxiliary is not None:
+            result.curves[AUXILIARY_CURVE].append(auxiliary.epoch_mean(weights, n))
         result.stopped_epoch = epoch
         if not math.isfinite(means[0]):
             result.diverged_at = epoch
@@ -227,8 +282,10 @@ def train_model(
             break
         if checkpoints is not None and epoch < epochs and checkpoints.due(epoch):
             trained_s = earlier_s + time.perf_counter() - start
+            own = {} if auxiliary is None else {"auxiliary_optimizer": auxiliary.optimizer}
             checkpoints.save(
                 _snapshot(model, optimizer, generator, device)
+                | {name: o.state_dict() for name, o in own.items()}
                 | {"scheduler": scheduler.state_dict(), "watch": watch.state_dict()}
                 | {"epoch": epoch, "train_s": trained_s}
                 | {"curves": result.curves, "timed_s": timed_s, "timed_samples": timed_samples}
@@ -241,11 +298,29 @@ def train_model(
         result.best_epoch, result.best_val_loss = watch.best_epoch, watch.best
         if restore_best and watch.best_state is not None:
             model.load_state_dict(watch.best_state)
+    if result.diverged_at is None and hasattr(model, "fit_ex_post"):
+        fit_ex_post(model, data, generator)
     if device.type == "cuda":
         result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
     if timed_s > 0:
         result.samples_per_s = timed_samples / timed_s
     return result
+
+
+def fit_ex_post(model: nn.Module, data: Data, generator: torch.Generator) -> None:
+    """Call the model's ``fit_ex_post`` with the training inputs, in eval mode, no gradients.
+
+    A ``batch_transform`` draws them as training did, from a generator of the trial's seed of
+    its own, so that the trial's stream is left as it was."""
+    x = data.train.x
+    if data.batch_transform is not None:
+        own = torch.Generator(device=generator.device).manual_seed(generator.initial_seed())
+        x = data.batch_transform(x, own)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model.fit_ex_post(x)
+    model.train(was_training)
 
 
 def _snapshot(
