@@ -490,6 +490,7 @@ __all__ = [
     "ContractError",
     "check_auxiliary",
     "check_dataset",
+    "check_each_player",
     "check_ex_post",
     "check_gradients_flow",
     "check_metric",
