@@ -34,9 +34,9 @@ from aebench.checkpoint import Checkpoints
 from aebench.contracts import Data, ModelOutput, Regularizer, Split
 from aebench.data import shuffled_batches
 from aebench.optim import make_optimizer, make_schedule
+from aebench.trials import LOSS_CURVES
 from aebench.validation import EarlyStopping, held_out_losses
 
-LOSS_CURVES = ("loss", "model_loss", "penalty")
 TERMS_SAMPLES = 1024  # a model's loss terms per epoch: on the validation split, else these
 CURVES = (*LOSS_CURVES, "lr")  # per epoch; lr: the learning rate it trained at
 PRECISIONS = ("fp32", "bf16")
