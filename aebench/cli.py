@@ -276,19 +276,27 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     return 1 if run.counts.get("failed") else 0
 
 
+SHOWN_CONFIGURATIONS = 4  # per reason, before "and N more"
+
+
 def announce_declined(suite: Suite, reasons: dict[str, str]) -> set[str]:
-    """One line per configuration that will be skipped (its seeds share it), before the run;
-    returns the reasons announced."""
-    configurations: dict[tuple[str, str], int] = {}
+    """One line per reason, before the run: how many trials it skips and the configurations
+    (seeds share them) it skips them in; returns the reasons announced."""
+    by_reason: dict[str, dict[str, int]] = {}  # reason -> configuration -> its trials
     for trial in suite.trials:
         if trial.id in reasons:
             where = f"{trial.model.source}, {trial.regularizer.source}"
             label = f"{trial.dataset.plugin}/{trial.model.plugin}/{trial.regularizer.plugin}"
-            key = (f"{label} ({where})", reasons[trial.id])
+            configurations = by_reason.setdefault(reasons[trial.id], {})
+            key = f"{label} ({where})"
             configurations[key] = configurations.get(key, 0) + 1
-    for (label, reason), n in configurations.items():
+    for reason, configurations in by_reason.items():
+        n = sum(configurations.values())
+        shown = list(configurations)[:SHOWN_CONFIGURATIONS]
+        more = len(configurations) - len(shown)
+        listed = ", ".join(shown) + (f" and {more} more" if more else "")
         trials = "trial" if n == 1 else "trials"
-        print(f"aebench: {label}: {n} {trials} will be skipped: {reason}", file=sys.stderr)
+        print(f"aebench: {n} {trials} will be skipped: {reason}: {listed}", file=sys.stderr)
     return set(reasons.values())
 
 

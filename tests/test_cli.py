@@ -203,9 +203,8 @@ def test_a_regularizer_that_declines_a_model_is_announced_once_before_the_run(
     result = aebench("run", str(suite), "--output", "out")
     assert result.returncode == 0, result.stderr
     first = result.stderr.splitlines()[0]
-    assert first.startswith(
-        "aebench: digits/ae/kl-sparsity (models[0], regularizers[0]): 2 trials will be skipped:"
-    )
+    assert first.startswith("aebench: 2 trials will be skipped: kl-sparsity needs code activations")
+    assert first.endswith(": digits/ae/kl-sparsity (models[0], regularizers[0])")
     assert result.stderr.count("needs code activations in (0, 1)") == 1  # not again per trial
     table = pd.read_parquet(tmp_path / "out" / "results.parquet")
     skipped = table[table["status"] == "skipped"]
@@ -231,3 +230,23 @@ def test_declines_found_before_the_run_are_those_found_when_trials_run(write_sui
         if trial.id in found:  # the run-time check agrees, reason and all
             row, _ = run_trial(trial, plugins, torch.device("cpu"), cache)
             assert (row["status"], row["reason"]) == ("skipped", found[trial.id])
+
+
+def test_declines_are_announced_one_line_per_reason(capsys):
+    from pathlib import Path
+
+    from aebench import load_plugins, load_suite
+    from aebench.cli import SHOWN_CONFIGURATIONS, announce_declined
+
+    zoo = load_suite(Path(__file__).parents[1] / "benchmarks" / "zoo.toml", load_plugins())
+    skipped = [t for t in zoo.trials if t.regularizer.plugin == "kl-sparsity"]
+    reasons = {t.id: "needs a code in (0, 1)" for t in skipped}
+    assert announce_declined(zoo, reasons) == {"needs a code in (0, 1)"}
+    (line,) = capsys.readouterr().err.splitlines()
+    # Configurations by their place in the suite (a grid's points share theirs).
+    places = {(t.dataset.plugin, t.model.source, t.regularizer.source) for t in skipped}
+    more = len(places) - SHOWN_CONFIGURATIONS
+    assert line.startswith(
+        f"aebench: {len(skipped)} trials will be skipped: needs a code in (0, 1): "
+    )
+    assert line.endswith(f" and {more} more")

@@ -192,7 +192,7 @@ def test_the_zoo_pairs_every_model_with_every_regularizer():
     pairs = {(t.model.plugin, t.regularizer.plugin) for t in suite.trials}
     models, regularizers = plugins.models.names(), plugins.regularizers.names()
     assert pairs == {(m, r) for m in models for r in regularizers}
-    assert {t.dataset.plugin for t in suite.trials} == {"digits"}
+    assert {t.dataset.plugin for t in suite.trials} == {"digits", "mnist"}
 
 
 def test_the_quick_suite_shows_the_family():
