@@ -46,11 +46,6 @@ def _save(fig: Any, path: Path) -> None:
     write_atomically(Path(path), lambda p: fig.savefig(p, format="png"))
 
 
-def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    with open(path, "wb") as file:  # a file object: ``np.savez`` would add ``.npz`` to a name
-        np.savez_compressed(file, **arrays)
-
-
 def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
     """A trial's figure arrays (``figures.npz``), or None if the file cannot be read (truncated,
     say): one warning line names it, once, and reports go on without that trial's figures."""

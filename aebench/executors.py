@@ -11,7 +11,6 @@ trials still running, and the next run resumes by trial id as with the local exe
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from aebench.isolation import PortableResult, from_portable, run_isolated, to_po
 from aebench.plugins import Plugins, load_plugins
 from aebench.runner import Row, TrialOutcome, failed_row, run_trial
 from aebench.suite import Trial
+from aebench.threads import available_cores
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -213,7 +213,7 @@ class DaskExecutor:
         """A local cluster's share of the cores per worker; an existing cluster's are its own."""
         if self.workers is None:
             return None
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, available_cores() // self.workers)
 
     def run(self, work: Workload, started: Callable[[Trial], None]) -> Iterator[Finished]:
         from distributed import as_completed

@@ -27,7 +27,6 @@ from aebench.drawing import (  # noqa: F401  (offered here too: the figures of a
     SAMPLES_PNG,
     TRAVERSAL_PNG,
     TRIAL_PNGS,
-    _savez,
     draw_images,
     latent_grid,
     loss_lines,
@@ -158,6 +157,11 @@ def _interpolations(
     decoded = decoded.reshape(len(pairs), INTERPOLATION_STEPS, *decoded.shape[1:])
     rows = torch.cat([x[a].float()[:, None], decoded, x[b].float()[:, None]], dim=1)
     return {"interpolation": rows.cpu().numpy()}
+
+
+def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    with open(path, "wb") as file:  # a file object: ``np.savez`` would add ``.npz`` to a name
+        np.savez_compressed(file, **arrays)
 
 
 def save_trial_figures(
