@@ -12,6 +12,7 @@ from aebench_plugins.metrics.likelihood import (
     log_px_true,
 )
 from aebench_plugins.metrics.reconstruction import recon_bce, recon_mse, recon_psnr
+from aebench_plugins.metrics.sample_quality import SAMPLE_QUALITY_METRICS
 from aebench_plugins.metrics.sparsity import code_frac_active, code_mean_abs
 from aebench_plugins.metrics.speed import infer_samples_per_s, n_params
 
@@ -188,6 +189,7 @@ METRICS = {
     ),
     "n_params": Metric(n_params, columns=[Column("n_params", group=SPEED)]),
 }
+METRICS.update(SAMPLE_QUALITY_METRICS)  # fid, sample_pr, sample_is: declared there
 
 
 @hookimpl
