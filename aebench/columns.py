@@ -43,7 +43,7 @@ COLUMNS_FILE = "columns.json"
 Better = Literal["higher", "lower"]
 # The report's detail tables, in this order; a column of another group gets a table of its own after
 # these, one without a group goes under "other".
-GROUPS = ("likelihood", "reconstruction", "latent", "speed", "training")
+GROUPS = ("likelihood", "reconstruction", "latent", "disentanglement", "speed", "training")
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ class Column:
     - ``flag_above``: values above it are not to be trusted (an estimator that has not converged,
       say); the report flags the rows that have them.
     - ``group``: the family of measurements it belongs to, one of ``GROUPS`` (``"likelihood"``,
-      ``"reconstruction"``, ``"latent"``, ``"speed"``, ``"training"``) or a name of its own; the
-      report has a detail table per group.
+      ``"reconstruction"``, ``"latent"``, ``"disentanglement"``, ``"speed"``, ``"training"``) or a
+      name of its own; the report has a detail table per group.
     - ``headline``: the column is its group's primary metric: the report's headline table and the
       MLflow charts show it (the first declared headline column of each group).
     """

@@ -39,6 +39,10 @@ class DataInfo:
       ``"dynamic"``); None for data where binarisation does not apply. It is part of the
       likelihood protocol written in every row, so that tables of different protocols are never
       compared silently.
+    - ``factor_names`` and ``factor_sizes``: for data generated from known factors (dSprites'
+      shape, scale, orientation, position), each factor's name and its number of values; the
+      splits' ``factors`` hold each sample's values as indices ``0 .. size - 1``. None for data
+      without known factors. Disentanglement metrics read them.
     """
 
     shape: tuple[int, ...]  # one sample: (C, H, W) or (D,)
@@ -46,25 +50,53 @@ class DataInfo:
     n_classes: int | None = None
     levels: int | None = None  # unit data on the grid k / (levels - 1)
     binarize: Binarization | None = None  # image data: "none", "static" or "dynamic"
+    factor_names: tuple[str, ...] | None = None  # the ground-truth factors, where known
+    factor_sizes: tuple[int, ...] | None = None  # each factor's number of values
+
+    def __post_init__(self) -> None:
+        names, sizes = self.factor_names, self.factor_sizes
+        if (names is None) != (sizes is None):
+            raise ValueError("DataInfo: factor_names and factor_sizes are given together")
+        if names is not None and sizes is not None:
+            if len(names) != len(sizes) or not names:
+                raise ValueError(f"DataInfo: {len(names)} factor names but {len(sizes)} sizes")
+            if min(sizes) < 1:
+                raise ValueError(f"DataInfo: factor_sizes {sizes}: each factor has a value")
 
 
 @dataclass
 class Split:
-    """One split of a dataset: inputs ``x`` and, where known, labels ``y``.
+    """One split of a dataset: inputs ``x`` and, where known, labels ``y`` and factors.
 
     - ``x``: ``(N, *DataInfo.shape)``, float32, holding values of the data's kind.
     - ``y``: ``(N,)`` integer class labels, or None for unlabelled data. Metrics that require
       ``"labelled data"`` get NaN where the test split has no labels.
+    - ``factors``: ``(N, n_factors)`` integer (int64) values of the ground-truth factors that
+      generated each sample, factor ``i`` in ``0 .. DataInfo.factor_sizes[i] - 1``; None where
+      they are not known. Metrics that require ``"ground-truth factors"`` get NaN without them.
     """
 
     x: Tensor
     y: Tensor | None = None
+    factors: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.x)
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), None if self.y is None else self.y.to(device))
+        return Split(
+            self.x.to(device),
+            None if self.y is None else self.y.to(device),
+            None if self.factors is None else self.factors.to(device),
+        )
+
+    def take(self, index: Tensor) -> Split:
+        """The samples at ``index``, with their labels and factors."""
+        return Split(
+            self.x[index],
+            None if self.y is None else self.y[index],
+            None if self.factors is None else self.factors[index],
+        )
 
 
 # Applied to every batch as it is drawn (dynamic binarisation); never to the stored tensors.
@@ -92,6 +124,10 @@ class Data:
     - ``log_density(x) -> (N,)``: the exact log-density of each sample of ``x`` ``(N, *shape)``, in
       nats, when the data's true distribution is known (synthetic sets); called on the trial's
       device.
+    - ``render(factors) -> x``: for data generated from known factors, the samples of the given
+      factor values ``(N, n_factors)`` (indices, as in ``Split.factors``), ``(N, *shape)`` float32
+      on the factors' device; deterministic. Metrics that intervene on factors (fix one, vary the
+      others: the BetaVAE and FactorVAE scores) require ``"rendering from factors"``.
 
     ``aebench.testing.check_dataset`` checks a factory against this contract.
     """
@@ -103,6 +139,8 @@ class Data:
     batch_transform: BatchTransform | None = None
     # Exact log-density of one sample, when the data's true distribution is known (synthetic sets).
     log_density: Callable[[Tensor], Tensor] | None = None
+    # The samples of given factor values, when the data is generated from known factors.
+    render: Callable[[Tensor], Tensor] | None = None
 
     def to(self, device: torch.device | str) -> Data:
         val = None if self.val is None else self.val.to(device)
@@ -284,13 +322,20 @@ class MetricContext:
 
 # What a metric may need of a trial; the core gives NaN columns where a need is not met.
 Requirement = Literal[
-    "latent-variable model", "likelihood of the data", "labelled data", "known data density"
+    "latent-variable model",
+    "likelihood of the data",
+    "labelled data",
+    "known data density",
+    "ground-truth factors",
+    "rendering from factors",
 ]
 REQUIREMENTS: tuple[Requirement, ...] = (
     "latent-variable model",
     "likelihood of the data",
     "labelled data",
     "known data density",
+    "ground-truth factors",
+    "rendering from factors",
 )
 
 
@@ -355,7 +400,10 @@ class Metric:
       - ``"likelihood of the data"``: that, and the test data lies in the support of p(x|z), so
         that log p(x|z) is a log-density of the data (no Bernoulli on grey levels);
       - ``"labelled data"``: the test split has labels;
-      - ``"known data density"``: the dataset knows its exact ``log_density``.
+      - ``"known data density"``: the dataset knows its exact ``log_density``;
+      - ``"ground-truth factors"``: the train and test splits carry ``factors`` (and ``DataInfo``
+        names them);
+      - ``"rendering from factors"``: the dataset can ``render`` samples of given factor values.
 
       ``compute`` may also raise ``aebench.NotApplicable("why")`` for a case only it can see.
     - ``planes``: pairs of its columns that the report plots against each other, one point per
@@ -431,4 +479,14 @@ class Metric:
                 return "the data has no labels"
             if requirement == "known data density" and context.data.log_density is None:
                 return "the data's true density is not known"
+            if requirement == "ground-truth factors" and not _has_factors(context.data):
+                return "the data has no ground-truth factors"
+            if requirement == "rendering from factors" and context.data.render is None:
+                return "the dataset cannot render samples of given factor values"
         return None
+
+
+def _has_factors(data: Data) -> bool:
+    """Whether both splits carry ground-truth factors that ``data.info`` names."""
+    named = data.info.factor_names is not None
+    return named and data.train.factors is not None and data.test.factors is not None

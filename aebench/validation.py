@@ -27,11 +27,7 @@ def hold_out(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     n_val = math.floor(n * fraction)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(train.x.device)
     val, rest = order[:n_val], order[n_val:]
-
-    def take(index: Tensor) -> Split:
-        return Split(train.x[index], None if train.y is None else train.y[index])
-
-    return take(rest), take(val)
+    return train.take(rest), train.take(val)  # labels and factors go with their inputs
 
 
 def empty_split(n: int, fraction: float) -> bool:

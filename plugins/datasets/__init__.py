@@ -1,7 +1,9 @@
-"""Built-in datasets: image sets (digits, torchvision's) and synthetic sets with known density."""
+"""Built-in datasets: image sets (digits, torchvision's), synthetic sets with known density, and
+sprites generated from known factors (dSprites)."""
 
 from aebench import hookimpl
 from aebench_plugins.datasets.digits import digits
+from aebench_plugins.datasets.dsprites import dsprites, shapes_small
 from aebench_plugins.datasets.mixture2d import mixture2d
 from aebench_plugins.datasets.ppca import ppca
 from aebench_plugins.datasets.torchvision_sets import cifar10, fashion_mnist, kmnist, mnist
@@ -16,3 +18,5 @@ def aebench_register_datasets(register):
     register("cifar10", cifar10)
     register("ppca", ppca)
     register("mixture2d", mixture2d)
+    register("dsprites", dsprites)
+    register("shapes-small", shapes_small)

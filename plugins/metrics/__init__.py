@@ -2,6 +2,7 @@
 compare`` tolerates (its floor, in the column's unit), what it needs of a trial."""
 
 from aebench import Column, Metric, hookimpl
+from aebench_plugins.metrics.disentanglement import DISENTANGLEMENT_METRICS
 from aebench_plugins.metrics.latent import kmeans, knn_acc, probe_acc, silhouette
 from aebench_plugins.metrics.likelihood import (
     active_units,
@@ -190,6 +191,7 @@ METRICS = {
     "n_params": Metric(n_params, columns=[Column("n_params", group=SPEED)]),
 }
 METRICS.update(SAMPLE_QUALITY_METRICS)  # fid, sample_pr, sample_is: declared there
+METRICS.update(DISENTANGLEMENT_METRICS)  # beta_vae_score, mig, dci, ...: declared there
 
 
 @hookimpl

@@ -1,0 +1,308 @@
+"""Disentanglement scores: hand-made cases against explicit computations, and each score on the
+factors themselves (its maximum), on a rotation that mixes every factor into every code unit
+(lower), and on noise (its minimum); then the metric plugins on data with and without factors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from aebench import Data, DataInfo, MetricContext, Split
+from aebench_plugins.datasets.dsprites import shapes_small
+from aebench_plugins.metrics import disentanglement_scores as scores
+from aebench_plugins.metrics.disentanglement import DISENTANGLEMENT_METRICS
+
+SIZES = (2, 2, 2, 2)  # four balanced binary factors: a mix of them all is symmetric in them
+# An orthogonal matrix whose every entry is +-1/2: each code unit is an equal mix of all factors.
+HADAMARD = 0.5 * np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]])
+
+
+def _factors(n: int, seed: int) -> np.ndarray:
+    return scores.sample_factors(SIZES, n, np.random.default_rng(seed))
+
+
+def _identity(factors: np.ndarray) -> np.ndarray:
+    return factors.astype(float)
+
+
+def _mixed(factors: np.ndarray) -> np.ndarray:
+    return (factors - 0.5) @ HADAMARD
+
+
+def _noise(factors: np.ndarray) -> np.ndarray:
+    seed = int(factors.sum() * 7919 + len(factors))  # fresh noise for each batch
+    return np.random.default_rng(seed).normal(size=factors.shape)
+
+
+CODES = {"factors": _identity, "mixed": _mixed, "noise": _noise}
+
+
+@pytest.fixture(scope="module")
+def observational() -> dict[str, dict[str, float]]:
+    """Every score that reads a train and a test split, for each kind of code."""
+    train_factors, test_factors = _factors(400, 0), _factors(200, 1)
+    results = {}
+    for name, represent in CODES.items():
+        train, test = represent(train_factors), represent(test_factors)
+        importance, informativeness = scores.gbt_importance(
+            train, train_factors, test, test_factors, seed=0
+        )
+        results[name] = {
+            "mig": scores.mig(test, test_factors),
+            "modularity": scores.modularity(test, test_factors),
+            "explicitness": scores.explicitness(train, train_factors, test, test_factors),
+            "sap": scores.sap(train, train_factors, test, test_factors),
+            "dci_disentanglement": scores.dci_disentanglement(importance),
+            "dci_completeness": scores.dci_completeness(importance),
+            "dci_informativeness": informativeness,
+        }
+    return results
+
+
+def test_the_factors_themselves_score_the_maximum(observational) -> None:
+    best = observational["factors"]
+    # MIG's second-best unit has a small positive MI from the finite sample: 1 minus that bias
+    assert best["mig"] > 0.97
+    for name in ("explicitness", "dci_disentanglement", "dci_completeness"):
+        assert best[name] == pytest.approx(1.0, abs=1e-6), name
+    assert best["modularity"] == pytest.approx(1.0, abs=1e-4)  # squared finite-sample MI bias
+    assert best["dci_informativeness"] == 1.0
+    # SAP's maximum for binary factors: the best unit is always right, the second at chance
+    assert 0.4 < best["sap"] < 0.6
+
+
+def test_a_mixing_rotation_lowers_every_disentanglement_score(observational) -> None:
+    best, mixed = observational["factors"], observational["mixed"]
+    for name in ("mig", "modularity", "sap", "dci_disentanglement", "dci_completeness"):
+        assert mixed[name] < best[name] - 0.3, name
+    # informativeness and explicitness measure what is decodable, which a rotation keeps
+    assert mixed["dci_informativeness"] > 0.95
+    assert mixed["explicitness"] > 0.95
+
+
+def test_noise_scores_near_the_minimum(observational) -> None:
+    noise = observational["noise"]
+    for name in ("mig", "sap", "dci_disentanglement", "dci_completeness"):
+        assert noise[name] < 0.06, name
+    assert noise["explicitness"] == pytest.approx(0.5, abs=0.08)  # a ROC AUC at chance
+    assert noise["dci_informativeness"] == pytest.approx(0.5, abs=0.08)  # binary: chance
+    # modularity reads how concentrated a unit's (here spurious) information is, not how much
+    # there is: noise is not at its minimum, only below the factors' score
+    assert noise["modularity"] < observational["factors"]["modularity"] - 0.2
+
+
+def _explicit_mutual_information(a: list[int], b: list[int]) -> float:
+    n = len(a)
+    joint: dict[tuple[int, int], int] = {}
+    for pair in zip(a, b, strict=True):
+        joint[pair] = joint.get(pair, 0) + 1
+    total = 0.0
+    for (u, v), count in joint.items():
+        p_u, p_v = a.count(u) / n, b.count(v) / n
+        total += count / n * math.log(count / n / (p_u * p_v))
+    return total
+
+
+def test_mig_is_the_explicit_mutual_information_gap() -> None:
+    factor_a = [0, 0, 0, 0, 1, 1, 1, 1]
+    factor_b = [0, 1, 2, 0, 1, 2, 0, 1]
+    code_1 = [0, 0, 0, 0, 1, 1, 1, 1]  # factor a exactly
+    code_2 = [0, 0, 1, 0, 1, 1, 0, 1]  # factor a, two flipped
+    code_3 = [0, 1, 1, 0, 1, 1, 0, 1]  # factor b, 1 and 2 merged
+    codes = np.array([code_1, code_2, code_3], dtype=float).T
+    factors = np.array([factor_a, factor_b]).T
+    # two bins over [0, 1]: a 0/1 code is its own discretisation
+    information = [
+        [_explicit_mutual_information(code, factor) for factor in (factor_a, factor_b)]
+        for code in (code_1, code_2, code_3)
+    ]
+    entropy_a, entropy_b = math.log(2), -sum(p * math.log(p) for p in (3 / 8, 3 / 8, 2 / 8))
+    gap_a = sorted((row[0] for row in information), reverse=True)
+    gap_b = sorted((row[1] for row in information), reverse=True)
+    expected = ((gap_a[0] - gap_a[1]) / entropy_a + (gap_b[0] - gap_b[1]) / entropy_b) / 2
+    assert scores.mig(codes, factors, bins=2) == pytest.approx(expected, rel=1e-12)
+    assert scores.mutual_information(codes.astype(int), factors) == pytest.approx(
+        np.array(information), rel=1e-12
+    )
+
+
+def test_histogram_discretisation_is_equal_width_bins_over_each_unit() -> None:
+    codes = np.random.default_rng(0).normal(size=(500, 3)) * [1.0, 5.0, 0.1]
+    bins = 20
+    discrete = scores.histogram_discretize(codes, bins)
+    low, high = codes.min(axis=0), codes.max(axis=0)
+    expected = np.minimum(np.floor((codes - low) / (high - low) * bins), bins - 1) + 1
+    assert (discrete == expected).all()
+
+
+def _explicit_entropy(weights: list[float], base: int) -> float:
+    total = sum(weights)
+    return -sum(w / total * math.log(w / total, base) for w in weights if w > 0)
+
+
+def test_dci_of_explicit_importance_matrices() -> None:
+    diagonal = np.eye(3)
+    assert scores.dci_disentanglement(diagonal) == pytest.approx(1.0, abs=1e-8)
+    assert scores.dci_completeness(diagonal) == pytest.approx(1.0, abs=1e-8)
+    uniform = np.ones((3, 3))
+    assert scores.dci_disentanglement(uniform) == pytest.approx(0.0, abs=1e-8)
+    assert scores.dci_completeness(uniform) == pytest.approx(0.0, abs=1e-8)
+    # 3 code units x 2 factors; the last unit is dead (weight 0 in the disentanglement)
+    rows = [[0.6, 0.2], [0.05, 0.15], [0.0, 0.0]]
+    total = sum(map(sum, rows))
+    disentanglement = sum(
+        (1 - _explicit_entropy(row, base=2)) * sum(row) / total for row in rows if sum(row)
+    )
+    columns = [[row[j] for row in rows] for j in range(2)]
+    completeness = sum((1 - _explicit_entropy(col, base=3)) * sum(col) / total for col in columns)
+    matrix = np.array(rows)
+    assert scores.dci_disentanglement(matrix) == pytest.approx(disentanglement, abs=1e-8)
+    assert scores.dci_completeness(matrix) == pytest.approx(completeness, abs=1e-8)
+
+
+def test_modularity_of_an_explicit_information_matrix() -> None:
+    information = np.array([[0.5, 0.0, 0.0], [0.4, 0.2, 0.2], [0.0, 0.0, 0.0]])
+    unit_2 = 1 - (0.2**2 + 0.2**2) / (0.4**2 * 2)
+    expected = (1.0 + unit_2 + 0.0) / 3  # a unit without information counts 0
+    assert scores.modularity_of_information(information) == pytest.approx(expected)
+
+
+def test_sap_of_factors_is_one_minus_the_second_units_accuracy() -> None:
+    train_factors, test_factors = _factors(300, 2), _factors(200, 3)
+    train, test = _identity(train_factors), _identity(test_factors)
+    matrix = scores.sap_score_matrix(train, train_factors, test, test_factors)
+    assert (np.diag(matrix) == 1.0).all()  # each unit predicts its own factor perfectly
+    second = np.sort(matrix, axis=0)[-2]
+    assert scores.sap(train, train_factors, test, test_factors) == pytest.approx(
+        np.mean(1.0 - second)
+    )
+
+
+def _intervened(represent) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    kwargs = {"batch_size": 16, "train_points": 200, "eval_points": 200}
+    beta = scores.beta_vae_score(represent, SIZES, rng, **kwargs)
+    factor, _ = scores.factor_vae_score(represent, SIZES, rng, variance_points=500, **kwargs)
+    return beta, factor
+
+
+def test_intervention_scores_are_perfect_on_factors_and_at_chance_on_noise() -> None:
+    assert _intervened(_identity) == (1.0, 1.0)
+    chance = 1 / len(SIZES)
+    for score in (*_intervened(_mixed), *_intervened(_noise)):
+        assert score == pytest.approx(chance, abs=0.1)
+
+
+def test_factor_vae_counts_collapsed_units_out_and_scores_none_left_zero() -> None:
+    def with_dead_unit(factors: np.ndarray) -> np.ndarray:
+        return np.concatenate([_identity(factors), np.zeros((len(factors), 1))], axis=1)
+
+    rng = np.random.default_rng(0)
+    # batches of 16: another binary factor is constant over a batch with probability 2^-15
+    kwargs = {"batch_size": 16, "train_points": 50, "eval_points": 50, "variance_points": 100}
+    assert scores.factor_vae_score(with_dead_unit, SIZES, rng, **kwargs) == (1.0, 4)
+    dead = scores.factor_vae_score(lambda f: np.zeros((len(f), 2)), SIZES, rng, **kwargs)
+    assert dead == (0.0, 0)
+
+
+def test_scores_without_a_value_say_why() -> None:
+    factors = _factors(50, 0)
+    with pytest.raises(scores.ScoreUndefined, match="at least 2"):
+        scores.mig(factors[:, :1].astype(float), factors)
+    with pytest.raises(scores.ScoreUndefined, match="constant"):
+        scores.mig(factors.astype(float), np.zeros_like(factors))
+    with pytest.raises(scores.ScoreUndefined, match="finite"):
+        scores.check_codes(np.array([[0.0, math.nan]]))
+
+
+# The plugins, on a stand-in model whose code is the factors of its input.
+
+
+class FactorLookup(nn.Module):
+    """Encodes an image as the factors that rendered it (found in a table of every combination)."""
+
+    def __init__(self, data: Data) -> None:
+        super().__init__()
+        sizes = data.info.factor_sizes
+        assert sizes is not None and data.render is not None
+        every = torch.stack(torch.unravel_index(torch.arange(math.prod(sizes)), sizes), dim=1)
+        self.register_buffer("images", data.render(every).flatten(1))
+        self.register_buffer("factors", every.float())
+
+    def encode(self, x: Tensor) -> Tensor:
+        distance = torch.cdist(x.flatten(1), self.images)
+        return self.factors[distance.argmin(dim=1)]
+
+
+FAST = {
+    "beta_vae_score": {"batch_size": 16, "train_points": 150, "eval_points": 100},
+    "factor_vae_score": {
+        "batch_size": 16,
+        "train_points": 150,
+        "eval_points": 100,
+        "variance_points": 400,
+    },
+    "mig": {"points": 400},
+    "modularity": {"points": 400},
+    "sap": {"train_points": 300, "test_points": 100},
+    "dci": {"train_points": 200, "test_points": 100},
+    "explicitness": {"train_points": 300, "test_points": 100},
+}
+
+
+def _context(model: nn.Module, data: Data) -> MetricContext:
+    return MetricContext(
+        model=model,
+        data=data,
+        settings={},
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(1),
+    )
+
+
+def test_the_plugins_score_a_code_of_the_factors_at_the_maximum() -> None:
+    data = shapes_small()
+    context = _context(FactorLookup(data), data)
+    values = {}
+    for name, metric in DISENTANGLEMENT_METRICS.items():
+        measured = metric.measure(context, **FAST[name])
+        assert measured.reason == "", name
+        values |= measured.values
+    for name in ("beta_vae_score", "factor_vae_score", "dci_informativeness"):
+        assert values[name] == 1.0, name
+    assert values["factor_vae_active_units"] == 4
+    for name in ("modularity", "explicitness", "dci_disentanglement", "dci_completeness"):
+        assert values[name] > 0.99, name
+    assert values["mig"] > 0.85  # 400 samples of up to 8 values: a finite-sample MI bias
+    assert values["sap"] > 0.3
+
+
+def test_data_without_factors_or_rendering_gives_nan_with_the_reason() -> None:
+    factored = shapes_small(n_train=40, n_test=20)
+    info = DataInfo(shape=factored.info.shape, kind="binary")
+    plain = Data(info, Split(factored.train.x), Split(factored.test.x))
+    cannot_render = Data(factored.info, factored.train, factored.test)
+    model = FactorLookup(factored)
+    for name, metric in DISENTANGLEMENT_METRICS.items():
+        measured = metric.measure(_context(model, plain), **FAST[name])
+        assert all(math.isnan(v) for v in measured.values.values()), name
+        assert measured.reason == "the data has no ground-truth factors"
+    for name in ("beta_vae_score", "factor_vae_score"):
+        measured = DISENTANGLEMENT_METRICS[name].measure(_context(model, cannot_render))
+        assert measured.reason == "the dataset cannot render samples of given factor values"
+
+
+def test_non_finite_codes_give_nan_with_the_reason() -> None:
+    data = shapes_small(n_train=40, n_test=20)
+
+    class Broken(nn.Module):
+        def encode(self, x: Tensor) -> Tensor:
+            return torch.full((len(x), 2), math.nan)
+
+    measured = DISENTANGLEMENT_METRICS["mig"].measure(_context(Broken(), data), points=20)
+    assert math.isnan(measured.values["mig"])
+    assert measured.reason == "the codes are not all finite"
