@@ -29,7 +29,16 @@ SAMPLES_PNG = "prior_samples.png"
 CURVES_PNG = "curves.png"
 TRAVERSAL_PNG = "traversals.png"
 INTERPOLATION_PNG = "interpolations.png"
-TRIAL_PNGS = (LATENT_PNG, RECON_PNG, SAMPLES_PNG, TRAVERSAL_PNG, INTERPOLATION_PNG, CURVES_PNG)
+CODE_TRAVERSAL_PNG = "traversals_of_a_code.png"
+TRIAL_PNGS = (
+    LATENT_PNG,
+    RECON_PNG,
+    SAMPLES_PNG,
+    TRAVERSAL_PNG,
+    CODE_TRAVERSAL_PNG,
+    INTERPOLATION_PNG,
+    CURVES_PNG,
+)
 
 LOSS_CURVES = (*TRAINING_LOSSES, "val_loss")  # drawn together: one scale, one objective
 DPI = 100
@@ -235,6 +244,28 @@ def _draw_traversals(path: Path, arrays: Mapping[str, Any], title: str) -> None:
     _image_rows(path, rows, _wrapped(f"{title}\n{what} around the prior mean"))
 
 
+def code_traversal_rows(arrays: Mapping[str, Any]) -> list[tuple[str, np.ndarray]]:
+    """The input, then one row per swept dimension, labelled with the values it goes between."""
+    rows = [("test input", np.asarray(arrays["code_traversal_input"]))]
+    for dim, values, batch in zip(
+        arrays["code_traversal_dims"],
+        arrays["code_traversal_values"],
+        arrays["code_traversal"],
+        strict=True,
+    ):
+        rows.append((f"z{int(dim) + 1}: {values[0]:+.3g} to {values[-1]:+.3g}", batch))
+    return rows
+
+
+def _draw_code_traversals(path: Path, arrays: Mapping[str, Any], title: str) -> None:
+    how = str(arrays["code_traversal_range"])
+    what = (
+        "traversals of a test input's code: one dimension at a time (most active first) swept"
+        f" over {how}, the others kept"
+    )
+    _image_rows(path, code_traversal_rows(arrays), _wrapped(f"{title}\n{what}"))
+
+
 def _draw_interpolations(path: Path, arrays: Mapping[str, Any], title: str) -> None:
     rows = [("", batch) for batch in arrays["interpolation"]]
     what = "interpolations: two test inputs, and between them the decoded straight line of codes"
@@ -270,6 +301,9 @@ def render_trial(folder: Path, title: str = "") -> list[Path]:
     if "traversal" in arrays and _is_image(arrays["traversal"][0]):
         _draw_traversals(folder / TRAVERSAL_PNG, arrays, title)
         written.append(folder / TRAVERSAL_PNG)
+    if "code_traversal" in arrays and _is_image(arrays["code_traversal"][0]):
+        _draw_code_traversals(folder / CODE_TRAVERSAL_PNG, arrays, title)
+        written.append(folder / CODE_TRAVERSAL_PNG)
     if "interpolation" in arrays and _is_image(arrays["interpolation"][0]):
         _draw_interpolations(folder / INTERPOLATION_PNG, arrays, title)
         written.append(folder / INTERPOLATION_PNG)

@@ -1,7 +1,8 @@
 """A trial's figures, captured from the trained model as it ends (``TrialFigures``, an observer).
 
-``capture`` reduces the model to a few small arrays (latent codes, reconstructions, prior samples,
-and for latent-variable models traversals and interpolations) saved as ``figures.npz``; the PNGs
+``capture`` reduces the model to a few small arrays (latent codes, reconstructions, on image data
+traversals of a test input's code, and for latent-variable models prior samples, traversals around
+the prior mean and interpolations) saved as ``figures.npz``; the PNGs
 are drawn from that file alone by ``aebench.drawing``, whose names this module also offers.
 """
 
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from aebench.contracts import Data, LatentVariableModel
 from aebench.drawing import (  # noqa: F401  (offered here too: the figures of a trial, in one place)
     ARRAYS,
+    CODE_TRAVERSAL_PNG,
     CURVES_PNG,
     INTERPOLATION_PNG,
     LATENT_PNG,
@@ -44,6 +46,9 @@ N_RECON = 10  # test inputs shown beside their reconstructions
 N_SAMPLES = 16  # samples decoded from the prior
 N_TRAVERSED = 6  # latent dimensions traversed: the most active ones
 TRAVERSAL_SIGMAS = np.linspace(-2.5, 2.5, 9)  # prior standard deviations around its mean
+N_CODE_TRAVERSED = 8  # dimensions swept around a test input's code: the most active ones
+CODE_TRAVERSAL_STEPS = 9
+PRIOR_SWEEP = 3.0  # a latent-variable model's code dimension swept over the prior's mean ± 3σ
 N_PAIRS = 3  # interpolations, each between two test inputs (of different classes if labelled)
 INTERPOLATION_STEPS = 9
 EVAL_BATCH = 1024
@@ -87,6 +92,8 @@ def capture(
     x = test.x[:N_RECON]
     arrays["inputs"] = x.float().cpu().numpy()
     arrays["recons"] = model.decode(model.encode(x)).float().cpu().numpy()
+    if len(data.info.shape) == 3:  # images: a sweep of vectors reads as noise
+        arrays.update(_code_traversals(model, x[:1], codes, seed))
     if isinstance(model, LatentVariableModel):
         device = test.x.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -126,6 +133,42 @@ def _traversals(model: nn.Module, codes: np.ndarray, seed: int) -> dict[str, np.
         "traversal": decoded.reshape(len(dims), len(steps), *decoded.shape[1:]),
         "traversal_dims": dims,
         "traversal_sigmas": TRAVERSAL_SIGMAS,
+    }
+
+
+def _sweep_ranges(model: nn.Module, codes: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """Per code dimension, the (low, high) it is swept between, and how they were chosen: the
+    prior's mean ± 3σ for a latent-variable model (its codes live on the prior's scale), else the
+    range its codes take on the test inputs (a deterministic code has no scale of its own)."""
+    if isinstance(model, LatentVariableModel):
+        mean, std = _prior_moments(model.prior(), seed)
+        mean, std = mean.float().cpu().numpy(), std.float().cpu().numpy()
+        ranges = np.stack([mean - PRIOR_SWEEP * std, mean + PRIOR_SWEEP * std], axis=1)
+        return ranges, f"the prior's mean ± {PRIOR_SWEEP:g}σ"
+    return np.stack([codes.min(0), codes.max(0)], axis=1), "its range on the test inputs"
+
+
+def _code_traversals(
+    model: nn.Module, x: Tensor, codes: np.ndarray, seed: int
+) -> dict[str, np.ndarray]:
+    """Decodes of the code of the test input ``x`` (1, ...) with one dimension swept at a time,
+    the others kept: one row per dimension, for the ``N_CODE_TRAVERSED`` dimensions whose codes
+    vary most over the test inputs (Burda et al.'s activity; for a latent-variable model the
+    variance of its posterior means), most active first."""
+    code = _encode(model, x)[0]
+    dims = np.argsort(-codes.var(axis=0), kind="stable")[:N_CODE_TRAVERSED]
+    ranges, how = _sweep_ranges(model, codes, seed)
+    values = np.stack([np.linspace(*ranges[d], CODE_TRAVERSAL_STEPS) for d in dims])
+    z = code.expand(len(dims), CODE_TRAVERSAL_STEPS, -1).clone()
+    for row, dim in enumerate(dims):
+        z[row, :, dim] = torch.as_tensor(values[row], dtype=z.dtype, device=z.device)
+    decoded = model.decode(z.flatten(0, 1)).float().cpu().numpy()
+    return {
+        "code_traversal": decoded.reshape(len(dims), CODE_TRAVERSAL_STEPS, *decoded.shape[1:]),
+        "code_traversal_dims": dims,
+        "code_traversal_values": values,
+        "code_traversal_input": x.float().cpu().numpy(),
+        "code_traversal_range": np.asarray(how),
     }
 
 

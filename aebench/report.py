@@ -456,6 +456,7 @@ TRIAL_CAPTIONS = {  # the PNGs shown per trial, in this order; the latent scatte
     "reconstructions.png": "test inputs and reconstructions",
     "prior_samples.png": "samples from the prior",
     "traversals.png": "latent traversals",
+    "traversals_of_a_code.png": "traversals of a test input's code",
     "interpolations.png": "interpolations between test inputs",
     "curves.png": "loss curves",
 }
