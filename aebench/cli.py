@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--fail-on",
         default="quality,speed",
-        help="what fails: quality, speed, both (quality,speed: the default) or none",
+        help="what fails: quality, speed, reproduction (NEW outside a published value its suite"
+        " names in [[references]]), joined by commas; both (quality,speed: the default), all"
+        " or none",
     )
     compare.add_argument(
         "--quality-tolerance",
@@ -367,6 +369,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         format_comparison,
         load_table,
         parse_kinds,
+        table_references,
         table_vocabulary,
     )
 
@@ -387,6 +390,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         speed_tolerance=args.speed_tolerance,
         unstable_spread=args.unstable_spread,
         vocabulary=vocabulary,
+        references=table_references(args.new),
     )
     if comparison.rows.empty:
         raise UsageError(f"{args.new}: no configuration matches one of {args.baseline}")

@@ -26,6 +26,11 @@ A change as large in the better direction is reported as improved. A configurati
 in the baseline and none in NEW (all failed or diverged) is a quality regression. A configuration
 whose likelihood protocol (the ``likelihood`` and ``binarize`` columns) differs between the tables
 is not compared at all: it is reported ``incomparable``, which fails like a quality regression.
+
+The NEW table's folder may carry published values (a suite's ``[[references]]``,
+``aebench.references``): each is checked against the configuration of NEW it names, a row of kind
+``reproduction``, ``inside`` or ``outside`` its tolerance (``outside`` also when not measured). It
+fails only where asked (``--fail-on reproduction``): a shortened run is outside by design.
 """
 
 from __future__ import annotations
@@ -40,14 +45,16 @@ import pandas as pd
 
 from aebench.columns import IDENTITY, Column, Vocabulary, is_config_column, vocabulary_of
 from aebench.files import FolderError
+from aebench.references import Outcome, Reference, outcomes, read_references
 from aebench.results import PARQUET, read_results
 
-Kind = Literal["quality", "speed"]
-KINDS: tuple[Kind, ...] = ("quality", "speed")
+Kind = Literal["quality", "speed", "reproduction"]
+KINDS: tuple[Kind, ...] = ("quality", "speed")  # what regresses between tables ("both")
+EVERY_KIND: tuple[Kind, ...] = (*KINDS, "reproduction")  # and published values matched ("all")
 DEFAULT_QUALITY_K = 2.0
 DEFAULT_SPEED_TOLERANCE = 0.2
 DEFAULT_UNSTABLE_SPREAD = 10.0  # in floors: a seed std above it is a configuration out of control
-FAILING = ("regressed", "incomparable", "unstable")
+FAILING = ("regressed", "incomparable", "unstable", "outside")
 PROTOCOL = ("likelihood", "binarize")  # the row's likelihood protocol: compared only if equal
 
 
@@ -75,6 +82,12 @@ class Comparison:
 
     def changed(self) -> pd.DataFrame:
         return self.rows[self.rows["verdict"] != "same"]
+
+
+def table_references(path: str | Path) -> list[Reference]:
+    """The published values saved with a table (its folder's ``suite.json``), if any."""
+    path = Path(path)
+    return read_references(path if path.is_dir() else path.parent)
 
 
 def table_vocabulary(path: str | Path) -> Vocabulary:
@@ -161,10 +174,12 @@ def compare(
     speed_tolerance: float = DEFAULT_SPEED_TOLERANCE,
     unstable_spread: float = DEFAULT_UNSTABLE_SPREAD,
     vocabulary: Vocabulary | None = None,
+    references: list[Reference] | None = None,
 ) -> Comparison:
     """Compare matching configurations' seed means; see the module's docstring for the rule.
 
-    ``vocabulary`` declares the columns (default: the core's own alone)."""
+    ``vocabulary`` declares the columns (default: the core's own alone); ``references`` are
+    published values NEW is checked against (rows of kind ``reproduction``)."""
     vocabulary = vocabulary or Vocabulary()
     new_columns, base_columns = config_columns(new), config_columns(baseline)
     columns = [c for c in base_columns if c in new_columns]
@@ -206,6 +221,8 @@ def compare(
             new_values = new_groups[key][column.name].astype(float).dropna()
             limits = Limits(quality_k, speed_tolerance, unstable_spread)
             rows.append(_compared(label, column, base_values, new_values, limits))
+    for outcome in outcomes(new, references or []):
+        rows.append(_reproduced(outcome, vocabulary))
     base_keys, new_keys = set(baseline["config"]), set(new["config"])
     return Comparison(
         rows=pd.DataFrame(rows, columns=ROW_COLUMNS),
@@ -277,13 +294,38 @@ def _compared(
     return _row(label, metric, kind, verdict=verdict, allowed=allowed, **numbers)
 
 
+def _reproduced(outcome: Outcome, vocabulary: Vocabulary) -> dict:
+    """A row of ``outcome``: the published value as the baseline, ours as the new value."""
+    reference = outcome.reference
+    notes = [reference.label()]
+    if not math.isfinite(outcome.mean):
+        notes.append("not measured")
+    if outcome.shortened:
+        notes.append(f"shortened: {outcome.epochs:,} of {reference.epochs:,} epochs")
+    inside = outcome.inside(vocabulary.direction(reference.metric))
+    label = outcome.configuration or f"no ok trial matches {reference.where}"
+    return _row(
+        label,
+        reference.metric,
+        "reproduction",
+        verdict="inside" if inside else "outside",
+        note="; ".join(notes),
+        baseline=reference.value,
+        new=outcome.mean,
+        n_new=outcome.seeds,
+        change=outcome.difference,
+        allowed=reference.tolerance,
+    )
+
+
 def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
     """A plain-text table of what changed (or of everything compared), and what was not."""
     shown = comparison.rows if show_all else comparison.changed()
     lines = []
     if not shown.empty:
         lines.append(_table(shown).to_string(index=False))
-    rows = comparison.rows
+    published = comparison.rows[comparison.rows["kind"] == "reproduction"]
+    rows = comparison.rows[comparison.rows["kind"] != "reproduction"]
     regressed = rows[rows["verdict"] == "regressed"]
     by_kind = ", ".join(f"{(regressed['kind'] == k).sum()} {k}" for k in KINDS)
     incomparable = (rows["verdict"] == "incomparable").sum()
@@ -294,6 +336,12 @@ def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
         + (f", {incomparable} incomparable (another likelihood protocol)" if incomparable else "")
         + (f", {unstable} unstable (seeds disagree beyond the limit)" if unstable else "")
     )
+    if not published.empty:
+        outside = (published["verdict"] == "outside").sum()
+        lines.append(
+            f"{len(published)} published values (the baseline column) checked against the new"
+            f" table: {len(published) - outside} inside their tolerance, {outside} outside"
+        )
     for title, labels in (
         ("only in the baseline", comparison.only_in_baseline),
         ("only in the new table", comparison.only_in_new),
@@ -330,15 +378,19 @@ def _signed(value: float) -> str:
 
 
 def parse_kinds(text: str) -> tuple[Kind, ...]:
-    """``--fail-on``: ``quality,speed`` (or ``both``), one of them, or ``none``."""
+    """``--fail-on``: some of ``quality``, ``speed``, ``reproduction`` joined by commas, ``both``
+    (quality and speed), ``all`` (the three) or ``none``."""
     if text.strip() == "none":
         return ()
     if text.strip() == "both":
         return KINDS
+    if text.strip() == "all":
+        return EVERY_KIND
     kinds = tuple(part.strip() for part in text.split(",") if part.strip())
-    bad = [k for k in kinds if k not in KINDS]
+    bad = [k for k in kinds if k not in EVERY_KIND]
     if bad or not kinds:
         raise CompareError(
-            f"--fail-on: {', '.join(bad) or 'nothing'} is not one of quality, speed, both, none"
+            f"--fail-on: {', '.join(bad) or 'nothing'} is not one of quality, speed,"
+            " reproduction, both, all, none"
         )
     return kinds  # type: ignore[return-value]

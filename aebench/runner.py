@@ -198,6 +198,9 @@ def _train_and_measure(
     if fraction:  # held out of the training split: the rest trains
         rest, val = hold_out(data.train, fraction, seed=trial.seed)
         training = replace(data, train=rest, val=val)
+    if hasattr(model, "fit_before_training"):  # a start fitted to the data (an output bias)
+        with torch.no_grad():
+            model.fit_before_training(training.train.x)
     result = train_model(
         model,
         regularizer,

@@ -17,8 +17,10 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from aebench.columns import declared
 from aebench.paths import sqlite_file, suite_place_problem, writable_place_problem
 from aebench.plugins import Plugins
+from aebench.references import Reference, check_references
 from aebench.registry import Registry
 
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a suite name becomes a folder: no '/', no '..'
@@ -197,6 +199,8 @@ class SuiteFile(_Section):
     datasets: Annotated[list[PluginEntry], Field(min_length=1)]
     models: Annotated[list[PluginEntry], Field(min_length=1)]
     regularizers: Annotated[list[PluginEntry], Field(min_length=1)] = [PluginEntry(plugin="none")]
+    # Published values the report sets ours beside (aebench.references): saved with the results.
+    references: list[Reference] = []
 
 
 @dataclass(frozen=True)
@@ -605,4 +609,9 @@ def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
             )
         seen.add(trial.id)
         trials.append(trial)
+    selected = {name: plugins.metrics.get(name).factory for name in evaluation["metrics"]}
+    check_references(
+        spec.references, [t.config() for t in trials], declared(selected), problems.add
+    )
+    problems.raise_any()
     return Suite(path, spec, trials)

@@ -22,8 +22,15 @@ from torch.distributions import Distribution, Normal, constraints
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder, mlp
-from aebench_plugins.models.vae import Beta, GaussianVAE, LikelihoodName, Samples, Sigma
+from aebench_plugins.models.networks import Activation, MLPDecoder, MLPEncoder, mlp
+from aebench_plugins.models.vae import (
+    Beta,
+    GaussianVAE,
+    LikelihoodName,
+    OutputBias,
+    Samples,
+    Sigma,
+)
 from aebench_plugins.models.vae import decoder_shape as data_decoder_shape
 
 _NO_SAMPLES = torch.Size()
@@ -84,9 +91,11 @@ class TwoLayerGaussian(Distribution):
 class _GaussianHead(nn.Module):
     """An MLP (in -> hidden -> 2 * out) read as a diagonal Gaussian's mean and std."""
 
-    def __init__(self, in_dim: int, hidden: list[int], out_dim: int) -> None:
+    def __init__(
+        self, in_dim: int, hidden: list[int], out_dim: int, activation: Activation = "relu"
+    ) -> None:
         super().__init__()
-        self.net = mlp([in_dim, *hidden, 2 * out_dim])
+        self.net = mlp([in_dim, *hidden, 2 * out_dim], activation)
 
     def forward(self, condition: Tensor) -> tuple[Tensor, Tensor]:
         mean, logvar = self.net(condition).chunk(2, dim=-1)
@@ -108,25 +117,29 @@ class _TwoLayer(GaussianVAE):
         beta: float,
         mc_samples: int,
         name: str,
+        activation: Activation = "relu",
+        output_bias: OutputBias = "default",
     ) -> None:
         top = max(1, latent_dim // 3) if top_dim is None else top_dim
         if top >= latent_dim:
             raise ValueError(f"{name}: top_dim ({top}) must be below latent_dim ({latent_dim})")
         bottom = latent_dim - top
+        shape = data_decoder_shape(name, likelihood, info)
         super().__init__(
             info,
-            MLPEncoder(info.shape, hidden, 2 * bottom),
-            MLPDecoder(bottom, list(reversed(hidden)), data_decoder_shape(name, likelihood, info)),
+            MLPEncoder(info.shape, hidden, 2 * bottom, activation),
+            MLPDecoder(bottom, list(reversed(hidden)), shape, activation),
             name=name,
             latent_dim=latent_dim,
             likelihood=likelihood,
             sigma=sigma,
             beta=beta,
             mc_samples=mc_samples,
+            output_bias=output_bias,
         )
         self.bottom_dim, self.top_dim = bottom, top
-        self.q_top = _GaussianHead(bottom, list(top_hidden), top)  # q(z2|z1)
-        self.p_bottom = _GaussianHead(top, list(reversed(top_hidden)), bottom)  # p(z1|z2)
+        self.q_top = _GaussianHead(bottom, list(top_hidden), top, activation)  # q(z2|z1)
+        self.p_bottom = _GaussianHead(top, list(reversed(top_hidden)), bottom, activation)
         self.register_buffer("_top_origin", torch.zeros(top))
 
     # -- the three distributions over z = (z1, z2) ------------------------------------------
@@ -205,6 +218,8 @@ class TwoLayerVAE(_TwoLayer):
         sigma: Sigma = 1.0,
         beta: Beta = 1.0,
         mc_samples: Samples = 1,
+        activation: Activation = "relu",
+        output_bias: OutputBias = "default",
     ) -> None:
         super().__init__(
             info,
@@ -217,6 +232,8 @@ class TwoLayerVAE(_TwoLayer):
             beta,
             mc_samples,
             name="vae-2layer",
+            activation=activation,
+            output_bias=output_bias,
         )
 
 
@@ -240,6 +257,8 @@ class TwoLayerIWAE(_TwoLayer):
         likelihood: LikelihoodName = "auto",
         sigma: Sigma = 1.0,
         k: Annotated[int, Field(ge=1)] = 5,
+        activation: Activation = "relu",
+        output_bias: OutputBias = "default",
     ) -> None:
         super().__init__(
             info,
@@ -252,6 +271,8 @@ class TwoLayerIWAE(_TwoLayer):
             beta=1.0,
             mc_samples=k,
             name="iwae-2layer",
+            activation=activation,
+            output_bias=output_bias,
         )
         self.k = k
 

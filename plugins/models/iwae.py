@@ -14,7 +14,8 @@ from torch import Tensor
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.vae import VAE, LatentDim, LikelihoodName, Sigma
+from aebench_plugins.models.networks import Activation
+from aebench_plugins.models.vae import VAE, LatentDim, LikelihoodName, OutputBias, Sigma
 
 
 def importance_weighted_bound(
@@ -38,8 +39,20 @@ class IWAE(VAE):
         likelihood: LikelihoodName = "auto",
         sigma: Sigma = 1.0,
         k: Annotated[int, Field(ge=1)] = 5,
+        activation: Activation = "relu",
+        output_bias: OutputBias = "default",
     ) -> None:
-        super().__init__(info, latent_dim, hidden, likelihood, sigma, beta=1.0, mc_samples=k)
+        super().__init__(
+            info,
+            latent_dim,
+            hidden,
+            likelihood,
+            sigma,
+            beta=1.0,
+            mc_samples=k,
+            activation=activation,
+            output_bias=output_bias,
+        )
         self.k = k
 
     def bound(self, x: Tensor, out: ModelOutput) -> Tensor:

@@ -4,27 +4,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# The hidden layers' nonlinearity: ReLU, or tanh (the MLPs of Burda et al. 2015).
+Activation = Literal["relu", "tanh"]
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
+
+def mlp(sizes: Sequence[int], activation: Activation = "relu") -> nn.Sequential:
+    """Linear layers with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(_ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 
 class MLPEncoder(nn.Module):
     """(B, *shape) -> (B, out_dim): flattens the sample, then an MLP."""
 
-    def __init__(self, shape: tuple[int, ...], hidden: Sequence[int], out_dim: int) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        hidden: Sequence[int],
+        out_dim: int,
+        activation: Activation = "relu",
+    ) -> None:
         super().__init__()
-        self.net = mlp([math.prod(shape), *hidden, out_dim])
+        self.net = mlp([math.prod(shape), *hidden, out_dim], activation)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1))
@@ -33,10 +44,16 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """(N, latent) -> (N, *shape): an MLP, then reshaped to the data's shape."""
 
-    def __init__(self, latent_dim: int, hidden: Sequence[int], shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: Sequence[int],
+        shape: tuple[int, ...],
+        activation: Activation = "relu",
+    ) -> None:
         super().__init__()
         self.shape = shape
-        self.net = mlp([latent_dim, *hidden, math.prod(shape)])
+        self.net = mlp([latent_dim, *hidden, math.prod(shape)], activation)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.shape)

@@ -20,6 +20,7 @@ from aebench_plugins.models import likelihoods
 from aebench_plugins.models.ae import Widths
 from aebench_plugins.models.gaussian import kl_to_standard_normal, reparameterise
 from aebench_plugins.models.networks import (
+    Activation,
     ConvDecoder,
     ConvEncoder,
     MLPDecoder,
@@ -45,6 +46,12 @@ LikelihoodName = Literal[
 ]
 
 MIN_LOG_SIGMA = likelihoods.MIN_LOG_SIGMA
+
+# The decoder's output bias: torch's default initialisation, or "data-mean": the logit of the mean
+# training pixel, clipped to [MEAN_CLIP, 1 - MEAN_CLIP] (Burda et al. 2015; MNIST's border pixels
+# are always 0), set by ``fit_before_training``. Bernoulli likelihood and MLP decoders only.
+OutputBias = Literal["default", "data-mean"]
+MEAN_CLIP = 1e-3
 
 
 def resolve_likelihood(model: str, name: str, info: DataInfo) -> tuple[str, int | None]:
@@ -112,6 +119,7 @@ class GaussianVAE(nn.Module):
         sigma: float,
         beta: float,
         mc_samples: int,
+        output_bias: OutputBias = "default",
     ) -> None:
         super().__init__()
         self.info = info
@@ -124,11 +132,32 @@ class GaussianVAE(nn.Module):
             f"-{self.levels}" if self.levels is not None else ""
         )
         self.decoded_shape = decoder_shape(name, likelihood, info)
+        if output_bias == "data-mean" and (
+            self.likelihood_kind != "bernoulli" or not isinstance(decoder, MLPDecoder)
+        ):
+            raise ValueError(
+                f"{name}: output_bias = 'data-mean' sets the logits of a Bernoulli likelihood from"
+                f" an MLP decoder; this model's likelihood is {self.likelihood_kind!r}"
+            )
+        self.output_bias = output_bias
         self.beta = beta
         self.mc_samples = mc_samples
         # fixed sigma ("gaussian"), or the scale the decoder's log sigma is relative to
         self.register_buffer("log_sigma", torch.tensor(sigma).log())
         self.register_buffer("_origin", torch.zeros(latent_dim))  # moves with the model
+
+    @torch.no_grad()
+    def fit_before_training(self, x: Tensor) -> None:
+        """With ``output_bias = "data-mean"``, the decoder's output bias becomes the logit of the
+        mean training pixel (clipped), so that training starts from the data's marginal.
+
+        The core calls it once before training with the stored training inputs: under dynamic
+        binarisation their grey levels, whose mean is the mean of the binary draws."""
+        if self.output_bias != "data-mean":
+            return
+        mean = x.float().mean(0).clamp(MEAN_CLIP, 1 - MEAN_CLIP)
+        output = self.decoder.net[-1]  # an MLPDecoder's last Linear: one logit per pixel
+        output.bias.copy_(torch.logit(mean).flatten())
 
     # -- the three distributions -------------------------------------------------------------
 
@@ -212,7 +241,11 @@ Samples = Annotated[int, Field(ge=1)]
 
 
 class VAE(GaussianVAE):
-    """Variational autoencoder with MLP encoder and decoder; loss -(E_q log p(x|z) - beta KL)."""
+    """Variational autoencoder with MLP encoder and decoder; loss -(E_q log p(x|z) - beta KL).
+
+    ``activation``: the hidden layers' nonlinearity; ``output_bias = "data-mean"``: the decoder's
+    output bias starts at logit(mean training pixel) (Bernoulli likelihood only).
+    """
 
     def __init__(
         self,
@@ -223,17 +256,21 @@ class VAE(GaussianVAE):
         sigma: Sigma = 1.0,
         beta: Beta = 1.0,
         mc_samples: Samples = 1,
+        activation: Activation = "relu",
+        output_bias: OutputBias = "default",
     ) -> None:
+        shape = decoder_shape("vae", likelihood, info)
         super().__init__(
             info,
-            MLPEncoder(info.shape, hidden, 2 * latent_dim),
-            MLPDecoder(latent_dim, list(reversed(hidden)), decoder_shape("vae", likelihood, info)),
+            MLPEncoder(info.shape, hidden, 2 * latent_dim, activation),
+            MLPDecoder(latent_dim, list(reversed(hidden)), shape, activation),
             name="vae",
             latent_dim=latent_dim,
             likelihood=likelihood,
             sigma=sigma,
             beta=beta,
             mc_samples=mc_samples,
+            output_bias=output_bias,
         )
 
 

@@ -1,0 +1,330 @@
+"""Published values in suites (``[[references]]``): validation, matching, the report's
+Reproduction section, the compare gate, and the Burda et al. 2015 suites."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aebench.cli import main
+from aebench.columns import Column, Vocabulary
+from aebench.compare import compare, parse_kinds
+from aebench.plugins import Plugins, load_plugins
+from aebench.references import Reference, canonical, matches, outcomes, stage_ends
+from aebench.report import build_report
+from aebench.results import SUITE_FILE
+from aebench.suite import SuiteError, load_suite
+from aebench.trials import CURVES, trial_folder
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def plugins() -> Plugins:
+    """One plugin manager for the file: these tests only read it."""
+    return load_plugins()
+
+
+def suite_with(references: list[dict], metrics: list[str] | None = None) -> dict:
+    """Digits, a VAE at two latent sizes, one seed; and ``references``."""
+    return {
+        "suite": {"name": "ref", "seeds": [0, 1]},
+        "eval": {"metrics": metrics or ["log_px_iwae", "active_units"]},
+        "datasets": [{"plugin": "digits"}],
+        "models": [{"plugin": "vae", "grid": {"latent_dim": [2, 4]}, "params": {"hidden": [8]}}],
+        "references": references,
+    }
+
+
+def reference(**fields) -> dict:
+    base = {
+        "paper": "Someone 2020",
+        "table": "Table 1",
+        "metric": "log_px_iwae",
+        "value": -20.0,
+        "tolerance": 0.5,
+        "where": {"model": "vae", "model.latent_dim": 2},
+    }
+    return base | fields
+
+
+def test_a_suite_carries_its_references_and_they_match_one_configuration(plugins) -> None:
+    suite = load_suite(suite_with([reference(note="NLL 20 nats")]), plugins)
+
+    [published] = suite.spec.references
+    assert (published.value, published.tolerance, published.check) == (-20.0, 0.5, "within")
+    assert published.label() == "Someone 2020, Table 1"
+    assert len(suite.trials) == 4
+
+
+@pytest.mark.parametrize(
+    ("fields", "place", "complaint"),
+    [
+        ({"metric": "log_px"}, "references[0].metric", "'log_px' is no column of this suite"),
+        (
+            {"where": {"model": "vae", "model.latent_dim": 3}},
+            "references[0].where",
+            'no trial of this suite has model = "vae", model.latent_dim = 3',
+        ),
+        ({"where": {"model": "vae"}}, "references[0].where", "matches 2 configurations"),
+        ({"where": {"seed": 0}}, "references[0].where.seed", "not a configuration column"),
+        ({"tolerance": 0.0}, "references[0].tolerance", "greater than 0"),
+        ({"tolerance": -1.0}, "references[0].tolerance", "greater than 0"),
+        ({"value": math.nan}, "references[0].value", "finite number"),
+        ({"check": "close"}, "references[0].check", "'within' or 'not-worse'"),
+        (
+            {"metric": "active_units", "check": "not-worse"},
+            "references[0].check",
+            "declares no better direction",
+        ),
+        ({"where": {}}, "references[0].where", "at least 1 item"),
+        ({"journal": "x"}, "references[0].journal", "unknown key"),
+    ],
+)
+def test_a_bad_reference_is_one_line_naming_its_place(plugins, fields, place, complaint) -> None:
+    with pytest.raises(SuiteError) as raised:
+        load_suite(suite_with([reference(**fields)]), plugins)
+
+    [line] = raised.value.lines
+    assert line.startswith(f"<dict>: {place}: "), line
+    assert complaint in line, line
+
+
+def test_a_reference_may_name_a_metric_the_suite_does_not_run_only_as_an_error(plugins) -> None:
+    with pytest.raises(SuiteError, match="'elbo' is no column of this suite"):
+        load_suite(suite_with([reference(metric="elbo")], metrics=["log_px_iwae"]), plugins)
+
+
+def test_values_match_as_the_table_spells_them() -> None:
+    row = {"model": "vae", "model.latent_dim": 8.0, "model.hidden": "[200, 200]"}
+
+    assert matches(row, {"model": "vae", "model.latent_dim": 8})
+    assert matches(row, {"model.hidden": [200, 200]})
+    assert not matches(row, {"model.hidden": [200]})
+    assert not matches(row, {"model.k": 5})  # a column the row lacks never matches
+    assert canonical(np.float64(3.0)) == 3 and canonical(math.nan) is None
+
+
+def test_stage_ends_are_a_multistep_schedules_milestones_then_the_last_epoch() -> None:
+    schedule = json.dumps({"kind": "multistep", "milestones": [1, 4, 13, 40], "gamma": 0.7})
+
+    assert stage_ends(schedule, 13) == [1, 4, 13]
+    assert stage_ends(schedule, 50) == [1, 4, 13, 40, 50]
+    assert stage_ends(json.dumps({"kind": "constant"}), 10) == [1, 2, 4, 8, 10]
+
+
+# --- a results folder with references: the report and compare --------------------------------
+
+VALUES = {2: [-20.3, -19.9, -20.1], 4: [-25.0, -24.0, -26.0]}  # latent_dim -> per seed
+CURVE = [30.0, 25.0, 24.0, 22.0, 21.5, 21.0]  # val_loss per epoch, seed 0; seed s adds s
+SCHEDULE = json.dumps({"kind": "multistep", "milestones": [1, 4], "gamma": 0.5})
+
+
+def results_folder(folder: Path, references: list[dict], epochs: int = 6) -> Path:
+    """What a run of ``suite_with`` leaves behind, written by hand: the table, suite.json and each
+    trial's curves."""
+    rows = []
+    for latent, values in VALUES.items():
+        for seed, value in enumerate(values):
+            trial_id = f"t{latent}s{seed}"
+            rows.append(
+                {
+                    "trial_id": trial_id,
+                    "dataset": "digits",
+                    "model": "vae",
+                    "regularizer": "none",
+                    "model.latent_dim": latent,
+                    "train.epochs": epochs,
+                    "train.schedule": SCHEDULE,
+                    "seed": seed,
+                    "status": "ok",
+                    "reason": "",
+                    "log_px_iwae": value,
+                }
+            )
+            trial = trial_folder(folder, trial_id)
+            trial.mkdir(parents=True)
+            curves = {"val_loss": [v + seed for v in CURVE[:epochs]]}
+            (trial / CURVES).write_text(json.dumps(curves))
+    pd.DataFrame(rows).to_parquet(folder / "results.parquet", index=False)
+    (folder / SUITE_FILE).write_text(json.dumps(suite_with(references)))
+    vocabulary = Vocabulary()
+    vocabulary.add([Column("log_px_iwae", "higher", floor=0.5, group="likelihood")])
+    (folder / "columns.json").write_text(vocabulary.to_json())
+    return folder
+
+
+def reproduction_lines(folder: Path) -> list[str]:
+    markdown, _ = build_report(folder)
+    text = markdown.read_text()
+    section = text.split("## Reproduction", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| ")]  # rows, no rules
+
+
+def test_the_report_sets_ours_beside_the_published_values(tmp_path) -> None:
+    inside = reference(value=-20.0, tolerance=0.5, note="NLL 20 nats")
+    outside = reference(value=-20.0, tolerance=0.5, where={"model.latent_dim": 4})
+    folder = results_folder(tmp_path, [inside, outside])
+
+    header, first, second = reproduction_lines(folder)
+
+    assert "ours − published" in header
+    mean, std = np.mean(VALUES[2]), np.std(VALUES[2], ddof=1)
+    cells = [c.strip() for c in first.strip("|").split("|")]
+    assert cells[1] == "digits/vae/none model.latent_dim=2"
+    assert cells[3] == "3"
+    assert cells[4] == f"{mean:.4g} ± {std:.2g}"
+    assert cells[5:9] == ["-20", f"{mean + 20:+.2f}", "±0.5", "inside"]
+    assert cells[9] == "NLL 20 nats"
+    cells = [c.strip() for c in second.strip("|").split("|")]
+    assert cells[6] == f"{np.mean(VALUES[4]) + 20:+.2f}" and cells[8] == "outside"
+    assert "1 of 2 published values reproduced" in (folder / "report.md").read_text()
+
+
+def test_not_worse_passes_a_better_value_and_fails_a_worse_one() -> None:
+    table = pd.DataFrame(
+        {
+            "trial_id": ["a", "b"],
+            "status": ["ok", "ok"],
+            "dataset": ["d", "d"],
+            "model": ["m", "n"],
+            "regularizer": ["none", "none"],
+            "score": [-10.0, -30.0],
+        }
+    )
+    better = Reference.model_validate(
+        reference(metric="score", check="not-worse", value=-20.0, where={"model": "m"})
+    )
+    worse = better.model_copy(update={"where": {"model": "n"}})
+
+    up, down = outcomes(table, [better, worse])
+
+    assert up.inside(+1) and not down.inside(+1)  # higher is better
+    assert not up.inside(-1) and down.inside(-1)  # lower is better: the other way round
+
+
+def test_a_shortened_run_is_marked_and_its_learning_curve_shown(tmp_path) -> None:
+    published = reference(epochs=3280, curve={"name": "val_loss", "scale": -1.0})
+    folder = results_folder(tmp_path, [published], epochs=6)
+
+    lines = reproduction_lines(folder)
+
+    assert "inside (shortened: 6 of 3,280 epochs)" in lines[1]
+    curve_header = next(line for line in lines if "epoch 1 " in line)
+    assert [c.strip() for c in curve_header.strip("|").split("|")] == [
+        "configuration",
+        "curve",
+        "epoch 1",
+        "epoch 4",
+        "epoch 6",
+        "published",
+    ]
+    row = lines[lines.index(curve_header) + 1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    seeds = np.arange(3)  # the curve of seed s is CURVE + s; the reference scales it by -1
+    expected = [-np.mean(CURVE[e - 1] + seeds) for e in (1, 4, 6)]
+    assert cells[1] == "-1 × val_loss"
+    assert cells[2:5] == [f"{v:.4g}" for v in expected]
+    assert cells[5] == "-20 (epoch 3,280)"
+
+
+def test_a_full_length_run_is_not_marked_shortened(tmp_path) -> None:
+    folder = results_folder(tmp_path, [reference(epochs=6, curve={"name": "val_loss"})], epochs=6)
+
+    lines = reproduction_lines(folder)
+
+    assert "shortened" not in "".join(lines)
+    assert not any("epoch 1 " in line for line in lines)
+
+
+def test_a_folder_without_references_has_no_reproduction_section(tmp_path) -> None:
+    folder = results_folder(tmp_path, [])
+
+    markdown, _ = build_report(folder)
+
+    assert "Reproduction" not in markdown.read_text()
+
+
+def test_compare_fails_on_reproduction_only_when_asked(tmp_path, capsys) -> None:
+    inside = reference(where={"model.latent_dim": 2})
+    outside = reference(where={"model.latent_dim": 4})
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    good = results_folder(tmp_path / "good", [inside])
+    bad = results_folder(tmp_path / "bad", [inside, outside])
+
+    assert main(["compare", str(good), str(good), "--fail-on", "reproduction"]) == 0
+    assert main(["compare", str(bad), str(good), "--fail-on", "reproduction"]) == 1
+    out = capsys.readouterr().out
+    assert "outside" in out and "2 published values" in out and "1 outside" in out
+    assert main(["compare", str(bad), str(good)]) == 0  # quality and speed only, by default
+    assert main(["compare", str(bad), str(good), "--fail-on", "all"]) == 1
+
+
+def test_an_unmatched_reference_is_outside_not_silently_passed(tmp_path) -> None:
+    folder = results_folder(tmp_path, [reference(where={"model": "iwae"})])
+    table = pd.read_parquet(folder / "results.parquet")
+
+    comparison = compare(
+        table, table, references=[Reference.model_validate(reference(where={"model": "iwae"}))]
+    )
+
+    [row] = comparison.rows[comparison.rows["kind"] == "reproduction"].to_dict("records")
+    assert row["verdict"] == "outside" and "not measured" in row["note"]
+    assert not comparison.regressions(parse_kinds("reproduction")).empty
+
+
+def test_fail_on_reproduction_is_a_kind_and_a_typo_is_refused() -> None:
+    assert parse_kinds("quality,reproduction") == ("quality", "reproduction")
+    assert parse_kinds("all") == ("quality", "speed", "reproduction")
+    assert parse_kinds("both") == ("quality", "speed")
+    with pytest.raises(ValueError, match="reproducion is not one of"):
+        parse_kinds("reproducion")
+
+
+# --- the Burda et al. 2015 suites -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "trials"), [("burda2015", 10), ("burda2015-short", 6)])
+def test_the_burda_suites_validate_with_a_reference_per_trial(plugins, name, trials) -> None:
+    suite = load_suite(BENCHMARKS / f"{name}.toml", plugins)
+
+    assert len(suite.trials) == trials
+    assert len(suite.spec.references) == trials  # Table 1: one published NLL per configuration
+    nll = {
+        (r.where["model"], r.where.get("model.k", r.where.get("model.mc_samples"))): -r.value
+        for r in suite.spec.references
+    }
+    table1 = {
+        ("vae", 1): 86.76,
+        ("vae", 5): 86.47,
+        ("vae", 50): 86.35,
+        ("iwae", 5): 85.54,
+        ("iwae", 50): 84.78,
+        ("vae-2layer", 1): 85.33,
+        ("vae-2layer", 5): 85.01,
+        ("vae-2layer", 50): 84.78,
+        ("iwae-2layer", 5): 83.89,
+        ("iwae-2layer", 50): 82.90,
+    }
+    assert nll == {key: value for key, value in table1.items() if key in nll}
+    train = suite.trials[0].train
+    assert (train["batch_size"], train["betas"], train["eps"]) == (20, [0.99, 0.999], 1e-4)
+    assert all(r.epochs == 3280 for r in suite.spec.references)
+
+
+def test_the_full_burda_suite_dry_runs_its_ten_trials(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    status = main(["run", str(BENCHMARKS / "burda2015.toml"), "--dry-run"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert lines[0].startswith("10 trials in suite 'burda2015' (10 to train")
+    assert sum(line.strip().startswith("pending") for line in lines) == 10
+    assert not (tmp_path / "results").exists()
