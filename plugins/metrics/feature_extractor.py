@@ -177,15 +177,16 @@ def train_classifier(data: Data, settings: ClassifierSettings) -> tuple[Classifi
     position = 0
     steps = min(settings.steps, math.ceil(settings.max_epochs * len(train_x) / settings.batch_size))
     network.train()
-    for _ in range(steps):
-        if position + settings.batch_size > len(order):  # a new epoch, reshuffled
-            order, position = torch.randperm(len(train_x), generator=generator), 0
-        batch = order[position : position + settings.batch_size]
-        position += settings.batch_size
-        loss = nn.functional.cross_entropy(network(train_x[batch]), train_y[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    with torch.enable_grad():  # metrics run without gradients; training needs them
+        for _ in range(steps):
+            if position + settings.batch_size > len(order):  # a new epoch, reshuffled
+                order, position = torch.randperm(len(train_x), generator=generator), 0
+            batch = order[position : position + settings.batch_size]
+            position += settings.batch_size
+            loss = nn.functional.cross_entropy(network(train_x[batch]), train_y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     network.eval()
     extractor = FeatureExtractor(network, float("nan"), "")
     predicted = extractor.probabilities(data.test.x.detach().cpu()).argmax(-1)
