@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, OneHotCategorical
 
+import aebench
 from aebench import Data, DataInfo, MetricContext, ModelOutput, NotApplicable, Split
 from aebench.plugins import load_plugins
 from aebench_plugins.datasets.digits import digits
@@ -329,3 +330,29 @@ def test_unlabelled_data_is_nan_with_the_reason(digits_data: Data) -> None:
     )
     result = measure("fid", context_of(DataBank(unlabelled.test.x), unlabelled))
     assert result.reason == "the data has no labels" and math.isnan(result.values["fid"])
+
+
+def test_one_eval_key_sets_the_classifier_and_sample_size_of_all_three(write_suite) -> None:
+    suite = write_suite(
+        """
+        [suite]
+        name = "samples"
+        [eval]
+        metrics = ["fid", "sample_pr", "sample_is"]
+        feature_classifier_steps = 7
+        sample_count = 50
+        [eval.sample_pr]
+        samples = 60
+        [[datasets]]
+        plugin = "digits"
+        [[models]]
+        plugin = "vae"
+        """
+    )
+    params = aebench.load_suite(suite, load_plugins()).trials[0].eval["params"]
+    assert {name: p["classifier_steps"] for name, p in params.items()} == dict.fromkeys(params, 7)
+    assert {name: p["samples"] for name, p in params.items()} == {
+        "fid": 50,
+        "sample_pr": 60,  # a metric's own table wins
+        "sample_is": 50,
+    }

@@ -226,6 +226,8 @@ def sample_is(
 
 SAMPLES = "samples"  # the report's detail table of these columns (a group of their own)
 LABELLED = ("labelled data",)  # the classifier learns the classes: no labels, no features
+# Plain [eval] keys that set the parameter of all three at once: one classifier, one sample size.
+SHARED = {"feature_classifier_steps": "classifier_steps", "sample_count": "samples"}
 
 SAMPLE_QUALITY_METRICS = {
     "fid": Metric(
@@ -251,6 +253,7 @@ SAMPLE_QUALITY_METRICS = {
             ),
         ],
         requires=LABELLED,
+        aliases=SHARED,
     ),
     "sample_pr": Metric(
         sample_pr,
@@ -271,6 +274,7 @@ SAMPLE_QUALITY_METRICS = {
             ),
         ],
         requires=LABELLED,
+        aliases=SHARED,
     ),
     "sample_is": Metric(
         sample_is,
@@ -292,5 +296,6 @@ SAMPLE_QUALITY_METRICS = {
             ),
         ],
         requires=LABELLED,
+        aliases=SHARED,
     ),
 }
