@@ -318,6 +318,17 @@ def test_the_burda_suites_validate_with_a_reference_per_trial(plugins, name, tri
     assert all(r.epochs == 3280 for r in suite.spec.references)
 
 
+def test_the_vampprior_suite_validates_with_its_reference(plugins) -> None:
+    suite = load_suite(BENCHMARKS / "tomczak2018.toml", plugins)
+
+    [trial] = suite.trials
+    [published] = suite.spec.references
+    assert (trial.model.plugin, trial.model.params["components"]) == ("vampprior", 500)
+    assert trial.model.params["latent_dim"] == 40 and published.value == -85.57
+    assert trial.train["anneal"] == {"beta": {"epochs": 100, "steps": None}}
+    assert trial.train["early_stopping"]["patience"] == 50
+
+
 def test_the_full_burda_suite_dry_runs_its_ten_trials(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
 
