@@ -136,12 +136,24 @@ def _traversals(model: nn.Module, codes: np.ndarray, seed: int) -> dict[str, np.
     }
 
 
+def _usable_prior(model: nn.Module) -> torch.distributions.Distribution | None:
+    """The model's ``prior()`` (a latent-variable model's p(z), or a deterministic model's density
+    of its codes: an adversarial autoencoder's target, an ex-post fit), or None without one."""
+    if not callable(getattr(model, "prior", None)):
+        return None
+    try:
+        return model.prior()
+    except RuntimeError:  # an ex-post density that was never fitted
+        return None
+
+
 def _sweep_ranges(model: nn.Module, codes: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     """Per code dimension, the (low, high) it is swept between, and how they were chosen: the
-    prior's mean ± 3σ for a latent-variable model (its codes live on the prior's scale), else the
-    range its codes take on the test inputs (a deterministic code has no scale of its own)."""
-    if isinstance(model, LatentVariableModel):
-        mean, std = _prior_moments(model.prior(), seed)
+    prior's mean ± 3σ where the model has a prior (its codes are drawn from it when sampling),
+    else the range its codes take on the test inputs (such a code has no scale of its own)."""
+    prior = _usable_prior(model)
+    if prior is not None:
+        mean, std = _prior_moments(prior, seed)
         mean, std = mean.float().cpu().numpy(), std.float().cpu().numpy()
         ranges = np.stack([mean - PRIOR_SWEEP * std, mean + PRIOR_SWEEP * std], axis=1)
         return ranges, f"the prior's mean ± {PRIOR_SWEEP:g}σ"

@@ -1,5 +1,5 @@
 """Traversals of a test input's code: one row per latent dimension shown, each sweeping that
-dimension over the prior's ±3σ (latent-variable models) or the codes' observed range (others),
+dimension over the prior's ±3σ (models with a prior) or the codes' observed range (others),
 drawn as a PNG and shown in the report."""
 
 from __future__ import annotations
@@ -97,6 +97,23 @@ def test_a_latent_variable_model_is_swept_over_its_prior() -> None:
     expected = np.linspace(-PRIOR_SWEEP, PRIOR_SWEEP, CODE_TRAVERSAL_STEPS)  # N(0, I)
     for values in arrays["code_traversal_values"]:
         np.testing.assert_allclose(values, expected, rtol=1e-6)
+
+
+class ThreeCodesWithAPrior(ThreeCodes):
+    """The same deterministic code, with a density of its codes (as an adversarial autoencoder
+    or an ex-post fit has): N((1, 0, -1), diag(4, 1, 0.25))."""
+
+    def prior(self) -> torch.distributions.Distribution:
+        loc, scale = torch.tensor([1.0, 0.0, -1.0]), torch.tensor([2.0, 1.0, 0.5])
+        return torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
+
+
+def test_a_deterministic_model_with_a_prior_is_swept_over_that_prior() -> None:
+    torch.manual_seed(0)
+    arrays = capture(ThreeCodesWithAPrior().eval(), four_by_four(), {}, seed=0)
+    low_high = arrays["code_traversal_values"][:, [0, -1]]
+    np.testing.assert_allclose(low_high, [[-5.0, 7.0], [-3.0, 3.0], [-2.5, 0.5]], rtol=1e-6)
+    assert str(arrays["code_traversal_range"]) == f"the prior's mean ± {PRIOR_SWEEP:g}σ"
 
 
 def test_at_most_the_most_active_dimensions_are_shown() -> None:
