@@ -79,6 +79,8 @@ def test_fid_of_samples_estimates_the_distance_between_their_gaussians() -> None
     exact = frechet_distance(m1, c1, m2, c2)
     assert fid_of(a, b) == pytest.approx(exact, rel=0.02)
     assert fid_of(a, a) == pytest.approx(0, abs=1e-9)
+    with pytest.raises(NotApplicable, match="at least 2 inputs"):
+        fid_of(a[:1], b)
 
 
 # --- precision and recall ------------------------------------------------------------------------

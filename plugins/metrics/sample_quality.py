@@ -73,6 +73,8 @@ def frechet_distance(
 
 def fid_of(real: np.ndarray, generated: np.ndarray) -> float:
     """FID between two sets of features (N, D): the Fréchet distance of their Gaussians."""
+    if min(len(real), len(generated)) < 2:
+        raise NotApplicable("a covariance needs at least 2 inputs on each side")
     return frechet_distance(*gaussian_moments(real), *gaussian_moments(generated))
 
 
