@@ -21,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,15 +116,14 @@ class FeatureExtractor:
         """p(y|x) (N, classes), float64 on the CPU."""
         return self._batched(x, lambda b: self.network(b).softmax(-1))
 
-    def _batched(self, x: Tensor, f) -> Tensor:
-        device = x.device
-        self.network.to(device)
+    def _batched(self, x: Tensor, f: Callable[[Tensor], Tensor]) -> Tensor:
+        self.network.to(x.device)  # trained on the CPU; measures where the trial's data is
         return torch.cat([f(b.float()).double().cpu() for b in x.split(EVAL_BATCH)])
 
 
 def cache_folder() -> Path:
-    """``$AEBENCH_CACHE`` or ``~/.cache/aebench`` (``$XDG_CACHE_HOME`` honoured): where aebench's
-    listing is saved too."""
+    """``$AEBENCH_CACHE`` or ``~/.cache/aebench`` (``$XDG_CACHE_HOME`` honoured): where aebench
+    saves its listing too (``aebench.listing``, which is not public API: the rule is repeated)."""
     default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aebench"
     return Path(os.environ.get("AEBENCH_CACHE") or default)
 
