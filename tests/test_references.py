@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from aebench.cli import main
 from aebench.columns import Column, Vocabulary
 from aebench.compare import compare, parse_kinds
+from aebench.optim import make_schedule
 from aebench.plugins import Plugins, load_plugins
 from aebench.references import Reference, canonical, matches, outcomes, stage_ends
 from aebench.report import build_report
@@ -316,6 +318,22 @@ def test_the_burda_suites_validate_with_a_reference_per_trial(plugins, name, tri
     train = suite.trials[0].train
     assert (train["batch_size"], train["betas"], train["eps"]) == (20, [0.99, 0.999], 1e-4)
     assert all(r.epochs == 3280 for r in suite.spec.references)
+
+
+@pytest.mark.parametrize("name", ["burda2015", "burda2015-short"])
+def test_the_burda_suites_train_at_the_papers_rates(plugins, name) -> None:
+    """Stage i of 3^i epochs at 1e-3 * 10^(-i/7), i = 0..7: all of it, or its first epochs."""
+    train = load_suite(BENCHMARKS / f"{name}.toml", plugins).trials[0].train
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=train["lr"])
+    schedule = make_schedule(optimizer, train["schedule"], train["epochs"])
+    rates = []
+    for _ in range(train["epochs"]):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()  # no gradients: nothing changes, but it comes before the schedule's step
+        schedule.step()
+
+    papers = [1e-3 * 10 ** (-i / 7) for i in range(8) for _ in range(3**i)]
+    assert rates == pytest.approx(papers[: train["epochs"]], rel=1e-9)
 
 
 def test_the_vampprior_suite_validates_with_its_reference(plugins) -> None:
