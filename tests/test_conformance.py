@@ -21,7 +21,6 @@ from aebench.tracking import sqlite_uri
 
 PLUGINS = load_plugins()  # read once for parametrisation; each test still builds its own
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CONV = {"conv-ae", "conv-vae"}  # convolutional models need (C, H, W) images
 
 # Keep the datasets small; real image sets are read from the shared folder only, never downloaded.
 DATASET_PARAMS = {
@@ -32,11 +31,26 @@ DATASET_PARAMS = {
 IMAGE_SETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 
 
+def image_only(factory) -> bool:
+    """Whether a model declares that it needs (C, H, W) images (its ``image_only``)."""
+    return bool(getattr(factory, "image_only", False))
+
+
 @pytest.mark.parametrize("name", PLUGINS.models.names())
 def test_every_model_keeps_the_contract(name):
     factory = load_plugins().models.get(name).factory
-    shapes = [(1, 8, 8), (1, 28, 28)] if name in CONV else [(64,), (1, 8, 8), (1, 28, 28)]
+    shapes = [(1, 8, 8), (1, 28, 28)] if image_only(factory) else [(64,), (1, 8, 8), (1, 28, 28)]
     check_model(factory, shapes=shapes, params={"latent_dim": 4})
+
+
+def test_the_convolutional_models_declare_that_they_need_images():
+    # conv-<family> is the built-ins' name for a conv network, and each declares it; that they
+    # refuse flat data with a clear error is tests/test_models.py's check of every conv- model
+    plugins = load_plugins()
+    declared = {
+        name for name in plugins.models.names() if image_only(plugins.models.get(name).factory)
+    }
+    assert declared == {name for name in plugins.models.names() if name.startswith("conv-")}
 
 
 @pytest.mark.parametrize("name", PLUGINS.regularizers.names())

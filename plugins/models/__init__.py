@@ -3,6 +3,18 @@
 from aebench import hookimpl
 from aebench_plugins.models.adversarial import AAE, FactorVAE
 from aebench_plugins.models.ae import AE, ConvAE
+from aebench_plugins.models.conv_variants import (
+    ConvAAE,
+    ConvAnnealedVAE,
+    ConvBetaTCVAE,
+    ConvDIPVAEI,
+    ConvDIPVAEII,
+    ConvFactorVAE,
+    ConvInfoVAE,
+    ConvRAE,
+    ConvVQVAE,
+    conv_wae_mmd,
+)
 from aebench_plugins.models.disentangling import DIPVAEI, DIPVAEII, AnnealedVAE, BetaTCVAE
 from aebench_plugins.models.flows import PlanarVAE
 from aebench_plugins.models.hierarchical import TwoLayerIWAE, TwoLayerVAE
@@ -41,3 +53,14 @@ def aebench_register_models(register):
     register("factor-vae", FactorVAE)
     register("rae", RAE)
     register("vq-vae", VQVAE)
+    # the families used on images, on conv networks (conv_variants.py says which and why)
+    register("conv-beta-tcvae", ConvBetaTCVAE)
+    register("conv-dip-vae-i", ConvDIPVAEI)
+    register("conv-dip-vae-ii", ConvDIPVAEII)
+    register("conv-annealed-vae", ConvAnnealedVAE)
+    register("conv-factor-vae", ConvFactorVAE)
+    register("conv-infovae", ConvInfoVAE)
+    register("conv-wae-mmd", conv_wae_mmd)
+    register("conv-rae", ConvRAE)
+    register("conv-vq-vae", ConvVQVAE)
+    register("conv-aae", ConvAAE)

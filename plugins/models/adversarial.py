@@ -13,7 +13,7 @@ A discriminator gives one logit l(z); D(z) = sigmoid(l(z)) is the probability th
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,14 +23,8 @@ from torch.distributions import Distribution, Independent, Normal
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.ae import CodeAutoencoder, Widths, reconstruction_loss
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder
-from aebench_plugins.models.vae import (
-    GaussianVAE,
-    LatentDim,
-    LikelihoodName,
-    Sigma,
-    decoder_shape,
-)
+from aebench_plugins.models.architectures import Networks, mlp_networks, vae_networks
+from aebench_plugins.models.vae import GaussianVAE, LatentDim, LikelihoodName, Sigma
 
 Weight = Annotated[float, Field(ge=0)]
 Rate = Annotated[float, Field(gt=0)] | None  # None: the trial's learning rate
@@ -86,6 +80,9 @@ class AAE(CodeAutoencoder):
     metrics do.
     """
 
+    model_name = "aae"
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-aae: conv_networks
+
     def __init__(
         self,
         info: DataInfo,
@@ -95,8 +92,9 @@ class AAE(CodeAutoencoder):
         adversarial_weight: Weight = 1.0,
         disc_lr: Rate = None,
     ) -> None:
-        encoder = MLPEncoder(info.shape, hidden, latent_dim)
-        decoder = MLPDecoder(latent_dim, list(reversed(hidden)), info.shape)
+        encoder, decoder = self.networks(
+            self.model_name, info.shape, hidden, latent_dim, latent_dim, info.shape
+        )
         super().__init__(info, encoder, decoder, "linear")
         self.discriminator = Discriminator(latent_dim, disc_hidden)
         self.adversarial_weight = adversarial_weight
@@ -140,6 +138,9 @@ class FactorVAE(GaussianVAE):
     not the ELBO (its TC term).
     """
 
+    model_name = "factor-vae"
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-factor-vae: conv_networks
+
     def __init__(
         self,
         info: DataInfo,
@@ -153,13 +154,7 @@ class FactorVAE(GaussianVAE):
     ) -> None:
         super().__init__(
             info,
-            MLPEncoder(info.shape, hidden, 2 * latent_dim),
-            MLPDecoder(
-                latent_dim, list(reversed(hidden)), decoder_shape("factor-vae", likelihood, info)
-            ),
-            name="factor-vae",
-            latent_dim=latent_dim,
-            likelihood=likelihood,
+            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
             sigma=sigma,
             beta=1.0,
             mc_samples=1,

@@ -97,6 +97,8 @@ class AE(CodeAutoencoder):
 class ConvAE(CodeAutoencoder):
     """Convolutional autoencoder for (C, H, W) images: stride-2 convolutions, a dense code."""
 
+    image_only = True  # needs (C, H, W) images
+
     def __init__(
         self,
         info: DataInfo,

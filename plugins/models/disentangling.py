@@ -17,7 +17,7 @@ estimators apply) and changes only what the loss does with the KL. The beta-VAE 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
@@ -25,7 +25,7 @@ from torch import Tensor
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder
+from aebench_plugins.models.architectures import Networks, mlp_networks, vae_networks
 from aebench_plugins.models.vae import (
     Beta,
     GaussianVAE,
@@ -33,25 +33,9 @@ from aebench_plugins.models.vae import (
     LikelihoodName,
     Samples,
     Sigma,
-    decoder_shape,
 )
 
 Weight = Annotated[float, Field(ge=0)]
-
-
-def mlp_vae_networks(
-    name: str, info: DataInfo, latent_dim: int, hidden: list[int], likelihood: str
-) -> dict[str, Any]:
-    """The VAE's MLP encoder and decoder, as GaussianVAE's keyword arguments."""
-    return {
-        "encoder": MLPEncoder(info.shape, hidden, 2 * latent_dim),
-        "decoder": MLPDecoder(
-            latent_dim, list(reversed(hidden)), decoder_shape(name, likelihood, info)
-        ),
-        "name": name,
-        "latent_dim": latent_dim,
-        "likelihood": likelihood,
-    }
 
 
 # -- beta-TCVAE --------------------------------------------------------------------------------
@@ -115,6 +99,8 @@ class BetaTCVAE(GaussianVAE):
     """
 
     annealed_weights = ("alpha", "beta", "gamma")
+    model_name = "beta-tcvae"
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-beta-tcvae: conv_networks
 
     def __init__(
         self,
@@ -131,7 +117,7 @@ class BetaTCVAE(GaussianVAE):
     ) -> None:
         super().__init__(
             info,
-            **mlp_vae_networks("beta-tcvae", info, latent_dim, hidden, likelihood),
+            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
             sigma=sigma,
             beta=beta,
             mc_samples=mc_samples,
@@ -175,6 +161,7 @@ def dip_penalty(cov: Tensor, lambda_od: float, lambda_d: float) -> Tensor:
 
 class _DIPVAE(GaussianVAE):
     variant = "i"
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv- variants: conv_networks
 
     def __init__(
         self,
@@ -189,10 +176,9 @@ class _DIPVAE(GaussianVAE):
         lambda_d: float,
         mc_samples: int,
     ) -> None:
-        name = f"dip-vae-{self.variant}"
         super().__init__(
             info,
-            **mlp_vae_networks(name, info, latent_dim, hidden, likelihood),
+            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
             sigma=sigma,
             beta=beta,
             mc_samples=mc_samples,
@@ -222,6 +208,7 @@ class DIPVAEI(_DIPVAE):
     """
 
     variant = "i"
+    model_name = "dip-vae-i"
 
     def __init__(
         self,
@@ -256,6 +243,7 @@ class DIPVAEII(_DIPVAE):
     """
 
     variant = "ii"
+    model_name = "dip-vae-ii"
 
     def __init__(
         self,
@@ -303,6 +291,8 @@ class AnnealedVAE(GaussianVAE):
     """
 
     annealed_weights = ()  # the capacity is its own schedule; it has no beta
+    model_name = "annealed-vae"
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-annealed-vae: conv_networks
 
     def __init__(
         self,
@@ -318,7 +308,7 @@ class AnnealedVAE(GaussianVAE):
     ) -> None:
         super().__init__(
             info,
-            **mlp_vae_networks("annealed-vae", info, latent_dim, hidden, likelihood),
+            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
             sigma=sigma,
             beta=1.0,
             mc_samples=mc_samples,

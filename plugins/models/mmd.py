@@ -17,7 +17,7 @@ latent dimension, sigma the ``bandwidth``), summed over multiples s of C (``scal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -26,7 +26,7 @@ from torch.distributions import Distribution
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder
+from aebench_plugins.models.architectures import Networks, mlp_networks, vae_networks
 from aebench_plugins.models.vae import (
     GaussianVAE,
     LatentDim,
@@ -90,6 +90,8 @@ class InfoVAE(GaussianVAE):
     """
 
     annealed_weights = ()  # its weights are alpha and lam, not beta
+    model_name = "infovae"
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-infovae: conv_networks
 
     def __init__(
         self,
@@ -109,13 +111,7 @@ class InfoVAE(GaussianVAE):
             raise ValueError(f"infovae: alpha + lam - 1 must be >= 0, got {alpha + lam - 1}")
         super().__init__(
             info,
-            MLPEncoder(info.shape, hidden, 2 * latent_dim),
-            MLPDecoder(
-                latent_dim, list(reversed(hidden)), decoder_shape("infovae", likelihood, info)
-            ),
-            name="infovae",
-            latent_dim=latent_dim,
-            likelihood=likelihood,
+            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
             sigma=sigma,
             beta=1.0,
             mc_samples=1,
@@ -200,6 +196,7 @@ class DeterministicWAE(nn.Module):
         kernel: str,
         bandwidth: float,
         scales: Sequence[float],
+        name: str = "wae-mmd",
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -208,7 +205,7 @@ class DeterministicWAE(nn.Module):
             info,
             nn.Identity(),
             decoder,
-            name="wae-mmd",
+            name=name,
             latent_dim=latent_dim,
             likelihood=likelihood,
             sigma=sigma,
@@ -270,26 +267,36 @@ def wae_mmd(
     model, and the likelihood estimators apply with its decoder's likelihood. The MMD: imq (the
     paper's, summed over ``scales`` times C = 2 d bandwidth^2) or rbf, the unbiased U-statistic.
     """
-    shape = decoder_shape("wae-mmd", likelihood, info)
-    decoder = MLPDecoder(latent_dim, list(reversed(hidden)), shape)
     mmd = {"lam": lam, "kernel": kernel, "bandwidth": bandwidth, "scales": scales}
-    if encoder == "deterministic":
-        return DeterministicWAE(
-            info,
-            MLPEncoder(info.shape, hidden, latent_dim),
-            decoder,
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            sigma=sigma,
-            **mmd,
-        )
-    return GaussianWAE(
+    return build_wae(
+        mlp_networks, "wae-mmd", info, latent_dim, hidden, encoder, likelihood, sigma, mmd
+    )
+
+
+def build_wae(
+    networks: Networks,
+    name: str,
+    info: DataInfo,
+    latent_dim: int,
+    widths: Sequence[int],
+    encoder: str,
+    likelihood: str,
+    sigma: float,
+    mmd: dict[str, Any],
+) -> nn.Module:
+    """A WAE-MMD on the given networks: deterministic, or with a Gaussian encoder."""
+    if encoder == "gaussian":
+        vae = vae_networks(networks, name, info, latent_dim, widths, likelihood)
+        return GaussianWAE(info, sigma=sigma, **vae, **mmd)
+    out_shape = decoder_shape(name, likelihood, info)
+    codes, decodes = networks(name, info.shape, widths, latent_dim, latent_dim, out_shape)
+    return DeterministicWAE(
         info,
-        encoder=MLPEncoder(info.shape, hidden, 2 * latent_dim),
-        decoder=decoder,
-        name="wae-mmd",
+        codes,
+        decodes,
         latent_dim=latent_dim,
         likelihood=likelihood,
         sigma=sigma,
+        name=name,
         **mmd,
     )

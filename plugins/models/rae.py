@@ -17,7 +17,7 @@ with the weights.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -31,7 +31,7 @@ from torch.distributions import (
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.ae import CodeAutoencoder, Widths, reconstruction_loss
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder
+from aebench_plugins.models.architectures import Networks, mlp_networks
 from aebench_plugins.models.vae import LatentDim
 
 ENCODE_BATCH = 1024  # codes for the ex-post fit: encoded in chunks of this many inputs
@@ -56,6 +56,9 @@ class RAE(CodeAutoencoder):
     codes with ``prior().log_prob(encode(x))``. Before the fit, ``prior()`` raises.
     """
 
+    model_name = "rae"
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-rae: conv_networks
+
     def __init__(
         self,
         info: DataInfo,
@@ -66,8 +69,9 @@ class RAE(CodeAutoencoder):
         reg_weight: Annotated[float, Field(ge=0)] = 1e-2,
         components: Annotated[int, Field(ge=1)] = 10,
     ) -> None:
-        encoder = MLPEncoder(info.shape, hidden, latent_dim)
-        decoder = MLPDecoder(latent_dim, list(reversed(hidden)), info.shape)
+        encoder, decoder = self.networks(
+            self.model_name, info.shape, hidden, latent_dim, latent_dim, info.shape
+        )
         super().__init__(info, encoder, decoder, "linear")
         self.regularisation = regularisation
         self.embedding_weight, self.reg_weight = embedding_weight, reg_weight

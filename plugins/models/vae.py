@@ -277,6 +277,8 @@ class VAE(GaussianVAE):
 class ConvVAE(GaussianVAE):
     """Variational autoencoder with convolutional encoder and decoder, for (C, H, W) images."""
 
+    image_only = True  # needs (C, H, W) images
+
     def __init__(
         self,
         info: DataInfo,

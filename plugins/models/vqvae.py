@@ -14,7 +14,7 @@ encoder close to its codes), summed over the groups.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
@@ -23,7 +23,7 @@ from torch.distributions import Distribution
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.ae import Widths, reconstruction_loss
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder
+from aebench_plugins.models.architectures import Networks, mlp_networks
 
 
 def nearest(z_e: Tensor, codebook: Tensor) -> Tensor:
@@ -86,6 +86,8 @@ class VQVAE(nn.Module):
     """
 
     code_range = None
+    model_name = "vq-vae"
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-vq-vae: conv_networks
 
     def __init__(
         self,
@@ -100,13 +102,14 @@ class VQVAE(nn.Module):
         self.info = info
         if latent_dim % embedding_dim:
             raise ValueError(
-                f"vq-vae: latent_dim {latent_dim} is not a multiple of"
+                f"{self.model_name}: latent_dim {latent_dim} is not a multiple of"
                 f" embedding_dim {embedding_dim}"
             )
         self.groups = latent_dim // embedding_dim
         self.embedding_dim, self.beta = embedding_dim, beta
-        self.encoder = MLPEncoder(info.shape, hidden, latent_dim)
-        self.decoder = MLPDecoder(latent_dim, list(reversed(hidden)), info.shape)
+        self.encoder, self.decoder = self.networks(
+            self.model_name, info.shape, hidden, latent_dim, latent_dim, info.shape
+        )
         # N(0, 1), nn.Embedding's default: spread over the encoder's first outputs, so that many
         # codes are in use from the start (sonnet's +-1/K puts every output on one code at first,
         # and the loss then rose over 30 steps on a batch; with this it falls).

@@ -1,0 +1,79 @@
+"""Which networks a model family is built on: MLPs, or convolutions for (C, H, W) images.
+
+A family's class names its builder in a class attribute, ``networks``: ``mlp_networks`` (the
+default of every family) or ``conv_networks`` (its ``conv-`` variant, ``conv_variants.py``), so
+that a conv variant is the same class with other networks, not a copy of its objective. A builder
+takes the model's name (for error messages), the data's shape, the widths (hidden sizes of an
+MLP, channels of the convolutions), how many numbers the encoder gives (``code_size``: twice the
+latent size for a Gaussian posterior), the decoder's input size and its output shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from aebench import DataInfo
+from aebench_plugins.models.networks import (
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    require_image,
+)
+from aebench_plugins.models.vae import decoder_shape
+
+# (name, data shape, widths, code_size, latent_dim, decoder output shape) -> (encoder, decoder)
+Networks = Callable[
+    [str, tuple[int, ...], Sequence[int], int, int, tuple[int, ...]], tuple[nn.Module, nn.Module]
+]
+
+
+def mlp_networks(
+    name: str,
+    shape: tuple[int, ...],
+    widths: Sequence[int],
+    code_size: int,
+    latent_dim: int,
+    out_shape: tuple[int, ...],
+) -> tuple[nn.Module, nn.Module]:
+    """An MLP encoder through ``widths`` and a decoder through them reversed."""
+    encoder = MLPEncoder(shape, widths, code_size)
+    return encoder, MLPDecoder(latent_dim, list(reversed(widths)), out_shape)
+
+
+def conv_networks(
+    name: str,
+    shape: tuple[int, ...],
+    widths: Sequence[int],
+    code_size: int,
+    latent_dim: int,
+    out_shape: tuple[int, ...],
+) -> tuple[nn.Module, nn.Module]:
+    """Stride-2 convolutions of ``widths`` channels and their mirror (transposed convolutions)
+    back to ``out_shape``'s channels at the image's size; a clear error for flat data."""
+    encoder = ConvEncoder(require_image(name, shape), widths, code_size)
+    return encoder, ConvDecoder(latent_dim, encoder, out_shape[0])
+
+
+def vae_networks(
+    networks: Networks,
+    name: str,
+    info: DataInfo,
+    latent_dim: int,
+    widths: Sequence[int],
+    likelihood: str,
+) -> dict[str, Any]:
+    """A GaussianVAE's encoder (mean and log-variance: 2 * latent_dim numbers) and decoder (the
+    likelihood's parameters), with its name, latent size and likelihood: its keyword arguments."""
+    out_shape = decoder_shape(name, likelihood, info)
+    encoder, decoder = networks(name, info.shape, widths, 2 * latent_dim, latent_dim, out_shape)
+    return {
+        "encoder": encoder,
+        "decoder": decoder,
+        "name": name,
+        "latent_dim": latent_dim,
+        "likelihood": likelihood,
+    }
