@@ -188,11 +188,11 @@ class Outcome:
         return wanted is not None and self.epochs is not None and self.epochs < wanted
 
 
-def _label(rows: pd.DataFrame, where: Mapping[str, object]) -> str:
+def _label(rows: pd.DataFrame, shown: Sequence[str]) -> str:
+    """``mnist/iwae/none model.k=50``: the plugins and the parameters ``shown``."""
     first = rows.iloc[0]
     names = f"{first['dataset']}/{first['model']}/{first['regularizer']}"
-    named = [f"{k}={canonical(v)}" for k, v in where.items() if "." in k]
-    return " ".join([names, *named])
+    return " ".join([names, *(f"{k}={canonical(first[k])}" for k in shown)])
 
 
 def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outcome]:
@@ -211,6 +211,10 @@ def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outco
             out.append(Outcome(reference, "", 0, math.nan, math.nan, None, []))
             continue
         configs = [_configuration(r) for r in chosen[keys].to_dict("records")]
+        # the parameters the reference names, and any that tell its matches apart (a folder that
+        # holds runs of the suite under other settings)
+        differing = [k for k in keys if chosen[k].map(canonical).nunique(dropna=False) > 1]
+        shown = [k for k in keys if "." in k and (k in where or k in differing)]
         for _, rows in chosen.groupby(configs, sort=True):
             if reference.metric in rows:
                 values = pd.to_numeric(rows[reference.metric], errors="coerce").to_numpy(float)
@@ -222,7 +226,7 @@ def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outco
             out.append(
                 Outcome(
                     reference,
-                    _label(rows, where),
+                    _label(rows, shown),
                     len(finite),
                     float(finite.mean()) if len(finite) else math.nan,
                     float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,

@@ -112,6 +112,30 @@ def test_values_match_as_the_table_spells_them() -> None:
     assert canonical(np.float64(3.0)) == 3 and canonical(math.nan) is None
 
 
+def test_runs_under_other_settings_in_one_folder_are_each_compared_and_told_apart() -> None:
+    table = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c", "d"],
+            "status": ["ok", "ok", "ok", "failed"],
+            "dataset": "mnist",
+            "model": "iwae",
+            "regularizer": "none",
+            "model.k": [5, 5, 50, 5],
+            "train.epochs": [4, 13, 4, 13],
+            "seed": 0,
+            "log_px_iwae": [-90.0, -88.0, -86.0, math.nan],
+        }
+    )
+    published = Reference.model_validate(reference(value=-85.54, where={"model.k": 5}, epochs=13))
+
+    later, earlier = outcomes(table, [published])
+
+    assert earlier.configuration == "mnist/iwae/none model.k=5 train.epochs=4"
+    assert (earlier.mean, earlier.seeds, earlier.shortened) == (-90.0, 1, True)
+    assert later.configuration == "mnist/iwae/none model.k=5 train.epochs=13"
+    assert (later.mean, later.trials, later.shortened) == (-88.0, ["b"], False)
+
+
 def test_stage_ends_are_a_multistep_schedules_milestones_then_the_last_epoch() -> None:
     schedule = json.dumps({"kind": "multistep", "milestones": [1, 4, 13, 40], "gamma": 0.7})
 
