@@ -161,8 +161,8 @@ class Outcome:
     """One reference against one configuration of ours (every ok seed of it)."""
 
     reference: Reference
-    configuration: str  # "vae / none k=50"-like label of ours; "" when nothing matched
-    seeds: int
+    configuration: str  # "mnist/iwae/none model.k=50": ours; "" when nothing ok matched
+    seeds: int  # the ok seeds with a value of the metric
     mean: float  # NaN: not measured
     std: float  # sample standard deviation over seeds; NaN with one seed
     epochs: int | None  # what ours trained for (train.epochs), where the table says

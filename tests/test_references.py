@@ -13,13 +13,21 @@ import pytest
 import torch
 
 from aebench.cli import main
-from aebench.columns import Column, Vocabulary
+from aebench.columns import Column, Vocabulary, is_config_column
 from aebench.compare import compare, parse_kinds
 from aebench.optim import make_schedule
 from aebench.plugins import Plugins, load_plugins
-from aebench.references import Reference, canonical, matches, outcomes, stage_ends
+from aebench.references import (
+    Reference,
+    canonical,
+    matches,
+    outcomes,
+    stage_ends,
+    trial_columns,
+)
 from aebench.report import build_report
 from aebench.results import SUITE_FILE
+from aebench.runner import base_row
 from aebench.suite import SuiteError, load_suite
 from aebench.trials import CURVES, trial_folder
 
@@ -100,6 +108,15 @@ def test_a_bad_reference_is_one_line_naming_its_place(plugins, fields, place, co
 def test_a_reference_may_name_a_metric_the_suite_does_not_run_only_as_an_error(plugins) -> None:
     with pytest.raises(SuiteError, match="'elbo' is no column of this suite"):
         load_suite(suite_with([reference(metric="elbo")], metrics=["log_px_iwae"]), plugins)
+
+
+def test_a_trials_columns_are_those_the_runner_writes_in_its_row(plugins) -> None:
+    suite = load_suite(suite_with([reference()]), plugins)
+    for trial in suite.trials:
+        row = base_row(trial, plugins, torch.device("cpu"))
+        written = {k: v for k, v in row.items() if is_config_column(k)}
+
+        assert trial_columns(trial.config()) == written
 
 
 def test_values_match_as_the_table_spells_them() -> None:
