@@ -4,10 +4,12 @@ The public API is what this module exports, and plugins and scripts import nothi
 aebench (besides ``aebench.testing``, the conformance checks for plugin authors' tests):
 
 - writing plugins: ``hookimpl``; ``DataInfo``, ``Split``, ``Data`` (datasets); ``ModelOutput``,
-  ``Autoencoder``, ``LatentVariableModel`` (models); ``Regularizer``; ``Metric``, ``Column``,
-  ``MetricContext``, ``NotApplicable`` (metrics); ``SuiteObserver`` (observers of a run);
-  ``likelihood``, the estimators (ELBO, importance-weighted log p(x) and its diagnostics, ...)
-  that metrics build on, and ``quadrature``, exact log p(x) for latents of at most 2 dimensions;
+  ``Autoencoder``, ``LatentVariableModel``, ``latent_layer_slices`` (models; the last reads a
+  model's latent hierarchy, ``latent_layers``, as slices of its code); ``Regularizer``;
+  ``Metric``, ``Column``, ``MetricContext``, ``NotApplicable`` (metrics); ``SuiteObserver``
+  (observers of a run); ``likelihood``, the estimators (ELBO, importance-weighted log p(x) and
+  its diagnostics, ...) that metrics build on, and ``quadrature``, exact log p(x) for latents of
+  at most 2 dimensions;
   ``paths``, where aebench and its plugins may write (never into the system's folders);
 - running and reading: ``load_plugins``, ``load_suite``, ``run_suite``, ``SuiteRun``, ``Suite``,
   ``Trial``, ``TrialOutcome``; ``load_results``, ``load_trial`` (a kept model and its data,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
         Regularizer,
         Requirement,
         Split,
+        latent_layer_slices,
     )
     from aebench.kept import KeptTrial, KeptTrialError, evaluate, load_results, load_trial
     from aebench.observing import SuiteObserver, SuiteRun, TrialOutcome
@@ -60,6 +63,7 @@ _EXPORTS = {
     "Regularizer": "aebench.contracts",
     "Requirement": "aebench.contracts",
     "Split": "aebench.contracts",
+    "latent_layer_slices": "aebench.contracts",
     "Column": "aebench.columns",
     "Plugins": "aebench.plugins",
     "load_plugins": "aebench.plugins",
@@ -108,6 +112,7 @@ __all__ = [  # the names above, spelled out for readers and linters
     "TrialOutcome",
     "evaluate",
     "hookimpl",
+    "latent_layer_slices",
     "likelihood",
     "load_plugins",
     "load_results",

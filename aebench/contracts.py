@@ -193,6 +193,11 @@ class Autoencoder(Protocol):
       e.g. ``("binary", "unit")``; a trial on data of another kind is recorded ``skipped`` with
       the reason, and ``aebench.testing.check_model`` checks those kinds. Absent means every
       kind. The runner reads it after the model is built.
+    - ``latent_layers: Mapping[str, int]``: a hierarchy of latent layers carried in the one flat
+      code (``encode``'s output, and the prior's and posterior's event): each layer's name and
+      number of dimensions, in the code's order, the layer nearest the data first, e.g.
+      ``{"z1": 100, "z2": 50}`` for z = (z1, z2). The sizes add up to the code's size. Absent
+      means one layer. Metrics read it through ``aebench.latent_layer_slices``.
 
     Optional methods the training loop calls (docs/plugins.md, "Auxiliary parameters"):
 
@@ -259,6 +264,35 @@ class LatentVariableModel(Autoencoder, Protocol):
     def likelihood(self, z: Tensor) -> Distribution:
         """p(x|z), batch shape z.shape[:-1], event shape the data's shape."""
         ...
+
+
+def latent_layer_slices(model: nn.Module, code_size: int) -> dict[str, slice]:
+    """The model's latent layers as slices of its flat code of ``code_size`` numbers, the layer
+    nearest the data first: from its ``latent_layers`` declaration, or one layer ``"z"`` holding
+    the whole code where it declares none.
+
+    A ``ValueError`` (one line, naming the model's class) where the declaration is not a mapping
+    of names to positive sizes that add up to ``code_size``.
+    """
+    declared = getattr(model, "latent_layers", None)
+    if declared is None:
+        return {"z": slice(0, code_size)}
+    where = f"{type(model).__name__}.latent_layers = {declared!r}"
+    if not isinstance(declared, Mapping) or not declared:
+        raise ValueError(f"{where}: expected a mapping of layer names to sizes, e.g. {{'z1': 4}}")
+    slices, start = {}, 0
+    for name, size in declared.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where}: layer names are non-empty strings, not {name!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"{where}: layer {name!r} has size {size!r}; sizes are integers >= 1")
+        slices[name] = slice(start, start + size)
+        start += size
+    if start != code_size:
+        raise ValueError(
+            f"{where}: the layers add up to {start} numbers, but the code has {code_size}"
+        )
+    return slices
 
 
 class Regularizer:

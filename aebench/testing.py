@@ -37,6 +37,7 @@ from aebench.contracts import (
     ModelOutput,
     Regularizer,
     Split,
+    latent_layer_slices,
 )
 
 IMAGE_SHAPES = ((1, 8, 8), (1, 28, 28), (3, 32, 32))
@@ -192,6 +193,14 @@ def _lowers(
     )
 
 
+def check_latent_layers(model: nn.Module, code_size: int) -> None:
+    """A declared latent hierarchy (``latent_layers``) slices the code exactly."""
+    try:
+        latent_layer_slices(model, code_size)
+    except ValueError as exc:
+        raise ContractError(str(exc)) from None
+
+
 DATA_KINDS = ("binary", "unit", "real")
 
 
@@ -203,7 +212,8 @@ def check_model(
     params: Mapping[str, Any] | None = None,
 ) -> None:
     """Build the model for several data shapes and kinds; check forward, loss, gradients, the
-    latent-variable contract when offered, and that a tiny training run lowers the loss.
+    latent-variable contract when offered, a declared latent hierarchy (``latent_layers``), and
+    that a tiny training run lowers the loss.
 
     ``kinds`` defaults to the data kinds the model declares (its ``data_kinds`` attribute), or
     every kind (binary, unit interval, real) when it declares none.
@@ -223,6 +233,7 @@ def check_model(
             check_model_output(model, x)
             code = model.encode(x)
             assert code.dim() == 2 and len(code) == len(x), f"encode gave {tuple(code.shape)}"
+            check_latent_layers(model, code.shape[1])
             recon = model.decode(code)
             assert recon.shape == x.shape, f"decode gave {tuple(recon.shape)}, not {x.shape}"
             check_gradients_flow(model, x)

@@ -6,6 +6,7 @@ from aebench_plugins.metrics.disentanglement import DISENTANGLEMENT_METRICS
 from aebench_plugins.metrics.latent import kmeans, knn_acc, probe_acc, silhouette
 from aebench_plugins.metrics.likelihood import (
     active_units,
+    active_units_by_layer,
     elbo,
     log_px_exact,
     log_px_iwae,
@@ -154,6 +155,22 @@ METRICS = {
     ),
     "active_units": Metric(
         active_units, columns=[Column("active_units", group=LATENT_GROUP)], requires=LATENT
+    ),
+    "active_units_by_layer": Metric(
+        active_units_by_layer,
+        columns=[
+            Column(
+                "active_units_layer1",
+                description="in the latent layer nearest the data (z1)",
+                group=LATENT_GROUP,
+            ),
+            Column(
+                "active_units_layer2",
+                description="in the second latent layer (z2)",
+                group=LATENT_GROUP,
+            ),
+        ],
+        requires=LATENT,
     ),
     "kmeans": Metric(
         kmeans,

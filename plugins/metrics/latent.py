@@ -1,7 +1,9 @@
 """Latent-space quality on labelled data: clusters, silhouette, k-NN and linear-probe accuracy.
 
 All look at the deterministic code (``model.encode``: the posterior mean of a latent-variable
-model); scikit-learn does the work, seeded from the trial's generator. NaN without labels.
+model); of a model with a latent hierarchy (``latent_layers``), at its first layer only, the one
+nearest the data (z1 of a two-layer VAE), which holds what the upper layers summarise of x.
+scikit-learn does the work, seeded from the trial's generator. NaN without labels.
 scikit-learn is imported inside each metric: it takes seconds, and `aebench list` loads this.
 """
 
@@ -13,7 +15,7 @@ import numpy as np
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from aebench import MetricContext, NotApplicable, Split
+from aebench import MetricContext, NotApplicable, Split, latent_layer_slices
 from aebench_plugins.metrics.codes import encode_batched
 
 NAN = float("nan")
@@ -28,11 +30,13 @@ def _one_thread():
 
 
 def _codes_and_labels(context: MetricContext, split: Split) -> tuple[np.ndarray, np.ndarray] | None:
-    """The split's codes and labels as numpy arrays; None without labels or with non-finite
-    codes (there is nothing meaningful to cluster)."""
+    """The split's codes (a hierarchy's first layer) and labels as numpy arrays; None without
+    labels or with non-finite codes (there is nothing meaningful to cluster)."""
     if split.y is None:
         return None
-    codes = encode_batched(context.model, split.x).double().cpu().numpy()
+    codes = encode_batched(context.model, split.x)
+    first_layer = next(iter(latent_layer_slices(context.model, codes.shape[1]).values()))
+    codes = codes[:, first_layer].double().cpu().numpy()
     if not np.isfinite(codes).all():
         return None
     return codes, split.y.cpu().numpy()

@@ -6,7 +6,9 @@ diagonal Gaussian whose parameters an MLP gives. The hierarchy travels in the fl
 code z = (z1, z2) of ``latent_dim`` numbers: ``prior()`` and ``posterior(x)`` are distributions
 over that concatenation, with exact ``log_prob`` (the product of the layers' densities) and
 reparameterised samples, so the estimators' importance sampling and Monte-Carlo KL apply
-unchanged; ``likelihood(z)`` reads z1 only.
+unchanged; ``likelihood(z)`` reads z1 only. The model declares the hierarchy,
+``latent_layers = {"z1": ..., "z2": ...}``, so that metrics can tell the layers apart (active
+units per layer; the latent-space metrics read z1).
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ class _TwoLayer(GaussianVAE):
             output_bias=output_bias,
         )
         self.bottom_dim, self.top_dim = bottom, top
+        # the hierarchy in the flat code z = (z1, z2), the layer nearest the data first
+        self.latent_layers = {"z1": bottom, "z2": top}
         self.q_top = _GaussianHead(bottom, list(top_hidden), top, activation)  # q(z2|z1)
         self.p_bottom = _GaussianHead(top, list(reversed(top_hidden)), bottom, activation)
         self.register_buffer("_top_origin", torch.zeros(top))
@@ -203,8 +207,9 @@ class TwoLayerVAE(_TwoLayer):
     ``hidden`` are the deterministic widths between x and z1, ``top_hidden`` between z1 and z2
     (the paper: 200-200 and 100-100, with z1 = 100, z2 = 50). The loss is the ELBO with a
     Monte-Carlo KL on ``mc_samples`` draws. A latent-variable model: every likelihood metric
-    applies (elbo through a Monte-Carlo KL, log_px_iwae, log_px_prior_mc, active_units over the
-    concatenated code); ``encode`` is (mu1(x), mean of q(z2 | z1 = mu1(x))).
+    applies (elbo through a Monte-Carlo KL, log_px_iwae, log_px_prior_mc, active_units of both
+    layers and active_units_by_layer of each); ``encode`` is (mu1(x), mean of
+    q(z2 | z1 = mu1(x))), and the latent-space metrics read its z1.
     """
 
     def __init__(

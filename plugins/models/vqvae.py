@@ -1,4 +1,5 @@
-"""The vector-quantised autoencoder ``vq-vae`` (van den Oord et al. 2017), MLP version.
+"""The vector-quantised autoencoder ``vq-vae`` (van den Oord et al. 2017), on MLPs (and on conv
+networks as ``conv-vq-vae``).
 
 The encoder gives ``groups`` vectors z_e of ``embedding_dim`` numbers; each is replaced by its
 nearest entry e of a codebook of ``codebook_size`` vectors (shared by the groups), and the
