@@ -292,7 +292,10 @@ class ScaledPosterior(PPCA):
         return Independent(Normal(mean, self.factor * cov.diagonal().sqrt().expand_as(mean)), 1)
 
 
-def test_importance_sampling_summaries_match_a_direct_computation(monkeypatch) -> None:
+# Element budgets giving one input per batch and 20 draws per chunk (groups span chunks; every
+# chunk but the last holds whole rounds of the groups), and all 57 draws in one chunk.
+@pytest.mark.parametrize("budget", [140, 100_000])
+def test_importance_sampling_summaries_match_a_direct_computation(monkeypatch, budget) -> None:
     model = PPCA(exact_posterior=False)
     x = model.sample_data(30)
     k, groups = 57, 10  # groups of 6 and 5 draws
@@ -309,8 +312,7 @@ def test_importance_sampling_summaries_match_a_direct_computation(monkeypatch) -
     monkeypatch.setattr(estimators, "_sample", draw)
     q = model.posterior(x)
     log_w = estimators.log_weights(model, x, q, q.mean + offsets.unsqueeze(1)).double()  # (K, N)
-    # One input per batch and 20 draws per chunk: groups span chunks.
-    sampled = estimators.importance_sampling(model, x, k, groups=groups, max_elements=140)
+    sampled = estimators.importance_sampling(model, x, k, groups=groups, max_elements=budget)
     w = log_w.exp()
     torch.testing.assert_close(sampled.bound, w.mean(0).log())
     torch.testing.assert_close(sampled.effective_sample_size, w.sum(0) ** 2 / (w**2).sum(0))

@@ -330,3 +330,56 @@ def test_the_discretized_logistic_of_a_model_rejects_off_grid_values():
     assert not likelihood.support.check(torch.full_like(x, 1 / 255)).any()  # on 256, not 17
     with pytest.raises(ValueError):
         likelihood.log_prob(x + 0.01)
+
+
+# -- the fused log-probabilities are torch's ------------------------------------------------------
+
+
+def _bernoulli_cases(dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits of 5 codes x 3 images (saturated ones included), and binary and grey images."""
+    g = torch.Generator().manual_seed(0)
+    logits = (30 * torch.randn(5, 3, 1, 4, 4, generator=g, dtype=torch.float64)).to(dtype)
+    logits[0, 0, 0, 0, :2] = torch.tensor([120.0, -120.0], dtype=dtype)
+    binary = torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64).round().to(dtype)
+    grey = torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64).to(dtype)
+    return logits, [binary, grey]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_fused_bernoulli_log_prob_and_its_gradient_are_torchs(dtype) -> None:
+    logits, values = _bernoulli_cases(dtype)
+    for value in values:  # broadcast over the codes, as the estimators and the losses use it
+        fused_logits = logits.clone().requires_grad_()
+        fused = likelihoods.bernoulli(fused_logits, 3).log_prob(value)
+        torch_logits = logits.clone().requires_grad_()
+        base = torch.distributions.Bernoulli(logits=torch_logits, validate_args=False)
+        reference = Independent(base, 3).log_prob(value.expand_as(logits))
+        torch.testing.assert_close(fused, reference, rtol=1e-6, atol=0)
+        fused.sum().backward()
+        reference.sum().backward()
+        torch.testing.assert_close(fused_logits.grad, torch_logits.grad)
+
+
+def test_the_fused_bernoulli_sums_bfloat16_logits_in_float32() -> None:
+    logits, (binary, _) = _bernoulli_cases(torch.float32)
+    fused = likelihoods.bernoulli(logits.bfloat16(), 3).log_prob(binary)
+    reference = likelihoods.bernoulli(logits.bfloat16().float(), 3).log_prob(binary)
+    assert fused.dtype == torch.float32
+    torch.testing.assert_close(fused, reference, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_fused_gaussian_log_prob_is_torchs(dtype) -> None:
+    g = torch.Generator().manual_seed(1)
+    mean = torch.randn(5, 3, 2, 4, generator=g, dtype=dtype)
+    log_sigma = torch.randn(5, 3, 2, 4, generator=g, dtype=dtype)
+    log_sigma[0, 0, 0, 0] = -20.0  # clamped at MIN_LOG_SIGMA, as the base distribution is
+    value = 3 * torch.randn(3, 2, 4, generator=g, dtype=dtype)
+    fused = likelihoods.gaussian(mean, log_sigma, 2).log_prob(value)
+    sigma = log_sigma.clamp(min=likelihoods.MIN_LOG_SIGMA).exp()
+    reference = Independent(torch.distributions.Normal(mean, sigma), 2).log_prob(value)
+    torch.testing.assert_close(fused, reference, rtol=1e-6, atol=1e-6)
+    # a fixed sigma broadcasts
+    fixed = likelihoods.gaussian(mean, torch.tensor(0.5, dtype=dtype).log(), 2).log_prob(value)
+    expected = Independent(torch.distributions.Normal(mean, 0.5), 2).log_prob(value)
+    torch.testing.assert_close(fixed, expected, rtol=1e-6, atol=1e-6)

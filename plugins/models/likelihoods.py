@@ -16,7 +16,11 @@ an importance-weighted bound) on it is a bound on a log-likelihood of the data:
 - ``gaussian(mean, log_sigma)``: a Gaussian density on the reals, its sigma fixed or learned.
 
 All have batch shape the decoder output's and event shape (); models wrap them in
-``Independent``.
+``Independent``. The Bernoulli and the Gaussian come wrapped already (``IndependentBernoulli``,
+``IndependentNormal``): their ``log_prob`` sums over the data's dimensions in one fused
+expression, because the importance-weighted evaluation spends most of its time outside the
+decoder's matmuls in exactly this sum (torch's Bernoulli.log_prob broadcasts and materialises
+the elementwise cross-entropy before ``Independent`` sums it: 1.7x slower, measured).
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Bernoulli, Distribution, Normal, constraints
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, constraints
 from torch.distributions import ContinuousBernoulli as TorchContinuousBernoulli
 from torch.distributions.utils import broadcast_all
 
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 MIN_LOG_SIGMA = math.log(1e-3)  # a learned sigma may not collapse to 0 (log-density to infinity)
 
 # The discretized logistic's scale may not fall below a thousandth of the grid's spacing: at that
@@ -262,10 +267,63 @@ class ContinuousBernoulli(TorchContinuousBernoulli):
 # -- the others, as the models build them ---------------------------------------------------------
 
 
-def bernoulli(logits: Tensor) -> Bernoulli:
-    """A Bernoulli on {0, 1}. Its log_prob is not validated: on grey levels it still returns the
-    cross-entropy, and ``support.check`` says that those values are outside its support."""
-    return Bernoulli(logits=logits, validate_args=False)
+def _full_precision(t: Tensor) -> Tensor:
+    """``t`` in float32 where it is half or bfloat16 (autocast's output): a sum over 784 pixels
+    in bfloat16 would keep 3 significant digits of a log-likelihood."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def bernoulli_log_mass(logits: Tensor, value: Tensor, event_dims: int) -> Tensor:
+    """sum over the last ``event_dims`` dimensions of log Bernoulli(value; sigmoid(logits)).
+
+    log p(x) = x l - log(1 + e^l) = x l - softplus(l), summed as a dot product of x and l (no
+    elementwise temporary) minus the sum of softplus(l); ``value`` broadcasts against
+    ``logits`` (one image scored by many codes). On grey levels x in (0, 1) this is the
+    negative cross-entropy.
+    """
+    logits = _full_precision(logits)
+    flat_logits = logits.flatten(-event_dims) if event_dims else logits.unsqueeze(-1)
+    flat_value = value.flatten(-event_dims) if event_dims else value.unsqueeze(-1)
+    dot = torch.linalg.vecdot(flat_value.to(logits.dtype), flat_logits)
+    return dot - F.softplus(flat_logits).sum(-1)
+
+
+class IndependentBernoulli(Independent):
+    """Bernoulli(sigmoid(logits)) independently over the last ``event_dims`` dimensions, its
+    ``log_prob`` fused (``bernoulli_log_mass``); everything else is torch's.
+
+    Its log_prob is not validated: on grey levels it still returns the cross-entropy, and
+    ``support.check`` says that those values are outside its support.
+    """
+
+    def __init__(self, logits: Tensor, event_dims: int) -> None:
+        base = Bernoulli(logits=logits, validate_args=False)
+        super().__init__(base, event_dims, validate_args=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return bernoulli_log_mass(self.base_dist.logits, value, self.reinterpreted_batch_ndims)
+
+
+class IndependentNormal(Independent):
+    """N(mean, sigma^2) independently over the last ``event_dims`` dimensions, its ``log_prob``
+    fused: -1/2 sum ((x - mean) / sigma)^2 - sum log sigma - (D / 2) log 2 pi."""
+
+    def __init__(self, mean: Tensor, log_sigma: Tensor, event_dims: int) -> None:
+        self.log_sigma = log_sigma.clamp(min=MIN_LOG_SIGMA).expand_as(mean)
+        base = Normal(mean, self.log_sigma.exp(), validate_args=False)
+        super().__init__(base, event_dims, validate_args=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        dims = tuple(range(-self.reinterpreted_batch_ndims, 0))
+        mean, log_sigma = _full_precision(self.base_dist.loc), _full_precision(self.log_sigma)
+        z = (value - mean) * torch.exp(-log_sigma)
+        n = math.prod(self.event_shape)
+        return -0.5 * z.square().sum(dims) - log_sigma.sum(dims) - n * HALF_LOG_2PI
+
+
+def bernoulli(logits: Tensor, event_dims: int = 0) -> IndependentBernoulli:
+    """A Bernoulli on {0, 1} per element, independent over the last ``event_dims`` dimensions."""
+    return IndependentBernoulli(logits, event_dims)
 
 
 def continuous_bernoulli(logits: Tensor) -> ContinuousBernoulli:
@@ -273,10 +331,10 @@ def continuous_bernoulli(logits: Tensor) -> ContinuousBernoulli:
     return ContinuousBernoulli(logits=logits)
 
 
-def gaussian(mean: Tensor, log_sigma: Tensor) -> Normal:
-    """N(mean, sigma^2) per element; sigma = exp(log_sigma), at least exp(MIN_LOG_SIGMA)."""
-    sigma = log_sigma.clamp(min=MIN_LOG_SIGMA).exp().expand_as(mean)
-    return Normal(mean, sigma)
+def gaussian(mean: Tensor, log_sigma: Tensor, event_dims: int = 0) -> IndependentNormal:
+    """N(mean, sigma^2) per element, independent over the last ``event_dims`` dimensions;
+    sigma = exp(log_sigma), at least exp(MIN_LOG_SIGMA)."""
+    return IndependentNormal(mean, log_sigma, event_dims)
 
 
 def discretized_logistic(decoded: Tensor, levels: int, dim: int) -> DiscretizedLogistic:

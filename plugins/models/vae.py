@@ -187,17 +187,17 @@ class GaussianVAE(nn.Module):
         if kind == "bernoulli":
             # No support check in log_prob: data in [0, 1] (not only {0, 1}) is scored by the
             # same formula; ``support.check`` still tells the core that it is not a likelihood.
-            return Independent(likelihoods.bernoulli(decoded), ndims, validate_args=False)
+            return likelihoods.bernoulli(decoded, ndims)
+        if kind == "gaussian-learned":
+            loc, log_scale = decoded.chunk(2, dim=-ndims)
+            return likelihoods.gaussian(loc, self.log_sigma + log_scale, ndims)
+        if kind == "gaussian":
+            return likelihoods.gaussian(decoded, self.log_sigma, ndims)
         if kind == "continuous-bernoulli":
             base: Distribution = likelihoods.continuous_bernoulli(decoded)
-        elif kind == "discretized-logistic":
+        else:
             assert self.levels is not None
             base = likelihoods.discretized_logistic(decoded, self.levels, dim=-ndims)
-        elif kind == "gaussian-learned":
-            loc, log_scale = decoded.chunk(2, dim=-ndims)
-            base = likelihoods.gaussian(loc, self.log_sigma + log_scale)
-        else:
-            base = likelihoods.gaussian(decoded, self.log_sigma)
         return Independent(base, ndims)
 
     def likelihood(self, z: Tensor) -> Distribution:
