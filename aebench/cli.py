@@ -234,6 +234,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
 
     from aebench.executors import ExecutorError
     from aebench.progress import SuiteProgress
+    from aebench.references import summary as reproduction_summary
     from aebench.report import ReportBuilder
     from aebench.runner import build_observers
 
@@ -263,6 +264,8 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         print(f"{run.evaluated} of them measured again from their kept models, without training")
     for dataset, best in best_configurations(output).items():
         print(f"best on {dataset}: {best}")
+    if reproduced := reproduction_summary(output):  # the suite's [[references]]
+        print(reproduced)
     warned = [row for row in run.rows if row.get("warnings")]
     if warned:
         print(f"{len(warned)} trials trained with warnings:")

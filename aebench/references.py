@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aebench.columns import Vocabulary, is_config_column
-from aebench.results import SUITE_FILE, flatten
+from aebench.columns import Vocabulary, is_config_column, vocabulary_of
+from aebench.results import SUITE_FILE, flatten, read_results
 
 Scalar = str | int | float | bool
 Check = Literal["within", "not-worse"]
@@ -265,3 +265,18 @@ def curve_at(curves: Sequence[Mapping[str, list[float]]], name: str, epochs: lis
         finite = [v for v in values if v is not None and math.isfinite(v)]
         out.append(float(np.mean(finite)) if len(finite) == len(curves) and finite else math.nan)
     return out
+
+
+def summary(folder: Path) -> str:
+    """One line on how the results in ``folder`` stand against the references saved with them
+    (``reproduction: 1 of 6 published values inside their tolerance, 6 of the runs shortened``);
+    "" when there are none."""
+    references = read_references(folder)
+    if not references:
+        return ""
+    vocabulary = vocabulary_of(folder)
+    results = outcomes(read_results(folder), references)
+    inside = sum(o.inside(vocabulary.direction(o.reference.metric)) for o in results)
+    shortened = sum(o.shortened for o in results)
+    line = f"reproduction: {inside} of {len(results)} published values inside their tolerance"
+    return line + (f", {shortened} of the runs shortened" if shortened else "")

@@ -22,6 +22,7 @@ from aebench.references import (
     canonical,
     matches,
     outcomes,
+    read_references,
     stage_ends,
     trial_columns,
 )
@@ -291,6 +292,57 @@ def test_a_folder_without_references_has_no_reproduction_section(tmp_path) -> No
     markdown, _ = build_report(folder)
 
     assert "Reproduction" not in markdown.read_text()
+
+
+def test_a_run_reports_its_reproduction_and_the_folder_keeps_the_references(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suite.toml").write_text(
+        """
+        [suite]
+        name = "tiny-reproduction"
+        device = "cpu"
+        threads = 1
+
+        [train]
+        epochs = 2
+        batch_size = 128
+
+        [eval]
+        metrics = ["elbo"]
+
+        [tracking]
+        enabled = false
+
+        [[datasets]]
+        plugin = "digits"
+
+        [[models]]
+        plugin = "vae"
+        params = { latent_dim = 2, hidden = [8] }
+
+        [[references]]
+        paper = "Nobody 2024"
+        metric = "elbo"
+        value = 1e6
+        tolerance = 1.0
+        epochs = 100
+        where = { model = "vae" }
+        """.replace("\n        ", "\n")
+    )
+
+    assert main(["run", "suite.toml"]) == 0
+
+    out = capsys.readouterr().out
+    assert "reproduction: 0 of 1 published values inside their tolerance" in out
+    assert "1 of the runs shortened" in out
+    folder = tmp_path / "results" / "tiny-reproduction"
+    [kept] = read_references(folder)
+    assert kept.value == 1e6
+    (folder / "report.md").unlink()
+    assert main(["report", str(folder)]) == 0  # rebuilt from the folder alone
+    assert "outside (shortened: 2 of 100 epochs)" in (folder / "report.md").read_text()
 
 
 def test_compare_fails_on_reproduction_only_when_asked(tmp_path, capsys) -> None:
