@@ -8,7 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from aebench import Column, Metric, ModelOutput, Regularizer, load_plugins
+from aebench import (
+    Column,
+    Data,
+    DataInfo,
+    Metric,
+    MetricContext,
+    ModelOutput,
+    Regularizer,
+    Split,
+    load_plugins,
+)
 from aebench.suite import load_suite
 from aebench.testing import (
     check_dataset,
@@ -69,9 +79,34 @@ def test_every_dataset_keeps_the_contract(name):
     check_dataset(load_plugins().datasets.get(name).factory, params=params)
 
 
+def hierarchy_contexts() -> list[MetricContext]:
+    """A small untrained two-layer VAE (it declares its latent_layers) on binary 8x8 images."""
+    plugins = load_plugins()
+    info = DataInfo(shape=(1, 8, 8), kind="binary", n_classes=2)
+    torch.manual_seed(0)
+    factory = plugins.models.get("vae-2layer").factory
+    model = factory(info, latent_dim=3, top_dim=1, hidden=[8], top_hidden=[4]).eval()
+    x = torch.bernoulli(torch.full((64, 1, 8, 8), 0.5), generator=torch.Generator().manual_seed(0))
+    split = Split(x, torch.arange(64) % 2)
+    return [
+        MetricContext(
+            model=model,
+            data=Data(info, split, split),
+            settings={"metrics": None, "params": {}},
+            device=torch.device("cpu"),
+            generator=torch.Generator().manual_seed(0),
+        )
+    ]
+
+
+# Metrics that apply to none of the kit's own models, and the contexts they are checked on.
+CONTEXTS = {"active_units_by_layer": hierarchy_contexts}
+
+
 @pytest.mark.parametrize("name", PLUGINS.metrics.names())
 def test_every_metric_keeps_the_contract(name):
-    check_metric(load_plugins().metrics.get(name).factory)
+    contexts = CONTEXTS[name]() if name in CONTEXTS else None
+    check_metric(load_plugins().metrics.get(name).factory, contexts=contexts)
 
 
 @pytest.mark.parametrize("name", PLUGINS.observers.names())
