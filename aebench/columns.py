@@ -43,7 +43,15 @@ COLUMNS_FILE = "columns.json"
 Better = Literal["higher", "lower"]
 # The report's detail tables, in this order; a column of another group gets a table of its own after
 # these, one without a group goes under "other".
-GROUPS = ("likelihood", "reconstruction", "latent", "disentanglement", "speed", "training")
+GROUPS = (
+    "likelihood",
+    "reconstruction",
+    "latent",
+    "disentanglement",
+    "samples",
+    "speed",
+    "training",
+)
 
 
 @dataclass(frozen=True)

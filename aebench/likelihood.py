@@ -18,6 +18,7 @@ import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -117,22 +118,50 @@ class Repeated:
         return self._copies[: n_samples * len(self.x)]
 
 
-def log_likelihood(model: LatentVariableModel, x: Tensor | Repeated, z: Tensor) -> Tensor:
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
+
+
+def decoder_precision(
+    precision: Precision, device: torch.device
+) -> contextlib.AbstractContextManager:
+    """The context a decoder pass runs in: nothing for fp32; bf16 autocast for "bf16" (matmuls
+    in bfloat16; a likelihood's log_prob still sums in what its parameters come as)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+
+
+def log_likelihood(
+    model: LatentVariableModel,
+    x: Tensor | Repeated,
+    z: Tensor,
+    precision: Precision = "fp32",
+) -> Tensor:
     """log p(x|z) for ``z`` of shape (S, B, *latent) and ``x`` of shape (B, *data): (S, B).
 
     Samples and inputs are flattened into one batch, so a model's ``likelihood`` only ever sees
-    codes of shape (N, *latent).
+    codes of shape (N, *latent). ``precision`` is the decoder pass's (``decoder_precision``).
     """
     s, b = z.shape[:2]
     repeated = x if isinstance(x, Repeated) else Repeated(x, s)
-    return model.likelihood(z.reshape(s * b, *z.shape[2:])).log_prob(repeated(s)).view(s, b)
+    with decoder_precision(precision, z.device):
+        likelihood = model.likelihood(z.reshape(s * b, *z.shape[2:]))
+    log_p = likelihood.log_prob(repeated(s)).view(s, b)
+    return log_p.float() if log_p.dtype in (torch.float16, torch.bfloat16) else log_p
 
 
 def log_weights(
-    model: LatentVariableModel, x: Tensor | Repeated, q: Distribution, z: Tensor
+    model: LatentVariableModel,
+    x: Tensor | Repeated,
+    q: Distribution,
+    z: Tensor,
+    precision: Precision = "fp32",
 ) -> Tensor:
     """Importance log-weights log p(x, z) - log q(z|x) of samples ``z`` (S, B, *latent): (S, B)."""
-    log_joint = log_likelihood(model, x, z) + model.prior().log_prob(z)
+    log_joint = log_likelihood(model, x, z, precision) + model.prior().log_prob(z)
     return log_joint - q.log_prob(z)
 
 
@@ -243,9 +272,10 @@ def importance_sampling(
     *,
     groups: int = 10,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    precision: Precision = "fp32",
 ) -> ImportanceSampling:
     """K = ``n_samples`` importance draws z_k ~ q(z|x) per input, summarised in float64 (see
-    ``ImportanceSampling``); ``groups`` sets G, at most K."""
+    ``ImportanceSampling``); ``groups`` sets G, at most K; ``precision`` the decoder passes'."""
     n_groups = max(1, min(groups, n_samples))
     batch, chunk = _plan(len(x), _n_dims(model, x), n_samples, max_elements, multiple=n_groups)
     # Results for every input allocated up front: per-batch results appended to lists would sit
@@ -262,7 +292,7 @@ def importance_sampling(
         repeated = Repeated(xb, chunk)
         for start in range(0, n_samples, chunk):
             z = _sample(q, min(chunk, n_samples - start))
-            log_w = log_weights(model, repeated, q, z).double()  # (s, B)
+            log_w = log_weights(model, repeated, q, z, precision).double()  # (s, B)
             sums.copy_(torch.logaddexp(sums, _group_log_sums(log_w, start, n_groups).T))
             squares.copy_(torch.logaddexp(squares, (2 * log_w).logsumexp(dim=0)))
     sizes = torch.bincount(torch.arange(n_samples) % n_groups, minlength=n_groups)
@@ -291,12 +321,16 @@ def iwae_bound(
     n_samples: int,
     *,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    precision: Precision = "fp32",
 ) -> Tensor:
     """The importance-weighted estimate of log p(x) per input (N,), z_k ~ q(z|x), K = n_samples.
 
     A lower bound in expectation that tightens to log p(x) as K grows; K = 1 is the ELBO.
     """
-    return importance_sampling(model, x, n_samples, max_elements=max_elements).bound
+    sampled = importance_sampling(
+        model, x, n_samples, max_elements=max_elements, precision=precision
+    )
+    return sampled.bound
 
 
 def monte_carlo_error(variances: Tensor) -> float:

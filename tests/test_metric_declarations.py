@@ -99,7 +99,7 @@ def eval_params(write_suite, text: str) -> dict:
 
 def test_an_alias_sets_every_metric_that_declares_it_and_a_table_overrides_it(write_suite):
     params = eval_params(write_suite, "iwae_samples = 10\n[eval.log_px_iwae]\nsamples = 7")
-    assert params["log_px_iwae"] == {"samples": 7}
+    assert params["log_px_iwae"] == {"samples": 7, "precision": "fp32"}
     assert params["log_px_prior_mc"] == {"samples": 10}
     assert params["elbo"] == {"samples": 1}  # untouched: its default
 
@@ -128,7 +128,7 @@ def test_list_shows_what_a_metric_declares(capsys):
     convergence = {c["name"]: c for c in iwae["columns"]}["log_px_iwae_convergence"]
     assert convergence["flag_above"] == 0.1
     assert iwae["requires"] == ["likelihood of the data"]
-    assert [p["name"] for p in iwae["params"]] == ["samples"]
+    assert [p["name"] for p in iwae["params"]] == ["samples", "precision"]
 
 
 def test_a_model_is_skipped_on_data_it_does_not_declare(write_suite, plugins):

@@ -103,9 +103,16 @@ METRICS = {
                 description="log_px_true - log_px_iwae: KL(p_data || p_model) plus the bound's gap",
                 group=LIKELIHOOD,
             ),
+            Column(
+                "log_px_iwae_precision_error",
+                "lower",
+                unit="nats",
+                description="|bf16 - fp32| estimate per input, same draws (bf16 evaluation only)",
+                group=LIKELIHOOD,
+            ),
         ],
         requires=DENSITY,
-        aliases=IWAE_SAMPLES,
+        aliases=IWAE_SAMPLES | {"precision": "precision"},
     ),
     "log_px_true": Metric(
         log_px_true,
