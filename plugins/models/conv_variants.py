@@ -3,20 +3,21 @@
 The disentangling objectives are studied on images with convolutional networks
 (disentanglement_lib trains beta-VAE, AnnealedVAE, FactorVAE, DIP-VAE I/II and beta-TCVAE on
 64x64 dSprites with a conv encoder and decoder), and so are the MMD and deterministic families
-(InfoVAE, WAE-MMD, RAE, VQ-VAE and the adversarial autoencoder report image results from conv
-networks). Each variant here is its MLP family's class with ``networks = conv_networks``: the
-objective, distributions and extra optimizers are the same code; only the encoder and decoder
-change, to aebench's stride-2 ``ConvEncoder`` and its mirror (``channels`` per layer, each
-halving the image; ``channels = [32, 32, 64, 64]`` is disentanglement_lib's widths, with 3x3
-rather than 4x4 kernels). The widths reach the family's ``hidden`` argument: which networks
-read them is the class's choice. The beta-VAE is ``conv-vae`` with its ``beta``.
+(InfoVAE, WAE-MMD, RAE and VQ-VAE report image results from conv networks; the adversarial
+autoencoder's paper used MLPs, but it is compared on images with conv networks, as pythae does).
+Each variant here is its MLP family's class with ``networks = conv_networks``: the objective,
+distributions and extra optimizers are the same code; only the encoder and decoder change, to
+aebench's stride-2 ``ConvEncoder`` and its mirror (``channels`` per layer, each halving the
+image; ``channels = [32, 32, 64, 64]`` has disentanglement_lib's widths, with 3x3 rather than
+4x4 kernels). The widths reach the family's ``hidden`` argument: which networks read them is the
+class's choice. The beta-VAE is ``conv-vae`` with its ``beta``.
 
 Left MLP-only, as in their papers: the importance-weighted family (``iwae``, ``miwae``,
-``piwae``, ``ciwae``) and the two-layer models (Burda et al. 2015; Rainforth et al. 2018: MLPs on
-binarised MNIST and Omniglot), the flows (``planar-vae``, ``iaf-vae``: their MLP experiments; the
-IAF paper's ResNet is another model) and ``vampprior`` (its pseudo-inputs are fed to the encoder;
-the paper's conv results use other architectures). A conv model needs (C, H, W) images: on flat
-data it is a one-line error naming the model.
+``piwae``, ``ciwae``) and the two-layer models (Burda et al. 2015, Rainforth et al. 2018: MLPs on
+binarised MNIST), the flows (``planar-vae``, and ``iaf-vae`` in its MLP form: the IAF paper's
+ResNet VAE is another model) and ``vampprior`` (its pseudo-inputs pass through the encoder; the
+paper's convolutional results use other, PixelCNN-decoder models). A conv model needs (C, H, W)
+images: on flat data it is a one-line error naming the model.
 """
 
 from __future__ import annotations
