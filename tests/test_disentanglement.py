@@ -5,12 +5,14 @@ factors themselves (its maximum), on a rotation that mixes every factor into eve
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
+import aebench
 from aebench import Data, DataInfo, MetricContext, Split
 from aebench_plugins.datasets.dsprites import shapes_small
 from aebench_plugins.metrics import disentanglement_scores as scores
@@ -306,3 +308,44 @@ def test_non_finite_codes_give_nan_with_the_reason() -> None:
     measured = DISENTANGLEMENT_METRICS["mig"].measure(_context(Broken(), data), points=20)
     assert math.isnan(measured.values["mig"])
     assert measured.reason == "the codes are not all finite"
+
+
+SUITE = """
+[suite]
+name = "factors"
+seeds = [0]
+
+[train]
+epochs = 1
+batch_size = 64
+
+[eval]
+metrics = ["mig", "beta_vae_score"]
+
+[eval.beta_vae_score]
+batch_size = 8
+train_points = 40
+eval_points = 20
+
+[tracking]
+enabled = false
+
+[[datasets]]
+plugin = "shapes-small"
+params = { n_train = 128, n_test = 64 }
+
+[[models]]
+plugin = "vae"
+params = { hidden = [16], latent_dim = 3 }
+"""
+
+
+@pytest.mark.slow
+def test_a_suite_measures_the_factors_of_its_data(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE)
+    run = aebench.run_suite(suite, output=tmp_path / "out")
+    (row,) = run.rows
+    assert row["status"] == "ok"
+    assert row["metric_errors"] == "" and "mig" not in row["nan_reasons"]
+    assert 0 <= row["mig"] <= 1 and 0 <= row["beta_vae_score"] <= 1
