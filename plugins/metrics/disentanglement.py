@@ -23,6 +23,7 @@ from aebench import Column, Metric, MetricContext, NotApplicable, Split
 from aebench_plugins.metrics import disentanglement_scores as scores
 from aebench_plugins.metrics.codes import encode_batched
 
+RENDER_BATCH = 4096  # factor combinations rendered and encoded at a time: bounds the images held
 Points = Annotated[int, Field(ge=2)]
 Bins = Annotated[int, Field(ge=2)]
 Result = TypeVar("Result")
@@ -60,7 +61,10 @@ def _represent(context: MetricContext) -> scores.Represent:
     def represent(factors: np.ndarray) -> np.ndarray:
         values = torch.as_tensor(factors, dtype=torch.long, device=context.device)
         codes = torch.cat(
-            [encode_batched(context.model, render(part)).double() for part in values.split(4096)]
+            [
+                encode_batched(context.model, render(part)).double()
+                for part in values.split(RENDER_BATCH)
+            ]
         )
         codes_np = codes.cpu().numpy()
         scores.check_codes(codes_np)
