@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 import aebench
 from aebench import Data, DataInfo, MetricContext, Split
+from aebench.testing import check_metric
 from aebench_plugins.datasets.dsprites import shapes_small
 from aebench_plugins.metrics import disentanglement_scores as scores
 from aebench_plugins.metrics.disentanglement import DISENTANGLEMENT_METRICS
@@ -366,3 +367,22 @@ def test_a_suite_measures_the_factors_of_its_data(tmp_path: Path) -> None:
     assert row["status"] == "ok"
     assert row["metric_errors"] == "" and "mig" not in row["nan_reasons"]
     assert 0 <= row["mig"] <= 1 and 0 <= row["beta_vae_score"] <= 1
+
+
+class RandomLinearCode(nn.Module):
+    """An untrained linear encoder to 3 code units: some mix of the factors, and not all of it."""
+
+    def __init__(self, data: Data) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Linear(math.prod(data.info.shape), 3)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x.flatten(1))
+
+
+def test_every_metric_keeps_the_metric_contract_and_repeats_from_its_seed() -> None:
+    data = shapes_small(n_train=200, n_test=100)
+    contexts = [_context(RandomLinearCode(data), data)]
+    for name, metric in DISENTANGLEMENT_METRICS.items():
+        check_metric(metric, params=FAST[name], contexts=contexts)
