@@ -32,18 +32,31 @@ class Sizes:
     rounds: int  # timed epochs per loop; aebench's and the bare loop's alternate
     calibration_n: int  # side of the calibration matmul
     suite_trials: int  # trials of the grid-expansion benchmark
+    memory_inputs: int  # inputs of the IWAE memory benchmark, at K = memory_samples
+    memory_samples: int
 
 
 SIZES = (
-    Sizes(n_train=512, n_test=64, iwae_samples=50, rounds=1, calibration_n=512, suite_trials=1000)
+    Sizes(
+        n_train=512,
+        n_test=64,
+        iwae_samples=50,
+        rounds=1,
+        calibration_n=512,
+        suite_trials=1000,
+        memory_inputs=64,
+        memory_samples=50,
+    )
     if SMOKE
     else Sizes(
         n_train=10_000,
-        n_test=10_000,
+        n_test=200,
         iwae_samples=1000,
         rounds=7,
         calibration_n=1024,
         suite_trials=1000,
+        memory_inputs=10_000,
+        memory_samples=5000,
     )
 )
 BATCH_SIZE = 128
@@ -51,21 +64,28 @@ LR = 1e-3
 FAMILIES = ("ae", "conv-ae", "vae")  # each with its registered defaults
 
 
-def mnist_like(n_train: int, n_test: int, seed: int = 0) -> Data:
-    """Random 1x28x28 images in [0, 1]: MNIST's shape and range, with no files to read."""
+def mnist_like(n_train: int, n_test: int, seed: int = 0, binary: bool = False) -> Data:
+    """Random 1x28x28 images in [0, 1] (``binary``: in {0, 1}, as binarised MNIST, which a VAE
+    scores with a Bernoulli likelihood): MNIST's shape and range, with no files to read."""
     generator = torch.Generator().manual_seed(seed)
+    train = torch.rand(n_train, 1, 28, 28, generator=generator)
+    test = torch.rand(n_test, 1, 28, 28, generator=generator)
+    if binary:
+        train, test = train.round(), test.round()
     return Data(
-        info=DataInfo(shape=(1, 28, 28), kind="unit", n_classes=10),
-        train=Split(torch.rand(n_train, 1, 28, 28, generator=generator)),
-        test=Split(torch.rand(n_test, 1, 28, 28, generator=generator)),
+        info=DataInfo(shape=(1, 28, 28), kind="binary" if binary else "unit", n_classes=10),
+        train=Split(train),
+        test=Split(test),
     )
 
 
-def build_model(plugins: Plugins, name: str, info: DataInfo, seed: int = 0) -> nn.Module:
-    """A registered model with its default parameters, seeded."""
+def build_model(
+    plugins: Plugins, name: str, info: DataInfo, seed: int = 0, **params: object
+) -> nn.Module:
+    """A registered model with its default parameters but ``params``, seeded."""
     entry = plugins.models.get(name)
     torch.manual_seed(seed)
-    return entry.factory(info, **entry.params.model_validate({}).model_dump())
+    return entry.factory(info, **entry.params.model_validate(params).model_dump())
 
 
 def bare_epoch(
