@@ -51,7 +51,8 @@ def held_out_losses(
     devices = [x.device] if x.device.type == "cuda" else []
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     term_sums: dict[str, Tensor] = {}
-    with torch.random.fork_rng(devices=devices, device_type=x.device.type):
+    # No graph: a model whose loss needs gradients (a gradient penalty) turns them on itself.
+    with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type=x.device.type):
         torch.manual_seed(seed)
         for batch in x.split(EVAL_BATCH):
             out = model(batch)

@@ -314,3 +314,26 @@ def test_rate_and_distortion_curves_reflect_the_warm_up() -> None:
     # Unweighted in its first epoch, the KL grows where it is weighed from the start it does not.
     assert warm.curves["rate"][0] > cold.curves["rate"][0]
     assert warm.curves["distortion"][0] < cold.curves["distortion"][0]
+
+
+def test_the_held_out_pass_records_no_autograd_graph() -> None:
+    from aebench.validation import held_out_losses
+
+    grad_enabled: list[bool] = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> ModelOutput:
+            grad_enabled.append(torch.is_grad_enabled())
+            return ModelOutput(code=x, recon=self.linear(x))
+
+        def loss(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
+            return (out.recon - x).pow(2).sum(1)
+
+    model, x = Probe(), torch.randn(10, 4)
+    val_loss, _ = held_out_losses(model, x, seed=0)
+    assert grad_enabled == [False]
+    assert val_loss == pytest.approx((model.linear(x) - x).pow(2).sum(1).mean().item())

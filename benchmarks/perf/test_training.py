@@ -30,7 +30,7 @@ from aebench.train import train_model
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_train_epoch(benchmark, plugins, calibration_flops, family: str) -> None:
-    data = mnist_like(SIZES.n_train, 8)
+    data = mnist_like(SIZES.n_train, 8, binary=True)  # binarised: a VAE's Bernoulli likelihood
     model = build_model(plugins, family, data.info)
     regularizer = plugins.regularizers.get("none").factory()
     generator = torch.Generator().manual_seed(0)
