@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
@@ -379,6 +380,28 @@ def _metric_data(labelled: bool, n: int = 64) -> Data:
     return Data(info=info, train=split(0), test=split(1), log_density=log_density)
 
 
+FACTOR_REQUIREMENTS = ("ground-truth factors", "rendering from factors")
+
+
+def _factor_data(n: int = 64) -> Data:
+    """Binary 8x8 images of a 2x2 square whose row and column (4 values each) are the data's two
+    ground-truth factors, which it can render: for metrics that need factors."""
+    info = DataInfo(
+        shape=(1, 8, 8), kind="binary", factor_names=("row", "column"), factor_sizes=(4, 4)
+    )
+
+    def render(factors: Tensor) -> Tensor:
+        rows = F.one_hot(factors[:, 0], 4).repeat_interleave(2, dim=1).float()  # (N, 8)
+        columns = F.one_hot(factors[:, 1], 4).repeat_interleave(2, dim=1).float()
+        return (rows[:, :, None] * columns[:, None, :]).unsqueeze(1)
+
+    def split(seed: int) -> Split:
+        factors = torch.randint(0, 4, (n, 2), generator=torch.Generator().manual_seed(seed))
+        return Split(render(factors), factors=factors)
+
+    return Data(info=info, train=split(0), test=split(1), render=render)
+
+
 def check_metric(
     metric: Metric,
     *,
@@ -387,7 +410,8 @@ def check_metric(
 ) -> None:
     """A metric keeps the contract: it is an ``aebench.Metric``; its parameters form a valid schema
     (and ``params`` validate against it); on a deterministic autoencoder and on a latent-variable
-    model, with labelled and unlabelled data (or on the ``contexts`` given), it returns exactly its
+    model, with labelled and unlabelled data, and data of known factors that it can render where
+    the metric needs factors (or on the ``contexts`` given), it returns exactly its
     declared columns as numbers wherever its requirements are met, and the same numbers again
     from the same seed (noisy columns aside)."""
     from aebench.params import params_model
@@ -396,10 +420,13 @@ def check_metric(
     schema = params_model("metric", metric.compute, skip_first=True)
     resolved = schema.model_validate(dict(params or {})).model_dump()
     if contexts is None:
+        datasets = [_metric_data(labelled=True), _metric_data(labelled=False)]
+        if any(need in FACTOR_REQUIREMENTS for need in metric.requires):
+            datasets.append(_factor_data())
         contexts = [
-            _metric_context(model, _metric_data(labelled))
+            _metric_context(model, data)
             for model in (_LinearAutoencoder, _TinyGaussianVAE)
-            for labelled in (True, False)
+            for data in datasets
         ]
     steady = [c.name for c in metric.columns if not c.noisy]
     measured = 0
