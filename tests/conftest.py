@@ -14,13 +14,26 @@ from pathlib import Path
 import pytest
 
 from aebench.plugins import Plugins, load_plugins
+from aebench_plugins.metrics.feature_extractor import CACHE_SUBFOLDER
+
+
+@pytest.fixture(scope="session")
+def shared_feature_classifiers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The classifiers that the sample-quality metrics train once per dataset, cached by the
+    data's content: shared by the tests of a worker, so that digits' is trained once, not in
+    every test that runs a suite's default metrics."""
+    return tmp_path_factory.mktemp("feature-classifiers")
 
 
 @pytest.fixture(autouse=True)
-def own_listing_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+def own_listing_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch, shared_feature_classifiers: Path
+) -> None:
     """`aebench list` and `aebench plugins` save their listing (aebench.listing): each test keeps
-    its own, never the user's, and never one another's."""
-    monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    its own, never the user's, and never one another's. Its feature classifiers are shared."""
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / CACHE_SUBFOLDER).symlink_to(shared_feature_classifiers, target_is_directory=True)
+    monkeypatch.setenv("AEBENCH_CACHE", str(cache))
 
 
 @pytest.fixture

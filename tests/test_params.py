@@ -51,3 +51,15 @@ def test_required_parameters_are_marked():
     params = {p.name: p for p in describe(params_model("f", f))}
     assert params["x"].required and not params["y"].required
     assert type_name(int) == "int"
+
+
+def test_a_factorys_schema_is_built_once_and_each_factory_has_its_own():
+    def first(lr: float = 0.1):
+        pass
+
+    def second(lr: float = 0.1, epochs: int = 1):
+        pass
+
+    assert params_model("f", first) is params_model("f", first)  # load_plugins() registers again
+    assert list(params_model("f", second).model_fields) == ["lr", "epochs"]
+    assert list(params_model("f", first).model_fields) == ["lr"]

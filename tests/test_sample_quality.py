@@ -31,6 +31,12 @@ from aebench_plugins.metrics.sample_quality import (
 QUICK = ClassifierSettings(steps=100)  # 97% on digits in about a second
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch) -> None:
+    """These tests watch the cache fill: a folder of their own, not the one the others share."""
+    monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def digits_data() -> Data:
     return digits()
