@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=_threads,
         help="torch's threads per trial process: a number, or auto (the cores no other process"
-        " is running on at the start; overrides [suite] threads)",
+        " is running on, chosen again before every epoch; overrides [suite] threads)",
     )
     run.add_argument("--dry-run", action="store_true", help="list the trials, train nothing")
     run.add_argument(

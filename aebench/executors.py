@@ -26,7 +26,7 @@ from aebench.isolation import PortableResult, from_portable, run_isolated, to_po
 from aebench.plugins import Plugins, load_plugins
 from aebench.runner import Row, TrialOutcome, failed_row, run_trial
 from aebench.suite import Trial
-from aebench.threads import available_cores
+from aebench.threads import Threads, available_cores
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -57,7 +57,7 @@ class Workload:
     # and metrics where the trial runs; an isolated trial's child is killed at it (default
     # aebench.isolation.ISOLATED_TIMEOUT). None: no limit (in this process, or on a worker).
     timeout: float | None = None
-    threads: int | None = None  # torch's threads in an isolated trial's process (None: torch's)
+    threads: Threads | None = None  # an isolated trial process's torch threads (None: torch's)
 
 
 class Executor(Protocol):

@@ -37,6 +37,8 @@ from aebench.data import DataCache
 from aebench.plugins import Plugins, load_plugins
 from aebench.runner import Row, TrialOutcome, failed_row, run_trial
 from aebench.suite import Trial
+from aebench.threads import Threads
+from aebench.threads import follow as follow_threads
 from aebench.trials import state_bytes
 
 # The limit of an isolated trial when the suite sets none: generous enough for any trial a
@@ -111,11 +113,11 @@ def _child(
     output: Path | None,
     connection: Connection,
     parent: int,
-    threads: int | None,
+    threads: Threads | None,
 ) -> None:
     _die_with_parent(parent)
     if threads is not None:  # a spawned process starts with torch's own choice
-        torch.set_num_threads(threads)
+        follow_threads(threads)
     if hasattr(os, "setpgrp"):  # a group of our own: a timeout kills what we start, too
         os.setpgrp()
     plugins = load_plugins()
@@ -148,7 +150,7 @@ def run_isolated(
     cache: DataCache,
     output: Path | None = None,
     timeout: float | None = None,
-    threads: int | None = None,
+    threads: Threads | None = None,
 ) -> tuple[Row, TrialOutcome]:
     """Run the trial in a child process (torch with ``threads`` threads there); a child that
     dies, or runs past ``timeout`` seconds (default ``ISOLATED_TIMEOUT``) and is killed, makes a

@@ -35,7 +35,7 @@ from aebench.plugins import Plugins
 from aebench.registry import Entry
 from aebench.results import SUITE_FILE, check_owner, flatten, record_row, settle, write_vocabulary
 from aebench.suite import Suite, SuiteError, Trial
-from aebench.threads import choose_threads
+from aebench.threads import follow as follow_threads
 from aebench.train import train_model
 from aebench.trials import (
     CHECKPOINT,
@@ -607,8 +607,9 @@ def _run_locked(
     from aebench.executors import LocalExecutor, Workload
 
     chosen = resolve_device(device or suite.spec.suite.device)
-    threads = choose_threads(suite.spec.suite.threads)
-    torch.set_num_threads(threads)  # this process's trials and evaluations; isolated ones below
+    # This process's trials and evaluations ("auto" chosen again before every epoch); an
+    # isolated trial's process follows the same setting.
+    follow_threads(suite.spec.suite.threads)
     cache = cache or DataCache(plugins)
     executor = executor or LocalExecutor()
     work = work or plan(suite, table, output, rerun)
@@ -622,7 +623,7 @@ def _run_locked(
         isolate=suite.spec.suite.isolate,
         output=output,
         timeout=suite.spec.suite.trial_timeout,
-        threads=threads,
+        threads=suite.spec.suite.threads,
     )
 
     def started(trial: Trial) -> None:

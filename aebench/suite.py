@@ -72,7 +72,7 @@ class SuiteSection(_Section):
     # trial's process is killed at it (24 h when unset), a hard limit even inside one C call.
     trial_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     # torch's threads in the process that trains: a number, or "auto", the cores no other
-    # process is running on when the run starts (aebench.threads; `aebench run --threads`).
+    # process is running on, chosen again before every epoch (aebench.threads; `--threads`).
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     keep_models: bool = True  # each trial's trained weights in its folder, for later evaluation
 

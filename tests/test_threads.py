@@ -1,5 +1,5 @@
 """torch's threads per trial process (aebench.threads): a number as given, "auto" the cores that no
-other process runs on when the run starts; recorded in each row."""
+other process runs on, when the run starts and again before every epoch; recorded in each row."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
+from aebench import threads as aebench_threads
 from aebench.cli import main
-from aebench.threads import busy_elsewhere, choose_threads
+from aebench.threads import busy_elsewhere, choose_threads, own_running
 
 
 @pytest.mark.parametrize(
@@ -42,8 +44,63 @@ def test_auto_keeps_the_environments_choice(monkeypatch) -> None:
 def test_other_processes_runnable_now_are_read_from_loadavg(tmp_path, loadavg, busy) -> None:
     path = tmp_path / "loadavg"
     path.write_text(loadavg)
-    assert busy_elsewhere(path) == busy
-    assert busy_elsewhere(tmp_path / "absent") == 0
+    no_tasks = tmp_path / "no-tasks"  # this process's threads unknown: only the asking one
+    assert busy_elsewhere(path, no_tasks) == busy
+    assert busy_elsewhere(tmp_path / "absent", no_tasks) == 0
+
+
+def fake_tasks(folder: Path, states: list[str]) -> Path:
+    """A /proc/self/task of threads in these states (stat: pid (name with ) in it) state ...)."""
+    for n, state in enumerate(states):
+        (folder / str(n)).mkdir(parents=True)
+        (folder / str(n) / "stat").write_text(f"{n} (python (x)) {state} 1 2 3\n")
+    return folder
+
+
+def test_this_processes_own_spinning_threads_are_not_another_process(tmp_path) -> None:
+    tasks = fake_tasks(tmp_path / "task", ["R", "S", "R", "S"])
+    assert own_running(tasks) == 2
+    assert own_running(tmp_path / "absent") == 1
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.0 1.0 1.0 3/95 456\n")
+    assert busy_elsewhere(loadavg, tasks) == 1  # 3 runnable, 2 of them ours
+
+
+def test_auto_threads_follow_the_load_before_every_epoch(monkeypatch, torch_threads_restored):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(aebench_threads, "available_cores", lambda: 2)
+    load = {"busy": 0}
+    monkeypatch.setattr(aebench_threads, "busy_elsewhere", lambda: load["busy"])
+    assert aebench_threads.follow("auto") == 2 and torch.get_num_threads() == 2
+    load["busy"] = 1  # another process started
+    aebench_threads.adjust()
+    assert torch.get_num_threads() == 1
+    load["busy"] = 0
+    aebench_threads.adjust()
+    assert torch.get_num_threads() == 2
+    aebench_threads.follow(1)  # a number is kept whatever the load
+    aebench_threads.adjust()
+    assert torch.get_num_threads() == 1
+
+
+def test_the_training_loop_adjusts_the_threads_before_every_epoch(monkeypatch) -> None:
+    """(Where the number comes from is the test above.)"""
+    from aebench import train
+    from aebench.plugins import load_plugins
+    from aebench_plugins.datasets.digits import digits
+
+    calls = []
+    monkeypatch.setattr(train, "adjust_threads", lambda: calls.append(1))
+    plugins = load_plugins()
+    data = digits()
+    entry = plugins.models.get("ae")
+    model = entry.factory(data.info, **entry.params.model_validate({"hidden": [8]}).model_dump())
+    regularizer = plugins.regularizers.get("none").factory()
+    generator = torch.Generator().manual_seed(0)
+    train.train_model(
+        model, regularizer, data, epochs=3, batch_size=256, lr=1e-3, generator=generator
+    )
+    assert len(calls) == 3
 
 
 @pytest.fixture

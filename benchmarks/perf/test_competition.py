@@ -15,7 +15,7 @@ import time
 import torch
 from workloads import BATCH_SIZE, LR, SIZES, SUMMARY, bare_epoch, build_model, mnist_like, timed
 
-from aebench.threads import choose_threads
+from aebench.threads import follow
 from aebench.train import train_model
 
 
@@ -35,10 +35,10 @@ def test_train_epoch_with_a_competing_process(benchmark, plugins, monkeypatch) -
     competitor.start()
     try:
         time.sleep(1.0)  # running, so that /proc/loadavg counts it
-        threads = choose_threads("auto")
+        threads = follow("auto")  # as `aebench run` does; its epochs adjust it (aebench.threads)
 
-        def at(n: int, loop) -> float:
-            torch.set_num_threads(n)
+        def at(setting: int | str, loop) -> float:
+            follow(setting)
             return timed(loop)
 
         def aebench_epoch() -> None:
@@ -62,13 +62,13 @@ def test_train_epoch_with_a_competing_process(benchmark, plugins, monkeypatch) -
             times["bare, 1 thread"].append(at(1, bare))
 
         def timed_aebench() -> None:
-            times["aebench"].append(at(threads, aebench_epoch))
+            times["aebench"].append(at("auto", aebench_epoch))
 
-        at(threads, aebench_epoch), at(default_threads, bare)  # warm-up
+        at("auto", aebench_epoch), at(default_threads, bare)  # warm-up
         benchmark.pedantic(timed_aebench, setup=references, rounds=SIZES.rounds)
     finally:
         competitor.terminate()
-        torch.set_num_threads(default_threads)
+        follow(default_threads)
 
     def speed_ratio(name: str) -> float:  # aebench's speed over the reference's, per round
         return statistics.median(r / a for a, r in zip(times["aebench"], times[name], strict=True))
