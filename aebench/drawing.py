@@ -337,6 +337,9 @@ def latent_grid(path: Path, panels: Sequence[tuple[str, Path]], columns: int = 4
     return Path(path)
 
 
+LEGEND_ROWS = 30  # configurations per legend column of a plane figure
+
+
 def plane(
     path: Path, points: Sequence[tuple[str, float, float]], x: Column, y: Column
 ) -> Path | None:
@@ -345,9 +348,13 @@ def plane(
     points = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
     if not points:
         return None
-    fig = _figure(5.0, 4.0)
-    ax = fig.subplots()
     labels = sorted({label for label, _, _ in points})
+    # The legend beside the axes, in columns of LEGEND_ROWS: inside a 5 x 4 inch figure, the 96
+    # configurations of the zoo suite collapsed the axes to nothing.
+    legend_columns = math.ceil(len(labels) / LEGEND_ROWS)
+    rows = min(len(labels), LEGEND_ROWS)
+    fig = _figure(5.0 + 2.4 * legend_columns, max(4.0, 0.6 + 0.12 * rows))
+    ax = fig.subplots()
     colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     for label in labels:
         mine = [(a, b) for name, a, b in points if name == label]
@@ -355,7 +362,7 @@ def plane(
     ax.set_xlabel(_axis_label(x), fontsize=8)
     ax.set_ylabel(_axis_label(y), fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1), ncols=legend_columns)
     ax.set_title(f"{x.name}–{y.name} plane", fontsize=9)
     _save(fig, path)
     return Path(path)
