@@ -206,6 +206,9 @@ class Autoencoder(Protocol):
       every main step, on the mean of ``auxiliary_loss`` (``(B,)`` or a scalar) of the clean batch
       and the main step's output detached; an optional ``auxiliary_optimizer`` mapping overrides
       the trial's optimizer settings for it (``{"lr": 1e-4, "betas": (0.5, 0.9)}``).
+    - ``fit_before_training(x)``: called once before the first step, without gradients, with
+      the training inputs (a model is built from ``DataInfo`` alone): a start fitted to the data,
+      such as an output bias at logit(mean pixel), kept in parameters or buffers.
     - ``fit_ex_post(x)``: called once after training, in eval mode without gradients, with the
       training inputs: what it fits (an ex-post density of the codes) goes in buffers.
 
