@@ -2,7 +2,7 @@
 
 A reference names one published value: where it is published (``paper``, ``table``), the results
 column it is a value of (``metric``), in that column's unit and sign (a test NLL of 86.76 nats is a
-``log_px_iwae`` of -86.76: ``value = -86.76``, and ``note`` says so), how far ours may be from it
+log-likelihood of -86.76: ``value = -86.76``, and ``note`` says so), how far ours may be from it
 (``tolerance``, in the column's unit), and the configuration it applies to (``where``: results
 columns and their values, ``{ model = "iwae", "model.k" = 50 }``). ``check = "within"`` (the
 default) asks for ours within the tolerance on either side; ``"not-worse"`` only that ours is not
