@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -194,6 +195,20 @@ def test_active_units_counts_varying_posterior_means() -> None:
         result = plugins.metrics.get("active_units").factory(context)
     assert result["active_units"] == float((means.var(axis=0) > 0.01).sum())
     assert result["active_units"] == 2.0
+
+
+def test_active_units_count_on_the_split_and_inputs_asked_for() -> None:
+    # Burda et al. count on 500 training images. Here the training split's first 50 inputs are
+    # all the same point (no posterior mean varies), and the rest of it is the test split's.
+    metric = load_plugins().metrics.get("active_units").factory
+    model, context = ppca_context()
+    test = context.data.test.x
+    train = torch.cat([model.bias.detach().expand(50, -1), test])
+    context = make_context(model, replace(context.data, train=Split(train)))
+    with torch.no_grad():
+        assert metric(context)["active_units"] == 2.0  # the test split
+        assert metric(context, split="train", inputs=50)["active_units"] == 0.0
+        assert metric(context, split="train")["active_units"] == 2.0  # all of it
 
 
 class Shrink(nn.Module):

@@ -10,7 +10,7 @@ support): the core gives any other model NaN, with the reason, without calling t
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -186,40 +186,63 @@ def posterior_mean_variance(model: nn.Module, x: Tensor, samples: int) -> Tensor
     return mean.var(0, unbiased=False) - (n - 1) / n * mc_variance.mean(0)
 
 
-def _active_per_dimension(context: MetricContext, samples: int) -> Tensor:
-    """Whether each latent dimension is active: Var_x(E_q[z_d|x]) > 0.01 over the test split."""
+SplitName = Literal["test", "train"]
+
+
+def _measured_inputs(context: MetricContext, split: SplitName, inputs: int) -> Tensor:
+    """The inputs active units are counted on: the split's first ``inputs`` (0: all of them)."""
+    x = context.data.train.x if split == "train" else context.data.test.x
+    return x[:inputs] if inputs else x
+
+
+def _active_per_dimension(
+    context: MetricContext, samples: int, split: SplitName, inputs: int
+) -> Tensor:
+    """Whether each latent dimension is active: Var_x(E_q[z_d|x]) > 0.01 over the inputs."""
+    x = _measured_inputs(context, split, inputs)
     with estimators.seeded(context.generator):
-        variance = posterior_mean_variance(context.model, context.data.test.x, samples)
+        variance = posterior_mean_variance(context.model, x, samples)
     return variance > estimators.ACTIVE_UNIT_THRESHOLD
 
 
-def active_units(context: MetricContext, samples: MeanSamples = MEAN_SAMPLES) -> dict[str, float]:
+def active_units(
+    context: MetricContext,
+    samples: MeanSamples = MEAN_SAMPLES,
+    split: SplitName = "test",
+    inputs: Inputs = 0,
+) -> dict[str, float]:
     """Active latent units, all layers together (latent-variable models only; else NaN).
 
     The number of latent dimensions d whose posterior mean E_q[z_d|x] has a variance above 0.01
-    over the test split (Burda et al. 2015). Where the posterior's mean has no closed form (a
-    flow, a hierarchy's upper layer) it is estimated from ``samples`` draws per input
-    (``[eval.active_units] samples``), the draws' own error taken out of the variance.
+    over the ``split``'s first ``inputs`` inputs (all for 0; Burda et al. 2015 count them on 500
+    training images: ``split = "train"``, ``inputs = 500``). Where the posterior's mean has no
+    closed form (a flow, a hierarchy's upper layer) it is estimated from ``samples`` draws per
+    input (``[eval.active_units] samples``), the draws' own error taken out of the variance.
     """
-    return {"active_units": float(_active_per_dimension(context, samples).sum())}
+    active = _active_per_dimension(context, samples, split, inputs)
+    return {"active_units": float(active.sum())}
 
 
 def active_units_by_layer(
-    context: MetricContext, samples: MeanSamples = MEAN_SAMPLES
+    context: MetricContext,
+    samples: MeanSamples = MEAN_SAMPLES,
+    split: SplitName = "test",
+    inputs: Inputs = 0,
 ) -> dict[str, float]:
     """Active units of the first and second latent layer (hierarchies: latent_layers; else NaN).
 
-    As ``active_units``, counted within each layer the model declares (``latent_layers``):
-    ``active_units_layer1`` in the layer nearest the data (z1), ``active_units_layer2`` in the
-    next (z2), as Burda et al. (2015) report them per layer. A model of one layer has none:
-    NaN, with the reason. Layers above the second count in ``active_units`` only.
+    As ``active_units`` (the same parameters), counted within each layer the model declares
+    (``latent_layers``): ``active_units_layer1`` in the layer nearest the data (z1),
+    ``active_units_layer2`` in the next (z2), as Burda et al. (2015) report them per layer. A
+    model of one layer has none: NaN, with the reason. Layers above the second count in
+    ``active_units`` only.
     """
     x = context.data.test.x
     code_size = context.model.posterior(x[:1]).event_shape[-1]
     layers = list(latent_layer_slices(context.model, code_size).values())
     if len(layers) < 2:
         raise NotApplicable("the model has one latent layer (it declares no latent_layers)")
-    active = _active_per_dimension(context, samples)
+    active = _active_per_dimension(context, samples, split, inputs)
     return {
         "active_units_layer1": float(active[layers[0]].sum()),
         "active_units_layer2": float(active[layers[1]].sum()),
