@@ -360,6 +360,15 @@ def test_the_fused_bernoulli_log_prob_and_its_gradient_are_torchs(dtype) -> None
         torch.testing.assert_close(fused_logits.grad, torch_logits.grad)
 
 
+def test_the_fused_bernoulli_broadcasts_values_with_more_dimensions_than_its_logits() -> None:
+    logits, (binary, grey) = _bernoulli_cases(torch.float64)
+    one_code = logits[0]  # (3, 1, 4, 4): scored against 2 x 3 images
+    values = torch.stack([binary, grey])
+    fused = likelihoods.bernoulli(one_code, 3).log_prob(values)
+    base = torch.distributions.Bernoulli(logits=one_code, validate_args=False)
+    torch.testing.assert_close(fused, Independent(base, 3).log_prob(values), rtol=1e-6, atol=0)
+
+
 def test_the_fused_bernoulli_sums_bfloat16_logits_in_float32() -> None:
     logits, (binary, _) = _bernoulli_cases(torch.float32)
     fused = likelihoods.bernoulli(logits.bfloat16(), 3).log_prob(binary)

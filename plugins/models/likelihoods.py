@@ -284,8 +284,12 @@ def bernoulli_log_mass(logits: Tensor, value: Tensor, event_dims: int) -> Tensor
     logits = _full_precision(logits)
     flat_logits = logits.flatten(-event_dims) if event_dims else logits.unsqueeze(-1)
     flat_value = value.flatten(-event_dims) if event_dims else value.unsqueeze(-1)
+    flat_value = flat_value.to(logits.dtype)
     terms = F.softplus(flat_logits)
-    terms.addcmul_(flat_value.to(logits.dtype), flat_logits, value=-1)  # in place: one temporary
+    if torch.broadcast_shapes(flat_value.shape, terms.shape) == terms.shape:
+        terms.addcmul_(flat_value, flat_logits, value=-1)  # in place: one temporary
+    else:  # values with more leading dimensions than the logits (many inputs, one code)
+        terms = torch.addcmul(terms, flat_value, flat_logits, value=-1)
     return -terms.sum(-1)
 
 
