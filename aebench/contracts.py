@@ -193,6 +193,9 @@ class Autoencoder(Protocol):
       e.g. ``("binary", "unit")``; a trial on data of another kind is recorded ``skipped`` with
       the reason, and ``aebench.testing.check_model`` checks those kinds. Absent means every
       kind. The runner reads it after the model is built.
+    - ``image_only = True``, a class attribute: the model takes ``(C, H, W)`` images only (conv
+      networks); a trial on other data is recorded ``skipped`` with the reason, announced before
+      the run.
     - ``latent_layers: Mapping[str, int]``: a hierarchy of latent layers carried in the one flat
       code (``encode``'s output, and the prior's and posterior's event): each layer's name and
       number of dimensions, in the code's order, the layer nearest the data first, e.g.

@@ -424,10 +424,13 @@ def declined(suite: Suite, plugins: Plugins, cache: DataCache, device: torch.dev
 
 
 def _wrong_kind(entry: Entry, info: DataInfo) -> str | None:
-    """Why a model does not take this data, from the kinds its class declares (``data_kinds``)."""
+    """Why a model does not take this data, from what its class declares: the kinds it takes
+    (``data_kinds``), and whether it takes images only (``image_only``: conv networks)."""
     kinds = getattr(entry.factory, "data_kinds", None)
     if kinds is not None and info.kind not in kinds:
         return f"{entry.origin} takes {', '.join(kinds)} data, not {info.kind}"
+    if getattr(entry.factory, "image_only", False) and len(info.shape) != 3:
+        return f"{entry.origin} takes (C, H, W) images, not samples of shape {tuple(info.shape)}"
     return None
 
 

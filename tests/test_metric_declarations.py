@@ -153,6 +153,19 @@ def test_a_model_is_skipped_on_data_it_does_not_declare(write_suite, plugins):
     assert row["reason"] == "model 'real-only' (Plugin) takes real data, not unit"
 
 
+def test_an_image_only_model_is_skipped_on_vectors_with_the_reason(write_suite, plugins):
+    from aebench.data import DataCache
+
+    text = SUITE.format(eval="").replace('"digits"', '"mixture2d"').replace('"vae"', '"conv-vae"')
+    suite = load_suite(write_suite(text), plugins)
+    row, _ = run_trial(
+        suite.trials[0], plugins, __import__("torch").device("cpu"), DataCache(plugins)
+    )
+    assert row["status"] == "skipped"
+    assert row["reason"].endswith("takes (C, H, W) images, not samples of shape (2,)")
+    assert "conv-vae" in row["reason"]
+
+
 def test_every_built_in_column_has_a_group_and_each_group_one_headline() -> None:
     from aebench.columns import GROUPS, declared
 
