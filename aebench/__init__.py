@@ -10,7 +10,8 @@ aebench (besides ``aebench.testing``, the conformance checks for plugin authors'
   (observers of a run); ``likelihood``, the estimators (ELBO, importance-weighted log p(x) and
   its diagnostics, ...) that metrics build on, and ``quadrature``, exact log p(x) for latents of
   at most 2 dimensions;
-  ``paths``, where aebench and its plugins may write (never into the system's folders);
+  ``paths``, where aebench and its plugins may write (never into the system's folders), the
+  folder they cache in (``paths.cache_folder``) and ``paths.write_atomically``;
 - running and reading: ``load_plugins``, ``load_suite``, ``run_suite``, ``SuiteRun``, ``Suite``,
   ``Trial``, ``TrialOutcome``; ``load_results``, ``load_trial`` (a kept model and its data,
   ``KeptTrial``) and ``evaluate`` (kept models measured again) for a results folder.

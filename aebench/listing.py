@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from aebench.columns import Column, Vocabulary
 from aebench.files import write_atomically
 from aebench.params import describe
+from aebench.paths import cache_folder
 from aebench.plugins import ENTRY_POINT_GROUP, KINDS
 
 if TYPE_CHECKING:
@@ -81,11 +82,6 @@ def build_listing(plugins: Plugins) -> Listing:
         "kinds": {kind: [_listed(e) for e in plugins.registries[kind]] for kind in KINDS},
     }
     return json.loads(json.dumps(listing, default=_json_default))
-
-
-def cache_folder() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aebench"
-    return Path(os.environ.get("AEBENCH_CACHE") or default)
 
 
 def _python_files(spec: importlib.machinery.ModuleSpec) -> list[Path]:

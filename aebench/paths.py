@@ -1,4 +1,5 @@
-"""Where aebench may write.
+"""Where aebench may write, where it keeps what it caches (``cache_folder``), and how a file is
+written all or nothing (``write_atomically``, for plugins too).
 
 A suite file is data, and may come from someone else; the command line and the environment are the
 user's own choice. So what a suite file names (``[suite] output``, a SQLite ``[tracking] uri``)
@@ -8,7 +9,19 @@ point anywhere but into the system's own folders, where aebench never writes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from aebench.files import write_atomically  # noqa: F401  (offered to plugins here)
+
+
+def cache_folder() -> Path:
+    """``$AEBENCH_CACHE``, else ``aebench`` under ``$XDG_CACHE_HOME`` (default ``~/.cache``): where
+    aebench and its plugins keep what they can build again (the plugin listing, trained feature
+    classifiers)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aebench"
+    return Path(os.environ.get("AEBENCH_CACHE") or default)
+
 
 # Folders of the operating system (Linux, macOS): nothing of aebench belongs there.
 SYSTEM_FOLDERS = tuple(

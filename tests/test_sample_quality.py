@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, OneHotCategorical
 
 import aebench
-from aebench import Data, DataInfo, MetricContext, ModelOutput, NotApplicable, Split
+from aebench import Data, DataInfo, MetricContext, ModelOutput, NotApplicable, Split, paths
 from aebench.plugins import load_plugins
 from aebench_plugins.datasets.digits import digits
 from aebench_plugins.metrics import feature_extractor as extractors
@@ -160,7 +160,7 @@ def tiny_images(seed: int = 0, n: int = 48) -> Data:
 
 
 def cached_files() -> list[Path]:
-    return sorted((extractors.cache_folder() / extractors.CACHE_SUBFOLDER).glob("*"))
+    return sorted((paths.cache_folder() / extractors.CACHE_SUBFOLDER).glob("*"))
 
 
 def test_the_classifier_is_trained_once_and_then_read_from_the_cache(monkeypatch) -> None:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from aebench import Data, NotApplicable
+from aebench import Data, NotApplicable, paths
 
 CACHE_SUBFOLDER = "feature-classifiers"
 FORMAT = "aebench feature classifier 1"  # changes whenever what is saved changes meaning
@@ -121,13 +119,6 @@ class FeatureExtractor:
         return torch.cat([f(b.float()).double().cpu() for b in x.split(EVAL_BATCH)])
 
 
-def cache_folder() -> Path:
-    """``$AEBENCH_CACHE`` or ``~/.cache/aebench`` (``$XDG_CACHE_HOME`` honoured): where aebench
-    saves its listing too (``aebench.listing``, which is not public API: the rule is repeated)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aebench"
-    return Path(os.environ.get("AEBENCH_CACHE") or default)
-
-
 def _build(data: Data, settings: ClassifierSettings) -> Classifier:
     shape, n_classes = data.info.shape, _n_classes(data)
     kind = ImageClassifier if len(shape) == 3 else VectorClassifier
@@ -196,14 +187,8 @@ def train_classifier(data: Data, settings: ClassifierSettings) -> tuple[Classifi
 
 def _save(path: Path, network: Classifier, test_acc: float) -> None:
     """Through a temporary file in the same folder and a rename: all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save({"state_dict": network.state_dict(), "test_acc": test_acc}, file)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    saved = {"state_dict": network.state_dict(), "test_acc": test_acc}
+    paths.write_atomically(path, lambda tmp: torch.save(saved, tmp))
 
 
 def _load(path: Path, data: Data, settings: ClassifierSettings) -> tuple[Classifier, float] | None:
@@ -228,7 +213,7 @@ def feature_extractor(
     """
     _n_classes(data)
     key = cache_key(data, settings)
-    path = cache_folder() / CACHE_SUBFOLDER / f"{key}.pt"
+    path = paths.cache_folder() / CACHE_SUBFOLDER / f"{key}.pt"
     found = _load(path, data, settings)
     if found is None:
         found = train_classifier(data, settings)
