@@ -18,13 +18,13 @@ import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
 from aebench.contracts import LatentVariableModel
+from aebench.precision import PRECISIONS, Precision, autocast  # noqa: F401  (metrics' parameter)
 
 # Numbers per tensor in one chunk (2**21 float32 = 8 MiB); a decoder's own activations come on top.
 DEFAULT_MAX_ELEMENTS = 2**21
@@ -118,22 +118,6 @@ class Repeated:
         return self._copies[: n_samples * len(self.x)]
 
 
-Precision = Literal["fp32", "bf16"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
-
-
-def decoder_precision(
-    precision: Precision, device: torch.device
-) -> contextlib.AbstractContextManager:
-    """The context a decoder pass runs in: nothing for fp32; bf16 autocast for "bf16" (matmuls
-    in bfloat16; a likelihood's log_prob still sums in what its parameters come as)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-
-
 def log_likelihood(
     model: LatentVariableModel,
     x: Tensor | Repeated,
@@ -143,11 +127,11 @@ def log_likelihood(
     """log p(x|z) for ``z`` of shape (S, B, *latent) and ``x`` of shape (B, *data): (S, B).
 
     Samples and inputs are flattened into one batch, so a model's ``likelihood`` only ever sees
-    codes of shape (N, *latent). ``precision`` is the decoder pass's (``decoder_precision``).
+    codes of shape (N, *latent). ``precision`` is the decoder pass's (``aebench.precision``).
     """
     s, b = z.shape[:2]
     repeated = x if isinstance(x, Repeated) else Repeated(x, s)
-    with decoder_precision(precision, z.device):
+    with autocast(precision, z.device):
         likelihood = model.likelihood(z.reshape(s * b, *z.shape[2:]))
     log_p = likelihood.log_prob(repeated(s)).view(s, b)
     return log_p.float() if log_p.dtype in (torch.float16, torch.bfloat16) else log_p

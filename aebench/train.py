@@ -12,12 +12,12 @@ own after every main step (``aebench.auxiliary``). After training, a model with
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,8 @@ from aebench.checkpoint import Checkpoints
 from aebench.contracts import Data, ModelOutput, Regularizer, Split
 from aebench.data import shuffled_batches
 from aebench.optim import make_optimizer, make_schedule
+from aebench.precision import PRECISIONS, Precision
+from aebench.precision import autocast as precision_autocast
 from aebench.threads import adjust as adjust_threads
 from aebench.trials import LOSS_CURVES
 from aebench.validation import EarlyStopping, held_out_losses
@@ -43,8 +45,6 @@ from aebench.validation import EarlyStopping, held_out_losses
 # VAE epoch 2% of its time over a bare loop (benchmarks/perf).
 TERMS_SAMPLES = 256
 CURVES = (*LOSS_CURVES, "lr")  # per epoch; lr: the learning rate it trained at
-PRECISIONS = ("fp32", "bf16")
-Precision = Literal["fp32", "bf16"]
 
 # (loss, model_loss, penalty) of one batch; penalty None when the regularizer has none.
 Objective = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor | None]]
@@ -75,20 +75,6 @@ def has_penalty(regularizer: Regularizer) -> bool:
     return type(regularizer).penalty is not Regularizer.penalty
 
 
-def autocast_for(
-    device: torch.device, precision: Precision
-) -> Callable[[], contextlib.AbstractContextManager[object]]:
-    """A context-manager factory: bf16 autocast, or nothing at all for fp32."""
-
-    def autocast() -> contextlib.AbstractContextManager[object]:
-        # Entering a disabled torch.autocast still costs microseconds a step: skip it for fp32.
-        if precision == "bf16":
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    return autocast
-
-
 def make_objective(
     model: nn.Module,
     regularizer: Regularizer,
@@ -100,7 +86,7 @@ def make_objective(
 
     ``keep`` is handed each forward pass's output (an auxiliary step trains on it)."""
     penalised = has_penalty(regularizer)
-    autocast = autocast_for(device, precision)
+    autocast = functools.partial(precision_autocast, precision, device)
 
     def objective(x_in: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         with autocast():
@@ -184,7 +170,7 @@ def train_model(
     else:  # the main optimizer leaves the auxiliary parameters to one of their own
         params = main_parameters(model, extra)
         optimizer = make_optimizer(params, lr, settings)
-        autocast = autocast_for(device, precision)
+        autocast = functools.partial(precision_autocast, precision, device)
         auxiliary = AuxiliaryStep(
             model, extra, lr, settings, clip_norm=clip_norm, autocast=autocast
         )
