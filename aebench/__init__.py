@@ -24,68 +24,63 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from aebench.hookspecs import hookimpl
+from aebench.contract.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from aebench import likelihood, paths, quadrature
-    from aebench.api import run_suite
-    from aebench.columns import Column
-    from aebench.contracts import (
+    from aebench.contract.columns import Column
+    from aebench.contract.data import Data, DataInfo, DataKind, Split
+    from aebench.contract.metric import Metric, MetricContext, NotApplicable, Requirement
+    from aebench.contract.model import (
         Autoencoder,
-        Data,
-        DataInfo,
-        DataKind,
         LatentVariableModel,
-        Metric,
-        MetricContext,
         ModelOutput,
-        NotApplicable,
         Regularizer,
-        Requirement,
-        Split,
         latent_layer_slices,
     )
-    from aebench.kept import KeptTrial, KeptTrialError, evaluate, load_results, load_trial
-    from aebench.observing import SuiteObserver, SuiteRun, TrialOutcome
-    from aebench.plugins import Plugins, load_plugins
-    from aebench.suite import Suite, SuiteError, Trial, load_suite
+    from aebench.estimators import likelihood, quadrature
+    from aebench.plugins.manager import Plugins, load_plugins
+    from aebench.results import paths
+    from aebench.run.kept import KeptTrial, KeptTrialError, evaluate, load_results, load_trial
+    from aebench.run.observing import SuiteObserver, SuiteRun, TrialOutcome
+    from aebench.run.suite import Suite, SuiteError, Trial, load_suite
+    from aebench.session import run_suite
 
 # name -> the module that defines it
 _EXPORTS = {
-    "Autoencoder": "aebench.contracts",
-    "Data": "aebench.contracts",
-    "DataInfo": "aebench.contracts",
-    "DataKind": "aebench.contracts",
-    "LatentVariableModel": "aebench.contracts",
-    "Metric": "aebench.contracts",
-    "MetricContext": "aebench.contracts",
-    "ModelOutput": "aebench.contracts",
-    "NotApplicable": "aebench.contracts",
-    "Regularizer": "aebench.contracts",
-    "Requirement": "aebench.contracts",
-    "Split": "aebench.contracts",
-    "latent_layer_slices": "aebench.contracts",
-    "Column": "aebench.columns",
-    "Plugins": "aebench.plugins",
-    "load_plugins": "aebench.plugins",
-    "Suite": "aebench.suite",
-    "SuiteError": "aebench.suite",
-    "Trial": "aebench.suite",
-    "load_suite": "aebench.suite",
-    "SuiteObserver": "aebench.observing",
-    "SuiteRun": "aebench.observing",
-    "TrialOutcome": "aebench.observing",
-    "run_suite": "aebench.api",
-    "KeptTrial": "aebench.kept",
-    "KeptTrialError": "aebench.kept",
-    "evaluate": "aebench.kept",
-    "load_results": "aebench.kept",
-    "load_trial": "aebench.kept",
+    "Autoencoder": "aebench.contract.model",
+    "Data": "aebench.contract.data",
+    "DataInfo": "aebench.contract.data",
+    "DataKind": "aebench.contract.data",
+    "LatentVariableModel": "aebench.contract.model",
+    "Metric": "aebench.contract.metric",
+    "MetricContext": "aebench.contract.metric",
+    "ModelOutput": "aebench.contract.model",
+    "NotApplicable": "aebench.contract.metric",
+    "Regularizer": "aebench.contract.model",
+    "Requirement": "aebench.contract.metric",
+    "Split": "aebench.contract.data",
+    "latent_layer_slices": "aebench.contract.model",
+    "Column": "aebench.contract.columns",
+    "Plugins": "aebench.plugins.manager",
+    "load_plugins": "aebench.plugins.manager",
+    "Suite": "aebench.run.suite",
+    "SuiteError": "aebench.run.suite",
+    "Trial": "aebench.run.suite",
+    "load_suite": "aebench.run.suite",
+    "SuiteObserver": "aebench.run.observing",
+    "SuiteRun": "aebench.run.observing",
+    "TrialOutcome": "aebench.run.observing",
+    "run_suite": "aebench.session",
+    "KeptTrial": "aebench.run.kept",
+    "KeptTrialError": "aebench.run.kept",
+    "evaluate": "aebench.run.kept",
+    "load_results": "aebench.run.kept",
+    "load_trial": "aebench.run.kept",
 }
 _MODULES = {
-    "likelihood": "aebench.likelihood",
-    "paths": "aebench.paths",
-    "quadrature": "aebench.quadrature",
+    "likelihood": "aebench.estimators.likelihood",
+    "paths": "aebench.results.paths",
+    "quadrature": "aebench.estimators.quadrature",
 }
 
 __all__ = [  # the names above, spelled out for readers and linters

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aebench import stopping
-from aebench.listing import Listing, load_listing
-from aebench.plugins import KINDS, Plugins, load_plugins
-from aebench.trials import TRIALS, folder_size
+from aebench.plugins.listing import Listing, load_listing
+from aebench.plugins.manager import KINDS, Plugins, load_plugins
+from aebench.results.trials import TRIALS, folder_size
+from aebench.run import stopping
 
 if TYPE_CHECKING:
-    from aebench.executors import Executor
-    from aebench.suite import Suite
+    from aebench.run.executors import Executor
+    from aebench.run.suite import Suite
 
 USAGE_ERROR = 2
 
@@ -207,11 +207,13 @@ def cmd_list(listing: Listing, kind: str | None, as_json: bool) -> int:
 
 
 def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
-    from aebench.files import FolderError
-    from aebench.lock import check_output
-    from aebench.results import check_owner, read_results
-    from aebench.runner import declined, load_datasets, plan, resolve_device, run_suite
-    from aebench.suite import SuiteError, load_suite
+    from aebench.results.files import FolderError
+    from aebench.results.lock import check_output
+    from aebench.results.table import check_owner, read_results
+    from aebench.run.loop import run_trials
+    from aebench.run.plan import declined, load_datasets, plan
+    from aebench.run.suite import SuiteError, load_suite
+    from aebench.run.trial import resolve_device
 
     executor = _executor(args)
     try:
@@ -232,11 +234,11 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     reasons = declined(suite, plugins, cache, device)
     skipped = announce_declined(suite, {t: r for t, r in reasons.items() if t in to_train})
 
-    from aebench.executors import ExecutorError
-    from aebench.progress import SuiteProgress
-    from aebench.references import summary as reproduction_summary
-    from aebench.report import ReportBuilder
-    from aebench.runner import build_observers
+    from aebench.run.executors import ExecutorError
+    from aebench.run.loop import build_observers
+    from aebench.views.progress import SuiteProgress
+    from aebench.views.report import ReportBuilder
+    from aebench.views.reproduction import summary as reproduction_summary
 
     try:
         observers = build_observers(suite, plugins)  # MLflow, figures, report, third parties'
@@ -244,7 +246,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     _log_to(output / "aebench.log")
     try:
-        run = run_suite(
+        run = run_trials(
             suite,
             plugins,
             output=output,
@@ -307,8 +309,8 @@ def announce_declined(suite: Suite, reasons: dict[str, str]) -> set[str]:
 
 def dry_run(suite: Suite, output: Path | None, rerun: bool) -> int:
     """Each trial with what ``aebench run`` would do with it, given what its folder holds."""
-    from aebench.results import read_results
-    from aebench.runner import plan
+    from aebench.results.table import read_results
+    from aebench.run.plan import plan
 
     folder = suite.output_dir(output)
     work = plan(suite, read_results(folder, replace_unusable=rerun), folder, rerun)
@@ -328,9 +330,9 @@ def dry_run(suite: Suite, output: Path | None, rerun: bool) -> int:
 
 def best_configurations(output: Path) -> dict[str, str]:
     """Per dataset, the best configuration in the results folder, as the report ranks them."""
-    from aebench.columns import vocabulary_of
-    from aebench.report import best_configurations
-    from aebench.results import read_results
+    from aebench.plugins.listing import vocabulary_of
+    from aebench.results.table import read_results
+    from aebench.views.report import best_configurations
 
     table = read_results(output)
     return best_configurations(table, vocabulary_of(output)) if not table.empty else {}
@@ -338,7 +340,7 @@ def best_configurations(output: Path) -> dict[str, str]:
 
 def _executor(args: argparse.Namespace) -> Executor | None:
     """The executor the flags name; None for the local one."""
-    from aebench.executors import DaskExecutor, ExecutorError
+    from aebench.run.executors import DaskExecutor, ExecutorError
 
     if args.executor == "local":
         if args.workers is not None or args.scheduler is not None:
@@ -353,9 +355,9 @@ def _executor(args: argparse.Namespace) -> Executor | None:
 
 
 def cmd_report(folder: Path) -> int:
-    from aebench.files import FolderError
-    from aebench.report import build_report
-    from aebench.trials import TrialFileError
+    from aebench.results.files import FolderError
+    from aebench.results.trials import TrialFileError
+    from aebench.views.report import build_report
 
     try:
         md, page = build_report(folder)
@@ -366,7 +368,7 @@ def cmd_report(folder: Path) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from aebench.compare import (
+    from aebench.views.compare import (
         CompareError,
         compare,
         format_comparison,
@@ -402,8 +404,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
-    from aebench.kept import KeptTrialError, evaluate
-    from aebench.progress import SuiteProgress
+    from aebench.run.kept import KeptTrialError, evaluate
+    from aebench.views.progress import SuiteProgress
 
     metrics = None
     if args.metrics is not None:
@@ -434,8 +436,8 @@ def cmd_images(plugins: Plugins, args: argparse.Namespace) -> int:
     """``aebench sample`` and ``aebench reconstruct``: a PNG of a kept trial's images."""
     import torch
 
-    from aebench.figures import draw_images
-    from aebench.kept import KeptTrialError, load_trial
+    from aebench.observers.trial_figures import draw_images
+    from aebench.run.kept import KeptTrialError, load_trial
 
     if args.n < 1:
         raise UsageError(f"-n {args.n}: at least one image")
@@ -469,7 +471,7 @@ def cmd_images(plugins: Plugins, args: argparse.Namespace) -> int:
 
 
 def cmd_ui(port: int, output: Path) -> int:
-    from aebench.tracking import TrackingError, serve_ui
+    from aebench.observers.tracking import TrackingError, serve_ui
 
     try:
         return serve_ui(output / "mlflow.db", port)
@@ -480,7 +482,7 @@ def cmd_ui(port: int, output: Path) -> int:
 def _log_to(path: Path) -> None:
     """Failed trials' tracebacks go to a log file beside the results (never through a link
     planted there)."""
-    from aebench.files import CLOEXEC, NOFOLLOW, cannot_write
+    from aebench.results.files import CLOEXEC, NOFOLLOW, cannot_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,22 +22,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from aebench.checks import (
+from aebench.contract.checks import (
     ContractError,
     check_latent_variable_model,
     check_metric_values,
     check_model_output,
     check_penalty,
 )
-from aebench.contracts import (
-    Data,
-    DataInfo,
+from aebench.contract.data import Data, DataInfo, Split
+from aebench.contract.metric import Metric, MetricContext
+from aebench.contract.model import (
     LatentVariableModel,
-    Metric,
-    MetricContext,
     ModelOutput,
     Regularizer,
-    Split,
     latent_layer_slices,
 )
 
@@ -76,7 +73,7 @@ def check_auxiliary(model: nn.Module, x: Tensor) -> None:
     """The auxiliary hook, for a model that declares ``auxiliary_parameters``: its parameters are
     the model's own (kept by ``state_dict``) and trainable; ``auxiliary_loss`` on the detached
     output is ``(B,)`` or a scalar, finite, and trains those parameters and nothing else."""
-    from aebench.auxiliary import auxiliary_parameters, detached
+    from aebench.run.auxiliary import auxiliary_parameters, detached
 
     extra = auxiliary_parameters(model)
     if extra is None:
@@ -131,7 +128,7 @@ def check_training_lowers_the_loss(model: nn.Module, x: Tensor, steps: int = 30)
 
     A model with auxiliary parameters is checked one optimizer at a time (``check_each_player``),
     as adversarial losses need not fall while both players move."""
-    from aebench.auxiliary import auxiliary_parameters
+    from aebench.run.auxiliary import auxiliary_parameters
 
     extra = auxiliary_parameters(model)
     if extra is not None:
@@ -156,7 +153,7 @@ def check_each_player(
 ) -> None:
     """Main steps (the auxiliary parameters held) lower the model's loss; then steps of the
     auxiliary parameters alone, on the output detached, lower the auxiliary loss."""
-    from aebench.auxiliary import detached, main_parameters
+    from aebench.run.auxiliary import detached, main_parameters
 
     _lowers(model, x, main_parameters(model, extra), model.loss, steps, "")
     with torch.no_grad():
@@ -414,7 +411,7 @@ def check_metric(
     the metric needs factors (or on the ``contexts`` given), it returns exactly its
     declared columns as numbers wherever its requirements are met, and the same numbers again
     from the same seed (noisy columns aside)."""
-    from aebench.params import params_model
+    from aebench.plugins.params import params_model
 
     assert isinstance(metric, Metric), "register an aebench.Metric(compute, columns=[...])"
     schema = params_model("metric", metric.compute, skip_first=True)
@@ -475,9 +472,10 @@ def check_observer(factory: Callable[..., Any], suite: Any = None) -> None:
     import tempfile
     from pathlib import Path
 
-    from aebench.plugins import load_plugins
-    from aebench.runner import SuiteObserver, SuiteRun, TrialOutcome, base_row
-    from aebench.suite import load_suite
+    from aebench.plugins.manager import load_plugins
+    from aebench.run.observing import SuiteObserver, SuiteRun, TrialOutcome
+    from aebench.run.suite import load_suite
+    from aebench.run.trial import base_row
 
     plugins = load_plugins()
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aebench.plugins import Plugins, load_plugins
+from aebench.plugins.manager import Plugins, load_plugins
 from aebench_plugins.metrics.feature_extractor import CACHE_SUBFOLDER
 
 

@@ -14,16 +14,16 @@ import pandas as pd
 import pytest
 from conftest import TINY_SUITE
 
-from aebench import files
 from aebench.cli import main
-from aebench.figures import ARRAYS, TRIAL_PNGS, TrialFigures
-from aebench.kept import KeptTrialError, load_results
-from aebench.lock import LOCK_FILE
-from aebench.plugins import load_plugins
-from aebench.report import REPORT_HTML, REPORT_MD
-from aebench.results import CSV, JOURNAL, PARQUET, read_results
-from aebench.runner import run_suite
-from aebench.suite import load_suite
+from aebench.observers.trial_figures import ARRAYS, TRIAL_PNGS, TrialFigures
+from aebench.plugins.manager import load_plugins
+from aebench.results import files
+from aebench.results.lock import LOCK_FILE
+from aebench.results.table import CSV, JOURNAL, PARQUET, read_results
+from aebench.run.kept import KeptTrialError, load_results
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
+from aebench.views.report import REPORT_HTML, REPORT_MD
 
 UNTRACKED = TINY_SUITE + "\n[tracking]\nenabled = false\n"
 
@@ -48,7 +48,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     suite_file = folder.parent / "suite.toml"
     suite_file.write_text(UNTRACKED)
     plugins = load_plugins()
-    run_suite(load_suite(suite_file, plugins), plugins, output=folder, observers=[TrialFigures()])
+    run_trials(load_suite(suite_file, plugins), plugins, output=folder, observers=[TrialFigures()])
     assert main(["report", str(folder)]) == 0
     return folder
 

@@ -218,8 +218,9 @@ def test_a_regularizer_that_declines_a_model_is_announced_once_before_the_run(
 
 def test_declines_found_before_the_run_are_those_found_when_trials_run(write_suite):
     from aebench import load_plugins, load_suite
-    from aebench.data import DataCache
-    from aebench.runner import declined, run_trial
+    from aebench.run.data import DataCache
+    from aebench.run.plan import declined
+    from aebench.run.trial import run_trial
 
     plugins = load_plugins()
     suite = load_suite(write_suite(KL_ON_A_LINEAR_CODE), plugins)

@@ -16,8 +16,7 @@ from torch import Tensor, nn
 
 import aebench
 from aebench import DataInfo, ModelOutput
-from aebench.drawing import code_traversal_rows, read_arrays
-from aebench.figures import (
+from aebench.observers.trial_figures import (
     ARRAYS,
     CODE_TRAVERSAL_PNG,
     CODE_TRAVERSAL_STEPS,
@@ -26,9 +25,10 @@ from aebench.figures import (
     capture,
     render_trial,
 )
-from aebench.report import REPORT_HTML, REPORT_MD, TRIAL_CAPTIONS, build_report
+from aebench.results.trials import trial_folder
 from aebench.testing import _metric_data, _TinyGaussianVAE
-from aebench.trials import trial_folder
+from aebench.views.drawing import code_traversal_rows, read_arrays
+from aebench.views.report import REPORT_HTML, REPORT_MD, TRIAL_CAPTIONS, build_report
 
 SCALES = (3.0, 2.0, 1.0)  # the code's dimensions, most variable first
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from aebench.cli import main
-from aebench.columns import COLUMNS_FILE, Column, Vocabulary
-from aebench.compare import compare
+from aebench.contract.columns import COLUMNS_FILE, Column, Vocabulary
+from aebench.views.compare import compare
 
 NAN = float("nan")
 

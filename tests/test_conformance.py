@@ -19,7 +19,8 @@ from aebench import (
     Split,
     load_plugins,
 )
-from aebench.suite import load_suite
+from aebench.observers.tracking import sqlite_uri
+from aebench.run.suite import load_suite
 from aebench.testing import (
     check_dataset,
     check_metric,
@@ -27,7 +28,6 @@ from aebench.testing import (
     check_observer,
     check_regularizer,
 )
-from aebench.tracking import sqlite_uri
 
 PLUGINS = load_plugins()  # read once for parametrisation; each test still builds its own
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from aebench import Data, DataInfo, Split, hookimpl
-from aebench.data import DataCache, shuffled_batches
-from aebench.plugins import load_plugins
-from aebench.runner import run_suite
-from aebench.suite import Component, load_suite
+from aebench.plugins.manager import load_plugins
+from aebench.run.data import DataCache, shuffled_batches
+from aebench.run.loop import run_trials
+from aebench.run.suite import Component, load_suite
 
 TORCHVISION_SETS = ["mnist", "fashion-mnist", "kmnist", "cifar10"]
 
@@ -257,7 +257,7 @@ def test_a_suite_loads_its_dataset_once_for_all_its_trials(write_suite, tmp_path
         params = { hidden = [8], latent_dim = 2 }
         """
     )
-    run = run_suite(load_suite(path, plugins), plugins, output=tmp_path / "out")
+    run = run_trials(load_suite(path, plugins), plugins, output=tmp_path / "out")
     assert [row["status"] for row in run.rows] == ["ok", "ok"]
     assert counter.loads == 1
 
@@ -280,7 +280,7 @@ def test_a_missing_dataset_fails_its_trials_with_the_one_line(write_suite, tmp_p
         plugin = "ae"
         """
     )
-    run = run_suite(load_suite(path, plugins), plugins, output=tmp_path / "out")
+    run = run_trials(load_suite(path, plugins), plugins, output=tmp_path / "out")
     assert [row["status"] for row in run.rows] == ["failed", "failed"]
     for row in run.rows:
         assert row["reason"].startswith(

@@ -6,8 +6,8 @@ import warnings
 
 from PIL import Image
 
-from aebench.columns import Column
-from aebench.drawing import plane
+from aebench.contract.columns import Column
+from aebench.views.drawing import plane
 
 
 def test_a_plane_of_a_hundred_configurations_keeps_its_axes_and_every_label(tmp_path) -> None:

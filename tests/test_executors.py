@@ -21,10 +21,10 @@ from conftest import TINY_SUITE
 from fake_plugins import fake_distribution
 
 from aebench.cli import main
-from aebench.executors import WORKER_DIED
-from aebench.plugins import load_plugins
-from aebench.runner import run_suite
-from aebench.suite import load_suite
+from aebench.plugins.manager import load_plugins
+from aebench.run.executors import WORKER_DIED
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
 
 pytest.importorskip("distributed")
 
@@ -141,7 +141,7 @@ def test_a_suite_on_a_dask_cluster_gives_the_local_table(cluster, write_suite, t
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as fast as the workers on a busy machine; results do not change
     try:
-        run_suite(load_suite(path, plugins), plugins, output=tmp_path / "local")
+        run_trials(load_suite(path, plugins), plugins, output=tmp_path / "local")
     finally:
         torch.set_num_threads(threads)
     local = table(tmp_path / "local")

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from aebench import DataInfo, Split
-from aebench.params import params_model
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
+from aebench.plugins.params import params_model
+from aebench.run.validation import hold_out
 from aebench.testing import check_dataset
-from aebench.validation import hold_out
 from aebench_plugins.datasets.dsprites import DSPRITES_GEOMETRY, dsprites, shapes_small
 from aebench_plugins.datasets.sprites import Geometry, render_sprites
 

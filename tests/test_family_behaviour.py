@@ -12,12 +12,12 @@ import torch
 from torch.distributions import kl_divergence
 
 from aebench import Data, DataInfo, ModelOutput, Split, hookimpl
-from aebench.contracts import likelihood_support_problem
-from aebench.data import DataCache
-from aebench.plugins import Plugins, load_plugins
-from aebench.runner import run_trial
-from aebench.suite import load_suite
-from aebench.train import train_model
+from aebench.contract.metric import likelihood_support_problem
+from aebench.plugins.manager import Plugins, load_plugins
+from aebench.run.data import DataCache
+from aebench.run.suite import load_suite
+from aebench.run.train import train_model
+from aebench.run.trial import run_trial
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 

@@ -16,10 +16,10 @@ from fake_plugins import fake_distribution
 from mlflow_runs import search_runs
 
 from aebench import ModelOutput, hookimpl
-from aebench.plugins import load_plugins
-from aebench.results import read_results
-from aebench.runner import run_suite
-from aebench.suite import load_suite
+from aebench.plugins.manager import load_plugins
+from aebench.results.table import read_results
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
 
 SUITE = """
 [suite]
@@ -252,7 +252,7 @@ def faulty(write_suite, tmp_path):
     def run(model: str) -> dict:
         text = SUITE.split("[[models]]")[0].format(suite_extra="", delay=0, kill="none")
         path = write_suite(text + f'[[models]]\nplugin = "{model}"\n', f"{model}.toml")
-        run = run_suite(load_suite(path, plugins), plugins, output=tmp_path / model)
+        run = run_trials(load_suite(path, plugins), plugins, output=tmp_path / model)
         [row] = run.rows
         return row
 

@@ -14,7 +14,13 @@ import pytest
 
 # What only `run`, `report`, `ui` or `compare` need. (pandas is not listed: the metric plugins'
 # scikit-learn imports it while they register.)
-HEAVY = ("mlflow", "aebench.train", "aebench.runner", "aebench.tracking", "aebench.compare")
+HEAVY = (
+    "mlflow",
+    "aebench.run.train",
+    "aebench.run.trial",
+    "aebench.observers.tracking",
+    "aebench.views.compare",
+)
 
 
 def imported_by(argv: list[str], modules: tuple[str, ...], expected: int = 0) -> list[str]:
@@ -54,7 +60,7 @@ def test_help_does_not_import_torch(argv: list[str]) -> None:
 def test_the_commands_that_read_results_import_no_torch(tmp_path) -> None:
     import pandas as pd
 
-    from aebench.columns import COLUMNS_FILE, Column, Vocabulary
+    from aebench.contract.columns import COLUMNS_FILE, Column, Vocabulary
 
     row = {"trial_id": "t0", "dataset": "digits", "model": "ae", "regularizer": "none"}
     row |= {"seed": 0, "status": "ok", "reason": "", "recon_mse": 0.1}

@@ -18,19 +18,19 @@ import pytest
 from conftest import TINY_SUITE
 from fake_plugins import fake_distribution
 
-from aebench import files
 from aebench.cli import main
-from aebench.files import write_atomically
-from aebench.kept import load_results
-from aebench.results import JOURNAL, PARQUET, read_results
-from aebench.runner import run_suite
-from aebench.suite import load_suite
+from aebench.results import files
+from aebench.results.files import write_atomically
+from aebench.results.table import JOURNAL, PARQUET, read_results
+from aebench.run.kept import load_results
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
 
 UNTRACKED = TINY_SUITE + "\n[tracking]\nenabled = false\n"
 
 HOLD = """
 import sys, time
-from aebench.lock import folder_lock
+from aebench.results.lock import folder_lock
 with folder_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(600)
@@ -87,7 +87,7 @@ def test_evaluate_into_a_folder_in_use_is_refused_naming_the_holder(
     holder, plugins, untracked: Path, tmp_path: Path, capsys
 ) -> None:
     output = tmp_path / "out"
-    run_suite(load_suite(untracked, plugins), plugins, output=output)
+    run_trials(load_suite(untracked, plugins), plugins, output=output)
     process = holder(output)
     before = snapshot(output)
     assert main(["evaluate", str(output), "--set", "log_px_iwae.samples=5"]) == 2
@@ -101,7 +101,7 @@ def test_run_suite_itself_refuses_a_folder_in_use(holder, plugins, untracked, tm
     output = tmp_path / "out"
     process = holder(output)
     with pytest.raises(files.FolderError, match=f"pid {process.pid}"):
-        run_suite(load_suite(untracked, plugins), plugins, output=output)
+        run_trials(load_suite(untracked, plugins), plugins, output=output)
     assert not (output / "trials").exists()
 
 

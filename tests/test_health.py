@@ -6,7 +6,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from aebench import Data, DataInfo, ModelOutput, Split
-from aebench.health import health_warnings
+from aebench.run.health import health_warnings
 
 DATA = Data(
     DataInfo(shape=(3,), kind="real"),

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from aebench import Data, DataInfo, MetricContext, ModelOutput, Split
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 
 
 class Identity(nn.Module):

@@ -21,7 +21,7 @@ from torch.distributions import (
 
 from aebench import LatentVariableModel
 from aebench import likelihood as estimators
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 
 DATA_DIM, LATENT_DIM, NOISE = 5, 2, 0.5
 

@@ -11,9 +11,9 @@ import torch
 
 import aebench
 from aebench import Column, Data, Metric, MetricContext, NotApplicable
-from aebench.contracts import likelihood_support_problem
-from aebench.plugins import load_plugins
-from aebench.runner import PEAK_MEMORY_UNMEASURED, nan_reasons
+from aebench.contract.metric import likelihood_support_problem
+from aebench.plugins.manager import load_plugins
+from aebench.run.measure import PEAK_MEMORY_UNMEASURED, nan_reasons
 
 
 def context_of(model: torch.nn.Module, data: Data) -> MetricContext:

@@ -1,6 +1,7 @@
-"""The likelihoods p(x|z) of the built-in VAEs (plugins/models/likelihoods.py): each a normalised
-density or mass function, the data of each kind in the support of the one ``auto`` picks for it,
-the discretized logistic's mean and log-probabilities against brute force and by hand."""
+"""The likelihoods p(x|z) of the built-in VAEs (aebench_plugins/models/likelihoods.py): each a
+normalised density or mass function, the data of each kind in the support of the one ``auto``
+picks for it, the discretized logistic's mean and log-probabilities against brute force and by
+hand."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from torch.distributions import Independent
 
 from aebench import DataInfo
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 from aebench_plugins.models import likelihoods
 from aebench_plugins.models.likelihoods import (
     ContinuousBernoulli,

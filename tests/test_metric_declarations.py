@@ -9,7 +9,7 @@ import pytest
 
 from aebench import Column, Metric, hookimpl, load_plugins, load_suite
 from aebench.cli import main
-from aebench.runner import run_trial
+from aebench.run.trial import run_trial
 
 
 def mean_code(context, scale: float = 1.0):
@@ -132,7 +132,7 @@ def test_list_shows_what_a_metric_declares(capsys):
 
 
 def test_a_model_is_skipped_on_data_it_does_not_declare(write_suite, plugins):
-    from aebench.data import DataCache
+    from aebench.run.data import DataCache
 
     class RealOnly(plugins.models.get("ae").factory):
         """An autoencoder for real-valued data only."""
@@ -154,7 +154,7 @@ def test_a_model_is_skipped_on_data_it_does_not_declare(write_suite, plugins):
 
 
 def test_an_image_only_model_is_skipped_on_vectors_with_the_reason(write_suite, plugins):
-    from aebench.data import DataCache
+    from aebench.run.data import DataCache
 
     text = SUITE.format(eval="").replace('"digits"', '"mixture2d"').replace('"vae"', '"conv-vae"')
     suite = load_suite(write_suite(text), plugins)
@@ -167,7 +167,7 @@ def test_an_image_only_model_is_skipped_on_vectors_with_the_reason(write_suite, 
 
 
 def test_every_built_in_column_has_a_group_and_each_group_one_headline() -> None:
-    from aebench.columns import GROUPS, declared
+    from aebench.contract.columns import GROUPS, declared
 
     vocabulary = declared({e.name: e.factory for e in load_plugins().metrics})
     ungrouped = [c.name for c in vocabulary.columns.values() if not c.group]

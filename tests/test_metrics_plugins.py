@@ -18,10 +18,10 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, N
 
 from aebench import Data, DataInfo, MetricContext, ModelOutput, Split
 from aebench.cli import main
-from aebench.plugins import load_plugins
-from aebench.results import read_results
-from aebench.runner import run_suite
-from aebench.suite import load_suite
+from aebench.plugins.manager import load_plugins
+from aebench.results.table import read_results
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
 
 LIKELIHOOD_COLUMNS = {
     "elbo": ["elbo", "rate", "distortion", "bits_per_dim"],
@@ -292,7 +292,7 @@ params = {{ hidden = [16], latent_dim = 4 }}
 def test_a_suite_records_every_column_nan_where_it_does_not_apply(write_suite, tmp_path) -> None:
     plugins = load_plugins()
     suite = load_suite(write_suite(SUITE.format(metrics="")), plugins)
-    run_suite(suite, plugins, output=tmp_path / "all", device="cpu")
+    run_trials(suite, plugins, output=tmp_path / "all", device="cpu")
     table = read_results(tmp_path / "all").set_index("model")
     assert set(table["status"]) == {"ok"}
     for name, columns in COLUMNS.items():
@@ -316,7 +316,7 @@ def test_eval_metrics_selects_metrics_by_name(write_suite, tmp_path) -> None:
     plugins = load_plugins()
     text = SUITE.format(metrics='metrics = ["elbo", "n_params"]')
     suite = load_suite(write_suite(text), plugins)
-    run_suite(suite, plugins, output=tmp_path / "some", device="cpu")
+    run_trials(suite, plugins, output=tmp_path / "some", device="cpu")
     table = read_results(tmp_path / "some")
     assert {"elbo", "rate", "distortion", "bits_per_dim", "n_params"} <= set(table.columns)
     assert not {"log_px_iwae", "kmeans_nmi", "recon_psnr"} & set(table.columns)

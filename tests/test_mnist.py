@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aebench import Data
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data of the repo
 

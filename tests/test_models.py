@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 from aebench import DataInfo, LatentVariableModel
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 from aebench_plugins.models.gaussian import kl_to_standard_normal, reparameterise
 from aebench_plugins.models.iwae import importance_weighted_bound
 

@@ -3,7 +3,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import Field
 
-from aebench.params import describe, params_model, type_name
+from aebench.plugins.params import describe, params_model, type_name
 
 
 class Model:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from aebench import ModelOutput, hookimpl
-from aebench.data import DataCache
-from aebench.plugins import load_plugins
-from aebench.runner import run_trial
-from aebench.suite import load_suite
+from aebench.plugins.manager import load_plugins
+from aebench.run.data import DataCache
+from aebench.run.suite import load_suite
+from aebench.run.trial import run_trial
 
 
 def test_builtins_load_through_the_aebench_entry_points(plugins):

@@ -12,10 +12,12 @@ import pytest
 
 import aebench
 import aebench.testing
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_SOURCES = sorted([*(ROOT / "plugins").rglob("*.py"), *(ROOT / "examples").rglob("*.py")])
+PLUGIN_SOURCES = sorted(
+    [*(ROOT / "aebench_plugins").rglob("*.py"), *(ROOT / "examples").rglob("*.py")]
+)
 CORE_SOURCES = sorted((ROOT / "aebench").rglob("*.py"))
 PUBLIC = {"aebench": set(aebench.__all__), "aebench.testing": set(aebench.testing.__all__)}
 

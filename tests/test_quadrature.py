@@ -24,7 +24,7 @@ from torch.distributions import (
 )
 
 from aebench import LatentVariableModel
-from aebench.quadrature import exact_log_px
+from aebench.estimators.quadrature import exact_log_px
 
 DATA_DIM, NOISE = 5, 0.1
 

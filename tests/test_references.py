@@ -13,11 +13,9 @@ import pytest
 import torch
 
 from aebench.cli import main
-from aebench.columns import Column, Vocabulary, is_config_column
-from aebench.compare import compare, parse_kinds
-from aebench.optim import make_schedule
-from aebench.plugins import Plugins, load_plugins
-from aebench.references import (
+from aebench.contract.columns import Column, Vocabulary, is_config_column
+from aebench.plugins.manager import Plugins, load_plugins
+from aebench.results.references import (
     Reference,
     canonical,
     matches,
@@ -26,11 +24,13 @@ from aebench.references import (
     stage_ends,
     trial_columns,
 )
-from aebench.report import build_report
-from aebench.results import SUITE_FILE
-from aebench.runner import base_row
-from aebench.suite import SuiteError, load_suite
-from aebench.trials import CURVES, trial_folder
+from aebench.results.table import SUITE_FILE
+from aebench.results.trials import CURVES, trial_folder
+from aebench.run.optim import make_schedule
+from aebench.run.suite import SuiteError, load_suite
+from aebench.run.trial import base_row
+from aebench.views.compare import compare, parse_kinds
+from aebench.views.report import build_report
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 

@@ -3,7 +3,7 @@ from typing import Annotated
 import pytest
 from pydantic import Field
 
-from aebench.registry import DuplicateNameError, Registry, UnknownNameError
+from aebench.plugins.registry import DuplicateNameError, Registry, UnknownNameError
 
 
 def factory(width: Annotated[int, Field(ge=1)] = 3, name: str = "x"):

@@ -12,7 +12,7 @@ from torch import nn
 from torch.distributions import Bernoulli, kl_divergence
 
 from aebench import DataInfo, ModelOutput
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 from aebench_plugins.regularizers.contractive import (
     EXACT_MAX_CODE,
     jacobian_norm_estimate,

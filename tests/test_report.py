@@ -16,10 +16,13 @@ import pytest
 
 from aebench import Regularizer, hookimpl
 from aebench.cli import main
-from aebench.columns import Column, Vocabulary
-from aebench.figures import TrialFigures
-from aebench.plugins import load_plugins
-from aebench.report import (
+from aebench.contract.columns import Column, Vocabulary
+from aebench.observers.trial_figures import TrialFigures
+from aebench.plugins.manager import load_plugins
+from aebench.results.table import read_results
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
+from aebench.views.report import (
     REPORT_HTML,
     REPORT_MD,
     best_of,
@@ -34,9 +37,6 @@ from aebench.report import (
     ranking_columns,
     warning_note,
 )
-from aebench.results import read_results
-from aebench.runner import run_suite
-from aebench.suite import load_suite
 
 SUITE = """
 [suite]
@@ -89,7 +89,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "suite.toml").write_text(textwrap.dedent(SUITE))
     plugins = load_plugins(extra=[PickyPlugin()])
     suite = load_suite(folder / "suite.toml", plugins)
-    run = run_suite(suite, plugins, output=folder / "out", observers=[TrialFigures()])
+    run = run_trials(suite, plugins, output=folder / "out", observers=[TrialFigures()])
     build_report(run.output)
     return run.output
 
@@ -177,7 +177,7 @@ def test_report_shows_the_leaderboard_numbers_and_marks_the_best(reported: Path)
 
 
 def test_every_metric_is_in_the_detail_table_of_its_group(reported: Path) -> None:
-    from aebench.columns import vocabulary_of
+    from aebench.plugins.listing import vocabulary_of
 
     vocabulary = vocabulary_of(reported)
     markdown = (reported / REPORT_MD).read_text()
@@ -275,7 +275,7 @@ def test_why_metrics_gave_nan_is_listed_once_per_configuration(reported: Path) -
 
 
 def test_values_above_a_declared_flag_are_added_to_the_rows_warnings() -> None:
-    from aebench.report import with_flags
+    from aebench.views.report import with_flags
 
     vocabulary = Vocabulary()
     vocabulary.add([Column("estimate_convergence", flag_above=0.1), Column("other")])
@@ -492,7 +492,7 @@ def test_a_configurations_warnings_name_their_seeds_unless_all_have_them() -> No
 
 
 def test_loss_curves_show_validation_and_never_hide_one_under_another() -> None:
-    from aebench.figures import loss_lines
+    from aebench.observers.trial_figures import loss_lines
 
     same = [3.0, 2.0, 1.0]
     lines = loss_lines(
@@ -516,7 +516,7 @@ def test_loss_curves_show_validation_and_never_hide_one_under_another() -> None:
 def test_traversals_and_interpolations_are_captured_for_latent_variable_models_only() -> None:
     import torch
 
-    from aebench.figures import N_PAIRS, TRAVERSAL_SIGMAS, capture
+    from aebench.observers.trial_figures import N_PAIRS, TRAVERSAL_SIGMAS, capture
     from aebench.testing import _LinearAutoencoder, _metric_data, _TinyGaussianVAE
 
     data = _metric_data(labelled=True)
@@ -555,7 +555,13 @@ def test_traversals_and_interpolations_are_captured_for_latent_variable_models_o
 
 
 def test_traversals_and_interpolations_are_drawn_for_images(tmp_path: Path) -> None:
-    from aebench.figures import ARRAYS, INTERPOLATION_PNG, TRAVERSAL_PNG, capture, render_trial
+    from aebench.observers.trial_figures import (
+        ARRAYS,
+        INTERPOLATION_PNG,
+        TRAVERSAL_PNG,
+        capture,
+        render_trial,
+    )
     from aebench.testing import _metric_data, _TinyGaussianVAE
 
     data = _metric_data(labelled=False)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from aebench.cli import main
-from aebench.report import REPORT_HTML
-from aebench.results import read_results
+from aebench.results.table import read_results
+from aebench.views.report import REPORT_HTML
 
 QUICK = Path(__file__).resolve().parents[1] / "benchmarks" / "quick.toml"
 CHROMIUM = shutil.which("chromium")

@@ -7,9 +7,10 @@ test_executors.py.
 import pandas as pd
 import torch
 
-from aebench.data import DataCache
-from aebench.runner import run_suite, run_trial
-from aebench.suite import load_suite
+from aebench.run.data import DataCache
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
+from aebench.run.trial import run_trial
 
 
 def test_the_same_seed_gives_identical_metrics_on_the_cpu(plugins, tiny_suite):
@@ -22,7 +23,7 @@ def test_the_same_seed_gives_identical_metrics_on_the_cpu(plugins, tiny_suite):
 
 def test_two_runs_with_the_same_seeds_give_identical_metrics(plugins, tiny_suite, tmp_path):
     suite = load_suite(tiny_suite, plugins)
-    first = pd.DataFrame(run_suite(suite, plugins, output=tmp_path / "a").rows)
-    second = pd.DataFrame(run_suite(suite, plugins, output=tmp_path / "b").rows)
+    first = pd.DataFrame(run_trials(suite, plugins, output=tmp_path / "a").rows)
+    second = pd.DataFrame(run_trials(suite, plugins, output=tmp_path / "b").rows)
     for column in ("recon_mse", "recon_bce", "final_loss"):
         assert list(first[column]) == list(second[column])

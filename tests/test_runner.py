@@ -9,11 +9,12 @@ import pandas as pd
 import torch
 
 from aebench import hookimpl
-from aebench.data import DataCache
-from aebench.plugins import load_plugins
-from aebench.results import PARQUET, read_results
-from aebench.runner import run_suite, run_trial
-from aebench.suite import load_suite
+from aebench.plugins.manager import load_plugins
+from aebench.results.table import PARQUET, read_results
+from aebench.run.data import DataCache
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
+from aebench.run.trial import run_trial
 
 
 def test_a_trial_row_has_params_metrics_and_versions(plugins, tiny_suite):
@@ -49,7 +50,7 @@ def test_recon_mse_matches_an_independent_computation(plugins, tiny_suite):
 
 def test_run_suite_writes_one_row_per_trial(plugins, tiny_suite, tmp_path):
     suite = load_suite(tiny_suite, plugins)
-    run = run_suite(suite, plugins, output=tmp_path / "out", device="cpu")
+    run = run_trials(suite, plugins, output=tmp_path / "out", device="cpu")
     table = read_results(tmp_path / "out")
     assert sorted(table["trial_id"]) == sorted(t.id for t in suite.trials)
     assert set(table["status"]) == {"ok"}
@@ -78,7 +79,7 @@ def test_a_raising_model_is_a_failed_row_and_the_suite_goes_on(
     plugins = load_plugins(extra=[Broken()])
     text = tiny_suite_text + '\n[[models]]\nplugin = "broken"\n'
     suite = load_suite(write_suite(text), plugins)
-    run = run_suite(suite, plugins, output=tmp_path / "out", device="cpu")
+    run = run_trials(suite, plugins, output=tmp_path / "out", device="cpu")
     assert run.counts == {"ok": 4, "failed": 2}
     table = read_results(tmp_path / "out")
     failed = table[table["status"] == "failed"]

@@ -17,7 +17,7 @@ from torch.distributions import Distribution, OneHotCategorical
 
 import aebench
 from aebench import Data, DataInfo, MetricContext, ModelOutput, NotApplicable, Split, paths
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 from aebench_plugins.datasets.digits import digits
 from aebench_plugins.metrics import feature_extractor as extractors
 from aebench_plugins.metrics.feature_extractor import ClassifierSettings, feature_extractor

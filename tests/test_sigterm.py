@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from fake_plugins import fake_distribution
 
-from aebench import stopping
+from aebench.run import stopping
 
 HANGS = Path(aebench_hangs.__file__)
 MESSAGE = "aebench: interrupted; finished trials are saved, run again to resume"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aebench.suite import SuiteError, load_suite
+from aebench.run.suite import SuiteError, load_suite
 
 
 def test_grid_expansion_gives_the_cartesian_product(plugins, tiny_suite):

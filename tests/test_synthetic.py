@@ -10,7 +10,7 @@ import torch
 from scipy.stats import multivariate_normal
 
 from aebench import Data
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 
 
 def load(name: str, **params) -> Data:

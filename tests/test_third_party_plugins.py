@@ -19,7 +19,7 @@ from fake_plugins import fake_distribution
 import aebench
 from aebench import MetricContext, SuiteObserver
 from aebench.cli import main
-from aebench.results import PARQUET
+from aebench.results.table import PARQUET
 
 HERE = Path(__file__).parent
 SCORES = HERE / "aebench_scores.py"

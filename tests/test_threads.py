@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from aebench import threads as aebench_threads
 from aebench.cli import main
-from aebench.threads import busy_elsewhere, choose_threads, own_running
+from aebench.run import threads as aebench_threads
+from aebench.run.threads import busy_elsewhere, choose_threads, own_running
 
 
 @pytest.mark.parametrize(
@@ -85,8 +85,8 @@ def test_auto_threads_follow_the_load_before_every_epoch(monkeypatch, torch_thre
 
 def test_the_training_loop_adjusts_the_threads_before_every_epoch(monkeypatch) -> None:
     """(Where the number comes from is the test above.)"""
-    from aebench import train
-    from aebench.plugins import load_plugins
+    from aebench.plugins.manager import load_plugins
+    from aebench.run import train
     from aebench_plugins.datasets.digits import digits
 
     calls = []

@@ -16,11 +16,12 @@ import pytest
 import torch
 from fake_plugins import fake_distribution
 
-from aebench import stopping
-from aebench.isolation import ISOLATED_TIMEOUT, _watch_parent
-from aebench.plugins import load_plugins
-from aebench.runner import load_datasets, run_suite
-from aebench.suite import SuiteError, load_suite
+from aebench.plugins.manager import load_plugins
+from aebench.run import stopping
+from aebench.run.isolation import ISOLATED_TIMEOUT, _watch_parent
+from aebench.run.loop import run_trials
+from aebench.run.plan import load_datasets
+from aebench.run.suite import SuiteError, load_suite
 
 HANGS = Path(aebench_hangs.__file__)
 
@@ -80,7 +81,7 @@ def run_here(write_suite, tmp_path: Path, text: str) -> dict[str, dict]:
     plugins = load_plugins(extra=[aebench_hangs])
     suite = load_suite(write_suite(text), plugins)
     cache = load_datasets(suite, plugins, torch.device("cpu"))  # loaded before the limits count
-    run = run_suite(suite, plugins, output=tmp_path / "out", cache=cache)
+    run = run_trials(suite, plugins, output=tmp_path / "out", cache=cache)
     return {row["model"]: row for row in run.rows}
 
 
@@ -166,7 +167,7 @@ def test_a_hung_isolated_trial_is_killed_at_its_limit(write_suite, tmp_path, mon
     text = suite_text(f"isolate = true\ntrial_timeout = {limit}", params="hang = true", ae=False)
     suite = load_suite(write_suite(text), plugins)
     start = time.monotonic()
-    [row] = run_suite(suite, plugins, output=tmp_path / "out").rows
+    [row] = run_trials(suite, plugins, output=tmp_path / "out").rows
     took = time.monotonic() - start
     assert row["status"] == "failed"
     assert row["reason"] == f"timed out after {limit} s"

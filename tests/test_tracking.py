@@ -15,13 +15,7 @@ from mlflow_runs import listed, search_runs
 from torch import nn
 
 from aebench import DataInfo, hookimpl
-from aebench.columns import vocabulary_of
-from aebench.figures import TrialFigures
-from aebench.plugins import load_plugins
-from aebench.results import read_results
-from aebench.runner import run_suite
-from aebench.suite import TrackingSection, load_suite
-from aebench.tracking import (
+from aebench.observers.tracking import (
     CURVE_PREFIX,
     EXPERIMENT_KIND,
     HEADLINE_PREFIX,
@@ -32,6 +26,12 @@ from aebench.tracking import (
     sqlite_uri,
     tracking_uri,
 )
+from aebench.observers.trial_figures import TrialFigures
+from aebench.plugins.listing import vocabulary_of
+from aebench.plugins.manager import load_plugins
+from aebench.results.table import read_results
+from aebench.run.loop import run_trials
+from aebench.run.suite import TrackingSection, load_suite
 
 EPOCHS = 2
 SUITE = """
@@ -95,7 +95,7 @@ def run_tracked(
     suite = load_suite(suite_path, plugins)
     tracker = MlflowTracker(settings)
     with tracker:
-        run_suite(suite, plugins, output=output, observers=[TrialFigures(), tracker])
+        run_trials(suite, plugins, output=output, observers=[TrialFigures(), tracker])
     return tracker
 
 

@@ -18,13 +18,14 @@ import pytest
 from fake_plugins import fake_distribution
 from mlflow_runs import search_runs
 
-from aebench.figures import TrialFigures
-from aebench.plugins import load_plugins
-from aebench.results import read_results
-from aebench.runner import SuiteRun, run_suite
-from aebench.suite import TrackingSection, load_suite
-from aebench.tracking import CURVE_PREFIX, MlflowTracker, sqlite_uri
-from aebench.tracking_store import HTTP_LIMITS, bounded_http, open_sqlite
+from aebench.observers.tracking import CURVE_PREFIX, MlflowTracker, sqlite_uri
+from aebench.observers.tracking_store import HTTP_LIMITS, bounded_http, open_sqlite
+from aebench.observers.trial_figures import TrialFigures
+from aebench.plugins.manager import load_plugins
+from aebench.results.table import read_results
+from aebench.run.loop import run_trials
+from aebench.run.observing import SuiteRun
+from aebench.run.suite import TrackingSection, load_suite
 
 SUITE = """
 [suite]
@@ -58,7 +59,7 @@ def run_tracked(
     tracker = MlflowTracker(settings)
     observers = [TrialFigures(), tracker] if figures else [tracker]
     with tracker:
-        run = run_suite(
+        run = run_trials(
             load_suite(path, plugins), plugins, output=folder / "out", observers=observers
         )
     return tracker, run
@@ -293,7 +294,7 @@ def test_kill_9_mid_trial_leaves_a_store_that_the_next_run_repairs(
     monkeypatch.chdir(tmp_path)  # where it ran: the same folder, the same experiment
     plugins = load_plugins(extra=[aebench_fragile])
     tracker = MlflowTracker(TrackingSection(uri=uri))
-    run = run_suite(load_suite(suite, plugins), plugins, observers=[tracker])
+    run = run_trials(load_suite(suite, plugins), plugins, observers=[tracker])
     assert [row["model"] for row in run.rows] == ["fragile"] and run.already_done == 1
     assert not tracker.failed and not mlflow_lines(capsys.readouterr().err)
     runs = search_runs(uri, experiment_names=["faults"])

@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import aebench.runner
+import aebench.run.trial
 from aebench import Data, DataInfo, ModelOutput, Regularizer, Split
-from aebench.data import DataCache
-from aebench.optim import make_optimizer
-from aebench.plugins import Plugins, load_plugins
-from aebench.runner import run_trial
-from aebench.suite import SuiteError, load_suite
-from aebench.train import has_penalty, train_model
+from aebench.plugins.manager import Plugins, load_plugins
+from aebench.run.data import DataCache
+from aebench.run.optim import make_optimizer
+from aebench.run.suite import SuiteError, load_suite
+from aebench.run.train import has_penalty, train_model
+from aebench.run.trial import run_trial
 
 INFO = DataInfo(shape=(16,), kind="unit")
 
@@ -174,7 +174,7 @@ def test_the_suite_takes_precision_and_compile_and_the_runner_passes_them(
         linear.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
         return real_train_model(model, *args, **kwargs)
 
-    monkeypatch.setattr(aebench.runner, "train_model", spying_train_model)
+    monkeypatch.setattr(aebench.run.trial, "train_model", spying_train_model)
     row, _ = run_trial(trial, plugins, torch.device("cpu"), DataCache(plugins))
     assert row["status"] == "ok", row["reason"]
     assert torch.bfloat16 in dtypes

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from aebench import ModelOutput, load_plugins, load_suite
-from aebench.checkpoint import Checkpoints
-from aebench.optim import make_optimizer, make_schedule
-from aebench.train import train_model
+from aebench.run.checkpoint import Checkpoints
+from aebench.run.optim import make_optimizer, make_schedule
+from aebench.run.train import train_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -317,7 +317,7 @@ def test_rate_and_distortion_curves_reflect_the_warm_up() -> None:
 
 
 def test_the_held_out_pass_records_no_autograd_graph() -> None:
-    from aebench.validation import held_out_losses
+    from aebench.run.validation import held_out_losses
 
     grad_enabled: list[bool] = []
 

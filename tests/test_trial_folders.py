@@ -21,8 +21,8 @@ from fake_plugins import fake_distribution
 
 import aebench
 from aebench.cli import main
-from aebench.results import PARQUET
-from aebench.trials import CHECKPOINT, CONFIG, CURVES, WEIGHTS, trial_folder
+from aebench.results.table import PARQUET
+from aebench.results.trials import CHECKPOINT, CONFIG, CURVES, WEIGHTS, trial_folder
 
 SUITE = """
 [suite]

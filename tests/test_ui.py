@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from aebench.cli import main
-from aebench.results import read_results
+from aebench.results.table import read_results
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SERVER_START_S = 180  # the MLflow server imports a lot; a busy 2-core CI machine is slow

@@ -14,18 +14,29 @@ import torch.nn.functional as F
 from torch import nn
 
 import aebench
-import aebench.train
+import aebench.run.train
 from aebench import Data, DataInfo, Split, SuiteObserver
-from aebench.auxiliary import AUXILIARY_CURVE, AuxiliaryStep
-from aebench.checkpoint import Checkpoints
+from aebench.run.auxiliary import AUXILIARY_CURVE, AuxiliaryStep
+from aebench.run.checkpoint import Checkpoints
+from aebench.run.train import train_model
 from aebench.testing import check_model, sample_batch
-from aebench.train import train_model
 from aebench_plugins.models.adversarial import AAE, FactorVAE, permute_dims
 from aebench_plugins.regularizers import NoRegularizer
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 BEFORE_THE_HOOK = "e0a9fb5"  # the commit whose training loop had no auxiliary hook
+MOVED_SINCE_THE_HOOK = {  # its imports, as the layout has them now
+    "from aebench import stopping": "from aebench.run import stopping",
+    "from aebench.checkpoint import": "from aebench.run.checkpoint import",
+    "from aebench.contracts import Data, Regularizer, Split": (
+        "from aebench.contract.data import Data, Split\n"
+        "from aebench.contract.model import Regularizer"
+    ),
+    "from aebench.data import": "from aebench.run.data import",
+    "from aebench.optim import": "from aebench.run.optim import",
+    "from aebench.validation import": "from aebench.run.validation import",
+}
 INFO = DataInfo(shape=(1, 8, 8), kind="unit")
 SMALL = {"hidden": [16], "disc_hidden": [8]}
 
@@ -36,7 +47,7 @@ def tiny_data(n: int = 48) -> Data:
     return Data(info=INFO, train=Split(x), test=Split(x[:8]))
 
 
-def train(model: nn.Module, epochs: int = 2, **options) -> aebench.train.TrainResult:
+def train(model: nn.Module, epochs: int = 2, **options) -> aebench.run.train.TrainResult:
     return train_model(
         model,
         NoRegularizer(),
@@ -127,7 +138,7 @@ def test_adversarial_models_keep_the_contract(factory) -> None:
 
 def test_the_main_optimizer_leaves_the_discriminator_to_its_own(monkeypatch) -> None:
     made: list[torch.optim.Optimizer] = []
-    original = aebench.train.make_optimizer
+    original = aebench.run.train.make_optimizer
 
     def recording(*args, **kwargs):
         made.append(original(*args, **kwargs))
@@ -140,7 +151,7 @@ def test_the_main_optimizer_leaves_the_discriminator_to_its_own(monkeypatch) -> 
         original_init(self, *args, **kwargs)
         steps.append(self)
 
-    monkeypatch.setattr(aebench.train, "make_optimizer", recording)
+    monkeypatch.setattr(aebench.run.train, "make_optimizer", recording)
     monkeypatch.setattr(AuxiliaryStep, "__init__", keeping)
     torch.manual_seed(0)
     model = FactorVAE(INFO, latent_dim=3, disc_lr=1e-3, **SMALL)
@@ -195,7 +206,7 @@ def test_a_model_with_parameters_but_no_auxiliary_loss_is_refused() -> None:
 def test_a_resumed_adversarial_run_ends_as_an_uninterrupted_one(tmp_path) -> None:
     path = tmp_path / "checkpoint.pt"
 
-    def run() -> tuple[aebench.train.TrainResult, AAE]:
+    def run() -> tuple[aebench.run.train.TrainResult, AAE]:
         torch.manual_seed(0)
         model = AAE(INFO, latent_dim=3, **SMALL)
         return train(model, epochs=3, checkpoints=Checkpoints(path, "t", 1)), model
@@ -219,6 +230,8 @@ def _loop_before_the_hook():
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
+    for before, now in MOVED_SINCE_THE_HOOK.items():  # the modules it imports have moved since
+        source = source.replace(before, now)
     spec = importlib.util.spec_from_loader("train_before_the_hook", loader=None)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up

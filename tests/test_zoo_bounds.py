@@ -13,13 +13,13 @@ from torch.autograd.functional import jacobian
 from torch.distributions import Independent, Normal, kl_divergence
 
 from aebench import DataInfo
-from aebench.likelihood import (
+from aebench.estimators.likelihood import (
     elbo_terms,
     importance_sampling,
     posterior_means,
     prior_mc_estimate,
 )
-from aebench.plugins import load_plugins
+from aebench.plugins.manager import load_plugins
 from aebench_plugins.models.flows import PlanarTransform, invertible_u
 from aebench_plugins.models.gaussian import kl_to_standard_normal
 from aebench_plugins.models.iaf import MADE, IAFTransform

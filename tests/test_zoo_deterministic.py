@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch.distributions import MixtureSameFamily
 
 from aebench import Data, DataInfo, LatentVariableModel, Split
+from aebench.run.train import train_model
 from aebench.testing import check_model, sample_batch
-from aebench.train import train_model
 from aebench_plugins.models.rae import RAE
 from aebench_plugins.models.vqvae import VQVAE
 from aebench_plugins.regularizers import NoRegularizer

@@ -11,8 +11,8 @@ import torch
 from torch.distributions import Independent, Normal
 
 from aebench import Data, DataInfo, LatentVariableModel, Split, load_plugins
+from aebench.run.train import train_model
 from aebench.testing import check_model
-from aebench.train import train_model
 from aebench_plugins.models.disentangling import (
     DIPVAEI,
     DIPVAEII,

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aebench.hookspecs import hookimpl
+from aebench.contract.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from aebench.runner import SuiteObserver
-    from aebench.suite import Suite
+    from aebench.run.observing import SuiteObserver
+    from aebench.run.suite import Suite
 
 
 def figures(suite: Suite) -> SuiteObserver:
     """Figures of every trial: latent scatter, reconstructions, prior samples, latent traversals
     and interpolations (latent-variable models), loss curves."""
-    from aebench.figures import TrialFigures
+    from aebench.observers.trial_figures import TrialFigures
 
     return TrialFigures()
 

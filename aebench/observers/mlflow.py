@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aebench.hookspecs import hookimpl
+from aebench.contract.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from aebench.runner import SuiteObserver
-    from aebench.suite import Suite
+    from aebench.run.observing import SuiteObserver
+    from aebench.run.suite import Suite
 
 
 def mlflow(suite: Suite) -> SuiteObserver | None:
     """MLflow: a run per trial and one per invocation ([tracking] enabled: on/off)."""
     if not suite.spec.tracking.enabled:
         return None
-    from aebench.tracking import MlflowTracker
+    from aebench.observers.tracking import MlflowTracker
 
     return MlflowTracker(suite.spec.tracking)
 

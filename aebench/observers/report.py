@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aebench.hookspecs import hookimpl
+from aebench.contract.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from aebench.runner import SuiteObserver
-    from aebench.suite import Suite
+    from aebench.run.observing import SuiteObserver
+    from aebench.run.suite import Suite
 
 
 def report(suite: Suite) -> SuiteObserver:
     """The report of the results folder, at the end: per dataset a ranked headline table, detail
     tables per group of metrics, and each configuration's median-seed figures."""
-    from aebench.report import ReportBuilder
+    from aebench.views.report import ReportBuilder
 
     return ReportBuilder()
 

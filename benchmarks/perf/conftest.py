@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from workloads import SIZES, SMOKE, SUMMARY, matmul_flops_per_s
 
-from aebench.plugins import Plugins, load_plugins
+from aebench.plugins.manager import Plugins, load_plugins
 
 
 @pytest.hookimpl(tryfirst=True)

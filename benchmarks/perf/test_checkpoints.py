@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from workloads import BATCH_SIZE, LR, SIZES, SUMMARY, build_model, mnist_like, timed
 
-from aebench.checkpoint import Checkpoints
-from aebench.train import train_model
+from aebench.run.checkpoint import Checkpoints
+from aebench.run.train import train_model
 
 EPOCHS = 3  # a checkpoint after the first two: none is written after the last epoch
 

@@ -15,8 +15,8 @@ import time
 import torch
 from workloads import BATCH_SIZE, LR, SIZES, SUMMARY, bare_epoch, build_model, mnist_like, timed
 
-from aebench.threads import follow
-from aebench.train import train_model
+from aebench.run.threads import follow
+from aebench.run.train import train_model
 
 
 def spin() -> None:  # the competing process: CPU-bound, forever

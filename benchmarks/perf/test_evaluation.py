@@ -17,7 +17,7 @@ from torch.distributions import Bernoulli, Independent
 from torch.utils.flop_counter import FlopCounterMode
 from workloads import SIZES, SUMMARY, build_model, matmul_flops_per_s, mnist_like, recording
 
-from aebench.likelihood import importance_sampling, iwae_bound, seeded
+from aebench.estimators.likelihood import importance_sampling, iwae_bound, seeded
 
 VAE = {"hidden": [512], "latent_dim": 16}  # 784-512-16
 CHECKED_INPUTS = 50  # inputs whose values are compared with the reference computation

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from workloads import SIZES, SMOKE, SUMMARY, median, recording
 
-from aebench.plugins import load_plugins
-from aebench.runner import run_suite
-from aebench.suite import load_suite
+from aebench.plugins.manager import load_plugins
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
 
 QUICK = Path(__file__).resolve().parents[1] / "quick.toml"
 
@@ -49,7 +49,7 @@ grid = {{ latent_dim = {list(range(1, latent_sizes + 1))} }}
 
 
 def test_quick_suite_end_to_end(benchmark, plugins, tmp_path: Path) -> None:
-    """run_suite on benchmarks/quick.toml, no observers (so no MLflow), into a fresh folder."""
+    """run_trials on benchmarks/quick.toml, no observers (so no MLflow), into a fresh folder."""
     suite = load_suite(QUICK, plugins)
     if SMOKE:  # one epoch of two trials (an ae and a vae)
         step = len(suite.trials) // 2
@@ -63,7 +63,7 @@ def test_quick_suite_end_to_end(benchmark, plugins, tmp_path: Path) -> None:
 
     seconds: list[float] = []
     run = benchmark.pedantic(
-        recording(lambda output: run_suite(suite, plugins, output=output), seconds),
+        recording(lambda output: run_trials(suite, plugins, output=output), seconds),
         setup=fresh_output,
         rounds=1,
     )

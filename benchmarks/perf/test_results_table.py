@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from workloads import SMOKE, SUMMARY, timed
 
-from aebench.results import read_results, record_row, write_results
+from aebench.results.table import read_results, record_row, write_results
 
 ROWS = 1_000 if SMOKE else 10_000
 ROUNDS = 1 if SMOKE else 15

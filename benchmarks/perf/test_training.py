@@ -25,7 +25,7 @@ from workloads import (
     train_flops_per_sample,
 )
 
-from aebench.train import train_model
+from aebench.run.train import train_model
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from aebench import Data, DataInfo, Split
-from aebench.plugins import Plugins
+from aebench.plugins.manager import Plugins
 
 T = TypeVar("T")
 SMOKE = os.environ.get("AEBENCH_BENCH_SMOKE", "") not in ("", "0")

@@ -1,0 +1,153 @@
+"""Checks that a plugin keeps the contract, with messages that say what was expected.
+
+The runner applies them to the first batch of every trial; ``aebench.testing`` applies them (and
+more) in plugin authors' own tests.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from aebench.contract.data import DataInfo
+from aebench.contract.metric import Metric
+from aebench.contract.model import LatentVariableModel, ModelOutput, Regularizer
+
+
+class ContractError(Exception):
+    """A plugin returned something off-contract; the message says what, and what was expected."""
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ContractError(message)
+
+
+def _shape(t: object) -> str:
+    return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
+
+
+def check_model_output(model: nn.Module, x: Tensor) -> ModelOutput:
+    """One forward pass and loss on ``x``: the output, code and loss have the contract's shapes."""
+    batch = len(x)
+    out = model(x)
+    _expect(isinstance(out, ModelOutput), f"forward returned {type(out).__name__}, not ModelOutput")
+    _expect(
+        isinstance(out.recon, Tensor) and out.recon.shape == x.shape,
+        f"reconstruction has shape {_shape(out.recon)}; expected the input's {tuple(x.shape)}",
+    )
+    _expect(
+        isinstance(out.code, Tensor) and out.code.dim() == 2 and len(out.code) == batch,
+        f"code has shape {_shape(out.code)}; expected (batch, latent) = ({batch}, ...)",
+    )
+    loss = model.loss(x, out)
+    _expect(
+        isinstance(loss, Tensor) and loss.shape == (batch,),
+        f"loss has shape {_shape(loss)}; expected one number per sample, shape ({batch},)",
+    )
+    return out
+
+
+def _log_prob(what: str, distribution: Distribution, value: Tensor) -> Tensor:
+    """``log_prob``, with torch's complaint (a shape that does not broadcast, a value outside the
+    support) turned into a contract error that says which distribution refused which value."""
+    try:
+        return distribution.log_prob(value)
+    except Exception as exc:  # torch raises ValueError or RuntimeError, with long messages
+        message = str(exc).splitlines()[0][:300]
+        kind = "z" if what.startswith(("prior", "posterior")) else "the data"
+        raise ContractError(
+            f"{what}.log_prob cannot score {kind} of shape {tuple(value.shape)}:"
+            f" {type(exc).__name__}: {message}"
+        ) from None
+
+
+def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> None:
+    """prior, posterior and likelihood are distributions of the right batch and event shapes."""
+    batch = len(x)
+    posterior = model.posterior(x)
+    z = posterior.rsample()
+    _expect(
+        z.dim() == 2 and len(z) == batch,
+        f"posterior(x) {type(posterior).__name__} samples have shape {_shape(z)};"
+        f" expected (batch, latent) = ({batch}, ...)",
+    )
+    latent = z.shape[1]
+    prior = model.prior()
+    _expect(
+        tuple(prior.event_shape) == (latent,),
+        f"prior() {type(prior).__name__} has event shape {tuple(prior.event_shape)};"
+        f" expected ({latent},)",
+    )
+    for name, dist in (("prior()", prior), ("posterior(x)", posterior)):
+        log_q = _log_prob(f"{name} {type(dist).__name__}", dist, z)
+        _expect(
+            log_q.shape == (batch,),
+            f"{name} {type(dist).__name__}.log_prob(z) has shape {_shape(log_q)};"
+            f" expected one number per sample, ({batch},)",
+        )
+    likelihood = model.likelihood(z)
+    _expect(
+        tuple(likelihood.event_shape) == tuple(x.shape[1:]),
+        f"likelihood(z) {type(likelihood).__name__} has event shape"
+        f" {tuple(likelihood.event_shape)}; expected the data's {tuple(x.shape[1:])}",
+    )
+    log_p = _log_prob(f"likelihood(z) {type(likelihood).__name__}", likelihood, x)
+    _expect(
+        log_p.shape == (batch,),
+        f"likelihood(z) {type(likelihood).__name__}.log_prob(x) has shape {_shape(log_p)};"
+        f" expected one number per sample, ({batch},)",
+    )
+
+
+def check_metric_values(metric: Metric, values: object) -> dict[str, float]:
+    """A metric's result: exactly its declared columns, each a finite real number or NaN."""
+    declared = list(metric.column_names)
+    _expect(
+        isinstance(values, Mapping) and set(values) == set(declared),
+        f"returned {sorted(values) if isinstance(values, Mapping) else type(values).__name__};"
+        f" it declares the columns {declared}",
+    )
+    out = {}
+    for column, value in values.items():  # type: ignore[union-attr]
+        _expect(
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and not math.isinf(value),
+            f"returned {column} = {value!r}; a finite number (or NaN) expected",
+        )
+        out[column] = float(value)
+    return out
+
+
+def check_penalty(regularizer: Regularizer, x: Tensor, out: ModelOutput, model: nn.Module) -> None:
+    penalty = regularizer.penalty(x, out, model)
+    _expect(
+        isinstance(penalty, Tensor) and penalty.shape in {(), (len(x),)},
+        f"penalty has shape {_shape(penalty)}; expected a scalar or ({len(x)},)",
+    )
+
+
+def check_first_batch(
+    model: nn.Module, regularizer: Regularizer, info: DataInfo, x: Tensor
+) -> tuple[str, ContractError] | None:
+    """Which plugin kind broke the contract on ``x`` (and how), or None. Trains nothing.
+
+    A latent-variable model's distributions are checked before its own ``loss`` runs: a wrong
+    event shape met first inside the loss would surface as a bare torch error.
+    """
+    try:
+        if isinstance(model, LatentVariableModel):
+            check_latent_variable_model(model, x)
+        out = check_model_output(model, x)
+    except ContractError as exc:
+        return "model", exc
+    try:
+        check_penalty(regularizer, x, out, model)
+    except ContractError as exc:
+        return "regularizer", exc
+    return None

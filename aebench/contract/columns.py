@@ -1,0 +1,241 @@
+"""The vocabulary of the results table: which columns configure a trial, which are measured, and
+what each measured column declares about itself (which way is better, how noisy it is, what
+change ``aebench compare`` tolerates).
+
+Metrics declare their columns (``aebench.Column``); the core declares only its own (timings,
+memory, the final training loss). The declarations of a run are saved beside its table as
+``columns.json``, so that the report and ``aebench compare`` read a table's meaning from the table's
+folder, without importing a plugin. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+IDENTITY = ("dataset", "model", "regularizer")
+PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
+# nan_reasons: why metrics gave NaN; metric_errors: metrics that raised or broke their contract;
+# likelihood, binarize: the protocol a likelihood is of; threads: torch's, in the trial's process.
+BOOKKEEPING = frozenset(
+    {
+        "trial_id",
+        "status",
+        "reason",
+        "warnings",
+        "device",
+        "eval_id",
+        "nan_reasons",
+        "metric_errors",
+        "likelihood",
+        "binarize",
+        "threads",
+    }
+)
+CORE_KEYS = frozenset({*IDENTITY, "seed", *BOOKKEEPING})
+COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # no dots: dotted names are configuration
+COLUMNS_FILE = "columns.json"
+
+Better = Literal["higher", "lower"]
+# The report's detail tables, in this order; a column of another group gets a table of its own after
+# these, one without a group goes under "other".
+GROUPS = (
+    "likelihood",
+    "reconstruction",
+    "latent",
+    "disentanglement",
+    "samples",
+    "speed",
+    "training",
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One measured column of the results table, and how to read it.
+
+    - ``better``: ``"higher"``, ``"lower"``, or None when neither is better (a count, a spread).
+    - ``floor``: for ``aebench compare``, the smallest worsening (in the column's unit) that
+      counts as a quality regression: a new seed mean worse than the baseline's by more than
+      ``max(floor, k * baseline std)`` regressed. None: compare does not check this column.
+    - ``noisy``: the value moves with the machine and its load (timings, memory): the report never
+      marks a best value.
+    - ``speed``: a throughput; compare flags a fall by more than ``--speed-tolerance`` (relative).
+    - ``unit`` and ``description``: shown in reports and axis labels.
+    - ``flag_above``: values above it are not to be trusted (an estimator that has not converged,
+      say); the report flags the rows that have them.
+    - ``group``: the family of measurements it belongs to, one of ``GROUPS`` (``"likelihood"``,
+      ``"reconstruction"``, ``"latent"``, ``"disentanglement"``, ``"speed"``, ``"training"``) or a
+      name of its own; the report has a detail table per group.
+    - ``headline``: the column is its group's primary metric: the report's headline table and the
+      MLflow charts show it (the first declared headline column of each group).
+    """
+
+    name: str
+    better: Better | None = None
+    floor: float | None = None
+    noisy: bool = False
+    speed: bool = False
+    unit: str = ""
+    description: str = ""
+    flag_above: float | None = None
+    group: str = ""
+    headline: bool = False
+
+    def __post_init__(self) -> None:
+        if not COLUMN_NAME.match(self.name):
+            raise ValueError(f"column name {self.name!r}: letters, digits and '_' only")
+        if self.name in CORE_KEYS:
+            raise ValueError(f"column name {self.name!r} is one of the core's own columns")
+        if self.better not in (None, "higher", "lower"):
+            raise ValueError(f"column {self.name!r}: better is 'higher', 'lower' or None")
+        if (self.floor is not None or self.speed) and self.better is None:
+            raise ValueError(f"column {self.name!r}: a floor or speed needs a better direction")
+        if self.floor is not None and self.speed:
+            raise ValueError(f"column {self.name!r}: compared either as quality or as speed")
+        if self.floor is not None and not self.floor >= 0:
+            raise ValueError(f"column {self.name!r}: the floor must be >= 0")
+        if self.group and not COLUMN_NAME.match(self.group):
+            raise ValueError(f"column {self.name!r}: group {self.group!r}: letters, digits, '_'")
+        if self.headline and not self.group:
+            raise ValueError(f"column {self.name!r}: a headline column needs a group")
+
+    @property
+    def direction(self) -> int:
+        """+1 when higher is better, -1 when lower is, 0 when neither."""
+        return {"higher": 1, "lower": -1}.get(self.better or "", 0)
+
+    @property
+    def label(self) -> str:
+        """The name with its unit: ``train_s [s]``."""
+        return f"{self.name} [{self.unit}]" if self.unit else self.name
+
+
+# The core's own measurements: every trial that trains has them, whatever its metrics.
+CORE_COLUMNS: dict[str, Column] = {
+    c.name: c
+    for c in (
+        Column(
+            "train_s", "lower", noisy=True, unit="s", description="training time", group="speed"
+        ),
+        Column(
+            "train_samples_per_s",
+            "higher",
+            noisy=True,
+            speed=True,
+            unit="samples/s",
+            description="training throughput after the first epoch",
+            group="speed",
+            headline=True,
+        ),
+        Column(
+            "peak_mem_mb",
+            "lower",
+            noisy=True,
+            unit="MiB",
+            description="peak memory allocated in training on a CUDA device (NaN elsewhere)",
+            group="speed",
+        ),
+        Column(
+            "eval_s",
+            "lower",
+            noisy=True,
+            unit="s",
+            description="time spent in the metrics",
+            group="speed",
+        ),
+        Column(
+            "final_loss",
+            description="mean training loss of the last epoch (each model's own objective)",
+            group="training",
+        ),
+        Column("stopped_epoch", description="the last epoch trained", group="training"),
+        Column(
+            "best_epoch", description="the epoch of the lowest validation loss", group="training"
+        ),
+        Column(
+            "best_val_loss",
+            description="the lowest validation loss (the model's objective)",
+            group="training",
+        ),
+    )
+}
+
+
+def is_param_column(name: str) -> bool:
+    """A column of the trial's configuration: plugin names, flattened params, the seed."""
+    return name in IDENTITY or name == "seed" or name.startswith(PARAM_PREFIXES)
+
+
+def is_config_column(name: str) -> bool:
+    """A configuration column other than the seed: what configurations are matched on."""
+    return is_param_column(name) and name != "seed"
+
+
+def is_metric_column(name: str) -> bool:
+    """A column of measured numbers (not configuration, not bookkeeping, not versions)."""
+    return not (is_param_column(name) or name in BOOKKEEPING or name.startswith("version."))
+
+
+@dataclass
+class Vocabulary:
+    """Every measured column a table may hold, as declared, and the planes metrics ask to plot."""
+
+    columns: dict[str, Column] = field(default_factory=lambda: dict(CORE_COLUMNS))
+    # Pairs of columns plotted against each other in the report, as (x, y).
+    planes: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, columns: Iterable[Column], planes: Iterable[tuple[str, str]] = ()) -> None:
+        for column in columns:
+            self.columns[column.name] = column
+        for plane in planes:
+            if tuple(plane) not in self.planes:
+                self.planes.append(tuple(plane))
+
+    def get(self, name: str) -> Column:
+        """The column's declaration; an undeclared column is one with nothing declared."""
+        return self.columns.get(name) or Column(name)
+
+    def headlines(self) -> dict[str, str]:
+        """Group -> its headline column: the first one declared (core columns count first)."""
+        out: dict[str, str] = {}
+        for column in self.columns.values():
+            if column.headline:
+                out.setdefault(column.group, column.name)
+        return out
+
+    def direction(self, name: str) -> int:
+        return self.get(name).direction
+
+    def merged(self, other: Vocabulary) -> Vocabulary:
+        """This vocabulary with ``other``'s declarations added (``other`` wins on a clash)."""
+        out = Vocabulary(dict(self.columns), list(self.planes))
+        out.add(other.columns.values(), other.planes)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"columns": [asdict(c) for c in self.columns.values()], "planes": self.planes},
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Vocabulary:
+        raw = json.loads(text)
+        vocabulary = cls()
+        vocabulary.add(
+            (Column(**c) for c in raw.get("columns", [])),
+            (tuple(p) for p in raw.get("planes", [])),
+        )
+        return vocabulary
+
+
+def declared(metrics: Mapping[str, object]) -> Vocabulary:
+    """The vocabulary of the core and of ``metrics`` (name -> ``aebench.Metric``)."""
+    vocabulary = Vocabulary()
+    for metric in metrics.values():
+        vocabulary.add(metric.columns, metric.planes)  # type: ignore[attr-defined]
+    return vocabulary

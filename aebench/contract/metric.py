@@ -1,0 +1,211 @@
+"""What a metric is handed (``MetricContext``), what it may require, how it declares its columns."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent
+
+from aebench.contract.columns import Column
+from aebench.contract.data import Data
+from aebench.contract.model import LatentVariableModel
+
+
+@dataclass
+class MetricContext:
+    """Everything a metric may look at, after training. Tensors are on ``device``.
+
+    - ``model``: the trained model, in eval mode (gradients are off while metrics run).
+    - ``data``: the trial's dataset; metrics measure ``data.test`` (and may fit on ``data.train``).
+    - ``settings``: the trial's resolved ``[eval]`` section: ``{"metrics": [...],
+      "params": {metric name: {parameter: value}}}``; a metric's own parameters arrive as keyword
+      arguments, so a metric rarely needs this.
+    - ``device``: where the model and data are.
+    - ``generator``: seeded from the trial's seed; seed any sampling from it (``aebench.likelihood
+      .seeded(generator)``) so that measurements are reproducible.
+    - ``training``: what training measured: ``train_s``, ``train_samples_per_s``, ``peak_mem_mb``.
+    """
+
+    model: nn.Module
+    data: Data
+    settings: Mapping[str, Any]
+    device: torch.device
+    generator: torch.Generator
+    training: Mapping[str, float] = field(default_factory=dict)
+
+
+# What a metric may need of a trial; the core gives NaN columns where a need is not met.
+Requirement = Literal[
+    "latent-variable model",
+    "likelihood of the data",
+    "labelled data",
+    "known data density",
+    "ground-truth factors",
+    "rendering from factors",
+]
+REQUIREMENTS: tuple[Requirement, ...] = (
+    "latent-variable model",
+    "likelihood of the data",
+    "labelled data",
+    "known data density",
+    "ground-truth factors",
+    "rendering from factors",
+)
+
+
+class NotApplicable(Exception):  # a verdict, not an error: no "Error" suffix
+    """Raised by a metric's ``compute`` when it cannot measure this trial: its columns are NaN and
+    the message (one line: why) goes to the row's ``nan_reasons``. Not a failure of the trial."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A metric's values, and why they are NaN when they are (``reason``, else empty)."""
+
+    values: dict[str, float]
+    reason: str = ""
+
+
+def likelihood_support_problem(model: LatentVariableModel, x: Tensor) -> str | None:
+    """Why p(x|z) is not a density of the data ``x``, or None when every value of every input lies
+    in the likelihood's support (checked at the code of the first input: a support that depends
+    on the decoder's output is checked there).
+
+    A Bernoulli on grey levels, say: its mass is on {0, 1}, so log p(x|z) of a grey image is a
+    number but not a log-likelihood. A distribution that does not declare its support passes.
+    """
+    likelihood = _base(model.likelihood(model.encode(x[:1])))
+    try:
+        inside = likelihood.support.check(x)  # per element, broadcast over the inputs
+    except NotImplementedError:
+        return None
+    if bool(inside.all()):
+        return None
+    value = float(x[~inside][0]) if inside.shape == x.shape else float("nan")
+    name = getattr(model, "likelihood_name", None) or type(likelihood).__name__
+    return (
+        f"p(x|z) ({name}) is not a density of this data: the test data has values"
+        f" outside its support (e.g. {value:g})"
+    )
+
+
+def _base(distribution: Distribution) -> Distribution:
+    """The distribution inside any ``Independent`` wrappers."""
+    while isinstance(distribution, Independent):
+        distribution = distribution.base_dist
+    return distribution
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A measurement of a trained model, and the columns it writes: register it by name.
+
+    ``compute(context, **params) -> {column: number}`` returns one finite number (or NaN) per
+    declared column. Its parameters after ``context`` are typed and defaulted like a model's; the
+    suite sets them per metric (``[eval.NAME] samples = 5000``) and they are validated before
+    anything trains. Its docstring's first line is what ``aebench list`` shows.
+
+    - ``columns``: every column it returns, with which way is better, its comparison floor, its
+      noise (``aebench.Column``). The report, MLflow and ``aebench compare`` read these alone.
+    - ``requires``: what it applies to; where a trial lacks one, the core writes NaN in its
+      columns without calling it, and the reason in the row's ``nan_reasons``:
+
+      - ``"latent-variable model"``: the model has ``prior``, ``posterior`` and ``likelihood``;
+      - ``"likelihood of the data"``: that, and the test data lies in the support of p(x|z), so
+        that log p(x|z) is a log-density of the data (no Bernoulli on grey levels);
+      - ``"labelled data"``: the test split has labels;
+      - ``"known data density"``: the dataset knows its exact ``log_density``;
+      - ``"ground-truth factors"``: the train and test splits carry ``factors`` (and ``DataInfo``
+        names them);
+      - ``"rendering from factors"``: the dataset can ``render`` samples of given factor values.
+
+      ``compute`` may also raise ``aebench.NotApplicable("why")`` for a case only it can see.
+    - ``planes``: pairs of its columns that the report plots against each other, one point per
+      trial (``("x_column", "y_column")``).
+    - ``aliases``: plain ``[eval]`` keys that set one of its parameters, for older suites
+      (``{"iwae_samples": "samples"}``); several metrics may share an alias.
+
+    ::
+
+        def mean_code(context, scale: float = 1.0) -> dict[str, float]:
+            \"\"\"Mean code value, scaled.\"\"\"
+            return {"mean_code": scale * context.model.encode(context.data.test.x).mean().item()}
+
+        register("mean_code", Metric(mean_code, columns=[Column("mean_code", better="higher")]))
+    """
+
+    compute: Callable[..., Mapping[str, float]]
+    columns: Sequence[Column]
+    requires: Sequence[Requirement] = ()
+    planes: Sequence[tuple[str, str]] = ()
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "requires", tuple(self.requires))
+        object.__setattr__(self, "planes", tuple(tuple(p) for p in self.planes))
+        if not callable(self.compute):
+            raise TypeError("Metric(compute=...): compute must be callable")
+        if not self.columns or not all(isinstance(c, Column) for c in self.columns):
+            raise TypeError("Metric(columns=...): declare at least one aebench.Column")
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Metric(columns=...): a column is declared twice in {names}")
+        for requirement in self.requires:
+            if requirement not in REQUIREMENTS:
+                raise ValueError(
+                    f"Metric(requires=...): {requirement!r} is not one of {', '.join(REQUIREMENTS)}"
+                )
+        for plane in self.planes:
+            if len(plane) != 2 or not set(plane) <= set(names):
+                raise ValueError(f"Metric(planes=...): {plane} is not a pair of its own columns")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def __call__(self, context: MetricContext, **params: Any) -> dict[str, float]:
+        """Measure: NaN in every column where the metric does not apply, else its values."""
+        return self.measure(context, **params).values
+
+    def measure(self, context: MetricContext, **params: Any) -> Measurement:
+        """The values, or NaN in every column with the reason where a requirement is unmet or
+        ``compute`` raised ``NotApplicable``."""
+        reason = self.unmet(context)
+        if reason is None:
+            try:
+                return Measurement(dict(self.compute(context, **params)))
+            except NotApplicable as exc:
+                reason = str(exc)
+        return Measurement(dict.fromkeys(self.column_names, math.nan), reason)
+
+    def unmet(self, context: MetricContext) -> str | None:
+        """Why this metric does not apply to the trial in ``context``, or None when it does."""
+        latent = isinstance(context.model, LatentVariableModel)
+        for requirement in self.requires:
+            if requirement in ("latent-variable model", "likelihood of the data") and not latent:
+                return "the model is not a latent-variable model"
+            if requirement == "likelihood of the data":
+                problem = likelihood_support_problem(context.model, context.data.test.x)
+                if problem:
+                    return problem
+            if requirement == "labelled data" and context.data.test.y is None:
+                return "the data has no labels"
+            if requirement == "known data density" and context.data.log_density is None:
+                return "the data's true density is not known"
+            if requirement == "ground-truth factors" and not _has_factors(context.data):
+                return "the data has no ground-truth factors"
+            if requirement == "rendering from factors" and context.data.render is None:
+                return "the dataset cannot render samples of given factor values"
+        return None
+
+
+def _has_factors(data: Data) -> bool:
+    """Whether both splits carry ground-truth factors that ``data.info`` names."""
+    named = data.info.factor_names is not None
+    return named and data.train.factors is not None and data.test.factors is not None

@@ -1,0 +1,51 @@
+"""Which plugin raised: an exception's traceback, read against the plugins a trial uses.
+
+A trial calls plugin code everywhere (the dataset's factory, the model's forward and loss, the
+regularizer's penalty, every metric), and an error deep in torch names none of them. The innermost
+frame of the traceback that lies in one of the trial's plugins' modules names the culprit; where
+several plugins share a package (the built-ins), the longest shared module path decides, then the
+order of ``suspects`` (the plugin running when it failed comes first).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+
+from aebench.plugins.registry import Entry
+
+
+def _module(entry: Entry) -> str:
+    return getattr(entry.callable or entry.factory, "__module__", "") or ""
+
+
+def _shared_depth(a: str, b: str) -> int:
+    depth = 0
+    for x, y in zip(a.split("."), b.split("."), strict=False):
+        if x != y:
+            break
+        depth += 1
+    return depth
+
+
+def culprit(exc: BaseException, suspects: Sequence[Entry]) -> Entry | None:
+    """The plugin whose code raised ``exc``, or None when no frame is in a suspect's modules."""
+    modules = [(entry, _module(entry)) for entry in suspects]
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    for frame in reversed(frames):  # innermost first
+        name = frame.f_globals.get("__name__", "")
+        best, depth = None, 0
+        for entry, module in modules:
+            shared = _shared_depth(name, module)
+            if shared > depth:
+                best, depth = entry, shared
+        if best is not None:
+            return best
+    return None
+
+
+def failure_reason(exc: BaseException, suspects: Sequence[Entry]) -> str:
+    """``RuntimeError in model 'x' (aebench-foo 1.0): ...``; without a culprit, the error alone."""
+    who = culprit(exc, suspects)
+    where = f" in {who.origin}" if who is not None else ""
+    return f"{type(exc).__name__}{where}: {exc}"

@@ -1,0 +1,141 @@
+"""One registry per plugin kind: register, get, list. Duplicate names are kept out, loudly."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from aebench.plugins.params import params_model
+
+
+class UnknownNameError(LookupError):
+    """A name no plugin registered; the message suggests the nearest ones."""
+
+
+class DuplicateNameError(LookupError):
+    """A name registered by two plugins; the message names both."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered model, regularizer, dataset or metric."""
+
+    kind: str
+    name: str
+    factory: Any
+    plugin: str  # the plugin that registered it, as the plugin manager names it
+    distribution: str | None  # the installed package it came from, when known
+    version: str | None
+    params: type[pydantic.BaseModel]
+    callable: Any = None  # what is called with the parameters: the factory, or a Metric's compute
+
+    @property
+    def description(self) -> str:
+        doc = inspect.getdoc(self.callable or self.factory) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @property
+    def origin(self) -> str:
+        """``model 'vae' (aebench 0.1.0)``: who to blame when it misbehaves."""
+        where = f"{self.distribution} {self.version}" if self.distribution else self.plugin
+        return f"{self.kind} {self.name!r} ({where})"
+
+
+class Registry:
+    """The entries of one kind (``model``, ``regularizer``, ``dataset`` or ``metric``)."""
+
+    def __init__(
+        self,
+        kind: str,
+        skip_first: bool = False,
+        *,
+        unwrap: Callable[[Any], Any] | None = None,
+        check: Callable[[Registry, str, Any], None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self._skip_first = skip_first  # the first argument is the core's, not a parameter
+        self._unwrap = unwrap or (lambda factory: factory)  # what takes the parameters
+        self._check = check  # raises for a registration that breaks the kind's contract
+        self._entries: dict[str, Entry] = {}
+        self._clashes: dict[str, list[str]] = {}
+        self._withdrawn: dict[str, str] = {}  # name -> why it cannot be used (a column clash)
+        # Plugins that failed to load ("aebench-foo: ModuleNotFoundError: ..."): a name missing
+        # here may be theirs, and the unknown-name error says so.
+        self.load_failures: list[str] = []
+
+    def register(
+        self,
+        name: str,
+        factory: Any,
+        *,
+        plugin: str,
+        distribution: str | None = None,
+        version: str | None = None,
+        params: type[pydantic.BaseModel] | None = None,
+    ) -> None:
+        if name in self._entries or name in self._clashes:
+            first = self._clashes.get(name) or [self._entries.pop(name).plugin]
+            self._clashes[name] = [*first, plugin]
+            raise DuplicateNameError(self._clash_message(name))
+        if self._check is not None:
+            self._check(self, name, factory)
+        target = self._unwrap(factory)
+        if params is None:
+            params = params_model(f"{self.kind}_{name}", target, skip_first=self._skip_first)
+        self._entries[name] = Entry(
+            self.kind, name, factory, plugin, distribution, version, params, target
+        )
+
+    def _clash_message(self, name: str) -> str:
+        plugins = " and ".join(repr(p) for p in self._clashes[name])
+        return f"{self.kind} {name!r} is registered by both {plugins}"
+
+    def withdraw(self, name: str, reason: str) -> None:
+        """Make a registered name unusable, saying why (it clashes with a later registration)."""
+        self._entries.pop(name, None)
+        self._withdrawn[name] = reason
+
+    def get(self, name: str) -> Entry:
+        if name in self._withdrawn:
+            raise DuplicateNameError(self._withdrawn[name])
+        if name in self._clashes:
+            raise DuplicateNameError(self._clash_message(name))
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        if self.load_failures:  # more likely than a typo: say it first
+            failed = "; ".join(self.load_failures)
+            return (
+                f"unknown {self.kind} {name!r}: it may be provided by a plugin that failed to"
+                f" import: {failed} (known: {', '.join(self.names()) or 'none'})"
+            )
+        message = f"unknown {self.kind} {name!r}"
+        near = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        if near:
+            message += "; did you mean " + " or ".join(repr(n) for n in near) + "?"
+        known = ", ".join(self.names()) or "none"
+        return f"{message} (known: {known})"
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def in_order(self) -> list[Entry]:
+        """The entries in the order they were registered (iteration is by name)."""
+        return list(self._entries.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,267 @@
+"""Published numbers beside ours: a suite's ``[[references]]`` and the reproduction they check.
+
+A reference names one published value: where it is published (``paper``, ``table``), the results
+column it is a value of (``metric``), in that column's unit and sign (a test NLL of 86.76 nats is a
+log-likelihood of -86.76: ``value = -86.76``, and ``note`` says so), how far ours may be from it
+(``tolerance``, in the column's unit), and the configuration it applies to (``where``: results
+columns and their values, ``{ model = "iwae", "model.k" = 50 }``). ``check = "within"`` (the
+default) asks for ours within the tolerance on either side; ``"not-worse"`` only that ours is not
+worse by more than it, in the column's declared better direction.
+
+A reference may also say how long the published model trained (``epochs``): a configuration trained
+for fewer is a shortened run, and the report says so; and which per-epoch curve tracks the metric
+(``curve``, times ``scale``), so that a shortened run's learning curve is shown against the value.
+
+The references travel with the results, in the folder's ``suite.json`` (the suite last run there):
+the report and ``aebench compare`` read them without the suite file. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aebench.contract.columns import Vocabulary, is_config_column
+from aebench.results.table import SUITE_FILE, flatten, read_results
+
+Scalar = str | int | float | bool
+Check = Literal["within", "not-worse"]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class CurveSection(BaseModel):
+    """The per-epoch curve (``curves.json``) that tracks the metric: ``scale * curve`` is in the
+    metric's unit and sign (``val_loss`` is a loss, -1 times a bound on log p(x))."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Annotated[str, Field(min_length=1)]
+    scale: Finite = 1.0
+
+
+class Reference(BaseModel):
+    """One published value and the configuration of ours it is compared with."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    paper: Annotated[str, Field(min_length=1)]
+    table: str = ""  # where in the paper: "Table 1"
+    metric: Annotated[str, Field(min_length=1)]  # a results column
+    value: Finite  # in the column's unit and sign
+    tolerance: Annotated[float, Field(gt=0, allow_inf_nan=False)]  # in the column's unit
+    check: Check = "within"
+    where: Annotated[dict[str, Scalar | list[Scalar]], Field(min_length=1)]
+    note: str = ""  # how the published number maps onto the column
+    epochs: Annotated[int, Field(ge=1)] | None = None  # how long the published model trained
+    curve: CurveSection | None = None
+
+    def label(self) -> str:
+        """``Burda et al. 2015, Table 1``."""
+        return f"{self.paper}, {self.table}" if self.table else self.paper
+
+
+# --- matching -----------------------------------------------------------------------------------
+
+
+def canonical(value: object) -> object:
+    """One spelling per value as a table holds it: lists as JSON text (``flatten``), 8.0 as 8,
+    numpy scalars as Python's, a missing value as None."""
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value)
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def matches(row: Mapping[str, object], where: Mapping[str, object]) -> bool:
+    """Whether a row (or a trial's columns) has every value ``where`` names."""
+    return all(key in row and canonical(row[key]) == canonical(v) for key, v in where.items())
+
+
+def trial_columns(config: Mapping[str, Any]) -> dict[str, object]:
+    """The configuration columns a trial's row will have (``Trial.config()`` flattened, as the
+    runner writes them)."""
+    columns: dict[str, object] = {
+        key: config[key]["plugin"] for key in ("dataset", "model", "regularizer")
+    }
+    for key in ("dataset", "model", "regularizer"):
+        columns |= flatten(key, config[key]["params"])
+    columns |= flatten("train", config["train"])
+    columns |= flatten("eval", {"metrics": config["eval"]["metrics"]})
+    for metric, params in config["eval"]["params"].items():
+        columns |= flatten(f"eval.{metric}", params)
+    return columns
+
+
+def _configuration(columns: Mapping[str, object]) -> str:
+    return json.dumps({k: canonical(v) for k, v in sorted(columns.items())}, default=str)
+
+
+def check_references(
+    references: Sequence[Reference],
+    trials: Sequence[Mapping[str, Any]],
+    vocabulary: Vocabulary,
+    problem: Callable[[str, str], None],
+) -> None:
+    """What a reference's fields cannot check alone, against the suite's ``trials`` (their
+    ``config()``) and the columns its metrics declare: each mistake to ``problem(place, what)``."""
+    columns = [trial_columns(t) for t in trials]
+    for i, reference in enumerate(references):
+        place = f"references[{i}]"
+        if reference.metric not in vocabulary.columns:
+            known = ", ".join(sorted(vocabulary.columns))
+            problem(f"{place}.metric", f"{reference.metric!r} is no column of this suite ({known})")
+        elif reference.check == "not-worse" and vocabulary.direction(reference.metric) == 0:
+            problem(f"{place}.check", f"{reference.metric!r} declares no better direction")
+        bad_keys = [key for key in reference.where if not is_config_column(key)]
+        for key in bad_keys:
+            problem(
+                f"{place}.where.{key}",
+                "not a configuration column (dataset, model, regularizer or a dataset., model.,"
+                " regularizer., train. or eval. parameter)",
+            )
+        if bad_keys:
+            continue
+        found = {_configuration(c) for c in columns if matches(c, reference.where)}
+        if not found:
+            wanted = ", ".join(f"{k} = {json.dumps(v)}" for k, v in reference.where.items())
+            problem(f"{place}.where", f"no trial of this suite has {wanted}")
+        elif len(found) > 1:
+            problem(
+                f"{place}.where",
+                f"matches {len(found)} configurations; name the parameters that tell them apart",
+            )
+
+
+def read_references(folder: Path) -> list[Reference]:
+    """The references saved with a results folder (its ``suite.json``); none when it has none or
+    the file is not one aebench wrote (the report and compare still work without them)."""
+    try:
+        raw = json.loads((Path(folder) / SUITE_FILE).read_text(encoding="utf-8"))
+        return [Reference.model_validate(r) for r in raw.get("references", [])]
+    except (OSError, ValueError, AttributeError, ValidationError):
+        return []
+
+
+# --- the reproduction: ours against each reference ----------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One reference against one configuration of ours (every ok seed of it)."""
+
+    reference: Reference
+    configuration: str  # "mnist/iwae/none model.k=50": ours; "" when nothing ok matched
+    seeds: int  # the ok seeds with a value of the metric
+    mean: float  # NaN: not measured
+    std: float  # sample standard deviation over seeds; NaN with one seed
+    epochs: int | None  # what ours trained for (train.epochs), where the table says
+    trials: list[str]  # the trial ids of the seeds
+    schedule: object = None  # its learning-rate schedule (the train.schedule column)
+
+    @property
+    def difference(self) -> float:
+        return self.mean - self.reference.value
+
+    def inside(self, direction: int) -> bool:
+        """Within the tolerance (``within``), or not worse by more than it (``not-worse``, with
+        the column's ``direction``: +1 higher is better); False when not measured."""
+        if not math.isfinite(self.mean):
+            return False
+        if self.reference.check == "not-worse":
+            return self.difference * direction >= -self.reference.tolerance
+        return abs(self.difference) <= self.reference.tolerance
+
+    @property
+    def shortened(self) -> bool:
+        wanted = self.reference.epochs
+        return wanted is not None and self.epochs is not None and self.epochs < wanted
+
+
+def _label(rows: pd.DataFrame, shown: Sequence[str]) -> str:
+    """``mnist/iwae/none model.k=50``: the plugins and the parameters ``shown``."""
+    first = rows.iloc[0]
+    names = f"{first['dataset']}/{first['model']}/{first['regularizer']}"
+    return " ".join([names, *(f"{k}={canonical(first[k])}" for k in shown)])
+
+
+def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outcome]:
+    """Each reference against each configuration of ``table`` it matches (its ``ok`` rows, seeds
+    averaged); a reference that matches nothing ok gives one unmeasured outcome."""
+    ok = table[table["status"] == "ok"] if "status" in table else table.iloc[0:0]
+    keys = [c for c in ok.columns if is_config_column(c)]
+    out = []
+    for reference in references:
+        where = reference.where
+        if any(k not in ok.columns for k in where):
+            chosen = ok.iloc[0:0]
+        else:
+            chosen = ok[[matches(r, where) for r in ok[list(where)].to_dict("records")]]
+        if chosen.empty:
+            out.append(Outcome(reference, "", 0, math.nan, math.nan, None, []))
+            continue
+        configs = [_configuration(r) for r in chosen[keys].to_dict("records")]
+        # the parameters the reference names, and any that tell its matches apart (a folder that
+        # holds runs of the suite under other settings)
+        differing = [k for k in keys if chosen[k].map(canonical).nunique(dropna=False) > 1]
+        shown = [k for k in keys if "." in k and (k in where or k in differing)]
+        for _, rows in chosen.groupby(configs, sort=True):
+            if reference.metric in rows:
+                values = pd.to_numeric(rows[reference.metric], errors="coerce").to_numpy(float)
+            else:
+                values = np.full(len(rows), math.nan)
+            finite = values[np.isfinite(values)]
+            epochs = rows["train.epochs"].iloc[0] if "train.epochs" in rows else None
+            schedule = rows["train.schedule"].iloc[0] if "train.schedule" in rows else None
+            out.append(
+                Outcome(
+                    reference,
+                    _label(rows, shown),
+                    len(finite),
+                    float(finite.mean()) if len(finite) else math.nan,
+                    float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
+                    None if epochs is None or pd.isna(epochs) else int(epochs),
+                    [str(t) for t in rows["trial_id"]] if "trial_id" in rows else [],
+                    schedule,
+                )
+            )
+    return out
+
+
+def stage_ends(schedule: object, epochs: int) -> list[int]:
+    """The epochs a learning curve is shown at: the end of each stage of a ``multistep`` schedule
+    (its milestones) and the last epoch; without stages, 1, 2, 4, 8, ... and the last."""
+    ends: list[int] = []
+    try:
+        parsed = json.loads(schedule) if isinstance(schedule, str) else schedule
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("kind") == "multistep":
+        ends = [int(m) for m in parsed.get("milestones", []) if int(m) < epochs]
+    else:
+        step = 1
+        while step < epochs:
+            ends.append(step)
+            step *= 2
+    return [*ends, epochs]
+
+
+def curve_at(curves: Sequence[Mapping[str, list[float]]], name: str, epochs: list[int]) -> list:
+    """The mean over seeds of curve ``name`` at each of ``epochs`` (1-based); NaN where a seed's
+    curve is shorter or absent."""
+    out = []
+    for epoch in epochs:
+        values = [c[name][epoch - 1] for c in curves if len(c.get(name, [])) >= epoch]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        out.append(float(np.mean(finite)) if len(finite) == len(curves) and finite else math.nan)
+    return out

@@ -1,0 +1,236 @@
+"""The results table: one row per trial.
+
+Each finished trial's row is recorded twice, both in O(1) whatever the size of the table: in its
+trial folder (``trials/<id>/row.json``, the append-only record the table can be rebuilt from) and
+as one line appended to ``results.journal.jsonl``, the rows newer than the table. The table itself,
+``results.parquet`` and ``results.csv``, is rewritten whole (O(table)) only when a run starts with
+a journal left (a run killed mid-way) and when it ends, folding the journal in. ``read_results``
+always folds it in, so every reader sees every finished trial, also mid-run and after ``kill -9``.
+
+Only the holder of the folder's lock (``aebench.lock``) writes; every file goes through a
+temporary name and a rename, so a crash or a full disk never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aebench.contract.columns import COLUMNS_FILE, Vocabulary
+from aebench.results.files import FolderError, append_line, cannot_write, write_atomically
+from aebench.results.trials import TRIALS, trial_folder
+
+PARQUET = "results.parquet"
+CSV = "results.csv"
+JOURNAL = "results.journal.jsonl"  # rows recorded since the table was last written, one per line
+ROW = "row.json"  # a trial's row, in its trial folder
+SUITE_FILE = "suite.json"  # the suite last run into the folder: its owner (`aebench evaluate` too)
+REQUIRED = ("trial_id", "status")  # what makes a table an aebench results table
+
+
+def flatten(prefix: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"hidden": [64]}`` -> ``{"model.hidden": "[64]"}``: scalars stay, lists become JSON."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, list | tuple | dict):
+            value = json.dumps(value)
+        out[f"{prefix}.{name}"] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A numpy or torch scalar as the Python number it holds; anything else as its text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
+def _advice(folder: Path) -> str:
+    sources = f"{CSV} and the trial folders" if (folder / CSV).is_file() else "the trial folders"
+    return f"delete it to rebuild the table from {sources}, or run with --rerun to replace it"
+
+
+def _checked(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing and not (table.empty and table.columns.empty):
+        raise FolderError(
+            f"{path}: not an aebench results table (no {', '.join(missing)} column);"
+            f" {_advice(path.parent)}"
+        )
+    return table
+
+
+def _merged(table: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``table`` with ``rows`` in place of its rows of the same trial ids (the last one wins)."""
+    if not rows:
+        return table
+    new = pd.DataFrame(rows)
+    merged = new if table.empty else pd.concat([table, new], ignore_index=True)
+    return merged.drop_duplicates("trial_id", keep="last", ignore_index=True)
+
+
+def _read_rows(lines: list[str]) -> list[dict[str, Any]]:
+    """The rows of JSON lines; a line torn by a crash is skipped (its trial runs again)."""
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "trial_id" in row:
+            rows.append(row)
+    return rows
+
+
+def journal_rows(folder: Path) -> list[dict[str, Any]]:
+    """The rows recorded since the table was last written, oldest first."""
+    try:
+        return _read_rows((Path(folder) / JOURNAL).read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FolderError(f"{Path(folder) / JOURNAL}: unreadable: {exc}") from None
+
+
+def rebuilt(folder: Path) -> pd.DataFrame:
+    """The table as the trial folders record it (each one's ``row.json``, in the order they were
+    written), over ``results.csv`` for trials that have none (kept by an older aebench)."""
+    folder = Path(folder)
+    paths = sorted((folder / TRIALS).glob(f"*/{ROW}"), key=lambda p: p.stat().st_mtime_ns)
+    texts = []
+    for path in paths:
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue  # unreadable: that trial runs again
+    base = pd.DataFrame()
+    if (folder / CSV).is_file():
+        try:
+            base = pd.read_csv(folder / CSV)
+        except Exception:  # damaged too: the trial folders alone
+            base = pd.DataFrame()
+        if any(c not in base.columns for c in REQUIRED):
+            base = pd.DataFrame()
+    return _merged(base, _read_rows(texts))
+
+
+def _load(folder: Path, replace_unusable: bool) -> tuple[pd.DataFrame, bool]:
+    """The table and whether ``results.parquet`` already holds all of it."""
+    journal = journal_rows(folder)  # first: a writer may fold it into the table meanwhile
+    path = folder / PARQUET
+    if not path.exists():
+        return _merged(rebuilt(folder), journal), False
+    try:
+        table = _checked(_read_parquet(path), path)
+    except FolderError:
+        if not replace_unusable:
+            raise
+        return _merged(rebuilt(folder), journal), False
+    return _merged(table, journal), not journal
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many kinds for a truncated or foreign file
+        lines = str(exc).strip().splitlines()
+        why = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        raise FolderError(
+            f"{path}: not a readable results table ({why}); {_advice(path.parent)}"
+        ) from None
+
+
+def read_results(folder: Path, *, replace_unusable: bool = False) -> pd.DataFrame:
+    """Every finished trial's row in ``folder``: the table with the rows recorded since folded in;
+    an empty table when there is none. A table that cannot be read, or is not aebench's, raises
+    ``FolderError`` naming it; ``replace_unusable`` rebuilds it from the trial folders instead."""
+    return _load(Path(folder), replace_unusable)[0]
+
+
+def record_row(folder: Path, row: Mapping[str, Any]) -> None:
+    """Record a finished trial's row: in its trial folder and at the end of the journal, each one
+    small write, however large the table. Call it holding the folder's lock."""
+    folder = Path(folder)
+    text = json.dumps(dict(row), default=_plain)
+    path = trial_folder(folder, str(row["trial_id"])) / ROW
+    try:
+        write_atomically(path, lambda p: p.write_text(text, encoding="utf-8"))
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    try:  # the journal last: a crash between the two costs at most this trial, run again
+        append_line(folder / JOURNAL, text)
+    except OSError as exc:
+        raise cannot_write(folder / JOURNAL, exc) from None
+
+
+def write_results(folder: Path, table: pd.DataFrame) -> None:
+    """``results.parquet`` and ``results.csv``, each rewritten whole through a temporary file."""
+    folder = Path(folder)
+    for name, write in (
+        (PARQUET, lambda p: table.to_parquet(p, index=False)),
+        (CSV, lambda p: table.to_csv(p, index=False)),
+    ):
+        try:
+            write_atomically(folder / name, write)
+        except OSError as exc:
+            raise cannot_write(folder / name, exc) from None
+
+
+def settle(folder: Path, *, replace_unusable: bool = False) -> pd.DataFrame:
+    """The folder's table, written out with every row recorded since (O(table): a run does this
+    when it starts and when it ends). Call it holding the folder's lock."""
+    folder = Path(folder)
+    table, current = _load(folder, replace_unusable)
+    if not current and not table.empty:
+        try:
+            write_results(folder, table)
+        except FolderError as exc:
+            raise FolderError(
+                f"{exc}; every finished trial's row is kept in {JOURNAL} and the trial folders,"
+                " and the next run writes the table"
+            ) from None
+    journal = folder / JOURNAL
+    if journal.exists():  # folded in (or only a line torn by a crash)
+        try:
+            journal.unlink()
+        except OSError as exc:
+            raise cannot_write(journal, exc) from None
+    return table
+
+
+def check_owner(folder: Path, name: str) -> None:
+    """``FolderError`` if ``folder`` holds the results of a suite of another name: one folder, one
+    suite (the same suite with other seeds or settings is at home)."""
+    path = Path(folder) / SUITE_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))["suite"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # none yet, or unreadable: this run writes its own
+    if saved != name:
+        raise FolderError(
+            f"{folder}: holds the results of suite {saved!r} ({SUITE_FILE}), not {name!r};"
+            " choose another --output"
+        )
+
+
+def write_vocabulary(folder: Path, vocabulary: Vocabulary) -> None:
+    """Save the table's column declarations beside it, added to those saved before."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = read_vocabulary(folder)
+    merged = vocabulary if saved is None else saved.merged(vocabulary)
+    write_atomically(folder / COLUMNS_FILE, lambda p: p.write_text(merged.to_json()))
+
+
+def read_vocabulary(folder: Path) -> Vocabulary | None:
+    """The vocabulary saved beside a results table, or None (a table written before it was)."""
+    path = Path(folder) / COLUMNS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Vocabulary.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError, KeyError):  # damaged: the caller falls back as if absent
+        return None

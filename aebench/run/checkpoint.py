@@ -1,0 +1,92 @@
+"""Mid-trial checkpoints: a killed trial resumes from its last one, and ends as if never stopped.
+
+A checkpoint holds everything the rest of training depends on: the model's and the optimizer's
+state, the random states (the trial's generator and torch's global stream, which a VAE's sampling
+draws from), the epoch, the curves so far and the time trained. It is replaced atomically, and
+read back with ``weights_only=True``. One that cannot be read, or that belongs to another trial, is
+ignored with a warning line, and the trial starts over: never a crash, never a wrong resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aebench.results.files import write_atomically
+
+FORMAT = 1
+DEFAULT_SECONDS = 60.0  # without [train] checkpoint_every: about once a minute of training
+REQUIRED = (
+    *("epoch", "model", "optimizer", "scheduler", "watch", "generator", "torch_rng", "curves"),
+    "train_s",
+)
+
+log = logging.getLogger("aebench")
+
+
+def _warn(message: str) -> None:
+    log.warning(message)
+    print(f"aebench: {message}", file=sys.stderr)
+
+
+class Checkpoints:
+    """One trial's checkpoint file, and when the next one is due."""
+
+    def __init__(
+        self,
+        path: Path,
+        trial_id: str,
+        every: int | None = None,
+        seconds: float = DEFAULT_SECONDS,
+    ) -> None:
+        self.path = Path(path)
+        self.trial_id = trial_id
+        self.every = every  # epochs between checkpoints; None: by time
+        self.seconds = seconds
+        self._last = time.monotonic()
+        self._broken = False  # a folder we cannot write to: training goes on without
+
+    def due(self, epoch: int) -> bool:
+        if self._broken:
+            return False
+        if self.every is not None:
+            return epoch % self.every == 0
+        return time.monotonic() - self._last >= self.seconds
+
+    def save(self, state: dict[str, Any]) -> None:
+        payload = {"format": FORMAT, "trial_id": self.trial_id, **state}
+        try:
+            write_atomically(self.path, lambda p: torch.save(payload, p))
+        except OSError as exc:
+            self._broken = True
+            _warn(f"{self.path}: cannot write checkpoints ({exc}); training goes on without")
+        self._last = time.monotonic()
+
+    def load(self) -> dict[str, Any] | None:
+        """The last checkpoint of this trial, or None (none, unreadable, or another trial's)."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, or not a checkpoint: torch raises several kinds
+            return self._ignored(f"unreadable ({type(exc).__name__})")
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            return self._ignored("not a checkpoint of this aebench")
+        if state.get("trial_id") != self.trial_id:
+            return self._ignored(f"a checkpoint of trial {state.get('trial_id')}")
+        missing = [key for key in REQUIRED if key not in state]
+        if missing:
+            return self._ignored(f"incomplete (no {', '.join(missing)})")
+        return state
+
+    def _ignored(self, why: str) -> None:
+        _warn(f"{self.path}: checkpoint ignored, {why}; trial {self.trial_id} starts over")
+        return None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

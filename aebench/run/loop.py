@@ -1,0 +1,241 @@
+"""The run of a suite's trials: locked folder, observers told, rows and trial folders recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aebench.contract.columns import declared
+from aebench.plugins.manager import Plugins
+from aebench.results.files import FolderError, cannot_write, write_atomically
+from aebench.results.lock import folder_lock
+from aebench.results.table import (
+    SUITE_FILE,
+    check_owner,
+    record_row,
+    settle,
+    write_vocabulary,
+)
+from aebench.results.trials import (
+    CHECKPOINT,
+    state_bytes,
+    trial_folder,
+    write_trial,
+)
+from aebench.run import stopping
+from aebench.run.data import DataCache
+from aebench.run.observing import Row, SuiteObserver, SuiteRun, TrialOutcome
+from aebench.run.plan import FINISHED, Plan, plan
+from aebench.run.suite import Suite, SuiteError, Trial
+from aebench.run.threads import follow as follow_threads
+from aebench.run.trial import distribution_version, evaluate_trial, resolve_device
+
+if TYPE_CHECKING:
+    from aebench.run.executors import Executor
+
+log = logging.getLogger("aebench")
+
+
+def build_observers(suite: Suite, plugins: Plugins) -> list[SuiteObserver]:
+    """One observer from each registered observer factory, in registration order (pluggy's)."""
+    observers = []
+    for entry in plugins.observers.in_order():
+        try:
+            observer = entry.factory(suite)
+        except Exception as exc:  # a tracking store it cannot use, say: the suite cannot start
+            raise SuiteError(f"{suite.path}: {entry.origin}: {exc}") from None
+        if observer is not None:  # None: not wanted by this suite ([tracking] enabled = false)
+            observers.append(observer)
+    return observers
+
+
+def _notify(event: Callable[..., None], trial: Trial, *args: Any) -> None:
+    """An observer's record of one trial; if it fails, the others and the suite go on."""
+    try:
+        event(trial, *args)
+    except Exception as exc:  # the row is on disk; an observer's view of it is not worth a suite
+        owner = type(getattr(event, "__self__", event)).__name__
+        log.error("observer %s failed on trial %s: %s", owner, trial.id, traceback.format_exc())
+        print(f"aebench: {owner} failed on {trial.label()}: {exc}", file=sys.stderr)
+
+
+def keep_trial(
+    output: Path,
+    trial: Trial,
+    suite: Suite,
+    row: Row,
+    outcome: TrialOutcome,
+    keep_model: bool,
+    trained: bool = True,
+) -> None:
+    """The trial's folder: its configuration, curves and (unless told not to) its weights. A
+    finished trial's checkpoint is removed; a failed one's is kept, to resume from next time.
+    A trial measured again without training (``trained=False``) keeps the weights it has.
+    A file that cannot be written (a full disk) is a ``FolderError`` naming the trial's folder."""
+    folder = trial_folder(output, trial.id)
+    config = trial.config() | {
+        "trial_id": trial.id,
+        "eval_id": trial.eval_id,
+        "suite": suite.name,
+        "status": row["status"],
+        "aebench": distribution_version("aebench"),
+    }
+    weights = None
+    if trained and keep_model and outcome.model is not None:
+        weights = state_bytes(outcome.model.state_dict())
+    try:
+        write_trial(folder, config, outcome.curves, weights, replace_weights=trained)
+        if trained and row["status"] in FINISHED:
+            (folder / CHECKPOINT).unlink(missing_ok=True)
+    except OSError as exc:
+        raise cannot_write(folder, exc) from None
+
+
+def run_trials(
+    suite: Suite,
+    plugins: Plugins,
+    *,
+    output: Path | None = None,
+    device: str | None = None,
+    observers: Sequence[SuiteObserver] = (),
+    rerun: bool = False,
+    cache: DataCache | None = None,
+    executor: Executor | None = None,
+    work: Plan | None = None,
+) -> SuiteRun:
+    """Run every trial not already finished, recording its folder and its row as each one ends.
+
+    Trials whose evaluation settings changed are measured again from their kept weights, here,
+    first; the ``executor`` trains the rest (default: here, one after another). Rows come back
+    here as trials finish, and only this process writes the table and the trial folders.
+    Observers hear each step. On KeyboardInterrupt the trials in progress are abandoned,
+    observers hear ``suite_finished`` with ``run.interrupted`` set, and the interrupt goes on up.
+    ``work`` replaces the plan made from the table (``aebench evaluate`` gives its own).
+
+    The output folder is locked for the whole run (``aebench.lock``). Another run holding it, a
+    folder of another suite, a table that cannot be read (``rerun`` replaces it) or a file that
+    cannot be written is a ``FolderError``: one line to show. Each trial's row costs O(1) to
+    record; the table is rewritten when the run starts with rows a killed run left, and when it
+    ends, before observers hear of the end (``aebench.results``).
+    """
+    output = suite.output_dir(output)
+    with folder_lock(output):
+        check_owner(output, suite.name)
+        table = settle(output, replace_unusable=rerun)
+        try:
+            write_vocabulary(output, declared({e.name: e.factory for e in plugins.metrics}))
+            text = suite.spec.model_dump_json()
+            write_atomically(output / SUITE_FILE, lambda p: p.write_text(text))
+        except OSError as exc:
+            raise cannot_write(output, exc) from None
+        return _run_locked(
+            suite,
+            plugins,
+            output,
+            table,
+            device=device,
+            observers=observers,
+            rerun=rerun,
+            cache=cache,
+            executor=executor,
+            work=work,
+        )
+
+
+def _run_locked(
+    suite: Suite,
+    plugins: Plugins,
+    output: Path,
+    table: Any,
+    *,
+    device: str | None,
+    observers: Sequence[SuiteObserver],
+    rerun: bool,
+    cache: DataCache | None,
+    executor: Executor | None,
+    work: Plan | None,
+) -> SuiteRun:
+    """``run_trials`` in its folder, locked, from the folder's results ``table``."""
+    from aebench.run.executors import LocalExecutor, Workload
+
+    chosen = resolve_device(device or suite.spec.suite.device)
+    # This process's trials and evaluations ("auto" chosen again before every epoch); an
+    # isolated trial's process follows the same setting.
+    follow_threads(suite.spec.suite.threads)
+    cache = cache or DataCache(plugins)
+    executor = executor or LocalExecutor()
+    work = work or plan(suite, table, output, rerun)
+    run = SuiteRun(output, [], already_done=len(suite.trials) - len(work))
+    run.evaluated = len(work.evaluate)
+    training = Workload(
+        work.train,
+        plugins,
+        chosen,
+        cache,
+        isolate=suite.spec.suite.isolate,
+        output=output,
+        timeout=suite.spec.suite.trial_timeout,
+        threads=suite.spec.suite.threads,
+    )
+
+    def started(trial: Trial) -> None:
+        for observer in observers:
+            observer.trial_started(trial)
+
+    measured_again = {trial.id for trial, _ in work.evaluate}
+
+    def evaluated() -> Iterator[tuple[Trial, Row, TrialOutcome]]:
+        for trial, trained in work.evaluate:
+            started(trial)
+            yield trial, *evaluate_trial(trial, trained, plugins, chosen, cache, output)
+
+    listening: list[SuiteObserver] = []  # those that started: they alone hear the end
+    try:
+        for observer in observers:
+            observer.suite_started(suite, output, [t for t, _ in work.evaluate] + work.train)
+            listening.append(observer)
+        # closing(): an interrupt stops the executor's generator at once (a cluster cancels).
+        # cooperative(): SIGTERM and Ctrl-C set a flag, acted on between steps, metrics, trials.
+        with stopping.cooperative(), contextlib.closing(executor.run(training, started)) as trained:
+            for trial, row, outcome in itertools.chain(evaluated(), trained):
+                if outcome.traceback:
+                    log.error("trial %s failed:\n%s", trial.id, outcome.traceback)
+                if outcome.resumed_after:
+                    print(
+                        f"aebench: {trial.label()} resumed from its checkpoint after epoch"
+                        f" {outcome.resumed_after}",
+                        file=sys.stderr,
+                    )
+                keep = suite.spec.suite.keep_models
+                keep_trial(output, trial, suite, row, outcome, keep, trial.id not in measured_again)
+                run.rows.append(row)
+                record_row(output, row)  # O(1): the table is rewritten once, at the end
+                for observer in observers:
+                    _notify(observer.trial_finished, trial, row, outcome)
+                stopping.check()  # between trials
+    except KeyboardInterrupt:
+        run.interrupted = True
+        raise
+    finally:
+        unwritten = _write_table(output)  # before observers read it (the report, MLflow)
+        for observer in listening:
+            observer.suite_finished(run)
+    if unwritten is not None:  # raised only now: an error already on its way up comes first
+        raise unwritten
+    return run
+
+
+def _write_table(output: Path) -> FolderError | None:
+    """Fold the run's rows into the table; the error, if it cannot be written (the rows stay in
+    the journal and the trial folders, for the next run)."""
+    try:
+        settle(output)
+    except FolderError as exc:
+        return exc
+    return None

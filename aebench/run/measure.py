@@ -1,0 +1,112 @@
+"""Measuring a trained trial: every metric in its own guard, NaN with a reason where one cannot."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from aebench.contract.checks import check_metric_values
+from aebench.contract.data import Data
+from aebench.contract.metric import MetricContext
+from aebench.contract.model import LatentVariableModel
+from aebench.plugins.manager import Plugins
+from aebench.plugins.registry import Entry
+from aebench.run import stopping
+from aebench.run.observing import Row
+from aebench.run.suite import Trial
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("aebench")
+
+
+PEAK_MEMORY_UNMEASURED = "peak memory is measured on CUDA devices only"
+
+# The columns training writes: a kept model evaluated again keeps them from its first run.
+TRAINING_COLUMNS = (
+    *("train_s", "train_samples_per_s", "final_loss", "peak_mem_mb", "warnings"),
+    *("stopped_epoch", "best_epoch", "best_val_loss"),
+)
+
+
+def measure_all(
+    trial: Trial,
+    plugins: Plugins,
+    model: nn.Module,
+    data: Data,
+    device: torch.device,
+    training: Row,
+) -> Row:
+    """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok.
+
+    A metric that raises, or returns what it does not declare, gets NaN columns and an entry in
+    ``metric_errors`` naming it and its plugin; the trial and the other metrics go on."""
+    model.eval()
+    context = MetricContext(
+        model=model,
+        data=data,
+        settings=trial.eval,
+        device=device,
+        generator=torch.Generator(device=device).manual_seed(trial.seed + 1),
+        training={k: training[k] for k in ("train_s", "train_samples_per_s", "peak_mem_mb")},
+    )
+    row: Row = likelihood_protocol(model, data)
+    reasons: dict[str, str] = {}  # metric -> why its columns are NaN
+    errors: list[str] = []  # metrics that broke: one entry each, naming the plugin
+    start = time.perf_counter()
+    for name in trial.eval["metrics"]:
+        stopping.check()  # SIGTERM, Ctrl-C or the trial's time limit, between metrics
+        entry = plugins.metrics.get(name)
+        try:  # one broken metric costs its own columns, not the trial and the other metrics
+            values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
+        except Exception as exc:
+            values, reason = dict.fromkeys(entry.factory.column_names, math.nan), ""
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            errors.append(f"{entry.origin}: {type(exc).__name__}: {message}")
+        row |= values
+        if reason:
+            reasons[name] = reason
+    stopping.check()  # a trial past its limit is failed, even if only its last metric ran over
+    row["eval_s"] = time.perf_counter() - start
+    peak = training.get("peak_mem_mb")
+    if peak is None or math.isnan(peak):
+        reasons["peak_mem_mb"] = PEAK_MEMORY_UNMEASURED
+    row["nan_reasons"] = nan_reasons(reasons)
+    row["metric_errors"] = "; ".join(errors)
+    row["status"] = "ok"
+    return row
+
+
+def likelihood_protocol(model: nn.Module, data: Data) -> Row:
+    """What a likelihood in this row is of: the model's p(x|z) and the data's binarisation.
+
+    Rows of different protocols are not comparable (``aebench compare`` refuses them): a mass
+    over {0, 1} of binarised digits is not a density of grey levels.
+    """
+    likelihood = ""
+    if isinstance(model, LatentVariableModel):
+        likelihood = getattr(model, "likelihood_name", None) or "unnamed"
+    return {"likelihood": likelihood, "binarize": data.info.binarize or ""}
+
+
+def nan_reasons(reasons: dict[str, str]) -> str:
+    """``"metric_a, metric_b: why; metric_c: why"``: metrics sharing a reason share its entry."""
+    by_reason: dict[str, list[str]] = {}
+    for metric, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(metric)
+    return "; ".join(f"{', '.join(metrics)}: {reason}" for reason, metrics in by_reason.items())
+
+
+def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> tuple[Row, str]:
+    """One metric's columns and why they are NaN (empty when measured): NaN where it does not
+    apply, else its values, checked against the columns it declares (a ``ContractError``
+    otherwise)."""
+    with torch.no_grad():
+        measurement = entry.factory.measure(context, **params)
+    return check_metric_values(entry.factory, measurement.values), measurement.reason

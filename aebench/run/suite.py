@@ -1,0 +1,617 @@
+"""suite.toml -> a validated Suite -> the list of Trials.
+
+Every error is a ``SuiteError``: one line with the file, the place in it and what is wrong,
+raised before anything trains or is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from aebench.contract.columns import declared
+from aebench.plugins.manager import Plugins
+from aebench.plugins.registry import Registry
+from aebench.results.paths import sqlite_file, suite_place_problem, writable_place_problem
+from aebench.results.references import Reference, check_references
+
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a suite name becomes a folder: no '/', no '..'
+
+
+class SuiteError(ValueError):
+    """A bad suite file. ``str(error)`` is what to show the user: one line per mistake found
+    (``error.lines``), each naming the file and the place."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+class Problems:
+    """The mistakes found in a suite so far, so that all are reported at once, each once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, place: str, what: str) -> None:
+        line = f"{self.path}: {place}: {what}"
+        if line not in self.lines:  # a bad value is met again at every grid point it is in
+            self.lines.append(line)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise SuiteError(*self.lines)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SuiteSection(_Section):
+    name: Annotated[str, Field(pattern=SAFE_NAME, max_length=100)]
+    # torch's generators take seeds modulo 2^64 and numpy's below 2^32: larger or negative seeds
+    # would alias others (0, 2^32 and 2^33 gave identical trials)
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1)] = [0]
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
+    output: str | None = None
+    isolate: bool = False  # each trial in its own process: a crash there is a failed trial
+    # Seconds a trial may run before it is failed ("timed out after N s") and the suite goes on:
+    # checked between training steps and metrics in-process (no limit when unset); an isolated
+    # trial's process is killed at it (24 h when unset), a hard limit even inside one C call.
+    trial_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    # torch's threads in the process that trains: a number, or "auto", the cores no other
+    # process is running on, chosen again before every epoch (aebench.threads; `--threads`).
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    keep_models: bool = True  # each trial's trained weights in its folder, for later evaluation
+
+
+class ConstantSchedule(_Section):
+    kind: Literal["constant"]
+
+
+class MultiStepSchedule(_Section):
+    """The rate times ``gamma`` after each milestone epoch (``milestones = [1, 4, 13]``)."""
+
+    kind: Literal["multistep"]
+    milestones: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+    gamma: Annotated[float, Field(gt=0)] = 0.1
+
+
+class ExponentialSchedule(_Section):
+    """The rate times ``gamma`` after every epoch."""
+
+    kind: Literal["exponential"]
+    gamma: Annotated[float, Field(gt=0)]
+
+
+class CosineSchedule(_Section):
+    """A linear warm-up from 0 over ``warmup_epochs``, then a cosine down to ``min_lr``."""
+
+    kind: Literal["cosine"]
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+
+
+class PlateauSchedule(_Section):
+    """The rate times ``factor`` once the validation loss has not improved for ``patience``
+    epochs (the training loss, without a validation split)."""
+
+    kind: Literal["plateau"]
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    patience: Annotated[int, Field(ge=0)] = 10
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+
+
+class AnnealSection(_Section):
+    """A linear warm-up of a model's loss weight from 0 to its value, over ``epochs`` or
+    ``steps`` (one of the two)."""
+
+    epochs: Annotated[int, Field(ge=1)] | None = None
+    steps: Annotated[int, Field(ge=1)] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_of_the_two(self) -> AnnealSection:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("give either epochs or steps")
+        return self
+
+
+class EarlyStoppingSection(_Section):
+    patience: Annotated[int, Field(ge=1)]
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+Schedule = Annotated[
+    ConstantSchedule | MultiStepSchedule | ExponentialSchedule | CosineSchedule | PlateauSchedule,
+    Field(discriminator="kind"),
+]
+
+
+class TrainSection(_Section):
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    betas: Annotated[  # adam, adamw
+        list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)
+    ] = [0.9, 0.999]
+    eps: Annotated[float, Field(gt=0)] = 1e-8  # adam, adamw
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0)] = 0.0  # sgd
+    nesterov: bool = False  # sgd, with momentum > 0
+    clip_norm: Annotated[float, Field(gt=0)] | None = None  # gradients clipped to this norm
+    schedule: Schedule = ConstantSchedule(kind="constant")  # the learning rate per epoch
+    # Validation: this fraction of the training split held out (0: the dataset's own validation
+    # split, if it has one); its loss per epoch is the val_loss curve.
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    early_stopping: EarlyStoppingSection | None = None  # on the validation loss
+    restore_best: bool = False  # measure the weights of the best validation epoch
+    # Loss weights the model declares annealable (``annealed_weights``), warmed up from 0.
+    anneal: dict[str, AnnealSection] = {}
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass and losses
+    compile: bool = False  # torch.compile the forward pass and losses
+    # Save a checkpoint every N epochs (None: about once a minute) to resume a killed trial.
+    # It does not change what is trained, so it is not part of the trial's identity.
+    checkpoint_every: Annotated[int, Field(ge=1)] | None = None
+    # Swept settings: every combination is a training protocol of its own (``lr = [1e-3, 1e-4]``).
+    grid: dict[str, list[Any]] = {}
+
+
+class EvalSection(_Section):
+    """``metrics`` to run (None: every registered one); every other key is a metric's table of
+    parameters (``[eval.NAME] samples = 5000``) or an alias a metric declares
+    (``NAME_samples = 5000``, say). Both are validated against the metrics in ``load_suite``."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    metrics: list[str] | None = None
+
+
+class TrackingSection(_Section):
+    enabled: bool = True  # record to MLflow
+    uri: str | None = None  # MLflow tracking URI; None: $MLFLOW_TRACKING_URI or results/mlflow.db
+    log_model: bool = False  # save each trained model's state_dict as an artifact
+    experiment: str | None = None  # MLflow experiment; None: the suite's name (and folder)
+
+
+class PluginEntry(_Section):
+    plugin: str
+    params: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+
+
+class SuiteFile(_Section):
+    suite: SuiteSection
+    train: TrainSection = TrainSection()
+    eval: EvalSection = EvalSection()
+    tracking: TrackingSection = TrackingSection()
+    datasets: Annotated[list[PluginEntry], Field(min_length=1)]
+    models: Annotated[list[PluginEntry], Field(min_length=1)]
+    regularizers: Annotated[list[PluginEntry], Field(min_length=1)] = [PluginEntry(plugin="none")]
+    # Published values the report sets ours beside (aebench.references): saved with the results.
+    references: list[Reference] = []
+
+
+@dataclass(frozen=True)
+class Component:
+    """A plugin and its resolved parameters (defaults filled in)."""
+
+    plugin: str
+    params: dict[str, Any]
+    source: str = field(default="", compare=False)  # its place in the suite: "datasets[0]"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One resolved configuration: what is trained and measured, once."""
+
+    dataset: Component
+    model: Component
+    regularizer: Component
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    seed: int
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "dataset": {"plugin": self.dataset.plugin, "params": self.dataset.params},
+            "model": {"plugin": self.model.plugin, "params": self.model.params},
+            "regularizer": {"plugin": self.regularizer.plugin, "params": self.regularizer.params},
+            "train": self.train,
+            "eval": self.eval,
+            "seed": self.seed,
+        }
+
+    @property
+    def id(self) -> str:
+        """A stable hash of what is trained: dataset, model, regularizer, training, seed.
+
+        Not of how it is measured (``[eval]``): a kept model is evaluated again without training.
+        """
+        trained = {k: v for k, v in self.config().items() if k != "eval"}
+        trained["train"] = {k: v for k, v in self.train.items() if k not in NOT_TRAINING}
+        return _digest(trained)
+
+    @property
+    def eval_id(self) -> str:
+        """A stable hash of how the trial is measured: its metrics and their parameters."""
+        return _digest(self.eval)
+
+    def with_eval(self, evaluation: dict[str, Any]) -> Trial:
+        return replace(self, eval=evaluation)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Trial:
+        """The trial ``config()`` describes (as saved in its folder)."""
+
+        def component(key: str) -> Component:
+            return Component(config[key]["plugin"], dict(config[key]["params"]))
+
+        return cls(
+            component("dataset"),
+            component("model"),
+            component("regularizer"),
+            dict(config["train"]),
+            dict(config["eval"]),
+            int(config["seed"]),
+        )
+
+    def label(self) -> str:
+        parts = (self.dataset.plugin, self.model.plugin, self.regularizer.plugin)
+        return "/".join(parts) + f" seed={self.seed}"
+
+
+# Training settings that do not change the trained model.
+NOT_TRAINING = frozenset({"checkpoint_every"})
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Suite:
+    path: Path
+    spec: SuiteFile
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.suite.name
+
+    def output_dir(self, override: str | Path | None = None) -> Path:
+        """The results folder: ``override`` (``--output``), else ``[suite] output``, else
+        ``results/<name>``; a ``SuiteError`` for one in a system folder."""
+        output = Path(override or self.spec.suite.output or Path("results") / self.name)
+        if why := writable_place_problem(output):
+            raise SuiteError(f"output: {why}")
+        return output
+
+
+def _place(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _explain(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return error["msg"]
+
+
+def _from_pydantic(path: Path, exc: pydantic.ValidationError) -> SuiteError:
+    problems = Problems(path)
+    for error in exc.errors():
+        problems.add(_place(tuple(error["loc"])), _explain(error))
+    return SuiteError(*problems.lines)
+
+
+def _grid_place(grid: dict[str, list[Any]], point: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """``grid.p[1] = 2.0``: the grid value a validation error is about, by its index and value;
+    a place inside that value (an entry of a list) is added as ``(at [1])``."""
+    name = str(loc[0])
+    value = point[name]
+    index = next(i for i, v in enumerate(grid[name]) if v == value and type(v) is type(value))
+    inside = f" (at {_place(tuple(loc[1:]))})" if len(loc) > 1 else ""
+    return f"grid.{name}[{index}] = {json.dumps(value, default=str)}{inside}"
+
+
+def validate_suite(path: Path, raw: dict[str, Any]) -> SuiteFile:
+    """Validate a parsed suite's structure (not yet its plugins); ``path`` names it in errors."""
+    try:
+        return SuiteFile.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise _from_pydantic(path, exc) from None
+
+
+def read_suite_file(path: Path) -> SuiteFile:
+    """Parse and validate the file's structure (not yet its plugins)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read the suite file: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+    return validate_suite(path, raw)
+
+
+def _resolve_entry(
+    where: str, entry: PluginEntry, registry: Registry, problems: Problems
+) -> list[Component]:
+    """Every grid point of one entry, validated against the plugin's own parameters."""
+    try:
+        spec = registry.get(entry.plugin)
+    except LookupError as exc:
+        problems.add(f"{where}.plugin", exc.args[0])
+        return []
+    for key, values in entry.grid.items():
+        if not values:
+            problems.add(f"{where}.grid.{key}", "empty list; give at least one value")
+        if key in entry.params:
+            problems.add(f"{where}.grid.{key}", f"also set in {where}.params")
+    if any(not values or key in entry.params for key, values in entry.grid.items()):
+        return []
+    keys = list(entry.grid)
+    points = []
+    for values in itertools.product(*(entry.grid[k] for k in keys)):
+        point = dict(zip(keys, values, strict=True))
+        try:
+            resolved = spec.params.model_validate({**entry.params, **point})
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                problems.add(*_parameter_problem(where, entry, spec, registry.kind, point, error))
+            continue
+        points.append(Component(entry.plugin, resolved.model_dump(), where))
+    return points
+
+
+def _parameter_problem(
+    where: str, entry: PluginEntry, spec: Any, kind: str, point: dict[str, Any], error: Any
+) -> tuple[str, str]:
+    """(place, what) of a plugin parameter the plugin refused: the grid value by its index and
+    value, or the place in ``params``."""
+    loc = tuple(error["loc"])
+    name = str(loc[0]) if loc else ""
+    if error["type"] == "extra_forbidden":
+        takes = ", ".join(spec.params.model_fields) or "no parameters"
+        part = "grid" if name in point else "params"
+        what = f"{kind} {entry.plugin!r} takes no parameter {name!r} (it takes: {takes})"
+        return f"{where}.{part}.{name}", what
+    what = f"{kind} {entry.plugin!r}: {_explain(error)}"
+    if name in point:
+        return f"{where}.{_grid_place(entry.grid, point, loc)}", what
+    rest = _place(loc[1:])
+    return (
+        f"{where}.params.{name}{rest if rest.startswith('[') else f'.{rest}' if rest else ''}",
+        what,
+    )
+
+
+def resolve_eval(
+    path: Path, section: EvalSection, metrics: Registry, problems: Problems | None = None
+) -> dict[str, Any]:
+    """``{"metrics": [...], "params": {metric: {param: value}}}``: the selected metrics (every
+    registered one when the suite names none) and every parameter of each (defaults filled in),
+    validated against the metrics' declarations.
+    An error names the key as the file spells it: the metric's table, or the alias. Mistakes go
+    to ``problems``; without it, they are raised together as a ``SuiteError``."""
+    found = problems if problems is not None else Problems(path)
+    for i, name in enumerate(section.metrics or []):
+        if name not in metrics:
+            try:
+                metrics.get(name)
+            except LookupError as exc:
+                found.add(f"eval.metrics[{i}]", exc.args[0])
+    if section.metrics is None:
+        selected = metrics.names()
+    else:
+        selected = [name for name in section.metrics if name in metrics]
+    aliases: dict[str, list[tuple[str, str]]] = {}  # alias -> [(metric, its parameter)]
+    for entry in metrics:
+        for alias, param in entry.factory.aliases.items():
+            aliases.setdefault(alias, []).append((entry.name, param))
+    given: dict[str, dict[str, Any]] = {}
+    places: dict[tuple[str, str], str] = {}  # (metric, parameter) -> where the file set it
+    extra = section.model_extra or {}
+    for key, value in extra.items():  # aliases first: a metric's own table overrides them
+        if key in metrics:
+            continue
+        if key not in aliases:
+            found.add(
+                f"eval.{key}",
+                "unknown key (neither a metric nor a setting one declares;"
+                f" metrics: {', '.join(metrics.names()) or 'none'})",
+            )
+            continue
+        for metric, param in aliases[key]:
+            if metric in selected:
+                given.setdefault(metric, {})[param] = value
+                places[metric, param] = f"eval.{key}"
+    for key, value in extra.items():
+        if key not in metrics:
+            continue
+        if not isinstance(value, dict):
+            found.add(f"eval.{key}", "a table of the metric's parameters expected")
+        elif section.metrics is not None and key not in section.metrics:
+            found.add(f"eval.{key}", f"metric {key!r} is not in eval.metrics")
+        else:
+            given.setdefault(key, {}).update(value)
+            places.update({(key, param): f"eval.{key}.{param}" for param in value})
+    params: dict[str, dict[str, Any]] = {}
+    refused: dict[tuple[str, str], list[str]] = {}  # (place, why) -> the metrics refusing it
+    for name in selected:
+        entry = metrics.get(name)
+        try:
+            resolved = entry.params.model_validate(given.get(name, {}))
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                param = str(error["loc"][0]) if error["loc"] else ""
+                place = places.get((name, param), f"eval.{name}.{param}")
+                place += _place(tuple(error["loc"][1:])) if len(error["loc"]) > 1 else ""
+                if error["type"] == "extra_forbidden":
+                    takes = ", ".join(entry.params.model_fields) or "no parameters"
+                    found.add(
+                        place, f"metric {name!r} takes no parameter {param!r} (it takes: {takes})"
+                    )
+                else:
+                    refused.setdefault((place, _explain(error)), []).append(name)
+            continue
+        if type(resolved).model_fields:
+            params[name] = resolved.model_dump()
+    for (place, why), names in refused.items():  # an alias refused by its metrics: one line
+        found.add(place, f"metric {', '.join(map(repr, names))}: {why}")
+    if problems is None:
+        found.raise_any()
+    return {"metrics": list(selected), "params": params}
+
+
+def training_protocols(path: Path, section: TrainSection, problems: Problems) -> list[dict]:
+    """Every grid point of ``[train]``, each validated as a whole ``[train]`` section."""
+    base = section.model_dump(exclude={"grid"})
+    keys = list(section.grid)
+    bad_keys = False
+    for key, values in section.grid.items():
+        if key not in TrainSection.model_fields or key == "grid":
+            problems.add(f"train.grid.{key}", "not a [train] setting")
+        elif not values:
+            problems.add(f"train.grid.{key}", "empty list; give at least one value")
+        elif key in section.model_fields_set:
+            problems.add(f"train.grid.{key}", "also set in [train]")
+        else:
+            continue
+        bad_keys = True
+    if bad_keys:
+        return []
+    protocols = []
+    for values in itertools.product(*(section.grid[k] for k in keys)):
+        point = dict(zip(keys, values, strict=True))
+        try:
+            train = TrainSection.model_validate(base | point)
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                in_grid = bool(loc) and str(loc[0]) in point
+                place = _grid_place(section.grid, point, loc) if in_grid else _place(loc)
+                problems.add(f"train.{place}", _explain(error))
+            continue
+        if _check_schedule(train, problems):
+            protocols.append(train.model_dump(exclude={"grid"}))
+    return protocols
+
+
+def _check_annealed(
+    models: list[Component], protocols: list[dict[str, Any]], registry: Registry, problems: Problems
+) -> None:
+    """A weight to anneal is one every model of the suite declares (``annealed_weights``)."""
+    for name in sorted({name for train in protocols for name in train["anneal"]}):
+        for model in models:
+            declared = getattr(registry.get(model.plugin).factory, "annealed_weights", ())
+            if name not in declared:
+                problems.add(
+                    f"train.anneal.{name}",
+                    f"model {model.plugin!r} declares no annealed weight {name!r}"
+                    f" (it declares: {', '.join(declared) or 'none'})",
+                )
+
+
+def _check_schedule(train: TrainSection, problems: Problems) -> bool:
+    """What a schedule's own fields cannot check: its fit with the number of epochs. False when
+    something does not fit."""
+    found = len(problems.lines)
+    schedule = train.schedule
+    if isinstance(schedule, MultiStepSchedule):
+        steps = schedule.milestones
+        if steps != sorted(set(steps)):
+            problems.add("train.schedule.milestones", f"not increasing: {steps}")
+        elif steps[-1] >= train.epochs:
+            problems.add(
+                "train.schedule.milestones",
+                f"{steps[-1]} is not before the last epoch ({train.epochs})",
+            )
+    if isinstance(schedule, CosineSchedule) and schedule.warmup_epochs >= train.epochs:
+        problems.add(
+            "train.schedule.warmup_epochs",
+            f"{schedule.warmup_epochs} leaves no epoch after the warm-up ({train.epochs} in all)",
+        )
+    if train.nesterov and (train.optimizer != "sgd" or train.momentum <= 0):
+        problems.add("train.nesterov", 'needs optimizer = "sgd" and momentum > 0')
+    return len(problems.lines) == found
+
+
+def _check_places(spec: SuiteFile, problems: Problems) -> None:
+    """Where the file says to write (``aebench.paths``): its results folder inside the working
+    directory (a suite from elsewhere cannot scatter results around it), and its SQLite store
+    anywhere but in a system folder (a team's shared store may live elsewhere)."""
+    if spec.suite.output is not None and (why := suite_place_problem(spec.suite.output)):
+        problems.add("suite.output", why)
+    database = sqlite_file(spec.tracking.uri or "")
+    if database is not None and (why := writable_place_problem(database)):
+        problems.add("tracking.uri", why)
+
+
+def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
+    """Read, validate and expand a suite into its trials: a TOML file, or the same as a dict
+    (``{"suite": {"name": ...}, "datasets": [...], ...}``, named ``<dict>`` in errors)."""
+    if isinstance(suite, dict):
+        path = Path("<dict>")
+        spec = validate_suite(path, suite)
+    else:
+        path = Path(suite)
+        spec = read_suite_file(path)
+    problems = Problems(path)  # every mistake below is reported, all at once
+    _check_places(spec, problems)
+    evaluation = resolve_eval(path, spec.eval, plugins.metrics, problems)
+    if len(set(spec.suite.seeds)) != len(spec.suite.seeds):
+        problems.add("suite.seeds", "a seed is listed twice")
+
+    def expand(section: str, registry: Registry) -> list[Component]:
+        entries = getattr(spec, section)
+        out = []
+        for i, entry in enumerate(entries):
+            out += _resolve_entry(f"{section}[{i}]", entry, registry, problems)
+        return out
+
+    datasets = expand("datasets", plugins.datasets)
+    models = expand("models", plugins.models)
+    regularizers = expand("regularizers", plugins.regularizers)
+    protocols = training_protocols(path, spec.train, problems)
+    _check_annealed(models, protocols, plugins.models, problems)
+    problems.raise_any()
+    trials: list[Trial] = []
+    seen: set[str] = set()
+    for dataset, model, regularizer, train, seed in itertools.product(
+        datasets, models, regularizers, protocols, spec.suite.seeds
+    ):
+        trial = Trial(dataset, model, regularizer, train, evaluation, seed)
+        if trial.id in seen:
+            raise SuiteError(
+                f"{path}: the same trial appears twice ({trial.label()}); remove the duplicate"
+            )
+        seen.add(trial.id)
+        trials.append(trial)
+    selected = {name: plugins.metrics.get(name).factory for name in evaluation["metrics"]}
+    check_references(
+        spec.references, [t.config() for t in trials], declared(selected), problems.add
+    )
+    problems.raise_any()
+    return Suite(path, spec, trials)

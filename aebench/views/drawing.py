@@ -1,0 +1,374 @@
+"""Drawing a trial's figures from its arrays, and a suite's figures: numpy and matplotlib, no torch.
+
+A trial's figures are drawn in two steps: ``aebench.figures.capture`` reduces the trained model to
+a few small arrays saved as ``figures.npz`` beside the PNGs, and ``render_trial`` here draws the
+PNGs from that file alone, so that a report (``aebench report``) redraws every figure without the
+model, and without importing torch. Drawing uses matplotlib's ``Figure`` and Agg canvas directly,
+never pyplot: no global backend, no window.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aebench.contract.columns import Column
+from aebench.results.files import write_atomically
+from aebench.results.trials import LOSS_CURVES as TRAINING_LOSSES
+
+ARRAYS = "figures.npz"
+LATENT_PNG = "latent.png"
+RECON_PNG = "reconstructions.png"
+SAMPLES_PNG = "prior_samples.png"
+CURVES_PNG = "curves.png"
+TRAVERSAL_PNG = "traversals.png"
+INTERPOLATION_PNG = "interpolations.png"
+CODE_TRAVERSAL_PNG = "traversals_of_a_code.png"
+TRIAL_PNGS = (
+    LATENT_PNG,
+    RECON_PNG,
+    SAMPLES_PNG,
+    TRAVERSAL_PNG,
+    CODE_TRAVERSAL_PNG,
+    INTERPOLATION_PNG,
+    CURVES_PNG,
+)
+
+LOSS_CURVES = (*TRAINING_LOSSES, "val_loss")  # drawn together: one scale, one objective
+DPI = 100
+TITLE_CHARS = 60  # titles wrapped to this many characters: a long one is not clipped
+
+
+# --- files: written through a temporary name, read without trusting them ----------------------
+
+_warned: set[tuple[str, int, int]] = set()  # unreadable files already named: (path, mtime, size)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """A figure as a PNG, through a temporary file and a rename (never through a planted link)."""
+    write_atomically(Path(path), lambda p: fig.savefig(p, format="png"))
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """A trial's figure arrays (``figures.npz``), or None if the file cannot be read (truncated,
+    say): one warning line names it, once, and reports go on without that trial's figures."""
+    try:
+        with np.load(path) as stored:
+            return dict(stored)
+    except Exception as exc:  # zipfile, zlib, numpy and OS errors, for a damaged or foreign file
+        try:
+            stat = Path(path).stat()
+            key = (str(path), stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = (str(path), 0, 0)
+        if key not in _warned:
+            _warned.add(key)
+            lines = str(exc).strip().splitlines()
+            why = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+            print(
+                f"aebench: warning: {path}: unreadable figure arrays ({why}); going on without"
+                " this trial's figures",
+                file=sys.stderr,
+            )
+        return None
+
+
+# --- render: arrays -> PNGs ---------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _is_image(batch: np.ndarray) -> bool:
+    return batch.ndim == 4 and batch.shape[1] in (1, 3)
+
+
+def _as_image(sample: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> what imshow takes: (H, W) grey or (H, W, 3) colour, clipped to [0, 1]."""
+    image = sample[0] if sample.shape[0] == 1 else np.moveaxis(sample, 0, -1)
+    return np.clip(image, 0.0, 1.0)
+
+
+def scatter_latent(ax, arrays: Mapping[str, Any], title: str = "") -> None:
+    """One latent scatter, coloured by class where there are labels."""
+    points = np.asarray(arrays["latent"])
+    labels = arrays.get("labels")
+    if labels is not None:
+        sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7)
+        classes = np.unique(labels)
+        if len(classes) <= 10:
+            handles = [
+                ax.scatter([], [], color=sc.cmap(sc.norm(c)), s=12, label=str(c)) for c in classes
+            ]
+            ax.legend(handles=handles, fontsize=6, markerscale=1, loc="best", framealpha=0.6)
+    else:
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.7)
+    axes = str(arrays.get("latent_axes", "z"))
+    first, second = ("z1", "z2") if axes == "z" else ("PC1", "PC2")
+    ax.set_xlabel(first, fontsize=8)
+    ax.set_ylabel(second, fontsize=8)
+    ax.tick_params(labelsize=7)
+    dim = int(arrays.get("latent_dim", 2))
+    subtitle = "" if axes == "z" else f"\n{dim}-D codes, {axes}"
+    ax.set_title(_wrapped(title, 45) + subtitle, fontsize=8)
+
+
+def _mosaic(batch: np.ndarray, n: int, pad: int = 1) -> np.ndarray:
+    """One row of ``n`` images side by side, (H, n * (W + pad), 3), white gaps and empty tiles."""
+    channels, height, width = batch.shape[1:]
+    row = np.ones((height, n * (width + pad), 3))
+    for c, sample in enumerate(batch[:n]):
+        tile = _as_image(sample)
+        row[:, c * (width + pad) : c * (width + pad) + width] = (
+            tile[..., None] if tile.ndim == 2 else tile
+        )
+    return row
+
+
+def _image_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
+    # One image per row, not one axes per sample: a grid of axes costs seconds to lay out.
+    n = max(len(batch) for _, batch in rows)
+    fig = _figure(max(4.0, 0.8 * n), 0.9 * len(rows) + 0.5)
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, (name, batch) in zip(axes, rows, strict=True):
+        ax.imshow(_mosaic(batch, n), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=8, loc="left")
+    fig.suptitle(_wrapped(title), fontsize=8)
+    _save(fig, path)
+
+
+def draw_images(
+    path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str, per_row: int = 16
+) -> None:
+    """Named batches of images (N, C, H, W) as one PNG, ``per_row`` images to a line."""
+    lines = [
+        (name if start == 0 else "", batch[start : start + per_row])
+        for name, batch in rows
+        for start in range(0, len(batch), per_row)
+    ]
+    _image_rows(Path(path), lines, title)
+
+
+def _vector_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
+    """Flat (D,) samples drawn as curves, one panel per sample."""
+    n = min(4, len(rows[0][1]))
+    fig = _figure(2.5 * n, 2.2)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for c, ax in enumerate(axes):
+        for name, batch in rows:
+            if c < len(batch):
+                ax.plot(batch[c].reshape(-1), label=name, lw=1)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(_wrapped(title), fontsize=8)
+    _save(fig, path)
+
+
+def _draw_samples(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str) -> None:
+    if _is_image(rows[0][1]):
+        _image_rows(path, rows, title)
+    else:
+        _vector_rows(path, rows, title)
+
+
+def _wrapped(title: str, width: int = TITLE_CHARS) -> str:
+    """Each line of a title wrapped to ``width`` characters: a long one is not clipped at both
+    sides."""
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+
+
+def loss_lines(arrays: Mapping[str, Any]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+    """(legend label, values, line style) of every loss curve to draw. Each has a style of its own
+    so that none hides another; the model's loss is folded into the loss when they are the same
+    (no penalty), rather than drawn exactly over it."""
+    curves = {
+        name: np.asarray(arrays[f"curve_{name}"], dtype=float)
+        for name in LOSS_CURVES
+        if f"curve_{name}" in arrays and len(arrays[f"curve_{name}"])
+    }
+    styles = {
+        "loss": {"color": "C0", "linestyle": "-", "marker": "o"},
+        "model_loss": {"color": "C1", "linestyle": "--", "marker": "x"},
+        "penalty": {"color": "C2", "linestyle": ":", "marker": "^"},
+        "val_loss": {"color": "C3", "linestyle": "-", "marker": "s"},
+    }
+    labels = {"loss": "loss (train)", "val_loss": "val_loss (validation)"}
+    same = (
+        "loss" in curves
+        and "model_loss" in curves
+        and np.allclose(curves["loss"], curves["model_loss"], equal_nan=True)
+    )
+    if same:
+        del curves["model_loss"]
+        labels["loss"] = "loss = model_loss (train)"
+    if "penalty" in curves and not np.any(curves["penalty"]):
+        del curves["penalty"]  # no regularizer penalty: a flat zero line says nothing
+    return [
+        (labels.get(name, name), values, styles.get(name, {"marker": "."}))
+        for name, values in curves.items()
+    ]
+
+
+def _draw_curves(path: Path, arrays: Mapping[str, Any], title: str) -> None:
+    fig = _figure(5.0, 3.6)
+    ax = fig.subplots()
+    # Losses only: the learning rate and annealed weights are curves too, on other scales.
+    for label, values, style in loss_lines(arrays):
+        ax.plot(np.arange(1, len(values) + 1), values, label=label, markersize=4, **style)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylabel("mean loss per sample", fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    ax.set_title(_wrapped(title), fontsize=8)
+    _save(fig, path)
+
+
+def _draw_traversals(path: Path, arrays: Mapping[str, Any], title: str) -> None:
+    sigmas = np.asarray(arrays["traversal_sigmas"], dtype=float)
+    rows = [
+        (f"z{int(dim) + 1}", batch)
+        for dim, batch in zip(arrays["traversal_dims"], arrays["traversal"], strict=True)
+    ]
+    what = f"traversals: one latent dimension from {sigmas[0]:+g}σ to {sigmas[-1]:+g}σ"
+    _image_rows(path, rows, _wrapped(f"{title}\n{what} around the prior mean"))
+
+
+def code_traversal_rows(arrays: Mapping[str, Any]) -> list[tuple[str, np.ndarray]]:
+    """The input, then one row per swept dimension, labelled with the values it goes between."""
+    rows = [("test input", np.asarray(arrays["code_traversal_input"]))]
+    for dim, values, batch in zip(
+        arrays["code_traversal_dims"],
+        arrays["code_traversal_values"],
+        arrays["code_traversal"],
+        strict=True,
+    ):
+        rows.append((f"z{int(dim) + 1}: {values[0]:+.3g} to {values[-1]:+.3g}", batch))
+    return rows
+
+
+def _draw_code_traversals(path: Path, arrays: Mapping[str, Any], title: str) -> None:
+    how = str(arrays["code_traversal_range"])
+    what = (
+        "traversals of a test input's code: one dimension at a time (most active first) swept"
+        f" over {how}, the others kept"
+    )
+    _image_rows(path, code_traversal_rows(arrays), _wrapped(f"{title}\n{what}"))
+
+
+def _draw_interpolations(path: Path, arrays: Mapping[str, Any], title: str) -> None:
+    rows = [("", batch) for batch in arrays["interpolation"]]
+    what = "interpolations: two test inputs, and between them the decoded straight line of codes"
+    _image_rows(path, rows, _wrapped(f"{title}\n{what}"))
+
+
+def render_trial(folder: Path, title: str = "") -> list[Path]:
+    """Draw a trial's PNGs from its ``figures.npz``; returns the files written."""
+    folder = Path(folder)
+    arrays = read_arrays(folder / ARRAYS)
+    if arrays is None:
+        return []
+    written = []
+    if "latent" in arrays:
+        fig = _figure(4.0, 3.6)
+        scatter_latent(fig.subplots(), arrays, title)
+        _save(fig, folder / LATENT_PNG)
+        written.append(folder / LATENT_PNG)
+    if "inputs" in arrays:
+        rows = [("input", arrays["inputs"]), ("reconstruction", arrays["recons"])]
+        _draw_samples(folder / RECON_PNG, rows, title)
+        written.append(folder / RECON_PNG)
+    if "samples" in arrays:
+        samples = arrays["samples"]
+        if _is_image(samples):  # two rows of eight read better than one of sixteen
+            half = math.ceil(len(samples) / 2)
+            rows = [("samples from p(z)", samples[:half]), ("", samples[half:])]
+        else:
+            rows = [("sample", samples)]
+        _draw_samples(folder / SAMPLES_PNG, rows, title)
+        written.append(folder / SAMPLES_PNG)
+    # Traversals and interpolations are drawn for image data; a row of vectors reads as noise.
+    if "traversal" in arrays and _is_image(arrays["traversal"][0]):
+        _draw_traversals(folder / TRAVERSAL_PNG, arrays, title)
+        written.append(folder / TRAVERSAL_PNG)
+    if "code_traversal" in arrays and _is_image(arrays["code_traversal"][0]):
+        _draw_code_traversals(folder / CODE_TRAVERSAL_PNG, arrays, title)
+        written.append(folder / CODE_TRAVERSAL_PNG)
+    if "interpolation" in arrays and _is_image(arrays["interpolation"][0]):
+        _draw_interpolations(folder / INTERPOLATION_PNG, arrays, title)
+        written.append(folder / INTERPOLATION_PNG)
+    if any(k.startswith("curve_") and len(arrays[k]) for k in arrays):
+        _draw_curves(folder / CURVES_PNG, arrays, title)
+        written.append(folder / CURVES_PNG)
+    return written
+
+
+# --- suite figures ------------------------------------------------------------------------------
+
+
+def latent_grid(path: Path, panels: Sequence[tuple[str, Path]], columns: int = 4) -> Path | None:
+    """Every given trial's latent scatter side by side: (title, figures.npz) per panel."""
+    loaded = []
+    for title, npz in panels:
+        arrays = read_arrays(npz)
+        if arrays is not None and "latent" in arrays:
+            loaded.append((title, arrays))
+    if not loaded:
+        return None
+    columns = min(columns, len(loaded))
+    rows = math.ceil(len(loaded) / columns)
+    fig = _figure(3.6 * columns, 3.4 * rows)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (title, arrays) in zip(axes, loaded, strict=False):
+        scatter_latent(ax, arrays, title)
+    for ax in axes[len(loaded) :]:
+        ax.set_axis_off()
+    _save(fig, path)
+    return Path(path)
+
+
+LEGEND_ROWS = 30  # configurations per legend column of a plane figure
+
+
+def plane(
+    path: Path, points: Sequence[tuple[str, float, float]], x: Column, y: Column
+) -> Path | None:
+    """Two declared columns against each other: one point (x, y) per trial,
+    labelled by configuration."""
+    points = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
+    if not points:
+        return None
+    labels = sorted({label for label, _, _ in points})
+    # The legend beside the axes, in columns of LEGEND_ROWS: inside a 5 x 4 inch figure, the 96
+    # configurations of the zoo suite collapsed the axes to nothing.
+    legend_columns = math.ceil(len(labels) / LEGEND_ROWS)
+    rows = min(len(labels), LEGEND_ROWS)
+    fig = _figure(5.0 + 2.4 * legend_columns, max(4.0, 0.6 + 0.12 * rows))
+    ax = fig.subplots()
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    for label in labels:
+        mine = [(a, b) for name, a, b in points if name == label]
+        ax.scatter(*zip(*mine, strict=True), label=label, color=colours[label], s=18)
+    ax.set_xlabel(_axis_label(x), fontsize=8)
+    ax.set_ylabel(_axis_label(y), fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1), ncols=legend_columns)
+    ax.set_title(f"{x.name}–{y.name} plane", fontsize=9)
+    _save(fig, path)
+    return Path(path)
+
+
+def _axis_label(column: Column) -> str:
+    """``name: description [unit]``, from the column's declaration."""
+    text = f"{column.name}: {column.description}" if column.description else column.name
+    return f"{text} [{column.unit}]" if column.unit else text
