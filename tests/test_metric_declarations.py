@@ -3,13 +3,29 @@ shown by `aebench list`; and models that declare the data kinds they take."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from aebench import Column, Metric, hookimpl, load_plugins, load_suite
 from aebench.cli import main
+from aebench.contract.columns import (
+    BOOKKEEPING,
+    COLUMNS_FILE,
+    CORE_COLUMNS,
+    Vocabulary,
+    declared,
+)
+from aebench.plugins.listing import vocabulary_of
+from aebench.results.table import read_vocabulary
 from aebench.run.trial import run_trial
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "aebench"
 
 
 def mean_code(context, scale: float = 1.0):
@@ -123,6 +139,8 @@ def test_list_shows_what_a_metric_declares(capsys):
         "description": "",
         "flag_above": None,
         "group": "likelihood",
+        "group_order": 100,
+        "per_protocol": True,
         "headline": True,
     }
     convergence = {c["name"]: c for c in iwae["columns"]}["log_px_iwae_convergence"]
@@ -166,18 +184,99 @@ def test_an_image_only_model_is_skipped_on_vectors_with_the_reason(write_suite, 
     assert "conv-vae" in row["reason"]
 
 
-def test_every_built_in_column_has_a_group_and_each_group_one_headline() -> None:
-    from aebench.contract.columns import GROUPS, declared
+# The report's order of the groups, as the core's own list said before the groups declared it.
+BUILT_IN_GROUPS = (
+    "likelihood",
+    "reconstruction",
+    "latent",
+    "disentanglement",
+    "samples",
+    "speed",
+    "training",
+)
 
-    vocabulary = declared({e.name: e.factory for e in load_plugins().metrics})
+
+def built_in_vocabulary() -> Vocabulary:
+    return declared({e.name: e.factory for e in load_plugins().metrics})
+
+
+def test_every_built_in_column_has_a_group_and_each_group_one_headline() -> None:
+    vocabulary = built_in_vocabulary()
     ungrouped = [c.name for c in vocabulary.columns.values() if not c.group]
     assert ungrouped == []
-    assert set(vocabulary.headlines()) == set(GROUPS) - {"training"}
+    assert set(vocabulary.headlines()) == set(BUILT_IN_GROUPS) - {"training"}
+
+
+def test_the_built_in_groups_declare_their_order_and_likelihoods_their_protocol() -> None:
+    vocabulary = built_in_vocabulary()
+    places = vocabulary.group_places()
+    assert sorted(places, key=places.__getitem__) == list(BUILT_IN_GROUPS)
+    for column in vocabulary.columns.values():
+        assert column.per_protocol == (column.group == "likelihood"), column.name
+
+
+def _literals(path: Path) -> set[str]:
+    """The strings written in a module's code."""
+    nodes = ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+    return {n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def test_the_core_names_no_group_of_the_built_in_metrics() -> None:
+    """Their order and their comparability come from their declarations, not from a list of names
+    in the core (a group named "likelihood" that declares nothing is compared like any other:
+    tests/test_report.py)."""
+    for path in CORE.rglob("*.py"):
+        found = re.findall(r"\b(GROUPS|LIKELIHOOD)\b", path.read_text(encoding="utf-8"))
+        assert not found, f"{path.relative_to(ROOT)} names {sorted(set(found))}"
+    core_groups = {c.group for c in CORE_COLUMNS.values()}
+    plugin_groups = {c.group for c in built_in_vocabulary().columns.values()} - core_groups
+    # The modules that read the declarations; the figures' arrays are named "latent", "samples".
+    readers = [CORE / "contract" / "columns.py", *(CORE / "views").glob("*.py")]
+    readers.remove(CORE / "views" / "drawing.py")
+    for path in readers:
+        # "likelihood" is also the core's own column of a row's likelihood protocol
+        named = _literals(path) & (plugin_groups - BOOKKEEPING)
+        assert not named, f"{path.relative_to(ROOT)} names the groups {sorted(named)}"
+
+
+def test_group_declarations_are_saved_with_the_vocabulary() -> None:
+    vocabulary = Vocabulary()
+    vocabulary.add([Column("fit", "higher", group="fits", group_order=5, per_protocol=True)])
+    assert Vocabulary.from_json(vocabulary.to_json()).get("fit") == vocabulary.get("fit")
+
+
+def test_a_columns_file_written_before_groups_declared_their_place_still_loads() -> None:
+    def before(column: Column) -> dict:  # as a columns.json of then had it
+        saved = dataclasses.asdict(column)
+        del saved["group_order"], saved["per_protocol"]
+        return saved
+
+    columns = [before(CORE_COLUMNS["train_s"]), before(Column("fit", "higher", group="fits"))]
+    loaded = Vocabulary.from_json(json.dumps({"columns": columns, "planes": []}))
+    assert loaded.get("fit") == Column("fit", "higher", group="fits")  # the defaults
+    assert loaded.get("train_s") == CORE_COLUMNS["train_s"]  # the core's own, as it declares now
+    assert loaded.group_places() == {"speed": 600, "training": 700}
+
+
+def test_an_older_columns_file_takes_the_new_fields_from_the_installed_metrics(tmp_path) -> None:
+    installed = {e.name: e.factory for e in load_plugins().metrics}
+    per_protocol = next(
+        c for metric in installed.values() for c in metric.columns if c.per_protocol
+    )
+    saved = dataclasses.asdict(per_protocol)
+    del saved["group_order"], saved["per_protocol"]  # as a columns.json of then had it
+    (tmp_path / COLUMNS_FILE).write_text(json.dumps({"columns": [saved], "planes": []}))
+    assert read_vocabulary(tmp_path).get(per_protocol.name).per_protocol is False  # the default
+    assert vocabulary_of(tmp_path).get(per_protocol.name) == per_protocol  # as declared now
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"headline": True}, "needs a group"), ({"group": "two words"}, "letters, digits")],
+    [
+        ({"headline": True}, "needs a group"),
+        ({"group_order": 1}, "needs a group"),
+        ({"group": "two words"}, "letters, digits"),
+    ],
 )
 def test_a_bad_group_or_headline_declaration_is_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

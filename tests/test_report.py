@@ -22,13 +22,11 @@ from aebench.plugins.manager import load_plugins
 from aebench.results.table import read_results
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
-from aebench.views.report import (
-    REPORT_HTML,
-    REPORT_MD,
+from aebench.views.blocks import Heading, Table
+from aebench.views.cells import format_cell, format_number
+from aebench.views.layout import report_blocks, with_flags
+from aebench.views.ranking import (
     best_of,
-    build_report,
-    format_cell,
-    format_number,
     headline_columns,
     leaderboard,
     median_seed,
@@ -37,6 +35,7 @@ from aebench.views.report import (
     ranking_columns,
     warning_note,
 )
+from aebench.views.report import REPORT_HTML, REPORT_MD, build_report
 
 SUITE = """
 [suite]
@@ -275,8 +274,6 @@ def test_why_metrics_gave_nan_is_listed_once_per_configuration(reported: Path) -
 
 
 def test_values_above_a_declared_flag_are_added_to_the_rows_warnings() -> None:
-    from aebench.views.report import with_flags
-
     vocabulary = Vocabulary()
     vocabulary.add([Column("estimate_convergence", flag_above=0.1), Column("other")])
     table = pd.DataFrame(
@@ -304,13 +301,13 @@ def _vocabulary() -> Vocabulary:
     vocabulary = Vocabulary(columns={})
     vocabulary.add(
         [
-            Column("zing", "lower", group="zest", headline=True),  # a plugin's own group
+            Column("zing", "lower", group="zest", headline=True),  # no place declared
             Column("zing_spread", group="zest"),
-            Column("fit", "higher", group="likelihood", headline=True),
-            Column("fit_bound", "higher", group="likelihood"),
-            Column("sharp", "higher", group="reconstruction", headline=True),
-            Column("hurry", "higher", noisy=True, group="speed", headline=True),
-            Column("count", group="latent", headline=True),  # no direction
+            Column("fit", "higher", group="fits", group_order=1, per_protocol=True, headline=True),
+            Column("fit_bound", "higher", group="fits", per_protocol=True),
+            Column("sharp", "higher", group="sharpness", group_order=2, headline=True),
+            Column("hurry", "higher", noisy=True, group="hurry", group_order=6, headline=True),
+            Column("count", group="counts", group_order=3, headline=True),  # no direction
             Column("plain"),  # no group: "other"
         ]
     )
@@ -347,7 +344,7 @@ def test_headlines_come_from_the_declarations_in_group_order() -> None:
         ],
         vocabulary,
     )
-    # GROUPS first (likelihood, reconstruction, latent, speed), then a plugin's own group
+    # the groups by their declared places (fits, sharpness, counts, hurry), then zest
     assert headline_columns(board, vocabulary) == ["fit", "sharp", "count", "hurry", "zing"]
     # ranked by those with a direction that are not noisy: count has none, hurry is noisy
     assert ranking_columns(board, vocabulary) == ["fit", "sharp", "zing"]
@@ -402,6 +399,85 @@ def test_likelihoods_of_different_protocols_neither_rank_nor_compare() -> None:
     board = _board(rows, vocabulary)
     assert _models(board, best_of(board, "fit", vocabulary)) == ["c"]
     assert _models(board, best_of(board, "sharp", vocabulary)) == ["b"]  # not a likelihood
+
+
+PROTOCOLS = [  # two likelihood protocols, two configurations each
+    {"config": "a", "fit": -1.0, "sharp": 0.1, "likelihood": "bernoulli", "binarize": "none"},
+    {"config": "b", "fit": -9.0, "sharp": 0.3, "likelihood": "bernoulli", "binarize": "none"},
+    {"config": "c", "fit": -5.0, "sharp": 0.2, "likelihood": "gaussian", "binarize": "none"},
+    {"config": "d", "fit": -7.0, "sharp": 0.0, "likelihood": "gaussian", "binarize": "none"},
+]
+
+
+def _detail_tables(folder: Path, rows: list[dict], vocabulary: Vocabulary) -> dict[str, Table]:
+    """The report's detail tables of ``rows``, by group, in the report's order."""
+    blocks = report_blocks(folder, _table(rows), vocabulary)
+    start = next(i for i, b in enumerate(blocks) if b == Heading(3, "Details by group"))
+    tables = {}
+    for heading, table in zip(blocks[start + 1 :: 2], blocks[start + 2 :: 2], strict=False):
+        if not (isinstance(heading, Heading) and heading.level == 4):
+            break
+        tables[heading.text] = table
+    return tables
+
+
+def test_a_group_of_its_own_declared_per_protocol_is_compared_within_each_protocol(
+    tmp_path: Path,
+) -> None:
+    vocabulary = Vocabulary(columns={})
+    vocabulary.add(
+        [
+            Column("fit", "higher", group="my_fits", per_protocol=True, headline=True),
+            Column("sharp", "higher", group="my_sharpness", headline=True),
+        ]
+    )
+    board = _board(PROTOCOLS, vocabulary)
+    assert _models(board, best_of(board, "fit", vocabulary)) == ["a", "c"]  # per protocol
+    assert ranking_columns(board, vocabulary) == ["sharp"]  # no one order across protocols
+    tables = _detail_tables(tmp_path, PROTOCOLS, vocabulary)
+    assert "protocol" in tables["my_fits"].header
+    assert "protocol" not in tables["my_sharpness"].header
+
+
+def test_a_group_is_compared_across_protocols_unless_it_declares_otherwise_whatever_its_name(
+    tmp_path: Path,
+) -> None:
+    vocabulary = Vocabulary(columns={})
+    vocabulary.add([Column("fit", "higher", group="likelihood", headline=True)])
+    board = _board(PROTOCOLS, vocabulary)
+    assert _models(board, best_of(board, "fit", vocabulary)) == ["a"]  # one best of all four
+    assert ranking_columns(board, vocabulary) == ["fit"]
+    assert "protocol" not in _detail_tables(tmp_path, PROTOCOLS, vocabulary)["likelihood"].header
+
+
+def test_groups_come_in_the_order_they_declare_then_as_first_seen_then_other(
+    tmp_path: Path,
+) -> None:
+    def order(places: dict[str, int | None]) -> list[str]:
+        vocabulary = Vocabulary(columns={})
+        vocabulary.add(
+            [Column(f"{g}_value", "higher", group=g, group_order=n) for g, n in places.items()]
+            + [Column("late_second", group="late", group_order=1), Column("plain")]
+        )
+        row = {f"{g}_value": 1.0 for g in places} | {"late_second": 1.0, "plain": 1.0}
+        tables = _detail_tables(tmp_path, [{"config": "a", **row}], vocabulary)
+        return list(tables)
+
+    # "late" declares no place on its first column but 1 on its second: the smallest counts
+    assert order({"zest": None, "fits": 20, "late": None, "sharpness": 10, "counts": None}) == [
+        "late",
+        "sharpness",
+        "fits",
+        "zest",
+        "counts",
+        "other",
+    ]
+    assert order({"zest": 5, "fits": 20, "late": None, "sharpness": 30, "counts": None})[:4] == [
+        "late",
+        "zest",
+        "fits",
+        "sharpness",
+    ]
 
 
 def test_best_only_on_columns_with_a_direction_that_are_not_noisy() -> None:

@@ -1,6 +1,7 @@
 """The vocabulary of the results table: which columns configure a trial, which are measured, and
 what each measured column declares about itself (which way is better, how noisy it is, what
-change ``aebench compare`` tolerates).
+change ``aebench compare`` tolerates, which group of the report it is in and that group's place,
+whether it compares only within one likelihood protocol).
 
 Metrics declare their columns (``aebench.Column``); the core declares only its own (timings,
 memory, the final training loss). The declarations of a run are saved beside its table as
@@ -13,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from typing import Literal
 
 IDENTITY = ("dataset", "model", "regularizer")
@@ -40,17 +42,6 @@ COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # no dots: dotted names ar
 COLUMNS_FILE = "columns.json"
 
 Better = Literal["higher", "lower"]
-# The report's detail tables, in this order; a column of another group gets a table of its own after
-# these, one without a group goes under "other".
-GROUPS = (
-    "likelihood",
-    "reconstruction",
-    "latent",
-    "disentanglement",
-    "samples",
-    "speed",
-    "training",
-)
 
 
 @dataclass(frozen=True)
@@ -67,9 +58,16 @@ class Column:
     - ``unit`` and ``description``: shown in reports and axis labels.
     - ``flag_above``: values above it are not to be trusted (an estimator that has not converged,
       say); the report flags the rows that have them.
-    - ``group``: the family of measurements it belongs to, one of ``GROUPS`` (``"likelihood"``,
-      ``"reconstruction"``, ``"latent"``, ``"disentanglement"``, ``"speed"``, ``"training"``) or a
-      name of its own; the report has a detail table per group.
+    - ``group``: the family of measurements it belongs to (a name of the metric's choosing; the
+      core's own columns are in ``"speed"`` and ``"training"``); the report has a detail table per
+      group.
+    - ``group_order``: its group's place in the report: groups come in increasing ``group_order``
+      (the smallest any of their columns declares), then those that declare none, as first seen,
+      then the columns without a group. The core's groups declare 600 (speed) and 700 (training).
+    - ``per_protocol``: its values compare only between trials of one likelihood protocol (their
+      p(x|z) and binarization: a log-likelihood of binarized data is not one of grey levels): the
+      report marks a best value per protocol, ranks by the column only where one protocol was
+      measured, and shows each configuration's protocol in its group's table.
     - ``headline``: the column is its group's primary metric: the report's headline table and the
       MLflow charts show it (the first declared headline column of each group).
     """
@@ -83,6 +81,8 @@ class Column:
     description: str = ""
     flag_above: float | None = None
     group: str = ""
+    group_order: int | None = None
+    per_protocol: bool = False
     headline: bool = False
 
     def __post_init__(self) -> None:
@@ -102,6 +102,8 @@ class Column:
             raise ValueError(f"column {self.name!r}: group {self.group!r}: letters, digits, '_'")
         if self.headline and not self.group:
             raise ValueError(f"column {self.name!r}: a headline column needs a group")
+        if self.group_order is not None and not self.group:
+            raise ValueError(f"column {self.name!r}: a group_order needs a group")
 
     @property
     def direction(self) -> int:
@@ -114,52 +116,37 @@ class Column:
         return f"{self.name} [{self.unit}]" if self.unit else self.name
 
 
-# The core's own measurements: every trial that trains has them, whatever its metrics.
+# The core's own measurements: every trial that trains has them, whatever its metrics. Their
+# groups come after the metrics' in the report (a metric's group declares a smaller group_order).
+_speed = partial(Column, noisy=True, group="speed", group_order=600)  # timings and memory
+_training = partial(Column, group="training", group_order=700)
 CORE_COLUMNS: dict[str, Column] = {
     c.name: c
     for c in (
-        Column(
-            "train_s", "lower", noisy=True, unit="s", description="training time", group="speed"
-        ),
-        Column(
+        _speed("train_s", "lower", unit="s", description="training time"),
+        _speed(
             "train_samples_per_s",
             "higher",
-            noisy=True,
             speed=True,
             unit="samples/s",
             description="training throughput after the first epoch",
-            group="speed",
             headline=True,
         ),
-        Column(
+        _speed(
             "peak_mem_mb",
             "lower",
-            noisy=True,
             unit="MiB",
             description="peak memory allocated in training on a CUDA device (NaN elsewhere)",
-            group="speed",
         ),
-        Column(
-            "eval_s",
-            "lower",
-            noisy=True,
-            unit="s",
-            description="time spent in the metrics",
-            group="speed",
-        ),
-        Column(
+        _speed("eval_s", "lower", unit="s", description="time spent in the metrics"),
+        _training(
             "final_loss",
             description="mean training loss of the last epoch (each model's own objective)",
-            group="training",
         ),
-        Column("stopped_epoch", description="the last epoch trained", group="training"),
-        Column(
-            "best_epoch", description="the epoch of the lowest validation loss", group="training"
-        ),
-        Column(
-            "best_val_loss",
-            description="the lowest validation loss (the model's objective)",
-            group="training",
+        _training("stopped_epoch", description="the last epoch trained"),
+        _training("best_epoch", description="the epoch of the lowest validation loss"),
+        _training(
+            "best_val_loss", description="the lowest validation loss (the model's objective)"
         ),
     )
 }
@@ -207,6 +194,16 @@ class Vocabulary:
                 out.setdefault(column.group, column.name)
         return out
 
+    def group_places(self) -> dict[str, int]:
+        """Group -> its place in the report: the smallest ``group_order`` its columns declare (a
+        group whose columns declare none is not here)."""
+        places: dict[str, int] = {}
+        for column in self.columns.values():
+            if column.group_order is not None:
+                place = places.get(column.group, column.group_order)
+                places[column.group] = min(place, column.group_order)
+        return places
+
     def direction(self, name: str) -> int:
         return self.get(name).direction
 
@@ -223,14 +220,24 @@ class Vocabulary:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> Vocabulary:
+    def from_json(cls, text: str, known: Mapping[str, Column] | None = None) -> Vocabulary:
+        """The vocabulary ``to_json`` wrote. A file written before a field of ``Column`` existed
+        lacks it: the column then takes the field from ``known``'s declaration of that column
+        (default: the core's columns), else the field's default."""
         raw = json.loads(text)
         vocabulary = cls()
+        declared = {name: asdict(column) for name, column in (known or CORE_COLUMNS).items()}
         vocabulary.add(
-            (Column(**c) for c in raw.get("columns", [])),
+            (Column(**(declared.get(c["name"], {}) | c)) for c in raw.get("columns", [])),
             (tuple(p) for p in raw.get("planes", [])),
         )
         return vocabulary
+
+    @staticmethod
+    def is_outdated(text: str) -> bool:
+        """Whether a saved vocabulary lacks a field that ``Column`` declares now."""
+        names = {f.name for f in fields(Column)}
+        return any(names - set(c) for c in json.loads(text).get("columns", []))
 
 
 def declared(metrics: Mapping[str, object]) -> Vocabulary:

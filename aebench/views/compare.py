@@ -47,6 +47,7 @@ from aebench.contract.columns import IDENTITY, Column, Vocabulary, is_config_col
 from aebench.plugins.listing import vocabulary_of
 from aebench.results.files import FolderError
 from aebench.results.references import Outcome, Reference, outcomes, read_references
+from aebench.results.rows import canonical, label
 from aebench.results.table import PARQUET, read_results
 
 Kind = Literal["quality", "speed", "reproduction"]
@@ -132,20 +133,9 @@ def config_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if is_config_column(c)]
 
 
-def _canonical(value: object) -> object:
-    """One spelling per value, so that 8 and 8.0, or None and NaN, match across tables."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return _canonical(value.item())
-    return value if isinstance(value, int | float | str | bool) else str(value)
-
-
 def _config_keys(table: pd.DataFrame, columns: list[str]) -> pd.Series:
     records = table[columns].to_dict("records")
-    keys = [json.dumps({c: _canonical(r[c]) for c in columns}, sort_keys=True) for r in records]
+    keys = [json.dumps({c: canonical(r[c]) for c in columns}, sort_keys=True) for r in records]
     return pd.Series(keys, index=table.index)
 
 
@@ -161,10 +151,7 @@ def _protocol(rows: pd.DataFrame) -> str:
 
 def _label(key: str, varying: list[str]) -> str:
     """``digits/ae/none model.latent_dim=8``: the names, and the parameters that tell apart."""
-    config = json.loads(key)
-    names = "/".join(str(config[c]) for c in IDENTITY)
-    params = " ".join(f"{c}={config[c]}" for c in varying)
-    return f"{names} {params}".strip()
+    return label(json.loads(key), varying)
 
 
 def compare(

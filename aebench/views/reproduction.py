@@ -1,12 +1,21 @@
-"""How a results folder stands against the published values its suite names (``[[references]]``)."""
+"""How a results folder stands against the published values its suite names (``[[references]]``):
+one line for the terminal, and the report's "Reproduction" section (ours beside each published
+value, and the learning curves of the runs shortened)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pandas as pd
+
+from aebench.contract.columns import Vocabulary
 from aebench.plugins.listing import vocabulary_of
-from aebench.results.references import outcomes, read_references
+from aebench.results.references import Outcome, curve_at, outcomes, read_references, stage_ends
 from aebench.results.table import read_results
+from aebench.results.trials import read_curves, trial_folder
+from aebench.views.blocks import Block, Heading, Paragraph, Table
+from aebench.views.cells import arrow, format_cell, format_number
 
 
 def summary(folder: Path) -> str:
@@ -22,3 +31,100 @@ def summary(folder: Path) -> str:
     shortened = sum(o.shortened for o in results)
     line = f"reproduction: {inside} of {len(results)} published values inside their tolerance"
     return line + (f", {shortened} of the runs shortened" if shortened else "")
+
+
+def verdict(outcome: Outcome, vocabulary: Vocabulary) -> str:
+    """``inside``, ``outside`` or ``not measured``; a shortened run says so."""
+    direction = vocabulary.direction(outcome.reference.metric)
+    if not math.isfinite(outcome.mean):
+        text = "not measured"
+    else:
+        text = "inside" if outcome.inside(direction) else "outside"
+    if outcome.shortened:
+        text += f" (shortened: {outcome.epochs:,} of {outcome.reference.epochs:,} epochs)"
+    return text
+
+
+def _tolerance(outcome: Outcome) -> str:
+    tolerance = format_number(outcome.reference.tolerance)
+    return f"±{tolerance}" if outcome.reference.check == "within" else f"worse by ≤ {tolerance}"
+
+
+def _difference(outcome: Outcome) -> str:
+    return "–" if not math.isfinite(outcome.mean) else f"{outcome.difference:+.2f}"
+
+
+def _curve_blocks(folder: Path, results: list[Outcome]) -> list[Block]:
+    """The learning curve of each shortened configuration (its reference's ``curve``, scaled onto
+    the metric, mean over seeds) at the end of each stage, beside the published value."""
+    shown = [o for o in results if o.shortened and o.reference.curve is not None and o.trials]
+    if not shown:
+        return []
+    lines: list[tuple[Outcome, list[int], list[float]]] = []
+    for outcome in shown:
+        curve = outcome.reference.curve
+        assert curve is not None and outcome.epochs is not None
+        epochs = stage_ends(outcome.schedule, outcome.epochs)
+        curves = [read_curves(trial_folder(folder, t)) for t in outcome.trials]
+        values = [curve.scale * v for v in curve_at(curves, curve.name, epochs)]
+        lines.append((outcome, epochs, values))
+    every = sorted({e for _, epochs, _ in lines for e in epochs})
+    header = ["configuration", "curve", *(f"epoch {e:,}" for e in every), "published"]
+    rows = []
+    for outcome, epochs, values in lines:
+        at = dict(zip(epochs, values, strict=True))
+        curve = outcome.reference.curve
+        assert curve is not None
+        scale = "" if curve.scale == 1 else f"{format_number(curve.scale)} × "
+        cells = [format_number(at[e]) if e in at else "" for e in every]
+        published = f"{format_number(outcome.reference.value)} (epoch {outcome.reference.epochs:,})"
+        rows.append([outcome.configuration, f"{scale}{curve.name}", *cells, published])
+    return [
+        Heading(3, "Learning curves of the shortened runs"),
+        Paragraph(
+            "Each curve (as its reference names it, scaled onto the metric's unit and sign), the "
+            "mean over seeds at the end of each stage of the schedule, beside the value published "
+            "after the full training."
+        ),
+        Table(header, rows, numbers=False),
+    ]
+
+
+def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabulary) -> list[Block]:
+    """The "Reproduction" section: each reference the results folder carries against the
+    configuration it names: ours (mean ± sd over seeds), published, the difference, and whether
+    it is inside the tolerance; nothing when the suite named no references."""
+    references = read_references(folder)
+    if not references:
+        return []
+    results = outcomes(table, references)
+    header = ["published in", "configuration", "metric", "seeds", "ours", "published"]
+    header += ["ours − published", "tolerance", "verdict", "note"]
+    rows = [
+        [
+            o.reference.label(),
+            o.configuration or "no ok trial matches " + ", ".join(o.reference.where),
+            o.reference.metric + arrow(o.reference.metric, vocabulary),
+            str(o.seeds),
+            format_cell(o.mean, o.std),
+            format_number(o.reference.value),
+            _difference(o),
+            _tolerance(o),
+            verdict(o, vocabulary),
+            o.reference.note,
+        ]
+        for o in results
+    ]
+    inside = sum(verdict(o, vocabulary).startswith("inside") for o in results)
+    return [
+        Heading(2, "Reproduction"),
+        Paragraph(
+            f"{inside} of {len(results)} published values reproduced within their tolerance. "
+            "Ours: the mean ± standard deviation (n−1) over the ok seeds of the configuration the "
+            "reference names; each published value is in the column's unit and sign (the note "
+            "says how the paper's number maps onto it). A shortened run trained for fewer epochs "
+            "than the published model: its numbers are where it got, not a reproduction."
+        ),
+        Table(header, rows, numbers=False),
+        *_curve_blocks(folder, results),
+    ]

@@ -1,8 +1,14 @@
 """Built-in metrics, each declared with its columns: which way is better, the change ``aebench
 compare`` tolerates (its floor, in the column's unit), what it needs of a trial."""
 
-from aebench import Column, Metric, hookimpl
+from aebench import Metric, hookimpl
 from aebench_plugins.metrics.disentanglement import DISENTANGLEMENT_METRICS
+from aebench_plugins.metrics.groups import (
+    latent_column,
+    likelihood_column,
+    reconstruction_column,
+    speed_column,
+)
 from aebench_plugins.metrics.latent import kmeans, knn_acc, probe_acc, silhouette
 from aebench_plugins.metrics.likelihood import (
     active_units,
@@ -23,38 +29,33 @@ DENSITY = ("likelihood of the data",)  # a latent-variable model whose p(x|z) ho
 CONVERGED = 0.1  # nats from K/10 to K draws: the IWAE estimate above it has not converged
 LABELLED = ("labelled data",)
 IWAE_SAMPLES = {"iwae_samples": "samples"}  # the [eval] key of suites before metric parameters
-# The report's detail tables (aebench.columns.GROUPS) these columns go in.
-LIKELIHOOD, RECON, LATENT_GROUP, SPEED = "likelihood", "reconstruction", "latent", "speed"
 
 METRICS = {
     "recon_mse": Metric(
         recon_mse,
         columns=[
-            Column(
+            reconstruction_column(
                 "recon_mse",
                 "lower",
                 floor=1e-3,
                 description="per element",
-                group=RECON,
                 headline=True,
             )
         ],
     ),
     "recon_bce": Metric(
-        recon_bce, columns=[Column("recon_bce", "lower", floor=0.5, unit="nats", group=RECON)]
+        recon_bce, columns=[reconstruction_column("recon_bce", "lower", floor=0.5, unit="nats")]
     ),
     "recon_psnr": Metric(
-        recon_psnr, columns=[Column("recon_psnr", "higher", floor=0.2, unit="dB", group=RECON)]
+        recon_psnr, columns=[reconstruction_column("recon_psnr", "higher", floor=0.2, unit="dB")]
     ),
     "elbo": Metric(
         elbo,
         columns=[
-            Column("elbo", "higher", floor=0.5, unit="nats", group=LIKELIHOOD),
-            Column("rate", unit="nats", description="KL(q(z|x) || p(z))", group=LIKELIHOOD),
-            Column(
-                "distortion", "lower", unit="nats", description="-E_q log p(x|z)", group=LIKELIHOOD
-            ),
-            Column("bits_per_dim", "lower", floor=0.005, unit="bits/dim", group=LIKELIHOOD),
+            likelihood_column("elbo", "higher", floor=0.5, unit="nats"),
+            likelihood_column("rate", unit="nats", description="KL(q(z|x) || p(z))"),
+            likelihood_column("distortion", "lower", unit="nats", description="-E_q log p(x|z)"),
+            likelihood_column("bits_per_dim", "lower", floor=0.005, unit="bits/dim"),
         ],
         requires=DENSITY,
         planes=[("rate", "distortion")],
@@ -63,52 +64,43 @@ METRICS = {
     "log_px_iwae": Metric(
         log_px_iwae,
         columns=[
-            Column(
-                "log_px_iwae", "higher", floor=0.5, unit="nats", group=LIKELIHOOD, headline=True
-            ),
-            Column(
+            likelihood_column("log_px_iwae", "higher", floor=0.5, unit="nats", headline=True),
+            likelihood_column(
                 "log_px_iwae_test_se",
                 unit="nats",
                 description="spread over test inputs",
-                group=LIKELIHOOD,
             ),
-            Column(
+            likelihood_column(
                 "log_px_iwae_mc_se",
                 unit="nats",
                 description="Monte-Carlo standard error",
-                group=LIKELIHOOD,
             ),
-            Column(
+            likelihood_column(
                 "log_px_iwae_ess_mean",
                 description="effective sample size, mean over inputs",
-                group=LIKELIHOOD,
             ),
-            Column(
+            likelihood_column(
                 "log_px_iwae_ess_min",
                 description="effective sample size, worst input",
-                group=LIKELIHOOD,
             ),
-            Column(
+            likelihood_column(
                 "log_px_iwae_convergence",
                 unit="nats",
                 description="estimate at K minus at K/10; large: K too small",
                 flag_above=CONVERGED,
-                group=LIKELIHOOD,
             ),
-            Column(
+            likelihood_column(
                 "log_px_true_gap",
                 "lower",
                 floor=0.1,
                 unit="nats",
                 description="log_px_true - log_px_iwae: KL(p_data || p_model) plus the bound's gap",
-                group=LIKELIHOOD,
             ),
-            Column(
+            likelihood_column(
                 "log_px_iwae_precision_error",
                 "lower",
                 unit="nats",
                 description="|bf16 - fp32| estimate per input, same draws (bf16 evaluation only)",
-                group=LIKELIHOOD,
             ),
         ],
         requires=DENSITY,
@@ -117,11 +109,10 @@ METRICS = {
     "log_px_true": Metric(
         log_px_true,
         columns=[
-            Column(
+            likelihood_column(
                 "log_px_true",
                 unit="nats",
                 description="the data's exact log-density",
-                group=LIKELIHOOD,
             )
         ],
         requires=("known data density",),
@@ -129,26 +120,23 @@ METRICS = {
     "log_px_exact": Metric(
         log_px_exact,
         columns=[
-            Column(
+            likelihood_column(
                 "log_px_exact",
                 "higher",
                 floor=0.5,
                 unit="nats",
                 description="on the first [eval.log_px_exact] inputs of the test split",
-                group=LIKELIHOOD,
             ),
-            Column(
+            likelihood_column(
                 "log_px_exact_error",
                 unit="nats",
                 description="estimated quadrature error",
-                group=LIKELIHOOD,
             ),
-            Column("log_px_exact_inputs", description="test inputs integrated", group=LIKELIHOOD),
-            Column(
+            likelihood_column("log_px_exact_inputs", description="test inputs integrated"),
+            likelihood_column(
                 "log_px_exact_iwae_gap",
                 unit="nats",
                 description="log_px_exact minus the IWAE estimate on the same inputs: its bias",
-                group=LIKELIHOOD,
             ),
         ],
         requires=DENSITY,
@@ -156,25 +144,21 @@ METRICS = {
     ),
     "log_px_prior_mc": Metric(
         log_px_prior_mc,
-        columns=[Column("log_px_prior_mc", "higher", floor=0.5, unit="nats", group=LIKELIHOOD)],
+        columns=[likelihood_column("log_px_prior_mc", "higher", floor=0.5, unit="nats")],
         requires=DENSITY,
         aliases=IWAE_SAMPLES,
     ),
-    "active_units": Metric(
-        active_units, columns=[Column("active_units", group=LATENT_GROUP)], requires=LATENT
-    ),
+    "active_units": Metric(active_units, columns=[latent_column("active_units")], requires=LATENT),
     "active_units_by_layer": Metric(
         active_units_by_layer,
         columns=[
-            Column(
+            latent_column(
                 "active_units_layer1",
                 description="in the latent layer nearest the data (z1)",
-                group=LATENT_GROUP,
             ),
-            Column(
+            latent_column(
                 "active_units_layer2",
                 description="in the second latent layer (z2)",
-                group=LATENT_GROUP,
             ),
         ],
         requires=LATENT,
@@ -182,37 +166,33 @@ METRICS = {
     "kmeans": Metric(
         kmeans,
         columns=[
-            Column("kmeans_nmi", "higher", floor=0.02, group=LATENT_GROUP),
-            Column("kmeans_ari", "higher", floor=0.02, group=LATENT_GROUP),
+            latent_column("kmeans_nmi", "higher", floor=0.02),
+            latent_column("kmeans_ari", "higher", floor=0.02),
         ],
         requires=LABELLED,
     ),
     "silhouette": Metric(
         silhouette,
-        columns=[Column("silhouette", "higher", floor=0.02, group=LATENT_GROUP)],
+        columns=[latent_column("silhouette", "higher", floor=0.02)],
         requires=LABELLED,
     ),
     "knn_acc": Metric(
         knn_acc,
-        columns=[Column("knn_acc", "higher", floor=0.01, group=LATENT_GROUP, headline=True)],
+        columns=[latent_column("knn_acc", "higher", floor=0.01, headline=True)],
         requires=LABELLED,
     ),
     "probe_acc": Metric(
         probe_acc,
-        columns=[Column("probe_acc", "higher", floor=0.01, group=LATENT_GROUP)],
+        columns=[latent_column("probe_acc", "higher", floor=0.01)],
         requires=LABELLED,
     ),
-    "code_mean_abs": Metric(code_mean_abs, columns=[Column("code_mean_abs", group=LATENT_GROUP)]),
-    "code_frac_active": Metric(
-        code_frac_active, columns=[Column("code_frac_active", group=LATENT_GROUP)]
-    ),
+    "code_mean_abs": Metric(code_mean_abs, columns=[latent_column("code_mean_abs")]),
+    "code_frac_active": Metric(code_frac_active, columns=[latent_column("code_frac_active")]),
     "infer_samples_per_s": Metric(
         infer_samples_per_s,
-        columns=[
-            Column("infer_samples_per_s", "higher", noisy=True, unit="samples/s", group=SPEED)
-        ],
+        columns=[speed_column("infer_samples_per_s", "higher", noisy=True, unit="samples/s")],
     ),
-    "n_params": Metric(n_params, columns=[Column("n_params", group=SPEED)]),
+    "n_params": Metric(n_params, columns=[speed_column("n_params")]),
 }
 METRICS.update(SAMPLE_QUALITY_METRICS)  # fid, sample_pr, sample_is: declared there
 METRICS.update(DISENTANGLEMENT_METRICS)  # beta_vae_score, mig, dci, ...: declared there

@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 from aebench import Column, Metric, MetricContext, NotApplicable, Split
 from aebench_plugins.metrics import disentanglement_scores as scores
 from aebench_plugins.metrics.codes import encode_batched
+from aebench_plugins.metrics.groups import disentanglement_column
 
 RENDER_BATCH = 4096  # factor combinations rendered and encoded at a time: bounds the images held
 Points = Annotated[int, Field(ge=2)]
@@ -202,15 +203,14 @@ def dci(
     }
 
 
-GROUP = "disentanglement"  # the report's detail table of these columns
 FACTORS = ("ground-truth factors",)
 INTERVENTIONS = ("ground-truth factors", "rendering from factors")
 FLOOR = 0.02  # scores in [0, 1]: a change compare tolerates
 
 
 def _score(name: str, description: str, headline: bool = False) -> Column:
-    return Column(
-        name, "higher", floor=FLOOR, description=description, group=GROUP, headline=headline
+    return disentanglement_column(
+        name, "higher", floor=FLOOR, description=description, headline=headline
     )
 
 
@@ -224,10 +224,8 @@ DISENTANGLEMENT_METRICS = {
         factor_vae_score,
         columns=[
             _score("factor_vae_score", "majority-vote accuracy naming the fixed factor"),
-            Column(
-                "factor_vae_active_units",
-                description="code units with std >= prune_threshold",
-                group=GROUP,
+            disentanglement_column(
+                "factor_vae_active_units", description="code units with std >= prune_threshold"
             ),
         ],
         requires=INTERVENTIONS,

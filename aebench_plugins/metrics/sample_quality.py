@@ -20,13 +20,14 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from aebench import Column, Data, Metric, MetricContext, NotApplicable
+from aebench import Data, Metric, MetricContext, NotApplicable
 from aebench import likelihood as estimators
 from aebench_plugins.metrics.feature_extractor import (
     ClassifierSettings,
     FeatureExtractor,
     feature_extractor,
 )
+from aebench_plugins.metrics.groups import samples_column
 
 MAX_SAMPLES = 10_000  # the default sample count: the test split's size, capped here
 DECODE_BATCH = 1024
@@ -226,7 +227,6 @@ def sample_is(
 
 # --- declarations --------------------------------------------------------------------------------
 
-SAMPLES = "samples"  # the report's detail table of these columns (a group of their own)
 LABELLED = ("labelled data",)  # the classifier learns the classes: no labels, no features
 # Plain [eval] keys that set the parameter of all three at once: one classifier, one sample size.
 SHARED = {"feature_classifier_steps": "classifier_steps", "sample_count": "samples"}
@@ -235,23 +235,20 @@ SAMPLE_QUALITY_METRICS = {
     "fid": Metric(
         fid,
         columns=[
-            Column(
+            samples_column(
                 "fid",
                 "lower",
                 floor=1.0,
                 description="prior samples vs test split, dataset-classifier features",
-                group=SAMPLES,
                 headline=True,
             ),
-            Column(
+            samples_column(
                 "fid_train",
                 description="training vs test inputs: the data's own FID at this sample size",
-                group=SAMPLES,
             ),
-            Column(
+            samples_column(
                 "feature_classifier_acc",
                 description="test accuracy of the classifier the features come from",
-                group=SAMPLES,
             ),
         ],
         requires=LABELLED,
@@ -260,19 +257,17 @@ SAMPLE_QUALITY_METRICS = {
     "sample_pr": Metric(
         sample_pr,
         columns=[
-            Column(
+            samples_column(
                 "sample_precision",
                 "higher",
                 floor=0.02,
                 description="share of samples on the test split's k-NN manifold",
-                group=SAMPLES,
             ),
-            Column(
+            samples_column(
                 "sample_recall",
                 "higher",
                 floor=0.02,
                 description="share of test inputs on the samples' k-NN manifold",
-                group=SAMPLES,
             ),
         ],
         requires=LABELLED,
@@ -281,20 +276,18 @@ SAMPLE_QUALITY_METRICS = {
     "sample_is": Metric(
         sample_is,
         columns=[
-            Column(
+            samples_column(
                 "sample_is",
                 "higher",
                 floor=0.1,
                 description="Inception-Score analogue with the dataset's classifier",
-                group=SAMPLES,
             ),
-            Column("sample_is_test", description="the same of the test split", group=SAMPLES),
-            Column(
+            samples_column("sample_is_test", description="the same of the test split"),
+            samples_column(
                 "sample_confidence",
                 "higher",
                 floor=0.02,
                 description="mean max_y p(y|x) of the samples",
-                group=SAMPLES,
             ),
         ],
         requires=LABELLED,

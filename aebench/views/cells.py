@@ -1,0 +1,41 @@
+"""How a value is written in a report's cell: numbers to four significant digits, ``mean ± std``
+over seeds, and the arrow that says which way a column is better."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from aebench.contract.columns import Vocabulary
+
+ORDINARY = (1e-4, 1e7)  # magnitudes written out in digits; beyond them, scientific notation
+
+
+def format_number(x: float, digits: int = 4) -> str:
+    """``x`` for reading: an integer as an integer, else ``digits`` significant digits, written
+    out for ordinary magnitudes (``6182``, ``0.0123``) and in scientific notation beyond them."""
+    if not math.isfinite(x):
+        return "–"
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))  # 19790, not 1.979e+04; and -0.0 is 0
+    if ORDINARY[0] <= abs(x) < ORDINARY[1]:
+        return np.format_float_positional(
+            x, precision=digits, unique=False, fractional=False, trim="-"
+        )
+    return f"{x:.{digits - 1}e}"
+
+
+def format_cell(mean: float, std: float) -> str:
+    """``mean ± std``: the mean to four significant digits, the spread to two; the mean alone with
+    a single seed (no spread) or a spread of exactly 0."""
+    if not math.isfinite(mean):
+        return "–"
+    if not math.isfinite(std) or std == 0:
+        return format_number(mean)
+    return f"{format_number(mean)} ± {format_number(std, 2)}"
+
+
+def arrow(metric: str, vocabulary: Vocabulary) -> str:
+    """`` ↑`` after a column where higher is better, `` ↓`` where lower is, else nothing."""
+    return {1: " ↑", -1: " ↓"}.get(vocabulary.direction(metric), "")

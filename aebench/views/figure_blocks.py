@@ -1,0 +1,133 @@
+"""The report's figures of one dataset, as blocks: the latent codes of each configuration's median
+seed side by side, the planes metrics ask for (one point per trial), and per configuration (ranked)
+its median seed's figures with the other seeds' folded away. Drawn from the trials' saved arrays,
+so a report can be rebuilt without a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from aebench.contract.columns import Vocabulary
+from aebench.results.trials import trial_folder
+from aebench.views.blocks import Block, Details, Heading, Images, Paragraph
+from aebench.views.ranking import Leaderboard, median_seed, ranking_columns
+
+FIGURES = "figures"  # the folder, in the results folder, of the figures drawn for the report
+MAX_LATENT_PANELS = 24
+TRIAL_CAPTIONS = {  # the PNGs shown per trial, in this order; the latent scatter is in a grid
+    "reconstructions.png": "test inputs and reconstructions",
+    "prior_samples.png": "samples from the prior",
+    "traversals.png": "latent traversals",
+    "traversals_of_a_code.png": "traversals of a test input's code",
+    "interpolations.png": "interpolations between test inputs",
+    "curves.png": "loss curves",
+}
+
+
+def _trial_pngs(folder: Path, trial_id: str, title: str) -> dict[str, Path]:
+    """A trial's PNGs, redrawn from its arrays when the PNGs are missing."""
+    from aebench.views import drawing  # numpy and matplotlib: no torch
+
+    trial = trial_folder(folder, trial_id)
+    pngs = {name: trial / name for name in drawing.TRIAL_PNGS}
+    if (trial / drawing.ARRAYS).is_file() and not any(p.is_file() for p in pngs.values()):
+        drawing.render_trial(trial, title)
+    return {name: path for name, path in pngs.items() if path.is_file()}
+
+
+def _trial_images(folder: Path, trial: pd.Series, title: str) -> list[tuple[str, Path]]:
+    pngs = _trial_pngs(folder, str(trial["trial_id"]), title)
+    return [(caption, pngs[name]) for name, caption in TRIAL_CAPTIONS.items() if name in pngs]
+
+
+def _configuration_blocks(
+    folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
+) -> list[Block]:
+    """Per configuration (ranked), its median seed's figures, and the other seeds' folded."""
+    columns = ranking_columns(board, vocabulary)
+    blocks: list[Block] = [Heading(3, "Figures per configuration")]
+    for rank, i in enumerate(order, 1):
+        trials = board.trials[i]
+        median, by = median_seed(trials, columns, vocabulary)
+        seeds = ", ".join(str(s) for s in sorted(trials["seed"]))
+        why = f"the median by {by} of seeds {seeds}" if by else f"the first of seeds {seeds}"
+        if by and len(trials) % 2 == 0:
+            why += " (the worse of the middle two)"
+        label = f"{board.label(i)} seed={median['seed']}"
+        images = _trial_images(folder, median, label)
+        blocks += [
+            Heading(4, f"{rank}. {board.label(i)}"),
+            Paragraph(f"Seed {median['seed']} ({median['trial_id']}): {why}."),
+            Images(images) if images else Paragraph("No figures were saved."),
+        ]
+        others = trials[trials["trial_id"] != median["trial_id"]].sort_values("seed")
+        folded = [
+            (
+                f"seed {t['seed']} ({t['trial_id']})",
+                _trial_images(folder, t, f"{board.label(i)} seed={t['seed']}"),
+            )
+            for _, t in others.iterrows()
+        ]
+        if folded:
+            names = ", ".join(str(s) for s in others["seed"])
+            blocks.append(Details(f"Other seeds: {names}", folded))
+    return blocks
+
+
+def _latent_blocks(
+    folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
+) -> list[Block]:
+    """The latent scatters of each configuration's median seed, side by side."""
+    from aebench.views import drawing  # numpy and matplotlib: no torch
+
+    columns = ranking_columns(board, vocabulary)
+    panels = []
+    for rank, i in enumerate(order[:MAX_LATENT_PANELS], 1):
+        median, _ = median_seed(board.trials[i], columns, vocabulary)
+        npz = trial_folder(folder, str(median["trial_id"])) / drawing.ARRAYS
+        if npz.is_file():
+            panels.append((f"{rank}. {board.label(i)} seed={median['seed']}", npz))
+    path = folder / FIGURES / f"latent_{board.dataset}.png"
+    grid = drawing.latent_grid(path, panels) if panels else None
+    if grid is None:
+        return []
+    caption = "latent codes of the test split, each configuration's median seed"
+    return [Heading(3, "Latent spaces"), Images([(caption, grid)])]
+
+
+def _plane_blocks(
+    folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
+) -> list[Block]:
+    """Pairs of columns that metrics ask to see plotted: one point per trial."""
+    from aebench.views import drawing  # numpy and matplotlib: no torch
+
+    blocks: list[Block] = []
+    for x, y in vocabulary.planes:
+        points = [
+            (board.label(i), float(r[x]), float(r[y]))
+            for i in order
+            if {x, y} <= set(board.trials[i].columns)
+            for _, r in board.trials[i].iterrows()
+            if pd.notna(r[x]) and pd.notna(r[y])
+        ]
+        path = folder / FIGURES / f"{x}_{y}_{board.dataset}.png"
+        plane = drawing.plane(path, points, vocabulary.get(x), vocabulary.get(y))
+        if plane is not None:
+            blocks += [Heading(3, f"{x}–{y} plane"), Images([("one point per trial", plane)])]
+    return blocks
+
+
+def figure_blocks(
+    folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
+) -> list[Block]:
+    """The figures of a dataset's configurations (positions in ``order``), drawn into
+    ``FIGURES`` where they are not a trial's own: latent spaces, planes, then per configuration."""
+    (folder / FIGURES).mkdir(exist_ok=True)
+    return [
+        *_latent_blocks(folder, board, vocabulary, order),
+        *_plane_blocks(folder, board, vocabulary, order),
+        *_configuration_blocks(folder, board, vocabulary, order),
+    ]
