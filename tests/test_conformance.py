@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from aebench import (
     Split,
     load_plugins,
 )
-from aebench.observers.tracking import sqlite_uri
+from aebench.observers.tracking_store import sqlite_uri
 from aebench.run.suite import load_suite
 from aebench.testing import (
     check_dataset,
@@ -245,6 +246,47 @@ def test_the_kit_rejects_an_observer_that_cannot_take_a_failed_trial(tmp_path):
 
     with pytest.raises(AttributeError):
         check_observer(lambda suite: NeedsAModel())
+
+
+def built_ins_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if aebench were installed without its built-in plugins: their entry points are gone."""
+    every = importlib.metadata.entry_points
+
+    def third_parties_only(**selection) -> importlib.metadata.EntryPoints:
+        found = every(**selection)
+        return importlib.metadata.EntryPoints(
+            ep for ep in found if ep.dist is None or ep.dist.name != "aebench"
+        )
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", third_parties_only)
+    assert not load_plugins().infos  # no plugin at all: the built-ins are not there
+
+
+def test_the_kit_checks_an_observer_without_the_built_in_plugins(monkeypatch):
+    from aebench import SuiteObserver
+
+    built_ins_not_installed(monkeypatch)
+    heard = []
+
+    class Recording(SuiteObserver):
+        def suite_started(self, suite, output, trials):
+            heard.append(f"started {len(trials)}")
+
+        def trial_finished(self, trial, row, outcome):
+            heard.append(f"{row['status']} {outcome.model is not None}")
+
+        def suite_finished(self, run):
+            heard.append(f"finished interrupted={run.interrupted}")
+
+    check_observer(lambda suite: Recording())
+    assert heard == ["started 1", "ok True", "failed False", "finished interrupted=True"]
+
+    class Breaking(SuiteObserver):
+        def trial_finished(self, trial, row, outcome):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        check_observer(lambda suite: Breaking())
 
 
 def test_the_kit_rejects_unit_data_off_its_declared_levels():

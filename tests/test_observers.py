@@ -8,7 +8,7 @@ from mlflow_runs import search_runs
 
 import aebench
 from aebench import SuiteObserver, hookimpl
-from aebench.observers.tracking import sqlite_uri
+from aebench.observers.tracking_store import sqlite_uri
 
 SUITE = """
 [suite]

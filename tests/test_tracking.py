@@ -15,17 +15,15 @@ from mlflow_runs import listed, search_runs
 from torch import nn
 
 from aebench import DataInfo, hookimpl
-from aebench.observers.tracking import (
+from aebench.observers.tracking import MlflowTracker
+from aebench.observers.tracking_runs import (
     CURVE_PREFIX,
     EXPERIMENT_KIND,
     HEADLINE_PREFIX,
-    MlflowTracker,
-    TrackingError,
     experiment_name,
     git_commit,
-    sqlite_uri,
-    tracking_uri,
 )
+from aebench.observers.tracking_store import TrackingError, sqlite_uri, tracking_uri
 from aebench.observers.trial_figures import TrialFigures
 from aebench.plugins.listing import vocabulary_of
 from aebench.plugins.manager import load_plugins

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from timing import scaled
 
 from aebench.cli import main
 from aebench.results.table import read_results
@@ -54,17 +55,19 @@ def free_port() -> int:
 def get_json(url: str, body: dict | None = None) -> dict:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
-    with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=10) as reply:
+    with urllib.request.urlopen(
+        urllib.request.Request(url, data, headers), timeout=scaled(10)
+    ) as reply:
         return json.load(reply)
 
 
 def wait_until_serving(base: Path | str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
+    deadline = time.monotonic() + scaled(SERVER_START_S)
     while time.monotonic() < deadline:
         if server.poll() is not None:
             pytest.fail(f"aebench ui exited with {server.returncode}:\n{log.read_text()}")
         try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
+            with urllib.request.urlopen(f"{base}/health", timeout=scaled(2)) as reply:
                 if reply.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -93,7 +96,7 @@ def browse(url: str, profile: Path) -> str:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
         check=False,
     )
     return done.stdout
@@ -107,7 +110,7 @@ def port_is_closed(port: int) -> bool:
 def printed_links(base: str, log: Path) -> dict[str, str]:
     """Experiment name -> the runs link that ``aebench ui`` printed for it (it prints them once
     the server answers: wait for them)."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while time.monotonic() < deadline:
         links = re.findall(rf"^  (.+?)\s+({re.escape(base)}/\S+)$", log.read_text(), re.M)
         if links:
@@ -172,11 +175,11 @@ def test_the_ui_lists_the_trial_runs_and_says_nothing_per_request(
     finally:
         os.kill(ui.pid, signal.SIGTERM)  # aebench ui stops its server's process group
         try:
-            ui.wait(timeout=30)
+            ui.wait(timeout=scaled(30))
         except subprocess.TimeoutExpired:
             os.kill(ui.pid, signal.SIGKILL)
             raise
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + scaled(10)
     while not port_is_closed(port) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert port_is_closed(port)

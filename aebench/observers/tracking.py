@@ -7,29 +7,45 @@ under their parent and plots only the rows it shows, so each trial run is a top-
 counts, the results table and the report) is created with the first finished trial: an
 ``aebench run`` that has nothing to do leaves no empty run behind. MLflow never stops or stalls a
 run: the first failure of the store ends tracking for the run with one warning line, and the next
-run repairs what is missing (``MlflowTracker``; ``aebench.tracking_store`` bounds the calls).
-mlflow is imported only once a suite starts, so ``aebench --help`` and ``aebench list`` stay fast.
+run repairs what is missing (``MlflowTracker``; ``tracking_store`` bounds the calls, and
+``tracking_runs`` says what a trial's run holds). mlflow is imported only once a suite starts, so
+``aebench --help`` and ``aebench list`` stay fast.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import re
-import subprocess
 import sys
 import time
 import traceback
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from aebench.contract.columns import is_metric_column, is_param_column
-from aebench.observers.tracking_store import HTTP_LIMITS, BrokenStore, bounded_http, open_sqlite
+from aebench.observers.tracking_runs import (
+    CURVE_PREFIX,
+    EXPERIMENT_KIND,
+    RUN_STATUS,
+    experiment_name,
+    git_commit,
+    headline_metrics,
+    trial_metrics,
+    trial_params,
+    trial_tags,
+)
+from aebench.observers.tracking_store import (
+    ARTIFACTS,
+    BrokenStore,
+    bounded_http,
+    open_sqlite,
+    shown_uri,
+    tracking_uri,
+    why_it_failed,
+)
 from aebench.plugins.listing import vocabulary_of
-from aebench.results.paths import sqlite_file, writable_place_problem
+from aebench.results.paths import sqlite_file
+from aebench.results.rows import finite, is_missing
 from aebench.results.table import read_results
 from aebench.results.trials import CONFIG, WEIGHTS, read_curves, state_bytes, trial_folder
 from aebench.run.observing import Row, SuiteObserver, SuiteRun, TrialOutcome
@@ -38,185 +54,16 @@ from aebench.run.suite import Suite, TrackingSection, Trial
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-DEFAULT_STORE = Path("results") / "mlflow.db"
-ARTIFACTS = "mlartifacts"  # beside a SQLite store: never ./mlruns, which MLflow takes for a store
-CURVE_PREFIX = "train/"  # per-epoch curves: train/loss, train/model_loss, train/penalty
-
 # MLflow's limits on one log_batch call.
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_VALUE_LENGTH = 6000
-
-# MLflow 3's UI opens an experiment on its GenAI pages unless the experiment's kind says model
-# training. A UI with a "GenAI / Model training" switch (3.17) follows the switch, not the tag,
-# and the switch starts on GenAI: a link sets it with UI_WORKFLOW.
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-UI_WORKFLOW = "workflowType=machine_learning"  # a URL parameter: whatever the browser chose before
-HEADLINE_PREFIX = "headline/"  # copies of the headline metrics: the UI charts them in one section
-
-RUN_STATUS = {"ok": "FINISHED", "skipped": "FINISHED", "diverged": "FAILED", "failed": "FAILED"}
 
 log = logging.getLogger("aebench")
-
-
-class TrackingError(ValueError):
-    """A tracking store aebench cannot use; ``str(error)`` is the one line to show."""
-
-
-def default_store(cwd: Path | None = None) -> Path:
-    """``results/mlflow.db`` under the folder aebench runs in."""
-    return (Path(cwd or Path.cwd()) / DEFAULT_STORE).resolve()
-
-
-def sqlite_uri(path: Path) -> str:
-    return f"sqlite:///{Path(path).resolve()}"
-
-
-def tracking_uri(configured: str | None = None) -> str:
-    """The suite's ``[tracking] uri``, else ``$MLFLOW_TRACKING_URI``, else ``results/mlflow.db``.
-
-    MLflow 3's file store (a bare path or ``file:``) is refused: SQLite or a server only.
-    """
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or sqlite_uri(default_store())
-    if "://" not in uri or uri.startswith("file:"):
-        raise TrackingError(
-            f"tracking uri {uri!r}: the file store is not supported; "
-            "use sqlite:///path/to/mlflow.db or an http(s):// server"
-        )
-    database = sqlite_file(uri)
-    if database is not None and (why := writable_place_problem(database)):
-        raise TrackingError(f"tracking uri {uri!r}: {why}")
-    return uri
-
-
-def git_commit(folder: Path | None = None) -> str | None:
-    """The commit checked out in ``folder`` (default: here), or None outside a git repository."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:  # numpy scalars from a parquet round trip
-            value = float(value)
-        except (TypeError, ValueError):
-            return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _text(value: Any) -> str:
-    return str(value)[:MAX_VALUE_LENGTH]
-
-
-def _missing(value: Any) -> bool:
-    """None or NaN: a cell of the results table that this row does not have."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _shown_uri(uri: str) -> str:
-    """A tracking URI without the user name and password it may carry."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.hostname and "@" in parts.netloc:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urllib.parse.urlunsplit(parts._replace(netloc=host))
-    return uri
-
-
-def _why(error: BaseException) -> str:
-    """What went wrong, in a few words: MLflow wraps a refused or timed-out connection in a long
-    message about retries."""
-    messages = []
-    cause: BaseException | None = error
-    while cause is not None and len(messages) < 10:
-        messages.append(str(cause))
-        cause = cause.__cause__ or cause.__context__
-    text = " ".join(messages)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "timed out" in text.lower():
-        timeout = os.environ.get(
-            "MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
-        )
-        return f"no answer within {timeout} s"
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return first if len(first) <= 300 else first[:297] + "..."
-
-
-def _shown(folder: Path) -> str:
-    """A folder as the user would type it: relative to here when below here."""
-    try:
-        return folder.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return folder.as_posix()
-
-
-def experiment_name(suite: Suite, output: Path, configured: str | None = None) -> str:
-    """One experiment per results folder: ``[tracking] experiment`` if set, else the suite's name
-    for its own folder (``quick`` for ``results/quick``), else the name and the folder
-    (``quick (results/new)``), so that another output never mixes with the suite's baseline."""
-    if configured:
-        return configured
-    folder = Path(output).resolve()
-    if folder == suite.output_dir().resolve():
-        return suite.name
-    return f"{suite.name} ({_shown(folder)})"
-
-
-def trial_params(row: Row) -> dict[str, str]:
-    """The trial's flattened configuration, named as the results table's columns."""
-    return {k: _text(v) for k, v in row.items() if is_param_column(k)}
-
-
-def trial_metrics(row: Row) -> dict[str, float]:
-    """The row's final metrics: finite numbers only (NaN is 'not measured', not a value)."""
-    out = {}
-    for key, value in row.items():
-        if is_metric_column(key) and (number := _finite(value)) is not None:
-            out[key] = number
-    return out
-
-
-def headline_metrics(metrics: Mapping[str, float], headlines: Sequence[str]) -> dict[str, float]:
-    """The row's headline metrics again, as ``headline/<column>``: the UI's chart view makes a
-    section per prefix, so these form one section of one chart per group's primary metric."""
-    return {HEADLINE_PREFIX + name: metrics[name] for name in headlines if name in metrics}
-
-
-def trial_tags(row: Row, commit: str | None) -> dict[str, str]:
-    tags = {
-        "aebench.trial_id": row["trial_id"],
-        "aebench.dataset": row["dataset"],
-        "aebench.model": row["model"],
-        "aebench.regularizer": row["regularizer"],
-        "aebench.seed": row["seed"],
-        "aebench.status": row["status"],
-        "aebench.device": row.get("device", ""),
-    }
-    if row.get("reason"):
-        tags["aebench.reason"] = row["reason"]
-    for key, value in row.items():
-        if key.startswith("version.") and value is not None:
-            tags[f"aebench.{key}"] = value
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return {k: _text(v) for k, v in tags.items()}
 
 
 class MlflowTracker(SuiteObserver):
@@ -270,8 +117,8 @@ class MlflowTracker(SuiteObserver):
                 line = f"{exc}; this run is not recorded to MLflow"
             else:
                 line = (
-                    f"MLflow at {_shown_uri(self.uri)} failed {what}: {_why(exc)}; nothing more"
-                    " is recorded to MLflow in this run"
+                    f"MLflow at {shown_uri(self.uri)} failed {what}: {why_it_failed(exc)};"
+                    " nothing more is recorded to MLflow in this run"
                 )
             print(
                 f"aebench: {line} (the results table has every trial; the next run adds their"
@@ -394,7 +241,7 @@ class MlflowTracker(SuiteObserver):
             Metric(CURVE_PREFIX + name, value, now, epoch)
             for name, values in curves.items()
             for epoch, raw in enumerate(values, start=1)
-            if (value := _finite(raw)) is not None
+            if (value := finite(raw)) is not None
         ]
         final = trial_metrics(row)
         final |= headline_metrics(final, self._headlines)
@@ -458,7 +305,7 @@ class MlflowTracker(SuiteObserver):
             elif "aebench.trial_id" in tags and run.info.status != "KILLED":
                 recorded.add(tags["aebench.trial_id"])
         for record in table.to_dict("records"):
-            row = {k: v for k, v in record.items() if not _missing(v)}
+            row = {k: v for k, v in record.items() if not is_missing(v)}
             trial_id = row.get("trial_id")
             if not trial_id or trial_id in recorded or trial_id in self._pending:
                 continue
@@ -557,144 +404,3 @@ class MlflowTracker(SuiteObserver):
 
     def __exit__(self, *exc: object) -> None:
         self.interrupted()
-
-
-# --- the MLflow UI ------------------------------------------------------------------------------
-
-# The server's own output, but for errors: no line per request, no INFO lines, and none of the
-# warnings its libraries address to MLflow's developers (a Starlette deprecation, say).
-QUIET_UVICORN = "--no-access-log --log-level warning"
-# The server's job runner serves GenAI features aebench does not use; it costs seconds.
-SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-# Its startup notice about serving other hosts: `aebench ui` serves 127.0.0.1 only.
-SERVER_NOTICE = re.compile(r"\[MLflow\] Security middleware enabled with default settings")
-LISTED_EXPERIMENTS = 10  # links printed by `aebench ui`, newest first
-
-
-def ui_command(database: Path, port: int) -> list[str]:
-    """``mlflow server`` on a SQLite store, on 127.0.0.1 only, quiet."""
-    database = Path(database).resolve()
-    uri = sqlite_uri(database)
-    return [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        uri,
-        "--registry-store-uri",  # given, so that the server does not say it chose it
-        uri,
-        "--default-artifact-root",
-        (database.parent / ARTIFACTS).as_uri(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",  # one person browsing: one worker starts fastest
-        "1",
-        "--uvicorn-opts",
-        QUIET_UVICORN,
-    ]
-
-
-def runs_url(base: str, experiment_id: str) -> str:
-    """The experiment's runs table, on the UI's machine-learning pages."""
-    return f"{base}/#/experiments/{experiment_id}/runs?{UI_WORKFLOW}"
-
-
-def _serving(base: str, server: subprocess.Popen[str], timeout_s: float = 300) -> bool:
-    """Wait until the server answers (True) or exits (False)."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while server.poll() is None and time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    return server.poll() is None
-
-
-def aebench_experiments(base: str) -> list[tuple[str, str]]:
-    """(name, id) of the experiments aebench wrote, newest first; none when the server says no."""
-    import json
-    import urllib.request
-
-    body = json.dumps({"max_results": 1000, "order_by": ["last_update_time DESC"]}).encode()
-    request = urllib.request.Request(
-        f"{base}/ajax-api/2.0/mlflow/experiments/search",
-        body,
-        {"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            experiments = json.load(reply).get("experiments", [])
-    except (OSError, ValueError):
-        return []
-    out = []
-    for experiment in experiments:
-        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
-        if "aebench.suite" in tags:
-            out.append((experiment["name"], experiment["experiment_id"]))
-    return out
-
-
-def _forward(stream: IO[str]) -> None:
-    """The server's output to stderr, but for its startup notice."""
-    for line in stream:
-        if not SERVER_NOTICE.match(line):
-            sys.stderr.write(line)
-            sys.stderr.flush()
-
-
-def serve_ui(database: Path, port: int) -> int:
-    """Run the MLflow UI until Ctrl-C (or SIGTERM); returns the server's exit status.
-
-    Prints the UI's address once it answers, and a link to each aebench experiment's runs.
-    """
-    import signal
-    import threading
-
-    if not Path(database).is_file():
-        raise TrackingError(f"{database}: no MLflow store here; run a suite first (aebench run)")
-    database = Path(database).resolve()
-    # Its own process group, so that stopping it stops the web server's workers too.
-    server = subprocess.Popen(
-        ui_command(database, port),
-        env={**SERVER_DEFAULTS, **os.environ, "PYTHONWARNINGS": "ignore"},
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert server.stdout is not None
-    threading.Thread(target=_forward, args=(server.stdout,), daemon=True).start()
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        if _serving(base, server):
-            print(f"MLflow UI: {base}  (store {database}; Ctrl-C stops it)", flush=True)
-            # The experiments' own links: the UI's start page is its GenAI one.
-            experiments = aebench_experiments(base)[:LISTED_EXPERIMENTS]
-            if experiments:
-                print("the runs of each experiment, newest first:", flush=True)
-            width = max((len(name) for name, _ in experiments), default=0)
-            for name, experiment_id in experiments:
-                print(f"  {name:<{width}}  {runs_url(base, experiment_id)}", flush=True)
-        return server.wait()
-    except KeyboardInterrupt:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        return 0

@@ -5,6 +5,10 @@ MLflow is a view of the results table, so a store that fails must cost a warning
 MLflow's own HTTP defaults retry a dead server for minutes (7 retries, a 120 s timeout each), and
 its SQLite store is created in place, table by table: a kill half-way leaves a file that every
 later MLflow client fails on (``table secrets already exists``).
+
+Where the store is, shared by the tracker and the ``aebench ui`` server, lives here too:
+``results/mlflow.db`` unless the suite or ``$MLFLOW_TRACKING_URI`` says otherwise, its artifacts
+beside it; and how a failed call to it is told in one line (``shown_uri``, ``why_it_failed``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,14 @@ import logging
 import os
 import re
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+
+from aebench.results.paths import sqlite_file, writable_place_problem
+
+DEFAULT_STORE = Path("results") / "mlflow.db"
+ARTIFACTS = "mlartifacts"  # beside a SQLite store: never ./mlruns, which MLflow takes for a store
 
 # aebench's calls to an MLflow server: 5 s to connect and for each answer, one retry, no waiting
 # on a Retry-After header (it may ask for minutes). A server that never answers costs about
@@ -29,6 +39,65 @@ HTTP_LIMITS = {
 }
 # urllib3 warns of each retry on its own; the tracker says what failed, once.
 QUIET_LOGGERS = ("urllib3.connectionpool",)
+
+
+class TrackingError(ValueError):
+    """A tracking store aebench cannot use; ``str(error)`` is the one line to show."""
+
+
+def default_store(cwd: Path | None = None) -> Path:
+    """``results/mlflow.db`` under the folder aebench runs in."""
+    return (Path(cwd or Path.cwd()) / DEFAULT_STORE).resolve()
+
+
+def sqlite_uri(path: Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """The suite's ``[tracking] uri``, else ``$MLFLOW_TRACKING_URI``, else ``results/mlflow.db``.
+
+    MLflow 3's file store (a bare path or ``file:``) is refused: SQLite or a server only.
+    """
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or sqlite_uri(default_store())
+    if "://" not in uri or uri.startswith("file:"):
+        raise TrackingError(
+            f"tracking uri {uri!r}: the file store is not supported; "
+            "use sqlite:///path/to/mlflow.db or an http(s):// server"
+        )
+    database = sqlite_file(uri)
+    if database is not None and (why := writable_place_problem(database)):
+        raise TrackingError(f"tracking uri {uri!r}: {why}")
+    return uri
+
+
+def shown_uri(uri: str) -> str:
+    """A tracking URI without the user name and password it may carry."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.hostname and "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return uri
+
+
+def why_it_failed(error: BaseException) -> str:
+    """What went wrong, in a few words: MLflow wraps a refused or timed-out connection in a long
+    message about retries."""
+    messages = []
+    cause: BaseException | None = error
+    while cause is not None and len(messages) < 10:
+        messages.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(messages)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text.lower():
+        timeout = os.environ.get(
+            "MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+        )
+        return f"no answer within {timeout} s"
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return first if len(first) <= 300 else first[:297] + "..."
 
 
 class BrokenStore(RuntimeError):
@@ -101,7 +170,7 @@ def _create(database: Path, artifacts: Path) -> None:
     temporary = _temporary(database, os.getpid())
     temporary.unlink(missing_ok=True)
     try:
-        store = SqlAlchemyStore(f"sqlite:///{temporary}", artifacts.resolve().as_uri())
+        store = SqlAlchemyStore(sqlite_uri(temporary), artifacts.resolve().as_uri())
         store.engine.dispose()  # every connection closed: the file is complete on disk
         with contextlib.suppress(FileExistsError):
             os.link(temporary, database)  # unlike a rename, never replaces a store made meanwhile

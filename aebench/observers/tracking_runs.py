@@ -1,0 +1,109 @@
+"""What a trial's MLflow run holds: its row's parameters, final metrics and tags, named as the
+results table names them, in the experiment of its results folder.
+
+Pure translation from a results row to MLflow's parameters, metrics and tags, with no call to a
+store: ``tracking.MlflowTracker`` logs what these functions give.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aebench.contract.columns import is_metric_column, is_param_column
+from aebench.results.rows import finite
+from aebench.run.observing import Row
+from aebench.run.suite import Suite
+
+CURVE_PREFIX = "train/"  # per-epoch curves: train/loss, train/model_loss, train/penalty
+HEADLINE_PREFIX = "headline/"  # copies of the headline metrics: the UI charts them in one section
+MAX_VALUE_LENGTH = 6000  # MLflow's limit on one parameter or tag value
+
+# MLflow 3's UI opens an experiment on its GenAI pages unless the experiment's kind says model
+# training (``tracking_ui`` links to the machine-learning pages for the same reason).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+RUN_STATUS = {"ok": "FINISHED", "skipped": "FINISHED", "diverged": "FAILED", "failed": "FAILED"}
+
+
+def git_commit(folder: Path | None = None) -> str | None:
+    """The commit checked out in ``folder`` (default: here), or None outside a git repository."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
+def _text(value: Any) -> str:
+    return str(value)[:MAX_VALUE_LENGTH]
+
+
+def _shown(folder: Path) -> str:
+    """A folder as the user would type it: relative to here when below here."""
+    try:
+        return folder.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return folder.as_posix()
+
+
+def experiment_name(suite: Suite, output: Path, configured: str | None = None) -> str:
+    """One experiment per results folder: ``[tracking] experiment`` if set, else the suite's name
+    for its own folder (``quick`` for ``results/quick``), else the name and the folder
+    (``quick (results/new)``), so that another output never mixes with the suite's baseline."""
+    if configured:
+        return configured
+    folder = Path(output).resolve()
+    if folder == suite.output_dir().resolve():
+        return suite.name
+    return f"{suite.name} ({_shown(folder)})"
+
+
+def trial_params(row: Row) -> dict[str, str]:
+    """The trial's flattened configuration, named as the results table's columns."""
+    return {k: _text(v) for k, v in row.items() if is_param_column(k)}
+
+
+def trial_metrics(row: Row) -> dict[str, float]:
+    """The row's final metrics: finite numbers only (NaN is 'not measured', not a value)."""
+    out = {}
+    for key, value in row.items():
+        if is_metric_column(key) and (number := finite(value)) is not None:
+            out[key] = number
+    return out
+
+
+def headline_metrics(metrics: Mapping[str, float], headlines: Sequence[str]) -> dict[str, float]:
+    """The row's headline metrics again, as ``headline/<column>``: the UI's chart view makes a
+    section per prefix, so these form one section of one chart per group's primary metric."""
+    return {HEADLINE_PREFIX + name: metrics[name] for name in headlines if name in metrics}
+
+
+def trial_tags(row: Row, commit: str | None) -> dict[str, str]:
+    tags = {
+        "aebench.trial_id": row["trial_id"],
+        "aebench.dataset": row["dataset"],
+        "aebench.model": row["model"],
+        "aebench.regularizer": row["regularizer"],
+        "aebench.seed": row["seed"],
+        "aebench.status": row["status"],
+        "aebench.device": row.get("device", ""),
+    }
+    if row.get("reason"):
+        tags["aebench.reason"] = row["reason"]
+    for key, value in row.items():
+        if key.startswith("version.") and value is not None:
+            tags[f"aebench.{key}"] = value
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return {k: _text(v) for k, v in tags.items()}
