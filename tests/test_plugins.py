@@ -113,6 +113,19 @@ def test_a_plugin_that_fails_to_import_is_reported_not_fatal(monkeypatch):
     assert "missing_dependency" in error.error
 
 
+def test_a_blocked_plugin_is_not_even_imported(monkeypatch):
+    imported = []
+
+    def broken():
+        imported.append(True)
+        raise ImportError("No module named 'missing_dependency'")
+
+    _with_fake_entry_points(monkeypatch, FakeEntryPoint("broken", broken))
+    plugins = load_plugins(blocked=["aebench-thirdparty.broken"])
+    assert not imported
+    assert not [e for e in plugins.errors if e.distribution == "aebench-thirdparty"]
+
+
 def test_a_duplicate_name_is_an_error_naming_both_plugins():
     class Clash:
         @hookimpl

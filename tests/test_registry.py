@@ -60,3 +60,33 @@ def test_skip_first_leaves_out_the_core_argument():
     registry = Registry("model", skip_first=True)
     registry.register("m", model, plugin="p")
     assert list(registry.get("m").params.model_fields) == ["latent_dim"]
+
+
+class Plain:
+    """A factory that declares itself the default of its kind."""
+
+    default = True
+
+
+class Other(Plain):
+    """Another that claims it (by inheriting the declaration)."""
+
+
+def test_the_default_is_the_entry_that_declares_itself_so():
+    registry = Registry("regularizer")
+    registry.register("undeclared", factory, plugin="p")
+    assert registry.default() is None
+    registry.register("plain", Plain, plugin="first")
+    assert registry.default().name == "plain"
+
+
+def test_a_default_claimed_twice_names_both_and_neither_is_taken():
+    registry = Registry("regularizer")
+    registry.register("plain", Plain, plugin="first")
+    registry.register("other", Other, plugin="second")  # registering it is not an error
+    with pytest.raises(DuplicateNameError) as info:
+        registry.default()
+    assert str(info.value) == (
+        "regularizer 'plain' (first) and regularizer 'other' (second) declare themselves the"
+        " default regularizer; only one may"
+    )

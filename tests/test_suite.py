@@ -2,6 +2,7 @@
 
 import pytest
 
+from aebench.plugins.manager import load_plugins
 from aebench.run.suite import SuiteError, load_suite
 
 
@@ -109,3 +110,39 @@ def test_bad_suites_name_the_file_and_the_place(plugins, write_suite, case):
 def test_a_missing_suite_file_is_a_suite_error(plugins, tmp_path):
     with pytest.raises(SuiteError, match="no such suite file"):
         load_suite(tmp_path / "absent.toml", plugins)
+
+
+def test_a_known_trial_keeps_its_id(plugins):
+    """Results folders are matched by trial id: how it is computed must not change."""
+    suite = {
+        "suite": {"name": "pinned"},
+        "train": {"epochs": 1, "lr": 0.01},
+        "datasets": [{"plugin": "digits"}],
+        "models": [{"plugin": "ae", "params": {"latent_dim": 2}}],
+    }
+    [trial] = load_suite(suite, plugins).trials
+    assert trial.id == "d736e280ce2518d7"
+
+
+def test_the_trial_types_its_training_settings_as_the_suite_did(plugins, tiny_suite):
+    trial = load_suite(tiny_suite, plugins).trials[0]
+    settings = trial.settings()
+    assert (settings.epochs, settings.batch_size) == (2, 64)
+    assert settings.model_dump(exclude={"grid"}) == trial.train
+
+
+def test_a_suite_without_regularizers_records_the_default_it_trains_with(plugins, tiny_suite):
+    suite = load_suite(tiny_suite, plugins)
+    assert [entry.plugin for entry in suite.spec.regularizers] == ["none"]  # saved with results
+
+
+def test_without_a_default_regularizer_a_suite_that_names_none_is_one_line(tiny_suite):
+    # The issue's case: "unknown regularizer 'none' (known: none)" named a built-in.
+    without = load_plugins(blocked=["aebench.regularizers"])
+    with pytest.raises(SuiteError) as info:
+        load_suite(tiny_suite, without)
+    [line] = info.value.lines
+    assert line == (
+        f"{tiny_suite}: regularizers: none listed, and no installed regularizer declares itself"
+        " the default: list one in [[regularizers]] (known: none)"
+    )

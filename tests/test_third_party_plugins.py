@@ -1,10 +1,11 @@
 """Plugins from separate distributions, found through their entry points: a metric that declares
 itself (its parameter, its direction in the report, its floor in `aebench compare`), an observer
-that hears every trial, a model whose error names its distribution, and a package that fails to
-import."""
+that hears every trial, a model whose error names its distribution, a package that fails to
+import, and a package whose own plugins run with every built-in blocked."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import sys
@@ -24,6 +25,7 @@ from aebench.results.table import PARQUET
 HERE = Path(__file__).parent
 SCORES = HERE / "aebench_scores.py"
 MISSING_DEP = HERE / "aebench_missing_dep.py"
+STANDALONE = HERE / "aebench_standalone.py"
 
 SUITE = """
 [suite]
@@ -192,3 +194,49 @@ def test_a_package_that_fails_to_import(tmp_path, monkeypatch, capsys, write_sui
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "datasets[0].plugin: unknown dataset 'faraway'" in line
     assert "aebench_missing_dep: ModuleNotFoundError: No module named" in line
+
+
+def built_ins() -> list[str]:
+    """Every plugin of the ``aebench`` distribution (models, regularizers, datasets, metrics and
+    the observers), named as ``load_plugins(blocked=...)`` takes them."""
+    return [
+        f"aebench.{ep.name}"
+        for ep in importlib.metadata.entry_points(group="aebench")
+        if ep.dist is not None and ep.dist.name == "aebench"
+    ]
+
+
+STANDALONE_SUITE = {  # names no regularizer: the installed default trains
+    "suite": {"name": "standalone", "seeds": [0, 1], "device": "cpu"},
+    "train": {"epochs": 2, "batch_size": 64},
+    "datasets": [{"plugin": "blobs"}],
+    "models": [{"plugin": "linear-ae", "params": {"latent_dim": 2}}],
+}
+
+
+def test_a_packages_own_plugins_run_with_every_built_in_blocked(tmp_path, monkeypatch) -> None:
+    installed(tmp_path, monkeypatch, STANDALONE)
+    blocked = built_ins()
+    assert {"aebench.regularizers", "aebench.figures", "aebench.report", "aebench.mlflow"} <= set(
+        blocked
+    )
+    plugins = aebench.load_plugins(blocked=blocked)
+    assert not plugins.errors
+    assert "digits" not in plugins.datasets and plugins.regularizers.names() == ["code-decay"]
+    run = aebench.run_suite(STANDALONE_SUITE, output=tmp_path / "out", plugins=plugins)
+    assert [row["status"] for row in run.rows] == ["ok", "ok"], [r["reason"] for r in run.rows]
+    assert {row["regularizer"] for row in run.rows} == {"code-decay"}  # its declared default
+    assert all(row["held_out_error"] > 0 for row in run.rows)
+
+
+def test_two_installed_defaults_are_both_named(tmp_path, monkeypatch) -> None:
+    installed(tmp_path, monkeypatch, STANDALONE)
+    plugins = aebench.load_plugins()  # the built-in 'none' declares itself the default too
+    with pytest.raises(aebench.SuiteError) as info:
+        aebench.load_suite(STANDALONE_SUITE, plugins)
+    [line] = info.value.lines
+    assert line.startswith("<dict>: regularizers: none listed, and regularizer ")
+    assert "regularizer 'none' (aebench " in line
+    assert "regularizer 'code-decay' (aebench_standalone 0.1)" in line
+    named = STANDALONE_SUITE | {"regularizers": [{"plugin": "none"}]}
+    assert len(aebench.load_suite(named, plugins).trials) == 2  # a suite that names one is fine

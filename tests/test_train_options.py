@@ -12,6 +12,7 @@ from aebench import Data, DataInfo, ModelOutput, Regularizer, Split
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.run.data import DataCache
 from aebench.run.optim import make_optimizer
+from aebench.run.sections import TrainSection
 from aebench.run.suite import SuiteError, load_suite
 from aebench.run.train import has_penalty, train_model
 from aebench.run.trial import run_trial
@@ -34,11 +35,8 @@ def train(model: nn.Module, regularizer: Regularizer, data: Data, **options) -> 
         model,
         regularizer,
         data,
-        epochs=3,
-        batch_size=32,
-        lr=1e-2,
+        TrainSection(epochs=3, batch_size=32, lr=1e-2, **options),
         generator=torch.Generator().manual_seed(0),
-        **options,
     )
     return result.curves
 
@@ -65,9 +63,7 @@ def test_epoch_means_weight_each_batch_by_its_samples() -> None:
         MeanOfInput(),
         Regularizer(),
         data,
-        epochs=2,
-        batch_size=4,
-        lr=0.1,
+        TrainSection(epochs=2, batch_size=4, lr=0.1),
         generator=torch.Generator().manual_seed(0),
     )
     expected = x.mean().item()
@@ -110,8 +106,10 @@ def test_bf16_runs_the_forward_pass_in_bfloat16_and_still_learns() -> None:
 
 def test_an_unknown_precision_is_refused() -> None:
     plugins = load_plugins()
+    # [train] refuses it (below); so does the trainer, given settings built past that check.
+    settings = TrainSection().model_copy(update={"precision": "fp16"})
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
-        train(small_ae(plugins), Regularizer(), small_data(), precision="fp16")
+        train_model(small_ae(plugins), Regularizer(), small_data(), settings, generator=None)
 
 
 def test_compile_goes_through_torch_compile_with_the_same_result(monkeypatch) -> None:
@@ -135,7 +133,7 @@ def test_compile_goes_through_torch_compile_with_the_same_result(monkeypatch) ->
 
 
 def test_adam_is_fused_on_the_cpu() -> None:
-    optimizer = make_optimizer(small_ae(load_plugins()), lr=1e-3)
+    optimizer = make_optimizer(small_ae(load_plugins()), TrainSection(lr=1e-3))
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.defaults["fused"] is True
 

@@ -14,6 +14,7 @@ import torch
 from aebench import ModelOutput, load_plugins, load_suite
 from aebench.run.checkpoint import Checkpoints
 from aebench.run.optim import make_optimizer, make_schedule
+from aebench.run.sections import TrainSection
 from aebench.run.train import train_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -65,12 +66,8 @@ def small_training(train: str, write_suite, epochs: int = 4, checkpoints=None):
         model,
         plugins.regularizers.get("none").factory(),
         data,
-        epochs=epochs,
-        batch_size=256,
-        lr=trial.train["lr"],
+        trial.settings().model_copy(update={"epochs": epochs}),
         generator=torch.Generator().manual_seed(0),
-        optimizer={k: trial.train[k] for k in ("optimizer", "betas", "eps", "momentum")},
-        schedule=trial.train["schedule"],
         checkpoints=checkpoints,
     )
     return result, model
@@ -87,7 +84,7 @@ def test_a_cosine_schedule_warms_up_then_falls_to_its_floor(write_suite) -> None
     text = SUITE.format(train=train).replace("epochs = 4\n", "")
     [trial] = load_suite(write_suite(text), load_plugins()).trials
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
-    schedule = make_schedule(optimizer, trial.train["schedule"], 6)
+    schedule = make_schedule(optimizer, trial.settings())
     rates = []
     for _ in range(6):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -114,7 +111,7 @@ def test_a_cosine_schedule_warms_up_then_falls_to_its_floor(write_suite) -> None
 )
 def test_optimizers_take_their_settings(settings, expected) -> None:
     model = torch.nn.Linear(3, 2)
-    optimizer = make_optimizer(model, 0.1, settings)
+    optimizer = make_optimizer(model, TrainSection(lr=0.1, **settings))
     cls, options = expected
     assert type(optimizer) is cls
     group = optimizer.param_groups[0]
@@ -132,12 +129,9 @@ def test_gradients_are_clipped_to_the_norm(write_suite) -> None:
         model,
         plugins.regularizers.get("none").factory(),
         data,
-        epochs=1,
-        batch_size=len(data.train),  # one step
-        lr=1.0,
+        # one step
+        TrainSection(epochs=1, batch_size=len(data.train), lr=1.0, optimizer="sgd", clip_norm=1e-3),
         generator=torch.Generator().manual_seed(0),
-        optimizer={"optimizer": "sgd"},
-        clip_norm=1e-3,
     )
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-4)  # lr 1 x clipped grad
@@ -169,7 +163,7 @@ def test_the_readmes_burda_schedule_gives_the_papers_rates(write_suite) -> None:
     assert (trial.train["epochs"], trial.train["batch_size"]) == (3280, 20)
     assert trial.train["betas"] == [0.99, 0.999] and trial.train["eps"] == 1e-4
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=train["lr"])
-    schedule = make_schedule(optimizer, trial.train["schedule"], trial.train["epochs"])
+    schedule = make_schedule(optimizer, trial.settings())
     expected = [1e-3 * 10 ** (-i / 7) for i in range(8) for _ in range(3**i)]
     rates = []
     for _ in range(trial.train["epochs"]):
@@ -217,13 +211,9 @@ def drifting_run(**options):
         model,
         load_plugins().regularizers.get("none").factory(),
         data,
-        epochs=20,
-        batch_size=64,
-        lr=0.05,
+        TrainSection(epochs=20, batch_size=64, lr=0.05, optimizer="sgd", **options),
         generator=torch.Generator().manual_seed(0),
-        optimizer={"optimizer": "sgd"},
         val=data.val,
-        **options,
     )
     return result, model
 
@@ -277,11 +267,9 @@ def vae_run(anneal, epochs=6):
         model,
         plugins.regularizers.get("none").factory(),
         data,
-        epochs=epochs,
-        batch_size=512,  # 3 steps per epoch over digits' 1,438 training images
-        lr=1e-3,
+        # 3 steps per epoch over digits' 1,438 training images
+        TrainSection(epochs=epochs, batch_size=512, lr=1e-3, anneal=anneal or {}),
         generator=torch.Generator().manual_seed(0),
-        anneal=anneal,
     )
     return result, model
 

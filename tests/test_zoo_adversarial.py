@@ -18,6 +18,8 @@ import aebench.run.train
 from aebench import Data, DataInfo, Split, SuiteObserver
 from aebench.run.auxiliary import AUXILIARY_CURVE, AuxiliaryStep
 from aebench.run.checkpoint import Checkpoints
+from aebench.run.optim import make_optimizer, make_schedule
+from aebench.run.sections import TrainSection
 from aebench.run.train import train_model
 from aebench.testing import check_model, sample_batch
 from aebench_plugins.models.adversarial import AAE, FactorVAE, permute_dims
@@ -52,9 +54,7 @@ def train(model: nn.Module, epochs: int = 2, **options) -> aebench.run.train.Tra
         model,
         NoRegularizer(),
         tiny_data(),
-        epochs=epochs,
-        batch_size=16,
-        lr=1e-2,
+        TrainSection(epochs=epochs, batch_size=16, lr=1e-2),
         generator=torch.Generator().manual_seed(0),
         **options,
     )
@@ -236,6 +236,13 @@ def _loop_before_the_hook():
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     exec(compile(source, "train_before_the_hook.py", "exec"), module.__dict__)
+    # It called the optimizer and the schedule with loose settings; they take [train] whole now.
+    module.make_optimizer = lambda model, lr, settings: make_optimizer(
+        model, TrainSection(lr=lr, **(settings or {}))
+    )
+    module.make_schedule = lambda optimizer, schedule, epochs: make_schedule(
+        optimizer, TrainSection(epochs=epochs, **({"schedule": schedule} if schedule else {}))
+    )
     return module
 
 
@@ -244,17 +251,18 @@ def test_a_model_without_the_hook_trains_exactly_as_before() -> None:
     if before is None:
         pytest.skip(f"needs the git history ({BEFORE_THE_HOOK})")
     results = []
+    settings = {"epochs": 2, "batch_size": 16, "lr": 1e-2}
     for loop in (before.train_model, train_model):
         torch.manual_seed(0)
         model = aebench.load_plugins().models.get("vae").factory(INFO, latent_dim=2, hidden=[8])
+        typed = () if loop is before.train_model else (TrainSection(**settings),)
         result = loop(
             model,
             NoRegularizer(),
             tiny_data(),
-            epochs=2,
-            batch_size=16,
-            lr=1e-2,
+            *typed,
             generator=torch.Generator().manual_seed(0),
+            **(settings if loop is before.train_model else {}),
         )
         results.append((result.curves, flat(model.parameters())))
     (old_curves, old_weights), (new_curves, new_weights) = results

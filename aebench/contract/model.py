@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -186,8 +186,15 @@ class Regularizer:
     - ``penalty(x_in, out, model)``: ``(B,)`` per sample or a scalar, added (its mean) to the
       model's mean loss; ``x_in`` is the corrupted input and ``out`` the model's output on it.
 
+    A regularizer may declare itself the default, ``default = True`` as a class attribute (on
+    the factory): the one trained with by a suite that lists no ``[[regularizers]]`` (the
+    built-in ``none`` does). At most one installed regularizer may; when two do, such a suite is
+    refused with both named.
+
     ``aebench.testing.check_regularizer`` checks a factory against this contract.
     """
+
+    default: ClassVar[bool] = False  # the regularizer of a suite that lists none
 
     def decline(self, model: nn.Module, info: DataInfo) -> str | None:
         """A reason why this regularizer does not fit ``model``, or None when it does."""

@@ -157,8 +157,7 @@ def installed_vocabulary() -> Vocabulary:
 
 def vocabulary_of(folder: Path) -> Vocabulary:
     """The saved vocabulary of a results folder; for an older folder without one, the declarations
-    of the metrics installed now (from ``aebench list``'s listing: no torch once it is saved)."""
-    saved = read_vocabulary(folder)
-    if saved is not None:
-        return saved
-    return installed_vocabulary()
+    of the metrics installed now (from ``aebench list``'s listing: no torch once it is saved), which
+    also complete a saved one written before a field of ``Column`` existed."""
+    saved = read_vocabulary(folder, known=installed_vocabulary)  # an older file: completed
+    return installed_vocabulary() if saved is None else saved

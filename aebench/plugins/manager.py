@@ -90,32 +90,30 @@ class PluginInfo:
     registers: dict[str, list[str]] = field(default_factory=dict)
 
 
+class KindRegistry:
+    """``plugins.models`` and the like: the registry of the kind the attribute is named after."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.kind = name
+
+    def __get__(self, plugins: Plugins | None, owner: type | None = None) -> Registry:
+        if plugins is None:  # looked up on the class, not on loaded plugins
+            raise AttributeError(f"{self.kind}: the registry of loaded plugins")
+        return plugins.registries[self.kind]
+
+
 @dataclass
 class Plugins:
     manager: pluggy.PluginManager
-    registries: dict[str, Registry]
+    registries: dict[str, Registry]  # one per kind of ``KINDS``, by its name
     infos: list[PluginInfo]
     errors: list[LoadError]
 
-    @property
-    def models(self) -> Registry:
-        return self.registries["models"]
-
-    @property
-    def regularizers(self) -> Registry:
-        return self.registries["regularizers"]
-
-    @property
-    def datasets(self) -> Registry:
-        return self.registries["datasets"]
-
-    @property
-    def metrics(self) -> Registry:
-        return self.registries["metrics"]
-
-    @property
-    def observers(self) -> Registry:
-        return self.registries["observers"]
+    models = KindRegistry()
+    regularizers = KindRegistry()
+    datasets = KindRegistry()
+    metrics = KindRegistry()
+    observers = KindRegistry()
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -133,6 +131,8 @@ def _load_entry_points(
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
         name = f"{dist}.{ep.name}" if dist else ep.name
+        if manager.is_blocked(name):  # left out: not even imported
+            continue
         try:
             manager.register(ep.load(), name=name)
         except Exception as exc:  # a broken plugin must not take the program down

@@ -1,4 +1,7 @@
-"""One registry per plugin kind: register, get, list. Duplicate names are kept out, loudly."""
+"""One registry per plugin kind: register, get, list, and the default a plugin declares.
+
+Duplicate names are kept out, loudly; so is a default claimed twice.
+"""
 
 from __future__ import annotations
 
@@ -123,6 +126,19 @@ class Registry:
             message += "; did you mean " + " or ".join(repr(n) for n in near) + "?"
         known = ", ".join(self.names()) or "none"
         return f"{message} (known: {known})"
+
+    def default(self) -> Entry | None:
+        """The entry whose factory declares itself the default of its kind (a class attribute
+        ``default = True``: the regularizer of a suite that lists none), or None where none does.
+
+        A ``DuplicateNameError`` naming both when two do: neither is the default then."""
+        claims = [e for e in self.in_order() if getattr(e.factory, "default", False) is True]
+        if len(claims) > 1:
+            both = " and ".join(entry.origin for entry in claims)
+            raise DuplicateNameError(
+                f"{both} declare themselves the default {self.kind}; only one may"
+            )
+        return claims[0] if claims else None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

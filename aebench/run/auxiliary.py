@@ -8,10 +8,10 @@ A model opts in with two methods (docs/plugins.md, "Auxiliary parameters"):
   those parameters with an optimizer of their own, right after every main step, on that step's
   output ``out`` detached (so it trains the auxiliary parameters only).
 
-The auxiliary optimizer is the trial's kind with its settings and rate, except where the model's
-optional ``auxiliary_optimizer`` mapping says otherwise (``{"lr": 1e-4, "betas": (0.5, 0.9)}``);
-its rate stays constant (the trial's schedule is the main optimizer's). Models without the two
-methods never reach this module: their training loop is the one it always was.
+The auxiliary optimizer is the trial's kind with its ``[train]`` settings and rate, except where
+the model's optional ``auxiliary_optimizer`` mapping says otherwise (``{"lr": 1e-4, "betas":
+(0.5, 0.9)}``); its rate stays constant (the trial's schedule is the main optimizer's). Models
+without the two methods never reach this module: their training loop is the one it always was.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from aebench.contract.model import ModelOutput
 from aebench.run.optim import make_optimizer
+from aebench.run.sections import TrainSection
 
 AUXILIARY_CURVE = "auxiliary_loss"  # its per-epoch mean, a training curve of its own
 
@@ -69,22 +70,17 @@ class AuxiliaryStep:
         self,
         model: nn.Module,
         params: list[nn.Parameter],
-        lr: float,
-        settings: Mapping[str, Any] | None,
+        settings: TrainSection,
         *,
-        clip_norm: float | None = None,
         autocast: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         if not params:
             raise ValueError(f"{type(model).__name__}.auxiliary_parameters() gave no parameters")
-        overrides = dict(getattr(model, "auxiliary_optimizer", None) or {})
-        own_lr = overrides.pop("lr", None)
+        overrides: Mapping[str, Any] = getattr(model, "auxiliary_optimizer", None) or {}
         self.model = model
         self.params = params
-        self.optimizer = make_optimizer(
-            params, lr if own_lr is None else own_lr, dict(settings or {}) | overrides
-        )
-        self.clip_norm = clip_norm
+        self.optimizer = make_optimizer(params, settings.model_copy(update=dict(overrides)))
+        self.clip_norm = settings.clip_norm  # the trial's, whatever the model overrides
         self.autocast = autocast
         self.out: ModelOutput | None = None
         self.losses: list[Tensor] = []  # detached batch means: synchronised once per epoch

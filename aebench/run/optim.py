@@ -11,37 +11,37 @@ weight_decay), each with its fused kernel where torch has one. Schedules set the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
-DEFAULTS: dict[str, Any] = {
-    "optimizer": "adam",
-    "betas": (0.9, 0.999),
-    "eps": 1e-8,
-    "weight_decay": 0.0,
-    "momentum": 0.0,
-    "nesterov": False,
-}
+from aebench.run.sections import (
+    CosineSchedule,
+    ExponentialSchedule,
+    MultiStepSchedule,
+    PlateauSchedule,
+    Schedule,
+    TrainSection,
+)
 
 
 def make_optimizer(
-    model: nn.Module | Iterable[torch.Tensor], lr: float, settings: Mapping[str, Any] | None = None
+    model: nn.Module | Iterable[torch.Tensor], settings: TrainSection
 ) -> torch.optim.Optimizer:
-    """The trial's optimizer over the model's trainable parameters, or over the parameters given
-    (a model's auxiliary ones have an optimizer of their own); fused where torch can."""
-    s = DEFAULTS | dict(settings or {})
+    """The trial's optimizer at ``settings.lr`` over the model's trainable parameters, or over the
+    parameters given (a model's auxiliary ones have an optimizer of their own); fused where
+    torch can."""
     given = model.parameters() if isinstance(model, nn.Module) else model
     params = [p for p in given if p.requires_grad]
-    if s["optimizer"] == "sgd":
-        cls, options = torch.optim.SGD, {"momentum": s["momentum"], "nesterov": s["nesterov"]}
+    if settings.optimizer == "sgd":
+        cls = torch.optim.SGD
+        options = {"momentum": settings.momentum, "nesterov": settings.nesterov}
     else:
-        cls = torch.optim.AdamW if s["optimizer"] == "adamw" else torch.optim.Adam
-        options = {"betas": tuple(s["betas"]), "eps": s["eps"]}
-    options |= {"lr": lr, "weight_decay": s["weight_decay"]}
+        cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+        options = {"betas": tuple(settings.betas), "eps": settings.eps}
+    options |= {"lr": settings.lr, "weight_decay": settings.weight_decay}
     fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     if params and fusable:
         try:
@@ -51,17 +51,18 @@ def make_optimizer(
     return cls(params, **options)
 
 
-def epoch_factor(schedule: Mapping[str, Any], epochs: int) -> Any:
-    """The factor on the base rate for epoch ``e`` (counted from 0), as the schedule says."""
-    kind = schedule["kind"]
-    if kind == "multistep":
-        milestones, gamma = list(schedule["milestones"]), schedule.get("gamma", 0.1)
+def epoch_factor(schedule: Schedule, epochs: int, base_lr: float) -> Callable[[int], float]:
+    """The factor on the base rate ``base_lr`` for epoch ``e`` (counted from 0), as the schedule
+    says (not for ``plateau``, which follows the validation loss)."""
+    if isinstance(schedule, MultiStepSchedule):
+        milestones, gamma = schedule.milestones, schedule.gamma
         return lambda e: gamma ** sum(1 for m in milestones if e >= m)
-    if kind == "exponential":
-        return lambda e: schedule["gamma"] ** e
-    if kind == "cosine":
-        warmup = schedule.get("warmup_epochs", 0)
-        floor = schedule.get("min_lr", 0.0)
+    if isinstance(schedule, ExponentialSchedule):
+        gamma = schedule.gamma
+        return lambda e: gamma**e
+    if isinstance(schedule, CosineSchedule):
+        warmup = schedule.warmup_epochs
+        floor = schedule.min_lr / base_lr  # min_lr is a rate, not a factor: relative to the base
 
         def cosine(e: int) -> float:
             if e < warmup:
@@ -74,19 +75,14 @@ def epoch_factor(schedule: Mapping[str, Any], epochs: int) -> Any:
 
 
 def make_schedule(
-    optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any] | None, epochs: int
+    optimizer: torch.optim.Optimizer, settings: TrainSection
 ) -> LRScheduler | ReduceLROnPlateau:
     """A scheduler stepped once per epoch: epoch ``e`` trains at ``lr * factor(e)``; a plateau
     schedule is stepped with the epoch's validation loss instead."""
-    schedule = dict(schedule or {"kind": "constant"})
-    if schedule["kind"] == "plateau":
+    schedule = settings.schedule
+    if isinstance(schedule, PlateauSchedule):
         return ReduceLROnPlateau(
-            optimizer,
-            factor=schedule.get("factor", 0.1),
-            patience=schedule.get("patience", 10),
-            min_lr=schedule.get("min_lr", 0.0),
+            optimizer, factor=schedule.factor, patience=schedule.patience, min_lr=schedule.min_lr
         )
-    if schedule["kind"] == "cosine":  # min_lr is a rate, not a factor: relative to the base
-        base = optimizer.param_groups[0]["lr"]
-        schedule["min_lr"] = schedule.get("min_lr", 0.0) / base
-    return LambdaLR(optimizer, epoch_factor(schedule, epochs))
+    base = optimizer.param_groups[0]["lr"]
+    return LambdaLR(optimizer, epoch_factor(schedule, settings.epochs, base))

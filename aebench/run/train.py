@@ -1,4 +1,5 @@
-"""Trains one model: Adam over shuffled batches; per-epoch curves; stops when the loss diverges.
+"""Trains one model as its trial's ``[train]`` section says (a ``TrainSection``, taken whole):
+the optimizer over shuffled batches, per-epoch curves, stopping when the loss diverges.
 
 The loop is meant to cost nothing over a hand-written one (benchmarks/perf holds it to that):
 no host-device synchronisation inside an epoch (losses stay on the device until the epoch ends),
@@ -6,7 +7,7 @@ no penalty computed for a regularizer that has none, fused Adam where torch has 
 
 A model that owns extra parameters (a discriminator) declares ``auxiliary_parameters()`` and
 ``auxiliary_loss(x, out)``: they are left out of the main optimizer and trained by one of their
-own after every main step (``aebench.auxiliary``). After training, a model with
+own after every main step (``aebench.run.auxiliary``). After training, a model with
 ``fit_ex_post(x)`` fits what it fits on its trained codes (an RAE's ex-post density).
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ from aebench.run.auxiliary import (
 from aebench.run.checkpoint import Checkpoints
 from aebench.run.data import shuffled_batches
 from aebench.run.optim import make_optimizer, make_schedule
+from aebench.run.sections import AnnealSection, TrainSection
 from aebench.run.threads import adjust as adjust_threads
 from aebench.run.validation import EarlyStopping, held_out_losses
 
@@ -115,126 +117,199 @@ def train_model(
     model: nn.Module,
     regularizer: Regularizer,
     data: Data,
+    settings: TrainSection,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
     generator: torch.Generator,
-    precision: Precision = "fp32",
-    compile: bool = False,
     checkpoints: Checkpoints | None = None,
-    optimizer: Mapping[str, Any] | None = None,
-    schedule: Mapping[str, Any] | None = None,
-    clip_norm: float | None = None,
     val: Split | None = None,
-    early_stopping: Mapping[str, Any] | None = None,
-    restore_best: bool = False,
-    anneal: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``data.train`` (already on its device).
+    """Train ``model`` in place on ``data.train`` (already on its device), as ``settings`` (the
+    trial's ``[train]`` section) say: epochs, batch size, optimizer, schedule, clipping.
 
     ``precision="bf16"`` runs the forward pass and the losses under bfloat16 autocast (weights and
-    optimizer state stay float32); ``compile=True`` runs them through ``torch.compile``. With
+    optimizer state stay float32); ``compile`` runs them through ``torch.compile``. With
     ``checkpoints``, training resumes from the last checkpoint there and saves one whenever it
     is due: a resumed run ends exactly as an uninterrupted one (on the CPU).
 
-    With a validation split ``val``, its loss is a curve (``val_loss``); ``early_stopping``
-    (``{"patience": N, "min_delta": d}``) ends training once it has not improved by ``d`` for
-    ``N`` epochs; ``restore_best`` leaves the model with the weights of its best epoch. A
-    ``plateau`` schedule follows the validation loss (the training loss without one).
+    With a validation split ``val``, its loss is a curve (``val_loss``); ``early_stopping`` ends
+    training once it has not improved by ``min_delta`` for ``patience`` epochs; ``restore_best``
+    leaves the model with the weights of its best epoch. A ``plateau`` schedule follows the
+    validation loss (the training loss without one).
 
-    ``anneal`` (``{"beta": {"epochs": 100}}`` or ``{"steps": ...}``) warms each named loss weight
-    of the model (an attribute it declares in ``annealed_weights``) up from 0 to its value,
-    linearly; each weight's value per epoch (at its last step) is a curve of its own.
+    ``anneal`` warms each named loss weight of the model (an attribute it declares in
+    ``annealed_weights``) up from 0 to its value, linearly, over epochs or steps; each weight's
+    value per epoch (at its last step) is a curve of its own.
 
     A model with ``auxiliary_parameters()`` and ``auxiliary_loss(x, out)`` has those parameters
-    trained by an optimizer of their own after every main step (``aebench.auxiliary``), its loss
-    a curve (``auxiliary_loss``). A model with ``fit_ex_post(x)`` has it called once training
+    trained by an optimizer of their own after every main step (``aebench.run.auxiliary``), its
+    loss a curve (``auxiliary_loss``). A model with ``fit_ex_post(x)`` has it called once training
     ends, in eval mode without gradients, with the training inputs (as drawn, for data with a
     ``batch_transform``).
 
-    Before every step, ``aebench.stopping.check()`` raises ``Interrupted`` after SIGTERM or
+    Before every step, ``aebench.run.stopping.check()`` raises ``Interrupted`` after SIGTERM or
     Ctrl-C and ``TrialTimeout`` once the trial's time limit has passed.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    device = data.train.x.device
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for float32 matmuls
-        torch.cuda.reset_peak_memory_stats(device)
-    settings = optimizer
-    extra = auxiliary_parameters(model)  # None for a model without its own extra optimizer
-    auxiliary: AuxiliaryStep | None = None
-    if extra is None:  # the loop as it always was
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = make_optimizer(model, lr, settings)
-    else:  # the main optimizer leaves the auxiliary parameters to one of their own
-        params = main_parameters(model, extra)
-        optimizer = make_optimizer(params, lr, settings)
-        autocast = functools.partial(precision_autocast, precision, device)
-        auxiliary = AuxiliaryStep(
-            model, extra, lr, settings, clip_norm=clip_norm, autocast=autocast
-        )
-    scheduler = make_schedule(optimizer, schedule, epochs)
-    objective = make_objective(
-        model, regularizer, device, precision, keep=None if auxiliary is None else auxiliary.keep
-    )
-    if compile:
-        objective = torch.compile(objective)
-    result = TrainResult()
-    if val is not None:
-        result.curves["val_loss"] = []
-    if auxiliary is not None:
-        result.curves[AUXILIARY_CURVE] = []
-    watch = EarlyStopping(**dict(early_stopping or {}))
-    anneal = dict(anneal or {})
-    targets = {name: float(getattr(model, name)) for name in anneal}  # the values to reach
-    for name in anneal:
-        result.curves.setdefault(name, [])
-    n = len(data.train)
-    steps_per_epoch = math.ceil(n / batch_size)
-    weights = _batch_weights(n, batch_size, device)
-    timed_s, timed_samples, earlier_s = 0.0, 0, 0.0
-    state = checkpoints.load() if checkpoints is not None else None
-    if state is not None:
-        _restore(state, model, optimizer, generator, device)
-        if auxiliary is not None and "auxiliary_optimizer" in state:
-            auxiliary.optimizer.load_state_dict(state["auxiliary_optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        watch.load_state_dict(state["watch"])
-        result.curves = {name: list(values) for name, values in state["curves"].items()}
-        timed_s, timed_samples = state["timed_s"], state["timed_samples"]
-        earlier_s = state["train_s"]
-        result.resumed_after = state["epoch"]
-    start = time.perf_counter()
-    for epoch in range(result.resumed_after + 1, epochs + 1):
+    training = Training(model, regularizer, data, settings, generator, val, checkpoints)
+    for epoch in range(training.result.resumed_after + 1, settings.epochs + 1):
+        if not training.run_epoch(epoch):  # diverged, or stopped early
+            break
+        training.save_if_due(epoch)
+    return training.finish()
+
+
+class Annealing:
+    """Loss weights of the model warmed up linearly from 0 to the values it was built with."""
+
+    def __init__(
+        self, model: nn.Module, anneal: dict[str, AnnealSection], steps_per_epoch: int
+    ) -> None:
+        self.model = model
+        self.anneal = anneal
+        self.steps_per_epoch = steps_per_epoch
+        self.targets = {name: float(getattr(model, name)) for name in anneal}  # values to reach
+
+    def __bool__(self) -> bool:
+        return bool(self.anneal)
+
+    def set(self, epoch: int, step: int) -> None:
+        """The weights of this step of this epoch (both counted from 1 and 0)."""
+        for name, spec in self.anneal.items():
+            done = (
+                (epoch - 1) / spec.epochs
+                if spec.epochs
+                else (((epoch - 1) * self.steps_per_epoch + step) / spec.steps)
+            )
+            setattr(self.model, name, self.targets[name] * min(1.0, done))
+
+    def current(self) -> dict[str, float]:
+        return {name: float(getattr(self.model, name)) for name in self.anneal}
+
+    def restore(self) -> None:
+        """The configured values back: the model is measured with them."""
+        for name, target in self.targets.items():
+            setattr(self.model, name, target)
+
+
+class Training:
+    """One model's training under way: its optimizers, schedule, curves and clocks, epoch by
+    epoch (``train_model`` drives it)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        regularizer: Regularizer,
+        data: Data,
+        settings: TrainSection,
+        generator: torch.Generator,
+        val: Split | None,
+        checkpoints: Checkpoints | None,
+    ) -> None:
+        if settings.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {settings.precision!r}"
+            )
+        self.model, self.regularizer, self.data = model, regularizer, data
+        self.settings, self.generator, self.val = settings, generator, val
+        self.checkpoints = checkpoints
+        self.device = device = data.train.x.device
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for float32 matmuls
+            torch.cuda.reset_peak_memory_stats(device)
+        self._make_optimizers()
+        self.scheduler = make_schedule(self.optimizer, settings)
+        keep = None if self.auxiliary is None else self.auxiliary.keep
+        objective = make_objective(model, regularizer, device, settings.precision, keep=keep)
+        self.objective = torch.compile(objective) if settings.compile else objective
+        rule = settings.early_stopping
+        self.watch = EarlyStopping(rule.patience, rule.min_delta) if rule else EarlyStopping()
+        self.n = len(data.train)
+        self.annealing = Annealing(model, settings.anneal, math.ceil(self.n / settings.batch_size))
+        self.weights = _batch_weights(self.n, settings.batch_size, device)
+        self.result = TrainResult()
+        own_curves = ["val_loss"] if val is not None else []
+        own_curves += [AUXILIARY_CURVE] if self.auxiliary is not None else []
+        for name in [*own_curves, *settings.anneal]:
+            self.result.curves.setdefault(name, [])
+        self.timed_s, self.timed_samples, self.earlier_s = 0.0, 0, 0.0
+        state = checkpoints.load() if checkpoints is not None else None
+        if state is not None:
+            self._resume(state)
+        self.start = time.perf_counter()
+
+    def _make_optimizers(self) -> None:
+        """The main optimizer, and the auxiliary step of a model that trains parameters apart."""
+        model, settings = self.model, self.settings
+        extra = auxiliary_parameters(model)  # None for a model without its own extra optimizer
+        self.auxiliary: AuxiliaryStep | None = None
+        if extra is None:  # the loop as it always was
+            self.params = [p for p in model.parameters() if p.requires_grad]
+            self.optimizer = make_optimizer(model, settings)
+            return
+        # The main optimizer leaves the auxiliary parameters to one of their own.
+        self.params = main_parameters(model, extra)
+        self.optimizer = make_optimizer(self.params, settings)
+        autocast = functools.partial(precision_autocast, settings.precision, self.device)
+        self.auxiliary = AuxiliaryStep(model, extra, settings, autocast=autocast)
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        _restore(state, self.model, self.optimizer, self.generator, self.device)
+        if self.auxiliary is not None and "auxiliary_optimizer" in state:
+            self.auxiliary.optimizer.load_state_dict(state["auxiliary_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.watch.load_state_dict(state["watch"])
+        self.result.curves = {name: list(values) for name, values in state["curves"].items()}
+        self.timed_s, self.timed_samples = state["timed_s"], state["timed_samples"]
+        self.earlier_s = state["train_s"]
+        self.result.resumed_after = state["epoch"]
+
+    def run_epoch(self, epoch: int) -> bool:
+        """Train one epoch and record its curves; False when training ends here (the loss
+        diverged, or early stopping)."""
         adjust_threads()  # "auto" threads follow the machine's load (aebench.threads)
-        model.train()
-        result.curves["lr"].append(optimizer.param_groups[0]["lr"])
+        curves, result = self.result.curves, self.result
+        curves["lr"].append(self.optimizer.param_groups[0]["lr"])
         epoch_start = time.perf_counter()
+        means = self._train_epoch(epoch)
+        epoch_s = time.perf_counter() - epoch_start
+        for name, value in zip(LOSS_CURVES, means, strict=True):
+            curves[name].append(value)
+        for name, value in self.annealing.current().items():
+            curves[name].append(value)
+        if self.auxiliary is not None:
+            curves[AUXILIARY_CURVE].append(self.auxiliary.epoch_mean(self.weights, self.n))
+        result.stopped_epoch = epoch
+        if not math.isfinite(means[0]):
+            result.diverged_at = epoch
+            return False
+        if epoch > 1 or self.settings.epochs == 1:  # the first epoch warms up (allocations)
+            self.timed_s += epoch_s
+            self.timed_samples += self.n
+        return not self._after_epoch(epoch, means[0])
+
+    def _train_epoch(self, epoch: int) -> list[float]:
+        """The steps of one epoch; its (loss, model_loss, penalty) means."""
+        model, data, generator = self.model, self.data, self.generator
+        optimizer, auxiliary, annealing = self.optimizer, self.auxiliary, self.annealing
+        clip_norm = self.settings.clip_norm
+        model.train()
         # Detached batch means stay on the device: one host sync per epoch, not one per step.
         losses: list[Tensor] = []
         model_losses: list[Tensor] = []
         penalties: list[Tensor] = []
-        for step, index in enumerate(shuffled_batches(n, batch_size, generator)):
+        for step, index in enumerate(shuffled_batches(self.n, self.settings.batch_size, generator)):
             # SIGTERM, Ctrl-C or the trial's time limit: acted on here, between steps, where
             # nothing is half-done (aebench.stopping).
             stopping.check()
-            for name, spec in anneal.items():  # the weight of this step
-                done = (
-                    (epoch - 1) / spec["epochs"]
-                    if spec.get("epochs")
-                    else (((epoch - 1) * steps_per_epoch + step) / spec["steps"])
-                )
-                setattr(model, name, targets[name] * min(1.0, done))
+            if annealing:
+                annealing.set(epoch, step)
             x = data.train.x.index_select(0, index)  # 4x faster than x[index] (measured)
             if data.batch_transform is not None:
                 x = data.batch_transform(x, generator)
-            loss, model_loss, penalty = objective(regularizer.corrupt(x, generator), x)
+            loss, model_loss, penalty = self.objective(self.regularizer.corrupt(x, generator), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip_norm)
+                torch.nn.utils.clip_grad_norm_(self.params, clip_norm)
             optimizer.step()
             if auxiliary is not None:  # the model's own optimizer, after the main step
                 auxiliary.step(x)
@@ -242,61 +317,62 @@ def train_model(
             if penalty is not None:
                 model_losses.append(model_loss.detach())
                 penalties.append(penalty.detach())
-        means = _epoch_means(losses, model_losses, penalties, weights, n)
-        epoch_s = time.perf_counter() - epoch_start
-        for name, value in zip(LOSS_CURVES, means, strict=True):
-            result.curves[name].append(value)
-        for name in anneal:
-            result.curves[name].append(float(getattr(model, name)))
-        if auxiliary is not None:
-            result.curves[AUXILIARY_CURVE].append(auxiliary.epoch_mean(weights, n))
-        result.stopped_epoch = epoch
-        if not math.isfinite(means[0]):
-            result.diverged_at = epoch
-            break
-        if epoch > 1 or epochs == 1:  # the first epoch warms up (allocations, kernels)
-            timed_s += epoch_s
-            timed_samples += n
-        watched = val.x if val is not None else data.train.x[:TERMS_SAMPLES]
-        seed = generator.initial_seed() + epoch
-        val_loss, terms = held_out_losses(model, watched, seed, loss=val is not None)
+        return _epoch_means(losses, model_losses, penalties, self.weights, self.n)
+
+    def _after_epoch(self, epoch: int, loss: float) -> bool:
+        """The held-out losses, early stopping and the next epoch's rate; True to stop."""
+        val = self.val
+        watched = val.x if val is not None else self.data.train.x[:TERMS_SAMPLES]
+        seed = self.generator.initial_seed() + epoch
+        val_loss, terms = held_out_losses(self.model, watched, seed, loss=val is not None)
         for name, value in terms.items():
-            result.curves.setdefault(name, []).append(value)
+            self.result.curves.setdefault(name, []).append(value)
         stop = False
         if val_loss is not None:
-            result.curves["val_loss"].append(val_loss)
-            stop = watch.update(epoch, val_loss, model, keep_weights=restore_best)
-        if isinstance(scheduler, ReduceLROnPlateau):  # the rate of the next epoch
-            scheduler.step(val_loss if val_loss is not None else means[0])
+            self.result.curves["val_loss"].append(val_loss)
+            keep = self.settings.restore_best
+            stop = self.watch.update(epoch, val_loss, self.model, keep_weights=keep)
+        if isinstance(self.scheduler, ReduceLROnPlateau):  # the rate of the next epoch
+            self.scheduler.step(val_loss if val_loss is not None else loss)
         else:
-            scheduler.step()
-        if stop:
-            break
-        if checkpoints is not None and epoch < epochs and checkpoints.due(epoch):
-            trained_s = earlier_s + time.perf_counter() - start
-            own = {} if auxiliary is None else {"auxiliary_optimizer": auxiliary.optimizer}
-            checkpoints.save(
-                _snapshot(model, optimizer, generator, device)
-                | {name: o.state_dict() for name, o in own.items()}
-                | {"scheduler": scheduler.state_dict(), "watch": watch.state_dict()}
-                | {"epoch": epoch, "train_s": trained_s}
-                | {"curves": result.curves, "timed_s": timed_s, "timed_samples": timed_samples}
-            )
-    _sync(device)
-    result.train_s = earlier_s + time.perf_counter() - start
-    for name, target in targets.items():  # measured with the weight it was configured with
-        setattr(model, name, target)
-    if val is not None and watch.best_epoch:
-        result.best_epoch, result.best_val_loss = watch.best_epoch, watch.best
-        if restore_best and watch.best_state is not None:
-            model.load_state_dict(watch.best_state)
-    if result.diverged_at is None and hasattr(model, "fit_ex_post"):
-        fit_ex_post(model, data, generator)
-    if device.type == "cuda":
-        result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    if timed_s > 0:
-        result.samples_per_s = timed_samples / timed_s
-    return result
+            self.scheduler.step()
+        return stop
+
+    def save_if_due(self, epoch: int) -> None:
+        """A checkpoint after ``epoch`` when one is due (never after the last)."""
+        checkpoints = self.checkpoints
+        if checkpoints is None or epoch >= self.settings.epochs or not checkpoints.due(epoch):
+            return
+        trained_s = self.earlier_s + time.perf_counter() - self.start
+        auxiliary = self.auxiliary
+        own = {} if auxiliary is None else {"auxiliary_optimizer": auxiliary.optimizer}
+        checkpoints.save(
+            _snapshot(self.model, self.optimizer, self.generator, self.device)
+            | {name: o.state_dict() for name, o in own.items()}
+            | {"scheduler": self.scheduler.state_dict(), "watch": self.watch.state_dict()}
+            | {"epoch": epoch, "train_s": trained_s}
+            | {"curves": self.result.curves}
+            | {"timed_s": self.timed_s, "timed_samples": self.timed_samples}
+        )
+
+    def finish(self) -> TrainResult:
+        """The result, the configured loss weights back, the best weights where asked, and the
+        model's ex-post fit."""
+        model, device, result, watch = self.model, self.device, self.result, self.watch
+        _sync(device)
+        result.train_s = self.earlier_s + time.perf_counter() - self.start
+        self.annealing.restore()  # measured with the weights it was configured with
+        if self.val is not None and watch.best_epoch:
+            result.best_epoch, result.best_val_loss = watch.best_epoch, watch.best
+            if self.settings.restore_best and watch.best_state is not None:
+                model.load_state_dict(watch.best_state)
+        if result.diverged_at is None and hasattr(model, "fit_ex_post"):
+            fit_ex_post(model, self.data, self.generator)
+        if device.type == "cuda":
+            result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
+        if self.timed_s > 0:
+            result.samples_per_s = self.timed_samples / self.timed_s
+        return result
 
 
 def fit_ex_post(model: nn.Module, data: Data, generator: torch.Generator) -> None:

@@ -8,7 +8,6 @@ import math
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -18,29 +17,18 @@ from aebench.contract.data import Data
 from aebench.plugins.blame import failure_reason
 from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Entry
-from aebench.results.table import (
-    flatten,
-)
-from aebench.results.trials import (
-    CHECKPOINT,
-    read_curves,
-    read_weights,
-    trial_folder,
-)
+from aebench.results.rows import flatten
+from aebench.results.trials import CHECKPOINT, read_curves, read_weights, trial_folder
 from aebench.run import stopping
 from aebench.run.checkpoint import Checkpoints
 from aebench.run.data import DataCache
 from aebench.run.health import health_warnings
 from aebench.run.measure import TRAINING_COLUMNS, measure_all
 from aebench.run.observing import Row, TrialOutcome
-from aebench.run.optim import DEFAULTS as OPTIMIZER_SETTINGS
 from aebench.run.plan import wrong_kind
 from aebench.run.suite import Trial
 from aebench.run.train import train_model
 from aebench.run.validation import hold_out
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("aebench")
 
@@ -121,13 +109,9 @@ def run_trial(
     row = base_row(trial, plugins, device)
     outcome = TrialOutcome()
     suspects = _suspects(trial, plugins)  # the plugin running now is moved to the front
-    checkpoints = None
-    if output is not None:
-        path = trial_folder(output, trial.id) / CHECKPOINT
-        checkpoints = Checkpoints(path, trial.id, trial.train.get("checkpoint_every"))
     try:
         with stopping.deadline(timeout):
-            row |= _train_and_measure(trial, plugins, device, cache, outcome, suspects, checkpoints)
+            row |= _train_and_measure(trial, plugins, device, cache, outcome, suspects, output)
     except stopping.TrialTimeout as exc:  # no plugin to blame, no traceback worth keeping
         row["status"], row["reason"] = "failed", str(exc)
     except Exception as exc:  # a failing trial is recorded; the suite goes on
@@ -158,8 +142,9 @@ def _train_and_measure(
     cache: DataCache,
     outcome: TrialOutcome,
     suspects: list[Entry],
-    checkpoints: Checkpoints | None,
+    output: Path | None,
 ) -> Row:
+    settings = trial.settings()  # typed once here; the trial keeps its dict as its identity
     data = outcome.data = cache.get(trial.dataset, device)
     torch.manual_seed(trial.seed)  # the model's initial weights
     model_entry = plugins.models.get(trial.model.plugin)
@@ -174,38 +159,32 @@ def _train_and_measure(
     if reason:
         return {"status": "skipped", "reason": reason}
 
-    broken = check_first_batch(
-        model, regularizer, data.info, data.train.x[: trial.train["batch_size"]]
-    )
+    broken = check_first_batch(model, regularizer, data.info, data.train.x[: settings.batch_size])
     if broken:
         kind, error = broken
         component = trial.model if kind == "model" else trial.regularizer
         raise ContractError(f"{describe_plugin(plugins, kind, component.plugin)}: {error}")
 
     generator = torch.Generator(device=device).manual_seed(trial.seed)
-    train = {k: trial.train[k] for k in ("epochs", "batch_size", "lr", "precision", "compile")}
-    fraction = trial.train.get("val_fraction", 0.0)
     training, val = data, data.val
-    if fraction:  # held out of the training split: the rest trains
-        rest, val = hold_out(data.train, fraction, seed=trial.seed)
+    if settings.val_fraction:  # held out of the training split: the rest trains
+        rest, val = hold_out(data.train, settings.val_fraction, seed=trial.seed)
         training = replace(data, train=rest, val=val)
     if hasattr(model, "fit_before_training"):  # a start fitted to the data (an output bias)
         with torch.no_grad():
             model.fit_before_training(training.train.x)
+    checkpoints = None
+    if output is not None:
+        path = trial_folder(output, trial.id) / CHECKPOINT
+        checkpoints = Checkpoints(path, trial.id, settings.checkpoint_every)
     result = train_model(
         model,
         regularizer,
         training,
+        settings,
         generator=generator,
         checkpoints=checkpoints,
-        optimizer={k: trial.train[k] for k in OPTIMIZER_SETTINGS if k in trial.train},
-        schedule=trial.train.get("schedule"),
-        clip_norm=trial.train.get("clip_norm"),
         val=val,
-        early_stopping=trial.train.get("early_stopping"),
-        restore_best=trial.train.get("restore_best", False),
-        anneal=trial.train.get("anneal"),
-        **train,
     )
     outcome.curves, outcome.resumed_after = result.curves, result.resumed_after
     row: Row = {

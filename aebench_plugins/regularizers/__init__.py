@@ -9,6 +9,8 @@ from aebench_plugins.regularizers.sparsity import KLSparsity, L1Sparsity
 class NoRegularizer(Regularizer):
     """No corruption and no penalty: the plain training objective."""
 
+    default = True  # what a suite without [[regularizers]] trains with
+
 
 @hookimpl
 def aebench_register_regularizers(register):

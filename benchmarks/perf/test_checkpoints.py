@@ -11,6 +11,7 @@ import torch
 from workloads import BATCH_SIZE, LR, SIZES, SUMMARY, build_model, mnist_like, timed
 
 from aebench.run.checkpoint import Checkpoints
+from aebench.run.sections import TrainSection
 from aebench.run.train import train_model
 
 EPOCHS = 3  # a checkpoint after the first two: none is written after the last epoch
@@ -28,9 +29,7 @@ def test_checkpoint_overhead(benchmark, plugins, tmp_path: Path) -> None:
             model,
             regularizer,
             data,
-            epochs=EPOCHS,
-            batch_size=BATCH_SIZE,
-            lr=LR,
+            TrainSection(epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR),
             generator=generator,
             checkpoints=checkpoints,
         )

@@ -15,6 +15,7 @@ import time
 import torch
 from workloads import BATCH_SIZE, LR, SIZES, SUMMARY, bare_epoch, build_model, mnist_like, timed
 
+from aebench.run.sections import TrainSection
 from aebench.run.threads import follow
 from aebench.run.train import train_model
 
@@ -35,7 +36,7 @@ def test_train_epoch_with_a_competing_process(benchmark, plugins, monkeypatch) -
     competitor.start()
     try:
         time.sleep(1.0)  # running, so that /proc/loadavg counts it
-        threads = follow("auto")  # as `aebench run` does; its epochs adjust it (aebench.threads)
+        threads = follow("auto")  # as `aebench run` does; its epochs adjust it (run.threads)
 
         def at(setting: int | str, loop) -> float:
             follow(setting)
@@ -46,9 +47,7 @@ def test_train_epoch_with_a_competing_process(benchmark, plugins, monkeypatch) -
                 model,
                 regularizer,
                 data,
-                epochs=1,
-                batch_size=BATCH_SIZE,
-                lr=LR,
+                TrainSection(epochs=1, batch_size=BATCH_SIZE, lr=LR),
                 generator=generator,
             )
 

@@ -102,7 +102,7 @@ def test_interpreter_start(benchmark, reference: str) -> None:
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["plugins"]])
 def test_cli_fixed_cost(benchmark, argv: list[str], tmp_path: Path) -> None:
     """A fresh interpreter each time: imports are the cost. ``list`` and ``plugins`` show the
-    listing saved by an untimed first call (aebench.listing), as they do on a user's machine."""
+    listing saved by an untimed first call (aebench.plugins.listing), as on a user's machine."""
     env = dict(os.environ, AEBENCH_CACHE=str(tmp_path / "cache"))
     command = [sys.executable, "-m", "aebench.cli", *argv]
     subprocess.run(command, capture_output=True, env=env, check=True)

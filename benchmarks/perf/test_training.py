@@ -25,6 +25,7 @@ from workloads import (
     train_flops_per_sample,
 )
 
+from aebench.run.sections import TrainSection
 from aebench.run.train import train_model
 
 
@@ -37,9 +38,8 @@ def test_train_epoch(benchmark, plugins, calibration_flops, family: str) -> None
     x = data.train.x
 
     def aebench_epoch() -> None:
-        train_model(
-            model, regularizer, data, epochs=1, batch_size=BATCH_SIZE, lr=LR, generator=generator
-        )
+        settings = TrainSection(epochs=1, batch_size=BATCH_SIZE, lr=LR)
+        train_model(model, regularizer, data, settings, generator=generator)
 
     loops = {
         "bare": lambda: bare_epoch(
