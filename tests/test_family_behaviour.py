@@ -15,6 +15,7 @@ from aebench import Data, DataInfo, ModelOutput, Split, hookimpl
 from aebench.contract.metric import likelihood_support_problem
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.run.data import DataCache
+from aebench.run.sections import TrainSection
 from aebench.run.suite import load_suite
 from aebench.run.train import train_model
 from aebench.run.trial import run_trial
@@ -32,9 +33,7 @@ def train(model, regularizer, data: Data, epochs: int) -> list[float]:
         model,
         regularizer,
         data,
-        epochs=epochs,
-        batch_size=64,
-        lr=2e-3,
+        TrainSection(epochs=epochs, batch_size=64, lr=2e-3),
         generator=torch.Generator().manual_seed(0),
     )
     return result.curves["model_loss"]

@@ -20,7 +20,7 @@ from aebench_plugins.models.likelihoods import (
     DiscretizedLogistic,
     min_log_scale,
 )
-from aebench_plugins.models.vae import LikelihoodName
+from aebench_plugins.models.schema import LikelihoodName
 
 IMAGE = (1, 4, 4)
 CHOICES = [name for name in typing.get_args(LikelihoodName) if name != "auto"]

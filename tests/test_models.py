@@ -255,6 +255,13 @@ def test_the_default_likelihood_follows_the_data(name):
         build(name, DataInfo((1, 4, 4), "unit"), likelihood="discretized-logistic")
 
 
+@pytest.mark.parametrize("name", ["iwae", "miwae", "piwae", "ciwae"])
+def test_a_model_built_on_the_vaes_constructor_names_itself_in_its_errors(name):
+    # they once said "vae:", the name written in VAE's constructor
+    with pytest.raises(ValueError, match=f"^{name}: likelihood 'bernoulli' needs data in"):
+        build(name, DataInfo((1, 4, 4), "real"), likelihood="bernoulli")
+
+
 def test_beta_zero_is_reconstruction_only():
     torch.manual_seed(0)
     model = build("vae", beta=0.0)

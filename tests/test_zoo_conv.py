@@ -1,7 +1,10 @@
 """The conv variants: each is its MLP family's class (its objective, the same code) on conv
-networks, and states its paper, year and which likelihood metrics apply."""
+networks, generated from it with the family's parameters (``channels`` for ``hidden``), and states
+its paper, year and which likelihood metrics apply."""
 
 from __future__ import annotations
+
+import pickle
 
 import pytest
 import torch
@@ -51,6 +54,25 @@ def test_a_conv_variant_is_its_familys_class_on_conv_networks(name) -> None:
     model = build(name)
     assert isinstance(model, FAMILIES[name])
     assert isinstance(model.encoder, ConvEncoder)
+
+
+@pytest.mark.parametrize("name", [*FAMILIES, "conv-ae"])
+def test_a_conv_variant_takes_its_familys_parameters_with_channels_for_hidden(name) -> None:
+    family = PLUGINS.models.get(name.removeprefix("conv-")).params.model_fields
+    variant = PLUGINS.models.get(name).params.model_fields
+    assert list(variant) == ["channels" if n == "hidden" else n for n in family]
+    for field, info in variant.items():
+        if field == "channels":  # at least one layer, two by default
+            assert info.default == [32, 64] and info.metadata[0].min_length == 1
+        else:  # the same type, constraints and default: the same trial ids
+            assert repr(info) == repr(family[field]), field
+
+
+@pytest.mark.parametrize("name", [*FAMILIES, "conv-ae"])
+def test_a_generated_variant_is_found_under_its_own_name(name) -> None:
+    factory = PLUGINS.models.get(name).factory
+    assert factory.model_name == name and factory.image_only
+    assert pickle.loads(pickle.dumps(factory)) is factory  # a module-level name, like any class
 
 
 def test_the_gaussian_conv_wae_is_the_gaussian_wae() -> None:

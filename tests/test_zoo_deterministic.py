@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.distributions import MixtureSameFamily
 
 from aebench import Data, DataInfo, LatentVariableModel, Split
+from aebench.run.sections import TrainSection
 from aebench.run.train import train_model
 from aebench.testing import check_model, sample_batch
 from aebench_plugins.models.rae import RAE
@@ -173,9 +174,7 @@ def test_training_fits_the_ex_post_density() -> None:
         model,
         NoRegularizer(),
         data,
-        epochs=1,
-        batch_size=16,
-        lr=1e-2,
+        TrainSection(epochs=1, batch_size=16, lr=1e-2),
         generator=torch.Generator().manual_seed(0),
     )
     assert bool(model.ex_post_fitted)

@@ -11,6 +11,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from aebench import Data, DataInfo, LatentVariableModel, Split, load_plugins
+from aebench.run.sections import TrainSection
 from aebench.run.train import train_model
 from aebench.testing import check_model
 from aebench_plugins.models.disentangling import (
@@ -277,9 +278,7 @@ def test_the_trainer_steps_the_capacity_schedule():
         model,
         load_plugins().regularizers.get("none").factory(),
         data,
-        epochs=3,
-        batch_size=32,  # 3 steps an epoch
-        lr=1e-3,
+        TrainSection(epochs=3, batch_size=32, lr=1e-3),  # 3 steps an epoch
         generator=torch.Generator().manual_seed(0),
     )
     assert model.step.item() == 9

@@ -37,6 +37,7 @@ class MixtureDensity:
         return self.distribution(x.device).log_prob(x.to(torch.float64)).to(x.dtype)
 
 
+# Spelled out: a dataset's signature is its schema (split sizes and seed, as in ppca).
 def mixture2d(
     n_components: Annotated[int, Field(ge=1)] = 8,
     n_train: Annotated[int, Field(ge=1)] = 10_000,

@@ -34,6 +34,7 @@ class PPCADensity:
         return distribution.log_prob(x.to(torch.float64)).to(x.dtype)
 
 
+# Spelled out: a dataset's signature is its schema (split sizes and seed, as in mixture2d).
 def ppca(
     dim: Annotated[int, Field(ge=1)] = 10,
     latent_dim: Annotated[int, Field(ge=1)] = 2,

@@ -64,15 +64,11 @@ INSIDE = (_square, _ellipse, _heart)  # in SHAPES' order
 
 
 def _draw(
-    inside: Callable[[Tensor, Tensor], Tensor],
-    scale: Tensor,
-    angle: Tensor,
-    x: Tensor,
-    y: Tensor,
-    size: int,
-    geometry: Geometry,
+    inside: Callable[[Tensor, Tensor], Tensor], factors: Tensor, size: int, geometry: Geometry
 ) -> Tensor:
-    """Images (N, size, size) of N sprites of one shape."""
+    """Images (N, size, size) of N sprites of one shape; ``factors`` (4, N): their scale, angle,
+    x and y."""
+    scale, angle, x, y = factors
     grid = (torch.arange(size, device=x.device, dtype=torch.float32) + 0.5) / size
     u = grid.view(1, 1, size) - geometry.centre(x).view(-1, 1, 1)  # (N, 1, W)
     v = grid.view(1, size, 1) - geometry.centre(y).view(-1, 1, 1)  # (N, H, 1)
@@ -103,9 +99,9 @@ def render_sprites(
     """
     device = x.device
     images = torch.zeros(len(x), size, size, device=device)
-    values = [t.to(device, torch.float32) for t in (scale, angle, x, y)]
+    factors = torch.stack([t.to(device, torch.float32) for t in (scale, angle, x, y)])
     for index, inside in enumerate(INSIDE):  # each image is tested against its own shape only
         which = (shape.to(device) == index).nonzero().squeeze(1)
         for part in which.split(CHUNK):
-            images[part] = _draw(inside, *(t[part] for t in values), size, geometry)
+            images[part] = _draw(inside, factors[:, part], size, geometry)
     return images.unsqueeze(1)

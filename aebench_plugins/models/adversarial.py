@@ -13,7 +13,7 @@ A discriminator gives one logit l(z); D(z) = sigmoid(l(z)) is the probability th
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -22,11 +22,11 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import CodeAutoencoder, Widths, reconstruction_loss
-from aebench_plugins.models.architectures import Networks, mlp_networks, vae_networks
-from aebench_plugins.models.vae import GaussianVAE, LatentDim, LikelihoodName, Sigma
+from aebench_plugins.models.ae import CodeAutoencoder, reconstruction_loss
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import LatentDim, LikelihoodName, Sigma, Weight, Widths
+from aebench_plugins.models.vae import FamilyVAE
 
-Weight = Annotated[float, Field(ge=0)]
 Rate = Annotated[float, Field(gt=0)] | None  # None: the trial's learning rate
 
 
@@ -66,6 +66,7 @@ def permute_dims(z: Tensor) -> Tensor:
     return z.gather(0, order)
 
 
+@register_model("aae")
 class AAE(CodeAutoencoder):
     """Adversarial AE (Makhzani et al. 2016): codes matched to N(0, I) by a discriminator; no ELBO.
 
@@ -79,9 +80,6 @@ class AAE(CodeAutoencoder):
     likelihood metrics (``elbo``, ``log_px_iwae``) do not apply: the reconstruction and code
     metrics do.
     """
-
-    model_name = "aae"
-    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-aae: conv_networks
 
     def __init__(
         self,
@@ -125,7 +123,8 @@ class AAE(CodeAutoencoder):
         return discriminator_loss(self.discriminator(real), self.discriminator(out.code))
 
 
-class FactorVAE(GaussianVAE):
+@register_model("factor-vae")
+class FactorVAE(FamilyVAE):
     """FactorVAE (Kim & Mnih 2018): VAE + gamma * TC by a discriminator; ELBO, log p(x) apply.
 
     Per sample, the VAE minimises -E_q log p(x|z) + beta * KL(q(z|x) || p(z)) + gamma * TC, with
@@ -138,9 +137,7 @@ class FactorVAE(GaussianVAE):
     not the ELBO (its TC term).
     """
 
-    model_name = "factor-vae"
-    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-factor-vae: conv_networks
-
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -152,13 +149,7 @@ class FactorVAE(GaussianVAE):
         disc_hidden: Widths = (256, 256),
         disc_lr: Rate = None,
     ) -> None:
-        super().__init__(
-            info,
-            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
-            sigma=sigma,
-            beta=1.0,
-            mc_samples=1,
-        )
+        super().__init__(info, latent_dim, hidden, likelihood, sigma, beta=1.0, mc_samples=1)
         self.gamma = gamma
         self.discriminator = Discriminator(latent_dim, disc_hidden)
         self.auxiliary_optimizer: dict[str, Any] = {"betas": (0.5, 0.9)}

@@ -1,23 +1,19 @@
-"""Deterministic autoencoders: the MLP ``ae`` (under- or overcomplete) and the ``conv-ae``."""
+"""Deterministic autoencoders: the MLP ``ae`` (under- or overcomplete); ``conv-ae`` is its conv
+variant (conv_variants.py)."""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.networks import (
-    ConvDecoder,
-    ConvEncoder,
-    MLPDecoder,
-    MLPEncoder,
-    require_image,
-)
+from aebench_plugins.models.architectures import Networks, mlp_networks
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import LatentDim, Widths
 
 CodeActivation = Literal["linear", "relu", "sigmoid"]
 
@@ -45,6 +41,9 @@ def reconstruction_loss(x: Tensor, logits: Tensor, kind: str) -> Tensor:
 
 class CodeAutoencoder(nn.Module):
     """An encoder to a code (through ``code_activation``) and a decoder back to the data."""
+
+    model_name: ClassVar[str]  # a registered model's name (``register_model`` gives it)
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv variants: conv_networks
 
     def __init__(
         self, info: DataInfo, encoder: nn.Module, decoder: nn.Module, code_activation: str
@@ -75,38 +74,18 @@ class CodeAutoencoder(nn.Module):
         return reconstruction_loss(x, out.extras["logits"], self.info.kind)
 
 
-# Layer widths; a tuple default because a list default would be shared between calls.
-Widths = list[Annotated[int, Field(ge=1)]]
-
-
+@register_model("ae")
 class AE(CodeAutoencoder):
     """MLP autoencoder: hidden layers, a code of latent_dim units (may exceed the input size)."""
 
     def __init__(
         self,
         info: DataInfo,
-        latent_dim: Annotated[int, Field(ge=1)] = 16,
+        latent_dim: LatentDim = 16,
         hidden: Widths = (128,),
         code_activation: CodeActivation = "linear",
     ) -> None:
-        encoder = MLPEncoder(info.shape, hidden, latent_dim)
-        decoder = MLPDecoder(latent_dim, list(reversed(hidden)), info.shape)
-        super().__init__(info, encoder, decoder, code_activation)
-
-
-class ConvAE(CodeAutoencoder):
-    """Convolutional autoencoder for (C, H, W) images: stride-2 convolutions, a dense code."""
-
-    image_only = True  # needs (C, H, W) images
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: Annotated[int, Field(ge=1)] = 16,
-        channels: Annotated[Widths, Field(min_length=1)] = (32, 64),
-        code_activation: CodeActivation = "linear",
-    ) -> None:
-        shape = require_image("conv-ae", info.shape)
-        encoder = ConvEncoder(shape, channels, latent_dim)
-        decoder = ConvDecoder(latent_dim, encoder, shape[0])
+        encoder, decoder = self.networks(
+            self.model_name, info.shape, hidden, latent_dim, latent_dim, info.shape
+        )
         super().__init__(info, encoder, decoder, code_activation)

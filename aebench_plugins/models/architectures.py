@@ -1,29 +1,30 @@
 """Which networks a model family is built on: MLPs, or convolutions for (C, H, W) images.
 
 A family's class names its builder in a class attribute, ``networks``: ``mlp_networks`` (the
-default of every family) or ``conv_networks`` (its ``conv-`` variant, ``conv_variants.py``), so
-that a conv variant is the same class with other networks, not a copy of its objective. A builder
-takes the model's name (for error messages), the data's shape, the widths (hidden sizes of an
-MLP, channels of the convolutions), how many numbers the encoder gives (``code_size``: twice the
-latent size for a Gaussian posterior), the decoder's input size and its output shape.
+default: ``FamilyVAE``, ``CodeAutoencoder`` and ``VQVAE`` set it) or ``conv_networks`` (its
+``conv-`` variant, generated in ``conv_variants.py``), so that a conv variant is the same class
+with other networks, not a copy of its objective. A builder takes the model's name (for error
+messages), the data's shape, the widths (hidden sizes of an MLP, channels of the convolutions),
+how many numbers the encoder gives (``code_size``: twice the latent size for a Gaussian
+posterior), the decoder's input size and its output shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from torch import nn
 
-from aebench import DataInfo
 from aebench_plugins.models.networks import (
+    Activation,
     ConvDecoder,
     ConvEncoder,
     MLPDecoder,
     MLPEncoder,
     require_image,
 )
-from aebench_plugins.models.vae import decoder_shape
+
+CONV_CHANNELS = (32, 64)  # the conv models' default widths: two stride-2 layers
 
 # (name, data shape, widths, code_size, latent_dim, decoder output shape) -> (encoder, decoder)
 Networks = Callable[
@@ -31,6 +32,7 @@ Networks = Callable[
 ]
 
 
+# The builders' signatures are the Networks type above, spelled out in each.
 def mlp_networks(
     name: str,
     shape: tuple[int, ...],
@@ -38,10 +40,12 @@ def mlp_networks(
     code_size: int,
     latent_dim: int,
     out_shape: tuple[int, ...],
+    activation: Activation = "relu",
 ) -> tuple[nn.Module, nn.Module]:
-    """An MLP encoder through ``widths`` and a decoder through them reversed."""
-    encoder = MLPEncoder(shape, widths, code_size)
-    return encoder, MLPDecoder(latent_dim, list(reversed(widths)), out_shape)
+    """An MLP encoder through ``widths`` and a decoder through them reversed, ``activation``
+    between the layers."""
+    encoder = MLPEncoder(shape, widths, code_size, activation)
+    return encoder, MLPDecoder(latent_dim, list(reversed(widths)), out_shape, activation)
 
 
 def conv_networks(
@@ -56,24 +60,3 @@ def conv_networks(
     back to ``out_shape``'s channels at the image's size; a clear error for flat data."""
     encoder = ConvEncoder(require_image(name, shape), widths, code_size)
     return encoder, ConvDecoder(latent_dim, encoder, out_shape[0])
-
-
-def vae_networks(
-    networks: Networks,
-    name: str,
-    info: DataInfo,
-    latent_dim: int,
-    widths: Sequence[int],
-    likelihood: str,
-) -> dict[str, Any]:
-    """A GaussianVAE's encoder (mean and log-variance: 2 * latent_dim numbers) and decoder (the
-    likelihood's parameters), with its name, latent size and likelihood: its keyword arguments."""
-    out_shape = decoder_shape(name, likelihood, info)
-    encoder, decoder = networks(name, info.shape, widths, 2 * latent_dim, latent_dim, out_shape)
-    return {
-        "encoder": encoder,
-        "decoder": decoder,
-        "name": name,
-        "latent_dim": latent_dim,
-        "likelihood": likelihood,
-    }

@@ -5,12 +5,13 @@ The disentangling objectives are studied on images with convolutional networks
 64x64 dSprites with a conv encoder and decoder), and so are the MMD and deterministic families
 (InfoVAE, WAE-MMD, RAE and VQ-VAE report image results from conv networks; the adversarial
 autoencoder's paper used MLPs, but it is compared on images with conv networks, as pythae does).
-Each variant here is its MLP family's class with ``networks = conv_networks``: the objective,
-distributions and extra optimizers are the same code; only the encoder and decoder change, to
-aebench's stride-2 ``ConvEncoder`` and its mirror (``channels`` per layer, each halving the
-image; ``channels = [32, 32, 64, 64]`` has disentanglement_lib's widths, with 3x3 rather than
-4x4 kernels). The widths reach the family's ``hidden`` argument: which networks read them is the
-class's choice. The beta-VAE is ``conv-vae`` with its ``beta``.
+Each variant is generated from its MLP family by ``conv_variant``: the family's class with
+``networks = conv_networks``, so the objective, distributions and extra optimizers are the same
+code; only the encoder and decoder change, to aebench's stride-2 ``ConvEncoder`` and its mirror
+(``channels`` per layer, each halving the image; ``channels = [32, 32, 64, 64]`` has
+disentanglement_lib's widths, with 3x3 rather than 4x4 kernels). Its parameters are the family's,
+``channels`` in place of ``hidden``; its name is the family's with ``conv-`` before it; only its
+description is written here. The beta-VAE is ``conv-vae`` (vae.py) with its ``beta``.
 
 Left MLP-only, as in their papers: the importance-weighted family (``iwae``, ``miwae``,
 ``piwae``, ``ciwae``) and the two-layer models (Burda et al. 2015, Rainforth et al. 2018: MLPs on
@@ -22,361 +23,179 @@ images: on flat data it is a one-line error naming the model.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from pydantic import Field
 from torch import nn
 
-from aebench import DataInfo
-from aebench_plugins.models.adversarial import AAE, FactorVAE, Rate
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.architectures import Networks, conv_networks
-from aebench_plugins.models.disentangling import DIPVAEI, DIPVAEII, AnnealedVAE, BetaTCVAE, Weight
-from aebench_plugins.models.mmd import (
-    WAE_SCALES,
-    Bandwidth,
-    InfoVAE,
-    Kernel,
-    Scales,
-    build_wae,
-)
+from aebench_plugins.models.adversarial import AAE, FactorVAE
+from aebench_plugins.models.ae import AE
+from aebench_plugins.models.architectures import CONV_CHANNELS, conv_networks
+from aebench_plugins.models.disentangling import DIPVAEI, DIPVAEII, AnnealedVAE, BetaTCVAE
+from aebench_plugins.models.mmd import InfoVAE, build_wae, wae_mmd
 from aebench_plugins.models.rae import RAE
-from aebench_plugins.models.vae import Beta, LatentDim, LikelihoodName, Samples, Sigma
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import Channels
 from aebench_plugins.models.vqvae import VQVAE
 
-Channels = Annotated[Widths, Field(min_length=1)]
-CONV_CHANNELS = (32, 64)  # conv-ae's and conv-vae's default
+Family = TypeVar("Family", bound=Callable[..., nn.Module])
 
 
-class ConvBetaTCVAE(BetaTCVAE):
+def conv_variant(family: Family, doc: str, build: Callable[..., nn.Module] | None = None) -> Family:
+    """``conv-<family's name>``, registered: the family on ``conv_networks``, for images only.
+
+    A family class gives a subclass whose ``networks`` are ``conv_networks``; a factory function
+    gives a function that calls ``build``, its builder, with the networks and the name first.
+    Either takes the family's parameters with ``hidden`` replaced, in its place, by ``channels``
+    (at least one layer, ``CONV_CHANNELS`` by default): its signature, the schema aebench reads,
+    is derived from the family's, so the two cannot drift apart.
+    """
+    name = f"conv-{family.model_name}"  # type: ignore[attr-defined]
+    if inspect.isclass(family):
+        signature = _with_channels(family.__init__)
+
+        def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+            family.__init__(self, **_family_arguments(signature, self, *args, **kwargs))
+
+        _give_signature(__init__, signature, f"Conv{family.__name__}.__init__")
+        namespace = {
+            "__init__": __init__,
+            "__doc__": doc,
+            "__module__": __name__,
+            "networks": staticmethod(conv_networks),
+            "image_only": True,
+        }
+        return register_model(name)(type(f"Conv{family.__name__}", (family,), namespace))
+    if build is None:
+        raise TypeError(f"{name}: a factory function's conv variant needs its builder")
+    signature = _with_channels(family)
+
+    def variant(*args: Any, **kwargs: Any) -> nn.Module:
+        return build(conv_networks, name, **_family_arguments(signature, *args, **kwargs))
+
+    _give_signature(variant, signature, f"conv_{family.__name__}")
+    variant.__doc__ = doc
+    variant.image_only = True  # type: ignore[attr-defined]
+    return register_model(name)(variant)  # type: ignore[return-value]
+
+
+def _with_channels(function: Callable[..., Any]) -> inspect.Signature:
+    """The function's signature, its annotations resolved, ``hidden`` made ``channels``."""
+    hints = typing.get_type_hints(function, include_extras=True)
+    signature = inspect.signature(function)
+    parameters = [
+        p.replace(name="channels", annotation=Channels, default=CONV_CHANNELS)
+        if p.name == "hidden"
+        else p.replace(annotation=hints.get(p.name, p.empty))
+        for p in signature.parameters.values()
+    ]
+    return signature.replace(parameters=parameters, return_annotation=hints.get("return"))
+
+
+def _give_signature(
+    function: Callable[..., Any], signature: inspect.Signature, qualname: str
+) -> None:
+    """Make ``function`` show ``signature`` to ``inspect`` and ``typing.get_type_hints``."""
+    function.__signature__ = signature  # type: ignore[attr-defined]
+    function.__annotations__ = {
+        p.name: p.annotation for p in signature.parameters.values() if p.annotation is not p.empty
+    } | {"return": signature.return_annotation}
+    function.__name__ = qualname.rpartition(".")[2]
+    function.__qualname__ = qualname
+    function.__module__ = __name__
+
+
+def _family_arguments(signature: inspect.Signature, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A call's arguments by name (but ``self``), defaults filled in, ``channels`` handed on as
+    ``hidden``."""
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    arguments = {name: value for name, value in bound.arguments.items() if name != "self"}
+    arguments["hidden"] = arguments.pop("channels")
+    return arguments
+
+
+ConvAE = conv_variant(
+    AE, """Convolutional autoencoder for (C, H, W) images: stride-2 convolutions, a dense code."""
+)
+ConvBetaTCVAE = conv_variant(
+    BetaTCVAE,
     """β-TCVAE (Chen et al. 2018), conv networks for (C, H, W) images; ELBO and log p(x) apply.
 
     ``beta-tcvae``'s objective (MWS estimate of the total correlation) on a ``ConvEncoder`` of
     ``channels`` and its mirror; see ``beta-tcvae`` for the terms and weights.
-    """
-
-    image_only = True
-    model_name = "conv-beta-tcvae"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 16,
-        channels: Channels = CONV_CHANNELS,
-        likelihood: LikelihoodName = "auto",
-        sigma: Sigma = 1.0,
-        alpha: Weight = 1.0,
-        beta: Beta = 6.0,
-        gamma: Weight = 1.0,
-        dataset_size: Annotated[int, Field(ge=1)] | None = None,
-        mc_samples: Samples = 1,
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=channels,
-            likelihood=likelihood,
-            sigma=sigma,
-            alpha=alpha,
-            beta=beta,
-            gamma=gamma,
-            dataset_size=dataset_size,
-            mc_samples=mc_samples,
-        )
-
-
-class ConvDIPVAEI(DIPVAEI):
+    """,
+)
+ConvDIPVAEI = conv_variant(
+    DIPVAEI,
     """DIP-VAE-I (Kumar et al. 2018), conv networks for (C, H, W) images; ELBO, log p(x) apply.
 
     ``dip-vae-i``'s objective (Cov of the posterior means pulled to I) on conv networks.
-    """
-
-    image_only = True
-    model_name = "conv-dip-vae-i"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 16,
-        channels: Channels = CONV_CHANNELS,
-        likelihood: LikelihoodName = "auto",
-        sigma: Sigma = 1.0,
-        beta: Beta = 1.0,
-        lambda_od: Weight = 10.0,
-        lambda_d: Weight = 100.0,
-        mc_samples: Samples = 1,
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=channels,
-            likelihood=likelihood,
-            sigma=sigma,
-            beta=beta,
-            lambda_od=lambda_od,
-            lambda_d=lambda_d,
-            mc_samples=mc_samples,
-        )
-
-
-class ConvDIPVAEII(DIPVAEII):
+    """,
+)
+ConvDIPVAEII = conv_variant(
+    DIPVAEII,
     """DIP-VAE-II (Kumar et al. 2018), conv networks for (C, H, W) images; ELBO, log p(x) apply.
 
     ``dip-vae-ii``'s objective (Cov of q(z) pulled to I) on conv networks.
-    """
-
-    image_only = True
-    model_name = "conv-dip-vae-ii"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 16,
-        channels: Channels = CONV_CHANNELS,
-        likelihood: LikelihoodName = "auto",
-        sigma: Sigma = 1.0,
-        beta: Beta = 1.0,
-        lambda_od: Weight = 10.0,
-        lambda_d: Weight = 10.0,
-        mc_samples: Samples = 1,
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=channels,
-            likelihood=likelihood,
-            sigma=sigma,
-            beta=beta,
-            lambda_od=lambda_od,
-            lambda_d=lambda_d,
-            mc_samples=mc_samples,
-        )
-
-
-class ConvAnnealedVAE(AnnealedVAE):
+    """,
+)
+ConvAnnealedVAE = conv_variant(
+    AnnealedVAE,
     """AnnealedVAE (Burgess et al. 2018), conv networks for (C, H, W) images; ELBO, log p(x) apply.
 
     ``annealed-vae``'s objective (gamma |KL - C|, C raised linearly) on conv networks.
-    """
-
-    image_only = True
-    model_name = "conv-annealed-vae"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 16,
-        channels: Channels = CONV_CHANNELS,
-        likelihood: LikelihoodName = "auto",
-        sigma: Sigma = 1.0,
-        gamma: Weight = 1000.0,
-        capacity: Weight = 25.0,
-        capacity_steps: Annotated[int, Field(ge=1)] = 100_000,
-        mc_samples: Samples = 1,
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=channels,
-            likelihood=likelihood,
-            sigma=sigma,
-            gamma=gamma,
-            capacity=capacity,
-            capacity_steps=capacity_steps,
-            mc_samples=mc_samples,
-        )
-
-
-class ConvFactorVAE(FactorVAE):
+    """,
+)
+ConvFactorVAE = conv_variant(
+    FactorVAE,
     """FactorVAE (Kim & Mnih 2018), conv networks for (C, H, W) images; ELBO, log p(x) apply.
 
     ``factor-vae``'s objective (gamma TC by a discriminator with its own optimizer) on conv
     networks; the discriminator stays an MLP on the codes, as in the paper.
-    """
-
-    image_only = True
-    model_name = "conv-factor-vae"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 10,
-        channels: Channels = CONV_CHANNELS,
-        likelihood: LikelihoodName = "auto",
-        sigma: Sigma = 1.0,
-        gamma: Weight = 10.0,
-        disc_hidden: Widths = (256, 256),
-        disc_lr: Rate = None,
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=channels,
-            likelihood=likelihood,
-            sigma=sigma,
-            gamma=gamma,
-            disc_hidden=disc_hidden,
-            disc_lr=disc_lr,
-        )
-
-
-class ConvInfoVAE(InfoVAE):
+    """,
+)
+ConvInfoVAE = conv_variant(
+    InfoVAE,
     """InfoVAE / MMD-VAE (Zhao et al. 2017), conv networks for (C, H, W) images; ELBO applies.
 
     ``infovae``'s objective (KL weighted by 1 - alpha, MMD by alpha + lam - 1) on conv networks;
     a latent-variable model: the ELBO and log p(x) estimators apply.
-    """
-
-    image_only = True
-    model_name = "conv-infovae"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 16,
-        channels: Channels = CONV_CHANNELS,
-        likelihood: LikelihoodName = "auto",
-        sigma: Sigma = 1.0,
-        alpha: Annotated[float, Field(le=1)] = 0.0,
-        lam: Weight = 10.0,
-        kernel: Kernel = "rbf",
-        bandwidth: Bandwidth = 1.0,
-        scales: Scales = (1.0,),
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=channels,
-            likelihood=likelihood,
-            sigma=sigma,
-            alpha=alpha,
-            lam=lam,
-            kernel=kernel,
-            bandwidth=bandwidth,
-            scales=scales,
-        )
-
-
-def conv_wae_mmd(
-    info: DataInfo,
-    latent_dim: LatentDim = 8,
-    channels: Channels = CONV_CHANNELS,
-    encoder: Literal["deterministic", "gaussian"] = "deterministic",
-    likelihood: LikelihoodName = "auto",
-    sigma: Sigma = 1.0,
-    lam: Weight = 10.0,
-    kernel: Kernel = "imq",
-    bandwidth: Bandwidth = 1.0,
-    scales: Scales = WAE_SCALES,
-) -> nn.Module:
+    """,
+)
+conv_wae_mmd = conv_variant(
+    wae_mmd,
     """WAE-MMD (Tolstikhin et al. 2018), conv networks for images; deterministic: no ELBO.
 
     ``wae-mmd`` on conv networks: deterministic (no posterior: no ELBO or log p(x), a prior to
     sample from) or with a Gaussian encoder (a latent-variable model: ELBO and log p(x) apply).
-    """
-    mmd = {"lam": lam, "kernel": kernel, "bandwidth": bandwidth, "scales": scales}
-    return build_wae(
-        conv_networks, "conv-wae-mmd", info, latent_dim, channels, encoder, likelihood, sigma, mmd
-    )
-
-
-conv_wae_mmd.image_only = True  # type: ignore[attr-defined]
-
-
-class ConvRAE(RAE):
+    """,
+    build=build_wae,
+)
+ConvRAE = conv_variant(
+    RAE,
     """RAE (Ghosh et al. 2020), conv networks for (C, H, W) images; no ELBO, ex-post GMM density.
 
     ``rae``'s objective (embedding norm, L2 or gradient penalty on the decoder) and ex-post
     Gaussian mixture on conv networks; deterministic: reconstruction and code metrics apply.
-    """
-
-    image_only = True
-    model_name = "conv-rae"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 16,
-        channels: Channels = CONV_CHANNELS,
-        regularisation: Literal["l2", "gp"] = "gp",
-        embedding_weight: Annotated[float, Field(ge=0)] = 1.0,
-        reg_weight: Annotated[float, Field(ge=0)] = 1e-2,
-        components: Annotated[int, Field(ge=1)] = 10,
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=channels,
-            regularisation=regularisation,
-            embedding_weight=embedding_weight,
-            reg_weight=reg_weight,
-            components=components,
-        )
-
-
-class ConvVQVAE(VQVAE):
+    """,
+)
+ConvVQVAE = conv_variant(
+    VQVAE,
     """VQ-VAE (van den Oord et al. 2017), conv networks for (C, H, W) images; no ELBO.
 
     ``vq-vae``'s codebook, straight-through estimator and losses on conv networks (the encoder's
     linear head gives the ``latent_dim`` numbers that are quantised); reconstruction and code
     metrics apply, the prior for sampling is uniform over the codebook.
-    """
-
-    image_only = True
-    model_name = "conv-vq-vae"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: Annotated[int, Field(ge=1)] = 16,
-        embedding_dim: Annotated[int, Field(ge=1)] = 1,
-        codebook_size: Annotated[int, Field(ge=2)] = 32,
-        channels: Channels = CONV_CHANNELS,
-        beta: Annotated[float, Field(ge=0)] = 0.25,
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            embedding_dim=embedding_dim,
-            codebook_size=codebook_size,
-            hidden=channels,
-            beta=beta,
-        )
-
-
-class ConvAAE(AAE):
+    """,
+)
+ConvAAE = conv_variant(
+    AAE,
     """Adversarial AE (Makhzani et al. 2016), conv networks for (C, H, W) images; no ELBO.
 
     ``aae``'s objective (codes matched to N(0, I) by an MLP discriminator with its own optimizer)
     on conv networks; reconstruction and code metrics apply.
-    """
-
-    image_only = True
-    model_name = "conv-aae"
-    networks: ClassVar[Networks] = staticmethod(conv_networks)
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 8,
-        channels: Channels = CONV_CHANNELS,
-        disc_hidden: Widths = (128, 128),
-        adversarial_weight: Weight = 1.0,
-        disc_lr: Rate = None,
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=channels,
-            disc_hidden=disc_hidden,
-            adversarial_weight=adversarial_weight,
-            disc_lr=disc_lr,
-        )
+    """,
+)

@@ -17,26 +17,24 @@ estimators apply) and changes only what the loss does with the KL. The beta-VAE 
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar
+from typing import Annotated
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.architectures import Networks, mlp_networks, vae_networks
-from aebench_plugins.models.vae import (
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import (
     Beta,
-    GaussianVAE,
     LatentDim,
     LikelihoodName,
     Samples,
     Sigma,
+    Weight,
+    Widths,
 )
-
-Weight = Annotated[float, Field(ge=0)]
-
+from aebench_plugins.models.vae import FamilyVAE
 
 # -- beta-TCVAE --------------------------------------------------------------------------------
 
@@ -85,7 +83,8 @@ def kl_decomposition(
     }
 
 
-class BetaTCVAE(GaussianVAE):
+@register_model("beta-tcvae")
+class BetaTCVAE(FamilyVAE):
     """β-TCVAE (Chen et al. 2018): the ELBO, its total correlation weighted by beta (MWS estimate).
 
     Per sample: -E_q log p(x|z) + alpha MI + beta TC + gamma dimension-wise KL, the three terms
@@ -99,9 +98,8 @@ class BetaTCVAE(GaussianVAE):
     """
 
     annealed_weights = ("alpha", "beta", "gamma")
-    model_name = "beta-tcvae"
-    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-beta-tcvae: conv_networks
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -115,13 +113,7 @@ class BetaTCVAE(GaussianVAE):
         dataset_size: Annotated[int, Field(ge=1)] | None = None,
         mc_samples: Samples = 1,
     ) -> None:
-        super().__init__(
-            info,
-            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
-            sigma=sigma,
-            beta=beta,
-            mc_samples=mc_samples,
-        )
+        super().__init__(info, latent_dim, hidden, likelihood, sigma, beta, mc_samples)
         self.alpha, self.gamma, self.dataset_size = alpha, gamma, dataset_size
 
     def loss_terms(self, x: Tensor, out: ModelOutput) -> dict[str, Tensor]:
@@ -159,31 +151,12 @@ def dip_penalty(cov: Tensor, lambda_od: float, lambda_d: float) -> Tensor:
     return lambda_od * off + lambda_d * (diagonal - 1).pow(2).sum()
 
 
-class _DIPVAE(GaussianVAE):
-    variant = "i"
-    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv- variants: conv_networks
+class _DIPVAE(FamilyVAE):
+    """The DIP-VAE objective; ``variant`` says which covariance, the subclass sets the weights."""
 
-    def __init__(
-        self,
-        info: DataInfo,
-        *,
-        latent_dim: int,
-        hidden: list[int],
-        likelihood: str,
-        sigma: float,
-        beta: float,
-        lambda_od: float,
-        lambda_d: float,
-        mc_samples: int,
-    ) -> None:
-        super().__init__(
-            info,
-            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
-            sigma=sigma,
-            beta=beta,
-            mc_samples=mc_samples,
-        )
-        self.lambda_od, self.lambda_d = lambda_od, lambda_d
+    variant = "i"
+    lambda_od: float
+    lambda_d: float
 
     def loss_terms(self, x: Tensor, out: ModelOutput) -> dict[str, Tensor]:
         terms = super().loss_terms(x, out)
@@ -198,6 +171,7 @@ class _DIPVAE(GaussianVAE):
         return t["distortion"] + self.beta * t["rate"] + t["covariance_penalty"]
 
 
+@register_model("dip-vae-i")
 class DIPVAEI(_DIPVAE):
     """DIP-VAE-I (Kumar et al. 2018): the ELBO plus a penalty pulling Cov_x[mu(x)] to the identity.
 
@@ -208,8 +182,8 @@ class DIPVAEI(_DIPVAE):
     """
 
     variant = "i"
-    model_name = "dip-vae-i"
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -222,19 +196,11 @@ class DIPVAEI(_DIPVAE):
         lambda_d: Weight = 100.0,
         mc_samples: Samples = 1,
     ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=hidden,
-            likelihood=likelihood,
-            sigma=sigma,
-            beta=beta,
-            lambda_od=lambda_od,
-            lambda_d=lambda_d,
-            mc_samples=mc_samples,
-        )
+        super().__init__(info, latent_dim, hidden, likelihood, sigma, beta, mc_samples)
+        self.lambda_od, self.lambda_d = lambda_od, lambda_d
 
 
+@register_model("dip-vae-ii")
 class DIPVAEII(_DIPVAE):
     """DIP-VAE-II (Kumar et al. 2018): the ELBO plus a penalty pulling Cov[q(z)] to the identity.
 
@@ -243,8 +209,8 @@ class DIPVAEII(_DIPVAE):
     """
 
     variant = "ii"
-    model_name = "dip-vae-ii"
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -257,17 +223,8 @@ class DIPVAEII(_DIPVAE):
         lambda_d: Weight = 10.0,
         mc_samples: Samples = 1,
     ) -> None:
-        super().__init__(
-            info,
-            latent_dim=latent_dim,
-            hidden=hidden,
-            likelihood=likelihood,
-            sigma=sigma,
-            beta=beta,
-            lambda_od=lambda_od,
-            lambda_d=lambda_d,
-            mc_samples=mc_samples,
-        )
+        super().__init__(info, latent_dim, hidden, likelihood, sigma, beta, mc_samples)
+        self.lambda_od, self.lambda_d = lambda_od, lambda_d
 
 
 # -- AnnealedVAE -------------------------------------------------------------------------------
@@ -280,7 +237,8 @@ def capacity_at(step: int | Tensor, capacity: float, steps: int) -> Tensor | flo
     return capacity * min(1.0, step / steps)
 
 
-class AnnealedVAE(GaussianVAE):
+@register_model("annealed-vae")
+class AnnealedVAE(FamilyVAE):
     """AnnealedVAE (Burgess et al. 2018): -E_q log p(x|z) + gamma |KL - C|, C raised linearly.
 
     The capacity C goes from 0 to ``capacity`` nats over ``capacity_steps`` training steps, then
@@ -291,9 +249,8 @@ class AnnealedVAE(GaussianVAE):
     """
 
     annealed_weights = ()  # the capacity is its own schedule; it has no beta
-    model_name = "annealed-vae"
-    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-annealed-vae: conv_networks
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -306,13 +263,8 @@ class AnnealedVAE(GaussianVAE):
         capacity_steps: Annotated[int, Field(ge=1)] = 100_000,
         mc_samples: Samples = 1,
     ) -> None:
-        super().__init__(
-            info,
-            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
-            sigma=sigma,
-            beta=1.0,
-            mc_samples=mc_samples,
-        )
+        # beta 1: the capacity term weighs the KL
+        super().__init__(info, latent_dim, hidden, likelihood, sigma, 1.0, mc_samples)
         self.gamma, self.capacity, self.capacity_steps = gamma, capacity, capacity_steps
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 

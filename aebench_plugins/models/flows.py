@@ -19,17 +19,10 @@ from torch import Tensor
 from torch.distributions import Distribution, Transform, TransformedDistribution, constraints
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder
-from aebench_plugins.models.vae import (
-    Beta,
-    GaussianVAE,
-    LatentDim,
-    LikelihoodName,
-    Samples,
-    Sigma,
-    decoder_shape,
-)
+from aebench_plugins.models.architectures import mlp_networks
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import Beta, LatentDim, LikelihoodName, Samples, Sigma, Widths
+from aebench_plugins.models.vae import GaussianVAE, vae_networks
 
 _BISECTION_STEPS = 60  # shrinks the interval (width 2|w^T u|) by 2^60: below float64 precision
 
@@ -163,6 +156,7 @@ class FlowVAE(GaussianVAE):
         return {"rate": rate, "distortion": -log_likelihood}
 
 
+@register_model("planar-vae")
 class PlanarVAE(FlowVAE):
     """VAE with a planar-flow posterior (Rezende & Mohamed 2015); KL by Monte Carlo.
 
@@ -174,6 +168,7 @@ class PlanarVAE(FlowVAE):
     numerical inverse).
     """
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -185,20 +180,16 @@ class PlanarVAE(FlowVAE):
         beta: Beta = 1.0,
         mc_samples: Samples = 1,
     ) -> None:
-        outputs = 2 * latent_dim + flows * flow_parameter_count(latent_dim)
-        super().__init__(
+        networks = vae_networks(
+            mlp_networks,
+            self.model_name,
             info,
-            MLPEncoder(info.shape, hidden, outputs),
-            MLPDecoder(
-                latent_dim, list(reversed(hidden)), decoder_shape("planar-vae", likelihood, info)
-            ),
-            name="planar-vae",
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            sigma=sigma,
-            beta=beta,
-            mc_samples=mc_samples,
+            latent_dim,
+            hidden,
+            likelihood,
+            extra_outputs=flows * flow_parameter_count(latent_dim),
         )
+        super().__init__(info, **networks, sigma=sigma, beta=beta, mc_samples=mc_samples)
         self.flows = flows
 
     def _transforms(self, rest: Tensor) -> list[Transform]:

@@ -23,16 +23,11 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Normal, constraints
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.networks import Activation, MLPDecoder, MLPEncoder, mlp
-from aebench_plugins.models.vae import (
-    Beta,
-    GaussianVAE,
-    LikelihoodName,
-    OutputBias,
-    Samples,
-    Sigma,
-)
+from aebench_plugins.models.architectures import mlp_networks
+from aebench_plugins.models.networks import Activation, mlp
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import Beta, LikelihoodName, Samples, Sigma, Widths
+from aebench_plugins.models.vae import GaussianVAE, OutputBias
 from aebench_plugins.models.vae import decoder_shape as data_decoder_shape
 
 _NO_SAMPLES = torch.Size()
@@ -104,24 +99,39 @@ class _GaussianHead(nn.Module):
         return mean, torch.exp(0.5 * logvar)
 
 
-class _TwoLayer(GaussianVAE):
-    """The two-layer networks and distributions; ``latent_dim`` counts z1 and z2."""
+LatentDim2 = Annotated[int, Field(ge=2)]
+TopDim = Annotated[int, Field(ge=1)] | None
 
+
+@register_model("vae-2layer")
+class TwoLayerVAE(GaussianVAE):
+    """VAE with two stochastic layers (Burda et al. 2015 architecture): z1 from x, z2 from z1.
+
+    ``latent_dim`` counts both layers; ``top_dim`` of them are z2 (default a third, at least 1).
+    ``hidden`` are the deterministic widths between x and z1, ``top_hidden`` between z1 and z2
+    (the paper: 200-200 and 100-100, with z1 = 100, z2 = 50). The loss is the ELBO with a
+    Monte-Carlo KL on ``mc_samples`` draws. A latent-variable model: every likelihood metric
+    applies (elbo through a Monte-Carlo KL, log_px_iwae, log_px_prior_mc, active_units of both
+    layers and active_units_by_layer of each); ``encode`` is (mu1(x), mean of
+    q(z2 | z1 = mu1(x))), and the latent-space metrics read its z1.
+    """
+
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
-        latent_dim: int,
-        top_dim: int | None,
-        hidden: list[int],
-        top_hidden: list[int],
-        likelihood: str,
-        sigma: float,
-        beta: float,
-        mc_samples: int,
-        name: str,
+        latent_dim: LatentDim2 = 150,
+        top_dim: TopDim = None,
+        hidden: Widths = (200, 200),
+        top_hidden: Widths = (100, 100),
+        likelihood: LikelihoodName = "auto",
+        sigma: Sigma = 1.0,
+        beta: Beta = 1.0,
+        mc_samples: Samples = 1,
         activation: Activation = "relu",
         output_bias: OutputBias = "default",
     ) -> None:
+        name = self.model_name
         top = max(1, latent_dim // 3) if top_dim is None else top_dim
         if top >= latent_dim:
             raise ValueError(f"{name}: top_dim ({top}) must be below latent_dim ({latent_dim})")
@@ -129,8 +139,7 @@ class _TwoLayer(GaussianVAE):
         shape = data_decoder_shape(name, likelihood, info)
         super().__init__(
             info,
-            MLPEncoder(info.shape, hidden, 2 * bottom, activation),
-            MLPDecoder(bottom, list(reversed(hidden)), shape, activation),
+            *mlp_networks(name, info.shape, hidden, 2 * bottom, bottom, shape, activation),
             name=name,
             latent_dim=latent_dim,
             likelihood=likelihood,
@@ -196,53 +205,8 @@ class _TwoLayer(GaussianVAE):
         return {"rate": rate, "distortion": -log_likelihood}
 
 
-LatentDim2 = Annotated[int, Field(ge=2)]
-TopDim = Annotated[int, Field(ge=1)] | None
-
-
-class TwoLayerVAE(_TwoLayer):
-    """VAE with two stochastic layers (Burda et al. 2015 architecture): z1 from x, z2 from z1.
-
-    ``latent_dim`` counts both layers; ``top_dim`` of them are z2 (default a third, at least 1).
-    ``hidden`` are the deterministic widths between x and z1, ``top_hidden`` between z1 and z2
-    (the paper: 200-200 and 100-100, with z1 = 100, z2 = 50). The loss is the ELBO with a
-    Monte-Carlo KL on ``mc_samples`` draws. A latent-variable model: every likelihood metric
-    applies (elbo through a Monte-Carlo KL, log_px_iwae, log_px_prior_mc, active_units of both
-    layers and active_units_by_layer of each); ``encode`` is (mu1(x), mean of
-    q(z2 | z1 = mu1(x))), and the latent-space metrics read its z1.
-    """
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim2 = 150,
-        top_dim: TopDim = None,
-        hidden: Widths = (200, 200),
-        top_hidden: Widths = (100, 100),
-        likelihood: LikelihoodName = "auto",
-        sigma: Sigma = 1.0,
-        beta: Beta = 1.0,
-        mc_samples: Samples = 1,
-        activation: Activation = "relu",
-        output_bias: OutputBias = "default",
-    ) -> None:
-        super().__init__(
-            info,
-            latent_dim,
-            top_dim,
-            hidden,
-            top_hidden,
-            likelihood,
-            sigma,
-            beta,
-            mc_samples,
-            name="vae-2layer",
-            activation=activation,
-            output_bias=output_bias,
-        )
-
-
-class TwoLayerIWAE(_TwoLayer):
+@register_model("iwae-2layer")
+class TwoLayerIWAE(TwoLayerVAE):
     """IWAE with two stochastic layers (Burda et al. 2015): the two-layer VAE on the k-sample bound.
 
     The networks and distributions of ``vae-2layer``; the loss is -log (1/k) sum_i w_i with
@@ -252,6 +216,7 @@ class TwoLayerIWAE(_TwoLayer):
 
     annealed_weights = ()  # its bound has no KL term to weigh
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -265,20 +230,9 @@ class TwoLayerIWAE(_TwoLayer):
         activation: Activation = "relu",
         output_bias: OutputBias = "default",
     ) -> None:
-        super().__init__(
-            info,
-            latent_dim,
-            top_dim,
-            hidden,
-            top_hidden,
-            likelihood,
-            sigma,
-            beta=1.0,
-            mc_samples=k,
-            name="iwae-2layer",
-            activation=activation,
-            output_bias=output_bias,
-        )
+        layers = (latent_dim, top_dim, hidden, top_hidden)
+        # beta 1 (no KL term is weighed), k draws per input
+        super().__init__(info, *layers, likelihood, sigma, 1.0, k, activation, output_bias)
         self.k = k
 
     def loss(self, x: Tensor, out: ModelOutput) -> Tensor:

@@ -20,17 +20,11 @@ from torch import Tensor, nn
 from torch.distributions import Transform, constraints
 
 from aebench import DataInfo
-from aebench_plugins.models.ae import Widths
+from aebench_plugins.models.architectures import mlp_networks
 from aebench_plugins.models.flows import FlowVAE
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder
-from aebench_plugins.models.vae import (
-    Beta,
-    LatentDim,
-    LikelihoodName,
-    Samples,
-    Sigma,
-    decoder_shape,
-)
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import Beta, LatentDim, LikelihoodName, Samples, Sigma, Widths
+from aebench_plugins.models.vae import vae_networks
 
 # The gate's bias starts at +1.5 (sigmoid 0.82): each step starts close to the identity, as the
 # paper recommends (its "forget gate bias").
@@ -114,6 +108,7 @@ class IAFTransform(Transform):
         return F.logsigmoid(gate_logit).sum(-1)
 
 
+@register_model("iaf-vae")
 class IAFVAE(FlowVAE):
     """VAE with an inverse-autoregressive-flow posterior (Kingma et al. 2016); KL by Monte Carlo.
 
@@ -124,6 +119,7 @@ class IAFVAE(FlowVAE):
     Gaussian's mean (the posterior's mean has no closed form).
     """
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -137,19 +133,10 @@ class IAFVAE(FlowVAE):
         beta: Beta = 1.0,
         mc_samples: Samples = 1,
     ) -> None:
-        super().__init__(
-            info,
-            MLPEncoder(info.shape, hidden, 2 * latent_dim + context),
-            MLPDecoder(
-                latent_dim, list(reversed(hidden)), decoder_shape("iaf-vae", likelihood, info)
-            ),
-            name="iaf-vae",
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            sigma=sigma,
-            beta=beta,
-            mc_samples=mc_samples,
+        networks = vae_networks(
+            mlp_networks, self.model_name, info, latent_dim, hidden, likelihood, context
         )
+        super().__init__(info, **networks, sigma=sigma, beta=beta, mc_samples=mc_samples)
         natural = torch.arange(latent_dim)
         self.steps = nn.ModuleList(
             MADE(latent_dim, context, list(flow_hidden), natural if j % 2 == 0 else natural.flip(0))

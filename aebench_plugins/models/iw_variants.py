@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.vae import VAE, LatentDim, LikelihoodName, Sigma
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import LatentDim, LikelihoodName, Sigma, Widths
+from aebench_plugins.models.vae import VAE
 
 Count = Annotated[int, Field(ge=1)]
 
@@ -57,14 +58,10 @@ class _WeightedVAE(VAE):
         return log_likelihood + self.prior().log_prob(z) - posterior.log_prob(z)
 
 
-class MIWAE(_WeightedVAE):
-    """MIWAE (Rainforth et al. 2018): the mean of M importance-weighted bounds of K draws each.
+class _GroupedVAE(_WeightedVAE):
+    """M groups of K draws per input: the parameters of MIWAE and PIWAE."""
 
-    MIWAE(M, 1) is the ELBO with M draws, MIWAE(1, K) the IWAE bound. A latent-variable model
-    with a Gaussian q(z|x) and N(0, I) prior: every likelihood metric applies (elbo, log_px_iwae,
-    log_px_prior_mc, active_units); ``loss_terms`` reports the VAE's rate and distortion.
-    """
-
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -78,6 +75,16 @@ class MIWAE(_WeightedVAE):
         super().__init__(info, latent_dim, hidden, likelihood, sigma, beta=1.0, mc_samples=m * k)
         self.m, self.k = m, k
 
+
+@register_model("miwae")
+class MIWAE(_GroupedVAE):
+    """MIWAE (Rainforth et al. 2018): the mean of M importance-weighted bounds of K draws each.
+
+    MIWAE(M, 1) is the ELBO with M draws, MIWAE(1, K) the IWAE bound. A latent-variable model
+    with a Gaussian q(z|x) and N(0, I) prior: every likelihood metric applies (elbo, log_px_iwae,
+    log_px_prior_mc, active_units); ``loss_terms`` reports the VAE's rate and distortion.
+    """
+
     def bound(self, x: Tensor, out: ModelOutput) -> Tensor:
         """MIWAE(M, K) per input, (B,)."""
         return miwae_bound(self.log_weights(x, out), self.m)
@@ -86,6 +93,7 @@ class MIWAE(_WeightedVAE):
         return -self.bound(x, out)
 
 
+@register_model("ciwae")
 class CIWAE(_WeightedVAE):
     """CIWAE (Rainforth et al. 2018): the convex combination beta * ELBO + (1 - beta) * IWAE(K).
 
@@ -94,6 +102,7 @@ class CIWAE(_WeightedVAE):
     q(z|x) and N(0, I) prior: every likelihood metric applies.
     """
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -119,7 +128,8 @@ def _detached_parameters(module: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in module.named_parameters()}
 
 
-class PIWAE(_WeightedVAE):
+@register_model("piwae")
+class PIWAE(_GroupedVAE):
     """PIWAE (Rainforth et al. 2018): the decoder trained on IWAE(M*K), the encoder on MIWAE(M, K).
 
     One optimizer, two objectives routed to disjoint parameters on the same M * K draws: the
@@ -130,19 +140,6 @@ class PIWAE(_WeightedVAE):
     encoder is trained on the ELBO. A latent-variable model with a Gaussian q(z|x) and N(0, I)
     prior: every likelihood metric applies.
     """
-
-    def __init__(
-        self,
-        info: DataInfo,
-        latent_dim: LatentDim = 16,
-        hidden: Widths = (256, 128),
-        likelihood: LikelihoodName = "auto",
-        sigma: Sigma = 1.0,
-        m: Count = 2,
-        k: Count = 5,
-    ) -> None:
-        super().__init__(info, latent_dim, hidden, likelihood, sigma, beta=1.0, mc_samples=m * k)
-        self.m, self.k = m, k
 
     def _routed_log_weights(self, x: Tensor, out: ModelOutput) -> tuple[Tensor, Tensor]:
         """(encoder's, decoder's) log-weights (M*K, B) of the same draws, each carrying gradients

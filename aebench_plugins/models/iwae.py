@@ -13,9 +13,10 @@ from pydantic import Field
 from torch import Tensor
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import Widths
 from aebench_plugins.models.networks import Activation
-from aebench_plugins.models.vae import VAE, LatentDim, LikelihoodName, OutputBias, Sigma
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import LatentDim, LikelihoodName, Sigma, Widths
+from aebench_plugins.models.vae import VAE, OutputBias
 
 
 def importance_weighted_bound(
@@ -26,11 +27,13 @@ def importance_weighted_bound(
     return log_weights.logsumexp(0) - math.log(log_weights.shape[0])
 
 
+@register_model("iwae")
 class IWAE(VAE):
     """Importance-weighted autoencoder: the VAE's networks, trained on the k-sample bound."""
 
     annealed_weights = ()  # its bound has no KL term to weigh
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,

@@ -17,7 +17,7 @@ latent dimension, sigma the ``bandwidth``), summed over multiples s of C (``scal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
@@ -25,20 +25,14 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.architectures import Networks, mlp_networks, vae_networks
-from aebench_plugins.models.vae import (
-    GaussianVAE,
-    LatentDim,
-    LikelihoodName,
-    Sigma,
-    decoder_shape,
-)
+from aebench_plugins.models.architectures import Networks, mlp_networks
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import LatentDim, LikelihoodName, Sigma, Weight, Widths
+from aebench_plugins.models.vae import FamilyVAE, GaussianVAE, decoder_shape, vae_networks
 
 Kernel = Literal["imq", "rbf"]
 Scales = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
 Bandwidth = Annotated[float, Field(gt=0)]
-Weight = Annotated[float, Field(ge=0)]
 
 # Tolstikhin et al.'s multi-scale inverse multiquadratic: a sum over these multiples of C.
 WAE_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -77,7 +71,29 @@ def mmd_per_sample(
     return within - 2.0 * k_zp.sum(1) / n
 
 
-class InfoVAE(GaussianVAE):
+class _MMDToPrior(GaussianVAE):
+    """A GaussianVAE whose forward pass draws as many prior samples as there are codes, and whose
+    loss terms add each sample's share of the ``mmd`` between the two."""
+
+    kernel: str
+    bandwidth: float
+    scales: tuple[float, ...]
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        out = super().forward(x)
+        out.extras["prior_z"] = torch.randn_like(out.code)  # drawn here: seeded validation sees it
+        return out
+
+    def loss_terms(self, x: Tensor, out: ModelOutput) -> dict[str, Tensor]:
+        terms = super().loss_terms(x, out)  # rate and distortion
+        terms["mmd"] = mmd_per_sample(
+            out.code, out.extras["prior_z"], self.kernel, self.bandwidth, self.scales
+        )
+        return terms
+
+
+@register_model("infovae")
+class InfoVAE(_MMDToPrior, FamilyVAE):
     """InfoVAE / MMD-VAE (Zhao et al. 2017): -E_q log p(x|z) + (1-alpha) KL + (alpha+lam-1) MMD.
 
     The VAE's networks and distributions; the MMD (``kernel`` imq or rbf) is between the batch's
@@ -90,9 +106,8 @@ class InfoVAE(GaussianVAE):
     """
 
     annealed_weights = ()  # its weights are alpha and lam, not beta
-    model_name = "infovae"
-    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-infovae: conv_networks
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -109,27 +124,9 @@ class InfoVAE(GaussianVAE):
         if alpha + lam - 1 < 0:
             # a negative weight would reward the discrepancy to the prior
             raise ValueError(f"infovae: alpha + lam - 1 must be >= 0, got {alpha + lam - 1}")
-        super().__init__(
-            info,
-            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
-            sigma=sigma,
-            beta=1.0,
-            mc_samples=1,
-        )
+        super().__init__(info, latent_dim, hidden, likelihood, sigma, beta=1.0, mc_samples=1)
         self.alpha, self.lam = alpha, lam
         self.kernel, self.bandwidth, self.scales = kernel, bandwidth, tuple(scales)
-
-    def forward(self, x: Tensor) -> ModelOutput:
-        out = super().forward(x)
-        out.extras["prior_z"] = torch.randn_like(out.code)  # drawn here: seeded validation sees it
-        return out
-
-    def loss_terms(self, x: Tensor, out: ModelOutput) -> dict[str, Tensor]:
-        terms = super().loss_terms(x, out)
-        terms["mmd"] = mmd_per_sample(
-            out.code, out.extras["prior_z"], self.kernel, self.bandwidth, self.scales
-        )
-        return terms
 
     def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
         t = self.loss_terms(x, out)
@@ -138,7 +135,7 @@ class InfoVAE(GaussianVAE):
         )
 
 
-class GaussianWAE(GaussianVAE):
+class GaussianWAE(_MMDToPrior):
     """WAE-MMD with a Gaussian encoder: -E_q log p(x|z) + lam * MMD(q(z), p(z)), no KL."""
 
     annealed_weights = ()
@@ -156,20 +153,8 @@ class GaussianWAE(GaussianVAE):
         super().__init__(info, beta=1.0, mc_samples=1, **vae)
         self.lam, self.kernel, self.bandwidth, self.scales = lam, kernel, bandwidth, tuple(scales)
 
-    def forward(self, x: Tensor) -> ModelOutput:
-        out = super().forward(x)
-        out.extras["prior_z"] = torch.randn_like(out.code)
-        return out
-
-    def loss_terms(self, x: Tensor, out: ModelOutput) -> dict[str, Tensor]:
-        terms = super().loss_terms(x, out)  # rate: reported, not trained on
-        terms["mmd"] = mmd_per_sample(
-            out.code, out.extras["prior_z"], self.kernel, self.bandwidth, self.scales
-        )
-        return terms
-
     def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
-        terms = self.loss_terms(x, out)
+        terms = self.loss_terms(x, out)  # rate: reported, not trained on
         return terms["distortion"] + self.lam * terms["mmd"]
 
 
@@ -246,6 +231,7 @@ class DeterministicWAE(nn.Module):
         return terms["distortion"] + self.lam * terms["mmd"]
 
 
+@register_model("wae-mmd")
 def wae_mmd(
     info: DataInfo,
     latent_dim: LatentDim = 8,
@@ -267,9 +253,10 @@ def wae_mmd(
     model, and the likelihood estimators apply with its decoder's likelihood. The MMD: imq (the
     paper's, summed over ``scales`` times C = 2 d bandwidth^2) or rbf, the unbiased U-statistic.
     """
+    name = wae_mmd.model_name  # type: ignore[attr-defined]
     mmd = {"lam": lam, "kernel": kernel, "bandwidth": bandwidth, "scales": scales}
     return build_wae(
-        mlp_networks, "wae-mmd", info, latent_dim, hidden, encoder, likelihood, sigma, mmd
+        mlp_networks, name, info, latent_dim, hidden, encoder, likelihood, sigma, **mmd
     )
 
 
@@ -278,18 +265,19 @@ def build_wae(
     name: str,
     info: DataInfo,
     latent_dim: int,
-    widths: Sequence[int],
+    hidden: Sequence[int],
     encoder: str,
     likelihood: str,
     sigma: float,
-    mmd: dict[str, Any],
+    **mmd: Any,
 ) -> nn.Module:
-    """A WAE-MMD on the given networks: deterministic, or with a Gaussian encoder."""
+    """A WAE-MMD on the given networks, deterministic or with a Gaussian encoder; ``mmd``: its
+    ``lam``, ``kernel``, ``bandwidth`` and ``scales``. ``conv-wae-mmd`` is built by it too."""
     if encoder == "gaussian":
-        vae = vae_networks(networks, name, info, latent_dim, widths, likelihood)
+        vae = vae_networks(networks, name, info, latent_dim, hidden, likelihood)
         return GaussianWAE(info, sigma=sigma, **vae, **mmd)
     out_shape = decoder_shape(name, likelihood, info)
-    codes, decodes = networks(name, info.shape, widths, latent_dim, latent_dim, out_shape)
+    codes, decodes = networks(name, info.shape, hidden, latent_dim, latent_dim, out_shape)
     return DeterministicWAE(
         info,
         codes,

@@ -17,7 +17,7 @@ with the weights.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -30,9 +30,9 @@ from torch.distributions import (
 )
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import CodeAutoencoder, Widths, reconstruction_loss
-from aebench_plugins.models.architectures import Networks, mlp_networks
-from aebench_plugins.models.vae import LatentDim
+from aebench_plugins.models.ae import CodeAutoencoder, reconstruction_loss
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import LatentDim, Widths
 
 ENCODE_BATCH = 1024  # codes for the ex-post fit: encoded in chunks of this many inputs
 
@@ -45,6 +45,7 @@ def gradient_penalty(recon: Tensor, z: Tensor, create_graph: bool) -> Tensor:
     return grad.pow(2).sum(-1)
 
 
+@register_model("rae")
 class RAE(CodeAutoencoder):
     """RAE (Ghosh et al. 2020), L2 or gradient penalty; no ELBO, a density only ex post (GMM).
 
@@ -55,9 +56,6 @@ class RAE(CodeAutoencoder):
     (``fit_ex_post``, which the core calls). Sample with ``decode(prior().sample((n,)))``; score
     codes with ``prior().log_prob(encode(x))``. Before the fit, ``prior()`` raises.
     """
-
-    model_name = "rae"
-    networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-rae: conv_networks
 
     def __init__(
         self,

@@ -8,42 +8,34 @@ reparameterised draws, the KL in closed form.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models import likelihoods
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.gaussian import kl_to_standard_normal, reparameterise
-from aebench_plugins.models.networks import (
-    Activation,
-    ConvDecoder,
-    ConvEncoder,
-    MLPDecoder,
-    MLPEncoder,
-    require_image,
+from aebench_plugins.models.architectures import (
+    CONV_CHANNELS,
+    Networks,
+    conv_networks,
+    mlp_networks,
 )
-
-# "auto" follows the data's kind: binary -> "bernoulli"; unit data on a grid of ``levels`` values
-# (8-bit images, digits) -> "discretized-logistic" over those levels; unit data not known to be
-# quantised -> "continuous-bernoulli"; real -> "gaussian-learned" (sigma starting at ``sigma``).
-# "gaussian" keeps sigma fixed; "gaussian-learned" has the decoder give a sigma per element
-# (log sigma = log ``sigma`` + the decoder's second output). A shared learned sigma, moving one
-# Adam step of the learning rate at a time, was still 0.48 after the 790 default steps on ppca
-# (true: 0.1), 8.7 nats from the true density; from the decoder, 0.52 nats (measured).
-# "bernoulli" may be chosen for any data in [0, 1]; on grey levels it is not a likelihood.
-LikelihoodName = Literal[
-    "auto",
-    "bernoulli",
-    "continuous-bernoulli",
-    "discretized-logistic",
-    "gaussian",
-    "gaussian-learned",
-]
+from aebench_plugins.models.gaussian import kl_to_standard_normal, reparameterise
+from aebench_plugins.models.networks import Activation, MLPDecoder
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import (
+    Beta,
+    Channels,
+    LatentDim,
+    LikelihoodName,
+    Samples,
+    Sigma,
+    Widths,
+)
 
 MIN_LOG_SIGMA = likelihoods.MIN_LOG_SIGMA
 
@@ -104,8 +96,8 @@ class GaussianVAE(nn.Module):
     """A VAE around any encoder (x -> 2 * latent_dim numbers) and decoder (z -> data-shaped)."""
 
     annealed_weights = ("beta",)  # [train] anneal = { beta = { epochs = N } }: KL warm-up
-
     code_range = None  # the code is a Gaussian sample: unbounded
+    model_name: ClassVar[str]  # a registered model's name (``register_model`` gives it)
 
     def __init__(
         self,
@@ -234,12 +226,56 @@ class GaussianVAE(nn.Module):
         return {"rate": kl, "distortion": -log_likelihood}
 
 
-LatentDim = Annotated[int, Field(ge=1)]
-Sigma = Annotated[float, Field(gt=0)]
-Beta = Annotated[float, Field(ge=0)]
-Samples = Annotated[int, Field(ge=1)]
+def vae_networks(
+    networks: Networks,
+    name: str,
+    info: DataInfo,
+    latent_dim: int,
+    widths: Sequence[int],
+    likelihood: str,
+    extra_outputs: int = 0,
+) -> dict[str, Any]:
+    """A GaussianVAE's encoder (mean and log-variance: 2 * latent_dim numbers, then
+    ``extra_outputs`` more, a flow's parameters) and decoder (the likelihood's parameters), with
+    its name, latent size and likelihood: its keyword arguments."""
+    out_shape = decoder_shape(name, likelihood, info)
+    code_size = 2 * latent_dim + extra_outputs
+    encoder, decoder = networks(name, info.shape, widths, code_size, latent_dim, out_shape)
+    return {
+        "encoder": encoder,
+        "decoder": decoder,
+        "name": name,
+        "latent_dim": latent_dim,
+        "likelihood": likelihood,
+    }
 
 
+class FamilyVAE(GaussianVAE):
+    """A GaussianVAE on the networks its class names: the base of the families that have a conv
+    variant (conv_variants.py), whose class says ``networks = conv_networks``."""
+
+    networks: ClassVar[Networks] = staticmethod(mlp_networks)
+
+    def __init__(
+        self,
+        info: DataInfo,
+        latent_dim: int,
+        hidden: Sequence[int],
+        likelihood: str,
+        sigma: float,
+        beta: float,
+        mc_samples: int,
+    ) -> None:
+        super().__init__(
+            info,
+            **vae_networks(self.networks, self.model_name, info, latent_dim, hidden, likelihood),
+            sigma=sigma,
+            beta=beta,
+            mc_samples=mc_samples,
+        )
+
+
+@register_model("vae")
 class VAE(GaussianVAE):
     """Variational autoencoder with MLP encoder and decoder; loss -(E_q log p(x|z) - beta KL).
 
@@ -247,6 +283,7 @@ class VAE(GaussianVAE):
     output bias starts at logit(mean training pixel) (Bernoulli likelihood only).
     """
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -259,14 +296,10 @@ class VAE(GaussianVAE):
         activation: Activation = "relu",
         output_bias: OutputBias = "default",
     ) -> None:
-        shape = decoder_shape("vae", likelihood, info)
+        networks = partial(mlp_networks, activation=activation)
         super().__init__(
             info,
-            MLPEncoder(info.shape, hidden, 2 * latent_dim, activation),
-            MLPDecoder(latent_dim, list(reversed(hidden)), shape, activation),
-            name="vae",
-            latent_dim=latent_dim,
-            likelihood=likelihood,
+            **vae_networks(networks, self.model_name, info, latent_dim, hidden, likelihood),
             sigma=sigma,
             beta=beta,
             mc_samples=mc_samples,
@@ -274,31 +307,23 @@ class VAE(GaussianVAE):
         )
 
 
-class ConvVAE(GaussianVAE):
+@register_model("conv-vae")
+class ConvVAE(FamilyVAE):
     """Variational autoencoder with convolutional encoder and decoder, for (C, H, W) images."""
 
     image_only = True  # needs (C, H, W) images
+    networks: ClassVar[Networks] = staticmethod(conv_networks)
 
+    # Spelled out, as every model's signature (schema.py): VAE's parameters but its MLP-only
+    # ``activation`` and ``output_bias`` (the conv variants of conv_variants.py derive theirs).
     def __init__(
         self,
         info: DataInfo,
         latent_dim: LatentDim = 16,
-        channels: Annotated[Widths, Field(min_length=1)] = (32, 64),
+        channels: Channels = CONV_CHANNELS,
         likelihood: LikelihoodName = "auto",
         sigma: Sigma = 1.0,
         beta: Beta = 1.0,
         mc_samples: Samples = 1,
     ) -> None:
-        shape = require_image("conv-vae", info.shape)
-        encoder = ConvEncoder(shape, channels, 2 * latent_dim)
-        super().__init__(
-            info,
-            encoder,
-            ConvDecoder(latent_dim, encoder, decoder_shape("conv-vae", likelihood, info)[0]),
-            name="conv-vae",
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            sigma=sigma,
-            beta=beta,
-            mc_samples=mc_samples,
-        )
+        super().__init__(info, latent_dim, channels, likelihood, sigma, beta, mc_samples)

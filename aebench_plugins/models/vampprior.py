@@ -15,23 +15,17 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import Widths
-from aebench_plugins.models.networks import MLPDecoder, MLPEncoder
-from aebench_plugins.models.vae import (
-    Beta,
-    GaussianVAE,
-    LatentDim,
-    LikelihoodName,
-    Samples,
-    Sigma,
-    decoder_shape,
-)
+from aebench_plugins.models.architectures import mlp_networks
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import Beta, LatentDim, LikelihoodName, Samples, Sigma, Widths
+from aebench_plugins.models.vae import GaussianVAE, vae_networks
 
 # Pseudo-inputs start near the middle of the data's range with a little noise to break symmetry
 # (Tomczak & Welling start theirs from small random values too).
 _INIT_SCALE = 0.1
 
 
+@register_model("vampprior")
 class VampPriorVAE(GaussianVAE):
     """VAE with a VampPrior (Tomczak & Welling 2018): p(z) a mixture of pseudo-inputs' posteriors.
 
@@ -42,6 +36,7 @@ class VampPriorVAE(GaussianVAE):
     metric applies (elbo through a Monte-Carlo KL, log_px_iwae, log_px_prior_mc, active_units).
     """
 
+    # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
         self,
         info: DataInfo,
@@ -53,19 +48,8 @@ class VampPriorVAE(GaussianVAE):
         beta: Beta = 1.0,
         mc_samples: Samples = 1,
     ) -> None:
-        super().__init__(
-            info,
-            MLPEncoder(info.shape, hidden, 2 * latent_dim),
-            MLPDecoder(
-                latent_dim, list(reversed(hidden)), decoder_shape("vampprior", likelihood, info)
-            ),
-            name="vampprior",
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            sigma=sigma,
-            beta=beta,
-            mc_samples=mc_samples,
-        )
+        networks = vae_networks(mlp_networks, self.model_name, info, latent_dim, hidden, likelihood)
+        super().__init__(info, **networks, sigma=sigma, beta=beta, mc_samples=mc_samples)
         self.components = components
         self.raw_pseudo_inputs = nn.Parameter(_INIT_SCALE * torch.randn(components, *info.shape))
 

@@ -23,8 +23,10 @@ from torch import Size, Tensor, nn
 from torch.distributions import Distribution
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.ae import Widths, reconstruction_loss
+from aebench_plugins.models.ae import reconstruction_loss
 from aebench_plugins.models.architectures import Networks, mlp_networks
+from aebench_plugins.models.registry import register_model
+from aebench_plugins.models.schema import LatentDim, Widths
 
 
 def nearest(z_e: Tensor, codebook: Tensor) -> Tensor:
@@ -71,6 +73,7 @@ class UniformCodes(Distribution):
         return torch.where(on_grid, mass, -math.inf).to(value.dtype)
 
 
+@register_model("vq-vae")
 class VQVAE(nn.Module):
     """VQ-VAE (van den Oord et al. 2017): codebook, straight-through; no ELBO, uniform prior.
 
@@ -87,13 +90,13 @@ class VQVAE(nn.Module):
     """
 
     code_range = None
-    model_name = "vq-vae"
+    model_name: ClassVar[str]  # a registered model's name (``register_model`` gives it)
     networks: ClassVar[Networks] = staticmethod(mlp_networks)  # conv-vq-vae: conv_networks
 
     def __init__(
         self,
         info: DataInfo,
-        latent_dim: Annotated[int, Field(ge=1)] = 16,
+        latent_dim: LatentDim = 16,
         embedding_dim: Annotated[int, Field(ge=1)] = 1,
         codebook_size: Annotated[int, Field(ge=2)] = 32,
         hidden: Widths = (256, 128),
