@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh plugin manager per test, and tiny suite files."""
+"""Shared fixtures: a fresh plugin manager per test, and tiny suite files (built with
+builders.py, or written out as TOML text)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from builders import as_toml
 
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench_plugins.metrics.feature_extractor import CACHE_SUBFOLDER
@@ -43,11 +46,12 @@ def plugins() -> Plugins:
 
 @pytest.fixture
 def write_suite(tmp_path: Path):
-    """Write a suite file from (dedented) TOML text; returns its path."""
+    """Write a suite file from (dedented) TOML text or a suite built by builders.build_suite;
+    returns its path."""
 
-    def write(text: str, name: str = "suite.toml") -> Path:
+    def write(suite: str | dict[str, Any], name: str = "suite.toml") -> Path:
         path = tmp_path / name
-        path.write_text(textwrap.dedent(text))
+        path.write_text(as_toml(suite) if isinstance(suite, dict) else textwrap.dedent(suite))
         return path
 
     return write

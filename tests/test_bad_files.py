@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_SUITE
+from builders import as_toml, build_tiny_suite
 
 from aebench.cli import main
 from aebench.observers.trial_figures import ARRAYS, TRIAL_PNGS, TrialFigures
@@ -24,8 +24,6 @@ from aebench.run.kept import KeptTrialError, load_results
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
 from aebench.views.report import REPORT_HTML, REPORT_MD
-
-UNTRACKED = TINY_SUITE + "\n[tracking]\nenabled = false\n"
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -46,7 +44,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder of the tiny suite (4 trials), with figures and a report."""
     folder = tmp_path_factory.mktemp("pristine") / "out"
     suite_file = folder.parent / "suite.toml"
-    suite_file.write_text(UNTRACKED)
+    suite_file.write_text(as_toml(build_tiny_suite()))
     plugins = load_plugins()
     run_trials(load_suite(suite_file, plugins), plugins, output=folder, observers=[TrialFigures()])
     assert main(["report", str(folder)]) == 0
@@ -61,15 +59,9 @@ def results(pristine: Path, tmp_path: Path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def suite_file(tmp_path: Path) -> Callable[..., Path]:
-    def write(text: str = UNTRACKED, **replace: str) -> Path:
-        for old, new in replace.items():
-            text = text.replace(old, new)
-        path = tmp_path / "suite.toml"
-        path.write_text(text)
-        return path
-
-    return write
+def suite_file(write_suite) -> Callable[..., Path]:
+    """The file of the tiny suite (builders.py), with changes: build_suite's keyword arguments."""
+    return lambda **changes: write_suite(build_tiny_suite(**changes))
 
 
 def one_error_line(capsys) -> str:
@@ -137,7 +129,7 @@ def test_a_deleted_table_is_rebuilt_from_the_trial_folders(results: Path, suite_
 
 def test_a_folder_of_another_suite_is_refused(results: Path, suite_file, capsys) -> None:
     before = snapshot(results)
-    other = suite_file(**{'name = "tiny"': 'name = "other"'})
+    other = suite_file(name="other")
     assert main(["run", str(other), "--output", str(results)]) == 2
     line = one_error_line(capsys)
     assert "'tiny'" in line and "'other'" in line and str(results) in line, line
@@ -167,7 +159,7 @@ def test_a_read_only_folder_is_one_line(results: Path, suite_file, capsys, monke
 
     monkeypatch.setattr(os, "access", access)
     before = snapshot(results)
-    more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
+    more_seeds = suite_file(seeds=[0, 1, 2])
     for argv in (["run", str(more_seeds), "--output", str(results)], ["evaluate", str(results)]):
         assert main(argv) == 2
         assert "read-only" in one_error_line(capsys)
@@ -218,7 +210,7 @@ def test_a_full_disk_when_the_table_is_written_loses_nothing(
 ) -> None:
     table = (results / PARQUET).read_bytes()
     full_disk_for_tables(monkeypatch)
-    more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
+    more_seeds = suite_file(seeds=[0, 1, 2])
     assert main(["run", str(more_seeds), "--output", str(results)]) == 2
     line = one_error_line(capsys)
     assert str(results / PARQUET) in line and "No space left on device" in line, line
@@ -246,7 +238,7 @@ def test_a_full_disk_when_a_trial_is_recorded_is_one_line(
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", enospc_on_journal)
-    more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
+    more_seeds = suite_file(seeds=[0, 1, 2])
     assert main(["run", str(more_seeds), "--output", str(results)]) == 2
     line = one_error_line(capsys)
     assert str(results / JOURNAL) in line and "No space left on device" in line, line
@@ -295,7 +287,7 @@ def test_a_link_planted_as_the_table_is_replaced_not_followed(
     kept = elsewhere.read_bytes()
     (results / PARQUET).unlink()
     (results / PARQUET).symlink_to(elsewhere)
-    more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
+    more_seeds = suite_file(seeds=[0, 1, 2])
     assert main(["run", str(more_seeds), "--output", str(results)]) == 0
     assert elsewhere.read_bytes() == kept
     assert not (results / PARQUET).is_symlink() and len(pd.read_parquet(results / PARQUET)) == 6
@@ -307,7 +299,7 @@ def test_links_planted_at_the_old_temporary_names_are_not_followed(
     """The names the table and report were written under before: the process id alone."""
     for name in (PARQUET, CSV, REPORT_MD, REPORT_HTML):
         (results / f".{name}.{os.getpid()}.tmp").symlink_to(outside)
-    more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
+    more_seeds = suite_file(seeds=[0, 1, 2])
     assert main(["run", str(more_seeds), "--output", str(results)]) == 0
     assert outside.read_text() == "not aebench's\n"
     assert len(pd.read_parquet(results / PARQUET)) == 6
@@ -330,7 +322,7 @@ def test_a_link_planted_as_the_journal_is_removed_not_followed(
     results: Path, outside: Path, suite_file
 ) -> None:
     (results / JOURNAL).symlink_to(outside)
-    more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
+    more_seeds = suite_file(seeds=[0, 1, 2])
     assert main(["run", str(more_seeds), "--output", str(results)]) == 0
     assert outside.read_text() == "not aebench's\n"
     assert len(pd.read_parquet(results / PARQUET)) == 6 and not (results / JOURNAL).exists()
@@ -345,7 +337,7 @@ def test_a_link_planted_as_a_file_aebench_appends_to_is_one_line(
     (results / name).unlink(missing_ok=True)
     (results / name).symlink_to(outside)
     before = snapshot(results)
-    more_seeds = suite_file(**{"seeds = [0, 1]": "seeds = [0, 1, 2]"})
+    more_seeds = suite_file(seeds=[0, 1, 2])
     assert main(["run", str(more_seeds), "--output", str(results)]) == 2
     assert "symbolic link" in one_error_line(capsys)
     assert outside.read_text() == "not aebench's\n"

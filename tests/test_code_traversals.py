@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import base64
 import html
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from builders import build_suite, entry
 from torch import Tensor, nn
 
 import aebench
@@ -28,7 +28,8 @@ from aebench.observers.trial_figures import (
 from aebench.results.trials import trial_folder
 from aebench.testing import _metric_data, _TinyGaussianVAE
 from aebench.views.drawing import code_traversal_rows, read_arrays
-from aebench.views.report import REPORT_HTML, REPORT_MD, TRIAL_CAPTIONS, build_report
+from aebench.views.figure_blocks import TRIAL_CAPTIONS
+from aebench.views.report import REPORT_HTML, REPORT_MD, build_report
 
 SCALES = (3.0, 2.0, 1.0)  # the code's dimensions, most variable first
 
@@ -150,35 +151,11 @@ def test_the_traversal_is_drawn_from_the_saved_arrays(tmp_path: Path) -> None:
     assert str(saved["code_traversal_range"]) == "its range on the test inputs"
 
 
-SUITE = """
-[suite]
-name = "traversed"
-seeds = [0]
-device = "cpu"
-
-[train]
-epochs = 1
-batch_size = 256
-
-[eval]
-metrics = ["recon_mse"]
-
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = { hidden = [16], latent_dim = 3 }
-"""
-
-
 @pytest.mark.slow
 def test_the_report_shows_the_traversal_of_a_plain_autoencoder(tmp_path: Path) -> None:
-    suite = tmp_path / "suite.toml"
-    suite.write_text(textwrap.dedent(SUITE))
+    suite = build_suite(
+        entry("ae", hidden=[16], latent_dim=3), name="traversed", epochs=1, batch_size=256
+    )
     run = aebench.run_suite(suite, output=tmp_path / "out")
     (row,) = run.rows
     png = trial_folder(run.output, row["trial_id"]) / CODE_TRAVERSAL_PNG

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from timing import scaled
 
 from aebench.cli import main
 from aebench.contract.columns import COLUMNS_FILE, Column, Vocabulary
@@ -206,7 +207,7 @@ def test_the_command_exits_1_on_a_regression_from_the_shell(write) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
     )
     assert done.returncode == 1, done.stderr
     assert "knn_acc" in done.stdout and done.stderr == ""

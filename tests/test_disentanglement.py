@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import build_suite, entry
 from torch import Tensor, nn
 
 import aebench
@@ -328,40 +329,18 @@ def test_non_finite_codes_give_nan_with_the_reason() -> None:
     assert measured.reason == "the codes are not all finite"
 
 
-SUITE = """
-[suite]
-name = "factors"
-seeds = [0]
-
-[train]
-epochs = 1
-batch_size = 64
-
-[eval]
-metrics = ["mig", "beta_vae_score"]
-
-[eval.beta_vae_score]
-batch_size = 8
-train_points = 40
-eval_points = 20
-
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "shapes-small"
-params = { n_train = 128, n_test = 64 }
-
-[[models]]
-plugin = "vae"
-params = { hidden = [16], latent_dim = 3 }
-"""
-
-
 @pytest.mark.slow
 def test_a_suite_measures_the_factors_of_its_data(tmp_path: Path) -> None:
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE)
+    shapes = entry("shapes-small", n_train=128, n_test=64)
+    beta_vae = {"batch_size": 8, "train_points": 40, "eval_points": 20}
+    suite = build_suite(
+        entry("vae", hidden=[16], latent_dim=3),
+        name="factors",
+        datasets=[shapes],
+        epochs=1,
+        metrics=["mig", "beta_vae_score"],
+        eval={"beta_vae_score": beta_vae},
+    )
     run = aebench.run_suite(suite, output=tmp_path / "out")
     (row,) = run.rows
     assert row["status"] == "ok"

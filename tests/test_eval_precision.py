@@ -4,20 +4,22 @@ it really runs in bfloat16, stays close to fp32, and the row reports how close."
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
+from builders import build_suite, entry
 
-from aebench import Data, DataInfo, MetricContext, Split, load_plugins, load_suite
+from aebench import Data, DataInfo, MetricContext, Plugins, Split, load_suite
 from aebench import likelihood as estimators
 
 INFO = DataInfo(shape=(1, 8, 8), kind="binary")
 
 
-def vae_and_data(n: int = 12) -> tuple[torch.nn.Module, torch.Tensor]:
-    entry = load_plugins().models.get("vae")
+def vae_and_data(plugins: Plugins, n: int = 12) -> tuple[torch.nn.Module, torch.Tensor]:
+    vae = plugins.models.get("vae")
     torch.manual_seed(0)
-    model = entry.factory(INFO, **entry.params.model_validate({"hidden": [32]}).model_dump())
+    model = vae.factory(INFO, **vae.params.model_validate({"hidden": [32]}).model_dump())
     x = torch.rand(n, *INFO.shape, generator=torch.Generator().manual_seed(1)).round()
     return model.eval(), x
 
@@ -27,8 +29,8 @@ def estimate(model, x, precision: str) -> torch.Tensor:
         return estimators.iwae_bound(model, x, 50, precision=precision)
 
 
-def test_a_bf16_decoder_pass_is_close_to_fp32_but_not_equal() -> None:
-    model, x = vae_and_data()
+def test_a_bf16_decoder_pass_is_close_to_fp32_but_not_equal(plugins) -> None:
+    model, x = vae_and_data(plugins)
     fp32, bf16 = estimate(model, x, "fp32"), estimate(model, x, "bf16")
     assert fp32.dtype == bf16.dtype == torch.float64
     difference = (bf16 - fp32).abs()
@@ -39,15 +41,15 @@ def test_a_bf16_decoder_pass_is_close_to_fp32_but_not_equal() -> None:
         estimate(model, x, "fp8")
 
 
-def test_the_metric_reports_the_bf16_error_against_fp32_on_the_same_draws() -> None:
-    model, x = vae_and_data()
+def test_the_metric_reports_the_bf16_error_against_fp32_on_the_same_draws(plugins) -> None:
+    model, x = vae_and_data(plugins)
     data = Data(INFO, train=Split(x), test=Split(x))
 
     def context() -> MetricContext:
         generator = torch.Generator().manual_seed(3)
         return MetricContext(model, data, {}, torch.device("cpu"), generator)
 
-    metric = load_plugins().metrics.get("log_px_iwae").factory
+    metric = plugins.metrics.get("log_px_iwae").factory
     with torch.no_grad():
         fp32 = metric(context(), samples=50)
         bf16 = metric(context(), samples=50, precision="bf16")
@@ -62,21 +64,16 @@ def test_the_metric_reports_the_bf16_error_against_fp32_on_the_same_draws() -> N
     assert bf16["log_px_iwae"] == pytest.approx(by_hand["bf16"].mean().item(), rel=1e-9)
 
 
-SUITE = """
-[suite]
-name = "precision"
-[eval]
-{eval}
-[[datasets]]
-plugin = "digits"
-[[models]]
-plugin = "vae"
-"""
+def precision_suite(precision: str) -> dict[str, Any]:
+    """A VAE on digits, its default metrics evaluated in ``precision``."""
+    eval = {"precision": precision}
+    return build_suite(entry("vae"), name="precision", metrics=None, eval=eval)
 
 
-def test_eval_precision_sets_the_iwae_metric_and_a_bad_value_is_refused(write_suite) -> None:
-    plugins = load_plugins()
-    suite = load_suite(write_suite(SUITE.format(eval='precision = "bf16"')), plugins)
+def test_eval_precision_sets_the_iwae_metric_and_a_bad_value_is_refused(
+    write_suite, plugins
+) -> None:
+    suite = load_suite(write_suite(precision_suite("bf16")), plugins)
     assert suite.trials[0].eval["params"]["log_px_iwae"]["precision"] == "bf16"
     with pytest.raises(ValueError, match="precision"):
-        load_suite(write_suite(SUITE.format(eval='precision = "fp8"')), plugins)
+        load_suite(write_suite(precision_suite("fp8")), plugins)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from timing import scaled
 
 # Every test here uses the pip-installed package (the `site` fixture): end to end, slow.
 pytestmark = pytest.mark.slow
@@ -74,7 +75,9 @@ def run(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
     }
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=scaled(600)
+    )
 
 
 def test_aebench_plugins_lists_the_installed_package(site, tmp_path):

@@ -8,20 +8,19 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_SUITE
+from builders import Entry, build_tiny_suite, entry
 from fake_plugins import fake_distribution
+from timing import scaled, wait_until
 
 from aebench.cli import main
-from aebench.plugins.manager import load_plugins
 from aebench.run.executors import WORKER_DIED
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
@@ -29,30 +28,16 @@ from aebench.run.suite import load_suite
 pytest.importorskip("distributed")
 
 
-# What the tests here add to the tiny suite (conftest.py): two metrics, no tracking.
-SETTINGS = """
-[eval]
-metrics = ["recon_mse", "recon_bce"]
-
-[tracking]
-enabled = false
-"""
+def suite(name: str, *more_models: Entry) -> dict[str, Any]:
+    """The tiny suite (builders.py) named ``name``, with one seed (two ae trials) and two
+    metrics, then ``more_models``."""
+    metrics = ["recon_mse", "recon_bce"]
+    return build_tiny_suite(*more_models, name=name, seeds=[0], metrics=metrics)
 
 
-def suite(name: str, extra: str = "") -> str:
-    """The tiny suite named ``name``, with one seed (two ae trials), then ``extra`` entries."""
-    text = TINY_SUITE.replace('name = "tiny"', f'name = "{name}"')
-    text = text.replace("seeds = [0, 1]", "seeds = [0]")
-    return text + extra + SETTINGS
-
-
-def fragile(delay: float, kill: str = "none") -> str:
+def fragile(delay: float, kill: str = "none") -> Entry:
     """A suite entry of the fragile model (tests/aebench_fragile.py)."""
-    return textwrap.dedent(f"""
-        [[models]]
-        plugin = "fragile"
-        params = {{ delay = {delay}, kill = "{kill}" }}
-        """)
+    return entry("fragile", delay=delay, kill=kill)
 
 
 @dataclass
@@ -75,7 +60,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             os.killpg(process.pid, signal.SIGTERM)
     for process in processes:
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=scaled(10))
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -118,8 +103,8 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         worker += ["--no-dashboard", "--memory-limit", "0"]
         for _ in range(WORKERS):
             processes.append(subprocess.Popen(worker, env=env, start_new_session=True, **quiet))
-        with Client(address, timeout="60s") as client:
-            client.wait_for_workers(WORKERS, timeout=120)
+        with Client(address, timeout=f"{scaled(60):.0f}s") as client:
+            client.wait_for_workers(WORKERS, timeout=scaled(120))
         yield Cluster(address, env, markers)
     finally:
         _stop(processes)
@@ -131,13 +116,12 @@ def table(folder: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_a_suite_on_a_dask_cluster_gives_the_local_table(cluster, write_suite, tmp_path):
+def test_a_suite_on_a_dask_cluster_gives_the_local_table(cluster, write_suite, tmp_path, plugins):
     path = write_suite(suite("same"))
     command = ["run", str(path), "--executor", "dask", "--scheduler", cluster.address]
     assert main([*command, "--output", str(tmp_path / "dask")]) == 0
     on_cluster = table(tmp_path / "dask")
 
-    plugins = load_plugins()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as fast as the workers on a busy machine; results do not change
     try:
@@ -162,23 +146,9 @@ def test_a_suite_on_a_dask_cluster_gives_the_local_table(cluster, write_suite, t
         assert all(torch.equal(kept[name], here[name]) for name in kept)
 
 
-def _first(markers: Path, kind: str, process: subprocess.Popen, timeout: float = 120) -> int:
-    """The id of the first worker process that starts training a ``kind`` fragile model."""
-    deadline = time.monotonic() + timeout
-    while not (found := sorted(markers.glob(f"{kind}-*"))):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"no {kind} trial started"
-        time.sleep(0.05)
-    return int(found[0].name.removeprefix(f"{kind}-"))
-
-
-def _started(markers: Path, kind: str, n: int, process: subprocess.Popen) -> None:
-    """Until ``n`` worker processes have started a ``kind`` fragile model."""
-    deadline = time.monotonic() + 120
-    while len(list(markers.glob(f"{kind}-*"))) < n:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{kind} did not start {n} times"
-        time.sleep(0.05)
+def _started(markers: Path, kind: str) -> list[int]:
+    """The ids of the worker processes that have started training a ``kind`` fragile model."""
+    return sorted(int(p.name.removeprefix(f"{kind}-")) for p in markers.glob(f"{kind}-*"))
 
 
 @pytest.mark.slow
@@ -187,18 +157,22 @@ def test_dead_workers_cost_one_retry_then_the_trial_and_the_suite_goes_on(
 ):
     """The killer trial kills every worker it runs on: tried twice, then failed. Then the test
     kills the worker of the sleepy trial once: it is trained again, elsewhere. ae is untouched."""
-    extra = fragile(delay=0.3) + fragile(delay=0.0, kill="SIGKILL")
-    path = write_suite(suite("faults", extra))
+    # The sleepy trial sleeps 0.3 s a step (17 s on an idle machine, as much longer as this one
+    # is slower): still under way when the killer has been tried twice.
+    sleepy = fragile(delay=round(scaled(0.3), 2))
+    path = write_suite(suite("faults", sleepy, fragile(delay=0.0, kill="SIGKILL")))
     command = [sys.executable, "-m", "aebench.cli", "run", str(path)]
     command += ["--executor", "dask", "--scheduler", cluster.address]
     process = subprocess.Popen(
         command, cwd=tmp_path, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        sleepy_worker = _first(cluster.markers, "sleepy", process)
-        _started(cluster.markers, "killer", 2, process)  # the killer is done with
-        os.kill(sleepy_worker, signal.SIGKILL)
-        _, stderr = process.communicate(timeout=300)
+        markers = cluster.markers
+        workers = wait_until(lambda: _started(markers, "sleepy"), "no sleepy trial", process)
+        # the killer is done with: tried twice
+        wait_until(lambda: len(_started(markers, "killer")) >= 2, "no killer retried", process)
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=scaled(300))
     finally:
         if process.poll() is None:
             process.kill()

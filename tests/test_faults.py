@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import torch
+from builders import QUICK_AE, build_suite, entry, start_run
 from fake_plugins import fake_distribution
 from mlflow_runs import search_runs
+from timing import scaled, wait_until
 
 from aebench import ModelOutput, hookimpl
 from aebench.plugins.manager import load_plugins
@@ -21,66 +20,26 @@ from aebench.results.table import read_results
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
 
-SUITE = """
-[suite]
-name = "faults"
-device = "cpu"
-{suite_extra}
-[train]
-epochs = 2
-batch_size = 64
 
-[eval]
-metrics = ["recon_mse"]
-
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = {{ hidden = [8] }}
-
-[[models]]
-plugin = "fragile"
-params = {{ delay = {delay}, kill = "{kill}" }}
-"""
-
-
-def start(suite: Path, site: Path, cwd: Path, markers: Path | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    if markers:
-        markers.mkdir(exist_ok=True)
-        env["MARKERS"] = str(markers)
-    return subprocess.Popen(
-        [sys.executable, "-m", "aebench.cli", "run", str(suite)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(markers: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the fragile model has started training."""
-    deadline = time.monotonic() + timeout
-    while not any(markers.iterdir()):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the slow trial never started"
-        time.sleep(0.05)
+def trained(markers: Path) -> bool:
+    """Whether the fragile model has started training (it leaves a marker file)."""
+    return any(markers.iterdir())
 
 
 @pytest.fixture
 def slow_suite(write_suite, tmp_path):
+    """A quick ``ae``, then the fragile model, sleeping ``delay`` in each of its 56 steps."""
     site = fake_distribution(tmp_path / "site")
 
-    def make(delay: float = 0.05, kill: str = "none", isolate: bool = False) -> tuple[Path, Path]:
-        extra = "isolate = true" if isolate else ""
-        text = SUITE.format(delay=delay, kill=kill, suite_extra=extra)
-        return write_suite(text), site
+    def make(
+        delay: float = 0.05,
+        kill: str = "none",
+        isolate: bool = False,
+        tracking: dict[str, Any] | None = None,
+    ) -> tuple[Path, Path]:
+        fragile = entry("fragile", delay=delay, kill=kill)
+        built = build_suite(QUICK_AE, fragile, name="faults", isolate=isolate, tracking=tracking)
+        return write_suite(built), site
 
     return make
 
@@ -94,10 +53,10 @@ def table(cwd: Path) -> pd.DataFrame:
 def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_path, signum):
     suite, site = slow_suite(delay=0.2)
     markers = tmp_path / "markers"
-    process = start(suite, site, tmp_path, markers)
-    wait_for(markers, process)
+    process = start_run(suite, site=site, cwd=tmp_path, markers=markers)
+    wait_until(lambda: trained(markers), "the slow trial never started", process)
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=30)  # prompt: well before the slow trial would end
+    _, stderr = process.communicate(timeout=scaled(30))  # the slow trial abandoned: see the rows
     assert process.returncode == 128 + signum
     assert "interrupted" in stderr and "Traceback" not in stderr
     rows = table(tmp_path)
@@ -105,14 +64,13 @@ def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_pat
 
 
 def test_an_interrupted_suite_leaves_its_mlflow_invocation_run_killed(slow_suite, tmp_path):
-    suite, site = slow_suite(delay=0.2)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    suite.write_text(suite.read_text().replace("enabled = false", f'uri = "{uri}"'))
+    suite, site = slow_suite(delay=0.2, tracking={"uri": uri})
     markers = tmp_path / "markers"
-    process = start(suite, site, tmp_path, markers)
-    wait_for(markers, process)
+    process = start_run(suite, site=site, cwd=tmp_path, markers=markers)
+    wait_until(lambda: trained(markers), "the slow trial never started", process)
     process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
+    process.communicate(timeout=scaled(60))
     runs = search_runs(uri, experiment_names=["faults"])
     invocation = runs[runs["tags.aebench.trial_id"].isna()]
     trials = runs[runs["tags.aebench.trial_id"].notna()]
@@ -125,17 +83,17 @@ def test_an_interrupted_suite_leaves_its_mlflow_invocation_run_killed(slow_suite
 def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tmp_path):
     suite, site = slow_suite(delay=0.2)
     markers = tmp_path / "markers"
-    process = start(suite, site, tmp_path, markers)
-    wait_for(markers, process)
+    process = start_run(suite, site=site, cwd=tmp_path, markers=markers)
+    wait_until(lambda: trained(markers), "the slow trial never started", process)
     process.kill()
-    process.communicate(timeout=30)
+    process.communicate(timeout=scaled(30))
     first = table(tmp_path)
     assert list(first["model"]) == ["ae"]
     assert not list((tmp_path / "results" / "faults").glob(".*.tmp"))
 
     suite, site = slow_suite(delay=0.2)  # the same suite; the ae trial must not run again
-    rerun = start(suite, site, tmp_path)
-    stdout, stderr = rerun.communicate(timeout=300)
+    rerun = start_run(suite, site=site, cwd=tmp_path)
+    stdout, stderr = rerun.communicate(timeout=scaled(300))
     assert rerun.returncode == 0, stderr
     assert "1 trials were already finished" in stdout
     final = table(tmp_path)
@@ -147,8 +105,8 @@ def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tm
 
 def test_an_isolated_trial_that_segfaults_is_failed_and_the_suite_goes_on(slow_suite, tmp_path):
     suite, site = slow_suite(kill="SIGSEGV", isolate=True)
-    process = start(suite, site, tmp_path)
-    _, stderr = process.communicate(timeout=300)
+    process = start_run(suite, site=site, cwd=tmp_path)
+    _, stderr = process.communicate(timeout=scaled(300))
     assert process.returncode == 1  # a failed trial
     rows = table(tmp_path).set_index("model")
     assert rows.loc["ae", "status"] == "ok"
@@ -250,8 +208,7 @@ def faulty(write_suite, tmp_path):
     plugins = load_plugins(extra=[FaultyModels()])
 
     def run(model: str) -> dict:
-        text = SUITE.split("[[models]]")[0].format(suite_extra="", delay=0, kill="none")
-        path = write_suite(text + f'[[models]]\nplugin = "{model}"\n', f"{model}.toml")
+        path = write_suite(build_suite(entry(model), name="faults"), f"{model}.toml")
         run = run_trials(load_suite(path, plugins), plugins, output=tmp_path / model)
         [row] = run.rows
         return row

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from timing import scaled
 
 # What only `run`, `report`, `ui` or `compare` need. (pandas is not listed: the metric plugins'
 # scikit-learn imports it while they register.)
@@ -42,7 +43,11 @@ def imported_by(argv: list[str], modules: tuple[str, ...], expected: int = 0) ->
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=True,
     )
     return ast.literal_eval(done.stdout.strip())
 

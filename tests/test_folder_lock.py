@@ -4,19 +4,17 @@ killed run's rows are seen by every reader and kept by the run that resumes it."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_SUITE
+from builders import QUICK_AE, as_toml, build_suite, build_tiny_suite, entry, start_run
 from fake_plugins import fake_distribution
+from timing import scaled, wait_until
 
 from aebench.cli import main
 from aebench.results import files
@@ -26,14 +24,12 @@ from aebench.run.kept import load_results
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
 
-UNTRACKED = TINY_SUITE + "\n[tracking]\nenabled = false\n"
-
 HOLD = """
-import sys, time
+import sys, threading
 from aebench.results.lock import folder_lock
 with folder_lock(sys.argv[1]):
     print("held", flush=True)
-    time.sleep(600)
+    threading.Event().wait()  # until killed
 """
 
 
@@ -63,7 +59,7 @@ def holder() -> Iterator[Callable[[Path], subprocess.Popen]]:
 
 @pytest.fixture
 def untracked(write_suite) -> Path:
-    return write_suite(UNTRACKED)
+    return write_suite(build_tiny_suite())
 
 
 def test_a_run_into_a_folder_in_use_is_refused_naming_the_holder_then_goes_once_it_dies(
@@ -105,80 +101,45 @@ def test_run_suite_itself_refuses_a_folder_in_use(holder, plugins, untracked, tm
     assert not (output / "trials").exists()
 
 
-SLOW = """
-[suite]
-name = "shared"
-seeds = {seeds}
-device = "cpu"
-
-[train]
-epochs = {epochs}
-batch_size = 512
-
-[eval]
-metrics = ["recon_mse"]
-
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "digits"
-"""
-FRAGILE = '[[models]]\nplugin = "fragile"\nparams = { delay = 0.2 }\n'  # 0.2 s per step
-AE = '[[models]]\nplugin = "ae"\nparams = { hidden = [8] }\n'
-
-
-def slow_suite(tmp_path: Path, name: str, seeds: list[int], models: str, epochs: int = 2) -> Path:
-    """A suite named "shared" (3 steps an epoch: the fragile model's take 0.2 s each)."""
+def slow_suite(tmp_path: Path, name: str, seeds: list[int], fragile: bool, epochs: int = 2) -> Path:
+    """A suite named "shared": a quick ``ae``, then (``fragile``) the fragile model, whose steps
+    (3 an epoch) take 0.2 s each on an idle machine, and as much longer as this one is slower."""
+    models = [QUICK_AE, *([entry("fragile", delay=round(scaled(0.2), 2))] if fragile else [])]
+    built = build_suite(*models, name="shared", seeds=seeds, epochs=epochs, batch_size=512)
     path = tmp_path / f"{name}.toml"
-    path.write_text(textwrap.dedent(SLOW.format(seeds=seeds, epochs=epochs)) + "\n" + models)
+    path.write_text(as_toml(built))
     return path
 
 
-def start(suite: Path, site: Path, output: Path, markers: Path) -> subprocess.Popen:
-    markers.mkdir(exist_ok=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "MARKERS": str(markers),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "aebench.cli", "run", str(suite), "--output", str(output)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start(suite_file: Path, site: Path, output: Path, markers: Path) -> subprocess.Popen:
+    return start_run(suite_file, "--output", str(output), site=site, markers=markers)
 
 
-def wait_for(markers: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the fragile model trains (its marker file appears)."""
-    deadline = time.monotonic() + timeout
-    while not any(markers.iterdir()):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the slow trial never started"
-        time.sleep(0.05)
+def trained(markers: Path) -> bool:
+    """Whether the fragile model trains (its marker file appears)."""
+    return any(markers.iterdir())
 
 
 def test_two_runs_into_one_folder_keep_every_row_exactly_once(tmp_path: Path) -> None:
     """The issue's data loss: the same suite with other seeds, started while the first runs."""
     site = fake_distribution(tmp_path / "site")
     output = tmp_path / "out"
-    first_suite = slow_suite(tmp_path, "a", [0], AE + FRAGILE, epochs=20)  # 12 s of training
-    second_suite = slow_suite(tmp_path, "b", [2, 3], AE)
+    first_suite = slow_suite(tmp_path, "a", [0], fragile=True, epochs=20)  # 12 s of training
+    second_suite = slow_suite(tmp_path, "b", [2, 3], fragile=False)
     first = start(first_suite, site, output, tmp_path / "m1")
-    wait_for(tmp_path / "m1", first)  # the ae is done, the fragile model trains
+    # the ae is done, the fragile model trains
+    wait_until(lambda: trained(tmp_path / "m1"), "the slow trial never started", first)
     second = start(second_suite, site, output, tmp_path / "m2")
-    _, stderr = second.communicate(timeout=120)
+    _, stderr = second.communicate(timeout=scaled(120))
     assert second.returncode == 2, stderr
     [line] = stderr.strip().splitlines()
     assert f"pid {first.pid}" in line, line
     assert first.poll() is None  # refused while the first was still running
 
-    assert first.communicate(timeout=300) and first.returncode == 0
+    assert first.communicate(timeout=scaled(300)) and first.returncode == 0
     assert len(list((output / "trials").iterdir())) == 2  # the first run's: none of the second's
     again = start(second_suite, site, output, tmp_path / "m3")
-    _, stderr = again.communicate(timeout=300)
+    _, stderr = again.communicate(timeout=scaled(300))
     assert again.returncode == 0, stderr
     table = pd.read_parquet(output / PARQUET)
     assert sorted(zip(table["model"], table["seed"], strict=True)) == [
@@ -193,11 +154,11 @@ def test_two_runs_into_one_folder_keep_every_row_exactly_once(tmp_path: Path) ->
 def test_a_killed_runs_rows_are_read_everywhere_and_kept_on_resume(tmp_path: Path) -> None:
     site = fake_distribution(tmp_path / "site")
     output = tmp_path / "out"
-    suite = slow_suite(tmp_path, "a", [0], AE + FRAGILE)  # the ae first; killed in the other
+    suite = slow_suite(tmp_path, "a", [0], fragile=True)  # the ae first; killed in the other
     process = start(suite, site, output, tmp_path / "m")
-    wait_for(tmp_path / "m", process)
+    wait_until(lambda: trained(tmp_path / "m"), "the slow trial never started", process)
     process.kill()
-    process.communicate(timeout=30)
+    process.communicate(timeout=scaled(30))
 
     assert not (output / PARQUET).exists() and (output / JOURNAL).is_file()
     [ae] = load_results(output).to_dict("records")  # the finished trial, from the journal
@@ -205,7 +166,7 @@ def test_a_killed_runs_rows_are_read_everywhere_and_kept_on_resume(tmp_path: Pat
     assert main(["report", str(output)]) == 0  # the report sees it too
 
     resumed = start(suite, site, output, tmp_path / "m2")
-    stdout, stderr = resumed.communicate(timeout=300)
+    stdout, stderr = resumed.communicate(timeout=scaled(300))
     assert resumed.returncode == 0, stderr
     assert "1 trials were already finished" in stdout
     table = pd.read_parquet(output / PARQUET)

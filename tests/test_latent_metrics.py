@@ -6,14 +6,14 @@ The model is the identity, so the "codes" are exactly the points a test puts in 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
-from aebench import Data, DataInfo, MetricContext, ModelOutput, Split
-from aebench.plugins.manager import load_plugins
+from aebench import Data, DataInfo, Metric, MetricContext, ModelOutput, Plugins, Split
 
 
 class Identity(nn.Module):
@@ -55,11 +55,13 @@ def random_codes(n: int, seed: int) -> Split:
     return Split(torch.randn(n, 3, generator=g), torch.randint(0, 4, (n,), generator=g))
 
 
-def metric(name: str):
-    return load_plugins().metrics.get(name).factory
+@pytest.fixture
+def metric(plugins: Plugins) -> Callable[[str], Metric]:
+    """The metric named ``name``."""
+    return lambda name: plugins.metrics.get(name).factory
 
 
-def test_separable_blobs_score_perfectly() -> None:
+def test_separable_blobs_score_perfectly(metric) -> None:
     context = context_for(blobs(400, 0), blobs(200, 1), n_classes=4)
     clusters = metric("kmeans")(context)
     assert clusters["kmeans_nmi"] > 0.99
@@ -69,7 +71,7 @@ def test_separable_blobs_score_perfectly() -> None:
     assert metric("silhouette")(context)["silhouette"] > 0.9
 
 
-def test_random_codes_score_at_chance() -> None:
+def test_random_codes_score_at_chance(metric) -> None:
     context = context_for(random_codes(2000, 0), random_codes(1000, 1), n_classes=4)
     clusters = metric("kmeans")(context)
     assert clusters["kmeans_nmi"] < 0.02
@@ -79,13 +81,13 @@ def test_random_codes_score_at_chance() -> None:
     assert abs(metric("silhouette")(context)["silhouette"]) < 0.05
 
 
-def test_number_of_clusters_defaults_to_the_distinct_labels() -> None:
+def test_number_of_clusters_defaults_to_the_distinct_labels(metric) -> None:
     # Without n_classes, k = 4 distinct labels: four blobs are recovered exactly.
     context = context_for(blobs(400, 0), blobs(200, 1), n_classes=None)
     assert metric("kmeans")(context)["kmeans_nmi"] > 0.99
 
 
-def test_silhouette_matches_a_hand_computation() -> None:
+def test_silhouette_matches_a_hand_computation(metric) -> None:
     points = torch.tensor([[0.0], [1.0], [10.0], [12.0], [4.0]])
     labels = torch.tensor([0, 0, 1, 1, 0])
     context = context_for(Split(points, labels), Split(points, labels))
@@ -101,7 +103,7 @@ def test_silhouette_matches_a_hand_computation() -> None:
     assert metric("silhouette")(context)["silhouette"] == pytest.approx(expected)
 
 
-def test_knn_uses_train_codes_for_neighbours() -> None:
+def test_knn_uses_train_codes_for_neighbours(metric) -> None:
     # Train labels are the opposite of the test labels at the same places: a 5-NN fit on train
     # codes must then get every test point wrong.
     train = blobs(400, 0)
@@ -113,13 +115,13 @@ def test_knn_uses_train_codes_for_neighbours() -> None:
 
 
 @pytest.mark.parametrize("name", ["kmeans", "silhouette", "knn_acc", "probe_acc"])
-def test_unlabelled_data_gives_nan(name: str) -> None:
+def test_unlabelled_data_gives_nan(name: str, metric) -> None:
     context = context_for(Split(blobs(40, 0).x), Split(blobs(20, 1).x))
     values = metric(name)(context)
     assert values and all(math.isnan(v) for v in values.values())
 
 
-def test_sparsity_of_known_codes() -> None:
+def test_sparsity_of_known_codes(metric) -> None:
     codes = torch.tensor([[0.0, 0.04, -0.06, 1.0], [-2.0, 0.05, 0.0, 0.5]])
     context = context_for(Split(codes), Split(codes))
     assert metric("code_mean_abs")(context)["code_mean_abs"] == pytest.approx(3.65 / 8)
@@ -127,10 +129,10 @@ def test_sparsity_of_known_codes() -> None:
     assert metric("code_frac_active")(context)["code_frac_active"] == pytest.approx(4 / 8)
 
 
-def test_too_few_test_inputs_give_nan_with_the_reason_not_an_error() -> None:
+def test_too_few_test_inputs_give_nan_with_the_reason_not_an_error(metric) -> None:
     context = context_for(blobs(400, 0), blobs(1, 1), n_classes=4)  # one test input, 4 classes
-    clusters = load_plugins().metrics.get("kmeans").factory.measure(context)
+    clusters = metric("kmeans").measure(context)
     assert all(math.isnan(v) for v in clusters.values.values())
     assert clusters.reason == "4 clusters need at least 4 test inputs; there are 1"
-    shape = load_plugins().metrics.get("silhouette").factory.measure(context)
+    shape = metric("silhouette").measure(context)
     assert math.isnan(shape.values["silhouette"]) and "more inputs than labels" in shape.reason

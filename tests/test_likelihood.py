@@ -21,7 +21,6 @@ from torch.distributions import (
 
 from aebench import LatentVariableModel
 from aebench import likelihood as estimators
-from aebench.plugins.manager import load_plugins
 
 DATA_DIM, LATENT_DIM, NOISE = 5, 2, 0.5
 
@@ -252,8 +251,7 @@ def test_posterior_means_are_the_posteriors_means() -> None:
     torch.testing.assert_close(estimators.posterior_means(model, x, batch_size=7), mean)
 
 
-def test_prior_sampling_is_far_worse_than_importance_sampling_on_a_trained_vae() -> None:
-    plugins = load_plugins()
+def test_prior_sampling_is_far_worse_than_importance_sampling_on_a_trained_vae(plugins) -> None:
     data = plugins.datasets.get("digits").factory()
     torch.manual_seed(0)
     # A narrow Gaussian likelihood makes the code informative (a rate of ~15 nats), so that few

@@ -5,14 +5,15 @@ estimates."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
+from builders import Entry, build_suite, entry
 
 import aebench
-from aebench import Column, Data, Metric, MetricContext, NotApplicable
+from aebench import Column, Data, Metric, MetricContext, NotApplicable, Plugins
 from aebench.contract.metric import likelihood_support_problem
-from aebench.plugins.manager import load_plugins
 from aebench.run.measure import PEAK_MEMORY_UNMEASURED, nan_reasons
 
 
@@ -26,15 +27,13 @@ def context_of(model: torch.nn.Module, data: Data) -> MetricContext:
     )
 
 
-def grey_and_binary_digits() -> tuple[Data, Data]:
-    plugins = load_plugins()
+def grey_and_binary_digits(plugins: Plugins) -> tuple[Data, Data]:
     digits = plugins.datasets.get("digits").factory
     return digits(), digits(binarize="static")
 
 
-def test_a_bernoulli_on_grey_levels_gets_nan_likelihoods_and_says_why() -> None:
-    plugins = load_plugins()
-    grey, binary = grey_and_binary_digits()
+def test_a_bernoulli_on_grey_levels_gets_nan_likelihoods_and_says_why(plugins) -> None:
+    grey, binary = grey_and_binary_digits(plugins)
     elbo = plugins.metrics.get("elbo").factory
     torch.manual_seed(0)
     model = plugins.models.get("vae").factory(grey.info, latent_dim=2, likelihood="bernoulli")
@@ -48,8 +47,7 @@ def test_a_bernoulli_on_grey_levels_gets_nan_likelihoods_and_says_why() -> None:
 
 
 @pytest.mark.parametrize("binarize", ["none", "static"])
-def test_the_default_likelihood_holds_the_data_it_is_chosen_for(binarize: str) -> None:
-    plugins = load_plugins()
+def test_the_default_likelihood_holds_the_data_it_is_chosen_for(binarize: str, plugins) -> None:
     data = plugins.datasets.get("digits").factory(binarize=binarize)
     torch.manual_seed(0)
     model = plugins.models.get("vae").factory(data.info, latent_dim=2)
@@ -59,13 +57,13 @@ def test_the_default_likelihood_holds_the_data_it_is_chosen_for(binarize: str) -
     assert measured.reason == "" and math.isfinite(measured.values["elbo"])
 
 
-def test_not_applicable_from_compute_is_nan_with_its_reason_not_a_failure() -> None:
+def test_not_applicable_from_compute_is_nan_with_its_reason_not_a_failure(plugins) -> None:
     def picky(context: MetricContext) -> dict[str, float]:
         """Raises for every trial."""
         raise NotApplicable("only on Tuesdays")
 
     metric = Metric(picky, columns=[Column("picky_a"), Column("picky_b")])
-    _, binary = grey_and_binary_digits()
+    _, binary = grey_and_binary_digits(plugins)
     measured = metric.measure(context_of(torch.nn.Identity(), binary))
     assert measured.reason == "only on Tuesdays"
     assert set(measured.values) == {"picky_a", "picky_b"}
@@ -73,14 +71,13 @@ def test_not_applicable_from_compute_is_nan_with_its_reason_not_a_failure() -> N
     assert math.isnan(metric(context_of(torch.nn.Identity(), binary))["picky_a"])
 
 
-def test_log_px_true_needs_a_known_density_and_is_its_test_mean() -> None:
-    plugins = load_plugins()
+def test_log_px_true_needs_a_known_density_and_is_its_test_mean(plugins) -> None:
     log_px_true = plugins.metrics.get("log_px_true").factory
     ppca = plugins.datasets.get("ppca").factory(n_train=10, n_test=50)
     measured = log_px_true.measure(context_of(torch.nn.Identity(), ppca))
     expected = ppca.log_density(ppca.test.x).double().mean().item()
     assert measured.values["log_px_true"] == pytest.approx(expected, abs=1e-6)
-    grey, _ = grey_and_binary_digits()
+    grey, _ = grey_and_binary_digits(plugins)
     unknown = log_px_true.measure(context_of(torch.nn.Identity(), grey))
     assert math.isnan(unknown.values["log_px_true"])
     assert unknown.reason == "the data's true density is not known"
@@ -92,29 +89,30 @@ def test_metrics_that_share_a_reason_share_its_entry() -> None:
     assert nan_reasons({}) == ""
 
 
-def tiny_suite(datasets: list[dict], models: list[dict], metrics: list[str], **eval_params) -> dict:
-    return {
-        "suite": {"name": "densities", "seeds": [0]},
-        "train": {"epochs": 8, "batch_size": 64, "lr": 3e-3},
-        "eval": {"metrics": metrics, **eval_params},
-        "tracking": {"enabled": False},
-        "datasets": datasets,
-        "models": models,
-    }
+def densities_suite(
+    datasets: list[Entry], models: list[Entry], metrics: list[str], **eval_params
+) -> dict[str, Any]:
+    """``models`` on ``datasets``, 8 epochs at a rate of 3e-3, measured by ``metrics``."""
+    return build_suite(
+        *models,
+        name="densities",
+        datasets=datasets,
+        epochs=8,
+        metrics=metrics,
+        train={"lr": 3e-3},
+        eval=eval_params,
+    )
 
 
 @pytest.fixture(scope="module")
 def digits_rows(tmp_path_factory) -> dict[str, dict]:
     """An AE, a default VAE and a Bernoulli VAE on grey digits, with 2-D latents."""
-    suite = tiny_suite(
-        [{"plugin": "digits"}],
+    suite = densities_suite(
+        [entry("digits")],
         [
-            {"plugin": "ae", "params": {"latent_dim": 2, "hidden": [64]}},
-            {"plugin": "vae", "params": {"latent_dim": 2, "hidden": [64]}},
-            {
-                "plugin": "vae",
-                "params": {"latent_dim": 2, "hidden": [64], "likelihood": "bernoulli"},
-            },
+            entry("ae", latent_dim=2, hidden=[64]),
+            entry("vae", latent_dim=2, hidden=[64]),
+            entry("vae", latent_dim=2, hidden=[64], likelihood="bernoulli"),
         ],
         ["elbo", "log_px_iwae", "log_px_exact", "active_units"],
         log_px_iwae={"samples": 500},
@@ -161,9 +159,9 @@ def test_the_exact_log_px_is_above_the_iwae_estimate_on_the_same_inputs(digits_r
 
 def test_on_a_trained_2d_vae_elbo_below_iwae_below_exact(tmp_path) -> None:
     """Every test input integrated, so the three are means over the same inputs."""
-    suite = tiny_suite(
-        [{"plugin": "mixture2d", "params": {"n_train": 3000, "n_test": 150}}],
-        [{"plugin": "vae", "params": {"latent_dim": 2, "hidden": [64]}}],
+    suite = densities_suite(
+        [entry("mixture2d", n_train=3000, n_test=150)],
+        [entry("vae", latent_dim=2, hidden=[64])],
         ["elbo", "log_px_iwae", "log_px_exact", "log_px_true"],
         log_px_exact={"inputs": 0},
         elbo={"samples": 200},  # its Monte-Carlo error, 0.03 nats with one sample, to 0.002
@@ -186,13 +184,14 @@ def test_on_a_trained_2d_vae_elbo_below_iwae_below_exact(tmp_path) -> None:
 def test_on_ppca_a_default_trained_vae_comes_within_0_2_nats_of_the_true_density(tmp_path) -> None:
     """Default training ([train] defaults) and default metric settings, on a VAE whose latent is
     the data's size (2): with the default 16 dimensions the gap was 0.52 nats (measured)."""
-    suite = {
-        "suite": {"name": "ppca", "seeds": [0]},
-        "tracking": {"enabled": False},
-        "eval": {"metrics": ["log_px_iwae", "log_px_true"]},
-        "datasets": [{"plugin": "ppca"}],
-        "models": [{"plugin": "vae", "params": {"latent_dim": 2}}],
-    }
+    suite = build_suite(
+        entry("vae", latent_dim=2),
+        name="ppca",
+        datasets=[entry("ppca")],
+        epochs=None,  # the defaults
+        batch_size=None,
+        metrics=["log_px_iwae", "log_px_true"],
+    )
     (row,) = aebench.run_suite(suite, output=tmp_path / "ppca", device="cpu").rows
     assert row["status"] == "ok" and row["likelihood"] == "gaussian-learned"
     assert 0 <= row["log_px_true_gap"] < 0.2, row["log_px_true_gap"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from builders import build_suite, entry
 
 import aebench
 from aebench import Column, Metric, hookimpl, load_plugins
@@ -50,14 +51,14 @@ class BrokenMetrics:
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_a_broken_metric_costs_its_own_columns_only(name: str, tmp_path) -> None:
     metric, message = BROKEN[name]
-    suite = {
-        "suite": {"name": "isolated", "seeds": [0, 1]},
-        "train": {"epochs": 1},
-        "tracking": {"enabled": False},
-        "eval": {"metrics": ["recon_mse", name, "n_params"]},
-        "datasets": [{"plugin": "digits"}],
-        "models": [{"plugin": "ae", "params": {"latent_dim": 2, "hidden": [8]}}],
-    }
+    suite = build_suite(
+        entry("ae", latent_dim=2, hidden=[8]),
+        name="isolated",
+        seeds=[0, 1],
+        epochs=1,
+        batch_size=None,  # the default
+        metrics=["recon_mse", name, "n_params"],
+    )
     plugins = load_plugins(extra=[BrokenMetrics()])
     run = aebench.run_suite(suite, output=tmp_path / "out", device="cpu", plugins=plugins)
     assert len(run.rows) == 2  # two trials, two rows: no identity was overwritten

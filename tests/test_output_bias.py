@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from builders import build_suite, entry
 from torch import nn
 
 import aebench
@@ -78,27 +79,9 @@ def test_a_data_mean_bias_needs_bernoulli_logits() -> None:
 
 def test_the_runner_sets_the_bias_from_the_training_split_before_training(tmp_path) -> None:
     # A learning rate of 1e-30 leaves the weights where they started, to the last bit or so.
-    run = aebench.run_suite(
-        {
-            "suite": {"name": "bias", "device": "cpu"},
-            "train": {"epochs": 1, "batch_size": 256, "lr": 1e-30},
-            "eval": {"metrics": []},
-            "tracking": {"enabled": False},
-            "datasets": [{"plugin": "digits"}],
-            "models": [
-                {
-                    "plugin": "vae",
-                    "params": {
-                        "latent_dim": 2,
-                        "hidden": [4],
-                        "likelihood": "bernoulli",
-                        "output_bias": "data-mean",
-                    },
-                }
-            ],
-        },
-        output=tmp_path / "out",
-    )
+    vae = entry("vae", latent_dim=2, hidden=[4], likelihood="bernoulli", output_bias="data-mean")
+    suite = build_suite(vae, name="bias", epochs=1, batch_size=256, train={"lr": 1e-30}, metrics=[])
+    run = aebench.run_suite(suite, output=tmp_path / "out")
     [row] = run.rows
     kept = aebench.load_trial(tmp_path / "out", row["trial_id"])
 

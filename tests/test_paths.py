@@ -85,7 +85,7 @@ def test_a_dataset_is_never_downloaded_into_a_system_folder(tmp_path: Path, monk
 
 
 def test_the_environments_tracking_store_may_not_be_in_a_system_folder(monkeypatch) -> None:
-    from aebench.observers.tracking import TrackingError, tracking_uri
+    from aebench.observers.tracking_store import TrackingError, tracking_uri
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////etc/aebench/mlflow.db")
     with pytest.raises(TrackingError, match="is in the system folder /etc"):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from builders import as_toml, build_suite, entry
 
 from aebench.cli import main
 from aebench.contract.columns import Column, Vocabulary, is_config_column
@@ -42,14 +43,13 @@ def plugins() -> Plugins:
 
 
 def suite_with(references: list[dict], metrics: list[str] | None = None) -> dict:
-    """Digits, a VAE at two latent sizes, one seed; and ``references``."""
-    return {
-        "suite": {"name": "ref", "seeds": [0, 1]},
-        "eval": {"metrics": metrics or ["log_px_iwae", "active_units"]},
-        "datasets": [{"plugin": "digits"}],
-        "models": [{"plugin": "vae", "grid": {"latent_dim": [2, 4]}, "params": {"hidden": [8]}}],
-        "references": references,
-    }
+    """Digits, a VAE at two latent sizes, two seeds, the default training; and ``references``."""
+    vae = entry("vae", grid={"latent_dim": [2, 4]}, hidden=[8])
+    metrics = metrics or ["log_px_iwae", "active_units"]
+    built = build_suite(
+        vae, name="ref", seeds=[0, 1], epochs=None, batch_size=None, metrics=metrics
+    )
+    return built | {"references": references}
 
 
 def reference(**fields) -> dict:
@@ -298,39 +298,11 @@ def test_a_run_reports_its_reproduction_and_the_folder_keeps_the_references(
     tmp_path, monkeypatch, capsys
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "suite.toml").write_text(
-        """
-        [suite]
-        name = "tiny-reproduction"
-        device = "cpu"
-        threads = 1
-
-        [train]
-        epochs = 2
-        batch_size = 128
-
-        [eval]
-        metrics = ["elbo"]
-
-        [tracking]
-        enabled = false
-
-        [[datasets]]
-        plugin = "digits"
-
-        [[models]]
-        plugin = "vae"
-        params = { latent_dim = 2, hidden = [8] }
-
-        [[references]]
-        paper = "Nobody 2024"
-        metric = "elbo"
-        value = 1e6
-        tolerance = 1.0
-        epochs = 100
-        where = { model = "vae" }
-        """.replace("\n        ", "\n")
-    )
+    vae = entry("vae", latent_dim=2, hidden=[8])
+    suite = build_suite(vae, name="tiny-reproduction", threads=1, batch_size=128, metrics=["elbo"])
+    published = {"paper": "Nobody 2024", "metric": "elbo", "value": 1e6, "tolerance": 1.0}
+    published |= {"epochs": 100, "where": {"model": "vae"}}
+    (tmp_path / "suite.toml").write_text(as_toml(suite | {"references": [published]}))
 
     assert main(["run", "suite.toml"]) == 0
 
@@ -416,9 +388,10 @@ def test_the_burda_suites_validate_with_a_reference_per_trial(plugins, name, tri
 @pytest.mark.parametrize("name", ["burda2015", "burda2015-short"])
 def test_the_burda_suites_train_at_the_papers_rates(plugins, name) -> None:
     """Stage i of 3^i epochs at 1e-3 * 10^(-i/7), i = 0..7: all of it, or its first epochs."""
-    train = load_suite(BENCHMARKS / f"{name}.toml", plugins).trials[0].train
+    trial = load_suite(BENCHMARKS / f"{name}.toml", plugins).trials[0]
+    train = trial.train
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=train["lr"])
-    schedule = make_schedule(optimizer, train["schedule"], train["epochs"])
+    schedule = make_schedule(optimizer, trial.settings())
     rates = []
     for _ in range(train["epochs"]):
         rates.append(optimizer.param_groups[0]["lr"])

@@ -5,6 +5,7 @@ prior. Every statistic is checked against an independent computation."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,12 +13,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from builders import build_suite, entry
 from torch import Tensor, nn
 from torch.distributions import Distribution, OneHotCategorical
 
 import aebench
 from aebench import Data, DataInfo, MetricContext, ModelOutput, NotApplicable, Split, paths
-from aebench.plugins.manager import load_plugins
+from aebench.contract.metric import Measurement
+from aebench.plugins.manager import Plugins
 from aebench_plugins.datasets.digits import digits
 from aebench_plugins.metrics import feature_extractor as extractors
 from aebench_plugins.metrics.feature_extractor import ClassifierSettings, feature_extractor
@@ -293,11 +296,17 @@ def context_of(model: nn.Module, data: Data) -> MetricContext:
     )
 
 
-def measure(name: str, context: MetricContext, **params):
-    return load_plugins().metrics.get(name).factory.measure(context, **params)
+@pytest.fixture
+def measure(plugins: Plugins) -> Callable[..., Measurement]:
+    """The metric named ``name`` measured on ``context``, with ``params``."""
+
+    def measured(name: str, context: MetricContext, **params) -> Measurement:
+        return plugins.metrics.get(name).factory.measure(context, **params)
+
+    return measured
 
 
-def test_a_generator_of_the_test_data_scores_as_the_data_does(digits_data: Data) -> None:
+def test_a_generator_of_the_test_data_scores_as_the_data_does(digits_data: Data, measure) -> None:
     steps = {"classifier_steps": QUICK.steps}
     perfect = context_of(DataBank(digits_data.test.x), digits_data)
     grey = context_of(Grey(digits_data.test.x), digits_data)
@@ -316,8 +325,9 @@ def test_a_generator_of_the_test_data_scores_as_the_data_does(digits_data: Data)
     assert measure("fid", context_of(DataBank(digits_data.test.x), digits_data), **steps) == fid
 
 
-def test_models_without_a_prior_are_nan_with_the_reason(digits_data: Data) -> None:
-    plugins = load_plugins()
+def test_models_without_a_prior_are_nan_with_the_reason(
+    digits_data: Data, plugins, measure
+) -> None:
     ae = plugins.models.get("ae").factory(digits_data.info, latent_dim=2, hidden=[8])
     rae = plugins.models.get("rae").factory(digits_data.info, latent_dim=2, hidden=[8])
     for name in ("fid", "sample_pr", "sample_is"):
@@ -332,7 +342,7 @@ def test_models_without_a_prior_are_nan_with_the_reason(digits_data: Data) -> No
     assert fitted.reason == "" and fitted.values["fid"] > 0
 
 
-def test_unlabelled_data_is_nan_with_the_reason(digits_data: Data) -> None:
+def test_unlabelled_data_is_nan_with_the_reason(digits_data: Data, measure) -> None:
     unlabelled = replace(
         digits_data, train=Split(digits_data.train.x), test=Split(digits_data.test.x)
     )
@@ -340,24 +350,16 @@ def test_unlabelled_data_is_nan_with_the_reason(digits_data: Data) -> None:
     assert result.reason == "the data has no labels" and math.isnan(result.values["fid"])
 
 
-def test_one_eval_key_sets_the_classifier_and_sample_size_of_all_three(write_suite) -> None:
-    suite = write_suite(
-        """
-        [suite]
-        name = "samples"
-        [eval]
-        metrics = ["fid", "sample_pr", "sample_is"]
-        feature_classifier_steps = 7
-        sample_count = 50
-        [eval.sample_pr]
-        samples = 60
-        [[datasets]]
-        plugin = "digits"
-        [[models]]
-        plugin = "vae"
-        """
+def test_one_eval_key_sets_the_classifier_and_sample_size_of_all_three(
+    write_suite, plugins
+) -> None:
+    suite = build_suite(
+        entry("vae"),
+        name="samples",
+        metrics=["fid", "sample_pr", "sample_is"],
+        eval={"feature_classifier_steps": 7, "sample_count": 50, "sample_pr": {"samples": 60}},
     )
-    params = aebench.load_suite(suite, load_plugins()).trials[0].eval["params"]
+    params = aebench.load_suite(write_suite(suite), plugins).trials[0].eval["params"]
     assert {name: p["classifier_steps"] for name, p in params.items()} == dict.fromkeys(params, 7)
     assert {name: p["samples"] for name, p in params.items()} == {
         "fid": 50,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from builders import build_tiny_suite
 
 from aebench.cli import main
 from aebench.run import threads as aebench_threads
@@ -83,23 +84,21 @@ def test_auto_threads_follow_the_load_before_every_epoch(monkeypatch, torch_thre
     assert torch.get_num_threads() == 1
 
 
-def test_the_training_loop_adjusts_the_threads_before_every_epoch(monkeypatch) -> None:
+def test_the_training_loop_adjusts_the_threads_before_every_epoch(monkeypatch, plugins) -> None:
     """(Where the number comes from is the test above.)"""
-    from aebench.plugins.manager import load_plugins
     from aebench.run import train
+    from aebench.run.sections import TrainSection
     from aebench_plugins.datasets.digits import digits
 
     calls = []
     monkeypatch.setattr(train, "adjust_threads", lambda: calls.append(1))
-    plugins = load_plugins()
     data = digits()
     entry = plugins.models.get("ae")
     model = entry.factory(data.info, **entry.params.model_validate({"hidden": [8]}).model_dump())
     regularizer = plugins.regularizers.get("none").factory()
     generator = torch.Generator().manual_seed(0)
-    train.train_model(
-        model, regularizer, data, epochs=3, batch_size=256, lr=1e-3, generator=generator
-    )
+    settings = TrainSection(epochs=3, batch_size=256, lr=1e-3)
+    train.train_model(model, regularizer, data, settings, generator=generator)
     assert len(calls) == 3
 
 
@@ -114,12 +113,10 @@ def torch_threads_restored():
 
 
 def test_the_suite_and_the_command_line_set_the_threads_recorded_in_each_row(
-    write_suite, tiny_suite_text, tmp_path: Path, monkeypatch, torch_threads_restored
+    write_suite, tmp_path: Path, monkeypatch, torch_threads_restored
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    text = tiny_suite_text.replace('device = "cpu"', 'device = "cpu"\nthreads = 1')
-    text += '[eval]\nmetrics = ["recon_mse"]\n[tracking]\nenabled = false\n'
-    suite = write_suite(text)
+    suite = write_suite(build_tiny_suite(threads=1, metrics=["recon_mse"]))
     assert main(["run", str(suite), "--output", "one"]) == 0
     assert set(pd.read_parquet(tmp_path / "one" / "results.parquet")["threads"]) == {1}
     assert main(["run", str(suite), "--output", "two", "--threads", "2"]) == 0

@@ -4,17 +4,20 @@ trial's child dies with its parent, even one killed by ``kill -9``."""
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aebench_hangs
 import pytest
 import torch
+from builders import QUICK_AE, build_suite, entry, start_run
 from fake_plugins import fake_distribution
+from timing import scaled, slowdown, wait_until
 
 from aebench.plugins.manager import load_plugins
 from aebench.run import stopping
@@ -25,61 +28,22 @@ from aebench.run.suite import SuiteError, load_suite
 
 HANGS = Path(aebench_hangs.__file__)
 
-SUITE = """
-[suite]
-name = "timeouts"
-device = "cpu"
-{suite}
 
-[train]
-epochs = {epochs}
-batch_size = 64
-
-[eval]
-metrics = {metrics}
-{sleepy}
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "hangs"
-params = {{ {params} }}
-{ae}"""
-
-AE = """
-[[models]]
-plugin = "ae"
-params = { hidden = [8] }
-"""
+def hangs_suite(
+    params: dict[str, Any], ae: bool = True, sleep: float | None = None, **settings: Any
+) -> dict[str, Any]:
+    """The ``hangs`` model with ``params``, then (``ae``) a quick ``ae``; with ``sleep``, the
+    ``sleepy`` metric first, sleeping that long."""
+    models = [entry("hangs", **params), *([QUICK_AE] if ae else [])]
+    if sleep is not None:
+        settings |= {"metrics": ["sleepy", "recon_mse"], "eval": {"sleepy": {"seconds": sleep}}}
+    return build_suite(*models, name="timeouts", epochs=3, **settings)
 
 
-def suite_text(
-    suite: str = "",
-    params: str = "",
-    metrics: str = '["recon_mse"]',
-    epochs: int = 3,
-    sleep: float = 0.0,
-    ae: bool = True,
-) -> str:
-    """The ``hangs`` model with ``params``, then (``ae``) a quick ``ae``."""
-    sleepy = f"\n[eval.sleepy]\nseconds = {sleep}\n" if "sleepy" in metrics else ""
-    return SUITE.format(
-        suite=suite,
-        params=params,
-        metrics=metrics,
-        epochs=epochs,
-        sleepy=sleepy,
-        ae=AE if ae else "",
-    )
-
-
-def run_here(write_suite, tmp_path: Path, text: str) -> dict[str, dict]:
+def run_here(write_suite, tmp_path: Path, built: dict[str, Any]) -> dict[str, dict]:
     """Run the suite in this process, the plugin imported; rows by model."""
     plugins = load_plugins(extra=[aebench_hangs])
-    suite = load_suite(write_suite(text), plugins)
+    suite = load_suite(write_suite(built), plugins)
     cache = load_datasets(suite, plugins, torch.device("cpu"))  # loaded before the limits count
     run = run_trials(suite, plugins, output=tmp_path / "out", cache=cache)
     return {row["model"]: row for row in run.rows}
@@ -100,126 +64,107 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def wait_gone(pid: int, within: float) -> float:
-    """Seconds until ``pid`` no longer runs; fails after ``within``."""
-    start = time.monotonic()
-    while alive(pid):
-        assert time.monotonic() - start < within, f"process {pid} still runs"
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
-def marker_pid(markers: Path, process: subprocess.Popen | None = None, timeout=60) -> int:
+def hangs_pid(markers: Path) -> int | None:
     """The pid of the process training the ``hangs`` model, once it has started."""
-    deadline = time.monotonic() + timeout
-    while not (found := list(markers.glob("hangs-*"))):
-        if process is not None:
-            assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the hung trial never started"
-        time.sleep(0.02)
-    return int(found[0].name.split("-")[1])
+    found = list(markers.glob("hangs-*"))
+    return int(found[0].name.split("-")[1]) if found else None
+
+
+def limit_of(seconds: float) -> float:
+    """A trial limit of ``seconds`` on an idle machine, on this one: tenths, as a suite says."""
+    return round(scaled(seconds), 1)
 
 
 def test_trial_timeout_is_a_positive_number_of_seconds(write_suite):
     plugins = load_plugins(extra=[aebench_hangs])
-    assert load_suite(write_suite(suite_text("trial_timeout = 90")), plugins)
-    for bad in ("0", "-1", '"1h"', "inf"):
+    assert load_suite(write_suite(hangs_suite({}, trial_timeout=90)), plugins)
+    for bad in (0, -1, "1h", math.inf):
         with pytest.raises(SuiteError, match="suite.trial_timeout"):
-            load_suite(write_suite(suite_text(f"trial_timeout = {bad}")), plugins)
+            load_suite(write_suite(hangs_suite({}, trial_timeout=bad)), plugins)
 
 
 def test_a_trial_stuck_in_training_is_failed_at_a_step_and_the_suite_goes_on(write_suite, tmp_path):
-    # Each step sleeps 0.1 s: 3 epochs of 28 steps would take 8.4 s.
-    text = suite_text("trial_timeout = 0.5", params="step_s = 0.1")
-    rows = run_here(write_suite, tmp_path, text)
+    # Each step sleeps 0.1 s: 3 epochs of 28 steps would take 8.4 s. The ae trains in a fraction
+    # of the limit. Times are an idle machine's, scaled to this one's speed, as every time here.
+    limit, step_s = limit_of(0.5), round(scaled(0.1), 2)
+    rows = run_here(write_suite, tmp_path, hangs_suite({"step_s": step_s}, trial_timeout=limit))
     assert rows["hangs"]["status"] == "failed"
-    assert rows["hangs"]["reason"] == "timed out after 0.5 s"
+    assert rows["hangs"]["reason"] == f"timed out after {limit:g} s"
     assert rows["ae"]["status"] == "ok"  # the next trial had a limit of its own
 
 
 def test_a_metric_past_the_limit_fails_its_trial_before_the_next_metric(write_suite, tmp_path):
-    # Training takes a fraction of the second; the first metric sleeps past the limit.
-    text = suite_text("trial_timeout = 1", metrics='["sleepy", "recon_mse"]', sleep=1.2)
-    rows = run_here(write_suite, tmp_path, text)
+    # Training takes a fraction of the limit; the first metric sleeps past it.
+    limit = limit_of(1)
+    rows = run_here(write_suite, tmp_path, hangs_suite({}, sleep=1.2 * limit, trial_timeout=limit))
     for model in ("hangs", "ae"):
         assert rows[model]["status"] == "failed"
-        assert rows[model]["reason"] == "timed out after 1 s"
+        assert rows[model]["reason"] == f"timed out after {limit:g} s"
         assert "recon_mse" not in rows[model]  # the metric after the limit never ran
 
 
 def test_without_a_limit_nothing_times_out(write_suite, tmp_path):
-    text = suite_text(metrics='["sleepy", "recon_mse"]', sleep=0.2)
-    rows = run_here(write_suite, tmp_path, text)
+    rows = run_here(write_suite, tmp_path, hangs_suite({}, sleep=0.2))
     assert [row["status"] for row in rows.values()] == ["ok", "ok"]
     assert ISOLATED_TIMEOUT >= 3600  # isolated trials without a limit: hours, not minutes
 
 
 def test_a_hung_isolated_trial_is_killed_at_its_limit(write_suite, tmp_path, monkeypatch):
     # (The suite goes on after an isolated trial's failed row: test_faults' segfault test.)
-    # The child process finds the plugin through its entry point, on sys.path.
+    # The child process finds the plugin through its entry point, on sys.path: the plugins are
+    # loaded after it is put there.
     site = fake_distribution(tmp_path / "site", HANGS)
     monkeypatch.syspath_prepend(str(site))
     markers = tmp_path / "markers"
     markers.mkdir()
     monkeypatch.setenv("MARKERS", str(markers))
     plugins = load_plugins()
-    limit = 5  # past the child's start (torch, plugins, data), under load too
-    text = suite_text(f"isolate = true\ntrial_timeout = {limit}", params="hang = true", ae=False)
-    suite = load_suite(write_suite(text), plugins)
+    limit = math.ceil(scaled(5))  # past the child's start (torch, plugins, data)
+    built = hangs_suite({"hang": True}, ae=False, isolate=True, trial_timeout=limit)
+    suite = load_suite(write_suite(built), plugins)
     start = time.monotonic()
     [row] = run_trials(suite, plugins, output=tmp_path / "out").rows
     took = time.monotonic() - start
     assert row["status"] == "failed"
     assert row["reason"] == f"timed out after {limit} s"
-    assert limit <= took < limit + 5
-    child = marker_pid(markers, timeout=0)  # it did start training, and hung there
+    assert limit <= took < limit + scaled(5), f"{took:.1f} s (slowdown {slowdown():.2f})"
+    child = hangs_pid(markers)
+    assert child is not None, "the hung trial never started"  # it did start training, and hung
     assert not alive(child)
-
-
-def start_isolated_hang(suite: Path, site: Path, cwd: Path) -> subprocess.Popen:
-    """``aebench run`` of the isolated trial that hangs (no limit: the 24 h default)."""
-    (cwd / "markers").mkdir(parents=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "MARKERS": str(cwd / "markers"),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "aebench.cli", "run", str(suite)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.mark.slow
 def test_an_isolated_child_ends_with_its_parent_killed_or_terminated(write_suite, tmp_path):
-    # Two runs at once, each with a child hung for good: kill -9 of one, SIGTERM to the other.
+    # Two runs at once, each with a child hung for good (no limit: the 24 h default): kill -9 of
+    # one, SIGTERM to the other.
     site = fake_distribution(tmp_path / "site", HANGS)
-    suite = write_suite(suite_text("isolate = true", params="hang = true", ae=False))
-    killed = start_isolated_hang(suite, site, tmp_path / "killed")
-    terminated = start_isolated_hang(suite, site, tmp_path / "terminated")
+    suite = write_suite(hangs_suite({"hang": True}, ae=False, isolate=True))
+    runs = {
+        way: start_run(suite, site=site, cwd=tmp_path / way, markers=tmp_path / way / "markers")
+        for way in ("killed", "terminated")
+    }
+    killed, terminated = runs["killed"], runs["terminated"]
     children = []
     try:
-        children = [marker_pid(tmp_path / "killed" / "markers", killed)]
-        children.append(marker_pid(tmp_path / "terminated" / "markers", terminated))
+        for way, process in runs.items():
+            found = functools.partial(hangs_pid, tmp_path / way / "markers")
+            children.append(wait_until(found, "the hung trial never started", process))
 
         start = time.monotonic()
         killed.kill()  # nothing of it runs: the child must see to itself
-        killed.communicate(timeout=10)  # (its stderr is the child's too: open while it runs)
-        wait_gone(children[0], within=5)
+        # (its stderr is the child's too: open while the child runs)
+        killed.communicate(timeout=scaled(10))
+        wait_until(lambda: not alive(children[0]), f"child {children[0]} still runs", within=5)
         orphaned = time.monotonic() - start
 
         start = time.monotonic()
         terminated.send_signal(signal.SIGTERM)
-        _, stderr = terminated.communicate(timeout=30)
+        _, stderr = terminated.communicate(timeout=scaled(30))
         took = time.monotonic() - start
         assert terminated.returncode == 128 + signal.SIGTERM, stderr
         assert "aebench: interrupted; finished trials are saved, run again to resume" in stderr
         assert "Traceback" not in stderr
-        assert took < 5, f"{took:.1f} s after SIGTERM"
+        assert took < scaled(5), f"{took:.1f} s after SIGTERM (slowdown {slowdown():.2f})"
         assert not alive(children[1])
     finally:
         for process in (killed, terminated):

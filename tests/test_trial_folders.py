@@ -5,60 +5,43 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import torch
+from builders import as_toml, build_suite, entry, start_run
 from fake_plugins import fake_distribution
+from timing import scaled, wait_until
 
 import aebench
 from aebench.cli import main
 from aebench.results.table import PARQUET
 from aebench.results.trials import CHECKPOINT, CONFIG, CURVES, WEIGHTS, trial_folder
 
-SUITE = """
-[suite]
-name = "kept"
-seeds = [0]
-device = "cpu"
-{suite_extra}
 
-[train]
-epochs = 3
-batch_size = 128
-
-[eval]
-iwae_samples = {samples}
-
-[eval.log_px_exact]
-inputs = 5  # quadrature: about 1e5 decoder points per input
-
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "vae"
-params = {{ hidden = [16], latent_dim = 2 }}
-
-[[models]]
-plugin = "ae"
-params = {{ hidden = [16], latent_dim = 2 }}
-"""
-
-
-def suite_text(samples: int = 10, suite_extra: str = "") -> str:
-    return textwrap.dedent(SUITE.format(samples=samples, suite_extra=suite_extra))
+def suite_text(samples: int = 10, **settings: Any) -> str:
+    """A VAE and an autoencoder on digits, one seed, the default metrics: ``samples`` for the
+    IWAE estimates; ``settings`` of the ``[suite]`` table."""
+    models = [entry(plugin, hidden=[16], latent_dim=2) for plugin in ("vae", "ae")]
+    # log_px_exact by quadrature: about 1e5 decoder points per input
+    eval = {"iwae_samples": samples, "log_px_exact": {"inputs": 5}}
+    built = build_suite(
+        *models,
+        name="kept",
+        seeds=[0],
+        epochs=3,
+        batch_size=128,
+        metrics=None,
+        eval=eval,
+        **settings,
+    )
+    return as_toml(built)
 
 
 def sha(path: Path) -> str:
@@ -85,14 +68,13 @@ def rows_by_model(folder: Path) -> pd.DataFrame:
     return pd.read_parquet(folder / PARQUET).set_index("model")
 
 
-def test_a_trial_folder_holds_its_config_curves_and_weights(kept: Path) -> None:
+def test_a_trial_folder_holds_its_config_curves_and_weights(kept: Path, plugins) -> None:
     table = rows_by_model(kept)
     trial_id = table.loc["vae", "trial_id"]
     folder = trial_folder(kept, trial_id)
     assert {CONFIG, CURVES, WEIGHTS} <= {p.name for p in folder.iterdir()}
     assert not (folder / CHECKPOINT).exists()  # gone once the trial finished
     state = torch.load(folder / WEIGHTS, weights_only=True)
-    plugins = aebench.load_plugins()
     data = plugins.datasets.get("digits").factory()
     model = plugins.models.get("vae").factory(data.info, hidden=[16], latent_dim=2)
     model.load_state_dict(state)  # a plain state_dict of the model the suite describes
@@ -100,15 +82,14 @@ def test_a_trial_folder_holds_its_config_curves_and_weights(kept: Path) -> None:
     assert config.id == trial_id
 
 
-def test_kept_weights_reload_to_identical_test_metrics(results: Path) -> None:
+def test_kept_weights_reload_to_identical_test_metrics(results: Path, plugins) -> None:
     before = rows_by_model(results)
     run = aebench.evaluate(results, trial_ids=list(before["trial_id"]))
     after = pd.DataFrame(run.rows).set_index("model")
-    vocabulary = aebench.load_plugins().metrics
     steady = [
         c.name
-        for entry in vocabulary
-        for c in entry.factory.columns
+        for metric in plugins.metrics
+        for c in metric.factory.columns
         if not c.noisy and c.name in before.columns
     ]
     for model in ("vae", "ae"):
@@ -151,10 +132,10 @@ def test_a_larger_iwae_samples_trains_nothing_and_changes_only_the_likelihoods(r
 
 def test_without_kept_weights_a_changed_evaluation_trains_again(tmp_path: Path) -> None:
     suite = tmp_path / "suite.toml"
-    suite.write_text(suite_text(suite_extra="keep_models = false"))
+    suite.write_text(suite_text(keep_models=False))
     aebench.run_suite(suite, output=tmp_path / "out")
     assert not list((tmp_path / "out").rglob(WEIGHTS))
-    suite.write_text(suite_text(samples=20, suite_extra="keep_models = false"))
+    suite.write_text(suite_text(samples=20, keep_models=False))
     run = aebench.run_suite(suite, output=tmp_path / "out")
     assert run.evaluated == 0 and len(run.rows) == 2  # trained again
 
@@ -219,43 +200,22 @@ def test_bad_input_to_evaluate_is_one_line_and_changes_nothing(
 
 # --- checkpoints ---------------------------------------------------------------------------
 
-RESUMABLE = """
-[suite]
-name = "resumable"
-device = "cpu"
-
-[train]
-epochs = 10
-batch_size = 256
-checkpoint_every = 1
-
-[eval]
-metrics = ["recon_mse", "code_mean_abs"]
-
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "fragile"
-params = {{ delay = {delay}, noise = 0.1 }}
-"""
-
 
 def resumable(tmp_path: Path, delay: float) -> tuple[Path, Path]:
+    """A suite of the fragile model, ``delay`` s a step, 10 epochs, a checkpoint after each."""
+    fragile = entry("fragile", delay=delay, noise=0.1)
+    metrics = ["recon_mse", "code_mean_abs"]
+    train = {"checkpoint_every": 1}
+    built = build_suite(
+        fragile, name="resumable", epochs=10, batch_size=256, metrics=metrics, train=train
+    )
     suite = tmp_path / f"resumable-{delay}.toml"
-    suite.write_text(textwrap.dedent(RESUMABLE.format(delay=delay)))
+    suite.write_text(as_toml(built))
     return suite, fake_distribution(tmp_path / "site")
 
 
 def start(suite: Path, site: Path, output: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    command = [sys.executable, "-m", "aebench.cli", "run", str(suite), "--output", str(output)]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return start_run(suite, "--output", str(output), site=site)
 
 
 def checkpointed_epoch(output: Path) -> int:
@@ -268,25 +228,25 @@ def checkpointed_epoch(output: Path) -> int:
 
 
 def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_and_ends_identical(tmp_path):
-    suite, site = resumable(tmp_path, delay=0.06)  # 6 steps of 60 ms: ~0.4 s per epoch
+    # 6 steps of 60 ms: ~0.4 s per epoch on an idle machine, and as much longer as this one is
+    # slower, so that the test kills it before the trial ends
+    suite, site = resumable(tmp_path, delay=round(scaled(0.06), 3))
     process = start(suite, site, tmp_path / "killed")
-    deadline = time.monotonic() + 120
-    while checkpointed_epoch(tmp_path / "killed") < 5:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint of epoch 5 in time"
-        time.sleep(0.02)
+    wait_until(
+        lambda: checkpointed_epoch(tmp_path / "killed") >= 5, "no checkpoint of epoch 5", process
+    )
     process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=30)
+    process.communicate(timeout=scaled(30))
     assert not (tmp_path / "killed" / PARQUET).exists()  # it died mid-trial
 
     resumed = start(suite, site, tmp_path / "killed")
-    _, stderr = resumed.communicate(timeout=300)
+    _, stderr = resumed.communicate(timeout=scaled(300))
     assert resumed.returncode == 0, stderr
     epoch = int(stderr.split("resumed from its checkpoint after epoch ")[1].split()[0])
     assert epoch >= 5
 
     whole = start(suite, site, tmp_path / "whole")
-    assert whole.communicate(timeout=300) and whole.returncode == 0
+    assert whole.communicate(timeout=scaled(300)) and whole.returncode == 0
     first = pd.read_parquet(tmp_path / "killed" / PARQUET).iloc[0]
     second = pd.read_parquet(tmp_path / "whole" / PARQUET).iloc[0]
     for column in ("final_loss", "recon_mse", "code_mean_abs"):
