@@ -38,9 +38,10 @@ if TYPE_CHECKING:
         latent_layer_slices,
     )
     from aebench.estimators import likelihood, quadrature
+    from aebench.measure_again import evaluate
     from aebench.plugins.manager import Plugins, load_plugins
     from aebench.results import paths
-    from aebench.run.kept import KeptTrial, KeptTrialError, evaluate, load_results, load_trial
+    from aebench.run.kept import KeptTrial, KeptTrialError, load_results, load_trial
     from aebench.run.observing import SuiteObserver, SuiteRun, TrialOutcome
     from aebench.run.suite import Suite, SuiteError, Trial, load_suite
     from aebench.session import run_suite
@@ -73,7 +74,7 @@ _EXPORTS = {
     "run_suite": "aebench.session",
     "KeptTrial": "aebench.run.kept",
     "KeptTrialError": "aebench.run.kept",
-    "evaluate": "aebench.run.kept",
+    "evaluate": "aebench.measure_again",
     "load_results": "aebench.run.kept",
     "load_trial": "aebench.run.kept",
 }

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 import torch
+from timing import scaled
 
 from aebench.cli import main
 
@@ -129,7 +130,7 @@ def test_piped_output_of_run_is_one_line_per_finished_trial(write_suite, tiny_su
         capture_output=True,
         text=True,
         env=env | {"OMP_NUM_THREADS": "1"},
-        timeout=300,
+        timeout=scaled(300),
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -168,7 +169,7 @@ def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
     assert compare.stdout.readline().startswith("verdict")  # like `| head -1`
     compare.stdout.close()
     stderr = compare.stderr.read()
-    assert compare.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert compare.wait(timeout=scaled(120)) == 128 + signal.SIGPIPE
     assert stderr == ""  # no BrokenPipeError traceback
 
 
@@ -237,7 +238,7 @@ def test_declines_are_announced_one_line_per_reason(capsys):
     from pathlib import Path
 
     from aebench import load_plugins, load_suite
-    from aebench.cli import SHOWN_CONFIGURATIONS, announce_declined
+    from aebench.commands import SHOWN_CONFIGURATIONS, announce_declined
 
     zoo = load_suite(Path(__file__).parents[1] / "benchmarks" / "zoo.toml", load_plugins())
     skipped = [t for t in zoo.trials if t.regularizer.plugin == "kl-sparsity"]

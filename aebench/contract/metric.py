@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -48,14 +48,7 @@ Requirement = Literal[
     "ground-truth factors",
     "rendering from factors",
 ]
-REQUIREMENTS: tuple[Requirement, ...] = (
-    "latent-variable model",
-    "likelihood of the data",
-    "labelled data",
-    "known data density",
-    "ground-truth factors",
-    "rendering from factors",
-)
+REQUIREMENTS: tuple[Requirement, ...] = get_args(Requirement)
 
 
 class NotApplicable(Exception):  # a verdict, not an error: no "Error" suffix

@@ -30,7 +30,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aebench.contract.columns import Vocabulary, is_config_column
-from aebench.results.table import SUITE_FILE, flatten, read_results
+from aebench.results.rows import canonical, flatten, label
+from aebench.results.table import SUITE_FILE, read_results
 
 Scalar = str | int | float | bool
 Check = Literal["within", "not-worse"]
@@ -67,20 +68,6 @@ class Reference(BaseModel):
 
 
 # --- matching -----------------------------------------------------------------------------------
-
-
-def canonical(value: object) -> object:
-    """One spelling per value as a table holds it: lists as JSON text (``flatten``), 8.0 as 8,
-    numpy scalars as Python's, a missing value as None."""
-    if isinstance(value, list | tuple | dict):
-        return json.dumps(value)
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def matches(row: Mapping[str, object], where: Mapping[str, object]) -> bool:
@@ -188,13 +175,6 @@ class Outcome:
         return wanted is not None and self.epochs is not None and self.epochs < wanted
 
 
-def _label(rows: pd.DataFrame, shown: Sequence[str]) -> str:
-    """``mnist/iwae/none model.k=50``: the plugins and the parameters ``shown``."""
-    first = rows.iloc[0]
-    names = f"{first['dataset']}/{first['model']}/{first['regularizer']}"
-    return " ".join([names, *(f"{k}={canonical(first[k])}" for k in shown)])
-
-
 def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outcome]:
     """Each reference against each configuration of ``table`` it matches (its ``ok`` rows, seeds
     averaged); a reference that matches nothing ok gives one unmeasured outcome."""
@@ -226,7 +206,7 @@ def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outco
             out.append(
                 Outcome(
                     reference,
-                    _label(rows, shown),
+                    label(rows.iloc[0], shown),
                     len(finite),
                     float(finite.mean()) if len(finite) else math.nan,
                     float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,

@@ -14,7 +14,7 @@ temporary name and a rename, so a crash or a full disk never leaves half a file 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,6 @@ JOURNAL = "results.journal.jsonl"  # rows recorded since the table was last writ
 ROW = "row.json"  # a trial's row, in its trial folder
 SUITE_FILE = "suite.json"  # the suite last run into the folder: its owner (`aebench evaluate` too)
 REQUIRED = ("trial_id", "status")  # what makes a table an aebench results table
-
-
-def flatten(prefix: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"hidden": [64]}`` -> ``{"model.hidden": "[64]"}``: scalars stay, lists become JSON."""
-    out = {}
-    for name, value in params.items():
-        if isinstance(value, list | tuple | dict):
-            value = json.dumps(value)
-        out[f"{prefix}.{name}"] = value
-    return out
 
 
 def _plain(value: Any) -> Any:
@@ -225,12 +215,18 @@ def write_vocabulary(folder: Path, vocabulary: Vocabulary) -> None:
     write_atomically(folder / COLUMNS_FILE, lambda p: p.write_text(merged.to_json()))
 
 
-def read_vocabulary(folder: Path) -> Vocabulary | None:
-    """The vocabulary saved beside a results table, or None (a table written before it was)."""
+def read_vocabulary(
+    folder: Path, known: Callable[[], Vocabulary] | None = None
+) -> Vocabulary | None:
+    """The vocabulary saved beside a results table, or None (a table written before it was).
+    A file older than a field of ``Column`` takes that field from ``known()``'s declarations
+    (``Vocabulary.from_json``), called only then."""
     path = Path(folder) / COLUMNS_FILE
     if not path.is_file():
         return None
     try:
-        return Vocabulary.from_json(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        older = known is not None and Vocabulary.is_outdated(text)
+        return Vocabulary.from_json(text, known().columns if older else None)
     except (ValueError, TypeError, KeyError):  # damaged: the caller falls back as if absent
         return None

@@ -144,6 +144,8 @@ def _kill(process: BaseProcess) -> None:
     process.join(timeout=10)
 
 
+# Declared boilerplate: its parameters are run_trial's (an executor calls one or the other), and
+# ``threads``.
 def run_isolated(
     trial: Trial,
     plugins: Plugins,

@@ -101,7 +101,7 @@ def run_trials(
     suite: Suite,
     plugins: Plugins,
     *,
-    output: Path | None = None,
+    output: Path,
     device: str | None = None,
     observers: Sequence[SuiteObserver] = (),
     rerun: bool = False,
@@ -109,7 +109,8 @@ def run_trials(
     executor: Executor | None = None,
     work: Plan | None = None,
 ) -> SuiteRun:
-    """Run every trial not already finished, recording its folder and its row as each one ends.
+    """Run every trial not already finished in ``output`` (the session's resolved folder),
+    recording its folder and its row as each one ends.
 
     Trials whose evaluation settings changed are measured again from their kept weights, here,
     first; the ``executor`` trains the rest (default: here, one after another). Rows come back
@@ -124,7 +125,6 @@ def run_trials(
     record; the table is rewritten when the run starts with rows a killed run left, and when it
     ends, before observers hear of the end (``aebench.results``).
     """
-    output = suite.output_dir(output)
     with folder_lock(output):
         check_owner(output, suite.name)
         table = settle(output, replace_unusable=rerun)

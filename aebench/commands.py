@@ -1,0 +1,358 @@
+"""What each ``aebench`` command does, once ``aebench.cli`` has read its arguments.
+
+A command returns its exit status; bad input raises ``UsageError``, whose message is the one line
+the user sees. Heavy modules are imported inside the commands that need them, so that ``aebench
+list`` and ``aebench --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aebench.plugins.listing import Listing
+from aebench.plugins.manager import KINDS, Plugins
+from aebench.results.trials import TRIALS, folder_size
+
+if TYPE_CHECKING:
+    from aebench.run.executors import Executor
+    from aebench.run.observing import SuiteRun
+    from aebench.run.suite import Suite
+    from aebench.session import Session
+
+
+class UsageError(Exception):
+    """Bad input from the user; the message is the one line they see."""
+
+
+def cmd_plugins(listing: Listing, as_json: bool, strict: bool = False) -> int:
+    rows, errors = listing["plugins"], listing["load_errors"]
+    failed = 1 if strict and errors else 0
+    if as_json:
+        print(json.dumps({"plugins": rows, "errors": errors}, indent=2))
+        return failed
+    for row in rows:
+        where = (
+            f"{row['distribution']} {row['version']}" if row["distribution"] else "(not installed)"
+        )
+        print(f"{row['plugin']}  [{where}]")
+        for kind, names in row["registers"].items():
+            print(f"  {kind}: {', '.join(names)}")
+    _print_load_errors(errors)
+    return failed
+
+
+def _print_load_errors(errors: list[dict]) -> None:
+    for error in errors:
+        print(f"FAILED {error['plugin']} [{error['distribution']}]: {error['error']}")
+
+
+def cmd_list(listing: Listing, kind: str | None, as_json: bool) -> int:
+    kinds = [kind] if kind else list(KINDS)
+    shown: dict[str, list[dict]] = {k: listing["kinds"][k] for k in kinds}
+    if as_json:
+        print(json.dumps(shown | {"load_errors": listing["load_errors"]}, indent=2))
+        return 0
+    for k, entries in shown.items():
+        print(f"{k}:")
+        for entry in entries:
+            print(f"  {entry['name']:<16} {entry['description']}")
+            for p in entry["params"]:
+                default = "required" if p["required"] else repr(p["default"])
+                print(f"      {p['name']}: {p['type']} = {default}")
+            if "columns" in entry:
+                arrows = {"higher": " ↑", "lower": " ↓", None: ""}
+                shown_columns = [c["name"] + arrows[c["better"]] for c in entry["columns"]]
+                print(f"      columns: {', '.join(shown_columns)}")
+                if entry["requires"]:
+                    print(f"      needs: {', '.join(entry['requires'])}")
+    if listing["load_errors"]:
+        print("plugins that failed to load (what they provide is missing above):")
+        _print_load_errors(listing["load_errors"])
+    return 0
+
+
+def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
+    from aebench.results.files import FolderError
+    from aebench.run.suite import SuiteError
+    from aebench.session import Session
+
+    try:
+        session = Session.open(
+            args.suite,
+            plugins=plugins,
+            output=args.output,
+            device=args.device,
+            threads=args.threads,
+            executor=_executor(args),
+        )
+        if args.dry_run:
+            return dry_run(session, args.rerun)
+        table = session.check_folder(args.rerun)  # before anything loads
+        session.load_data()
+    except (SuiteError, FolderError) as exc:
+        raise UsageError(str(exc)) from None
+    to_train = {t.id for t in session.plan(table, args.rerun).train}
+    reasons = {t: r for t, r in session.declined().items() if t in to_train}
+    skipped = announce_declined(session.suite, reasons)
+
+    from aebench.run.executors import ExecutorError
+    from aebench.views.progress import SuiteProgress
+
+    try:
+        session.start_observers()  # MLflow, figures, report, third parties'
+    except SuiteError as exc:
+        raise UsageError(str(exc)) from None
+    _log_to(session.output / "aebench.log")
+    try:
+        run = session.run(rerun=args.rerun, observers=[SuiteProgress(announced=skipped)])
+    except (ExecutorError, FolderError) as exc:  # no scheduler there; a full disk; a busy folder
+        raise UsageError(str(exc)) from None
+    _summarise(session, run)
+    return 1 if run.counts.get("failed") else 0
+
+
+def _summarise(session: Session, run: SuiteRun) -> None:
+    """What the run did, the best configurations, and where everything is."""
+    from aebench.results.rows import label
+    from aebench.views.report import ReportBuilder
+    from aebench.views.reproduction import summary as reproduction_summary
+
+    output = session.output
+    if run.already_done:
+        print(f"{run.already_done} trials were already finished in {output} (--rerun repeats them)")
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
+    print(f"{len(run.rows)} trials run ({counts or 'nothing left to run'}); results in {output}")
+    if run.evaluated:
+        print(f"{run.evaluated} of them measured again from their kept models, without training")
+    for dataset, best in best_configurations(output).items():
+        print(f"best on {dataset}: {best}")
+    if reproduced := reproduction_summary(output):  # the suite's [[references]]
+        print(reproduced)
+    warned = [row for row in run.rows if row.get("warnings")]
+    if warned:
+        print(f"{len(warned)} trials trained with warnings:")
+        for row in warned:
+            print(f"  {label(row, ['seed'])}: {row['warnings']}")
+    trials = output / TRIALS
+    if trials.is_dir():
+        print(f"trial folders: {folder_size(trials) / 2**20:.1f} MB in {trials}")
+    for observer in session.observers:
+        if isinstance(observer, ReportBuilder) and observer.paths:
+            print(f"report: {observer.paths[1]}")
+
+
+def _log_to(path: Path) -> None:
+    """Failed trials' tracebacks go to a log file beside the results (never through a link
+    planted there)."""
+    from aebench.results.files import CLOEXEC, NOFOLLOW, cannot_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UsageError(str(cannot_write(path, exc))) from None
+    handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("aebench").addHandler(handler)
+
+
+SHOWN_CONFIGURATIONS = 4  # per reason, before "and N more"
+
+
+def announce_declined(suite: Suite, reasons: dict[str, str]) -> set[str]:
+    """One line per reason, before the run: how many trials it skips and the configurations
+    (seeds share them) it skips them in; returns the reasons announced."""
+    by_reason: dict[str, dict[str, int]] = {}  # reason -> configuration -> its trials
+    for trial in suite.trials:
+        if trial.id in reasons:
+            where = f"{trial.model.source}, {trial.regularizer.source}"
+            label = f"{trial.dataset.plugin}/{trial.model.plugin}/{trial.regularizer.plugin}"
+            configurations = by_reason.setdefault(reasons[trial.id], {})
+            key = f"{label} ({where})"
+            configurations[key] = configurations.get(key, 0) + 1
+    for reason, configurations in by_reason.items():
+        n = sum(configurations.values())
+        shown = list(configurations)[:SHOWN_CONFIGURATIONS]
+        more = len(configurations) - len(shown)
+        listed = ", ".join(shown) + (f" and {more} more" if more else "")
+        trials = "trial" if n == 1 else "trials"
+        print(f"aebench: {n} {trials} will be skipped: {reason}: {listed}", file=sys.stderr)
+    return set(reasons.values())
+
+
+def dry_run(session: Session, rerun: bool) -> int:
+    """Each trial with what ``aebench run`` would do with it, given what its folder holds."""
+    from aebench.results.table import read_results
+
+    suite, folder = session.suite, session.output
+    work = session.plan(read_results(folder, replace_unusable=rerun), rerun)
+    pending = {t.id for t in work.train}
+    again = {t.id for t, _ in work.evaluate}
+    counts = (
+        f"{len(pending)} to train, {len(again)} to measure again from their kept models,"
+        f" {len(suite.trials) - len(work)} done"
+    )
+    print(f"{len(suite.trials)} trials in suite {suite.name!r} ({counts}; results in {folder}):")
+    for trial in suite.trials:
+        state = "pending" if trial.id in pending else "measure" if trial.id in again else "done"
+        params = {**trial.model.params, **trial.regularizer.params}
+        print(f"  {state:<8} {trial.id}  {trial.label()}  {json.dumps(params, default=str)}")
+    return 0
+
+
+def best_configurations(output: Path) -> dict[str, str]:
+    """Per dataset, the best configuration in the results folder, as the report ranks them."""
+    from aebench.plugins.listing import vocabulary_of
+    from aebench.results.table import read_results
+    from aebench.views.ranking import best_configurations
+
+    table = read_results(output)
+    return best_configurations(table, vocabulary_of(output)) if not table.empty else {}
+
+
+def _executor(args: argparse.Namespace) -> Executor | None:
+    """The executor the flags name; None for the local one."""
+    from aebench.run.executors import DaskExecutor, ExecutorError
+
+    if args.executor == "local":
+        if args.workers is not None or args.scheduler is not None:
+            raise UsageError("--workers and --scheduler need --executor dask")
+        return None
+    try:
+        if args.workers is None and args.scheduler is None:
+            return DaskExecutor(workers=os.cpu_count() or 1)
+        return DaskExecutor(workers=args.workers, scheduler=args.scheduler)
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_report(folder: Path) -> int:
+    from aebench.results.files import FolderError
+    from aebench.results.trials import TrialFileError
+    from aebench.views.report import build_report
+
+    try:
+        md, page = build_report(folder)
+    except (FileNotFoundError, FolderError, TrialFileError) as exc:  # no table, a damaged one,
+        raise UsageError(str(exc)) from None  # a trial id that is a path, a full disk
+    print(f"report: {page} and {md}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from aebench.views.compare import (
+        CompareError,
+        compare,
+        format_comparison,
+        load_table,
+        parse_kinds,
+        table_references,
+        table_vocabulary,
+    )
+
+    for option in ("quality_tolerance", "speed_tolerance", "unstable_spread"):
+        if not getattr(args, option) >= 0:
+            raise UsageError(f"--{option.replace('_', '-')} must be a number >= 0")
+    try:
+        fail_on = parse_kinds(args.fail_on)
+        new, baseline = load_table(args.new), load_table(args.baseline)
+    except CompareError as exc:
+        raise UsageError(str(exc)) from None
+    # What each column means is declared beside each table; the new table's declarations win.
+    vocabulary = table_vocabulary(args.baseline).merged(table_vocabulary(args.new))
+    comparison = compare(
+        new,
+        baseline,
+        quality_k=args.quality_tolerance,
+        speed_tolerance=args.speed_tolerance,
+        unstable_spread=args.unstable_spread,
+        vocabulary=vocabulary,
+        references=table_references(args.new),
+    )
+    if comparison.rows.empty:
+        raise UsageError(f"{args.new}: no configuration matches one of {args.baseline}")
+    print(format_comparison(comparison, show_all=args.all))
+    return 1 if len(comparison.regressions(fail_on)) else 0
+
+
+def cmd_evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
+    from aebench.measure_again import evaluate
+    from aebench.run.kept import KeptTrialError
+    from aebench.views.progress import SuiteProgress
+
+    metrics = None
+    if args.metrics is not None:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    try:
+        run = evaluate(
+            args.folder,
+            metrics=metrics,
+            sets=args.set,
+            trial_ids=args.trial,
+            plugins=plugins,
+            device=args.device,
+            observers=[SuiteProgress()],
+        )
+    except KeptTrialError as exc:
+        raise UsageError(str(exc)) from None
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
+    print(f"{len(run.rows)} kept trials measured again ({counts}); results in {args.folder}")
+    if run.already_done:
+        print(
+            f"{run.already_done} kept trials left as they were: {', '.join(metrics or [])}"
+            " cannot measure them"
+        )
+    return 1 if run.counts.get("failed") else 0
+
+
+def cmd_images(plugins: Plugins, args: argparse.Namespace) -> int:
+    """``aebench sample`` and ``aebench reconstruct``: a PNG of a kept trial's images."""
+    import torch
+
+    from aebench.observers.trial_figures import draw_images
+    from aebench.run.kept import KeptTrialError, load_trial
+
+    if args.n < 1:
+        raise UsageError(f"-n {args.n}: at least one image")
+    try:
+        kept = load_trial(args.folder, args.trial, plugins=plugins)
+    except KeptTrialError as exc:
+        raise UsageError(str(exc)) from None
+    shape = kept.data.info.shape
+    where = f"{args.folder}: trial {args.trial}"
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise UsageError(f"{where}: its data are not images (one sample is {shape})")
+    model = kept.model
+    with torch.no_grad():
+        if args.command == "sample":
+            if not callable(getattr(model, "prior", None)):
+                raise UsageError(f"{where}: model {kept.trial.model.plugin!r} has no prior")
+            with torch.random.fork_rng():
+                torch.manual_seed(args.seed)
+                z = model.prior().sample((args.n,))
+            rows = [("samples from p(z)", model.decode(z))]
+        else:
+            x = kept.data.test.x[: args.n]
+            rows = [("input", x), ("reconstruction", model.decode(model.encode(x)))]
+    title = f"{kept.trial.label()} ({args.trial})"
+    try:
+        draw_images(args.out, [(name, b.float().cpu().numpy()) for name, b in rows], title)
+    except OSError as exc:
+        raise UsageError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
+    print(f"{args.command}: {args.out}")
+    return 0
+
+
+def cmd_ui(port: int, output: Path) -> int:
+    from aebench.observers.tracking_ui import TrackingError, serve_ui
+
+    try:
+        return serve_ui(output / "mlflow.db", port)
+    except TrackingError as exc:
+        raise UsageError(str(exc)) from None
