@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
-from pathlib import Path
 
 import pytest
 import torch
+from repo import SHARED
 from torch import nn
 
 from aebench import (
@@ -31,7 +31,7 @@ from aebench.testing import (
 )
 
 PLUGINS = load_plugins()  # read once for parametrisation; each test still builds its own
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = SHARED / "data"
 
 # Keep the datasets small; real image sets are read from the shared folder only, never downloaded.
 DATASET_PARAMS = {
@@ -56,7 +56,8 @@ def test_every_model_keeps_the_contract(name):
 
 def test_the_convolutional_models_declare_that_they_need_images():
     # conv-<family> is the built-ins' name for a conv network, and each declares it; that they
-    # refuse flat data with a clear error is tests/test_models.py's check of every conv- model
+    # refuse flat data with a clear error is tests/builtins/test_models.py's check of every conv-
+    # model
     plugins = load_plugins()
     declared = {
         name for name in plugins.models.names() if image_only(plugins.models.get(name).factory)

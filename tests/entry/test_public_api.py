@@ -9,12 +9,13 @@ import re
 from pathlib import Path
 
 import pytest
+from repo import REPO
 
 import aebench
 import aebench.testing
 from aebench.plugins.manager import load_plugins
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 PLUGIN_SOURCES = sorted(
     [*(ROOT / "aebench_plugins").rglob("*.py"), *(ROOT / "examples").rglob("*.py")]
 )

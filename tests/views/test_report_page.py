@@ -12,12 +12,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from repo import REPO
 
 from aebench.cli import main
 from aebench.results.table import read_results
 from aebench.views.report import REPORT_HTML
 
-QUICK = Path(__file__).resolve().parents[1] / "benchmarks" / "quick.toml"
+QUICK = REPO / "benchmarks" / "quick.toml"
 CHROMIUM = shutil.which("chromium")
 WIDTH = 1400
 EPOCHS = 2  # the page is what is tested, not how well the models learn

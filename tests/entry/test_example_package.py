@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from repo import REPO
 from timing import scaled
 
 # Every test here uses the pip-installed package (the `site` fixture): end to end, slow.
 pytestmark = pytest.mark.slow
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aebench-plugin-example"
+EXAMPLE = REPO / "examples" / "aebench-plugin-example"
 
 SUITE = """
 [suite]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from repo import SHARED
 
 from aebench import Data
 from aebench.plugins.manager import load_plugins
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data of the repo
+DATA_ROOT = SHARED / "data"  # ../shared/data of the repo
 
 pytestmark = pytest.mark.skipif(
     not (DATA_ROOT / "MNIST" / "raw").is_dir(),

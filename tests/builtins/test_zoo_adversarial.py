@@ -6,11 +6,11 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from repo import REPO, SUPPORT
 from torch import nn
 
 import aebench
@@ -25,8 +25,7 @@ from aebench.testing import check_model, sample_batch
 from aebench_plugins.models.adversarial import AAE, FactorVAE, permute_dims
 from aebench_plugins.regularizers import NoRegularizer
 
-TESTS = Path(__file__).parent
-REPO = TESTS.parent
+TESTS = SUPPORT
 BEFORE_THE_HOOK = "e0a9fb5"  # the commit whose training loop had no auxiliary hook
 MOVED_SINCE_THE_HOOK = {  # its imports, as the layout has them now
     "from aebench import stopping": "from aebench.run import stopping",

@@ -1,7 +1,7 @@
 """The corpus of malformed suites: each is one clear line, exit status 2, and nothing written.
 
-Every file in tests/bad_suites/ starts with ``# expect: TEXT``: the place and the complaint that
-its error line must contain.
+Every file in tests/support/bad_suites/ starts with ``# expect: TEXT``: the place and the complaint
+that its error line must contain.
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from repo import SUPPORT
 
 from aebench.cli import main
 
-CORPUS = Path(__file__).parent / "bad_suites"
+CORPUS = SUPPORT / "bad_suites"
 CASES = sorted(CORPUS.glob("*.toml"))
 
 

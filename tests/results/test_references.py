@@ -3,6 +3,8 @@ Reproduction section, the compare gate, and the Burda et al. 2015 suites."""
 
 from __future__ import annotations
 
+from repo import REPO
+
 import json
 import math
 from pathlib import Path
@@ -33,7 +35,7 @@ from aebench.run.trial import base_row
 from aebench.views.compare import compare, parse_kinds
 from aebench.views.report import build_report
 
-BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+BENCHMARKS = REPO / "benchmarks"
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from repo import REPO
 
 from aebench import Column, Metric, hookimpl, load_plugins, load_suite
 from aebench.cli import main
@@ -24,7 +25,7 @@ from aebench.plugins.listing import vocabulary_of
 from aebench.results.table import read_vocabulary
 from aebench.run.trial import run_trial
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 CORE = ROOT / "aebench"
 
 
@@ -224,7 +225,7 @@ def _literals(path: Path) -> set[str]:
 def test_the_core_names_no_group_of_the_built_in_metrics() -> None:
     """Their order and their comparability come from their declarations, not from a list of names
     in the core (a group named "likelihood" that declares nothing is compared like any other:
-    tests/test_report.py)."""
+    tests/views/test_report.py)."""
     for path in CORE.rglob("*.py"):
         found = re.findall(r"\b(GROUPS|LIKELIHOOD)\b", path.read_text(encoding="utf-8"))
         assert not found, f"{path.relative_to(ROOT)} names {sorted(set(found))}"

@@ -12,8 +12,9 @@ import textwrap
 from pathlib import Path
 
 from fake_plugins import fake_distribution
+from repo import SUPPORT
 
-SCORES = Path(__file__).with_name("aebench_scores.py")
+SCORES = SUPPORT / "aebench_scores.py"
 
 
 def aebench(*argv: str, site: Path | None = None) -> str:

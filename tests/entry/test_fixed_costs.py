@@ -1,7 +1,7 @@
 """`aebench --help`, `aebench list` and `aebench plugins` stay cheap: they import neither MLflow nor
 the training and running machinery (so they cannot train anything), nor the heavy libraries of
 other commands, and the help imports no torch; nor do `report`, `compare` and `ui`, which only read
-results. (A saved listing spares `list` and `plugins` torch too: tests/test_listing.py.)"""
+results. (A saved listing spares `list` and `plugins` torch too: tests/plugins/test_listing.py.)"""
 
 from __future__ import annotations
 

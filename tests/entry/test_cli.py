@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 import torch
+from repo import REPO
 from timing import scaled
 
 from aebench.cli import main
@@ -235,12 +236,11 @@ def test_declines_found_before_the_run_are_those_found_when_trials_run(write_sui
 
 
 def test_declines_are_announced_one_line_per_reason(capsys):
-    from pathlib import Path
 
     from aebench import load_plugins, load_suite
     from aebench.commands import SHOWN_CONFIGURATIONS, announce_declined
 
-    zoo = load_suite(Path(__file__).parents[1] / "benchmarks" / "zoo.toml", load_plugins())
+    zoo = load_suite(REPO / "benchmarks" / "zoo.toml", load_plugins())
     skipped = [t for t in zoo.trials if t.regularizer.plugin == "kl-sparsity"]
     reasons = {t.id: "needs a code in (0, 1)" for t in skipped}
     assert announce_declined(zoo, reasons) == {"needs a code in (0, 1)"}

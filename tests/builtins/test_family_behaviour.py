@@ -5,10 +5,10 @@ and the suites that show the family cover it."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from repo import REPO
 from torch.distributions import kl_divergence
 
 from aebench import Data, DataInfo, ModelOutput, Split, hookimpl
@@ -20,7 +20,7 @@ from aebench.run.suite import load_suite
 from aebench.run.train import train_model
 from aebench.run.trial import run_trial
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = REPO / "benchmarks"
 
 
 def build(plugins: Plugins, kind: str, name: str, *first, **params):

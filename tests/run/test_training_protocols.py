@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 import torch
+from repo import REPO
 
 from aebench import ModelOutput, load_plugins, load_suite
 from aebench.run.checkpoint import Checkpoints
@@ -17,7 +17,7 @@ from aebench.run.optim import make_optimizer, make_schedule
 from aebench.run.sections import TrainSection
 from aebench.run.train import train_model
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 SUITE = """
 [suite]

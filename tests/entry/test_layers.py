@@ -11,8 +11,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from repo import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 CORE = ROOT / "aebench"
 
 # Bottom first: a module may import from its own layer and the ones before it.

@@ -36,7 +36,7 @@ def suite(name: str, *more_models: Entry) -> dict[str, Any]:
 
 
 def fragile(delay: float, kill: str = "none") -> Entry:
-    """A suite entry of the fragile model (tests/aebench_fragile.py)."""
+    """A suite entry of the fragile model (tests/support/aebench_fragile.py)."""
     return entry("fragile", delay=delay, kill=kill)
 
 

@@ -16,13 +16,14 @@ import pandas as pd
 import pytest
 import torch
 from fake_plugins import fake_distribution
+from repo import SUPPORT
 
 import aebench
 from aebench import MetricContext, SuiteObserver
 from aebench.cli import main
 from aebench.results.table import PARQUET
 
-HERE = Path(__file__).parent
+HERE = SUPPORT
 SCORES = HERE / "aebench_scores.py"
 MISSING_DEP = HERE / "aebench_missing_dep.py"
 STANDALONE = HERE / "aebench_standalone.py"
