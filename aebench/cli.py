@@ -107,29 +107,25 @@ def _parser() -> argparse.ArgumentParser:
         "--fail-on",
         default="quality,speed",
         help="what fails: quality, speed, reproduction (NEW outside a published value its suite"
-        " names in [[references]]), joined by commas; both (quality,speed: the default), all"
-        " or none",
+        " names in [[references]]), inconclusive (too few seeds to tell), joined by commas; both"
+        " (quality,speed: the default), all or none",
     )
     compare.add_argument(
-        "--quality-tolerance",
+        "--confidence",
         type=float,
-        default=2.0,
-        help="allowed worsening in baseline stds over seeds, at least a floor (default 2)",
+        default=0.95,
+        help="of every test and interval, between 0.5 and 1 (default 0.95); Benjamini-Hochberg"
+        " over everything compared",
     )
     compare.add_argument(
         "--speed-tolerance",
         type=float,
         default=0.2,
-        help="allowed relative slowdown of speed columns, or k baseline stds if larger"
+        help="the smallest slowdown of a speed column that matters, relative to the baseline"
         " (default 0.2)",
     )
-    compare.add_argument(
-        "--unstable-spread",
-        type=float,
-        default=10.0,
-        help="a quality column whose seed std exceeds this many of its floors is 'unstable',"
-        " which fails like a regression (default 10)",
-    )
+    for old in ("--quality-tolerance", "--unstable-spread"):  # deprecated: accepted, ignored
+        compare.add_argument(old, type=float, default=None, help=argparse.SUPPRESS)
     compare.add_argument("--all", action="store_true", help="show unchanged comparisons too")
 
     evaluate = commands.add_parser(

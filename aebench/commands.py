@@ -249,32 +249,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from aebench.views.compare import (
         CompareError,
         compare,
-        format_comparison,
         load_table,
         parse_kinds,
         table_references,
         table_vocabulary,
     )
+    from aebench.views.compare_text import format_comparison
 
-    for option in ("quality_tolerance", "speed_tolerance", "unstable_spread"):
-        if not getattr(args, option) >= 0:
-            raise UsageError(f"--{option.replace('_', '-')} must be a number >= 0")
+    if not args.speed_tolerance >= 0:
+        raise UsageError("--speed-tolerance must be a number >= 0")
+    if not 0.5 < args.confidence < 1:
+        raise UsageError(f"--confidence {args.confidence}: must be between 0.5 and 1 (exclusive)")
+    for option in ("quality_tolerance", "unstable_spread"):  # the rules before verdicts by test
+        if getattr(args, option) is not None:
+            flag = f"--{option.replace('_', '-')}"
+            print(f"aebench compare: {flag} is deprecated and ignored", file=sys.stderr)
     try:
         fail_on = parse_kinds(args.fail_on)
         new, baseline = load_table(args.new), load_table(args.baseline)
+        # What each column means is declared beside each table; the new table's declarations win.
+        vocabulary = table_vocabulary(args.baseline).merged(table_vocabulary(args.new))
+        comparison = compare(
+            new,
+            baseline,
+            speed_tolerance=args.speed_tolerance,
+            confidence=args.confidence,
+            vocabulary=vocabulary,
+            references=table_references(args.new),
+        )
     except CompareError as exc:
         raise UsageError(str(exc)) from None
-    # What each column means is declared beside each table; the new table's declarations win.
-    vocabulary = table_vocabulary(args.baseline).merged(table_vocabulary(args.new))
-    comparison = compare(
-        new,
-        baseline,
-        quality_k=args.quality_tolerance,
-        speed_tolerance=args.speed_tolerance,
-        unstable_spread=args.unstable_spread,
-        vocabulary=vocabulary,
-        references=table_references(args.new),
-    )
     if comparison.rows.empty:
         raise UsageError(f"{args.new}: no configuration matches one of {args.baseline}")
     print(format_comparison(comparison, show_all=args.all))

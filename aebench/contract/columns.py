@@ -21,7 +21,9 @@ from typing import Literal
 IDENTITY = ("dataset", "model", "regularizer")
 PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
 # nan_reasons: why metrics gave NaN; metric_errors: metrics that raised or broke their contract;
-# likelihood, binarize: the protocol a likelihood is of; threads: torch's, in the trial's process.
+# notes: measured values above their column's flag_above (estimator diagnostics, not training
+# warnings); likelihood, binarize: the protocol a likelihood is of; threads: torch's, in the
+# trial's process.
 BOOKKEEPING = frozenset(
     {
         "trial_id",
@@ -32,6 +34,7 @@ BOOKKEEPING = frozenset(
         "eval_id",
         "nan_reasons",
         "metric_errors",
+        "notes",
         "likelihood",
         "binarize",
         "threads",
@@ -50,11 +53,13 @@ class Column:
 
     - ``better``: ``"higher"``, ``"lower"``, or None when neither is better (a count, a spread).
     - ``floor``: for ``aebench compare``, the smallest worsening (in the column's unit) that
-      counts as a quality regression: a new seed mean worse than the baseline's by more than
-      ``max(floor, k * baseline std)`` regressed. None: compare does not check this column.
+      counts as a quality regression (a change inside it never is). None: compare does not check
+      this column.
     - ``noisy``: the value moves with the machine and its load (timings, memory): the report never
       marks a best value.
     - ``speed``: a throughput; compare flags a fall by more than ``--speed-tolerance`` (relative).
+    - ``heavy_tailed``: its seeds have outliers (a sample-quality score, say): ``compare`` tests it
+      by Mann–Whitney U instead of Welch's t, and its interval is a bootstrap.
     - ``unit`` and ``description``: shown in reports and axis labels.
     - ``flag_above``: values above it are not to be trusted (an estimator that has not converged,
       say); the report flags the rows that have them.
@@ -77,6 +82,7 @@ class Column:
     floor: float | None = None
     noisy: bool = False
     speed: bool = False
+    heavy_tailed: bool = False
     unit: str = ""
     description: str = ""
     flag_above: float | None = None

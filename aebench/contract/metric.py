@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
 from aebench.contract.columns import Column
-from aebench.contract.data import Data
+from aebench.contract.data import Data, DataInfo
 from aebench.contract.model import LatentVariableModel
 
 
@@ -64,27 +64,49 @@ class Measurement:
     reason: str = ""
 
 
-def likelihood_support_problem(model: LatentVariableModel, x: Tensor) -> str | None:
+def likelihood_support_problem(
+    model: LatentVariableModel, x: Tensor, info: DataInfo | None = None
+) -> str | None:
     """Why p(x|z) is not a density of the data ``x``, or None when every value of every input lies
     in the likelihood's support (checked at the code of the first input: a support that depends
-    on the decoder's output is checked there).
+    on the decoder's output is checked there) and, where ``info`` says the data is discrete, the
+    likelihood is a mass function.
 
     A Bernoulli on grey levels, say: its mass is on {0, 1}, so log p(x|z) of a grey image is a
-    number but not a log-likelihood. A distribution that does not declare its support passes.
+    number but not a log-likelihood. And a density on discrete data (a Gaussian or a continuous
+    Bernoulli on digits' 17 levels): its log-density is not the log-probability of those values
+    and, unlike a log mass, is not bounded by 0; no protocol here dequantises the data to make
+    it one. A distribution that does not declare its support passes.
     """
     likelihood = _base(model.likelihood(model.encode(x[:1])))
+    name = getattr(model, "likelihood_name", None) or type(likelihood).__name__
     try:
-        inside = likelihood.support.check(x)  # per element, broadcast over the inputs
+        support = likelihood.support
+        inside = support.check(x)  # per element, broadcast over the inputs
     except NotImplementedError:
         return None
-    if bool(inside.all()):
-        return None
-    value = float(x[~inside][0]) if inside.shape == x.shape else float("nan")
-    name = getattr(model, "likelihood_name", None) or type(likelihood).__name__
-    return (
-        f"p(x|z) ({name}) is not a density of this data: the test data has values"
-        f" outside its support (e.g. {value:g})"
-    )
+    if not bool(inside.all()):
+        value = float(x[~inside][0]) if inside.shape == x.shape else float("nan")
+        return (
+            f"p(x|z) ({name}) is not a density of this data: the test data has values"
+            f" outside its support (e.g. {value:g})"
+        )
+    values = _discrete_values(info)
+    if values and not support.is_discrete:
+        return (
+            f"a density on discrete data: p(x|z) ({name}) is a density, the data takes {values}:"
+            " its log-density is not a log-likelihood of them (a mass function's is)"
+        )
+    return None
+
+
+def _discrete_values(info: DataInfo | None) -> str:
+    """What values discrete data takes (``17 levels``), or "" for data that is not discrete."""
+    if info is None:
+        return ""
+    if info.kind == "binary":
+        return "the values 0 and 1"
+    return f"{info.levels} levels" if info.levels is not None else ""
 
 
 def _base(distribution: Distribution) -> Distribution:
@@ -110,7 +132,8 @@ class Metric:
 
       - ``"latent-variable model"``: the model has ``prior``, ``posterior`` and ``likelihood``;
       - ``"likelihood of the data"``: that, and the test data lies in the support of p(x|z), so
-        that log p(x|z) is a log-density of the data (no Bernoulli on grey levels);
+        that log p(x|z) is a log-density of the data (no Bernoulli on grey levels), and a mass
+        function where the data is discrete (no Gaussian on 17 grey levels);
       - ``"labelled data"``: the test split has labels;
       - ``"known data density"``: the dataset knows its exact ``log_density``;
       - ``"ground-truth factors"``: the train and test splits carry ``factors`` (and ``DataInfo``
@@ -184,7 +207,9 @@ class Metric:
             if requirement in ("latent-variable model", "likelihood of the data") and not latent:
                 return "the model is not a latent-variable model"
             if requirement == "likelihood of the data":
-                problem = likelihood_support_problem(context.model, context.data.test.x)
+                problem = likelihood_support_problem(
+                    context.model, context.data.test.x, context.data.info
+                )
                 if problem:
                     return problem
             if requirement == "labelled data" and context.data.test.y is None:

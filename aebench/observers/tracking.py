@@ -27,6 +27,7 @@ from aebench.observers.tracking_runs import (
     CURVE_PREFIX,
     EXPERIMENT_KIND,
     RUN_STATUS,
+    aggregate_metrics,
     experiment_name,
     git_commit,
     headline_metrics,
@@ -380,6 +381,9 @@ class MlflowTracker(SuiteObserver):
         counts = {f"trials_{status}": float(n) for status, n in run.counts.items()}
         if self.repaired:
             counts["runs_repaired"] = float(len(self.repaired))
+        # Every mean over seeds with its interval and n (the table holds the runs before this one
+        # too: the aggregates are of the whole results folder).
+        counts |= aggregate_metrics(read_results(run.output), vocabulary_of(run.output))
         now = int(time.time() * 1000)
         self._log_batch(self.parent_run_id, [Metric(k, v, now, 0) for k, v in counts.items()])
         for name in ("results.csv", "report.html", "report.md"):

@@ -7,17 +7,22 @@ store: ``tracking.MlflowTracker`` logs what these functions give.
 
 from __future__ import annotations
 
+import math
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aebench.contract.columns import is_metric_column, is_param_column
+from aebench.contract.columns import Vocabulary, is_metric_column, is_param_column
 from aebench.results.rows import finite
 from aebench.run.observing import Row
 from aebench.run.suite import Suite
+from aebench.views.ranking import headline_columns, leaderboard
 
 CURVE_PREFIX = "train/"  # per-epoch curves: train/loss, train/model_loss, train/penalty
+AGGREGATE_PREFIX = "seeds/"  # the invocation run's means over seeds, with their intervals; after
+# "headline/" in the UI's chart view, which shows its sections in name order
 HEADLINE_PREFIX = "headline/"  # copies of the headline metrics: the UI charts them in one section
 MAX_VALUE_LENGTH = 6000  # MLflow's limit on one parameter or tag value
 
@@ -107,3 +112,30 @@ def trial_tags(row: Row, commit: str | None) -> dict[str, str]:
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return {k: _text(v) for k, v in tags.items()}
+
+
+def _name_part(text: str) -> str:
+    """``text`` as one part of an MLflow metric name: its characters only (no ``/``, ``=``)."""
+    return re.sub(r"[^\w.\- ]", "_", text.replace(" / ", " - ")).strip() or "_"
+
+
+def aggregate_metrics(table: Any, vocabulary: Vocabulary) -> dict[str, float]:
+    """The invocation run's aggregates: per dataset, configuration and headline column, the mean
+    over seeds, its interval's bounds (where there is one: 3 seeds or more) and n, as
+    ``seeds/<dataset>/<configuration>/<column>.mean|low|high|n``."""
+    out: dict[str, float] = {}
+    for dataset in sorted(table["dataset"].dropna().unique()) if len(table) else []:
+        board = leaderboard(table, str(dataset), vocabulary)
+        if board is None:
+            continue
+        for i in range(len(board.configs)):
+            for column in headline_columns(board, vocabulary):
+                found = board.interval(i, column, vocabulary)
+                name = "/".join(_name_part(t) for t in (str(dataset), board.label(i), column))
+                parts = {"mean": found.mean, "low": found.low, "high": found.high, "n": found.n}
+                out |= {
+                    f"{AGGREGATE_PREFIX}{name}.{part}": float(value)
+                    for part, value in parts.items()
+                    if math.isfinite(value)
+                }
+    return out

@@ -1,16 +1,19 @@
-"""Measuring a trained trial: every metric in its own guard, NaN with a reason where one cannot."""
+"""Measuring a trained trial: every metric in its own guard, NaN with a reason where one cannot,
+and a note on every value that its column's declaration says not to trust."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from aebench.contract.checks import check_metric_values
+from aebench.contract.columns import Column
 from aebench.contract.data import Data
 from aebench.contract.metric import MetricContext
 from aebench.contract.model import LatentVariableModel
@@ -46,7 +49,8 @@ def measure_all(
     """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok.
 
     A metric that raises, or returns what it does not declare, gets NaN columns and an entry in
-    ``metric_errors`` naming it and its plugin; the trial and the other metrics go on."""
+    ``metric_errors`` naming it and its plugin; the trial and the other metrics go on. A value
+    above its column's ``flag_above`` gets an entry in ``notes`` (``estimate_notes``)."""
     model.eval()
     context = MetricContext(
         model=model,
@@ -59,10 +63,12 @@ def measure_all(
     row: Row = likelihood_protocol(model, data)
     reasons: dict[str, str] = {}  # metric -> why its columns are NaN
     errors: list[str] = []  # metrics that broke: one entry each, naming the plugin
+    declared: list[Column] = []  # the measured columns, for their flags
     start = time.perf_counter()
     for name in trial.eval["metrics"]:
         stopping.check()  # SIGTERM, Ctrl-C or the trial's time limit, between metrics
         entry = plugins.metrics.get(name)
+        declared += entry.factory.columns
         try:  # one broken metric costs its own columns, not the trial and the other metrics
             values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
         except Exception as exc:
@@ -79,8 +85,21 @@ def measure_all(
         reasons["peak_mem_mb"] = PEAK_MEMORY_UNMEASURED
     row["nan_reasons"] = nan_reasons(reasons)
     row["metric_errors"] = "; ".join(errors)
+    row["notes"] = estimate_notes(declared, row)
     row["status"] = "ok"
     return row
+
+
+def estimate_notes(columns: Iterable[Column], row: Row) -> str:
+    """``"estimate_convergence 0.78 > 0.1; ..."``: every measured value above its column's
+    declared ``flag_above``, in declaration order. They are notes on an estimate (an estimator
+    that has not converged), not warnings about training: the report shows them apart."""
+    notes = []
+    for column in columns:
+        value, limit = row.get(column.name), column.flag_above
+        if limit is not None and isinstance(value, int | float) and value > limit:  # NaN: no
+            notes.append(f"{column.name} {value:.3g} > {limit:g}")
+    return "; ".join(notes)
 
 
 def likelihood_protocol(model: nn.Module, data: Data) -> Row:

@@ -30,6 +30,7 @@ class Table:
     show_notes: bool = False  # the warnings' text in the row itself, not only in the tooltip
     numbers: bool = True  # numbers stay on one line; text tables wrap
     wrap: set[int] = field(default_factory=set)  # columns of text in a table of numbers
+    estimates: dict[int, str] = field(default_factory=dict)  # row -> its estimate notes: ⓘ
 
 
 @dataclass
@@ -46,6 +47,16 @@ class Details:
 
 
 Block = Heading | Paragraph | Table | Images | Details
+
+
+WARNED, NOTED = "⚠", "ⓘ"  # a row's training warnings; its estimates' notes
+
+
+def row_notes(table: Table, row: int) -> list[tuple[str, str]]:
+    """A row's marks and their whole text: ``(⚠, warnings)`` and ``(ⓘ, estimate: notes)``."""
+    marks = [(WARNED, table.notes.get(row, ""))]
+    marks.append((NOTED, f"estimate: {table.estimates[row]}" if row in table.estimates else ""))
+    return [(mark, text) for mark, text in marks if text]
 
 
 def short_note(note: str) -> str:

@@ -1,5 +1,6 @@
-"""How a value is written in a report's cell: numbers to four significant digits, ``mean ± std``
-over seeds, and the arrow that says which way a column is better."""
+"""How a value is written in a report's cell: numbers to four significant digits, a mean over seeds
+with its interval (``mean ± half-width``, or that there is none), and the arrow that says which
+way a column is better."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import numpy as np
 
 from aebench.contract.columns import Vocabulary
+from aebench.results.stats import Interval
 
 ORDINARY = (1e-4, 1e7)  # magnitudes written out in digits; beyond them, scientific notation
 
@@ -39,3 +41,20 @@ def format_cell(mean: float, std: float) -> str:
 def arrow(metric: str, vocabulary: Vocabulary) -> str:
     """`` ↑`` after a column where higher is better, `` ↓`` where lower is, else nothing."""
     return {1: " ↑", -1: " ↓"}.get(vocabulary.direction(metric), "")
+
+
+def interval_cell(found: Interval, seeds: int | None = None) -> str:
+    """A mean over seeds and its interval: ``mean ± half-width`` (Student's t), ``mean [low,
+    high]`` (an asymmetric bootstrap), or ``mean (2 seeds: no interval)``; its ``(n=4)`` where
+    fewer seeds than the row's ``seeds`` have a value."""
+    if not math.isfinite(found.mean):
+        return "–"
+    if not found.exists:
+        return f"{format_number(found.mean)} ({found.note()})"
+    below, above = found.mean - found.low, found.high - found.mean
+    if math.isclose(below, above, rel_tol=1e-6, abs_tol=1e-12 * abs(found.mean)):
+        text = format_cell(found.mean, above)
+    else:
+        low, high = format_number(found.low, 3), format_number(found.high, 3)
+        text = f"{format_number(found.mean)} [{low}, {high}]"
+    return text + (f" (n={found.n})" if seeds is not None and found.n < seeds else "")

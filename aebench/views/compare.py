@@ -1,31 +1,23 @@
-"""``aebench compare NEW BASELINE``: what got worse between two results tables.
+"""``aebench compare NEW BASELINE``: what changed between two results tables, by a test.
 
 Configurations are matched on every parameter column (dataset, model, regularizer and their
-``dataset.*``, ``model.*``, ``regularizer.*``, ``train.*``, ``eval.*`` columns) but not the seed:
-each side's seeds are averaged. Only rows with status ``ok`` count.
+``dataset.*``, ``model.*``, ``regularizer.*``, ``train.*``, ``eval.*`` columns) but not the seed.
+Only rows with status ``ok`` count, and each side's seeds are a sample: every compared column of
+every configuration is a two-sample test of NEW against the baseline
+(``aebench.views.compare_verdicts``), the column's floor the smallest change that matters (a speed
+column's floor is ``speed_tolerance`` times the baseline mean), Benjamini–Hochberg over
+everything compared. The verdicts are ``regressed``, ``improved``, ``unchanged`` (shown to be
+within the floor) and ``inconclusive`` (too few seeds to tell; the note says how many would).
 
-A metric regressed when the NEW mean is worse than the BASELINE mean by more than it is allowed
-to move by chance:
+Which columns are compared, which way each improves and whether it is heavy-tailed is read from
+the tables' declarations (``columns.json`` beside each table; the new table's win), never from a
+list kept here.
 
-- quality columns (those that declare a ``floor``, ``aebench.Column``):
-  ``max(floor, k * baseline std over seeds)``, ``k`` = ``quality_k`` (default 2: about a 5% false
-  alarm rate per column for normal seed noise when the baseline has several seeds);
-- speed columns (those that declare ``speed``, such as the training throughput):
-  ``max(speed_tolerance * baseline mean, k * baseline std)``, ``speed_tolerance`` default 0.2
-  (timings on shared machines move by 10% easily).
-
-Which columns are compared, and which way each improves, is read from the tables' declarations
-(``columns.json`` beside each table; the new table's win), never from a list kept here.
-
-A configuration whose seeds disagree too much to compare on a quality column (a standard deviation
-over seeds, on either side, above ``unstable_spread`` times the column's floor; default 10) is
-reported ``unstable`` for it, and fails like a quality regression: a seed that collapsed would
-otherwise widen the allowance until nothing could fail.
-
-A change as large in the better direction is reported as improved. A configuration that has ok rows
-in the baseline and none in NEW (all failed or diverged) is a quality regression. A configuration
-whose likelihood protocol (the ``likelihood`` and ``binarize`` columns) differs between the tables
-is not compared at all: it is reported ``incomparable``, which fails like a quality regression.
+A configuration that has ok rows in the baseline and none in NEW (all failed or diverged) is a
+quality regression, and so is a column it no longer measures. A configuration whose likelihood
+protocol (the ``likelihood`` and ``binarize`` columns) differs between the tables is not compared
+at all: it is reported ``incomparable``, which fails like a quality regression. A column with no
+value in one whole table but values in the other cannot be compared: that is bad input.
 
 The NEW table's folder may carry published values (a suite's ``[[references]]``,
 ``aebench.references``): each is checked against the configuration of NEW it names, a row of kind
@@ -39,8 +31,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from aebench.contract.columns import IDENTITY, Column, Vocabulary, is_config_column
@@ -48,16 +41,17 @@ from aebench.plugins.listing import vocabulary_of
 from aebench.results.files import FolderError
 from aebench.results.references import Outcome, Reference, outcomes, read_references
 from aebench.results.rows import canonical, label
+from aebench.results.stats import DEFAULT_CONFIDENCE
 from aebench.results.table import PARQUET, read_results
+from aebench.views.compare_verdicts import settle, two_sample
 
-Kind = Literal["quality", "speed", "reproduction"]
+Kind = Literal["quality", "speed", "reproduction", "inconclusive"]
 KINDS: tuple[Kind, ...] = ("quality", "speed")  # what regresses between tables ("both")
 EVERY_KIND: tuple[Kind, ...] = (*KINDS, "reproduction")  # and published values matched ("all")
-DEFAULT_QUALITY_K = 2.0
 DEFAULT_SPEED_TOLERANCE = 0.2
-DEFAULT_UNSTABLE_SPREAD = 10.0  # in floors: a seed std above it is a configuration out of control
-FAILING = ("regressed", "incomparable", "unstable", "outside")
+FAILING = ("regressed", "incomparable", "outside")
 PROTOCOL = ("likelihood", "binarize")  # the row's likelihood protocol: compared only if equal
+VERSION = "version.aebench"
 
 
 class CompareError(ValueError):
@@ -68,22 +62,25 @@ class CompareError(ValueError):
 class Comparison:
     """One row per (configuration, metric) compared, and what could not be compared."""
 
-    rows: (
-        pd.DataFrame
-    )  # config, metric, kind, baseline, baseline_std, new, change, allowed, verdict
+    rows: pd.DataFrame  # ROW_COLUMNS
+    confidence: float = DEFAULT_CONFIDENCE
     only_in_baseline: list[str] = field(default_factory=list)  # configurations NEW lacks
     only_in_new: list[str] = field(default_factory=list)
     unmatched_columns: list[str] = field(default_factory=list)  # parameters in one table only
+    warnings: dict[str, str] = field(default_factory=dict)  # configuration -> training warnings
+    versions: tuple[str, str] = ("", "")  # the aebench versions of NEW and the baseline
 
     def regressions(self, kinds: tuple[Kind, ...] = KINDS) -> pd.DataFrame:
-        """Rows that fail a check: regressed, not comparable at all (another protocol), or with
-        seeds that disagree beyond the limit (unstable)."""
+        """Rows that fail a check of ``kinds``: regressed, not comparable at all (another
+        protocol), outside a published value; and inconclusive where ``kinds`` names it."""
         rows = self.rows
         failed = rows["verdict"].isin(FAILING)
+        if "inconclusive" in kinds:
+            failed |= rows["verdict"] == "inconclusive"
         return rows[failed & rows["kind"].isin(kinds)]
 
     def changed(self) -> pd.DataFrame:
-        return self.rows[self.rows["verdict"] != "same"]
+        return self.rows[self.rows["verdict"] != "unchanged"]
 
 
 def table_references(path: str | Path) -> list[Reference]:
@@ -158,16 +155,16 @@ def compare(
     new: pd.DataFrame,
     baseline: pd.DataFrame,
     *,
-    quality_k: float = DEFAULT_QUALITY_K,
     speed_tolerance: float = DEFAULT_SPEED_TOLERANCE,
-    unstable_spread: float = DEFAULT_UNSTABLE_SPREAD,
+    confidence: float = DEFAULT_CONFIDENCE,
     vocabulary: Vocabulary | None = None,
     references: list[Reference] | None = None,
 ) -> Comparison:
-    """Compare matching configurations' seed means; see the module's docstring for the rule.
+    """Test matching configurations' seeds; see the module's docstring for the rule.
 
     ``vocabulary`` declares the columns (default: the core's own alone); ``references`` are
-    published values NEW is checked against (rows of kind ``reproduction``)."""
+    published values NEW is checked against (rows of kind ``reproduction``). Raises
+    ``CompareError`` for a column that one table lacks values of altogether."""
     vocabulary = vocabulary or Vocabulary()
     new_columns, base_columns = config_columns(new), config_columns(baseline)
     columns = [c for c in base_columns if c in new_columns]
@@ -182,11 +179,10 @@ def compare(
         for c in columns
         if c not in IDENTITY and len({json.loads(k)[c] for k in keys} - {None}) > 1
     ]
-    metrics = [
-        c
-        for c in compared_columns(vocabulary)
-        if c.name in new.columns and c.name in baseline.columns
-    ]
+    shared = set(new_ok["config"]) & set(base_ok["config"])  # a column is judged where both are
+    metrics = _measured_columns(
+        vocabulary, new_ok[new_ok["config"].isin(shared)], base_ok[base_ok["config"].isin(shared)]
+    )
     new_groups = dict(tuple(new_ok.groupby("config")))
     rows = []
     for key, base_rows in base_ok.groupby("config"):
@@ -203,21 +199,69 @@ def compare(
             rows.append(_row(label, "protocol", "quality", verdict="incomparable", note=note))
             continue
         for column in metrics:
-            base_values = base_rows[column.name].astype(float).dropna()
-            if base_values.empty:
+            base_values = _values(base_rows, column.name)
+            if not len(base_values):
                 continue  # not measured for this configuration (a deterministic model's ELBO)
-            new_values = new_groups[key][column.name].astype(float).dropna()
-            limits = Limits(quality_k, speed_tolerance, unstable_spread)
-            rows.append(_compared(label, column, base_values, new_values, limits))
+            new_values = _values(new_groups[key], column.name)
+            rows.append(
+                _compared(label, column, base_values, new_values, speed_tolerance, confidence)
+            )
     for outcome in outcomes(new, references or []):
         rows.append(_reproduced(outcome, vocabulary))
     base_keys, new_keys = set(baseline["config"]), set(new["config"])
     return Comparison(
-        rows=pd.DataFrame(rows, columns=ROW_COLUMNS),
+        rows=settle(pd.DataFrame(rows, columns=ROW_COLUMNS), confidence),
+        confidence=confidence,
         only_in_baseline=[_label(k, varying) for k in sorted(base_keys - new_keys)],
         only_in_new=[_label(k, varying) for k in sorted(new_keys - base_keys)],
         unmatched_columns=unmatched,
+        warnings=_warnings(new_ok, varying),
+        versions=(_version(new), _version(baseline)),
     )
+
+
+def _values(rows: pd.DataFrame, name: str) -> np.ndarray:
+    values = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
+    return values[np.isfinite(values)]
+
+
+def _measured_columns(
+    vocabulary: Vocabulary, new_ok: pd.DataFrame, base_ok: pd.DataFrame
+) -> list[Column]:
+    """The compared columns that both tables measured (of the configurations both trained); one
+    measured in one table only is bad input (a metric that broke everywhere, say)."""
+    measured = []
+    for column in compared_columns(vocabulary):
+        if column.name not in new_ok.columns or column.name not in base_ok.columns:
+            continue
+        in_new, in_base = len(_values(new_ok, column.name)), len(_values(base_ok, column.name))
+        if bool(in_new) != bool(in_base):
+            empty = "the new table" if in_base else "the baseline"
+            raise CompareError(
+                f"{empty}: {column.name} is NaN in every row that trained, and the other table"
+                " has values: cannot compare it"
+            )
+        if in_new:
+            measured.append(column)
+    return measured
+
+
+def _warnings(rows: pd.DataFrame, varying: list[str]) -> dict[str, str]:
+    """Configuration -> the training warnings of NEW's seeds, each once, with its seed."""
+    if "warnings" not in rows:
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, seed, text in zip(rows["config"], rows["seed"], rows["warnings"], strict=True):
+        if isinstance(text, str) and text.strip():
+            out.setdefault(_label(key, varying), []).append(f"seed {seed}: {text.strip()}")
+    return {config: "; ".join(notes) for config, notes in out.items()}
+
+
+def _version(table: pd.DataFrame) -> str:
+    """The aebench versions that wrote ``table`` (``?`` for a table older than the column)."""
+    if VERSION not in table:
+        return "?"
+    return ", ".join(sorted({str(v) for v in table[VERSION].dropna()})) or "?"
 
 
 ROW_COLUMNS = [
@@ -225,61 +269,70 @@ ROW_COLUMNS = [
     "metric",
     "kind",
     "baseline",
-    "baseline_std",
+    "baseline_low",
+    "baseline_high",
     "n_baseline",
     "new",
+    "new_low",
+    "new_high",
     "n_new",
     "change",
+    "direction",
     "allowed",
+    "spread",
+    "p_worse",
+    "p_better",
+    "p_same",
+    "p",
     "verdict",
     "note",
 ]
 
 
-def _row(label: str, metric: str, kind: Kind, *, verdict: str, note: str = "", **numbers) -> dict:
-    nan = float("nan")
-    row = dict.fromkeys(ROW_COLUMNS, nan)
+def _row(
+    label: str, metric: str, kind: Kind, *, verdict: str, note: str = "", **numbers: Any
+) -> dict:
+    row = dict.fromkeys(ROW_COLUMNS, math.nan)
     row |= {"config": label, "metric": metric, "kind": kind, "verdict": verdict, "note": note}
     return row | numbers
 
 
-@dataclass(frozen=True)
-class Limits:
-    """How far a seed mean may move by chance, and how far seeds may disagree."""
-
-    quality_k: float = DEFAULT_QUALITY_K
-    speed_tolerance: float = DEFAULT_SPEED_TOLERANCE
-    unstable_spread: float = DEFAULT_UNSTABLE_SPREAD
-
-
-def _std(values: pd.Series) -> float:
-    return float(values.std()) if len(values) > 1 else 0.0  # over seeds, ddof 1
-
-
 def _compared(
-    label: str, column: Column, base_values: pd.Series, new_values: pd.Series, limits: Limits
+    label: str,
+    column: Column,
+    base_values: np.ndarray,
+    new_values: np.ndarray,
+    speed_tolerance: float,
+    confidence: float,
 ) -> dict:
+    """The row of one column of one configuration, its verdict ``tested`` until ``settle``."""
     metric, kind = column.name, "speed" if column.speed else "quality"
-    base_mean, base_std = float(base_values.mean()), _std(base_values)
-    numbers = {"baseline": base_mean, "baseline_std": base_std, "n_baseline": len(base_values)}
-    if new_values.empty:
+    base_mean = float(base_values.mean())
+    numbers = {"baseline": base_mean, "n_baseline": len(base_values)}
+    if not len(new_values):
         return _row(label, metric, kind, verdict="regressed", note="not measured", **numbers)
-    new_mean, new_std = float(new_values.mean()), _std(new_values)
-    change = new_mean - base_mean
-    numbers |= {"new": new_mean, "n_new": len(new_values), "change": change}
-    if column.floor is not None:  # seeds that disagree this much make any allowance meaningless
-        limit = limits.unstable_spread * column.floor
-        if max(base_std, new_std) > limit:
-            note = f"seed std {base_std:.3g} -> {new_std:.3g}, limit {limit:.3g}"
-            return _row(label, metric, kind, verdict="unstable", note=note, **numbers)
-    if column.speed:
-        floor = limits.speed_tolerance * abs(base_mean)
-    else:
-        floor = column.floor or 0.0
-    allowed = max(floor, limits.quality_k * base_std)
-    gain = change * column.direction  # > 0: better
-    verdict = "regressed" if gain < -allowed else "improved" if gain > allowed else "same"
-    return _row(label, metric, kind, verdict=verdict, allowed=allowed, **numbers)
+    floor = speed_tolerance * abs(base_mean) if column.speed else column.floor or 0.0
+    tested = two_sample(base_values, new_values, column, floor, confidence)
+    return _row(
+        label,
+        metric,
+        kind,
+        verdict="tested",
+        baseline_low=tested.baseline.low,
+        baseline_high=tested.baseline.high,
+        new=tested.new.mean,
+        new_low=tested.new.low,
+        new_high=tested.new.high,
+        n_new=tested.new.n,
+        change=tested.gain,
+        direction=column.direction,
+        allowed=floor,
+        spread=tested.spread,
+        p_worse=tested.p_worse,
+        p_better=tested.p_better,
+        p_same=tested.p_same,
+        **numbers,
+    )
 
 
 def _reproduced(outcome: Outcome, vocabulary: Vocabulary) -> dict:
@@ -306,79 +359,20 @@ def _reproduced(outcome: Outcome, vocabulary: Vocabulary) -> dict:
     )
 
 
-def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
-    """A plain-text table of what changed (or of everything compared), and what was not."""
-    shown = comparison.rows if show_all else comparison.changed()
-    lines = []
-    if not shown.empty:
-        lines.append(_table(shown).to_string(index=False))
-    published = comparison.rows[comparison.rows["kind"] == "reproduction"]
-    rows = comparison.rows[comparison.rows["kind"] != "reproduction"]
-    regressed = rows[rows["verdict"] == "regressed"]
-    by_kind = ", ".join(f"{(regressed['kind'] == k).sum()} {k}" for k in KINDS)
-    incomparable = (rows["verdict"] == "incomparable").sum()
-    unstable = (rows["verdict"] == "unstable").sum()
-    lines.append(
-        f"{len(rows)} comparisons over {rows['config'].nunique()} configurations:"
-        f" {len(regressed)} regressed ({by_kind}), {(rows['verdict'] == 'improved').sum()} improved"
-        + (f", {incomparable} incomparable (another likelihood protocol)" if incomparable else "")
-        + (f", {unstable} unstable (seeds disagree beyond the limit)" if unstable else "")
-    )
-    if not published.empty:
-        outside = (published["verdict"] == "outside").sum()
-        lines.append(
-            f"{len(published)} published values (the baseline column) checked against the new"
-            f" table: {len(published) - outside} inside their tolerance, {outside} outside"
-        )
-    for title, labels in (
-        ("only in the baseline", comparison.only_in_baseline),
-        ("only in the new table", comparison.only_in_new),
-        ("parameters in one table only (not matched on)", comparison.unmatched_columns),
-    ):
-        if labels:
-            lines.append(f"{title}: {', '.join(labels)}")
-    return "\n".join(lines)
-
-
-def _table(rows: pd.DataFrame) -> pd.DataFrame:
-    verdicts = [
-        v + (f" ({n})" if n else "") for v, n in zip(rows["verdict"], rows["note"], strict=True)
-    ]
-    return pd.DataFrame(
-        {
-            "verdict": verdicts,
-            "configuration": rows["config"],
-            "metric": rows["metric"],
-            "baseline": rows["baseline"].map(_number),
-            "new": rows["new"].map(_number),
-            "change": rows["change"].map(_signed),
-            "allowed": rows["allowed"].map(_number),
-        }
-    )
-
-
-def _number(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.4g}"
-
-
-def _signed(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:+.3g}"
-
-
 def parse_kinds(text: str) -> tuple[Kind, ...]:
-    """``--fail-on``: some of ``quality``, ``speed``, ``reproduction`` joined by commas, ``both``
-    (quality and speed), ``all`` (the three) or ``none``."""
-    if text.strip() == "none":
-        return ()
-    if text.strip() == "both":
-        return KINDS
-    if text.strip() == "all":
-        return EVERY_KIND
-    kinds = tuple(part.strip() for part in text.split(",") if part.strip())
-    bad = [k for k in kinds if k not in EVERY_KIND]
-    if bad or not kinds:
+    """``--fail-on``: some of ``quality``, ``speed``, ``reproduction``, ``inconclusive`` joined by
+    commas, ``both`` (quality and speed), ``all`` (the three) or ``none``. ``inconclusive`` fails
+    the inconclusive verdicts of the kinds named with it (alone: of quality and speed)."""
+    words = [part.strip() for part in text.split(",") if part.strip()]
+    named = {"none": (), "both": KINDS, "all": EVERY_KIND}
+    if len(words) == 1 and words[0] in named:
+        return named[words[0]]
+    bad = [w for w in words if w not in (*EVERY_KIND, "inconclusive")]
+    if bad or not words:
         raise CompareError(
             f"--fail-on: {', '.join(bad) or 'nothing'} is not one of quality, speed,"
-            " reproduction, both, all, none"
+            " reproduction, inconclusive, both, all, none"
         )
-    return kinds  # type: ignore[return-value]
+    if words == ["inconclusive"]:
+        return (*KINDS, "inconclusive")
+    return tuple(words)  # type: ignore[return-value]

@@ -1,5 +1,6 @@
 """The report written as one HTML page that stands alone: its figures embedded as data URLs, its
-tables in scroll boxes no wider than the page, each warning behind a ⚠ with its text on hover."""
+tables in scroll boxes no wider than the page, each warning behind a ⚠ (an estimate's note
+behind a ⓘ) with its text on hover."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from aebench.views.blocks import Block, Heading, Images, Paragraph, Table, short_note
+from aebench.views.blocks import Block, Heading, Images, Paragraph, Table, row_notes, short_note
 
 STYLE = """
 body { font-family: system-ui, sans-serif; color: #222; max-width: 1320px; margin: 1.5em auto;
@@ -42,11 +43,11 @@ def _header(text: str) -> str:
 
 
 def _label(table: Table, row: int, text: str) -> str:
-    if row not in table.notes:
-        return escape(text)
-    note = table.notes[row]
-    out = f'{escape(text)} <span class="warn" title="{escape(note)}">⚠</span>'
-    if table.show_notes:
+    out = escape(text)
+    notes = row_notes(table, row)
+    for mark, note in notes:
+        out += f' <span class="warn" title="{escape(note)}">{mark}</span>'
+    for _, note in notes if table.show_notes else []:
         out += f'<div class="note" title="{escape(note)}">{escape(short_note(note))}</div>'
     return out
 

@@ -1,7 +1,9 @@
 """The report laid out from a results table, as blocks: a summary, the reproduction section, per
-dataset a ranked headline table (each group's headline column), a detail table per group and the
-figures, then the trials trained with warnings, the metrics that gave NaN and why, and the trials
-that failed, were skipped or diverged.
+dataset a ranked headline table (each group's headline column, each mean with its interval, the
+verdict on the top and how likely each configuration beats the next), a detail table per group
+and the figures, the ranks across datasets, then the trials trained with warnings, the estimates
+with notes (an estimator's diagnostics), the metrics that gave NaN and why, and the trials that
+failed, were skipped or diverged.
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ from pandas.api.types import is_numeric_dtype
 from aebench.contract.columns import Vocabulary
 from aebench.results.rows import label
 from aebench.results.table import PARQUET
+from aebench.views.across import across_blocks
 from aebench.views.blocks import Block, Heading, Paragraph, Table
-from aebench.views.cells import arrow, format_cell
+from aebench.views.cells import arrow, format_number, interval_cell
 from aebench.views.figure_blocks import figure_blocks
 from aebench.views.ranking import (
     OTHER,
     Leaderboard,
+    chances_of_beating_next,
     headline_columns,
+    headline_verdict,
     leaderboard,
+    note_text,
     ordered_groups,
     ranked,
     ranking_columns,
-    warning_note,
+    verdict_text,
 )
 from aebench.views.reproduction import reproduction_blocks
 
@@ -40,6 +46,19 @@ def _tip(metric: str, vocabulary: Vocabulary) -> str:
     )
 
 
+def _verdict_cells(board: Leaderboard, vocabulary: Vocabulary, order: list[int]) -> list[list[str]]:
+    """Per configuration in ``order``: ``best`` or ``tied`` (the top group of the first ranking
+    column, as tests decide it), and the probability that it beats the next one."""
+    verdict = headline_verdict(board, vocabulary)
+    top = [] if verdict is None else verdict.tied
+    word = "best" if verdict is not None and verdict.best else "tied"
+    chances = chances_of_beating_next(board, vocabulary, order)
+    return [
+        [word if i in top else "", format_number(chances[i], 2) if i in chances else "–"]
+        for i in order
+    ]
+
+
 def metric_table(
     board: Leaderboard,
     vocabulary: Vocabulary,
@@ -48,46 +67,70 @@ def metric_table(
     *,
     protocol: bool = False,
     show_notes: bool = False,
+    verdicts: bool = False,
 ) -> Table:
-    """The configurations at ``order`` (positions) with ``metrics``, the best ones bold, the warned
-    ones marked ⚠; with ``protocol``, a column of each configuration's likelihood protocol."""
+    """The configurations at ``order`` (positions) with ``metrics`` (each a mean with its
+    interval), the best ones bold, the warned ones marked ⚠ and those with estimate notes ⓘ;
+    with ``protocol``, a column of each configuration's likelihood protocol; with ``verdicts``,
+    the top group's verdict and each one's probability of beating the next."""
     fixed = ["configuration", "seeds", *(["protocol"] if protocol else [])]
-    header = [*fixed, *(m + arrow(m, vocabulary) for m in metrics)]
     tips = ["", "seeds averaged", *(["p(x|z), binarization"] if protocol else [])]
+    if verdicts:
+        fixed += ["top", "P(beats next)"]
+        tips += [
+            "best: better than every other configuration (tests over seeds, Holm); "
+            "tied: not shown worse than the top",
+            "probability that a seed of it beats a seed of the next one (paired by seed where "
+            "the seeds match)",
+        ]
+        extra = _verdict_cells(board, vocabulary, order)
+    header = [*fixed, *(m + arrow(m, vocabulary) for m in metrics)]
     tips += [_tip(m, vocabulary) for m in metrics]
-    rows, bold, notes = [], set(), {}
+    rows, bold, notes, estimates = [], set(), {}, {}
     for r, i in enumerate(order):
-        cells = [board.label(i), str(int(board.n.iloc[i]))]
+        seeds = int(board.n.iloc[i])
+        cells = [board.label(i), str(seeds)]
         cells += [board.protocol[i] or "–"] if protocol else []
+        cells += extra[r] if verdicts else []
         for j, metric in enumerate(metrics):
-            cells.append(format_cell(board.mean[metric].iloc[i], board.std[metric].iloc[i]))
+            cells.append(interval_cell(board.interval(i, metric, vocabulary), seeds))
             if i in board.best.get(metric, []):
                 bold.add((r, len(fixed) + j))
-        if note := warning_note(board.trials[i]):
+        if note := note_text(board.trials[i], "warnings"):
             notes[r] = note
+        if note := note_text(board.trials[i], "notes"):
+            estimates[r] = note
         rows.append(cells)
-    return Table(header, rows, bold, tips, notes, show_notes, wrap={2} if protocol else set())
+    wrap = {2} if protocol else set()
+    return Table(header, rows, bold, tips, notes, show_notes, wrap=wrap, estimates=estimates)
 
 
-def _ranking_sentence(columns: list[str], vocabulary: Vocabulary) -> str:
+def _ranking_sentence(board: Leaderboard, vocabulary: Vocabulary) -> str:
+    columns = ranking_columns(board, vocabulary)
     if not columns:
-        return (
-            "Not ranked: no headline metric with a direction and a value; by configuration. "
-            "Mean ± standard deviation over seeds."
-        )
+        return "Not ranked: no headline metric with a direction and a value; by configuration."
     first = columns[0]
-    text = f"Ranked by {first} ({vocabulary.get(first).better} is better), best first"
+    text = f"Ranked by {first} ({vocabulary.get(first).better} is better), best mean first"
     if len(columns) > 1:
         text += f"; configurations without it (or tied) by {', then '.join(columns[1:])}"
-    return text + "; configurations with none of these last. Mean ± standard deviation over seeds."
+    text += "; configurations with none of these last."
+    if (verdict := headline_verdict(board, vocabulary)) is not None:
+        text += f" By {first}, {board.label(verdict.top)} is {verdict_text(board, verdict)}."
+    return text
 
 
 BOLD_RULE = (
-    "Sample standard deviation (n−1); ↑ higher is better, ↓ lower is better. Bold: the best mean "
-    "of a column, only where the column declares a direction and is not noisy (timings and memory "
-    "move with the machine), and only among comparable configurations: likelihood columns are "
-    "compared within one likelihood protocol (p(x|z) and binarization), so each protocol has its "
-    "own best. ⚠: the configuration trained with warnings (hover for all of them)."
+    "Each value: the mean over seeds ± the half-width of its {confidence:.0%} interval (Student's "
+    "t over the seeds; [low, high] for a bootstrap of a heavy-tailed column), (n=…) where fewer "
+    "seeds than the row's have a value; with fewer than 3 seeds there is no interval and the cell "
+    "says so. ↑ higher is better, ↓ lower is better. Bold: a configuration better than every "
+    "other comparable one by a one-sided test over seeds (paired by seed where the seeds match, "
+    "else Welch's t), at {confidence:.0%} after Holm's correction for the number of comparisons; "
+    "where none is, nothing is bold. Only columns that declare a direction and are not noisy "
+    "(timings and memory move with the machine) are tested, and only among comparable "
+    "configurations: likelihood columns within one likelihood protocol (p(x|z) and "
+    "binarization). ⚠: the configuration trained with warnings; ⓘ: an estimate with a note (an "
+    "estimator's diagnostic, such as a bound that has not converged); hover for the text."
 )
 
 
@@ -118,36 +161,44 @@ def _dataset_blocks(
     headlines = headline_columns(board, vocabulary)
     blocks += [
         Heading(3, "Headline"),
-        metric_table(board, vocabulary, headlines, order, show_notes=True),
-        Paragraph(_ranking_sentence(ranking_columns(board, vocabulary), vocabulary)),
-        Paragraph(BOLD_RULE),
+        metric_table(board, vocabulary, headlines, order, show_notes=True, verdicts=True),
+        Paragraph(_ranking_sentence(board, vocabulary)),
+        Paragraph(BOLD_RULE.format(confidence=board.confidence)),
     ]
     blocks += _detail_blocks(board, vocabulary, order)
     return blocks + figure_blocks(folder, board, vocabulary, order)
-
-
-def _has_warnings(rows: pd.DataFrame) -> pd.Series:
-    if "warnings" not in rows:
-        return pd.Series(False, index=rows.index)
-    return rows["warnings"].fillna("").astype(str).str.len() > 0
 
 
 def _trial_label(row: pd.Series) -> str:
     return label(row, ["seed"], dataset=False, separator=" / ")
 
 
-def _warning_blocks(table: pd.DataFrame) -> list[Block]:
-    warned = table[(table["status"] == "ok") & _has_warnings(table)]
-    if warned.empty:
+NOTED = {  # a row column of notes -> the report's section of the trials that have them
+    "warnings": ("Warnings", "Trained, but look before you trust their numbers (⚠ in the tables)."),
+    "notes": (
+        "Estimate notes",
+        "Trained well, but an estimate's own diagnostic says to read it with care (ⓘ in the "
+        "tables): its value is shown, and is not a training warning.",
+    ),
+}
+
+
+def _noted_blocks(table: pd.DataFrame, column: str) -> list[Block]:
+    """The ``ok`` trials whose ``column`` (warnings or estimate notes) is not empty."""
+    if column not in table:
+        return []
+    noted = table[(table["status"] == "ok") & (table[column].fillna("").astype(str) != "")]
+    if noted.empty:
         return []
     rows = [
-        [str(r["trial_id"]), str(r["dataset"]), _trial_label(r), str(r["warnings"])]
-        for _, r in warned.sort_values(["dataset", "model", "seed"]).iterrows()
+        [str(r["trial_id"]), str(r["dataset"]), _trial_label(r), str(r[column])]
+        for _, r in noted.sort_values(["dataset", "model", "seed"]).iterrows()
     ]
+    heading, text = NOTED[column]
     return [
-        Heading(2, "Warnings"),
-        Paragraph("Trained, but look before you trust their numbers (⚠ in the tables)."),
-        Table(["trial", "dataset", "configuration", "warnings"], rows, numbers=False),
+        Heading(2, heading),
+        Paragraph(text),
+        Table(["trial", "dataset", "configuration", column], rows, numbers=False),
     ]
 
 
@@ -177,15 +228,19 @@ def report_blocks(
         ),
     ]
     blocks += reproduction_blocks(folder, table, vocabulary)
-    table = with_flags(table, vocabulary)
+    table = with_notes(table, vocabulary)
     for dataset in sorted(table["dataset"].dropna().unique()):
         blocks += _dataset_blocks(folder, table, str(dataset), vocabulary)
-    return blocks + _warning_blocks(table) + _not_measured_blocks(table) + _problem_blocks(table)
+    blocks += across_blocks(folder, table, vocabulary)
+    blocks += _noted_blocks(table, "warnings") + _noted_blocks(table, "notes")
+    return blocks + _not_measured_blocks(table) + _problem_blocks(table)
 
 
-def with_flags(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
-    """The table with every value above its column's declared ``flag_above`` added to the row's
-    warnings (``estimate_convergence 0.31 > 0.1``): flagged rows are marked like warned ones."""
+def with_notes(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
+    """The table with every value above its column's declared ``flag_above`` among the row's
+    estimate ``notes`` (``estimate_convergence 0.31 > 0.1``), once: a run writes them there
+    itself; a table from before it did gets them here. They are notes on an estimate, not
+    training warnings."""
     flagged = [
         column
         for column in vocabulary.columns.values()
@@ -193,17 +248,19 @@ def with_flags(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
         and column.name in table
         and is_numeric_dtype(table[column.name])
     ]
-    if not flagged:
+    if not flagged and "notes" not in table:
         return table
     table = table.copy()
-    warnings = table["warnings"] if "warnings" in table else pd.Series("", index=table.index)
-    notes = warnings.fillna("").astype(str)
+    notes = table["notes"] if "notes" in table else pd.Series("", index=table.index)
+    items = [[n for n in str(text).split("; ") if n] for text in notes.fillna("")]
     for column in flagged:
         name, limit = column.name, column.flag_above
-        above = table[name] > limit
-        text = table.loc[above, name].map(lambda v, c=name, t=limit: f"{c} {v:.3g} > {t:g}")
-        notes[above] = [f"{n}; {t}" if n else t for n, t in zip(notes[above], text, strict=True)]
-    table["warnings"] = notes
+        for row, value in enumerate(table[name].to_numpy(dtype=float)):
+            text = f"{name} {value:.3g} > {limit:g}"
+            named = any(item.startswith(f"{name} ") for item in items[row])
+            if value > limit and not named:  # a run's own note on it is kept as written
+                items[row].append(text)
+    table["notes"] = ["; ".join(found) for found in items]
     return table
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aebench.views.blocks import Block, Heading, Images, Paragraph, Table, short_note
+from aebench.views.blocks import Block, Heading, Images, Paragraph, Table, row_notes, short_note
 
 
 def _cell(text: str) -> str:
@@ -13,9 +13,18 @@ def _cell(text: str) -> str:
 
 
 def _label(table: Table, row: int, text: str) -> str:
-    if row not in table.notes:
-        return text
-    return f"{text} ⚠ {short_note(table.notes[row])}" if table.show_notes else f"{text} ⚠"
+    for mark, note in row_notes(table, row):
+        text += f" {mark} {short_note(note)}" if table.show_notes else f" {mark}"
+    return text
+
+
+def _legend(table: Table) -> list[str]:
+    """What the columns are, as the HTML page's tooltips say it (a Markdown table has none):
+    under a table that shows its notes, the headline table."""
+    if not (table.show_notes and table.tips):
+        return []
+    named = [f"{h}: {t}" for h, t in zip(table.header, table.tips, strict=True) if t]
+    return ["Columns: " + "; ".join(_cell(n) for n in named) + ".", ""]
 
 
 def _table(table: Table) -> list[str]:
@@ -27,7 +36,7 @@ def _table(table: Table) -> list[str]:
             f"**{_cell(c)}**" if (i, j) in table.bold else _cell(c) for j, c in enumerate(cells)
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return [*lines, "", *_legend(table)]
 
 
 def to_markdown(blocks: list[Block], folder: Path) -> str:

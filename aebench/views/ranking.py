@@ -1,7 +1,8 @@
 """The leaderboard of one dataset: its configurations (every parameter but the seed) with the mean
-and spread of their metrics over seeds, the best values among comparable configurations, the
-configurations ranked by the groups' headline columns, and the median seed of each. Columns are
-chosen and compared only through what they declare (``columns.json``), never by name.
+of their metrics over seeds and its interval, the best among comparable configurations as tests
+decide it (``verdicts``), the configurations ranked by the groups' headline columns, and the
+median seed of each. Columns are chosen and compared only through what they declare
+(``columns.json``), never by name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import pandas as pd
 
 from aebench.contract.columns import IDENTITY, Vocabulary, is_metric_column, is_param_column
 from aebench.results.rows import cell_text, is_missing, label
-from aebench.views.cells import arrow, format_cell
+from aebench.results.stats import DEFAULT_CONFIDENCE, Interval, interval
+from aebench.views.cells import arrow, interval_cell
+from aebench.views.ranking_stats import TopVerdict, beats_next, top_verdict
 
 OTHER = "other"  # the group of the columns that declare none
 
@@ -32,7 +35,20 @@ class Leaderboard:
     std: pd.DataFrame  # sample standard deviation (ddof=1); NaN with a single seed
     trials: list[pd.DataFrame]  # per configuration: its ok trials, one row per seed
     protocol: list[str]  # per configuration: its likelihood protocol, "" without one
+    confidence: float = DEFAULT_CONFIDENCE
     best: dict[str, list[int]] = field(default_factory=dict)  # metric -> row positions
+    verdicts: dict[str, list[TopVerdict]] = field(default_factory=dict)  # per comparable set
+
+    def samples(self, position: int, metric: str) -> pd.Series:
+        """A configuration's values of ``metric``, indexed by seed (NaN: not measured)."""
+        trials = self.trials[position]
+        return pd.Series(trials[metric].to_numpy(dtype=float), index=trials["seed"].to_numpy())
+
+    def interval(self, position: int, metric: str, vocabulary: Vocabulary) -> Interval:
+        """The mean of ``metric`` over the configuration's seeds and its interval (a bootstrap
+        where the column declares itself heavy-tailed)."""
+        heavy = bool(getattr(vocabulary.get(metric), "heavy_tailed", False))
+        return interval(self.samples(position, metric), self.confidence, bootstrap=heavy)
 
     def label(self, position: int) -> str:
         """``vae / none beta=1 latent_dim=2``: the plugins and the settings that tell it apart."""
@@ -103,28 +119,39 @@ def comparable(board: Leaderboard, metric: str, vocabulary: Vocabulary) -> list[
     return list(sets.values())
 
 
-def best_of(board: Leaderboard, metric: str, vocabulary: Vocabulary) -> list[int]:
-    """The best configurations of ``metric``: none when it declares no direction or is noisy
-    (timings, memory); else the best within each comparable set of two or more values."""
-    sign = vocabulary.direction(metric)
-    if sign == 0 or vocabulary.get(metric).noisy:
+def verdicts_of(board: Leaderboard, metric: str, vocabulary: Vocabulary) -> list[TopVerdict]:
+    """The verdict on the top of each comparable set of ``metric`` (``verdicts.top_verdict``):
+    none when the column declares no direction or is noisy (timings, memory), nor for a set with
+    fewer than two values."""
+    declared = vocabulary.get(metric)
+    if declared.direction == 0 or declared.noisy:
         return []
-    values = board.mean[metric].to_numpy(dtype=float) * sign
-    best: list[int] = []
+    heavy = bool(getattr(declared, "heavy_tailed", False))
+    found = []
     for group in comparable(board, metric, vocabulary):
-        finite = [i for i in group if np.isfinite(values[i])]
-        if len(finite) < 2:
-            continue  # nothing to be better than
-        top = max(values[i] for i in finite)
-        best += [i for i in finite if np.isclose(values[i], top, rtol=1e-12)]
-    return sorted(best)
+        samples = {i: board.samples(i, metric) for i in group}
+        verdict = top_verdict(
+            samples, declared.better or "", heavy_tailed=heavy, confidence=board.confidence
+        )
+        if verdict is not None:
+            found.append(verdict)
+    return found
+
+
+def best_of(board: Leaderboard, metric: str, vocabulary: Vocabulary) -> list[int]:
+    """The configurations that are best at ``metric``, one per comparable set at most: each set's
+    top where the tests show it better than every other one of its set (``verdicts_of``)."""
+    return sorted(v.top for v in verdicts_of(board, metric, vocabulary) if v.best)
 
 
 def leaderboard(
-    table: pd.DataFrame, dataset: str, vocabulary: Vocabulary | None = None
+    table: pd.DataFrame,
+    dataset: str,
+    vocabulary: Vocabulary | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> Leaderboard | None:
     """Mean and standard deviation over seeds of every ``ok`` configuration of ``dataset``, and
-    the best per column (``best_of``)."""
+    the verdicts on the best per column (``verdicts_of``) at ``confidence``."""
     vocabulary = vocabulary or Vocabulary()
     ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
     if ok.empty:
@@ -152,9 +179,12 @@ def leaderboard(
         std=std.reset_index(drop=True),
         trials=trials,
         protocol=[protocol_of(rows) for rows in trials],
+        confidence=confidence,
     )
     for metric in metrics:
-        if best := best_of(board, metric, vocabulary):
+        if verdicts := verdicts_of(board, metric, vocabulary):
+            board.verdicts[metric] = verdicts
+        if best := sorted(v.top for v in verdicts if v.best):
             board.best[metric] = best
     return board
 
@@ -210,22 +240,62 @@ def ranked(board: Leaderboard, vocabulary: Vocabulary) -> list[int]:
     return sorted(range(len(board.configs)), key=key)
 
 
-def best_configurations(table: pd.DataFrame, vocabulary: Vocabulary) -> dict[str, str]:
-    """Per dataset, its best configuration and why, as the headline table ranks them:
-    ``{"digits": "vae / none latent_dim=8: log_px -21.3 ± 0.25 ↑, best of 6 measured"}``
-    (configurations without that column are not counted); a dataset whose
-    configurations cannot be ranked (no headline with a direction and a value) is left out."""
+def headline_verdict(board: Leaderboard, vocabulary: Vocabulary) -> TopVerdict | None:
+    """The verdict on the top of the first ranking column (one comparable set: a ranking column
+    has a single protocol); None where nothing can be ranked."""
+    columns = ranking_columns(board, vocabulary)
+    found = board.verdicts.get(columns[0], []) if columns else []
+    return found[0] if found else None
+
+
+def chances_of_beating_next(
+    board: Leaderboard, vocabulary: Vocabulary, order: list[int]
+) -> dict[int, float]:
+    """Per configuration (position), the probability that it beats the next one in ``order``
+    by the first ranking column, among those that have a value of it."""
+    columns = ranking_columns(board, vocabulary)
+    if not columns:
+        return {}
+    column = columns[0]
+    have = [i for i in order if np.isfinite(board.mean[column].iloc[i])]
+    samples = [board.samples(i, column) for i in have]
+    better = vocabulary.get(column).better or ""
+    return dict(zip(have, beats_next(samples, better), strict=False))
+
+
+def verdict_text(board: Leaderboard, verdict: TopVerdict) -> str:
+    """``best`` (better than each other one) or ``tied with a, b`` (not shown worse), with the
+    confidence and the correction it was decided at."""
+    n = len(verdict.adjusted)
+    at = f"at {board.confidence:.0%}"
+    at += f", Holm-corrected over {n} comparisons" if n > 1 else ", one comparison"
+    if verdict.best:
+        return f"best (better than {'the other' if n == 1 else f'each of the other {n}'}, {at})"
+    others = ", ".join(board.label(i) for i in verdict.tied[1:])
+    return f"tied with {others} (not shown worse {at})"
+
+
+def best_configurations(
+    table: pd.DataFrame, vocabulary: Vocabulary, confidence: float = DEFAULT_CONFIDENCE
+) -> dict[str, str]:
+    """Per dataset, its top configuration and whether tests make it best, as the headline table
+    ranks them: ``{"digits": "vae / none: log_px -21.3 ± 0.25 (95% CI, 5 seeds) ↑, best
+    (better than each of the other 5, …); estimate: …"}``; a dataset whose configurations cannot
+    be ranked (no headline with a direction and a value) is left out."""
     out = {}
     for dataset in sorted(table["dataset"].dropna().unique()):
-        board = leaderboard(table, str(dataset), vocabulary)
-        columns = ranking_columns(board, vocabulary) if board is not None else []
-        if board is None or not columns:
+        board = leaderboard(table, str(dataset), vocabulary, confidence)
+        verdict = headline_verdict(board, vocabulary) if board is not None else None
+        if board is None or verdict is None:
             continue
-        best, column = ranked(board, vocabulary)[0], columns[0]
-        value = format_cell(board.mean[column].iloc[best], board.std[column].iloc[best])
-        better = arrow(column, vocabulary)
-        of = int(np.isfinite(board.mean[column].to_numpy(dtype=float)).sum())
-        out[str(dataset)] = f"{board.label(best)}: {column} {value}{better}, best of {of} measured"
+        column = ranking_columns(board, vocabulary)[0]
+        found = board.interval(verdict.top, column, vocabulary)
+        shown = interval_cell(found) + (f" ({found.note()})" if found.exists else "")
+        text = f"{board.label(verdict.top)}: {column} {shown}{arrow(column, vocabulary)}, "
+        text += verdict_text(board, verdict)
+        if notes := note_text(board.trials[verdict.top], "notes"):
+            text += f"; estimate: {notes}"
+        out[str(dataset)] = text
     return out
 
 
@@ -248,12 +318,13 @@ def median_seed(
     return trials.sort_values("seed").iloc[0], ""
 
 
-def warning_note(trials: pd.DataFrame) -> str:
-    """A configuration's warnings: each once, with its seeds unless every seed has it."""
-    if "warnings" not in trials:
+def note_text(trials: pd.DataFrame, column: str = "warnings") -> str:
+    """A configuration's warnings (or its estimate ``notes``): each once, with its seeds unless
+    every seed has it."""
+    if column not in trials:
         return ""
     seeds: dict[str, list[str]] = {}
-    for seed, text in zip(trials["seed"], trials["warnings"], strict=True):
+    for seed, text in zip(trials["seed"], trials[column], strict=True):
         for item in filter(None, cell_text(text).split("; ")):
             seeds.setdefault(item, []).append(str(seed))
     return "; ".join(

@@ -1,14 +1,17 @@
 """The report of a results folder, written as ``report.md`` and ``report.html`` beside its table.
 
-Per dataset: a headline table (each group's headline column, ranked best first), a detail table per
-group of metrics, and each configuration's figures for its median seed (the other seeds one click
-away). Built from ``results.parquet`` (the source of truth), the column declarations saved beside it
-(``columns.json``) and the per-trial ``figures.npz`` files, so it can be rebuilt at any time without
-a model. The HTML embeds its figures and stands alone; the Markdown links the PNGs beside it.
+Per dataset: a headline table (each group's headline column, each mean with its interval, ranked
+best first, "best" only where tests over seeds say so), a detail table per group of metrics, and
+each configuration's figures for its median seed (the other seeds one click away); with two
+datasets or more, the ranks across them. Built from ``results.parquet`` (the source of truth),
+the column declarations saved beside it (``columns.json``) and the per-trial ``figures.npz``
+files, so it can be rebuilt at any time without a model. The HTML embeds its figures and stands
+alone; the Markdown links the PNGs beside it.
 
-Where the parts are: ``ranking`` (leaderboards, best values, the ranked order), ``layout`` and
-``figure_blocks`` (the document as blocks), ``reproduction`` (published values), ``markdown`` and
-``html`` (the blocks written out).
+Where the parts are: ``ranking`` (leaderboards, best values, the ranked order; its tests in
+``ranking_stats``), ``across`` (ranks across datasets), ``layout`` and ``figure_blocks`` (the
+document as blocks), ``reproduction`` (published values), ``markdown`` and ``html`` (the blocks
+written out).
 """
 
 from __future__ import annotations

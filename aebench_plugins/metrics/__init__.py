@@ -64,7 +64,15 @@ METRICS = {
     "log_px_iwae": Metric(
         log_px_iwae,
         columns=[
-            likelihood_column("log_px_iwae", "higher", floor=0.5, unit="nats", headline=True),
+            likelihood_column(
+                "log_px_iwae",
+                "higher",
+                floor=0.5,
+                unit="nats",
+                # the bound it is at any K, an estimate of log p(x) only once K has converged
+                description=f"IWAE bound at K samples; log p(x) once converged (< {CONVERGED:g})",
+                headline=True,
+            ),
             likelihood_column(
                 "log_px_iwae_test_se",
                 unit="nats",

@@ -58,8 +58,8 @@ def log_px_iwae(
     ``log_px_iwae``: ``log (1/K) sum_k p(x, z_k)/q(z_k|x)`` with z_k ~ q(z|x) and K = ``samples``
     (``[eval.log_px_iwae] samples``; alias ``eval.iwae_samples``), in nats, averaged over the test
     split. Its errors, named apart: ``_test_se`` is the spread over test inputs (what another test
-    set would change), ``_mc_se`` the Monte-Carlo error (what other draws would change; a
-    delete-a-group jackknife over 10 groups of the K draws). ``_ess_mean`` and ``_ess_min``: the
+    set would change), ``_mc_se`` the Monte-Carlo error (what other draws would change; the
+    delta method on each input's mean weight, from all K draws). ``_ess_mean`` and ``_ess_min``: the
     effective sample size (sum w)^2 / sum w^2 of the K weights, mean and worst over inputs.
     ``_convergence``: the estimate at K minus at K/10 (from the same draws); where it is large, K
     was too small. ``log_px_true_gap``: ``log_px_true - log_px_iwae`` where the data's density is

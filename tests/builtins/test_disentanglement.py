@@ -6,6 +6,7 @@ without factors."""
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -365,3 +366,28 @@ def test_every_metric_keeps_the_metric_contract_and_repeats_from_its_seed() -> N
     contexts = [_context(RandomLinearCode(data), data)]
     for name, metric in DISENTANGLEMENT_METRICS.items():
         check_metric(metric, params=FAST[name], contexts=contexts)
+
+
+def test_beta_vae_fits_as_disentanglement_lib_does_by_default_to_convergence_on_request() -> None:
+    """disentanglement_lib fits ``LogisticRegression(random_state=...)``: scikit-learn's default
+    100 iterations, short of convergence on a code whose units differ in scale; both fits are
+    checked against scikit-learn's own on the same points."""
+    from sklearn.linear_model import LogisticRegression
+
+    def scaled_rotation(factors: np.ndarray) -> np.ndarray:  # units 1 to 1000: a slow fit
+        return _rotated(factors) * np.array([1.0, 10.0, 100.0, 1000.0])
+
+    kwargs = {"batch_size": 16, "train_points": 400, "eval_points": 400}
+    by_fit = {}
+    for fit, iterations in (("reference", 100), ("converged", 1000)):
+        rng = np.random.default_rng(0)
+        by_fit[fit] = scores.beta_vae_score(scaled_rotation, SIZES, rng, fit=fit, **kwargs)
+        rng = np.random.default_rng(0)  # the same points, fitted by scikit-learn directly
+        train = scores.beta_vae_points(scaled_rotation, SIZES, 400, 16, rng)
+        held_out = scores.beta_vae_points(scaled_rotation, SIZES, 400, 16, rng)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = LogisticRegression(max_iter=iterations).fit(*train).score(*held_out)
+        assert by_fit[fit] == expected
+    default = scores.beta_vae_score(scaled_rotation, SIZES, np.random.default_rng(0), **kwargs)
+    assert default == by_fit["reference"] != by_fit["converged"]

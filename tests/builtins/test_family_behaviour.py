@@ -12,6 +12,7 @@ from repo import REPO
 from torch.distributions import kl_divergence
 
 from aebench import Data, DataInfo, ModelOutput, Split, hookimpl
+from aebench.cli import main
 from aebench.contract.metric import likelihood_support_problem
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.run.data import DataCache
@@ -232,3 +233,5 @@ def test_the_quick_suite_trains_every_autoencoder_on_every_seed(tmp_path, monkey
         for column in ("elbo", "log_px_iwae", "bits_per_dim"):
             assert math.isfinite(row[column]), column
         assert row["elbo"] <= row["log_px_iwae"] + 3 * row["log_px_iwae_mc_se"] < 0
+    # The README's CI recipe can pass: the suite's table against itself is unchanged, exit 0.
+    assert main(["compare", str(tmp_path / "quick"), str(tmp_path / "quick")]) == 0

@@ -136,6 +136,7 @@ def test_list_shows_what_a_metric_declares(capsys):
         "floor": 0.5,
         "noisy": False,
         "speed": False,
+        "heavy_tailed": False,
         "unit": "nats",
         "description": "",
         "flag_above": None,

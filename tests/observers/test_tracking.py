@@ -12,14 +12,19 @@ import pandas as pd
 import pytest
 import torch
 from mlflow_runs import listed, search_runs
+from scipy import stats
+from timing import scaled
 from torch import nn
 
 from aebench import DataInfo, hookimpl
+from aebench.contract.columns import Column, Vocabulary
 from aebench.observers.tracking import MlflowTracker
 from aebench.observers.tracking_runs import (
+    AGGREGATE_PREFIX,
     CURVE_PREFIX,
     EXPERIMENT_KIND,
     HEADLINE_PREFIX,
+    aggregate_metrics,
     experiment_name,
     git_commit,
 )
@@ -342,6 +347,50 @@ def test_help_and_list_never_import_mlflow() -> None:
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=True,
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_the_invocation_run_logs_each_mean_with_its_interval_and_n(tmp_path: Path) -> None:
+    three_seeds = SUITE.replace("seeds = [0]", "seeds = [0, 1, 2]")
+    three_seeds = three_seeds.replace('[[models]]\nplugin = "broken"\n', "")
+    uri = sqlite_uri(tmp_path / "store" / "mlflow.db")
+    tracker = run_tracked(tmp_path, tmp_path / "out", TrackingSection(uri=uri), three_seeds)
+    runs = search_runs(uri, experiment_ids=[tracker.experiment_id])
+    invocation = runs[runs["tags.aebench.suite"].notna()].iloc[0]
+    values = read_results(tmp_path / "out")["recon_mse"].to_numpy(dtype=float)
+    assert len(values) == 3
+    # Student's t interval by formula: mean ± t(0.975, 2) s / sqrt(3)
+    half = stats.t.ppf(0.975, 2) * values.std(ddof=1) / math.sqrt(3)
+    name = f"metrics.{AGGREGATE_PREFIX}digits/ae - none/recon_mse"
+    assert invocation[f"{name}.mean"] == pytest.approx(values.mean())
+    assert invocation[f"{name}.low"] == pytest.approx(values.mean() - half)
+    assert invocation[f"{name}.high"] == pytest.approx(values.mean() + half)
+    assert invocation[f"{name}.n"] == 3
+
+
+def test_aggregates_of_two_seeds_have_n_and_no_bounds() -> None:
+    table = pd.DataFrame(
+        {
+            "dataset": "digits",
+            "model": "ae",
+            "regularizer": "none",
+            "model.latent_dim": [2, 2, 3, 3],
+            "seed": [0, 1, 0, 1],
+            "status": "ok",
+            "fit": [1.0, 2.0, 3.0, float("nan")],
+        }
+    )
+    vocabulary = Vocabulary(columns={})
+    vocabulary.add([Column("fit", "higher", group="g", headline=True)])
+    assert aggregate_metrics(table, vocabulary) == {
+        "seeds/digits/ae - none latent_dim_2/fit.mean": 1.5,
+        "seeds/digits/ae - none latent_dim_2/fit.n": 2.0,
+        "seeds/digits/ae - none latent_dim_3/fit.mean": 3.0,
+        "seeds/digits/ae - none latent_dim_3/fit.n": 1.0,
+    }

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fake_plugins import fake_distribution
 from repo import SUPPORT
+from timing import scaled
 
 SCORES = SUPPORT / "aebench_scores.py"
 
@@ -27,7 +28,7 @@ def aebench(*argv: str, site: Path | None = None) -> str:
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=scaled(120),
         check=True,
     )
     return done.stdout
@@ -49,7 +50,11 @@ def test_a_saved_listing_is_what_a_fresh_one_shows_and_imports_no_torch() -> Non
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=True,
     )
     saved = json.loads(done.stdout)
     assert saved["torch"] is False

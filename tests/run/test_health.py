@@ -1,12 +1,19 @@
-"""Training health: dead code units, posterior collapse and a stalled loss become warnings."""
+"""Training health: dead code units, posterior collapse and a stalled loss become warnings; an
+estimator's diagnostic above its declared flag becomes an estimate note, not a warning."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+from builders import build_suite
 from torch.distributions import Independent, Normal
 
-from aebench import Data, DataInfo, ModelOutput, Split
+import aebench
+from aebench import Column, Data, DataInfo, ModelOutput, Split
+from aebench.contract.columns import BOOKKEEPING
 from aebench.run.health import health_warnings
+from aebench.run.measure import estimate_notes
 
 DATA = Data(
     DataInfo(shape=(3,), kind="real"),
@@ -66,3 +73,34 @@ def test_a_loss_that_stopped_improving_is_told_and_a_falling_one_is_not() -> Non
         "the training loss stopped improving after epoch 3 of 6"
     )
     assert not [w for w in health_warnings(Coded(), DATA, {"loss": FALLING}) if "loss" in w]
+
+
+def test_values_above_their_declared_flag_are_estimate_notes_in_declaration_order() -> None:
+    columns = [
+        Column("a_convergence", flag_above=0.1),
+        Column("b_unflagged"),
+        Column("c_ess_gap", flag_above=2.0),
+        Column("d_nan", flag_above=0.0),
+    ]
+    row = {"a_convergence": 0.7812, "b_unflagged": 99.0, "c_ess_gap": 2.5, "d_nan": math.nan}
+    assert estimate_notes(columns, row) == "a_convergence 0.781 > 0.1; c_ess_gap 2.5 > 2"
+    assert estimate_notes(columns, row | {"a_convergence": 0.1, "c_ess_gap": 1.0}) == ""
+
+
+def test_a_run_writes_estimate_notes_apart_from_training_warnings(tmp_path) -> None:
+    def shaky(context) -> dict[str, float]:
+        """An estimate and a diagnostic that says it has not converged."""
+        return {"shaky": 1.0, "shaky_convergence": 0.5}
+
+    class Shaky:
+        @aebench.hookimpl
+        def aebench_register_metrics(self, register):
+            columns = [Column("shaky"), Column("shaky_convergence", flag_above=0.1)]
+            register("shaky", aebench.Metric(shaky, columns=columns))
+
+    plugins = aebench.load_plugins(extra=[Shaky()])
+    suite = build_suite(metrics=["recon_mse", "shaky"])
+    (row,) = aebench.run_suite(suite, output=tmp_path, device="cpu", plugins=plugins).rows
+    assert row["notes"] == "shaky_convergence 0.5 > 0.1"
+    assert "shaky" not in row["warnings"]
+    assert "notes" in BOOKKEEPING  # a row column, not a metric

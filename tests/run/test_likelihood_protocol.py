@@ -5,6 +5,7 @@ estimates."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -54,6 +55,28 @@ def test_the_default_likelihood_holds_the_data_it_is_chosen_for(binarize: str, p
     with torch.no_grad():
         assert likelihood_support_problem(model, data.test.x) is None
         measured = plugins.metrics.get("elbo").factory.measure(context_of(model, data))
+    assert measured.reason == "" and math.isfinite(measured.values["elbo"])
+
+
+@pytest.mark.parametrize("likelihood", ["continuous-bernoulli", "gaussian"])
+def test_a_density_on_discrete_data_gets_nan_likelihoods_and_says_why(likelihood, plugins) -> None:
+    """Digits take 17 levels (and binarised, 2): a density there is not a likelihood of them.
+    The same values, declared unquantised unit data, are a density's data: measured."""
+    grey, binary = grey_and_binary_digits(plugins)
+    unquantised = replace(grey, info=replace(grey.info, levels=None))
+    elbo = plugins.metrics.get("elbo").factory
+    torch.manual_seed(0)
+    model = plugins.models.get("vae").factory(grey.info, latent_dim=2, likelihood=likelihood)
+    with torch.no_grad():
+        for data, values in ((grey, "17 levels"), (binary, "the values 0 and 1")):
+            measured = elbo.measure(context_of(model, data))
+            assert all(math.isnan(v) for v in measured.values.values())
+            assert measured.reason == (
+                f"a density on discrete data: p(x|z) ({model.likelihood_name}) is a density, the"
+                f" data takes {values}: its log-density is not a log-likelihood of them (a mass"
+                " function's is)"
+            )
+        measured = elbo.measure(context_of(model, unquantised))
     assert measured.reason == "" and math.isfinite(measured.values["elbo"])
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from aebench import Regularizer, hookimpl
 from aebench.cli import main
@@ -24,16 +25,16 @@ from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
 from aebench.views.blocks import Heading, Table
 from aebench.views.cells import format_cell, format_number
-from aebench.views.layout import report_blocks, with_flags
+from aebench.views.layout import report_blocks, with_notes
 from aebench.views.ranking import (
     best_of,
     headline_columns,
     leaderboard,
     median_seed,
     metric_columns,
+    note_text,
     ranked,
     ranking_columns,
-    warning_note,
 )
 from aebench.views.report import REPORT_HTML, REPORT_MD, build_report
 
@@ -160,19 +161,41 @@ def test_trials_trained_with_warnings_are_marked_beside_their_rows_and_listed(
             assert any(warning in tip for tip in tips)
 
 
-def test_report_shows_the_leaderboard_numbers_and_marks_the_best(reported: Path) -> None:
+def _holm_by_hand(p: list[float]) -> list[float]:
+    """Holm's adjusted p-values, step by step: the k-th smallest times (m - k), a running max."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out, running = [0.0] * len(p), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - k) * p[i]))
+        out[i] = running
+    return out
+
+
+def _paired_p_by_hand(a: np.ndarray, b: np.ndarray) -> float:
+    """One-sided p of "a is lower than b", a t-test on the differences by its formula."""
+    d = b - a
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    return float(scipy_stats.t.sf(t, len(d) - 1))
+
+
+def test_report_shows_the_leaderboard_numbers_and_bolds_only_a_tested_best(
+    reported: Path,
+) -> None:
     table = read_results(reported)
     cells = _headline_cells((reported / REPORT_MD).read_text())
-    means = {}
+    values = {}
     for (model, latent_dim), rows in _configurations(table).items():
-        values = rows["recon_mse"].to_numpy(dtype=float)
         label = _label(model, latent_dim)
-        cell = cells[label]["recon_mse"]
-        assert cell.strip("*") == format_cell(float(np.mean(values)), float(np.std(values, ddof=1)))
-        means[label] = np.mean(values)
-    best = min(means, key=means.get)  # recon_mse: lower is better
-    for label in means:
-        assert cells[label]["recon_mse"].startswith("**") == (label == best)
+        values[label] = rows.sort_values("seed")["recon_mse"].to_numpy(dtype=float)
+        # two seeds: the mean, and no interval pretended
+        mean = format_number(float(np.mean(values[label])))
+        assert cells[label]["recon_mse"].strip("*") == f"{mean} (2 seeds: no interval)"
+    top = min(values, key=lambda k: values[k].mean())  # recon_mse: lower is better
+    others = [k for k in values if k != top]
+    adjusted = _holm_by_hand([_paired_p_by_hand(values[top], values[k]) for k in others])
+    best = all(p < 0.05 for p in adjusted)
+    for label in values:
+        assert cells[label]["recon_mse"].startswith("**") == (best and label == top)
 
 
 def test_every_metric_is_in_the_detail_table_of_its_group(reported: Path) -> None:
@@ -273,24 +296,31 @@ def test_why_metrics_gave_nan_is_listed_once_per_configuration(reported: Path) -
     assert len(lines) == 1 and "ae / none" in lines[0] and "elbo:" in lines[0]  # seeds share it
 
 
-def test_values_above_a_declared_flag_are_added_to_the_rows_warnings() -> None:
+def test_values_above_a_declared_flag_are_estimate_notes_not_warnings() -> None:
     vocabulary = Vocabulary()
     vocabulary.add([Column("estimate_convergence", flag_above=0.1), Column("other")])
     table = pd.DataFrame(
         {
             "warnings": ["", "dead units", "", ""],
+            "notes": ["", "", "estimate_convergence 0.3 > 0.1", "ess low"],
             "estimate_convergence": [0.02, 0.5, 0.3, float("nan")],
             "other": [9.0, 9.0, 9.0, 9.0],
         }
     )
-    flagged = with_flags(table, vocabulary)["warnings"].tolist()
-    assert flagged == [
+    noted = with_notes(table, vocabulary)
+    assert noted["notes"].tolist() == [
         "",
-        "dead units; estimate_convergence 0.5 > 0.1",
-        "estimate_convergence 0.3 > 0.1",
-        "",
+        "estimate_convergence 0.5 > 0.1",
+        "estimate_convergence 0.3 > 0.1",  # the run's own note, not written twice
+        "ess low",
     ]
-    assert table["warnings"].tolist() == ["", "dead units", "", ""]  # the table is not changed
+    assert noted["warnings"].tolist() == ["", "dead units", "", ""]  # warnings stay training's
+    assert "estimate_convergence" not in table["notes"].iloc[1]  # the table is not changed
+    # A table from before runs wrote notes gets them from the declarations alone.
+    older = with_notes(table.drop(columns="notes"), vocabulary)
+    assert older["notes"].tolist()[:3] == ["", "estimate_convergence 0.5 > 0.1"] + [
+        "estimate_convergence 0.3 > 0.1"
+    ]
 
 
 # --- the rules, on synthetic tables -------------------------------------------------------------
@@ -323,6 +353,20 @@ def _table(rows: list[dict]) -> pd.DataFrame:
         base |= {"model": row.pop("config"), "seed": row.pop("seed", 0), "warnings": ""}
         out.append(base | row)
     return pd.DataFrame(out)
+
+
+JITTER = (-0.01, 0.0, 0.01)  # three seeds: each configuration's offsets, scaled by its place
+
+
+def _seeds(rows: list[dict]) -> list[dict]:
+    """Each row as three seeds, its numbers moved by ``JITTER`` times (1 + its place): a spread
+    far below the differences between the rows, so that a test over seeds decides them."""
+    return [
+        {k: v + jitter * (1 + place) if isinstance(v, float) else v for k, v in row.items()}
+        | {"seed": seed}
+        for place, row in enumerate(rows)
+        for seed, jitter in enumerate(JITTER)
+    ]
 
 
 def _board(rows: list[dict], vocabulary: Vocabulary):
@@ -386,7 +430,7 @@ def test_likelihoods_of_different_protocols_neither_rank_nor_compare() -> None:
     ]
     for row in rows:
         row["binarize"] = "none"
-    board = _board(rows, vocabulary)
+    board = _board(_seeds(rows), vocabulary)
     assert board.protocol == ["bernoulli, binarize=none"] * 2 + ["gaussian, binarize=none"] * 2
     # no one order across protocols: ranked by the next headline
     assert ranking_columns(board, vocabulary)[0] == "sharp"
@@ -396,7 +440,7 @@ def test_likelihoods_of_different_protocols_neither_rank_nor_compare() -> None:
     assert _models(board, best_of(board, "fit_bound", vocabulary)) == ["a", "c"]
     # a binarization is a protocol of its own: a and b are now alone in theirs, nobody's best
     rows[0]["binarize"] = "static"
-    board = _board(rows, vocabulary)
+    board = _board(_seeds(rows), vocabulary)
     assert _models(board, best_of(board, "fit", vocabulary)) == ["c"]
     assert _models(board, best_of(board, "sharp", vocabulary)) == ["b"]  # not a likelihood
 
@@ -431,7 +475,7 @@ def test_a_group_of_its_own_declared_per_protocol_is_compared_within_each_protoc
             Column("sharp", "higher", group="my_sharpness", headline=True),
         ]
     )
-    board = _board(PROTOCOLS, vocabulary)
+    board = _board(_seeds(PROTOCOLS), vocabulary)
     assert _models(board, best_of(board, "fit", vocabulary)) == ["a", "c"]  # per protocol
     assert ranking_columns(board, vocabulary) == ["sharp"]  # no one order across protocols
     tables = _detail_tables(tmp_path, PROTOCOLS, vocabulary)
@@ -444,7 +488,7 @@ def test_a_group_is_compared_across_protocols_unless_it_declares_otherwise_whate
 ) -> None:
     vocabulary = Vocabulary(columns={})
     vocabulary.add([Column("fit", "higher", group="likelihood", headline=True)])
-    board = _board(PROTOCOLS, vocabulary)
+    board = _board(_seeds(PROTOCOLS), vocabulary)
     assert _models(board, best_of(board, "fit", vocabulary)) == ["a"]  # one best of all four
     assert ranking_columns(board, vocabulary) == ["fit"]
     assert "protocol" not in _detail_tables(tmp_path, PROTOCOLS, vocabulary)["likelihood"].header
@@ -482,16 +526,16 @@ def test_groups_come_in_the_order_they_declare_then_as_first_seen_then_other(
 
 def test_best_only_on_columns_with_a_direction_that_are_not_noisy() -> None:
     vocabulary = _vocabulary()
-    board = _board(
-        [
-            {"config": "a", "zing": 1.0, "hurry": 1.0, "count": 1.0, "plain": 1.0},
-            {"config": "b", "zing": 2.0, "hurry": 2.0, "count": 2.0, "plain": 2.0},
-        ],
-        vocabulary,
-    )
+    rows = [
+        {"config": "a", "zing": 1.0, "hurry": 1.0, "count": 1.0, "plain": 1.0},
+        {"config": "b", "zing": 2.0, "hurry": 2.0, "count": 2.0, "plain": 2.0},
+    ]
+    board = _board(_seeds(rows), vocabulary)
     assert board.best == {"zing": [0]}  # lower is better; hurry noisy; count, plain: no direction
-    one = _board([{"config": "a", "zing": 1.0}], vocabulary)
+    one = _board(_seeds([{"config": "a", "zing": 1.0}]), vocabulary)
     assert one.best == {}  # nothing to be better than
+    single = _board(rows, vocabulary)  # one seed each: no test can tell them apart
+    assert single.best == {} and not single.verdicts["zing"][0].best
 
 
 @pytest.mark.parametrize(
@@ -562,9 +606,9 @@ def test_the_median_seed_by_the_first_ranking_column_the_trials_have() -> None:
 
 def test_a_configurations_warnings_name_their_seeds_unless_all_have_them() -> None:
     trials = pd.DataFrame({"seed": [0, 1, 2], "warnings": ["dead units; slow", "dead units", None]})
-    assert warning_note(trials) == "dead units (seed 0, 1); slow (seed 0)"
+    assert note_text(trials) == "dead units (seed 0, 1); slow (seed 0)"
     trials["warnings"] = ["dead units"] * 3
-    assert warning_note(trials) == "dead units"
+    assert note_text(trials) == "dead units"
 
 
 def test_loss_curves_show_validation_and_never_hide_one_under_another() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from repo import REPO
+from timing import scaled
 
 from aebench.cli import main
 from aebench.results.table import read_results
@@ -94,7 +95,7 @@ def measure(page: Path, profile: Path) -> dict:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
         check=False,
     )
     found = re.search(r'<pre id="measured">(.*?)</pre>', done.stdout, re.S)
@@ -103,8 +104,9 @@ def measure(page: Path, profile: Path) -> dict:
 
 
 def _mean(cell: str) -> float:
-    """The mean of a ``mean ± std`` cell; NaN for "–"."""
-    text = cell.strip().split(" ± ")[0]
+    """The mean of a ``mean ± half-width`` cell (or ``mean (2 seeds: no interval)``, ``mean
+    [low, high]``); NaN for "–"."""
+    text = re.split(r" ± | \(| \[", cell.strip())[0]
     return math.nan if text == "–" else float(text)
 
 
@@ -135,6 +137,6 @@ def test_the_quick_report_fits_1400_px_and_its_headline_is_ranked(
     table = read_results(quick_report)
     means = table.groupby(["model", "regularizer"])[column].mean().dropna()
     expected = means.sort_values(ascending=better == "lower").index.tolist()
-    labels = [tuple(row[0].split("\n")[0].rstrip(" ⚠").split(" / ")) for row in rows]
+    labels = [tuple(row[0].split("\n")[0].rstrip(" ⚠ⓘ").split(" / ")) for row in rows]
     assert labels[: len(expected)] == expected
     assert len(rows) == table.groupby(["model", "regularizer"]).ngroups

@@ -1,0 +1,172 @@
+"""Seeds are samples: the statistics that every verdict of aebench rests on.
+
+An aggregate over seeds is a mean with its interval (``interval``: Student's t over the seeds, or
+a bootstrap where a column asks for one), never a mean alone; with fewer than ``MIN_SEEDS`` seeds
+there is no interval, and that is said rather than a spread shown as if it were one. Whether one
+configuration beats another is a test on both samples (``better_p``: paired by seed where the
+seeds match, Welch's t otherwise, Mann–Whitney U for a heavy-tailed column), its p-values
+corrected for the number of comparisons (``holm``, ``benjamini_hochberg``), and how often it beats
+it is ``probability_of_improvement`` (rliable's P(X > Y)). All of it is scipy.stats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+DEFAULT_CONFIDENCE = 0.95
+MIN_SEEDS = 3  # below it an interval over seeds is too wide to say anything: none is given
+
+
+def finite_values(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The finite values, as floats (a failed seed's NaN is not a sample)."""
+    array = np.asarray(values, dtype=float)
+    return array[np.isfinite(array)]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over ``n`` seeds and its ``confidence`` interval (``low``, ``high`` NaN: none)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float = DEFAULT_CONFIDENCE
+
+    @property
+    def exists(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2 if self.exists else math.nan
+
+    def note(self) -> str:
+        """``95% CI, 5 seeds`` or ``2 seeds: no interval``: what the interval rests on."""
+        seeds = f"{self.n} seed" + ("" if self.n == 1 else "s")
+        if not self.exists:
+            return f"{seeds}: no interval"
+        return f"{self.confidence:.0%} CI, {seeds}"
+
+
+def interval(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = DEFAULT_CONFIDENCE,
+    *,
+    bootstrap: bool = False,
+    seed: int = 0,
+) -> Interval:
+    """The mean of the finite ``values`` with its interval: Student's t over the seeds, or a
+    percentile bootstrap of the mean (``bootstrap``, for a heavy-tailed column; seeded, so the
+    same table gives the same interval). Fewer than ``MIN_SEEDS`` values: no interval."""
+    x = finite_values(values)
+    mean = float(x.mean()) if len(x) else math.nan
+    if len(x) < MIN_SEEDS:
+        return Interval(mean, math.nan, math.nan, len(x), confidence)
+    if np.ptp(x) == 0:  # every seed the same: the interval is that value
+        return Interval(mean, mean, mean, len(x), confidence)
+    if bootstrap:
+        found = stats.bootstrap(
+            (x,), np.mean, confidence_level=confidence, method="percentile", random_state=seed
+        ).confidence_interval
+        low, high = found.low, found.high
+    else:
+        low, high = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=stats.sem(x))
+    return Interval(mean, float(low), float(high), len(x), confidence)
+
+
+def better_p(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    better: str,
+    *,
+    paired: bool = False,
+    heavy_tailed: bool = False,
+    margin: float = 0.0,
+) -> float:
+    """The one-sided p-value of "``a`` is better than ``b`` by more than ``margin``" (``better``:
+    "higher" or "lower"): paired by seed (a t-test on the differences; ``a`` and ``b`` in seed
+    order), else Welch's t, or Mann–Whitney U where the column is heavy-tailed. NaN where a side
+    has too few finite values to test."""
+    sign = 1.0 if better == "higher" else -1.0
+    x, y = np.asarray(a, dtype=float) * sign, np.asarray(b, dtype=float) * sign
+    if paired:
+        keep = np.isfinite(x) & np.isfinite(y)
+        diff = x[keep] - y[keep] - margin
+        if len(diff) < 2:
+            return math.nan
+        if np.ptp(diff) == 0:  # no spread: the sign of the difference decides
+            return 0.0 if diff[0] > 0 else 1.0
+        return float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+    x, y = finite_values(x) - margin, finite_values(y)
+    if len(x) < 2 or len(y) < 2:
+        return math.nan
+    if heavy_tailed:
+        return float(stats.mannwhitneyu(x, y, alternative="greater").pvalue)
+    if np.ptp(x) == 0 and np.ptp(y) == 0:  # both without spread
+        return 0.0 if x[0] > y[0] else 1.0
+    return float(stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue)
+
+
+def probability_of_improvement(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    better: str,
+    *,
+    paired: bool = False,
+) -> float:
+    """P(a beats b): paired, the share of seeds where ``a`` does; else the share of all pairs
+    of seeds (the Mann–Whitney U statistic over n·m, as rliable's probability of improvement);
+    ties count half. NaN without values."""
+    sign = 1.0 if better == "higher" else -1.0
+    x, y = np.asarray(a, dtype=float) * sign, np.asarray(b, dtype=float) * sign
+    if paired:
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
+        wins = (x > y) + 0.5 * (x == y)
+    else:
+        x, y = finite_values(x), finite_values(y)
+        wins = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+    return float(np.mean(wins)) if wins.size else math.nan
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN): reject where the
+    adjusted value is below alpha, and the family's error rate is at most alpha."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), math.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested])]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[index]))
+        out[index] = running
+    return out
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (NaN stays NaN): rejecting below alpha keeps the
+    expected share of false discoveries at most alpha (scipy's ``false_discovery_control``)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), math.nan)
+    tested = np.isfinite(p)
+    if tested.any():
+        out[tested] = stats.false_discovery_control(p[tested], method="bh")
+    return out
+
+
+def seeds_needed(
+    spread: float, smallest_change: float, confidence: float = DEFAULT_CONFIDENCE, power: float = 0.8
+) -> int | None:
+    """Seeds per side that a two-sample test needs to tell a change of ``smallest_change`` at
+    ``confidence`` with ``power``, given the seeds' standard deviation ``spread`` (the normal
+    approximation); None where the spread is unknown."""
+    if not (math.isfinite(spread) and smallest_change > 0):
+        return None
+    z = stats.norm.ppf(confidence) + stats.norm.ppf(power)
+    return max(MIN_SEEDS, math.ceil(2 * (z * spread / smallest_change) ** 2))

@@ -1,0 +1,130 @@
+"""Ranks across datasets (Demšar, JMLR 2006): with two datasets or more, each configuration's
+rank on each dataset by that dataset's first ranking column, their mean, the Friedman test of
+"every configuration ranks alike", and a critical-difference diagram (Nemenyi's post-hoc test,
+drawn by scikit-posthocs): configurations joined by a bar are not shown to rank differently.
+
+A configuration is counted only where it was measured on every dataset (a rank among some is not
+one among all); it is the same configuration on two datasets where every setting but the
+dataset's own is the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from aebench.contract.columns import Vocabulary
+from aebench.views.blocks import Block, Heading, Images, Paragraph, Table
+from aebench.views.cells import format_number
+from aebench.views.figure_blocks import FIGURES
+from aebench.views.ranking import leaderboard, ranking_columns
+
+CD_PNG = "critical_difference.png"  # in the report's figures folder
+
+
+def _key(config: pd.Series) -> tuple[tuple[str, str], ...]:
+    """What a configuration is apart from its dataset: its other settings, as text."""
+    return tuple(
+        (str(column), str(value))
+        for column, value in config.items()
+        if column != "dataset" and not str(column).startswith("dataset.")
+    )
+
+
+def rank_matrix(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
+    """Datasets (rows) by configurations (columns, named by label): each configuration's rank on
+    each dataset, 1 the best, ties sharing their mean rank; only configurations with a value on
+    every dataset that can be ranked. Empty with fewer than two such datasets."""
+    values: dict[str, dict[tuple, float]] = {}
+    names: dict[tuple, str] = {}
+    for dataset in sorted(table["dataset"].dropna().unique()):
+        board = leaderboard(table, str(dataset), vocabulary)
+        columns = ranking_columns(board, vocabulary) if board is not None else []
+        if board is None or not columns:
+            continue
+        sign = vocabulary.direction(columns[0])
+        means = board.mean[columns[0]].to_numpy(dtype=float) * sign
+        for i, (_, config) in enumerate(board.configs.iterrows()):
+            if np.isfinite(means[i]):
+                key = _key(config)
+                values.setdefault(str(dataset), {})[key] = float(means[i])
+                names.setdefault(key, board.label(i))
+    if len(values) < 2:
+        return pd.DataFrame()
+    everywhere = set.intersection(*(set(v) for v in values.values()))
+    keys = sorted(everywhere, key=lambda k: names[k])
+    scores = pd.DataFrame(
+        [[values[d][k] for k in keys] for d in values],
+        index=list(values),
+        columns=[names[k] for k in keys],
+    )
+    # Higher (after the sign) is better: the best gets rank 1.
+    return scores.apply(lambda row: pd.Series(stats.rankdata(-row), index=row.index), axis=1)
+
+
+def _friedman(ranks: pd.DataFrame) -> str:
+    if ranks.shape[1] < 3:
+        return "The Friedman test needs three configurations or more: not run."
+    statistic, p = stats.friedmanchisquare(*(ranks[c] for c in ranks.columns))
+    return (
+        f"Friedman test over {ranks.shape[0]} datasets and {ranks.shape[1]} configurations: "
+        f"χ² = {format_number(float(statistic), 3)}, p = {format_number(float(p), 2)} "
+        "(a small p: the configurations do not all rank alike)."
+    )
+
+
+def draw_critical_difference(path: Path, ranks: pd.DataFrame, alpha: float) -> Path:
+    """The critical-difference diagram of ``ranks`` (datasets x configurations) into ``path``:
+    mean ranks on an axis, bars joining those Nemenyi's test does not tell apart at ``alpha``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import scikit_posthocs as sp
+
+    significance = sp.posthoc_nemenyi_friedman(ranks.to_numpy())
+    significance.index = significance.columns = ranks.columns
+    figure, ax = plt.subplots(figsize=(8, 1 + 0.3 * ranks.shape[1]))
+    sp.critical_difference_diagram(ranks.mean(), significance, alpha=alpha, ax=ax)
+    ax.set_title(f"mean rank over {ranks.shape[0]} datasets (1 = best)", fontsize=9, pad=18)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def across_blocks(
+    folder: Path, table: pd.DataFrame, vocabulary: Vocabulary, confidence: float = 0.95
+) -> list[Block]:
+    """The section "Ranks across datasets": nothing with fewer than two datasets, or fewer than
+    two configurations measured on every one."""
+    ranks = rank_matrix(table, vocabulary)
+    if ranks.shape[1] < 2:
+        return []
+    mean = ranks.mean().sort_values(kind="stable")
+    header = ["configuration", "mean rank", *ranks.index]
+    rows = [
+        [name, format_number(float(mean[name]), 3)]
+        + [format_number(float(ranks.loc[d, name]), 3) for d in ranks.index]
+        for name in mean.index
+    ]
+    blocks: list[Block] = [
+        Heading(2, "Ranks across datasets"),
+        Paragraph(
+            "Each configuration measured on every dataset, ranked on each by that dataset's "
+            "first ranking column (1 = best, ties share their mean rank)."
+        ),
+        Table(header, rows),
+        Paragraph(_friedman(ranks)),
+    ]
+    if ranks.shape[1] >= 3:
+        path = draw_critical_difference(folder / FIGURES / CD_PNG, ranks, 1 - confidence)
+        caption = (
+            "critical-difference diagram: configurations joined by a bar are not shown to rank "
+            f"differently (Nemenyi, {confidence:.0%})"
+        )
+        blocks.append(Images([(caption, path)]))
+    return blocks

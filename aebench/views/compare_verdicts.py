@@ -1,0 +1,125 @@
+"""What ``aebench compare`` concludes about one column of one configuration: a two-sample test.
+
+Each side's seeds are a sample. With the column's floor ``δ`` as the smallest change that matters
+(for a speed column, ``--speed-tolerance`` times the baseline mean), three one-sided tests are
+made on both samples (``aebench.results.stats.better_p``: Welch's t, or Mann–Whitney U where the
+column declares itself heavy-tailed):
+
+- worse: "the baseline beats NEW by more than δ" (a regression),
+- better: "NEW beats the baseline by more than δ" (an improvement),
+- same: "neither beats the other by δ or more", two one-sided tests (TOST) at once.
+
+The worse and better p-values of everything compared form one family, corrected by
+Benjamini–Hochberg (``settle``); the equivalence test is not corrected, since calling a change
+``unchanged`` is what the family's rejections are tested against, not a discovery of its own.
+What is neither shown changed nor shown the same is ``inconclusive``: too few seeds to tell a
+change of the floor's size, with the seeds per side that would (``seeds_needed``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from aebench.contract.columns import Column
+from aebench.results.stats import (
+    Interval,
+    benjamini_hochberg,
+    better_p,
+    finite_values,
+    interval,
+    seeds_needed,
+)
+
+
+@dataclass(frozen=True)
+class Tested:
+    """The tests of one column of one configuration, before the family's correction."""
+
+    baseline: Interval
+    new: Interval
+    floor: float  # the smallest change that matters, in the column's unit
+    p_worse: float
+    p_better: float
+    p_same: float
+    spread: float  # the seeds' standard deviation, pooled over both sides (NaN: unknown)
+
+    @property
+    def gain(self) -> float:
+        """NEW's mean minus the baseline's (in the better direction: > 0 is better)."""
+        return self.new.mean - self.baseline.mean
+
+
+def two_sample(
+    base: np.ndarray, new: np.ndarray, column: Column, floor: float, confidence: float
+) -> Tested:
+    """The three tests of NEW's seeds against the baseline's (see the module's docstring)."""
+    base, new = finite_values(base), finite_values(new)
+    shown = {"confidence": confidence, "bootstrap": column.heavy_tailed}
+    intervals = interval(base, **shown), interval(new, **shown)
+    spread = _pooled_std(base, new)
+    if len(base) == len(new) and np.array_equal(np.sort(base), np.sort(new)):
+        # The same sample on both sides (a table against itself, even with one seed): a change of
+        # exactly zero, which no test with a spread could otherwise confirm from two seeds.
+        return Tested(*intervals, floor, 1.0, 1.0, 0.0, spread)
+    better = column.better or "higher"
+    tested = {"heavy_tailed": column.heavy_tailed}
+    with warnings.catch_warnings():  # seeds that agree to many digits: the test is still valid
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_worse = better_p(base, new, better, margin=floor, **tested)
+        p_better = better_p(new, base, better, margin=floor, **tested)
+        # Equivalence: NEW is not worse by the floor, and not better by it either.
+        p_same = max(
+            better_p(new, base, better, margin=-floor, **tested),
+            better_p(base, new, better, margin=-floor, **tested),
+        )
+    return Tested(*intervals, floor, p_worse, p_better, p_same, spread)
+
+
+def _pooled_std(a: np.ndarray, b: np.ndarray) -> float:
+    """The seeds' standard deviation over both sides (each side's own, ddof 1, averaged as
+    variances); NaN when neither side has two seeds."""
+    variances = [float(np.var(x, ddof=1)) for x in (a, b) if len(x) > 1]
+    return math.sqrt(sum(variances) / len(variances)) if variances else math.nan
+
+
+def settle(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """The verdicts of the tested ``rows`` (columns ``p_worse``, ``p_better``, ``p_same``,
+    ``change``, ``direction``, ``allowed``, ``spread``; the others keep theirs): their worse
+    and better p-values corrected together by Benjamini–Hochberg, at ``1 - confidence``."""
+    rows = rows.copy()
+    tested = rows["verdict"] == "tested"
+    if not tested.any():
+        return rows
+    family = np.concatenate([rows.loc[tested, "p_worse"], rows.loc[tested, "p_better"]])
+    adjusted = benjamini_hochberg(family)
+    count = int(tested.sum())
+    rows.loc[tested, "p_worse"], rows.loc[tested, "p_better"] = adjusted[:count], adjusted[count:]
+    alpha = 1 - confidence
+    for index in rows.index[tested]:
+        row = rows.loc[index]
+        gain = row["change"] * row["direction"]
+        # A change inside the floor is never a regression, whatever a rank test says.
+        if row["p_worse"] < alpha and gain < -row["allowed"]:
+            verdict, p = "regressed", row["p_worse"]
+        elif row["p_better"] < alpha and gain > row["allowed"]:
+            verdict, p = "improved", row["p_better"]
+        elif row["p_same"] < alpha:
+            verdict, p = "unchanged", row["p_same"]
+        else:
+            verdict, p = "inconclusive", math.nan
+            rows.loc[index, "note"] = _needed(row, confidence)
+        rows.loc[index, ["verdict", "p"]] = [verdict, p]
+    return rows
+
+
+def _needed(row: pd.Series, confidence: float) -> str:
+    """How many seeds a side would tell a change of the floor's size (80% power)."""
+    needed = seeds_needed(row["spread"], row["allowed"], confidence)
+    if needed is None:
+        return "one seed a side: no spread to test against"
+    return f"needs about {needed} seeds a side"

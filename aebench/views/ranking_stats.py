@@ -1,0 +1,75 @@
+"""Which configuration of a column is best, decided by tests over seeds rather than by a mean.
+
+The configuration with the best mean is ``best`` only where a one-sided test says it is better
+than every other one at the chosen confidence, the p-values corrected for the number of
+comparisons (Holm); otherwise the configurations not shown worse than it are ``tied`` with it.
+Two configurations are compared paired by seed where they were measured on the same seeds (the
+seed fixes the data split and the initialisation, so a paired test removes that variation), and
+unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column) otherwise. How often each
+beats the next in a ranking is the probability of improvement (rliable's P(X > Y)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from aebench.results.stats import DEFAULT_CONFIDENCE, better_p, holm, probability_of_improvement
+
+Samples = pd.Series  # one configuration's values of a column, indexed by seed
+
+
+@dataclass(frozen=True)
+class TopVerdict:
+    """The top of one set of comparable configurations (positions in a leaderboard)."""
+
+    top: int  # the best mean
+    best: bool  # better than every other one at the confidence, after Holm
+    tied: list[int]  # the top and those not shown worse than it (just [top] when ``best``)
+    adjusted: dict[int, float]  # per other configuration: Holm-adjusted p of "top is better"
+
+
+def aligned(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The two samples as arrays, and whether they pair: both measured on the same seeds."""
+    a, b = a.dropna(), b.dropna()
+    if len(a) and set(a.index) == set(b.index) and a.index.is_unique:
+        seeds = sorted(a.index)
+        return a[seeds].to_numpy(float), b[seeds].to_numpy(float), True
+    return a.to_numpy(float), b.to_numpy(float), False
+
+
+def top_verdict(
+    samples: dict[int, Samples],
+    better: str,
+    *,
+    heavy_tailed: bool = False,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> TopVerdict | None:
+    """The verdict on ``samples`` (position -> values by seed) of a column where ``better`` is
+    "higher" or "lower"; None with fewer than two configurations that have a value."""
+    sign = 1.0 if better == "higher" else -1.0
+    means = {i: float(s.mean()) for i, s in samples.items() if s.notna().any()}
+    if len(means) < 2:
+        return None
+    top = max(means, key=lambda i: (sign * means[i], -i))  # ties: the first position
+    others = [i for i in means if i != top]
+    p = []
+    for other in others:
+        a, b, paired = aligned(samples[top], samples[other])
+        p.append(better_p(a, b, better, paired=paired, heavy_tailed=heavy_tailed))
+    adjusted = dict(zip(others, holm(p), strict=True))
+    shown_worse = [i for i in others if adjusted[i] < 1 - confidence]  # NaN: not shown worse
+    tied = [top, *(i for i in others if i not in shown_worse)]
+    return TopVerdict(top, len(tied) == 1, tied, adjusted)
+
+
+def beats_next(samples: list[Samples], better: str) -> list[float]:
+    """For configurations in ranked order, the probability that each beats the next (paired by
+    seed where their seeds match); the last has no next and is left out."""
+    out = []
+    for a, b in zip(samples, samples[1:], strict=False):
+        x, y, paired = aligned(a, b)
+        out.append(probability_of_improvement(x, y, better, paired=paired))
+    return out

@@ -1,0 +1,120 @@
+"""aebench.results.stats against independent computations: the t interval by its formula with a
+tabled quantile, Welch's p by hand with the Welch–Satterthwaite degrees of freedom, an exact
+Mann–Whitney p by counting, Holm and Benjamini–Hochberg on worked examples, the probability of
+improvement by brute force, the seeds needed by the normal formula, and a seeded bootstrap."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from by_hand import welch_p
+from scipy import stats as scipy_stats
+
+from aebench.results.stats import (
+    benjamini_hochberg,
+    better_p,
+    holm,
+    interval,
+    probability_of_improvement,
+    seeds_needed,
+)
+
+NAN = float("nan")
+
+
+def test_the_t_interval_is_the_mean_plus_minus_the_tabled_quantile_times_the_standard_error():
+    values = [1.0, 2.0, 4.0, 7.0, 11.0]  # mean 5, sample variance 16.5
+    mean, sem = 5.0, math.sqrt(16.5 / 5)
+    t_975_4 = 2.7764451  # Student's t, 4 degrees of freedom, 97.5% quantile (a printed table)
+    found = interval(values)
+    assert found.mean == pytest.approx(mean)
+    assert (found.low, found.high) == pytest.approx((mean - t_975_4 * sem, mean + t_975_4 * sem))
+    assert found.n == 5 and found.note() == "95% CI, 5 seeds"
+
+
+def test_fewer_than_three_seeds_have_no_interval_and_say_so():
+    found = interval([1.0, 2.0, NAN])  # a failed seed's NaN is not a sample
+    assert found.n == 2 and not found.exists and math.isnan(found.half_width)
+    assert found.note() == "2 seeds: no interval"
+    assert interval([3.0]).note() == "1 seed: no interval"
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5, -0.5])
+def test_welchs_p_is_the_hand_computed_one_with_welch_satterthwaite_df(margin):
+    a, b = [10.0, 11.5, 12.0, 10.8], [9.0, 9.4, 10.9]
+    assert better_p(a, b, "higher", margin=margin) == pytest.approx(welch_p(a, b, margin))
+    # Lower is better: the same test on the negated values.
+    neg_a, neg_b = [-v for v in a], [-v for v in b]
+    assert better_p(neg_a, neg_b, "lower", margin=margin) == pytest.approx(welch_p(a, b, margin))
+
+
+def test_the_paired_p_is_a_one_sample_t_on_the_seeds_differences():
+    a, b = [3.0, 4.5, 5.0, 6.5], [2.0, 4.0, 3.5, 6.0]
+    d = [x - y for x, y in zip(a, b, strict=True)]  # 1, 0.5, 1.5, 0.5
+    mean, sd = sum(d) / 4, math.sqrt(sum((v - sum(d) / 4) ** 2 for v in d) / 3)
+    t = mean / (sd / 2)
+    assert better_p(a, b, "higher", paired=True) == pytest.approx(scipy_stats.t.sf(t, 3))
+
+
+def test_the_mann_whitney_p_with_few_seeds_is_exact_by_counting():
+    # Every a above every b: of the C(6, 3) = 20 equally likely splits, one is as extreme.
+    assert better_p([4.0, 5.0, 6.0], [1.0, 2.0, 3.0], "higher", heavy_tailed=True) == (
+        pytest.approx(1 / 20)
+    )
+    # By counting, in general: the share of splits whose U is at least the observed one.
+    a, b = [4.0, 1.5, 6.0], [1.0, 2.0, 3.0]
+    pooled = a + b
+    observed = sum(x > y for x in a for y in b)
+    splits = list(itertools.combinations(range(6), 3))
+    extreme = sum(
+        sum(pooled[i] > pooled[j] for i in s for j in set(range(6)) - set(s)) >= observed
+        for s in splits
+    )
+    assert better_p(a, b, "higher", heavy_tailed=True) == pytest.approx(extreme / len(splits))
+
+
+def test_holm_on_a_worked_example():
+    # Sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 -> max(0.06, 0.04).
+    adjusted = holm([0.01, 0.04, 0.03, 0.005, NAN])
+    assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert math.isnan(adjusted[4])
+
+
+def test_benjamini_hochberg_on_a_worked_example():
+    # Sorted p x m / rank: 0.005 x 4/1 = 0.02, 0.01 x 4/2 = 0.02, 0.03 x 4/3 = 0.04,
+    # 0.04 x 4/4 = 0.04; each the minimum of those at or above its rank.
+    adjusted = benjamini_hochberg([0.01, 0.04, 0.03, 0.005, NAN])
+    assert adjusted[:4] == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert math.isnan(adjusted[4])
+    # Step-up: a larger p can lift a smaller one's rank (0.02 x 3/2 = 0.03 > 0.021 x 3/3).
+    assert benjamini_hochberg([0.001, 0.02, 0.021]) == pytest.approx([0.003, 0.021, 0.021])
+
+
+def test_the_probability_of_improvement_counts_every_pair_of_seeds():
+    a, b = [3.0, 1.0, 2.0, NAN], [2.0, 0.5, 4.0]
+    pairs = [(x, y) for x in a for y in b if not (math.isnan(x) or math.isnan(y))]
+    brute = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in pairs) / len(pairs)
+    assert probability_of_improvement(a, b, "higher") == pytest.approx(brute)
+    assert probability_of_improvement(a, b, "lower") == pytest.approx(1 - brute)
+    paired = probability_of_improvement([3.0, 1.0, 2.0], [2.0, 1.0, 4.0], "higher", paired=True)
+    assert paired == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_seeds_needed_is_the_normal_formula_rounded_up():
+    # 2 (z_0.95 + z_0.8)^2 (spread / change)^2 = 2 x (1.6449 + 0.8416)^2 = 12.37 -> 13.
+    assert seeds_needed(1.0, 1.0) == 13
+    assert seeds_needed(0.5, 1.0) == 4  # 3.09 -> 4
+    assert seeds_needed(0.01, 1.0) == 3  # never below the seeds an interval needs
+    assert seeds_needed(NAN, 1.0) is None and seeds_needed(1.0, 0.0) is None
+
+
+def test_a_bootstrap_interval_is_the_same_for_the_same_seed():
+    values = np.random.default_rng(3).standard_cauchy(12)  # heavy-tailed, many distinct means
+    first, again = interval(values, bootstrap=True), interval(values, bootstrap=True)
+    assert (first.low, first.high) == (again.low, again.high)
+    assert first.low < np.mean(values) < first.high
+    other = interval(values, bootstrap=True, seed=1)
+    assert (other.low, other.high) != (first.low, first.high)

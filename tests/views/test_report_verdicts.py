@@ -1,0 +1,241 @@
+"""The report's verdicts over seeds, on synthetic tables: each mean with its interval and n, the
+best decided by tests (Holm-corrected) or a tied top group named, the probability that each
+configuration beats the next, ranks across datasets with the Friedman test and a
+critical-difference diagram, and estimate notes apart from training warnings. Every statistic is
+checked against its formula, computed here by hand."""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from aebench.contract.columns import Column, Vocabulary
+from aebench.results.stats import interval
+from aebench.views.across import CD_PNG, rank_matrix
+from aebench.views.blocks import Heading, Images, Paragraph, Table
+from aebench.views.cells import format_number, interval_cell
+from aebench.views.layout import report_blocks
+from aebench.views.markdown import to_markdown
+from aebench.views.ranking import best_configurations, leaderboard
+
+DESCRIPTION = "classifier features, not Inception"
+
+
+def _vocabulary() -> Vocabulary:
+    vocabulary = Vocabulary(columns={})
+    vocabulary.add(
+        [
+            Column("score", "higher", group="g", headline=True, description=DESCRIPTION),
+            Column("wobble", group="g", flag_above=0.1),
+        ]
+    )
+    return vocabulary
+
+
+def _table(samples: dict[str, dict[int, float]], dataset: str = "d", **extra) -> pd.DataFrame:
+    """One row per (configuration, seed): ``samples`` is model -> seed -> score."""
+    rows = [
+        {
+            "dataset": dataset,
+            "model": model,
+            "regularizer": "none",
+            "seed": seed,
+            "status": "ok",
+            "trial_id": f"{dataset}-{model}-{seed}",
+            "warnings": "",
+            "score": value,
+        }
+        for model, by_seed in samples.items()
+        for seed, value in by_seed.items()
+    ]
+    table = pd.DataFrame(rows)
+    for column, values in extra.items():
+        table[column] = values
+    return table
+
+
+def _paired_p(a: list[float], b: list[float]) -> float:
+    """One-sided p of "a is higher than b" on the same seeds: t of the differences by formula."""
+    d = np.subtract(a, b)
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    return float(stats.t.sf(t, len(d) - 1))
+
+
+def _welch_p(a: list[float], b: list[float]) -> float:
+    """One-sided p of "a is higher than b", Welch's t with Welch–Satterthwaite df, by formula."""
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    t = (np.mean(a) - np.mean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(stats.t.sf(t, df))
+
+
+def _headline(blocks: list) -> Table:
+    start = blocks.index(Heading(3, "Headline"))
+    return blocks[start + 1]
+
+
+def _column(table: Table, name: str) -> dict[str, str]:
+    j = next(j for j, h in enumerate(table.header) if h.split(" ")[0] == name)
+    return {row[0]: row[j] for row in table.rows}
+
+
+def _bold(table: Table, name: str) -> set[str]:
+    j = next(j for j, h in enumerate(table.header) if h.split(" ")[0] == name)
+    return {table.rows[r][0] for r, c in table.bold if c == j}
+
+
+# Overlapping seeds: a's mean is the highest, but b is not shown worse; c clearly is.
+OVERLAPPING = {
+    "a": {0: 1.0, 1: 1.2, 2: 0.9},
+    "b": {0: 1.1, 1: 0.8, 2: 1.0},
+    "c": {0: 0.2, 1: 0.3, 2: 0.25},
+}
+# Clearly apart, each on its own seeds (unpaired: Welch's t).
+APART = {
+    "a": {0: 5.0, 1: 5.2, 2: 4.9, 3: 5.1},
+    "b": {4: 4.0, 5: 4.1, 6: 3.9, 7: 4.2},
+    "c": {8: 3.0, 9: 3.3, 10: 3.1, 11: 2.9},
+}
+
+
+def _values(samples: dict[int, float]) -> list[float]:
+    return [samples[s] for s in sorted(samples)]
+
+
+def test_overlapping_seeds_are_tied_and_nothing_is_bold(tmp_path: Path) -> None:
+    a, b, c = (_values(OVERLAPPING[k]) for k in "abc")
+    p = {"b": _paired_p(a, b), "c": _paired_p(a, c)}  # seeds match: paired
+    assert p["c"] < p["b"]
+    holm = {"c": 2 * p["c"], "b": max(2 * p["c"], p["b"])}  # Holm by hand
+    assert holm["c"] < 0.05 <= holm["b"]  # c shown worse, b not: a and b tied
+
+    vocabulary = _vocabulary()
+    blocks = report_blocks(tmp_path, _table(OVERLAPPING), vocabulary)
+    headline = _headline(blocks)
+    assert _column(headline, "top") == {"a / none": "tied", "b / none": "tied", "c / none": ""}
+    assert _bold(headline, "score") == set()
+    sentence = blocks[blocks.index(headline) + 1]
+    assert isinstance(sentence, Paragraph) and "a / none is tied with b / none" in sentence.text
+    # Paired by seed: a beats b on seed 1 only; b beats c on every seed.
+    assert _column(headline, "P(beats") == {"a / none": "0.33", "b / none": "1", "c / none": "–"}
+    line = best_configurations(_table(OVERLAPPING), vocabulary)["d"]
+    assert "tied with b / none" in line and "(95% CI, 3 seeds)" in line
+
+
+def test_a_clearly_better_configuration_is_bold_best_with_its_interval(tmp_path: Path) -> None:
+    a, b, c = (_values(APART[k]) for k in "abc")
+    p = sorted([_welch_p(a, b), _welch_p(a, c)])  # seeds differ: unpaired
+    assert max(2 * p[0], p[1]) < 0.05  # Holm by hand: both comparisons survive
+
+    vocabulary = _vocabulary()
+    blocks = report_blocks(tmp_path, _table(APART), vocabulary)
+    headline = _headline(blocks)
+    assert _bold(headline, "score") == {"a / none"}
+    assert _column(headline, "top")["a / none"] == "best"
+    # Student's t interval by formula: mean ± t(0.975, n-1) s / sqrt(n)
+    half = stats.t.ppf(0.975, 3) * np.std(a, ddof=1) / 2
+    assert _column(headline, "score")["a / none"] == (
+        f"{format_number(np.mean(a))} ± {format_number(half, 2)}"
+    )
+    assert _column(headline, "P(beats")["a / none"] == "1"  # every pair of seeds: a wins
+    line = best_configurations(_table(APART), vocabulary)["d"]
+    assert line.startswith("a / none: score 5.05 ± ") and ", best (better than each" in line
+
+
+def test_cells_say_n_and_that_two_seeds_give_no_interval() -> None:
+    two = interval([1.0, 2.0])
+    assert interval_cell(two, 2) == "1.5 (2 seeds: no interval)"
+    three_of_four = interval([1.0, 2.0, 3.0, math.nan])
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
+    assert interval_cell(three_of_four, 4) == f"2 ± {format_number(half, 2)} (n=3)"
+    skewed = interval([0.0, 0.0, 0.0, 0.0, 10.0], bootstrap=True)
+    assert interval_cell(skewed, 5).startswith("2 [") and skewed.low < 2 < skewed.high
+    board = leaderboard(_table({"a": {0: 1.0, 1: 2.0}, "b": {0: 3.0, 1: 4.0}}), "d")
+    assert board is not None and not board.interval(0, "score", Vocabulary()).exists
+
+
+def _across() -> pd.DataFrame:
+    scores = {  # dataset -> model -> score (higher is better); "x" only on d1
+        "d1": {"a": 3.0, "b": 2.0, "c": 1.0, "x": 9.0},
+        "d2": {"a": 2.0, "b": 3.0, "c": 1.0},
+        "d3": {"a": 3.0, "b": 1.0, "c": 2.0},
+        "d4": {"a": 3.0, "b": 2.0, "c": 1.0},
+    }
+    return pd.concat(
+        [
+            _table({m: dict.fromkeys(range(3), v) for m, v in by.items()}, dataset=d)
+            for d, by in scores.items()
+        ],
+        ignore_index=True,
+    )
+
+
+def test_ranks_across_datasets_friedman_and_the_critical_difference_diagram(
+    tmp_path: Path,
+) -> None:
+    vocabulary = _vocabulary()
+    ranks = rank_matrix(_across(), vocabulary)
+    assert list(ranks.columns) == ["a / none", "b / none", "c / none"]  # x: not on every one
+    by_hand = np.array([[1, 2, 3], [2, 1, 3], [1, 3, 2], [1, 2, 3]], dtype=float)
+    assert ranks.to_numpy().tolist() == by_hand.tolist()
+    # Friedman's statistic by its formula: 12 N / (k (k+1)) * (sum R_j^2 - k (k+1)^2 / 4)
+    n, k = by_hand.shape
+    mean = by_hand.mean(axis=0)
+    chi2 = 12 * n / (k * (k + 1)) * ((mean**2).sum() - k * (k + 1) ** 2 / 4)
+    p = stats.chi2.sf(chi2, k - 1)
+
+    blocks = report_blocks(tmp_path, _across(), vocabulary)
+    start = blocks.index(Heading(2, "Ranks across datasets"))
+    table, friedman, figure = blocks[start + 2], blocks[start + 3], blocks[start + 4]
+    assert [row[:2] for row in table.rows] == [
+        ["a / none", "1.25"],
+        ["b / none", "2"],
+        ["c / none", "2.75"],
+    ]
+    assert f"χ² = {format_number(chi2, 3)}, p = {format_number(p, 2)}" in friedman.text
+    assert isinstance(figure, Images) and figure.items[0][1].name == CD_PNG
+    assert figure.items[0][1].is_file() and figure.items[0][1].stat().st_size > 1000
+    assert "## Ranks across datasets" in to_markdown(blocks, tmp_path)
+    # One dataset: no such section.
+    one = report_blocks(tmp_path, _across().query("dataset == 'd1'"), vocabulary)
+    assert Heading(2, "Ranks across datasets") not in one
+
+
+def test_estimate_notes_are_not_training_warnings(tmp_path: Path) -> None:
+    vocabulary = _vocabulary()
+    table = _table(APART)
+    table["wobble"] = [0.5 if m == "a" else 0.0 for m in table["model"]]  # over its flag
+    table.loc[table["model"] == "b", "warnings"] = "dead units"
+    blocks = report_blocks(tmp_path, table, vocabulary)
+    headline = _headline(blocks)
+    assert set(headline.estimates) == {0} and headline.estimates[0] == "wobble 0.5 > 0.1"
+    assert set(headline.notes) == {1}  # b's warnings; a has none
+    markdown = to_markdown(blocks, tmp_path)
+    assert "| a / none ⓘ estimate: wobble 0.5 > 0.1 |" in markdown
+    warnings = markdown.split("## Warnings", 1)[1].split("\n## ", 1)[0]
+    notes = markdown.split("## Estimate notes", 1)[1].split("\n## ", 1)[0]
+    assert "wobble" not in warnings and "dead units" in warnings
+    assert "wobble 0.5 > 0.1" in notes and "dead units" not in notes
+    line = best_configurations(table.assign(notes=["wobble 0.5 > 0.1"] * 4 + [""] * 8), vocabulary)
+    assert line["d"].endswith("; estimate: wobble 0.5 > 0.1")
+
+
+def test_the_markdown_headline_names_its_columns_as_the_tooltips_do(tmp_path: Path) -> None:
+    markdown = to_markdown(report_blocks(tmp_path, _table(APART), _vocabulary()), tmp_path)
+    headline = markdown.split("### Headline", 1)[1].split("\n### ", 1)[0]
+    assert f"score ↑: {DESCRIPTION}; higher is better" in headline
+
+
+@pytest.mark.parametrize(("a", "b"), product([1, 2], [1, 2]))
+def test_too_few_seeds_never_make_a_best(a: int, b: int) -> None:
+    samples = {"a": dict.fromkeys(range(a), 9.0), "b": {s: 1.0 + s for s in range(b)}}
+    board = leaderboard(_table(samples), "d", _vocabulary())
+    assert board is not None
+    # One seed on a side: nothing to test. Two a side: a test, but a or b alone is one seed.
+    assert (board.best.get("score") == [0]) == (a == b == 2)
