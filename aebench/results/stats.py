@@ -70,14 +70,25 @@ def interval(
         return Interval(mean, math.nan, math.nan, len(x), confidence)
     if np.ptp(x) == 0:  # every seed the same: the interval is that value
         return Interval(mean, mean, mean, len(x), confidence)
-    if bootstrap:
-        found = stats.bootstrap(
-            (x,), np.mean, confidence_level=confidence, method="percentile", random_state=seed
-        ).confidence_interval
-        low, high = found.low, found.high
-    else:
-        low, high = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=stats.sem(x))
-    return Interval(mean, float(low), float(high), len(x), confidence)
+    if not bootstrap:
+        return summary_interval(mean, float(x.std(ddof=1)), len(x), confidence)
+    found = stats.bootstrap(
+        (x,), np.mean, confidence_level=confidence, method="percentile", random_state=seed
+    ).confidence_interval
+    return Interval(mean, float(found.low), float(found.high), len(x), confidence)
+
+
+def summary_interval(
+    mean: float, std: float, n: int, confidence: float = DEFAULT_CONFIDENCE
+) -> Interval:
+    """Student's t interval of a mean known by its sample's ``mean``, standard deviation
+    (ddof 1) and size ``n`` (a summary kept without its values); none below ``MIN_SEEDS``."""
+    if n < MIN_SEEDS or not math.isfinite(std):
+        return Interval(mean, math.nan, math.nan, n, confidence)
+    if std == 0:
+        return Interval(mean, mean, mean, n, confidence)
+    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
+    return Interval(mean, float(low), float(high), n, confidence)
 
 
 def better_p(
@@ -161,7 +172,10 @@ def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
 
 
 def seeds_needed(
-    spread: float, smallest_change: float, confidence: float = DEFAULT_CONFIDENCE, power: float = 0.8
+    spread: float,
+    smallest_change: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    power: float = 0.8,
 ) -> int | None:
     """Seeds per side that a two-sample test needs to tell a change of ``smallest_change`` at
     ``confidence`` with ``power``, given the seeds' standard deviation ``spread`` (the normal

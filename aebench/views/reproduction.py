@@ -12,10 +12,11 @@ import pandas as pd
 from aebench.contract.columns import Vocabulary
 from aebench.plugins.listing import vocabulary_of
 from aebench.results.references import Outcome, curve_at, outcomes, read_references, stage_ends
+from aebench.results.stats import summary_interval
 from aebench.results.table import read_results
 from aebench.results.trials import read_curves, trial_folder
 from aebench.views.blocks import Block, Heading, Paragraph, Table
-from aebench.views.cells import arrow, format_cell, format_number
+from aebench.views.cells import arrow, format_number, interval_cell
 
 
 def summary(folder: Path) -> str:
@@ -92,8 +93,8 @@ def _curve_blocks(folder: Path, results: list[Outcome]) -> list[Block]:
 
 def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabulary) -> list[Block]:
     """The "Reproduction" section: each reference the results folder carries against the
-    configuration it names: ours (mean ± sd over seeds), published, the difference, and whether
-    it is inside the tolerance; nothing when the suite named no references."""
+    configuration it names: ours (the mean over seeds, its interval), published, the difference,
+    and whether it is inside the tolerance; nothing when the suite named no references."""
     references = read_references(folder)
     if not references:
         return []
@@ -106,7 +107,7 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
             o.configuration or "no ok trial matches " + ", ".join(o.reference.where),
             o.reference.metric + arrow(o.reference.metric, vocabulary),
             str(o.seeds),
-            format_cell(o.mean, o.std),
+            interval_cell(summary_interval(o.mean, o.std, o.seeds)),
             format_number(o.reference.value),
             _difference(o),
             _tolerance(o),
@@ -120,10 +121,11 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
         Heading(2, "Reproduction"),
         Paragraph(
             f"{inside} of {len(results)} published values reproduced within their tolerance. "
-            "Ours: the mean ± standard deviation (n−1) over the ok seeds of the configuration the "
-            "reference names; each published value is in the column's unit and sign (the note "
-            "says how the paper's number maps onto it). A shortened run trained for fewer epochs "
-            "than the published model: its numbers are where it got, not a reproduction."
+            "Ours: the mean over the ok seeds of the configuration the reference names, with its "
+            "95% interval (Student's t; none with fewer than 3 seeds); each published value is in "
+            "the column's unit and sign (the note says how the paper's number maps onto it). A "
+            "shortened run trained for fewer epochs than the published model: its numbers are "
+            "where it got, not a reproduction."
         ),
         Table(header, rows, numbers=False),
         *_curve_blocks(folder, results),

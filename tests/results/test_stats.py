@@ -20,6 +20,7 @@ from aebench.results.stats import (
     interval,
     probability_of_improvement,
     seeds_needed,
+    summary_interval,
 )
 
 NAN = float("nan")
@@ -118,3 +119,10 @@ def test_a_bootstrap_interval_is_the_same_for_the_same_seed():
     assert first.low < np.mean(values) < first.high
     other = interval(values, bootstrap=True, seed=1)
     assert (other.low, other.high) != (first.low, first.high)
+
+
+def test_a_summary_gives_the_interval_of_its_values() -> None:
+    values = np.array([1.0, 2.5, 2.0, 4.0])
+    kept = summary_interval(values.mean(), values.std(ddof=1), len(values))
+    assert kept == interval(values)
+    assert not summary_interval(1.0, 0.5, 2).exists  # 2 seeds: no interval
