@@ -80,6 +80,26 @@ def _sizes(context: MetricContext) -> tuple[int, ...]:
     return sizes
 
 
+def _intervening(
+    context: MetricContext,
+    score: Callable[..., Result],
+    batch_size: int,
+    train_points: int,
+    eval_points: int,
+    **parameters: object,
+) -> Result:
+    """``score`` (``scores.beta_vae_score`` or ``scores.factor_vae_score``) of the model's codes of
+    the renders it asks for, its draws seeded by the trial, under the shared protocol; the score's
+    own ``parameters`` passed on."""
+    rng = np.random.default_rng(_seed(context))
+    protocol = scores.Protocol(
+        batch_size=batch_size, train_points=train_points, eval_points=eval_points
+    )
+    return _measured(
+        lambda: score(_represent(context), _sizes(context), rng, **parameters, **protocol)
+    )
+
+
 def beta_vae_score(
     context: MetricContext,
     batch_size: Points = 64,
@@ -96,17 +116,8 @@ def beta_vae_score(
     comparable with published scores; ``fit = "converged"`` runs it to 1000 iterations (on a
     rotated code a few hundredths higher).
     """
-    rng = np.random.default_rng(_seed(context))
-    score = _measured(
-        lambda: scores.beta_vae_score(
-            _represent(context),
-            _sizes(context),
-            rng,
-            batch_size=batch_size,
-            train_points=train_points,
-            eval_points=eval_points,
-            fit=fit,
-        )
+    score = _intervening(
+        context, scores.beta_vae_score, batch_size, train_points, eval_points, fit=fit
     )
     return {"beta_vae_score": score}
 
@@ -125,18 +136,14 @@ def factor_vae_score(
     (scaled by its variance over ``variance_points`` samples) votes for it. Units with a standard
     deviation below ``prune_threshold`` are left out; none left: 0.
     """
-    rng = np.random.default_rng(_seed(context))
-    score, active = _measured(
-        lambda: scores.factor_vae_score(
-            _represent(context),
-            _sizes(context),
-            rng,
-            batch_size=batch_size,
-            train_points=train_points,
-            eval_points=eval_points,
-            variance_points=variance_points,
-            prune_threshold=prune_threshold,
-        )
+    score, active = _intervening(
+        context,
+        scores.factor_vae_score,
+        batch_size,
+        train_points,
+        eval_points,
+        variance_points=variance_points,
+        prune_threshold=prune_threshold,
     )
     return {"factor_vae_score": score, "factor_vae_active_units": float(active)}
 
@@ -219,11 +226,20 @@ def _score(name: str, description: str, headline: bool = False) -> Column:
     )
 
 
+def _one_score(
+    factory: Callable[..., dict[str, float]],
+    description: str,
+    requires: tuple[str, ...] = FACTORS,
+    headline: bool = False,
+) -> Metric:
+    """The metric of one score column, named as its ``factory``."""
+    column = _score(factory.__name__, description, headline)
+    return Metric(factory, columns=[column], requires=requires)
+
+
 DISENTANGLEMENT_METRICS = {
-    "beta_vae_score": Metric(
-        beta_vae_score,
-        columns=[_score("beta_vae_score", "accuracy naming the fixed factor")],
-        requires=INTERVENTIONS,
+    "beta_vae_score": _one_score(
+        beta_vae_score, "accuracy naming the fixed factor", requires=INTERVENTIONS
     ),
     "factor_vae_score": Metric(
         factor_vae_score,
@@ -235,12 +251,8 @@ DISENTANGLEMENT_METRICS = {
         ],
         requires=INTERVENTIONS,
     ),
-    "mig": Metric(
-        mig,
-        columns=[_score("mig", "mutual information gap, over the factor's entropy", True)],
-        requires=FACTORS,
-    ),
-    "sap": Metric(sap, columns=[_score("sap", "gap in linear-SVM accuracy")], requires=FACTORS),
+    "mig": _one_score(mig, "mutual information gap, over the factor's entropy", headline=True),
+    "sap": _one_score(sap, "gap in linear-SVM accuracy"),
     "dci": Metric(
         dci,
         columns=[
@@ -250,14 +262,6 @@ DISENTANGLEMENT_METRICS = {
         ],
         requires=FACTORS,
     ),
-    "modularity": Metric(
-        modularity,
-        columns=[_score("modularity", "each code unit's information on one factor")],
-        requires=FACTORS,
-    ),
-    "explicitness": Metric(
-        explicitness,
-        columns=[_score("explicitness", "ROC AUC of a logistic regression per factor")],
-        requires=FACTORS,
-    ),
+    "modularity": _one_score(modularity, "each code unit's information on one factor"),
+    "explicitness": _one_score(explicitness, "ROC AUC of a logistic regression per factor"),
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 import scipy.stats
@@ -30,6 +30,16 @@ ENTROPY_FLOOR = 1e-11  # disentanglement_lib's: keeps log(0) out of the importan
 # iterations, stopped before it converges on a rotated code), or run until it converges.
 BetaVaeFit = Literal["reference", "converged"]
 BETA_VAE_ITERATIONS: dict[str, int] = {"reference": 100, "converged": 1000}
+
+
+class Protocol(TypedDict):
+    """The protocol the scores that intervene share: ``batch_size`` renders per point, a
+    classifier fit on ``train_points`` points and scored on ``eval_points`` fresh ones (their
+    defaults are the metrics' parameters, in ``disentanglement``)."""
+
+    batch_size: int
+    train_points: int
+    eval_points: int
 
 
 class ScoreUndefined(ValueError):
@@ -253,10 +263,8 @@ def beta_vae_score(
     sizes: tuple[int, ...],
     rng: np.random.Generator,
     *,
-    batch_size: int = 64,
-    train_points: int = 10_000,
-    eval_points: int = 5_000,
     fit: BetaVaeFit = "reference",
+    **protocol: Unpack[Protocol],
 ) -> float:
     """The accuracy, on fresh points, of a logistic regression trained to tell from a point
     (``beta_vae_points``) which factor its two batches shared.
@@ -268,8 +276,9 @@ def beta_vae_score(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    train_x, train_y = beta_vae_points(represent, sizes, train_points, batch_size, rng)
-    eval_x, eval_y = beta_vae_points(represent, sizes, eval_points, batch_size, rng)
+    batch_size = protocol["batch_size"]
+    train_x, train_y = beta_vae_points(represent, sizes, protocol["train_points"], batch_size, rng)
+    eval_x, eval_y = beta_vae_points(represent, sizes, protocol["eval_points"], batch_size, rng)
     if len(np.unique(train_y)) < 2:
         raise ScoreUndefined("the training points name one factor only: draw more of them")
     classifier = LogisticRegression(max_iter=BETA_VAE_ITERATIONS[fit])
@@ -310,11 +319,9 @@ def factor_vae_score(
     sizes: tuple[int, ...],
     rng: np.random.Generator,
     *,
-    batch_size: int = 64,
-    train_points: int = 10_000,
-    eval_points: int = 5_000,
     variance_points: int = 10_000,
     prune_threshold: float = 0.05,
+    **protocol: Unpack[Protocol],
 ) -> tuple[float, int]:
     """(score, active units). Units whose standard deviation over ``variance_points`` random
     samples is below ``prune_threshold`` (collapsed to the prior) are left out; the majority-vote
@@ -328,10 +335,10 @@ def factor_vae_score(
     def active_codes(factors: np.ndarray) -> np.ndarray:
         return represent(factors)[:, active]
 
-    scale = variance[active]
-    train = factor_vae_votes(active_codes, sizes, train_points, batch_size, scale, rng)
+    scale, batch_size = variance[active], protocol["batch_size"]
+    train = factor_vae_votes(active_codes, sizes, protocol["train_points"], batch_size, scale, rng)
     classifier = np.argmax(train, axis=0)  # each unit's factor
-    votes = factor_vae_votes(active_codes, sizes, eval_points, batch_size, scale, rng)
+    votes = factor_vae_votes(active_codes, sizes, protocol["eval_points"], batch_size, scale, rng)
     correct = votes[classifier, np.arange(votes.shape[1])].sum()
     return float(correct / votes.sum()), int(active.sum())
 

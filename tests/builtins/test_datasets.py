@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import build_suite, entry
 
 from aebench import Data, DataInfo, Split, hookimpl
 from aebench.plugins.manager import load_plugins
@@ -20,8 +21,8 @@ def load(name: str, **params) -> Data:
     return load_plugins().datasets.get(name).factory(**params)
 
 
-def test_every_dataset_is_registered_with_its_parameters():
-    registry = load_plugins().datasets
+def test_every_dataset_is_registered_with_its_parameters(plugins):
+    registry = plugins.datasets
     for name in [*TORCHVISION_SETS, "digits", "ppca", "mixture2d"]:
         assert name in registry
     for name in TORCHVISION_SETS:
@@ -236,49 +237,34 @@ def test_a_suite_loads_its_dataset_once_for_all_its_trials(write_suite, tmp_path
     counter = CountingDatasets()
     plugins = load_plugins(extra=[counter])
     path = write_suite(
-        """
-        [suite]
-        name = "cached"
-        seeds = [0, 1]
-        device = "cpu"
-
-        [train]
-        epochs = 1
-        batch_size = 32
-
-        [eval]
-        metrics = ["recon_mse"]
-
-        [[datasets]]
-        plugin = "counted"
-
-        [[models]]
-        plugin = "ae"
-        params = { hidden = [8], latent_dim = 2 }
-        """
+        build_suite(
+            entry("ae", hidden=[8], latent_dim=2),
+            name="cached",
+            seeds=[0, 1],
+            datasets=[entry("counted")],
+            epochs=1,
+            batch_size=32,
+            tracking={"enabled": True},
+        )
     )
     run = run_trials(load_suite(path, plugins), plugins, output=tmp_path / "out")
     assert [row["status"] for row in run.rows] == ["ok", "ok"]
     assert counter.loads == 1
 
 
-def test_a_missing_dataset_fails_its_trials_with_the_one_line(write_suite, tmp_path: Path):
-    plugins = load_plugins()
+def test_a_missing_dataset_fails_its_trials_with_the_one_line(write_suite, tmp_path: Path, plugins):
     empty = tmp_path / "empty"
     path = write_suite(
-        f"""
-        [suite]
-        name = "missing"
-        seeds = [0, 1]
-        device = "cpu"
-
-        [[datasets]]
-        plugin = "mnist"
-        params = {{ root = "{empty}", download = false }}
-
-        [[models]]
-        plugin = "ae"
-        """
+        build_suite(
+            entry("ae"),
+            name="missing",
+            seeds=[0, 1],
+            datasets=[entry("mnist", root=str(empty), download=False)],
+            epochs=None,
+            batch_size=None,
+            metrics=None,
+            tracking={"enabled": True},
+        )
     )
     run = run_trials(load_suite(path, plugins), plugins, output=tmp_path / "out")
     assert [row["status"] for row in run.rows] == ["failed", "failed"]

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from aebench import DataInfo, Split
-from aebench.plugins.manager import load_plugins
 from aebench.plugins.params import params_model
 from aebench.run.validation import hold_out
 from aebench.testing import check_dataset
@@ -120,8 +119,8 @@ def test_a_factor_range_out_of_the_grid_is_refused_by_the_parameter_schema() -> 
             schema.model_validate({"x": bad})
 
 
-def test_both_datasets_are_registered_and_keep_the_dataset_contract() -> None:
-    datasets = load_plugins().datasets
+def test_both_datasets_are_registered_and_keep_the_dataset_contract(plugins) -> None:
+    datasets = plugins.datasets
     assert datasets.get("dsprites").factory is dsprites
     assert datasets.get("shapes-small").factory is shapes_small
     check_dataset(shapes_small)

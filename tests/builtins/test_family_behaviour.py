@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from builders import build_suite, entry
 from repo import REPO
 from torch.distributions import kl_divergence
 
@@ -49,8 +50,7 @@ def mean_code_activation(plugins: Plugins, data: Data, code: str, regularizer: s
         return model.eval()(data.test.x).activations.abs().mean().item()
 
 
-def test_sparsity_penalties_lower_the_mean_code_activation_markedly():
-    plugins = load_plugins()
+def test_sparsity_penalties_lower_the_mean_code_activation_markedly(plugins):
     data = build(plugins, "datasets", "digits")
     for code, sparse in (("relu", "l1"), ("sigmoid", "kl-sparsity")):
         plain = mean_code_activation(plugins, data, code, "none")
@@ -70,8 +70,7 @@ def test_elbo(model, x: torch.Tensor, samples: int = 20) -> float:
 test_elbo.__test__ = False  # a helper, not a test
 
 
-def test_vae_test_elbo_is_finite_and_improves_over_training():
-    plugins = load_plugins()
+def test_vae_test_elbo_is_finite_and_improves_over_training(plugins):
     data = build(plugins, "datasets", "digits")
     torch.manual_seed(0)
     vae = build(plugins, "models", "vae", data.info, latent_dim=8, hidden=[128], beta=1.0)
@@ -96,8 +95,7 @@ def blobs(n: int, side: int = 28, seed: int = 0) -> torch.Tensor:
     return torch.exp(-d2 / 18.0)  # (n, 1, side, side): the centres carry the channel axis
 
 
-def test_conv_models_train_on_28_by_28_images():
-    plugins = load_plugins()
+def test_conv_models_train_on_28_by_28_images(plugins):
     x = blobs(384)
     data = Data(DataInfo((1, 28, 28), "unit"), Split(x[:320]), Split(x[320:]))
     none = build(plugins, "regularizers", "none")
@@ -153,25 +151,14 @@ class InputProbe:
 def test_denoising_corrupts_training_inputs_only(write_suite):
     probe = InputProbe()
     plugins = load_plugins(extra=[probe])
-    suite = write_suite(
-        """
-        [suite]
-        name = "probe"
-        device = "cpu"
-        [train]
-        epochs = 1
-        batch_size = 512
-        [eval]
-        metrics = ["recon_mse"]
-        [[datasets]]
-        plugin = "digits"
-        [[models]]
-        plugin = "probe"
-        [[regularizers]]
-        plugin = "denoising"
-        params = { kind = "masking", p = 1.0 }
-        """
+    built = build_suite(
+        entry("probe"),
+        name="probe",
+        epochs=1,
+        batch_size=512,
+        tracking={"enabled": True},
     )
+    suite = write_suite(built | {"regularizers": [entry("denoising", kind="masking", p=1.0)]})
     trial = load_suite(suite, plugins).trials[0]
     row, outcome = run_trial(trial, plugins, torch.device("cpu"), DataCache(plugins))
     assert row["status"] == "ok", row["reason"]
@@ -186,8 +173,7 @@ def test_denoising_corrupts_training_inputs_only(write_suite):
     torch.testing.assert_close(seen_in_eval, torch.cat([test, test]))
 
 
-def test_the_zoo_pairs_every_model_with_every_regularizer():
-    plugins = load_plugins()
+def test_the_zoo_pairs_every_model_with_every_regularizer(plugins):
     suite = load_suite(BENCHMARKS / "zoo.toml", plugins)
     pairs = {(t.model.plugin, t.regularizer.plugin) for t in suite.trials}
     models, regularizers = plugins.models.names(), plugins.regularizers.names()
@@ -195,8 +181,8 @@ def test_the_zoo_pairs_every_model_with_every_regularizer():
     assert {t.dataset.plugin for t in suite.trials} == {"digits", "mnist"}
 
 
-def test_the_quick_suite_shows_the_family():
-    suite = load_suite(BENCHMARKS / "quick.toml", load_plugins())
+def test_the_quick_suite_shows_the_family(plugins):
+    suite = load_suite(BENCHMARKS / "quick.toml", plugins)
     pairs = {(t.model.plugin, t.regularizer.plugin) for t in suite.trials}
     assert {"ae", "vae"} <= {m for m, _ in pairs}
     assert {("ae", "denoising")} <= pairs

@@ -295,8 +295,8 @@ def test_the_auto_likelihood_has_the_data_of_its_kind_in_its_support(kind, name)
 
 
 @pytest.mark.parametrize("binarize", ["none", "static"])
-def test_digits_lie_in_the_support_of_their_auto_likelihood(binarize):
-    data = load_plugins().datasets.get("digits").factory(binarize=binarize)
+def test_digits_lie_in_the_support_of_their_auto_likelihood(binarize, plugins):
+    data = plugins.datasets.get("digits").factory(binarize=binarize)
     model = build("conv-vae", data.info, latent_dim=3)
     expected = "discretized-logistic-17" if binarize == "none" else "bernoulli"
     assert model.likelihood_name == expected

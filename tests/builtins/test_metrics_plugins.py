@@ -13,12 +13,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from builders import build_suite, entry
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from aebench import Data, DataInfo, MetricContext, ModelOutput, Split
 from aebench.cli import main
-from aebench.plugins.manager import load_plugins
 from aebench.results.table import read_results
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
@@ -87,8 +87,7 @@ def test_every_metric_is_listed_with_a_description(capsys) -> None:
         assert "labelled data" in listed[name]
 
 
-def test_metrics_return_their_documented_columns_for_an_autoencoder_and_a_vae() -> None:
-    plugins = load_plugins()
+def test_metrics_return_their_documented_columns_for_an_autoencoder_and_a_vae(plugins) -> None:
     data = plugins.datasets.get("digits").factory()
     torch.manual_seed(0)
     ae = plugins.models.get("ae").factory(data.info, latent_dim=4, hidden=[16])
@@ -160,8 +159,7 @@ def ppca_context(n: int = 300, **settings) -> tuple[ExactPPCA, MetricContext]:
     return model, make_context(model, data, **settings)
 
 
-def test_likelihood_plugins_are_exact_on_exact_ppca() -> None:
-    plugins = load_plugins()
+def test_likelihood_plugins_are_exact_on_exact_ppca(plugins) -> None:
     model, context = ppca_context(n=100)
     with torch.no_grad():
         exact = model.exact_log_px(context.data.test.x).double()
@@ -176,9 +174,8 @@ def test_likelihood_plugins_are_exact_on_exact_ppca() -> None:
     assert elbo["bits_per_dim"] == pytest.approx(-elbo["elbo"] / (4 * math.log(2)))
 
 
-def test_the_samples_parameter_is_used() -> None:
+def test_the_samples_parameter_is_used(plugins) -> None:
     # A prior-sampling estimate of this model's log p(x) improves visibly from K = 1 to 2000.
-    plugins = load_plugins()
     prior_mc = plugins.metrics.get("log_px_prior_mc").factory
     _, context = ppca_context()
     with torch.no_grad():
@@ -187,8 +184,7 @@ def test_the_samples_parameter_is_used() -> None:
     assert one < many - 1.0
 
 
-def test_active_units_counts_varying_posterior_means() -> None:
-    plugins = load_plugins()
+def test_active_units_counts_varying_posterior_means(plugins) -> None:
     model, context = ppca_context()
     with torch.no_grad():
         means = model.posterior(context.data.test.x).mean.numpy()
@@ -197,10 +193,10 @@ def test_active_units_counts_varying_posterior_means() -> None:
     assert result["active_units"] == 2.0
 
 
-def test_active_units_count_on_the_split_and_inputs_asked_for() -> None:
+def test_active_units_count_on_the_split_and_inputs_asked_for(plugins) -> None:
     # Burda et al. count on 500 training images. Here the training split's first 50 inputs are
     # all the same point (no posterior mean varies), and the rest of it is the test split's.
-    metric = load_plugins().metrics.get("active_units").factory
+    metric = plugins.metrics.get("active_units").factory
     model, context = ppca_context()
     test = context.data.test.x
     train = torch.cat([model.bias.detach().expand(50, -1), test])
@@ -242,18 +238,17 @@ def image_context(model: nn.Module, kind: str = "unit") -> MetricContext:
 
 
 @pytest.mark.parametrize("kind", ["unit", "real"])
-def test_psnr_by_hand(kind: str) -> None:
+def test_psnr_by_hand(kind: str, plugins) -> None:
     context = image_context(Shrink(), kind)
     x = context.data.test.x.numpy().reshape(6, -1)
     peak = 1.0 if kind == "unit" else x.max() - x.min()
     mse = ((0.9 * x - x) ** 2).mean(axis=1)
     expected = np.mean(10 * np.log10(peak**2 / mse))
-    psnr = load_plugins().metrics.get("recon_psnr").factory(context)["recon_psnr"]
+    psnr = plugins.metrics.get("recon_psnr").factory(context)["recon_psnr"]
     assert psnr == pytest.approx(expected, rel=1e-4)
 
 
-def test_n_params_and_inference_throughput() -> None:
-    plugins = load_plugins()
+def test_n_params_and_inference_throughput(plugins) -> None:
     model = Shrink()
     model.delay_per_sample_s = 1e-3  # at most 1,000 samples per second
     context = image_context(model)
@@ -262,36 +257,25 @@ def test_n_params_and_inference_throughput() -> None:
     assert 100 < rate < 1000  # sleeping bounds it above; overhead on a busy machine below
 
 
-SUITE = """
-[suite]
-name = "metrics"
-seeds = [0]
-device = "cpu"
-
-[train]
-epochs = 1
-batch_size = 128
-
-[eval]
-iwae_samples = 10
-{metrics}
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = {{ hidden = [16], latent_dim = 4 }}
-
-[[models]]
-plugin = "vae"
-params = {{ hidden = [16], latent_dim = 4 }}
-"""
+def metrics_suite(metrics: list[str] | None = None) -> dict:
+    """An ``ae`` and a ``vae`` on digits, one epoch: ``metrics`` (None: the default ones)."""
+    return build_suite(
+        entry("ae", hidden=[16], latent_dim=4),
+        entry("vae", hidden=[16], latent_dim=4),
+        name="metrics",
+        seeds=[0],
+        epochs=1,
+        batch_size=128,
+        metrics=metrics,
+        eval={"iwae_samples": 10},
+        tracking={"enabled": True},
+    )
 
 
-def test_a_suite_records_every_column_nan_where_it_does_not_apply(write_suite, tmp_path) -> None:
-    plugins = load_plugins()
-    suite = load_suite(write_suite(SUITE.format(metrics="")), plugins)
+def test_a_suite_records_every_column_nan_where_it_does_not_apply(
+    write_suite, tmp_path, plugins
+) -> None:
+    suite = load_suite(write_suite(metrics_suite()), plugins)
     run_trials(suite, plugins, output=tmp_path / "all", device="cpu")
     table = read_results(tmp_path / "all").set_index("model")
     assert set(table["status"]) == {"ok"}
@@ -312,10 +296,8 @@ def test_a_suite_records_every_column_nan_where_it_does_not_apply(write_suite, t
     assert "log_px_exact: the latent has 4 dimensions" in table.loc["vae", "nan_reasons"]
 
 
-def test_eval_metrics_selects_metrics_by_name(write_suite, tmp_path) -> None:
-    plugins = load_plugins()
-    text = SUITE.format(metrics='metrics = ["elbo", "n_params"]')
-    suite = load_suite(write_suite(text), plugins)
+def test_eval_metrics_selects_metrics_by_name(write_suite, tmp_path, plugins) -> None:
+    suite = load_suite(write_suite(metrics_suite(["elbo", "n_params"])), plugins)
     run_trials(suite, plugins, output=tmp_path / "some", device="cpu")
     table = read_results(tmp_path / "some")
     assert {"elbo", "rate", "distortion", "bits_per_dim", "n_params"} <= set(table.columns)

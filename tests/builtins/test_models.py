@@ -77,8 +77,8 @@ def test_latent_variable_models_expose_their_three_distributions(name):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_every_model_builds_from_its_defaults_alone(name):
-    entry = load_plugins().models.get(name)
+def test_every_model_builds_from_its_defaults_alone(name, plugins):
+    entry = plugins.models.get(name)
     model = entry.factory(DIGITS, **entry.params.model_validate({}).model_dump())
     assert model(torch.rand(2, *DIGITS.shape)).recon.shape == (2, *DIGITS.shape)
 
@@ -104,9 +104,9 @@ def test_conv_models_refuse_flat_data_with_a_clear_error(name):
         ("conv-vae", {"latent_dim": "16"}),
     ],
 )
-def test_out_of_range_parameters_are_validation_errors(name, params):
+def test_out_of_range_parameters_are_validation_errors(name, params, plugins):
     with pytest.raises(pydantic.ValidationError):
-        load_plugins().models.get(name).params.model_validate(params)
+        plugins.models.get(name).params.model_validate(params)
 
 
 # -- the deterministic autoencoders ------------------------------------------------------------

@@ -236,6 +236,6 @@ def test_every_regularizer_fits_or_declines_every_model(name, model_name):
         ("denoising", {"kind": "blur"}),
     ],
 )
-def test_out_of_range_parameters_are_validation_errors(name, params):
+def test_out_of_range_parameters_are_validation_errors(name, params, plugins):
     with pytest.raises(pydantic.ValidationError):
-        load_plugins().regularizers.get(name).params.model_validate(params)
+        plugins.regularizers.get(name).params.model_validate(params)

@@ -245,7 +245,7 @@ def _loop_before_the_hook():
     return module
 
 
-def test_a_model_without_the_hook_trains_exactly_as_before() -> None:
+def test_a_model_without_the_hook_trains_exactly_as_before(plugins) -> None:
     before = _loop_before_the_hook()
     if before is None:
         pytest.skip(f"needs the git history ({BEFORE_THE_HOOK})")
@@ -253,7 +253,7 @@ def test_a_model_without_the_hook_trains_exactly_as_before() -> None:
     settings = {"epochs": 2, "batch_size": 16, "lr": 1e-2}
     for loop in (before.train_model, train_model):
         torch.manual_seed(0)
-        model = aebench.load_plugins().models.get("vae").factory(INFO, latent_dim=2, hidden=[8])
+        model = plugins.models.get("vae").factory(INFO, latent_dim=2, hidden=[8])
         typed = () if loop is before.train_model else (TrainSection(**settings),)
         result = loop(
             model,

@@ -433,7 +433,7 @@ def test_the_estimators_run_on_each_model(name):
 
 
 @pytest.mark.parametrize("name", MINE)
-def test_the_list_shows_paper_and_year(name):
-    doc = load_plugins().models.get(name).factory.__doc__
+def test_the_list_shows_paper_and_year(name, plugins):
+    doc = plugins.models.get(name).factory.__doc__
     first = doc.strip().splitlines()[0]
     assert "20" in first and "(" in first, first

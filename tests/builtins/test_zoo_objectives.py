@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from builders import build_suite, entry
 from torch.distributions import Independent, Normal
 
 from aebench import Data, DataInfo, LatentVariableModel, Split, load_plugins
@@ -268,7 +269,7 @@ def test_the_annealed_vae_counts_its_training_steps_and_loss_follows_the_capacit
     assert rebuilt.step.item() == 6
 
 
-def test_the_trainer_steps_the_capacity_schedule():
+def test_the_trainer_steps_the_capacity_schedule(plugins):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(96, 16, generator=g)
     data = Data(info=DataInfo(shape=(16,), kind="unit"), train=Split(x), test=Split(x[:8]))
@@ -276,7 +277,7 @@ def test_the_trainer_steps_the_capacity_schedule():
     model = AnnealedVAE(data.info, latent_dim=2, hidden=[8], capacity=5.0, capacity_steps=6)
     result = train_model(
         model,
-        load_plugins().regularizers.get("none").factory(),
+        plugins.regularizers.get("none").factory(),
         data,
         TrainSection(epochs=3, batch_size=32, lr=1e-3),  # 3 steps an epoch
         generator=torch.Generator().manual_seed(0),
@@ -339,8 +340,7 @@ def test_wae_loss_is_the_cost_plus_lam_mmd(encoder):
 # -- the contract and a short run --------------------------------------------------------------
 
 
-def test_every_objective_is_registered_with_its_paper_in_the_listing():
-    plugins = load_plugins()
+def test_every_objective_is_registered_with_its_paper_in_the_listing(plugins):
     for name in OURS:
         doc = plugins.models.get(name).factory.__doc__.strip().splitlines()[0]
         assert "20" in doc and "(" in doc, f"{name}: {doc}"
@@ -353,40 +353,27 @@ def test_the_gaussian_wae_keeps_the_contract():
 def test_each_objective_trains_on_digits(write_suite, tmp_path):
     import aebench
 
-    models = "\n".join(
-        f'[[models]]\nplugin = "{name}"\nparams = {{ latent_dim = 4, hidden = [32]{extra} }}\n'
+    models = [
+        entry(name, latent_dim=4, hidden=[32], **extra)
         for name, extra in [
-            ("beta-tcvae", ""),
-            ("dip-vae-i", ""),
-            ("dip-vae-ii", ""),
-            ("annealed-vae", ", capacity = 5.0, capacity_steps = 20, gamma = 10.0"),
-            ("infovae", ""),
-            ("wae-mmd", ""),
-            ("wae-mmd", ', encoder = "gaussian"'),
+            ("beta-tcvae", {}),
+            ("dip-vae-i", {}),
+            ("dip-vae-ii", {}),
+            ("annealed-vae", {"capacity": 5.0, "capacity_steps": 20, "gamma": 10.0}),
+            ("infovae", {}),
+            ("wae-mmd", {}),
+            ("wae-mmd", {"encoder": "gaussian"}),
         ]
+    ]
+    built = build_suite(
+        *models,
+        name="objectives",
+        seeds=[0],
+        epochs=1,
+        batch_size=256,
+        metrics=["recon_mse", "elbo"],
     )
-    text = """
-        [suite]
-        name = "objectives"
-        seeds = [0]
-        device = "cpu"
-
-        [train]
-        epochs = 1
-        batch_size = 256
-
-        [eval]
-        metrics = ["recon_mse", "elbo"]
-
-        [tracking]
-        enabled = false
-
-        [[datasets]]
-        plugin = "digits"
-
-    """
-    path = write_suite(text)
-    path.write_text(path.read_text() + models)
+    path = write_suite(built)
     # the figures and the report are not what is tested here: left out, they take most of the time
     plugins = load_plugins(blocked=["aebench.figures", "aebench.report", "aebench.mlflow"])
     run = aebench.run_suite(path, output=tmp_path / "out", plugins=plugins)

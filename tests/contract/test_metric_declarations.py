@@ -260,8 +260,10 @@ def test_a_columns_file_written_before_groups_declared_their_place_still_loads()
     assert loaded.group_places() == {"speed": 600, "training": 700}
 
 
-def test_an_older_columns_file_takes_the_new_fields_from_the_installed_metrics(tmp_path) -> None:
-    installed = {e.name: e.factory for e in load_plugins().metrics}
+def test_an_older_columns_file_takes_the_new_fields_from_the_installed_metrics(
+    tmp_path, plugins
+) -> None:
+    installed = {e.name: e.factory for e in plugins.metrics}
     per_protocol = next(
         c for metric in installed.values() for c in metric.columns if c.per_protocol
     )

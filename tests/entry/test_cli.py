@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 import torch
+from builders import build_suite, build_tiny_suite, entry
 from repo import REPO
 from timing import scaled
 
@@ -123,9 +124,8 @@ def test_list_shows_parameters_with_types_and_defaults(aebench):
         assert kind in text
 
 
-def test_piped_output_of_run_is_one_line_per_finished_trial(write_suite, tiny_suite_text, tmp_path):
-    quick = tiny_suite_text + '[eval]\nmetrics = ["recon_mse"]\n[tracking]\nenabled = false\n'
-    suite = write_suite(quick)
+def test_piped_output_of_run_is_one_line_per_finished_trial(write_suite, tmp_path):
+    suite = write_suite(build_tiny_suite(metrics=["recon_mse"]))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     done = subprocess.run(
         [sys.executable, "-m", "aebench.cli", "run", str(suite), "--output", "out"],
@@ -176,28 +176,14 @@ def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
     assert stderr == ""  # no BrokenPipeError traceback
 
 
-KL_ON_A_LINEAR_CODE = """
-[suite]
-name = "declined"
-seeds = [0, 1]
-device = "cpu"
-[train]
-epochs = 1
-[eval]
-metrics = ["recon_mse"]
-[tracking]
-enabled = false
-[[datasets]]
-plugin = "digits"
-[[models]]
-plugin = "ae"
-params = { latent_dim = 4, hidden = [16], code_activation = "linear" }
-[[models]]
-plugin = "ae"
-params = { latent_dim = 4, hidden = [16], code_activation = "sigmoid" }
-[[regularizers]]
-plugin = "kl-sparsity"
-"""
+KL_ON_A_LINEAR_CODE = build_suite(
+    entry("ae", latent_dim=4, hidden=[16], code_activation="linear"),
+    entry("ae", latent_dim=4, hidden=[16], code_activation="sigmoid"),
+    name="declined",
+    seeds=[0, 1],
+    epochs=1,
+    batch_size=None,
+) | {"regularizers": [entry("kl-sparsity")]}
 
 
 def test_a_regularizer_that_declines_a_model_is_announced_once_before_the_run(
@@ -220,13 +206,12 @@ def test_a_regularizer_that_declines_a_model_is_announced_once_before_the_run(
     assert "will be skipped" not in again.stderr
 
 
-def test_declines_found_before_the_run_are_those_found_when_trials_run(write_suite):
-    from aebench import load_plugins, load_suite
+def test_declines_found_before_the_run_are_those_found_when_trials_run(write_suite, plugins):
+    from aebench import load_suite
     from aebench.run.data import DataCache
     from aebench.run.plan import declined
     from aebench.run.trial import run_trial
 
-    plugins = load_plugins()
     suite = load_suite(write_suite(KL_ON_A_LINEAR_CODE), plugins)
     cache = DataCache(plugins)
     found = declined(suite, plugins, cache, torch.device("cpu"))
@@ -237,12 +222,12 @@ def test_declines_found_before_the_run_are_those_found_when_trials_run(write_sui
             assert (row["status"], row["reason"]) == ("skipped", found[trial.id])
 
 
-def test_declines_are_announced_one_line_per_reason(capsys):
+def test_declines_are_announced_one_line_per_reason(capsys, plugins):
 
-    from aebench import load_plugins, load_suite
+    from aebench import load_suite
     from aebench.commands import SHOWN_CONFIGURATIONS, announce_declined
 
-    zoo = load_suite(REPO / "benchmarks" / "zoo.toml", load_plugins())
+    zoo = load_suite(REPO / "benchmarks" / "zoo.toml", plugins)
     skipped = [t for t in zoo.trials if t.regularizer.plugin == "kl-sparsity"]
     reasons = {t.id: "needs a code in (0, 1)" for t in skipped}
     assert announce_declined(zoo, reasons) == {"needs a code in (0, 1)"}

@@ -6,6 +6,7 @@ import importlib.metadata
 
 import pytest
 import torch
+from builders import build_suite, entry
 from repo import SHARED
 from torch import nn
 
@@ -48,17 +49,16 @@ def image_only(factory) -> bool:
 
 
 @pytest.mark.parametrize("name", PLUGINS.models.names())
-def test_every_model_keeps_the_contract(name):
-    factory = load_plugins().models.get(name).factory
+def test_every_model_keeps_the_contract(name, plugins):
+    factory = plugins.models.get(name).factory
     shapes = [(1, 8, 8), (1, 28, 28)] if image_only(factory) else [(64,), (1, 8, 8), (1, 28, 28)]
     check_model(factory, shapes=shapes, params={"latent_dim": 4})
 
 
-def test_the_convolutional_models_declare_that_they_need_images():
+def test_the_convolutional_models_declare_that_they_need_images(plugins):
     # conv-<family> is the built-ins' name for a conv network, and each declares it; that they
     # refuse flat data with a clear error is tests/builtins/test_models.py's check of every conv-
     # model
-    plugins = load_plugins()
     declared = {
         name for name in plugins.models.names() if image_only(plugins.models.get(name).factory)
     }
@@ -66,19 +66,19 @@ def test_the_convolutional_models_declare_that_they_need_images():
 
 
 @pytest.mark.parametrize("name", PLUGINS.regularizers.names())
-def test_every_regularizer_keeps_the_contract(name):
-    check_regularizer(load_plugins().regularizers.get(name).factory)
+def test_every_regularizer_keeps_the_contract(name, plugins):
+    check_regularizer(plugins.regularizers.get(name).factory)
 
 
 @pytest.mark.parametrize("name", PLUGINS.datasets.names())
-def test_every_dataset_keeps_the_contract(name):
+def test_every_dataset_keeps_the_contract(name, plugins):
     params = dict(DATASET_PARAMS.get(name, {}))
     if name in IMAGE_SETS or name == "cifar10":
         folder = SHARED_DATA / ("cifar-10-batches-py" if name == "cifar10" else IMAGE_SETS[name])
         if not folder.exists():
             pytest.skip(f"{name}: no files under {folder} (nothing is downloaded in tests)")
         params |= {"root": str(SHARED_DATA), "download": False, "n_train": 500, "n_test": 200}
-    check_dataset(load_plugins().datasets.get(name).factory, params=params)
+    check_dataset(plugins.datasets.get(name).factory, params=params)
 
 
 def hierarchy_contexts() -> list[MetricContext]:
@@ -117,30 +117,24 @@ PARAMS = {
 
 
 @pytest.mark.parametrize("name", PLUGINS.metrics.names())
-def test_every_metric_keeps_the_contract(name):
+def test_every_metric_keeps_the_contract(name, plugins):
     contexts = CONTEXTS[name]() if name in CONTEXTS else None
-    factory = load_plugins().metrics.get(name).factory
+    factory = plugins.metrics.get(name).factory
     check_metric(factory, params=PARAMS.get(name), contexts=contexts)
 
 
 @pytest.mark.parametrize("name", PLUGINS.observers.names())
-def test_every_observer_keeps_the_contract(name, write_suite, tmp_path):
-    plugins = load_plugins()
+def test_every_observer_keeps_the_contract(name, write_suite, tmp_path, plugins):
     uri = sqlite_uri(tmp_path / "mlflow.db")  # the MLflow observer on a store of this test's
-    suite = write_suite(
-        f"""
-        [suite]
-        name = "observed"
-        device = "cpu"
-        [tracking]
-        uri = "{uri}"
-        [[datasets]]
-        plugin = "digits"
-        [[models]]
-        plugin = "ae"
-        params = {{ latent_dim = 2, hidden = [8] }}
-        """
+    built = build_suite(
+        entry("ae", latent_dim=2, hidden=[8]),
+        name="observed",
+        epochs=None,
+        batch_size=None,
+        metrics=None,
+        tracking={"uri": uri},
     )
+    suite = write_suite(built)
     check_observer(plugins.observers.get(name).factory, load_suite(suite, plugins))
 
 

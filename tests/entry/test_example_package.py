@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from builders import as_toml, build_suite, entry
 from repo import REPO
 from timing import scaled
 
@@ -18,33 +19,13 @@ pytestmark = pytest.mark.slow
 
 EXAMPLE = REPO / "examples" / "aebench-plugin-example"
 
-SUITE = """
-[suite]
-name = "example"
-device = "cpu"
-
-[train]
-epochs = 2
-
-[eval]
-metrics = ["recon_mse", "code_mean_abs"]
-
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "tied-ae"
-params = { latent_dim = 16 }
-
-[[regularizers]]
-plugin = "code-l2"
-
-[[regularizers]]
-plugin = "kl-sparsity"
-"""
+SUITE = build_suite(
+    entry("tied-ae", latent_dim=16),
+    name="example",
+    epochs=2,
+    batch_size=None,
+    metrics=["recon_mse", "code_mean_abs"],
+) | {"regularizers": [entry("code-l2"), entry("kl-sparsity")]}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +75,7 @@ def test_aebench_plugins_lists_the_installed_package(site, tmp_path):
 
 
 def test_a_suite_runs_the_third_party_model_and_regularizer(site, tmp_path):
-    (tmp_path / "suite.toml").write_text(SUITE)
+    (tmp_path / "suite.toml").write_text(as_toml(SUITE))
     result = run([sys.executable, "-m", "aebench.cli", "run", "suite.toml"], site, tmp_path)
     assert result.returncode == 0, result.stderr
     table = pd.read_parquet(tmp_path / "results" / "example" / "results.parquet")

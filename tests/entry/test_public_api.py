@@ -13,7 +13,6 @@ from repo import REPO
 
 import aebench
 import aebench.testing
-from aebench.plugins.manager import load_plugins
 
 ROOT = REPO
 PLUGIN_SOURCES = sorted(
@@ -62,8 +61,7 @@ def test_the_contract_types_document_their_fields() -> None:
             assert field in doc, f"help(aebench.{cls.__name__}) does not explain {field}"
 
 
-def test_the_core_names_no_built_in_metric() -> None:
-    plugins = load_plugins()
+def test_the_core_names_no_built_in_metric(plugins) -> None:
     names = set(plugins.metrics.names())
     for entry in plugins.metrics:
         names |= {c for c in entry.factory.column_names if "_" in c}  # "rate" is also English

@@ -8,13 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from builders import as_toml, build_suite, entry
 from fake_plugins import fake_distribution
 from mlflow_runs import search_runs
 from timing import scaled, wait_until
@@ -29,26 +29,14 @@ from aebench.run.loop import run_trials
 from aebench.run.observing import SuiteRun
 from aebench.run.suite import TrackingSection, load_suite
 
-SUITE = """
-[suite]
-name = "tracked"
-seeds = [0, 1]
-device = "cpu"
-
-[train]
-epochs = 2
-batch_size = 256
-
-[eval]
-metrics = ["recon_mse"]
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = { hidden = [8], latent_dim = 2 }
-"""
+SUITE = build_suite(
+    entry("ae", hidden=[8], latent_dim=2),
+    name="tracked",
+    seeds=[0, 1],
+    epochs=2,
+    batch_size=256,
+    tracking={"enabled": True},
+)
 
 
 def run_tracked(
@@ -56,7 +44,7 @@ def run_tracked(
 ) -> tuple[MlflowTracker, SuiteRun]:
     """The two-trial suite, run here into ``folder/out`` with an MLflow tracker."""
     path = folder / "suite.toml"
-    path.write_text(textwrap.dedent(SUITE))
+    path.write_text(as_toml(SUITE))
     plugins = load_plugins()
     tracker = MlflowTracker(settings)
     observers = [TrialFigures(), tracker] if figures else [tracker]
@@ -228,29 +216,14 @@ def test_a_half_built_store_is_named_then_a_new_one_gets_every_finished_trial(
         assert "curves.png" in figures
 
 
-KILLED_SUITE = """
-[suite]
-name = "faults"
-device = "cpu"
-
-[train]
-epochs = 1
-batch_size = 64
-
-[eval]
-metrics = ["recon_mse"]
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = { hidden = [8] }
-
-[[models]]
-plugin = "fragile"
-params = { delay = 0.05 }
-"""
+KILLED_SUITE = build_suite(
+    entry("ae", hidden=[8]),
+    entry("fragile", delay=0.05),
+    name="faults",
+    epochs=1,
+    batch_size=64,
+    tracking={"enabled": True},
+)
 
 
 def aebench_run(suite: Path, site: Path, markers: Path) -> subprocess.Popen[str]:
@@ -277,7 +250,7 @@ def test_kill_9_mid_trial_leaves_a_store_that_the_next_run_repairs(
 
     uri = sqlite_uri(tmp_path / "results" / "mlflow.db")
     suite = tmp_path / "suite.toml"
-    suite.write_text(textwrap.dedent(KILLED_SUITE))
+    suite.write_text(as_toml(KILLED_SUITE))
     markers = tmp_path / "markers"
     markers.mkdir()
     first = aebench_run(suite, fake_distribution(tmp_path / "site"), markers)

@@ -10,13 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from builders import as_toml, build_suite, entry
 from timing import scaled
 
 from aebench.cli import main
@@ -24,26 +24,14 @@ from aebench.results.table import read_results
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SERVER_START_S = 180  # the MLflow server imports a lot; a busy 2-core CI machine is slow
-SUITE = """
-[suite]
-name = "watched"
-seeds = [0]
-device = "cpu"
-
-[train]
-epochs = 1
-batch_size = 256
-
-[eval]
-metrics = ["recon_mse"]
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = { hidden = [8], latent_dim = 2 }
-"""
+SUITE = build_suite(
+    entry("ae", hidden=[8], latent_dim=2),
+    name="watched",
+    seeds=[0],
+    epochs=1,
+    batch_size=256,
+    tracking={"enabled": True},
+)
 
 
 def free_port() -> int:
@@ -129,7 +117,7 @@ def test_the_ui_lists_the_trial_runs_and_says_nothing_per_request(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (tmp_path / "suite.toml").write_text(textwrap.dedent(SUITE))
+    (tmp_path / "suite.toml").write_text(as_toml(SUITE))
     assert main(["run", "suite.toml"]) == 0
     assert (tmp_path / "results" / "mlflow.db").is_file()  # the default store
     trial_ids = set(read_results(tmp_path / "results" / "watched")["trial_id"])

@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 import torch
+from builders import build_tiny_suite, entry
 
 from aebench import hookimpl
 from aebench.plugins.manager import load_plugins
@@ -73,12 +74,10 @@ class Broken:
         register("broken", broken)
 
 
-def test_a_raising_model_is_a_failed_row_and_the_suite_goes_on(
-    write_suite, tiny_suite_text, tmp_path
-):
+def test_a_raising_model_is_a_failed_row_and_the_suite_goes_on(write_suite, tmp_path):
     plugins = load_plugins(extra=[Broken()])
-    text = tiny_suite_text + '\n[[models]]\nplugin = "broken"\n'
-    suite = load_suite(write_suite(text), plugins)
+    built = build_tiny_suite(entry("broken"), tracking={"enabled": True})
+    suite = load_suite(write_suite(built), plugins)
     run = run_trials(suite, plugins, output=tmp_path / "out", device="cpu")
     assert run.counts == {"ok": 4, "failed": 2}
     table = read_results(tmp_path / "out")

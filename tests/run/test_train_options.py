@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 import aebench.run.trial
 from aebench import Data, DataInfo, ModelOutput, Regularizer, Split
-from aebench.plugins.manager import Plugins, load_plugins
+from aebench.plugins.manager import Plugins
 from aebench.run.data import DataCache
 from aebench.run.optim import make_optimizer
 from aebench.run.sections import TrainSection
@@ -72,8 +72,7 @@ def test_epoch_means_weight_each_batch_by_its_samples() -> None:
     assert result.curves["penalty"] == [0.0, 0.0]
 
 
-def test_a_penalty_enters_the_loss_and_its_curve() -> None:
-    plugins = load_plugins()
+def test_a_penalty_enters_the_loss_and_its_curve(plugins) -> None:
     l1 = plugins.regularizers.get("l1").factory(weight=0.01)
     none = plugins.regularizers.get("none").factory()
     assert has_penalty(l1) and not has_penalty(none)
@@ -84,8 +83,7 @@ def test_a_penalty_enters_the_loss_and_its_curve() -> None:
         assert loss == pytest.approx(model_loss + penalty, rel=1e-6)
 
 
-def test_bf16_runs_the_forward_pass_in_bfloat16_and_still_learns() -> None:
-    plugins = load_plugins()
+def test_bf16_runs_the_forward_pass_in_bfloat16_and_still_learns(plugins) -> None:
     seen: dict[str, set[torch.dtype]] = {}
     for precision in ("fp32", "bf16"):
         model = small_ae(plugins)
@@ -104,16 +102,14 @@ def test_bf16_runs_the_forward_pass_in_bfloat16_and_still_learns() -> None:
     assert seen == {"fp32": {torch.float32}, "bf16": {torch.bfloat16}}
 
 
-def test_an_unknown_precision_is_refused() -> None:
-    plugins = load_plugins()
+def test_an_unknown_precision_is_refused(plugins) -> None:
     # [train] refuses it (below); so does the trainer, given settings built past that check.
     settings = TrainSection().model_copy(update={"precision": "fp16"})
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
         train_model(small_ae(plugins), Regularizer(), small_data(), settings, generator=None)
 
 
-def test_compile_goes_through_torch_compile_with_the_same_result(monkeypatch) -> None:
-    plugins = load_plugins()
+def test_compile_goes_through_torch_compile_with_the_same_result(monkeypatch, plugins) -> None:
     l1 = plugins.regularizers.get("l1").factory(weight=0.1)
     eager = train(small_ae(plugins), l1, small_data())
 
@@ -132,16 +128,15 @@ def test_compile_goes_through_torch_compile_with_the_same_result(monkeypatch) ->
         assert compiled[name] == pytest.approx(eager[name], rel=1e-5)
 
 
-def test_adam_is_fused_on_the_cpu() -> None:
-    optimizer = make_optimizer(small_ae(load_plugins()), TrainSection(lr=1e-3))
+def test_adam_is_fused_on_the_cpu(plugins) -> None:
+    optimizer = make_optimizer(small_ae(plugins), TrainSection(lr=1e-3))
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.defaults["fused"] is True
 
 
 def test_the_suite_takes_precision_and_compile_and_the_runner_passes_them(
-    write_suite, monkeypatch
+    write_suite, monkeypatch, plugins
 ) -> None:
-    plugins = load_plugins()
     text = """
         [suite]
         name = "options"

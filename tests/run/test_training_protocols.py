@@ -79,10 +79,10 @@ def test_a_multistep_schedule_trains_each_epoch_at_its_rate(write_suite) -> None
     assert result.curves["lr"] == pytest.approx([1e-3, 5e-4, 5e-4, 2.5e-4], rel=1e-12)
 
 
-def test_a_cosine_schedule_warms_up_then_falls_to_its_floor(write_suite) -> None:
+def test_a_cosine_schedule_warms_up_then_falls_to_its_floor(write_suite, plugins) -> None:
     train = 'epochs = 6\nschedule = { kind = "cosine", warmup_epochs = 2, min_lr = 1e-5 }'
     text = SUITE.format(train=train).replace("epochs = 4\n", "")
-    [trial] = load_suite(write_suite(text), load_plugins()).trials
+    [trial] = load_suite(write_suite(text), plugins).trials
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
     schedule = make_schedule(optimizer, trial.settings())
     rates = []
@@ -119,8 +119,7 @@ def test_optimizers_take_their_settings(settings, expected) -> None:
     assert {k: group[k] for k in options} == options
 
 
-def test_gradients_are_clipped_to_the_norm(write_suite) -> None:
-    plugins = load_plugins()
+def test_gradients_are_clipped_to_the_norm(write_suite, plugins) -> None:
     data = plugins.datasets.get("digits").factory()
     torch.manual_seed(0)
     model = plugins.models.get("ae").factory(data.info, hidden=[16], latent_dim=4)
@@ -151,7 +150,7 @@ def test_a_resumed_run_resumes_its_schedule_too(write_suite, tmp_path) -> None:
         assert torch.equal(a, b)
 
 
-def test_the_readmes_burda_schedule_gives_the_papers_rates(write_suite) -> None:
+def test_the_readmes_burda_schedule_gives_the_papers_rates(write_suite, plugins) -> None:
     """Burda et al. 2015: stages i = 0..7 of 3^i epochs, lr = 1e-3 * 10^(-i/7)."""
     readme = README.read_text()
     block = re.search(r"```toml\n(# Burda et al\. 2015.*?)```", readme, re.S)
@@ -159,7 +158,7 @@ def test_the_readmes_burda_schedule_gives_the_papers_rates(write_suite) -> None:
     train = tomllib.loads(block.group(1))["train"]
     text = SUITE.format(train="").replace("[train]\nepochs = 4\nbatch_size = 256\n", "")
     path = write_suite(text + "\n" + block.group(1))
-    [trial] = load_suite(path, load_plugins()).trials
+    [trial] = load_suite(path, plugins).trials
     assert (trial.train["epochs"], trial.train["batch_size"]) == (3280, 20)
     assert trial.train["betas"] == [0.99, 0.999] and trial.train["eps"] == 1e-4
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=train["lr"])

@@ -7,12 +7,12 @@ import html
 import math
 import re
 import shutil
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from builders import as_toml, build_suite, entry
 from scipy import stats as scipy_stats
 
 from aebench import Regularizer, hookimpl
@@ -38,37 +38,16 @@ from aebench.views.ranking import (
 )
 from aebench.views.report import REPORT_HTML, REPORT_MD, build_report
 
-SUITE = """
-[suite]
-name = "reported"
-seeds = [0, 1]
-device = "cpu"
-
-[train]
-epochs = 1
-batch_size = 256
-
-[eval]
-metrics = ["recon_mse", "elbo"]
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = { hidden = [8] }
-grid = { latent_dim = [2, 3] }
-
-[[models]]
-plugin = "vae"
-params = { hidden = [8], latent_dim = 2 }
-
-[[regularizers]]
-plugin = "none"
-
-[[regularizers]]
-plugin = "picky"
-"""
+SUITE = build_suite(
+    entry("ae", grid={"latent_dim": [2, 3]}, hidden=[8]),
+    entry("vae", hidden=[8], latent_dim=2),
+    name="reported",
+    seeds=[0, 1],
+    epochs=1,
+    batch_size=256,
+    metrics=["recon_mse", "elbo"],
+    tracking={"enabled": True},
+) | {"regularizers": [entry("none"), entry("picky")]}
 
 
 class Picky(Regularizer):
@@ -86,7 +65,7 @@ class PickyPlugin:
 def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three configurations x two seeds trained (ae 2-D, ae 3-D, vae), six trials skipped."""
     folder = tmp_path_factory.mktemp("reported")
-    (folder / "suite.toml").write_text(textwrap.dedent(SUITE))
+    (folder / "suite.toml").write_text(as_toml(SUITE))
     plugins = load_plugins(extra=[PickyPlugin()])
     suite = load_suite(folder / "suite.toml", plugins)
     run = run_trials(suite, plugins, output=folder / "out", observers=[TrialFigures()])
