@@ -1,4 +1,4 @@
-"""The plugin contract: five hooks, each handed a ``register(name, factory)`` callback.
+"""The plugin contract: seven hooks, each handed a ``register(name, factory)`` callback.
 
 A plugin is a module (or object) with functions of these names marked ``@aebench.hookimpl``,
 declared as an entry point of the ``aebench`` group. A name registered twice is an error naming
@@ -43,3 +43,19 @@ def aebench_register_observers(register: Register) -> None:
     Observers are notified in the order pluggy calls these hooks: ``@hookimpl(tryfirst=True)``
     ones first, ``trylast=True`` ones last (the MLflow tracker, which logs what others wrote).
     """
+
+
+@hookspec
+def aebench_register_executors(register: Register) -> None:
+    """Register where trials run: ``register(name, factory(**params) -> aebench.Executor)``.
+
+    ``aebench run --executor NAME`` picks one (``local`` by default); its parameters come from
+    the command line (``--workers``, ``--scheduler``) and are validated against the factory's
+    signature, as a model's are.
+    """
+
+
+@hookspec
+def aebench_register_commands(register: Register) -> None:
+    """Register commands of the ``aebench`` program: ``register(name, aebench.Command(...))``
+    (``aebench ui`` is the MLflow plugin's)."""

@@ -68,6 +68,8 @@ KINDS: dict[str, Kind] = {
         check=_check_metric,
     ),
     "observers": Kind("aebench_register_observers", core_argument=True),
+    "executors": Kind("aebench_register_executors"),
+    "commands": Kind("aebench_register_commands"),
 }
 
 
@@ -114,6 +116,8 @@ class Plugins:
     datasets = KindRegistry()
     metrics = KindRegistry()
     observers = KindRegistry()
+    executors = KindRegistry()
+    commands = KindRegistry()
 
 
 def _new_manager() -> pluggy.PluginManager:
