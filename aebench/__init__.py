@@ -7,9 +7,10 @@ aebench (besides ``aebench.testing``, the conformance checks for plugin authors'
   ``Autoencoder``, ``LatentVariableModel``, ``latent_layer_slices`` (models; the last reads a
   model's latent hierarchy, ``latent_layers``, as slices of its code); ``Regularizer``;
   ``Metric``, ``Column``, ``MetricContext``, ``NotApplicable`` (metrics); ``SuiteObserver``
-  (observers of a run); ``likelihood``, the estimators (ELBO, importance-weighted log p(x) and
-  its diagnostics, ...) that metrics build on, and ``quadrature``, exact log p(x) for latents of
-  at most 2 dimensions;
+  (observers of a run); ``Executor`` and the ``Workload`` it runs (where trials run);
+  ``Command`` (a subcommand of the ``aebench`` program); ``likelihood``, the estimators (ELBO,
+  importance-weighted log p(x) and its diagnostics, ...) that metrics build on, and
+  ``quadrature``, exact log p(x) for latents of at most 2 dimensions;
   ``paths``, where aebench and its plugins may write (never into the system's folders), the
   folder they cache in (``paths.cache_folder``) and ``paths.write_atomically``;
 - running and reading: ``load_plugins``, ``load_suite``, ``run_suite``, ``SuiteRun``, ``Suite``,
@@ -28,7 +29,9 @@ from aebench.contract.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from aebench.contract.columns import Column
+    from aebench.contract.command import Command
     from aebench.contract.data import Data, DataInfo, DataKind, Split
+    from aebench.contract.executor import Executor
     from aebench.contract.metric import Metric, MetricContext, NotApplicable, Requirement
     from aebench.contract.model import (
         Autoencoder,
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from aebench.measure_again import evaluate
     from aebench.plugins.manager import Plugins, load_plugins
     from aebench.results import paths
+    from aebench.run.executors import Workload
     from aebench.run.kept import KeptTrial, KeptTrialError, load_results, load_trial
     from aebench.run.observing import SuiteObserver, SuiteRun, TrialOutcome
     from aebench.run.suite import Suite, SuiteError, Trial, load_suite
@@ -62,6 +66,9 @@ _EXPORTS = {
     "Split": "aebench.contract.data",
     "latent_layer_slices": "aebench.contract.model",
     "Column": "aebench.contract.columns",
+    "Command": "aebench.contract.command",
+    "Executor": "aebench.contract.executor",
+    "Workload": "aebench.run.executors",
     "Plugins": "aebench.plugins.manager",
     "load_plugins": "aebench.plugins.manager",
     "Suite": "aebench.run.suite",
@@ -87,9 +94,11 @@ _MODULES = {
 __all__ = [  # the names above, spelled out for readers and linters
     "Autoencoder",
     "Column",
+    "Command",
     "Data",
     "DataInfo",
     "DataKind",
+    "Executor",
     "KeptTrial",
     "KeptTrialError",
     "LatentVariableModel",
@@ -107,6 +116,7 @@ __all__ = [  # the names above, spelled out for readers and linters
     "SuiteRun",
     "Trial",
     "TrialOutcome",
+    "Workload",
     "evaluate",
     "hookimpl",
     "latent_layer_slices",

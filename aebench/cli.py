@@ -1,6 +1,9 @@
-"""The ``aebench`` command: run | plugins | list | report | ui | compare.
+"""The ``aebench`` command: run | plugins | list | report | compare | evaluate | sample |
+reconstruct, and the commands plugins register (``aebench ui`` is the MLflow plugin's).
 
-Bad input ends with one line on stderr and exit status 2, never a traceback.
+Bad input ends with one line on stderr and exit status 2, never a traceback. The core commands
+never load plugins to build their parser; a plugin's command loads only the plugin that registers
+it, found in the saved listing (``aebench.plugins.listing``), so that ``aebench ui`` stays fast.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aebench.commands import (
     UsageError,
@@ -22,16 +25,20 @@ from aebench.commands import (
     cmd_plugins,
     cmd_report,
     cmd_run,
-    cmd_ui,
 )
-from aebench.plugins.listing import load_listing
+from aebench.contract.command import Command
+from aebench.plugins.listing import Listing, load_listing
 from aebench.plugins.manager import KINDS, load_plugins
 from aebench.run import stopping
 
 if TYPE_CHECKING:
-    pass
+    from aebench.plugins.manager import Plugins
 
 USAGE_ERROR = 2
+# aebench's own commands: a plugin's command of one of these names is refused.
+CORE_COMMANDS = frozenset(
+    {"run", "plugins", "list", "report", "compare", "evaluate", "sample", "reconstruct"}
+)
 
 
 def _threads(text: str) -> int | str:
@@ -42,7 +49,9 @@ def _threads(text: str) -> int | str:
     raise argparse.ArgumentTypeError(f"{text!r}: a number of threads (1 or more) or auto")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(plugin_commands: Mapping[str, Command | str] | None = None) -> argparse.ArgumentParser:
+    """The core commands, then ``plugin_commands``: a ``Command`` to run, or a name's help alone
+    (from the saved listing, for ``aebench --help``)."""
     parser = argparse.ArgumentParser(prog="aebench", description="Benchmark autoencoders.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -61,10 +70,26 @@ def _parser() -> argparse.ArgumentParser:
         "--rerun", action="store_true", help="run every trial, even those already finished"
     )
     run.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 before anything trains when any installed plugin failed to load, lost a"
+        " registration to a clash or registered the deprecated way",
+    )
+    run.add_argument(
         "--executor",
-        choices=["local", "dask"],
         default="local",
-        help="local: trials here, one after another (default); dask: on a Dask cluster",
+        metavar="NAME",
+        help="where trials run, any registered executor (aebench list executors): local, here,"
+        " one after another (default); isolated, each in a child process; dask, on a Dask"
+        " cluster",
+    )
+    run.add_argument(
+        "--executor-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the executor, as aebench list executors shows it; the value is"
+        " read as TOML, else as text (repeatable)",
     )
     where = run.add_mutually_exclusive_group()
     where.add_argument(
@@ -79,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     listing = commands.add_parser(
-        "list", help="registered models, regularizers, datasets, metrics and observers"
+        "list",
+        help="registered models, regularizers, datasets, metrics, observers, executors and"
+        " commands",
     )
     listing.add_argument("kind", nargs="?", choices=list(KINDS), help="one kind only")
     listing.add_argument("--json", action="store_true")
@@ -88,15 +115,6 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="build report.md and report.html of a results folder"
     )
     report.add_argument("folder", type=Path, help="a results folder (holding results.parquet)")
-
-    ui = commands.add_parser("ui", help="the MLflow UI on the store aebench wrote (127.0.0.1)")
-    ui.add_argument("--port", type=int, default=5000, help="default: 5000")
-    ui.add_argument(
-        "--output",
-        type=Path,
-        default=Path("results"),
-        help="folder of mlflow.db (default: results)",
-    )
 
     compare = commands.add_parser(
         "compare", help="what regressed between two results tables (exit 1 when anything did)"
@@ -155,23 +173,96 @@ def _parser() -> argparse.ArgumentParser:
         images.add_argument("-n", type=int, default=64 if name == "sample" else 10)
         images.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write")
         images.add_argument("--seed", type=int, default=0, help="sample: the prior's seed")
+    for name, command in (plugin_commands or {}).items():
+        if isinstance(command, str):
+            commands.add_parser(name, help=command)
+            continue
+        added = commands.add_parser(name, help=command.help, description=command.help)
+        if command.arguments is not None:
+            command.arguments(added)
     return parser
 
 
+def _warn(line: str) -> None:
+    print(f"aebench: warning: {line}", file=sys.stderr)
+
+
+def _listed_commands(listing: Listing) -> dict[str, Any]:
+    """The plugins' commands in the saved listing: name -> its entry (plugin, description); one
+    named like a core command is refused, with a warning naming its plugin."""
+    listed: dict[str, Any] = {}
+    for entry in listing["kinds"].get("commands", []):
+        if entry["name"] in CORE_COMMANDS:
+            where = entry["distribution"] or entry["plugin"]
+            _warn(
+                f"plugin {entry['plugin']!r} ({where}) registers the command {entry['name']!r},"
+                " one of aebench's own: it is ignored"
+            )
+        else:
+            listed[entry["name"]] = entry
+    return listed
+
+
+def _command_plugins(name: str, listing: Listing) -> Plugins | None:
+    """The plugin that registers the command ``name``, loaded alone (the others are not even
+    imported); None when no plugin registers it."""
+    owners = {e["plugin"] for e in listing["kinds"].get("commands", []) if e["name"] == name}
+    if not owners:
+        return None
+    everyone = {p["plugin"] for p in listing["plugins"]} | {
+        e["plugin"] for e in listing["load_errors"]
+    }
+    return load_plugins(blocked=everyone - owners)
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, Plugins | None]:
+    """The arguments, with the plugins that registered the command they name (None for a core
+    command: its parser needs no plugin)."""
+    first = argv[0] if argv else None
+    if first in CORE_COMMANDS:
+        return _parser().parse_args(argv), None
+    listing = load_listing()
+    listed = _listed_commands(listing)
+    plugins = _command_plugins(first, listing) if first in listed else None
+    if plugins is None:  # `aebench`, `aebench --help`, an unknown command: names and help only
+        return _parser({n: e["description"] for n, e in listed.items()}).parse_args(argv), None
+    own = {}
+    for entry in plugins.commands:
+        if entry.name == first and isinstance(entry.factory, Command):
+            own[entry.name] = entry.factory
+        elif entry.name == first:
+            what = type(entry.factory).__name__
+            _warn(f"{entry.origin} is a {what}, not an aebench.Command: it is ignored")
+    return _parser(own).parse_args(argv), plugins
+
+
+def _run_plugin_command(plugins: Plugins, name: str, args: argparse.Namespace) -> int:
+    """A plugin's command; what it raises is one line naming it, status 1."""
+    entry = plugins.commands.get(name)
+    try:
+        status = entry.factory(args)
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except Exception as exc:
+        print(f"aebench: error: {entry.origin}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return int(status or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, command_plugins = _parse(list(sys.argv[1:] if argv is None else argv))
     # SIGTERM and Ctrl-C: a flag while trials run, acted on between steps (aebench.stopping).
     stopping.install()
     try:
-        # Only the commands that use plugins load them: report, ui and compare read files.
+        # Only the commands that use plugins load them: report and compare read files.
         if args.command == "plugins":  # both from the saved listing while nothing changed
             return cmd_plugins(load_listing(), args.json, args.strict)
         if args.command == "list":
             return cmd_list(load_listing(), args.kind, args.json)
         if args.command == "report":
             return cmd_report(args.folder)
-        if args.command == "ui":
-            return cmd_ui(args.port, args.output)
+        if command_plugins is not None:  # a plugin's command (`aebench ui`: MLflow's)
+            return _run_plugin_command(command_plugins, args.command, args)
         if args.command == "compare":
             return cmd_compare(args)
         if args.command == "evaluate":

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from aebench.plugins.manager import KINDS, Plugins
 from aebench.results.trials import TRIALS, folder_size
 
 if TYPE_CHECKING:
-    from aebench.run.executors import Executor
+    from aebench.contract.executor import Executor
     from aebench.run.observing import SuiteRun
     from aebench.run.suite import Suite
     from aebench.session import Session
@@ -43,13 +44,14 @@ def cmd_plugins(listing: Listing, as_json: bool, strict: bool = False) -> int:
         print(f"{row['plugin']}  [{where}]")
         for kind, names in row["registers"].items():
             print(f"  {kind}: {', '.join(names)}")
-    _print_load_errors(errors)
+    _print_load_errors(errors + listing.get("load_warnings", []))  # strict: the errors alone
     return failed
 
 
 def _print_load_errors(errors: list[dict]) -> None:
     for error in errors:
-        print(f"FAILED {error['plugin']} [{error['distribution']}]: {error['error']}")
+        word = {"collision": "DROPPED", "deprecated": "DEPRECATED"}.get(error.get("problem", ""))
+        print(f"{word or 'FAILED'} {error['plugin']} [{error['distribution']}]: {error['error']}")
 
 
 def cmd_list(listing: Listing, kind: str | None, as_json: bool) -> int:
@@ -74,6 +76,9 @@ def cmd_list(listing: Listing, kind: str | None, as_json: bool) -> int:
     if listing["load_errors"]:
         print("plugins that failed to load (what they provide is missing above):")
         _print_load_errors(listing["load_errors"])
+    if listing.get("load_warnings"):
+        print("plugins registered the deprecated way:")
+        _print_load_errors(listing["load_warnings"])
     return 0
 
 
@@ -82,6 +87,11 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     from aebench.run.suite import SuiteError
     from aebench.session import Session
 
+    for problem in plugins.problems:  # every run says what the installed plugins lack
+        print(f"aebench: warning: {problem.message}", file=sys.stderr)
+    if getattr(args, "strict", False) and plugins.problems:
+        n = len(plugins.problems)
+        raise UsageError(f"--strict: {n} plugin problem{'s' * (n != 1)} (warned above)")
     try:
         session = Session.open(
             args.suite,
@@ -89,7 +99,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
             output=args.output,
             device=args.device,
             threads=args.threads,
-            executor=_executor(args),
+            executor=_executor(plugins, args),
         )
         if args.dry_run:
             return dry_run(session, args.rerun)
@@ -216,18 +226,25 @@ def best_configurations(output: Path) -> dict[str, str]:
     return best_configurations(table, vocabulary_of(output)) if not table.empty else {}
 
 
-def _executor(args: argparse.Namespace) -> Executor | None:
-    """The executor the flags name; None for the local one."""
-    from aebench.run.executors import DaskExecutor, ExecutorError
+def _executor(plugins: Plugins, args: argparse.Namespace) -> Executor:
+    """The registered executor ``--executor`` names, built from ``--executor-set KEY=VALUE``
+    (each value read as TOML, else as text), ``--workers`` and ``--scheduler``."""
+    from aebench.run.executors import ExecutorError, make_executor
 
-    if args.executor == "local":
-        if args.workers is not None or args.scheduler is not None:
-            raise UsageError("--workers and --scheduler need --executor dask")
-        return None
+    params: dict[str, object] = {}
+    for text in args.executor_set:
+        key, sep, value = text.partition("=")
+        if not (sep and key.strip()):
+            raise UsageError(f"--executor-set {text}: expected KEY=VALUE")
+        try:
+            params[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            params[key.strip()] = value.strip()  # a bare word: text
+    for option in ("workers", "scheduler"):
+        if getattr(args, option) is not None:
+            params[option] = getattr(args, option)
     try:
-        if args.workers is None and args.scheduler is None:
-            return DaskExecutor(workers=os.cpu_count() or 1)
-        return DaskExecutor(workers=args.workers, scheduler=args.scheduler)
+        return make_executor(plugins, args.executor, params)
     except ExecutorError as exc:
         raise UsageError(str(exc)) from None
 
@@ -351,12 +368,3 @@ def cmd_images(plugins: Plugins, args: argparse.Namespace) -> int:
         raise UsageError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
     print(f"{args.command}: {args.out}")
     return 0
-
-
-def cmd_ui(port: int, output: Path) -> int:
-    from aebench.observers.tracking_ui import TrackingError, serve_ui
-
-    try:
-        return serve_ui(output / "mlflow.db", port)
-    except TrackingError as exc:
-        raise UsageError(str(exc)) from None

@@ -15,13 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aebench.contract.checks import (
-    ContractError,
-    check_latent_variable_model,
-    check_model_output,
-)
+from aebench.contract.checks import ContractError, check_model_contract
 from aebench.contract.data import DataInfo
-from aebench.contract.model import LatentVariableModel, ModelOutput, latent_layer_slices
+from aebench.contract.model import ModelOutput, latent_layer_slices
 
 IMAGE_SHAPES = ((1, 8, 8), (1, 28, 28), (3, 32, 32))
 BATCH = 16
@@ -210,14 +206,8 @@ def check_model(
             torch.manual_seed(0)
             model = factory(info, **params)
             x = sample_batch(info)
-            if isinstance(model, LatentVariableModel):  # as the runner does: before the loss
-                check_latent_variable_model(model, x)
-            check_model_output(model, x)
-            code = model.encode(x)
-            assert code.dim() == 2 and len(code) == len(x), f"encode gave {tuple(code.shape)}"
-            check_latent_layers(model, code.shape[1])
-            recon = model.decode(code)
-            assert recon.shape == x.shape, f"decode gave {tuple(recon.shape)}, not {x.shape}"
+            out = check_model_contract(model, x)  # as the runner does on its first batch
+            check_latent_layers(model, out.code.shape[1])
             check_gradients_flow(model, x)
             check_auxiliary(model, x)
             check_ex_post(model, x)

@@ -17,15 +17,18 @@ import pandas as pd
 import torch
 
 from aebench.plugins.manager import Plugins, load_plugins
-from aebench.results.lock import check_output
+from aebench.results.lock import check_output, folder_lock
 from aebench.results.table import check_owner, read_results
 from aebench.run.data import DataCache
-from aebench.run.executors import Executor
-from aebench.run.loop import build_observers, run_trials
+from aebench.run.executors import Executor, LocalExecutor
+from aebench.run.loop import Registered, build_observers, run_trials
 from aebench.run.observing import SuiteObserver, SuiteRun
 from aebench.run.plan import Plan, declined, load_datasets, plan
+from aebench.run.search import Search, WithSearchColumns, leaderboard
+from aebench.run.search_checks import check_search, check_search_data
 from aebench.run.suite import Suite, load_suite
 from aebench.run.trial import resolve_device
+from aebench.views.search_figures import write_search_report
 
 
 @dataclass
@@ -38,7 +41,13 @@ class Session:
     device: torch.device
     cache: DataCache
     executor: Executor | None = None  # None: here, one trial after another
-    observers: list[SuiteObserver] = field(default_factory=list)  # the registered ones
+    # The registered observers the suite runs, each beside its registry entry (``start_observers``).
+    registered: list[Registered] = field(default_factory=list)
+
+    @property
+    def observers(self) -> list[SuiteObserver]:
+        """The registered observers the suite runs (MLflow, figures, report, third parties')."""
+        return [one.observer for one in self.registered]
 
     @classmethod
     def open(
@@ -56,6 +65,7 @@ class Session:
         plugins = plugins or load_plugins()
         if not isinstance(suite, Suite):
             suite = load_suite(suite, plugins)
+        check_search(suite, plugins)  # the [search] and each entry's search spaces
         if threads is not None:  # `aebench run --threads` over [suite] threads
             suite.spec.suite = suite.spec.suite.model_copy(update={"threads": threads})
         folder = suite.output_dir(output)
@@ -72,6 +82,7 @@ class Session:
     def load_data(self) -> None:
         """Every dataset of the suite, loaded once (a missing file is a ``SuiteError``)."""
         self.cache = load_datasets(self.suite, self.plugins, self.device)
+        check_search_data(self.suite, self.cache, self.device)  # a validation split to tune on
 
     def plan(self, table: pd.DataFrame, rerun: bool = False) -> Plan:
         """What the run will do, given the folder's ``table``."""
@@ -82,8 +93,10 @@ class Session:
         return declined(self.suite, self.plugins, self.cache, self.device)
 
     def start_observers(self) -> None:
-        """One observer from each registered factory (MLflow, figures, report, third parties')."""
-        self.observers = build_observers(self.suite, self.plugins)
+        """One observer from each registered factory the suite runs, with its
+        ``[observers.NAME]`` settings (MLflow, figures, report, third parties'); a bad setting,
+        or a factory that raises, is a ``SuiteError``."""
+        self.registered = build_observers(self.suite, self.plugins)
 
     def run(
         self,
@@ -93,18 +106,29 @@ class Session:
         work: Plan | None = None,
     ) -> SuiteRun:
         """Every trial not finished in the folder (or ``work``), heard by ``observers`` and then
-        the registered ones."""
-        return run_trials(
-            self.suite,
+        the registered ones. A suite with a ``[search]`` first tunes each configuration on
+        validation (``aebench.run.search``), then runs its best parameters on every seed."""
+        suite, executor, untuned = self.suite, self.executor, []
+        if suite.spec.search is not None and work is None:
+            with folder_lock(self.output):
+                tuned = Search(suite, self.plugins, self.output, self.device, self.cache).run()
+            untuned = [t.label for t in tuned if not t.configuration.dimensions]
+            suite, extras = leaderboard(suite, tuned, self.plugins)
+            executor = WithSearchColumns(executor or LocalExecutor(), extras)
+        run = run_trials(
+            suite,
             self.plugins,
             output=self.output,
             device=str(self.device),
-            observers=[*observers, *self.observers],
+            observers=[*observers, *self.registered],
             rerun=rerun,
             cache=self.cache,
-            executor=self.executor,
+            executor=executor,
             work=work,
         )
+        if suite.spec.search is not None and work is None:  # search.md, its figures
+            write_search_report(self.output, suite.spec.search, untuned)
+        return run
 
 
 def run_suite(
@@ -123,8 +147,9 @@ def run_suite(
     [{"plugin": "digits"}], "models": [{"plugin": "vae"}]}``), or a suite loaded with
     ``aebench.load_suite``; ``output`` overrides
     its results folder, ``device`` its ``[suite] device``. Every registered observer runs (MLflow
-    unless ``[tracking] enabled = false``, the figures, the report), after the ``observers`` given
-    here. ``plugins`` defaults to the installed ones (``aebench.load_plugins()``).
+    unless ``[observers.mlflow] enabled = false``, the figures, the report), after the
+    ``observers`` given here. ``plugins`` defaults to the installed ones
+    (``aebench.load_plugins()``).
 
     Returns the run: ``run.rows`` are this invocation's rows, ``run.output`` the folder holding
     ``results.parquet``. A bad suite raises ``aebench.SuiteError`` before anything is written::

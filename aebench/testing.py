@@ -9,27 +9,25 @@ In the manner of scikit-learn's ``check_estimator``::
         check_model(MyModel)
 
 Each check raises ``AssertionError`` (or ``aebench.checks.ContractError``) saying what is wrong.
-``check_model`` and the checks it runs live in ``aebench.model_conformance``; the checks of the
-other kinds, and the tiny models and data they run on, live here.
+``check_model`` and the checks it runs live in ``aebench.model_conformance``, ``check_observer``
+in ``aebench.testing_observer``, the tiny models and data the checks run on in
+``aebench.testing_fixtures``; the checks of the other kinds live here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch import nn
 
 from aebench.contract.checks import ContractError, check_metric_values, check_penalty
-from aebench.contract.data import Data, DataInfo, Split
-from aebench.contract.hookspecs import hookimpl
+from aebench.contract.data import Data, DataInfo
+from aebench.contract.data_checks import check_data
 from aebench.contract.metric import Metric, MetricContext
-from aebench.contract.model import ModelOutput, Regularizer
+from aebench.contract.model import Regularizer
 from aebench.model_conformance import (
     check_auxiliary,
     check_each_player,
@@ -39,34 +37,17 @@ from aebench.model_conformance import (
     check_training_lowers_the_loss,
     sample_batch,
 )
+from aebench.plugins.manager import Plugins, load_plugins
+from aebench.plugins.params import params_model
+from aebench.testing_fixtures import (
+    _factor_data,
+    _LinearAutoencoder,
+    _metric_data,
+    _TinyGaussianVAE,
+)
+from aebench.testing_observer import check_observer
 
 SMALL_IMAGES = DataInfo(shape=(1, 8, 8), kind="unit")
-
-
-class _LinearAutoencoder(nn.Module):
-    """A tiny autoencoder with a sigmoid code, for checking regularizers, metrics and observers."""
-
-    code_range = (0.0, 1.0)
-
-    def __init__(self, info: DataInfo, latent_dim: int = 4) -> None:
-        super().__init__()
-        self.info = info
-        size = math.prod(info.shape)
-        self.encoder = nn.Linear(size, latent_dim)
-        self.decoder = nn.Linear(latent_dim, size)
-
-    def encode(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.encoder(x.flatten(1)))
-
-    def decode(self, z: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder(z)).view(-1, *self.info.shape)
-
-    def forward(self, x: Tensor) -> ModelOutput:
-        code = self.encode(x)
-        return ModelOutput(code=code, recon=self.decode(code))
-
-    def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
-        return (out.recon - x).pow(2).flatten(1).sum(1)
 
 
 def check_regularizer(
@@ -102,9 +83,13 @@ def check_regularizer(
 
 
 def check_dataset(factory: Callable[..., Data], *, params: Mapping[str, Any] | None = None) -> None:
-    """Splits of the declared shape, kind and labels, identical when loaded twice."""
+    """The data as the core checks it where it enters a run (``check_data``: float32 splits of the
+    declared shape and kind, labels and factors in range, ``log_density`` one finite number per
+    sample and ``render`` deterministic float32 samples agreeing with the splits, on both the
+    training and test splits), unit data on its declared levels, identical when loaded twice."""
     data = factory(**dict(params or {}))
     assert isinstance(data, Data), f"a dataset factory returns aebench.Data, not {type(data)}"
+    check_data(data)
     again = factory(**dict(params or {}))
     splits = {"train": data.train, "test": data.test, "val": data.val}
     for name, split in splits.items():
@@ -113,91 +98,15 @@ def check_dataset(factory: Callable[..., Data], *, params: Mapping[str, Any] | N
         x = split.x
         if name == "train" and data.batch_transform is not None:  # dynamic: binary as drawn
             x = data.batch_transform(x, torch.Generator().manual_seed(0))
-        assert x.dtype == torch.float32, f"{name}.x is {x.dtype}, not float32"
-        assert tuple(x.shape[1:]) == data.info.shape, f"{name}.x is {tuple(x.shape)}"
-        assert len(x) > 0, f"{name} split is empty"
-        if data.info.kind == "binary":
-            assert set(x.unique().tolist()) <= {0.0, 1.0}, f"{name}.x is not binary"
-        elif data.info.kind == "unit":
-            assert x.min() >= 0 and x.max() <= 1, f"{name}.x leaves [0, 1]"
-            if data.info.levels is not None:  # a likelihood over the levels must hold the data
-                steps = x * (data.info.levels - 1)
-                off = (steps - steps.round()).abs().max().item()
-                assert off < 1e-4, f"{name}.x is not on the grid of {data.info.levels} levels"
-        if split.y is not None:
-            assert len(split.y) == len(x), f"{name}.y and {name}.x differ in length"
-            if data.info.n_classes is not None:
-                assert split.y.max() < data.info.n_classes, f"{name}.y has unknown classes"
+        if data.info.kind == "unit" and data.info.levels is not None:
+            steps = x * (data.info.levels - 1)  # a likelihood over the levels must hold the data
+            off = (steps - steps.round()).abs().max().item()
+            assert off < 1e-4, f"{name}.x is not on the grid of {data.info.levels} levels"
         twin = getattr(again, name)
         assert torch.equal(split.x, twin.x), f"{name} differs between two loads: not deterministic"
 
 
-class _TinyGaussianVAE(_LinearAutoencoder):
-    """A linear VAE: q(z|x) = N(Wx + b, 0.5^2 I), p(z) = N(0, I), p(x|z) Bernoulli(sigmoid(Vz + c)).
-
-    Enough of a latent-variable model to run a metric that needs one; a 2-D latent, so that
-    metrics limited to small latents (exact quadrature) apply too."""
-
-    likelihood_name = "bernoulli"
-
-    def __init__(self, info: DataInfo, latent_dim: int = 2) -> None:
-        super().__init__(info, latent_dim)
-
-    def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(x.flatten(1))
-
-    def prior(self) -> Distribution:
-        zeros = torch.zeros(self.encoder.out_features)
-        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
-
-    def posterior(self, x: Tensor) -> Distribution:
-        mean = self.encode(x)
-        return Independent(Normal(mean, torch.full_like(mean, 0.5)), 1)
-
-    def likelihood(self, z: Tensor) -> Distribution:
-        logits = self.decoder(z).view(*z.shape[:-1], *self.info.shape)
-        return Independent(Bernoulli(logits=logits), len(self.info.shape))
-
-    def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
-        return -self.likelihood(out.code).log_prob(x)
-
-
-def _metric_data(labelled: bool, n: int = 64) -> Data:
-    """Binary 8x8 images, every pixel an independent fair coin (a Bernoulli of a uniform
-    probability): their exact log-density is 64 log(1/2), so metrics that need one apply."""
-    info = DataInfo(shape=(1, 8, 8), kind="binary", n_classes=3 if labelled else None)
-
-    def split(seed: int) -> Split:
-        x = sample_batch(info, batch=n, seed=seed)
-        y = torch.arange(n) % 3 if labelled else None
-        return Split(x, y)
-
-    def log_density(x: Tensor) -> Tensor:
-        return torch.full((len(x),), math.prod(info.shape) * math.log(0.5), device=x.device)
-
-    return Data(info=info, train=split(0), test=split(1), log_density=log_density)
-
-
 FACTOR_REQUIREMENTS = ("ground-truth factors", "rendering from factors")
-
-
-def _factor_data(n: int = 64) -> Data:
-    """Binary 8x8 images of a 2x2 square whose row and column (4 values each) are the data's two
-    ground-truth factors, which it can render: for metrics that need factors."""
-    info = DataInfo(
-        shape=(1, 8, 8), kind="binary", factor_names=("row", "column"), factor_sizes=(4, 4)
-    )
-
-    def render(factors: Tensor) -> Tensor:
-        rows = F.one_hot(factors[:, 0], 4).repeat_interleave(2, dim=1).float()  # (N, 8)
-        columns = F.one_hot(factors[:, 1], 4).repeat_interleave(2, dim=1).float()
-        return (rows[:, :, None] * columns[:, None, :]).unsqueeze(1)
-
-    def split(seed: int) -> Split:
-        factors = torch.randint(0, 4, (n, 2), generator=torch.Generator().manual_seed(seed))
-        return Split(render(factors), factors=factors)
-
-    return Data(info=info, train=split(0), test=split(1), render=render)
 
 
 def check_metric(
@@ -205,16 +114,17 @@ def check_metric(
     *,
     params: Mapping[str, Any] | None = None,
     contexts: Iterable[MetricContext] | None = None,
+    plugins: Plugins | None = None,
 ) -> None:
-    """A metric keeps the contract: it is an ``aebench.Metric``; its parameters form a valid schema
-    (and ``params`` validate against it); on a deterministic autoencoder and on a latent-variable
-    model, with labelled and unlabelled data, and data of known factors that it can render where
-    the metric needs factors (or on the ``contexts`` given), it returns exactly its
-    declared columns as numbers wherever its requirements are met, and the same numbers again
-    from the same seed (noisy columns aside)."""
-    from aebench.plugins.params import params_model
-
+    """A metric keeps the contract: it is an ``aebench.Metric``; none of its columns is written by
+    an installed metric (``plugins``, default ``load_plugins()``) other than itself; its
+    parameters form a valid schema (and ``params`` validate against it); on a deterministic
+    autoencoder and on a latent-variable model, with labelled and unlabelled data, and data of
+    known factors that it can render where the metric needs factors (or on the ``contexts``
+    given), it returns exactly its declared columns as numbers wherever its requirements are
+    met, and the same numbers again from the same seed (noisy columns aside)."""
     assert isinstance(metric, Metric), "register an aebench.Metric(compute, columns=[...])"
+    check_no_collision(metric, plugins if plugins is not None else load_plugins())
     schema = params_model("metric", metric.compute, skip_first=True)
     resolved = schema.model_validate(dict(params or {})).model_dump()
     if contexts is None:
@@ -249,6 +159,21 @@ def check_metric(
     )
 
 
+def check_no_collision(metric: Metric, plugins: Plugins) -> None:
+    """No column of ``metric`` is written by another installed metric: installed beside it, the
+    later registration would be dropped. The installed metric that is ``metric`` itself (the same
+    object, or the same ``compute``) is no collision."""
+    for entry in plugins.metrics:
+        installed = entry.factory
+        if installed is metric or getattr(installed, "compute", None) is metric.compute:
+            continue
+        shared = set(metric.column_names) & set(getattr(installed, "column_names", ()))
+        assert not shared, (
+            f"a column is written by one metric alone: {', '.join(sorted(shared))} is already"
+            f" written by the installed {entry.origin}; rename the column"
+        )
+
+
 def _metric_context(model_class: type[nn.Module], data: Data) -> MetricContext:
     torch.manual_seed(0)
     model = model_class(data.info).eval()
@@ -260,91 +185,6 @@ def _metric_context(model_class: type[nn.Module], data: Data) -> MetricContext:
         generator=torch.Generator().manual_seed(0),
         training={"train_s": 1.0, "train_samples_per_s": 100.0, "peak_mem_mb": 0.0},
     )
-
-
-def check_observer(factory: Callable[..., Any], suite: Any = None) -> None:
-    """An observer factory keeps the contract: ``factory(suite)`` gives a ``SuiteObserver`` (or
-    None), which takes a whole run without raising: its start, an ``ok`` trial with a model, a
-    ``failed`` trial without one, and the end of a run that was interrupted.
-
-    ``suite`` defaults to a one-trial suite of the check's own plugins (``_ObservedPlugins``), so
-    that the check needs no installed plugin; its output goes to a temporary folder. A ``suite``
-    given runs on the installed plugins.
-    """
-    import tempfile
-
-    from aebench.plugins.manager import load_plugins
-    from aebench.run.observing import SuiteObserver, SuiteRun, TrialOutcome
-    from aebench.run.suite import load_suite
-    from aebench.run.trial import base_row
-
-    with tempfile.TemporaryDirectory() as tmp:
-        if suite is None:
-            plugins = load_plugins(entry_points=False, extra=[_ObservedPlugins()])
-            path = Path(tmp) / "suite.toml"
-            path.write_text(_OBSERVED_SUITE)
-            suite = load_suite(path, plugins)
-        else:
-            plugins = load_plugins()
-        observer = factory(suite)
-        if observer is None:
-            return
-        assert isinstance(observer, SuiteObserver), "an observer subclasses aebench.SuiteObserver"
-        output = Path(tmp) / "results"
-        output.mkdir()
-        trial = suite.trials[0]
-        device = torch.device("cpu")
-        data = plugins.datasets.get(trial.dataset.plugin).factory(**trial.dataset.params)
-        torch.manual_seed(0)
-        model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
-        ok = base_row(trial, plugins, device) | {"status": "ok", "train_s": 0.1}
-        failed = base_row(trial, plugins, device) | {"status": "failed", "reason": "Boom: x"}
-        curves = {"loss": [2.0, 1.0], "model_loss": [2.0, 1.0], "penalty": [0.0, 0.0]}
-        observer.suite_started(suite, output, suite.trials)
-        observer.trial_started(trial)
-        observer.trial_finished(trial, ok, TrialOutcome(curves, model.eval(), data))
-        observer.trial_started(trial)
-        observer.trial_finished(trial, failed, TrialOutcome(traceback="Traceback: Boom"))
-        observer.suite_finished(SuiteRun(output, [ok, failed], interrupted=True))
-
-
-class _ObservedPlugins:
-    """The dataset, model and regularizer of ``check_observer``'s own suite, registered for the
-    check only (``load_plugins(extra=...)``): the kit's coin-flip images, its linear autoencoder,
-    and the contract's do-nothing regularizer."""
-
-    @hookimpl
-    def aebench_register_datasets(self, register: Callable[..., None]) -> None:
-        register("coin-flips", _metric_data)
-
-    @hookimpl
-    def aebench_register_models(self, register: Callable[..., None]) -> None:
-        register("linear-autoencoder", _LinearAutoencoder)
-
-    @hookimpl
-    def aebench_register_regularizers(self, register: Callable[..., None]) -> None:
-        register("unregularized", Regularizer)
-
-
-_OBSERVED_SUITE = """
-[suite]
-name = "observed"
-device = "cpu"
-
-[tracking]
-enabled = false
-
-[[datasets]]
-plugin = "coin-flips"
-params = { labelled = true }
-
-[[models]]
-plugin = "linear-autoencoder"
-params = { latent_dim = 2 }
-
-[[regularizers]]
-plugin = "unregularized"
-"""
 
 
 __all__ = [

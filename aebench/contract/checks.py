@@ -66,8 +66,10 @@ def _log_prob(what: str, distribution: Distribution, value: Tensor) -> Tensor:
         ) from None
 
 
-def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> None:
-    """prior, posterior and likelihood are distributions of the right batch and event shapes."""
+def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> int:
+    """prior, posterior and likelihood are distributions of the right batch and event shapes, and
+    the posterior's mean (where it has one: the metrics read it as the code) is ``(B, latent)``;
+    returns ``latent``, the width of the posterior's samples."""
     batch = len(x)
     posterior = model.posterior(x)
     z = posterior.rsample()
@@ -77,6 +79,12 @@ def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> None:
         f" expected (batch, latent) = ({batch}, ...)",
     )
     latent = z.shape[1]
+    mean = _mean(posterior)
+    _expect(
+        mean is None or tuple(mean.shape) == (batch, latent),
+        f"posterior(x) {type(posterior).__name__}.mean has shape {_shape(mean)};"
+        f" expected (batch, latent) = ({batch}, {latent}), the shape of its samples",
+    )
     prior = model.prior()
     _expect(
         tuple(prior.event_shape) == (latent,),
@@ -102,6 +110,55 @@ def check_latent_variable_model(model: LatentVariableModel, x: Tensor) -> None:
         f"likelihood(z) {type(likelihood).__name__}.log_prob(x) has shape {_shape(log_p)};"
         f" expected one number per sample, ({batch},)",
     )
+    return latent
+
+
+def _mean(distribution: Distribution) -> Tensor | None:
+    """The distribution's mean, or None where it has no closed form (torch raises then)."""
+    try:
+        return distribution.mean
+    except NotImplementedError:
+        return None
+
+
+def check_encode(model: nn.Module, x: Tensor, out: ModelOutput, latent: int | None) -> None:
+    """``encode(x)`` is the code the metrics read: ``(B, latent)``, as wide as ``forward``'s code
+    (and, for a latent-variable model, as the posterior's samples); ``decode`` maps it back to
+    the input's shape. A code of another shape would broadcast silently inside a metric (a
+    ``(B, 1, latent)`` code) or be measured as the wrong code (mean and log-variance side by
+    side)."""
+    batch, width = len(x), out.code.shape[1]
+    if latent is not None:
+        _expect(
+            width == latent,
+            f"forward's code has width {width} but posterior(x)'s samples {latent};"
+            " expected one latent width",
+        )
+    against = "forward's code" + (" and posterior(x)'s samples" if latent is not None else "")
+    code = model.encode(x)
+    _expect(
+        isinstance(code, Tensor) and tuple(code.shape) == (batch, width),
+        f"encode(x) returned shape {_shape(code)}; expected (batch, latent) = ({batch}, {width}),"
+        f" the shape of {against}",
+    )
+    recon = model.decode(code)
+    _expect(
+        isinstance(recon, Tensor) and recon.shape == x.shape,
+        f"decode(encode(x)) has shape {_shape(recon)}; expected the input's {tuple(x.shape)}",
+    )
+
+
+def check_model_contract(model: nn.Module, x: Tensor) -> ModelOutput:
+    """Everything of a model's contract that one batch shows, in the runner's order: a
+    latent-variable model's distributions before its own ``loss`` runs (a wrong event shape met
+    first inside the loss would surface as a bare torch error), then ``forward`` and ``loss``,
+    then ``encode`` and ``decode`` against them."""
+    latent = None
+    if isinstance(model, LatentVariableModel):
+        latent = check_latent_variable_model(model, x)
+    out = check_model_output(model, x)
+    check_encode(model, x, out, latent)
+    return out
 
 
 def check_metric_values(metric: Metric, values: object) -> dict[str, float]:
@@ -135,15 +192,9 @@ def check_penalty(regularizer: Regularizer, x: Tensor, out: ModelOutput, model: 
 def check_first_batch(
     model: nn.Module, regularizer: Regularizer, info: DataInfo, x: Tensor
 ) -> tuple[str, ContractError] | None:
-    """Which plugin kind broke the contract on ``x`` (and how), or None. Trains nothing.
-
-    A latent-variable model's distributions are checked before its own ``loss`` runs: a wrong
-    event shape met first inside the loss would surface as a bare torch error.
-    """
+    """Which plugin kind broke the contract on ``x`` (and how), or None. Trains nothing."""
     try:
-        if isinstance(model, LatentVariableModel):
-            check_latent_variable_model(model, x)
-        out = check_model_output(model, x)
+        out = check_model_contract(model, x)
     except ContractError as exc:
         return "model", exc
     try:

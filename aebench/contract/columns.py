@@ -126,6 +126,7 @@ class Column:
 # groups come after the metrics' in the report (a metric's group declares a smaller group_order).
 _speed = partial(Column, noisy=True, group="speed", group_order=600)  # timings and memory
 _training = partial(Column, group="training", group_order=700)
+_search = partial(Column, group="search", group_order=800)
 CORE_COLUMNS: dict[str, Column] = {
     c.name: c
     for c in (
@@ -154,6 +155,10 @@ CORE_COLUMNS: dict[str, Column] = {
         _training(
             "best_val_loss", description="the lowest validation loss (the model's objective)"
         ),
+        # A configuration tuned by a [search]: what its search cost and found (on validation).
+        _search("search_trials", description="search trials its parameters were chosen from"),
+        _search("search_budget_s", unit="s", description="seconds its search trials took"),
+        _search("search_best_value", description="the search's best validation objective"),
     )
 }
 

@@ -38,7 +38,9 @@ def aebench_register_metrics(register: Register) -> None:
 
 @hookspec
 def aebench_register_observers(register: Register) -> None:
-    """Register observers of a run: ``register(name, factory(suite) -> SuiteObserver | None)``.
+    """Register observers of a run: ``register(name, factory(suite, **settings) -> SuiteObserver |
+    None)``; the settings are the suite's ``[observers.NAME]`` table, validated against the
+    factory's signature (``enabled = false`` switches any observer off).
 
     Observers are notified in the order pluggy calls these hooks: ``@hookimpl(tryfirst=True)``
     ones first, ``trylast=True`` ones last (the MLflow tracker, which logs what others wrote).

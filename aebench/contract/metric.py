@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from aebench.contract.columns import Column
+from aebench.contract.columns import CORE_COLUMNS, Column
 from aebench.contract.data import Data, DataInfo
 from aebench.contract.model import LatentVariableModel
 
@@ -227,3 +227,38 @@ def _has_factors(data: Data) -> bool:
     """Whether both splits carry ground-truth factors that ``data.info`` names."""
     named = data.info.factor_names is not None
     return named and data.train.factors is not None and data.test.factors is not None
+
+
+@dataclass(frozen=True)
+class LegacyMetric(Metric):
+    """A metric registered as a plain function, the v1 contract (``register(name, compute)``),
+    kept working while its author moves to ``aebench.Metric``.
+
+    It declares no columns when it registers: they are learned from its first measurement, each
+    a ``Column(name)`` with no direction (nothing is marked best or compared on them), so that
+    every later measurement is checked against them like any metric's. A trial measured in
+    another process learns them there; the run then declares the columns its rows have that no
+    metric declares (``aebench.results.table.declare_measured``).
+    """
+
+    columns: Sequence[Column] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        if not callable(self.compute):
+            raise TypeError("a metric's compute must be callable")
+
+    def measure(self, context: MetricContext, **params: Any) -> Measurement:
+        measurement = super().measure(context, **params)
+        if not self.columns and not measurement.reason:
+            self._learn(measurement.values)
+        return measurement
+
+    def _learn(self, values: Mapping[str, float]) -> None:
+        """Declare the columns of a first result (a name that no column may have raises)."""
+        if not isinstance(values, Mapping) or not values:
+            return  # off-contract: the check of the values says so
+        core = sorted(set(values) & set(CORE_COLUMNS))
+        if core:
+            raise ValueError(f"returned the column {core[0]!r}, one of the core's own")
+        object.__setattr__(self, "columns", tuple(Column(str(name)) for name in values))

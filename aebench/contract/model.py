@@ -69,6 +69,14 @@ class Autoencoder(Protocol):
       number of dimensions, in the code's order, the layer nearest the data first, e.g.
       ``{"z1": 100, "z2": 50}`` for z = (z1, z2). The sizes add up to the code's size. Absent
       means one layer. Metrics read it through ``aebench.latent_layer_slices``.
+    - ``stackable = True``, a class attribute (on the factory): the model's seeds may train
+      together as one stacked model where a suite says ``[train] stack = "auto"``
+      (``aebench.run.stacked``): its parameters stacked along a new first dimension and its
+      ``forward`` and ``loss`` run under ``torch.vmap`` with ``randomness="different"``. Opt in
+      only where both are vmap-able: tensor operations only, no data-dependent Python control
+      flow (``if t.any()``), no ``.item()``, no in-place writes to its own parameters or
+      buffers, randomness from torch's global generator. Absent means False: each trial trains
+      alone. A group whose stacked training raises trains its trials alone, one by one.
 
     Optional methods the training loop calls (docs/plugins.md, "Auxiliary parameters"):
 

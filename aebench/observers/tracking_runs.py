@@ -63,8 +63,8 @@ def _shown(folder: Path) -> str:
 
 
 def experiment_name(suite: Suite, output: Path, configured: str | None = None) -> str:
-    """One experiment per results folder: ``[tracking] experiment`` if set, else the suite's name
-    for its own folder (``quick`` for ``results/quick``), else the name and the folder
+    """One experiment per results folder: ``[observers.mlflow] experiment`` if set, else the
+    suite's name for its own folder (``quick`` for ``results/quick``), else the name and the folder
     (``quick (results/new)``), so that another output never mixes with the suite's baseline."""
     if configured:
         return configured

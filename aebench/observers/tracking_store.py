@@ -55,7 +55,8 @@ def sqlite_uri(path: Path) -> str:
 
 
 def tracking_uri(configured: str | None = None) -> str:
-    """The suite's ``[tracking] uri``, else ``$MLFLOW_TRACKING_URI``, else ``results/mlflow.db``.
+    """The suite's ``[observers.mlflow] uri``, else ``$MLFLOW_TRACKING_URI``, else
+    ``results/mlflow.db``.
 
     MLflow 3's file store (a bare path or ``file:``) is refused: SQLite or a server only.
     """
@@ -194,7 +195,7 @@ def open_sqlite(database: Path, artifacts: Path) -> None:
         except sqlite3.DatabaseError as exc:
             raise BrokenStore(
                 f"{database} is not an MLflow store ({exc}); move it away and run again, or"
-                " point [tracking] uri elsewhere"
+                " point [observers.mlflow] uri elsewhere"
             ) from None
         if tables and revision is None:
             raise BrokenStore(

@@ -8,6 +8,7 @@ starts at once.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -159,3 +160,28 @@ def serve_ui(database: Path, port: int) -> int:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         return 0
+
+
+# --- the command: `aebench ui`, registered by the MLflow plugin (aebench.observers.mlflow) ----
+
+UI_HELP = "the MLflow UI on the store aebench wrote (127.0.0.1)"
+
+
+def ui_arguments(parser: argparse.ArgumentParser) -> None:
+    """``aebench ui``'s arguments: the port, and the folder of the store."""
+    parser.add_argument("--port", type=int, default=5000, help="default: 5000")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("results"),
+        help="folder of mlflow.db (default: results)",
+    )
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    """``aebench ui``: the server until Ctrl-C; a folder without a store is one line, status 2."""
+    try:
+        return serve_ui(args.output / "mlflow.db", args.port)
+    except TrackingError as exc:
+        print(f"aebench: error: {exc}", file=sys.stderr)
+        return 2

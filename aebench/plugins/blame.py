@@ -3,8 +3,10 @@
 A trial calls plugin code everywhere (the dataset's factory, the model's forward and loss, the
 regularizer's penalty, every metric), and an error deep in torch names none of them. The innermost
 frame of the traceback that lies in one of the trial's plugins' modules names the culprit; where
-several plugins share a package (the built-ins), the longest shared module path decides, then the
-order of ``suspects`` (the plugin running when it failed comes first).
+several plugins share a package (the built-ins), the longest shared module path decides; where
+several share the module itself (a one-file third-party package), the one whose class or function
+holds the frame's code (by qualified name), then the order of ``suspects`` (the plugin running
+when it failed comes first).
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ def _module(entry: Entry) -> str:
     return getattr(entry.callable or entry.factory, "__module__", "") or ""
 
 
+def _qualname(entry: Entry) -> str:
+    return getattr(entry.callable or entry.factory, "__qualname__", "") or ""
+
+
+def _holds(qualname: str, code: str) -> bool:
+    """Whether the code named ``code`` (``Model.posterior``) is ``qualname``'s or inside it."""
+    return bool(qualname) and (code == qualname or code.startswith(f"{qualname}."))
+
+
 def _shared_depth(a: str, b: str) -> int:
     depth = 0
     for x, y in zip(a.split("."), b.split("."), strict=False):
@@ -30,17 +41,17 @@ def _shared_depth(a: str, b: str) -> int:
 
 def culprit(exc: BaseException, suspects: Sequence[Entry]) -> Entry | None:
     """The plugin whose code raised ``exc``, or None when no frame is in a suspect's modules."""
-    modules = [(entry, _module(entry)) for entry in suspects]
+    modules = [(entry, _module(entry), _qualname(entry)) for entry in suspects]
     frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
     for frame in reversed(frames):  # innermost first
         name = frame.f_globals.get("__name__", "")
-        best, depth = None, 0
-        for entry, module in modules:
-            shared = _shared_depth(name, module)
-            if shared > depth:
-                best, depth = entry, shared
-        if best is not None:
-            return best
+        depths = [(entry, _shared_depth(name, module), qual) for entry, module, qual in modules]
+        depth = max((d for _, d, _ in depths), default=0)
+        if depth == 0:
+            continue
+        tied = [(entry, qual) for entry, d, qual in depths if d == depth]
+        code = frame.f_code.co_qualname
+        return next((entry for entry, qual in tied if _holds(qual, code)), tied[0][0])
     return None
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from aebench.plugins.registry import Entry
 
 LISTING_FILE = "listing.json"
-FORMAT = 2  # bump when the listing's layout changes: older saved listings are then not used
+FORMAT = 3  # bump when the listing's layout changes: older saved listings are then not used
 
 Listing = dict[str, Any]
 
@@ -79,7 +79,8 @@ def build_listing(plugins: Plugins) -> Listing:
             }
             for info in plugins.infos
         ],
-        "load_errors": [vars(e) for e in plugins.errors],
+        "load_errors": [vars(e) for e in plugins.errors],  # failed, or dropped for a clash
+        "load_warnings": [vars(e) for e in plugins.deprecations],  # loaded the deprecated way
         "kinds": {kind: [_listed(e) for e in plugins.registries[kind]] for kind in KINDS},
     }
     return json.loads(json.dumps(listing, default=_json_default))

@@ -1,7 +1,13 @@
 """The plugin manager: entry points in, one Registry per kind out, load errors kept, not raised.
 
 Built-in plugins are entry points of the ``aebench`` distribution, so they load through exactly
-this path, like any third party's. Every call builds a fresh manager: there is no global to reset.
+this path, like any third party's; they register first, so that a third party's name or column
+that clashes with theirs is the one dropped. Every call builds a fresh manager: there is no global
+to reset.
+
+What went wrong is kept, never raised: a plugin that failed to import or whose hook raised, a
+registration dropped for a clash (``Plugins.errors``), and a registration that still works the old
+way (``Plugins.deprecations``). A run warns of each of them (``Plugins.problems``).
 """
 
 from __future__ import annotations
@@ -9,13 +15,13 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
 
 from aebench.contract import hookspecs
 from aebench.contract.columns import CORE_COLUMNS
-from aebench.plugins.registry import Registry
+from aebench.plugins.registry import DuplicateNameError, Registry
 
 ENTRY_POINT_GROUP = "aebench"
 
@@ -29,11 +35,14 @@ class Kind:
     # model, the MetricContext for a metric, the Suite for an observer.
     core_argument: bool = False
     unwrap: Callable[[Any], Any] | None = None  # what takes the parameters (a Metric's compute)
-    check: Callable[[Registry, str, Any], None] | None = None
+    check: Callable[[Registry, str, Any, str], None] | None = None
+    # What an older contract's registration becomes, and the deprecation to warn of ("" if none).
+    adapt: Callable[[str, Any], tuple[Any, str]] | None = None
 
 
-def _check_metric(registry: Registry, name: str, metric: Any) -> None:
-    """A metric is an ``aebench.Metric`` whose columns no other metric writes."""
+def _check_metric(registry: Registry, name: str, metric: Any, plugin: str) -> None:
+    """A metric is an ``aebench.Metric`` whose columns no metric registered before writes (the
+    later one is dropped: a ``DuplicateNameError`` naming both)."""
     from aebench.contract.metric import Metric
 
     if not isinstance(metric, Metric):
@@ -44,17 +53,28 @@ def _check_metric(registry: Registry, name: str, metric: Any) -> None:
     core = set(metric.column_names) & set(CORE_COLUMNS)
     if core:
         raise ValueError(f"metric {name!r}: column {sorted(core)[0]!r} is one of the core's own")
-    for entry in registry:
+    for entry in registry.in_order():
         shared = set(metric.column_names) & set(entry.factory.column_names)
-        if shared and entry.name != name:
-            # Like a name registered twice: neither is used, whichever registered first.
-            message = (
-                f"metrics {entry.name!r} ({entry.plugin}) and {name!r} both write the column"
-                f" {sorted(shared)[0]!r}; neither is used"
+        if shared:
+            raise DuplicateNameError(
+                f"metric {name!r} ({plugin}) writes the column {sorted(shared)[0]!r}, as metric"
+                f" {entry.name!r} ({entry.plugin}) does: {name!r} is dropped (the later),"
+                f" {entry.name!r} kept"
             )
-            registry.withdraw(entry.name, message)
-            registry.withdraw(name, message)
-            raise ValueError(message)
+
+
+def _adapt_metric(name: str, metric: Any) -> tuple[Any, str]:
+    """A plain function (the v1 contract, ``compute(context, **params) -> {column: number}``)
+    as a ``LegacyMetric`` that learns its columns, with the deprecation to warn of."""
+    from aebench.contract.metric import LegacyMetric, Metric
+
+    if isinstance(metric, Metric) or isinstance(metric, type) or not callable(metric):
+        return metric, ""
+    return LegacyMetric(metric), (
+        f"metric {name!r} is registered as a plain function (the v1 contract): its columns are"
+        " learned from its first result, with no direction (never marked best, never compared);"
+        " register aebench.Metric(compute, columns=[aebench.Column(...)]) to declare them"
+    )
 
 
 KINDS: dict[str, Kind] = {
@@ -66,6 +86,7 @@ KINDS: dict[str, Kind] = {
         core_argument=True,
         unwrap=lambda metric: metric.compute,
         check=_check_metric,
+        adapt=_adapt_metric,
     ),
     "observers": Kind("aebench_register_observers", core_argument=True),
     "executors": Kind("aebench_register_executors"),
@@ -73,13 +94,29 @@ KINDS: dict[str, Kind] = {
 }
 
 
+Problem = Literal["failed", "collision", "deprecated"]
+
+
 @dataclass(frozen=True)
 class LoadError:
-    """A plugin that failed to import or to register; the program goes on without it."""
+    """A plugin that failed to import or to register (``failed``), a registration of it dropped
+    because an earlier one holds its name or column (``collision``), or one that still works the
+    old way (``deprecated``); the program goes on without what failed or was dropped."""
 
     plugin: str
     distribution: str | None
     error: str
+    problem: Problem = "failed"
+
+    @property
+    def message(self) -> str:
+        """One line for a person: which plugin, what happened."""
+        who = f"plugin {self.plugin!r}" + (f" ({self.distribution})" if self.distribution else "")
+        if self.problem == "failed":
+            return f"{who} failed to load: {self.error}"
+        if self.problem == "deprecated":
+            return f"{who}: deprecated: {self.error}"
+        return f"{who}: {self.error}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +146,8 @@ class Plugins:
     manager: pluggy.PluginManager
     registries: dict[str, Registry]  # one per kind of ``KINDS``, by its name
     infos: list[PluginInfo]
-    errors: list[LoadError]
+    errors: list[LoadError]  # failed to load, or a registration dropped for a clash
+    deprecations: list[LoadError] = field(default_factory=list)  # loaded, the old way
 
     models = KindRegistry()
     regularizers = KindRegistry()
@@ -118,6 +156,11 @@ class Plugins:
     observers = KindRegistry()
     executors = KindRegistry()
     commands = KindRegistry()
+
+    @property
+    def problems(self) -> list[LoadError]:
+        """Everything a run warns of before it starts: failures and clashes, then deprecations."""
+        return [*self.errors, *self.deprecations]
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -158,6 +201,7 @@ def load_plugins(
     for name in blocked:
         manager.set_blocked(name)
     errors: list[LoadError] = []
+    deprecations: list[LoadError] = []
     origins = _load_entry_points(manager, errors) if entry_points else {}
     for plugin in extra:  # named by its module or class, so that error reasons read well
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
@@ -168,31 +212,51 @@ def load_plugins(
         for kind, spec in KINDS.items()
     }
     registered: dict[str, dict[str, list[str]]] = {}
-    # pluggy's order: tryfirst implementations first, trylast last, else the latest registered
-    # first. Observers are notified in the order they were registered, so this orders them too.
     for kind, spec in KINDS.items():
-        for impl in reversed(getattr(manager.hook, spec.hook).get_hookimpls()):
+        for impl in _builtins_first(getattr(manager.hook, spec.hook).get_hookimpls(), origins):
             dist, version = origins.get(impl.plugin_name, (None, None))
             names = registered.setdefault(impl.plugin_name, {}).setdefault(kind, [])
+            problems = _Problems(impl.plugin_name, dist, errors, deprecations)
 
             def register(
                 name,
                 factory,
                 *,
                 _r=registries[kind],
+                _s=spec,
                 _p=impl.plugin_name,
                 _n=names,
                 _d=dist,
                 _v=version,
+                _k=problems,
                 **kw,
             ):
-                _r.register(name, factory, plugin=_p, distribution=_d, version=_v, **kw)
+                # One registration that fails or clashes is dropped alone: the plugin's others
+                # still register.
+                deprecated = ""
+                try:
+                    if _s.adapt is not None:
+                        factory, deprecated = _s.adapt(name, factory)
+                    _r.register(name, factory, plugin=_p, distribution=_d, version=_v, **kw)
+                except DuplicateNameError as exc:
+                    _k.add(str(exc), "collision")
+                    return
+                except Exception as exc:  # off the kind's contract
+                    _k.add(f"{type(exc).__name__}: {exc}", "failed")
+                    return
+                if deprecated:
+                    _k.add(deprecated, "deprecated")
                 _n.append(name)
 
             try:
                 impl.function(register=register)
-            except Exception as exc:  # a duplicate name, or a hook that raises
+            except Exception as exc:  # a hook that raises
                 errors.append(LoadError(impl.plugin_name, dist, f"{type(exc).__name__}: {exc}"))
+
+    # Observers are notified in pluggy's call order (tryfirst first, trylast last: MLflow logs
+    # what the others wrote), whichever registered first for the sake of a clash.
+    observer_hooks = getattr(manager.hook, KINDS["observers"].hook).get_hookimpls()
+    registries["observers"].reorder([impl.plugin_name for impl in reversed(observer_hooks)])
 
     infos = [
         PluginInfo(name, *origins.get(name, (None, None)), registered.get(name, {}))
@@ -202,4 +266,28 @@ def load_plugins(
     failures = [f"{e.distribution or e.plugin}: {e.error}" for e in errors]
     for registry in registries.values():
         registry.load_failures = failures
-    return Plugins(manager, registries, infos, errors)
+    return Plugins(manager, registries, infos, errors, deprecations)
+
+
+@dataclass
+class _Problems:
+    """Where one plugin's registration problems are kept."""
+
+    plugin: str
+    distribution: str | None
+    errors: list[LoadError]
+    deprecations: list[LoadError]
+
+    def add(self, error: str, problem: Problem) -> None:
+        kept = self.deprecations if problem == "deprecated" else self.errors
+        kept.append(LoadError(self.plugin, self.distribution, error, problem))
+
+
+def _builtins_first(
+    impls: list[pluggy.HookImpl], origins: dict[str, tuple[str, str]]
+) -> list[pluggy.HookImpl]:
+    """The hook implementations in the order they register: aebench's own first (so that a third
+    party's clash with a built-in drops the third party's), then pluggy's call order (tryfirst
+    implementations first, trylast last, else the latest registered first)."""
+    ordered = list(reversed(impls))
+    return sorted(ordered, key=lambda impl: origins.get(impl.plugin_name, ("",))[0] != "aebench")

@@ -1,13 +1,14 @@
 """One registry per plugin kind: register, get, list, and the default a plugin declares.
 
-Duplicate names are kept out, loudly; so is a default claimed twice.
+A name registered twice keeps its first registration, loudly; a default claimed twice is
+nobody's.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ class UnknownNameError(LookupError):
 
 
 class DuplicateNameError(LookupError):
-    """A name registered by two plugins; the message names both."""
+    """A name (or a metric's column) registered by two plugins; the message names both, and the
+    one whose registration is dropped."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,11 @@ class Entry:
 
 
 class Registry:
-    """The entries of one kind (``model``, ``regularizer``, ``dataset`` or ``metric``)."""
+    """The entries of one kind (``model``, ``regularizer``, ``dataset`` or ``metric``).
+
+    A name (or, for metrics, a column) already taken keeps its first registration: the later one
+    is refused alone, with a ``DuplicateNameError`` naming both plugins, so one third party's clash
+    never costs the others, or the built-ins (which register first), what they registered."""
 
     def __init__(
         self,
@@ -58,15 +64,15 @@ class Registry:
         skip_first: bool = False,
         *,
         unwrap: Callable[[Any], Any] | None = None,
-        check: Callable[[Registry, str, Any], None] | None = None,
+        check: Callable[[Registry, str, Any, str], None] | None = None,
     ) -> None:
         self.kind = kind
         self._skip_first = skip_first  # the first argument is the core's, not a parameter
         self._unwrap = unwrap or (lambda factory: factory)  # what takes the parameters
-        self._check = check  # raises for a registration that breaks the kind's contract
+        # Raises for a registration that breaks the kind's contract; called with the registry,
+        # the name, the factory and the registering plugin.
+        self._check = check
         self._entries: dict[str, Entry] = {}
-        self._clashes: dict[str, list[str]] = {}
-        self._withdrawn: dict[str, str] = {}  # name -> why it cannot be used (a column clash)
         # Plugins that failed to load ("aebench-foo: ModuleNotFoundError: ..."): a name missing
         # here may be theirs, and the unknown-name error says so.
         self.load_failures: list[str] = []
@@ -81,12 +87,14 @@ class Registry:
         version: str | None = None,
         params: type[pydantic.BaseModel] | None = None,
     ) -> None:
-        if name in self._entries or name in self._clashes:
-            first = self._clashes.get(name) or [self._entries.pop(name).plugin]
-            self._clashes[name] = [*first, plugin]
-            raise DuplicateNameError(self._clash_message(name))
+        if name in self._entries:
+            first = self._entries[name].plugin
+            raise DuplicateNameError(
+                f"{self.kind} {name!r} is registered by both {first!r} and {plugin!r}:"
+                f" dropped from {plugin!r} (the later), kept from {first!r}"
+            )
         if self._check is not None:
-            self._check(self, name, factory)
+            self._check(self, name, factory, plugin)
         target = self._unwrap(factory)
         if params is None:
             params = params_model(f"{self.kind}_{name}", target, skip_first=self._skip_first)
@@ -94,20 +102,7 @@ class Registry:
             self.kind, name, factory, plugin, distribution, version, params, target
         )
 
-    def _clash_message(self, name: str) -> str:
-        plugins = " and ".join(repr(p) for p in self._clashes[name])
-        return f"{self.kind} {name!r} is registered by both {plugins}"
-
-    def withdraw(self, name: str, reason: str) -> None:
-        """Make a registered name unusable, saying why (it clashes with a later registration)."""
-        self._entries.pop(name, None)
-        self._withdrawn[name] = reason
-
     def get(self, name: str) -> Entry:
-        if name in self._withdrawn:
-            raise DuplicateNameError(self._withdrawn[name])
-        if name in self._clashes:
-            raise DuplicateNameError(self._clash_message(name))
         try:
             return self._entries[name]
         except KeyError:
@@ -118,7 +113,7 @@ class Registry:
             failed = "; ".join(self.load_failures)
             return (
                 f"unknown {self.kind} {name!r}: it may be provided by a plugin that failed to"
-                f" import: {failed} (known: {', '.join(self.names()) or 'none'})"
+                f" import or lost a clash: {failed} (known: {', '.join(self.names()) or 'none'})"
             )
         message = f"unknown {self.kind} {name!r}"
         near = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
@@ -144,8 +139,15 @@ class Registry:
         return sorted(self._entries)
 
     def in_order(self) -> list[Entry]:
-        """The entries in the order they were registered (iteration is by name)."""
+        """The entries in the order they were registered (iteration is by name), or as
+        ``reorder`` left them."""
         return list(self._entries.values())
+
+    def reorder(self, plugins: Sequence[str]) -> None:
+        """Entries in the order of the ``plugins`` that registered them (stable within one)."""
+        rank = {plugin: i for i, plugin in enumerate(plugins)}
+        ordered = sorted(self._entries.values(), key=lambda e: rank.get(e.plugin, len(rank)))
+        self._entries = {entry.name: entry for entry in ordered}
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

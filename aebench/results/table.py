@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from aebench.contract.columns import COLUMNS_FILE, Vocabulary
+from aebench.contract.columns import COLUMNS_FILE, Column, Vocabulary, is_metric_column
 from aebench.results.files import FolderError, append_line, cannot_write, write_atomically
 from aebench.results.trials import TRIALS, trial_folder
 
@@ -30,6 +30,8 @@ JOURNAL = "results.journal.jsonl"  # rows recorded since the table was last writ
 ROW = "row.json"  # a trial's row, in its trial folder
 SUITE_FILE = "suite.json"  # the suite last run into the folder: its owner (`aebench evaluate` too)
 REQUIRED = ("trial_id", "status")  # what makes a table an aebench results table
+# The installed plugins' load problems when the run started (failures, clashes, deprecations).
+LOAD_ERRORS = "load_errors.json"
 
 
 def _plain(value: Any) -> Any:
@@ -230,3 +232,49 @@ def read_vocabulary(
         return Vocabulary.from_json(text, known().columns if older else None)
     except (ValueError, TypeError, KeyError):  # damaged: the caller falls back as if absent
         return None
+
+
+def declare_measured(folder: Path, table: pd.DataFrame) -> None:
+    """Declare, in the folder's ``columns.json``, every measured column of ``table`` that nothing
+    declares there yet (not configuration, not bookkeeping), as a ``Column`` with no direction.
+
+    A metric of the v1 contract declares no columns: it learns them from its first result, in
+    the process that measured it (an isolated trial's, a Dask worker's), so the run declares them
+    from the rows, here, once they are in the table."""
+    folder = Path(folder)
+    saved = read_vocabulary(folder)
+    if saved is None:  # none written (a run writes it first): the installed metrics' stand
+        return
+    found = []
+    for name in table.columns:
+        values = table[name]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if numeric and is_metric_column(str(name)) and str(name) not in saved.columns:
+            try:
+                found.append(Column(str(name)))
+            except ValueError:  # not a name a column may have: left undeclared
+                continue
+    if found:
+        saved.add(found)
+        path = folder / COLUMNS_FILE
+        try:
+            write_atomically(path, lambda p: p.write_text(saved.to_json()))
+        except OSError as exc:
+            raise cannot_write(path, exc) from None
+
+
+def write_load_errors(folder: Path, problems: list[dict[str, Any]]) -> None:
+    """Save the plugins' load problems of this run beside its table (replacing the last run's):
+    each ``{"plugin", "distribution", "problem", "error", "message"}``."""
+    text = json.dumps({"load_errors": problems}, indent=1)
+    write_atomically(Path(folder) / LOAD_ERRORS, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def read_load_errors(folder: Path) -> list[str]:
+    """The one-line messages of the load problems the folder's last run started with; none for a
+    folder without the file (an older aebench's) or with a damaged one."""
+    try:
+        saved = json.loads((Path(folder) / LOAD_ERRORS).read_text(encoding="utf-8"))
+        return [str(problem["message"]) for problem in saved["load_errors"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []

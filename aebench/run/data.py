@@ -9,8 +9,11 @@ from types import TracebackType
 import torch
 from torch import Tensor
 
+from aebench.contract.checks import ContractError
 from aebench.contract.data import Data
+from aebench.contract.data_checks import check_data
 from aebench.plugins.manager import Plugins
+from aebench.plugins.registry import Entry
 from aebench.run.suite import Component
 
 
@@ -23,8 +26,10 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Ite
 class DataCache:
     """Materialised datasets by (plugin, params, device), so that a grid loads each once.
 
-    A dataset that fails to load fails once: its error is kept and raised again for every later
-    trial, so that, say, missing files are not searched for (or downloaded) once per trial.
+    Each dataset is checked against the contract as it is built (``check_data``); one that breaks
+    it fails with a ``ContractError`` naming the dataset plugin. A dataset that fails to load fails
+    once: its error is kept and raised again for every later trial, so that, say, missing files
+    are not searched for (or downloaded) once per trial.
     """
 
     def __init__(self, plugins: Plugins) -> None:
@@ -38,10 +43,24 @@ class DataCache:
             error, traceback = self._failed[key]
             raise error.with_traceback(traceback)  # the first failure's, not one grown per trial
         if key not in self._loaded:
-            factory = self._plugins.datasets.get(dataset.plugin).factory
+            entry = self._plugins.datasets.get(dataset.plugin)
             try:
-                self._loaded[key] = factory(**dataset.params).to(device)
+                self._loaded[key] = _checked(entry, entry.factory(**dataset.params), device)
             except Exception as exc:
                 self._failed[key] = (exc, exc.__traceback__)
                 raise
         return self._loaded[key]
+
+
+def _checked(entry: Entry, data: Data, device: torch.device) -> Data:
+    """``data`` on ``device``, checked against the contract there (``check_data``: where
+    ``log_density`` and ``render`` will run) before any model sees it: an off-contract split is
+    the dataset's fault, named, not a model's that trips over it later."""
+    if not isinstance(data, Data):
+        raise ContractError(f"{entry.origin}: returned {type(data).__name__}, not aebench.Data")
+    on_device = data.to(device)
+    try:
+        check_data(on_device)
+    except ContractError as exc:
+        raise ContractError(f"{entry.origin}: {exc}") from None
+    return on_device

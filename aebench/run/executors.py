@@ -1,9 +1,11 @@
-"""Where trials run: here, one after another (``local``), or on a Dask cluster (``dask``).
+"""Where trials run: here, one after another (``local``), or on a Dask cluster (``dask``); and the
+executor a name on the command line picks (``make_executor``) among the registered ones.
 
-An executor takes the trials still to run and yields each one's row and outcome as it finishes.
-Everything else — observers, the results table, resume, Ctrl-C — stays in ``run_suite``, in the
-submitting process, which alone writes the table: a client that dies halfway loses only the
-trials still running, and the next run resumes by trial id as with the local executor.
+An executor (the contract: ``aebench.contract.executor``) takes the trials still to run and
+yields each one's row and outcome as it finishes. Everything else — observers, the results table,
+resume, Ctrl-C — stays in ``run_suite``, in the submitting process, which alone writes the table:
+a client that dies halfway loses only the trials still running, and the next run resumes by trial
+id as with the local executor.
 
 ``dask.distributed`` is an optional dependency, imported only by ``DaskExecutor``.
 """
@@ -16,15 +18,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+import pydantic
 import torch
 
+from aebench.contract.executor import Executor, Finished
 from aebench.plugins.manager import Plugins, load_plugins
-from aebench.run import stopping
+from aebench.run import stacked, stopping
 from aebench.run.data import DataCache
 from aebench.run.isolation import PortableResult, from_portable, run_isolated, to_portable
 from aebench.run.observing import Row, TrialOutcome
+from aebench.run.sections import explain
 from aebench.run.suite import Trial
 from aebench.run.threads import Threads, available_cores
 from aebench.run.trial import failed_row, run_trial
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
 INSTALL_DASK = 'pip install "aebench[dask]"'
 WORKER_DIED = "worker died twice running this trial (KilledWorker)"
 
-Finished = tuple[Trial, Row, TrialOutcome]
+__all__ = ["Executor", "ExecutorError", "Finished", "LocalExecutor", "Workload", "make_executor"]
 
 
 class ExecutorError(ValueError):
@@ -44,7 +49,11 @@ class ExecutorError(ValueError):
 
 @dataclass
 class Workload:
-    """The trials to run, and what the submitting process needs to run or receive them."""
+    """The trials an executor runs (``trials``), and what it needs to run or receive them.
+
+    An executor hands each trial to ``run_here`` (in this process, or a child where ``isolate``
+    says so) or runs it elsewhere; ``failed`` is the row of a trial it lost on the way.
+    """
 
     trials: list[Trial]
     plugins: Plugins
@@ -60,26 +69,72 @@ class Workload:
     timeout: float | None = None
     threads: Threads | None = None  # an isolated trial process's torch threads (None: torch's)
 
+    def run_here(self, trial: Trial, *, isolate: bool | None = None) -> tuple[Row, TrialOutcome]:
+        """One trial, trained and measured on this machine: in this process, or in a child
+        process of its own where ``isolate`` (default: the suite's ``isolate``) is true."""
+        args = (trial, self.plugins, self.device, self.cache, self.output)
+        if self.isolate if isolate is None else isolate:
+            return run_isolated(*args, timeout=self.timeout, threads=self.threads)
+        return run_trial(*args, timeout=self.timeout)
 
-class Executor(Protocol):
-    def run(self, work: Workload, started: Callable[[Trial], None]) -> Iterator[Finished]:
-        """Call ``started`` for each trial as it is handed out; yield each one as it finishes."""
-        ...
+    def failed(self, trial: Trial, reason: str) -> tuple[Row, TrialOutcome]:
+        """The row of a trial that could not run (its worker died, say), ``reason`` its why."""
+        return failed_row(trial, self.plugins, self.device, reason), TrialOutcome()
 
 
 class LocalExecutor:
-    """Every trial in this process (or a child of it, when isolated), one after another."""
+    """Every trial on this machine, one after another: in this process, or each in a child
+    process of its own where the suite's ``isolate`` (or ``isolate`` here, over it) says so.
+
+    With ``[train] stack = "auto"``, the seeds of one configuration train together as one
+    stacked model (``aebench.run.stacked``): all of a group start at once, and each one's row
+    comes back once the group is trained."""
+
+    def __init__(self, *, isolate: bool | None = None) -> None:
+        self.isolate = isolate
 
     def run(self, work: Workload, started: Callable[[Trial], None]) -> Iterator[Finished]:
-        for trial in work.trials:
+        for group in stacked.groups(work, self.isolate):
             stopping.check()  # SIGTERM or Ctrl-C between trials
-            started(trial)
-            args = (trial, work.plugins, work.device, work.cache, work.output)
-            if work.isolate:
-                row, outcome = run_isolated(*args, timeout=work.timeout, threads=work.threads)
+            for trial in group:
+                started(trial)
+            if len(group) == 1:
+                yield group[0], *work.run_here(group[0], isolate=self.isolate)
             else:
-                row, outcome = run_trial(*args, timeout=work.timeout)
-            yield trial, row, outcome
+                yield from stacked.run_group(group, work)
+
+
+def make_executor(plugins: Plugins, name: str, params: dict[str, Any]) -> Executor:
+    """The registered executor ``name`` built from ``params``, validated against its factory's
+    signature. What is wrong (an unknown name or parameter, a factory that cannot build one) is
+    an ``ExecutorError`` of one line."""
+    try:
+        entry = plugins.executors.get(name)
+    except LookupError as exc:  # unknown, or registered twice
+        raise ExecutorError(f"--executor {name}: {exc}") from None
+    try:
+        resolved = entry.params.model_validate(params)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            takes = ", ".join(entry.params.model_fields) or "no parameters"
+            what = f" takes no parameter {loc!r} (it takes: {takes})"
+        else:
+            what = f": {loc}: {explain(error)}"
+        raise ExecutorError(f"--executor {name}: {entry.origin}{what}") from None
+    try:
+        executor = entry.factory(**resolved.model_dump())
+    except ExecutorError:
+        raise
+    except ValueError as exc:  # the factory's own refusal, one line
+        raise ExecutorError(f"--executor {name}: {entry.origin}: {exc}") from None
+    if not isinstance(executor, Executor):
+        raise ExecutorError(
+            f"--executor {name}: {entry.origin} returned {type(executor).__name__}, not an"
+            " aebench.Executor (an object with run(work, started))"
+        )
+    return executor
 
 
 # --- on a Dask worker ---------------------------------------------------------------------------
@@ -279,4 +334,4 @@ class DaskExecutor:
             reason = f"{type(exc).__name__}: {exc}"
         else:
             return from_portable(result, trial, work.plugins, work.device, work.cache)
-        return failed_row(trial, work.plugins, work.device, reason), TrialOutcome()
+        return work.failed(trial, reason)

@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -60,13 +60,21 @@ class PortableResult:
     weights: bytes | None  # the trained model's state_dict (torch.save), None if it never trained
     traceback: str = ""
     resumed_after: int = 0
+    metric_tracebacks: list[str] = field(default_factory=list)
 
 
 def to_portable(row: Row, outcome: TrialOutcome) -> PortableResult:
     weights = None
     if outcome.model is not None:  # plain bytes: torch's shared-memory handoff dies with us
         weights = state_bytes(outcome.model.state_dict())
-    return PortableResult(row, outcome.curves, weights, outcome.traceback, outcome.resumed_after)
+    return PortableResult(
+        row,
+        outcome.curves,
+        weights,
+        outcome.traceback,
+        outcome.resumed_after,
+        list(outcome.metric_tracebacks),
+    )
 
 
 def from_portable(
@@ -78,7 +86,10 @@ def from_portable(
 ) -> tuple[Row, TrialOutcome]:
     """The row, and an outcome whose model is rebuilt here from its weights alone."""
     outcome = TrialOutcome(
-        curves=result.curves, traceback=result.traceback, resumed_after=result.resumed_after
+        curves=result.curves,
+        traceback=result.traceback,
+        resumed_after=result.resumed_after,
+        metric_tracebacks=list(result.metric_tracebacks),
     )
     if result.weights is None:
         return result.row, outcome

@@ -1,4 +1,8 @@
-"""The run of a suite's trials: locked folder, observers told, rows and trial folders recorded."""
+"""The run of a suite's trials: locked folder, observers told, rows and trial folders recorded.
+
+Observers are plugins built from the suite's settings (``build_observers``), and each event they
+hear is guarded (``_Listeners``): one that raises is named and silenced, and the run goes on.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,23 @@ import itertools
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aebench.contract.columns import declared
 from aebench.plugins.manager import Plugins
+from aebench.plugins.registry import Entry
 from aebench.results.files import FolderError, cannot_write, write_atomically
 from aebench.results.lock import folder_lock
 from aebench.results.table import (
     SUITE_FILE,
     check_owner,
+    declare_measured,
     record_row,
     settle,
+    write_load_errors,
     write_vocabulary,
 )
 from aebench.results.trials import (
@@ -32,6 +40,7 @@ from aebench.run import stopping
 from aebench.run.data import DataCache
 from aebench.run.observing import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.run.plan import FINISHED, Plan, plan
+from aebench.run.sections import Problems, observer_settings
 from aebench.run.suite import Suite, SuiteError, Trial
 from aebench.run.threads import follow as follow_threads
 from aebench.run.trial import distribution_version, evaluate_trial, resolve_device
@@ -42,27 +51,89 @@ if TYPE_CHECKING:
 log = logging.getLogger("aebench")
 
 
-def build_observers(suite: Suite, plugins: Plugins) -> list[SuiteObserver]:
-    """One observer from each registered observer factory, in registration order (pluggy's)."""
+@dataclass(frozen=True)
+class Registered:
+    """An observer built from a registered factory, beside its registry entry: who to name
+    (plugin and distribution) when it fails."""
+
+    observer: SuiteObserver
+    entry: Entry
+
+
+def build_observers(suite: Suite, plugins: Plugins) -> list[Registered]:
+    """One observer from each registered factory the suite runs (``observer_settings``: all but
+    those its ``[observers.NAME]`` switch off, opt-in ones only where it has their table), each
+    ``factory(suite, **settings)``, in registration order (pluggy's). A bad setting, or a factory
+    that raises, is a ``SuiteError``: the suite cannot start."""
+    problems = Problems(suite.path)
+    settings = observer_settings(suite.spec, plugins.observers, problems)
+    problems.raise_any()
     observers = []
     for entry in plugins.observers.in_order():
+        if entry.name not in settings:
+            continue
         try:
-            observer = entry.factory(suite)
+            observer = entry.factory(suite, **settings[entry.name])
         except Exception as exc:  # a tracking store it cannot use, say: the suite cannot start
             raise SuiteError(f"{suite.path}: {entry.origin}: {exc}") from None
-        if observer is not None:  # None: not wanted by this suite ([tracking] enabled = false)
-            observers.append(observer)
+        if observer is not None:  # None: it stays out of this suite
+            observers.append(Registered(observer, entry))
     return observers
 
 
-def _notify(event: Callable[..., None], trial: Trial, *args: Any) -> None:
-    """An observer's record of one trial; if it fails, the others and the suite go on."""
-    try:
-        event(trial, *args)
-    except Exception as exc:  # the row is on disk; an observer's view of it is not worth a suite
-        owner = type(getattr(event, "__self__", event)).__name__
-        log.error("observer %s failed on trial %s: %s", owner, trial.id, traceback.format_exc())
-        print(f"aebench: {owner} failed on {trial.label()}: {exc}", file=sys.stderr)
+@dataclass
+class _Guarded:
+    observer: SuiteObserver
+    entry: Entry | None  # None: given by a Python caller (``run_suite(observers=[...])``)
+    started: bool = False  # it heard suite_started: it alone hears the rest
+    off: bool = False  # it raised: it hears nothing more of this run
+
+
+class _Listeners:
+    """The run's observers, every event of each guarded. The table is the record and an observer
+    a view of it, not worth a run: one that raises is named on stderr (its plugin and
+    distribution, or its class when a Python caller gave it), its traceback goes to aebench.log,
+    and it hears nothing more of the run; the others, and the run, go on. ``suite_finished``
+    still reaches every other that started (MLflow closes its invocation run)."""
+
+    def __init__(self, observers: Sequence[SuiteObserver | Registered]) -> None:
+        self._all = [
+            _Guarded(o.observer, o.entry) if isinstance(o, Registered) else _Guarded(o, None)
+            for o in observers
+        ]
+
+    def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
+        for one in self._all:
+            self._tell(one, "as the suite started", "suite_started", suite, output, trials)
+            one.started = True  # after: an interrupt during its start leaves it out of the end
+
+    def trial_started(self, trial: Trial) -> None:
+        for one in self._all:
+            self._tell(one, f"as {trial.label()} started", "trial_started", trial)
+
+    def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+        for one in self._all:
+            self._tell(one, f"on {trial.label()}", "trial_finished", trial, row, outcome)
+
+    def suite_finished(self, run: SuiteRun) -> None:
+        for one in self._all:
+            self._tell(one, "as the suite finished", "suite_finished", run)
+
+    def _tell(self, one: _Guarded, when: str, event: str, *args: Any) -> None:
+        if one.off or (event != "suite_started" and not one.started):
+            return
+        try:
+            getattr(one.observer, event)(*args)
+        except Exception as exc:
+            one.off = True
+            name = type(one.observer).__name__
+            who = f"{one.entry.origin}: {name}" if one.entry else f"observer {name}"
+            log.error("%s failed %s (%s):\n%s", who, when, event, traceback.format_exc())
+            print(
+                f"aebench: {who} failed {when}: {str(exc) or type(exc).__name__};"
+                " it hears nothing more of this run",
+                file=sys.stderr,
+            )
 
 
 def keep_trial(
@@ -103,7 +174,7 @@ def run_trials(
     *,
     output: Path,
     device: str | None = None,
-    observers: Sequence[SuiteObserver] = (),
+    observers: Sequence[SuiteObserver | Registered] = (),
     rerun: bool = False,
     cache: DataCache | None = None,
     executor: Executor | None = None,
@@ -128,8 +199,12 @@ def run_trials(
     with folder_lock(output):
         check_owner(output, suite.name)
         table = settle(output, replace_unusable=rerun)
+        for problem in plugins.problems:  # aebench.log, or stderr where logging is not set up
+            log.warning("aebench: warning: %s", problem.message)
         try:
             write_vocabulary(output, declared({e.name: e.factory for e in plugins.metrics}))
+            load_errors = [vars(p) | {"message": p.message} for p in plugins.problems]
+            write_load_errors(output, load_errors)  # beside suite.json: the report's header
             text = suite.spec.model_dump_json()
             write_atomically(output / SUITE_FILE, lambda p: p.write_text(text))
         except OSError as exc:
@@ -155,7 +230,7 @@ def _run_locked(
     table: Any,
     *,
     device: str | None,
-    observers: Sequence[SuiteObserver],
+    observers: Sequence[SuiteObserver | Registered],
     rerun: bool,
     cache: DataCache | None,
     executor: Executor | None,
@@ -184,9 +259,8 @@ def _run_locked(
         threads=suite.spec.suite.threads,
     )
 
-    def started(trial: Trial) -> None:
-        for observer in observers:
-            observer.trial_started(trial)
+    listeners = _Listeners(observers)
+    started = listeners.trial_started
 
     measured_again = {trial.id for trial, _ in work.evaluate}
 
@@ -195,17 +269,16 @@ def _run_locked(
             started(trial)
             yield trial, *evaluate_trial(trial, trained, plugins, chosen, cache, output)
 
-    listening: list[SuiteObserver] = []  # those that started: they alone hear the end
     try:
-        for observer in observers:
-            observer.suite_started(suite, output, [t for t, _ in work.evaluate] + work.train)
-            listening.append(observer)
+        listeners.suite_started(suite, output, [t for t, _ in work.evaluate] + work.train)
         # closing(): an interrupt stops the executor's generator at once (a cluster cancels).
         # cooperative(): SIGTERM and Ctrl-C set a flag, acted on between steps, metrics, trials.
         with stopping.cooperative(), contextlib.closing(executor.run(training, started)) as trained:
             for trial, row, outcome in itertools.chain(evaluated(), trained):
                 if outcome.traceback:
                     log.error("trial %s failed:\n%s", trial.id, outcome.traceback)
+                for failure in outcome.metric_tracebacks:  # headed by the plugin blamed
+                    log.error("trial %s: a metric failed: %s", trial.id, failure)
                 if outcome.resumed_after:
                     print(
                         f"aebench: {trial.label()} resumed from its checkpoint after epoch"
@@ -216,26 +289,25 @@ def _run_locked(
                 keep_trial(output, trial, suite, row, outcome, keep, trial.id not in measured_again)
                 run.rows.append(row)
                 record_row(output, row)  # O(1): the table is rewritten once, at the end
-                for observer in observers:
-                    _notify(observer.trial_finished, trial, row, outcome)
+                listeners.trial_finished(trial, row, outcome)
                 stopping.check()  # between trials
     except KeyboardInterrupt:
         run.interrupted = True
         raise
     finally:
         unwritten = _write_table(output)  # before observers read it (the report, MLflow)
-        for observer in listening:
-            observer.suite_finished(run)
+        listeners.suite_finished(run)  # those that started, unless they failed
     if unwritten is not None:  # raised only now: an error already on its way up comes first
         raise unwritten
     return run
 
 
 def _write_table(output: Path) -> FolderError | None:
-    """Fold the run's rows into the table; the error, if it cannot be written (the rows stay in
-    the journal and the trial folders, for the next run)."""
+    """Fold the run's rows into the table, and declare the measured columns no metric declares
+    (a v1 metric's, learned where it measured); the error, if it cannot be written (the rows stay
+    in the journal and the trial folders, for the next run)."""
     try:
-        settle(output)
+        declare_measured(output, settle(output))
     except FolderError as exc:
         return exc
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from aebench.contract.columns import Column
 from aebench.contract.data import Data
 from aebench.contract.metric import MetricContext
 from aebench.contract.model import LatentVariableModel
+from aebench.plugins.blame import culprit
 from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Entry
 from aebench.run import stopping
@@ -45,12 +47,16 @@ def measure_all(
     data: Data,
     device: torch.device,
     training: Row,
+    tracebacks: list[str] | None = None,
 ) -> Row:
     """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok.
 
     A metric that raises, or returns what it does not declare, gets NaN columns and an entry in
-    ``metric_errors`` naming it and its plugin; the trial and the other metrics go on. A value
-    above its column's ``flag_above`` gets an entry in ``notes`` (``estimate_notes``)."""
+    ``metric_errors`` naming the plugin whose code raised: the metric, or the model or dataset
+    whose method it was calling (``blame.culprit``, the innermost frame); the trial and the other
+    metrics go on. Each such failure's traceback, headed by the same plugin, is appended to
+    ``tracebacks`` (for ``aebench.log``). A value above its column's ``flag_above`` gets an entry
+    in ``notes`` (``estimate_notes``)."""
     model.eval()
     context = MetricContext(
         model=model,
@@ -64,6 +70,8 @@ def measure_all(
     reasons: dict[str, str] = {}  # metric -> why its columns are NaN
     errors: list[str] = []  # metrics that broke: one entry each, naming the plugin
     declared: list[Column] = []  # the measured columns, for their flags
+    # Who else's code a metric runs: the model's methods and the dataset's (render, log_density).
+    others = [plugins.models.get(trial.model.plugin), plugins.datasets.get(trial.dataset.plugin)]
     start = time.perf_counter()
     for name in trial.eval["metrics"]:
         stopping.check()  # SIGTERM, Ctrl-C or the trial's time limit, between metrics
@@ -73,8 +81,11 @@ def measure_all(
             values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
         except Exception as exc:
             values, reason = dict.fromkeys(entry.factory.column_names, math.nan), ""
+            who = metric_culprit(exc, entry, others)
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            errors.append(f"{entry.origin}: {type(exc).__name__}: {message}")
+            errors.append(f"{who}: {type(exc).__name__}: {message}")
+            if tracebacks is not None:
+                tracebacks.append(f"{who}:\n{traceback.format_exc()}")
         row |= values
         if reason:
             reasons[name] = reason
@@ -88,6 +99,14 @@ def measure_all(
     row["notes"] = estimate_notes(declared, row)
     row["status"] = "ok"
     return row
+
+
+def metric_culprit(exc: BaseException, metric: Entry, others: list[Entry]) -> str:
+    """``metric 'x' (pkg 1.0)``, or ``model 'y' (pkg 1.0), in metric 'x'`` where the innermost
+    plugin frame of the traceback is the model's (or the dataset's) code that the metric called.
+    An error raised by the core's own checks of the metric's result is the metric's."""
+    who = culprit(exc, [metric, *others]) or metric
+    return metric.origin if who is metric else f"{who.origin}, in metric {metric.name!r}"
 
 
 def estimate_notes(columns: Iterable[Column], row: Row) -> str:

@@ -29,6 +29,8 @@ class TrialOutcome:
     data: Data | None = None
     traceback: str = ""
     resumed_after: int = 0  # training resumed from a checkpoint saved after this epoch
+    # Each metric that raised: its traceback, headed by the plugin blamed (``metric_errors``).
+    metric_tracebacks: list[str] = field(default_factory=list)
 
 
 class SuiteObserver:
@@ -47,8 +49,30 @@ class SuiteObserver:
     - ``suite_finished(run)``: after the last trial, also when the run was interrupted
       (``run.interrupted``) or failed; ``run.rows`` are this invocation's rows.
 
-    An observer that raises from ``trial_finished`` loses its own record of that trial; the suite
-    goes on (see ``aebench.testing.check_observer``).
+    The factory, ``factory(suite, **settings)``, is called once per run, before the first trial.
+    Its parameters after ``suite`` are its settings, the suite's ``[observers.NAME]`` table
+    validated against the signature (as a model's parameters are), with defaults; every observer
+    also takes ``enabled`` (default true; false: the factory is not called). A factory declaring
+    ``enabled_by_default = False`` (a function or class attribute) is opt-in: called only where
+    the suite has its table. Returning None also keeps it out of the run. What ``suite`` offers,
+    and keeps stable:
+
+    - ``suite.name``: the ``[suite] name``;
+    - ``suite.path``: the suite file (``<dict>`` for a suite given as a dict);
+    - ``suite.trials``: every trial of the suite (``Trial``: ``id``, ``seed``, ``dataset``,
+      ``model``, ``regularizer``, ``train``, ``eval``, ``config()``, ``label()``); those left
+      to run come with ``suite_started``;
+    - ``suite.spec``: the validated file, read-only: ``spec.suite`` (``seeds``, ``device``,
+      ``isolate``, ...), ``spec.train``, ``spec.eval``, ``spec.references``, and
+      ``spec.observers`` (every observer's table as given);
+    - ``suite.output_dir()``: the suite's own results folder (``[suite] output``, else
+      ``results/<name>``). The run's folder may differ (``--output``): it is the ``output`` of
+      ``suite_started``, so write there, not from the factory.
+
+    Every event of every observer is guarded: one that raises is named on stderr with its plugin
+    and distribution, its traceback goes to ``aebench.log``, and it hears nothing more of the run
+    (the next run starts it again); the other observers, ``suite_finished`` included, and the run
+    go on (see ``aebench.testing.check_observer``).
     """
 
     def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:

@@ -1,15 +1,18 @@
 """The suite file: its sections as typed settings, and reading a file into them.
 
-``[suite]``, ``[train]`` (its optimizer, schedule, validation, annealing), ``[eval]``,
-``[tracking]`` and the plugin entries are one pydantic model each, with their defaults and
-bounds, written here once: training reads its ``TrainSection`` whole. A file that does not fit
-them is a ``SuiteError``, one line per mistake naming the file and the place; ``suite.py`` then
-checks the plugins it names and expands it into trials.
+``[suite]``, ``[train]`` (its optimizer, schedule, validation, annealing), ``[eval]`` and the
+plugin entries are one pydantic model each, with their defaults and bounds, written here once:
+training reads its ``TrainSection`` whole. A file that does not fit them is a ``SuiteError``, one
+line per mistake naming the file and the place; ``suite.py`` then checks the plugins it names and
+expands it into trials. The observers' tables (``[observers.NAME]``) are checked here against the
+observers' own signatures (``observer_settings``), for ``load_suite`` and ``build_observers`` alike.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import sys
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,8 +20,11 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from aebench.plugins.registry import Entry, Registry
 from aebench.results.references import Reference
+from aebench.run.search_space import SearchSection
 
+AUTO_COMPILE_STEPS = 200_000  # 2.5x the ~80,000 steps that repay compiling the VAE on a CPU
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a suite name becomes a folder: no '/', no '..'
 
 
@@ -157,12 +163,34 @@ class TrainSection(_Section):
     # Loss weights the model declares annealable (``annealed_weights``), warmed up from 0.
     anneal: dict[str, AnnealSection] = {}
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass and losses
-    compile: bool = False  # torch.compile the forward pass and losses
+    # torch.compile the forward pass and losses; "auto": for trials of AUTO_COMPILE_STEPS steps
+    # or more, which repay its 5-25 s of compiling (issue 33, one CPU thread, Burda's MLPs at
+    # batches of 20: 1.10x the steps/s of the VAE, 1.13x the IWAE's, 1.02x the AE's). A trial
+    # keeps "auto" as None, so that the results table's train.compile column stays boolean.
+    compile: bool | Literal["auto"] | None = False
     # Save a checkpoint every N epochs (None: about once a minute) to resume a killed trial.
     # It does not change what is trained, so it is not part of the trial's identity.
     checkpoint_every: Annotated[int, Field(ge=1)] | None = None
+    # "auto": trials that differ only in their seed train together as one stacked model
+    # (aebench.run.stacked), each with its own optimizer state, batches and row; the same
+    # distribution of results, not the same numbers as alone. Off (false) by default: a stacked
+    # trial's numbers depend on the trials it was grouped with. Not part of the trial's identity.
+    # false is kept as "off": one type in the results table's column (parquet needs one).
+    stack: Annotated[
+        Literal["auto", "off"], pydantic.BeforeValidator(lambda v: "off" if v is False else v)
+    ] = "off"
     # Swept settings: every combination is a training protocol of its own (``lr = [1e-3, 1e-4]``).
     grid: dict[str, list[Any]] = {}
+
+    @pydantic.field_serializer("compile")
+    def _compile_cell(self, value: bool | str | None) -> bool | None:
+        return None if value == "auto" else value  # type: ignore[return-value]
+
+    def compiles(self, n_train: int) -> bool:
+        """Whether training runs through torch.compile: ``compile``, "auto" by the step count."""
+        if isinstance(self.compile, bool):
+            return self.compile
+        return self.epochs * -(-n_train // self.batch_size) >= AUTO_COMPILE_STEPS
 
 
 class EvalSection(_Section):
@@ -175,7 +203,9 @@ class EvalSection(_Section):
 
 
 class TrackingSection(_Section):
-    enabled: bool = True  # record to MLflow
+    """The MLflow observer's settings (``[observers.mlflow]``, once ``[tracking]``), as its
+    ``MlflowTracker`` reads them; switching it off is the ``enabled`` key every observer has."""
+
     uri: str | None = None  # MLflow tracking URI; None: $MLFLOW_TRACKING_URI or results/mlflow.db
     log_model: bool = False  # save each trained model's state_dict as an artifact
     experiment: str | None = None  # MLflow experiment; None: the suite's name (and folder)
@@ -185,13 +215,18 @@ class PluginEntry(_Section):
     plugin: str
     params: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
+    # Parameters tuned by the [search] (aebench.run.search_space): name -> space.
+    search: dict[str, Any] = {}
 
 
 class SuiteFile(_Section):
     suite: SuiteSection
     train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
-    tracking: TrackingSection = TrackingSection()
+    # [observers.NAME]: an observer's settings, checked against its factory's signature, and
+    # ``enabled`` (``observer_settings``).
+    observers: dict[str, dict[str, Any]] = {}
+    tracking: dict[str, Any] | None = None  # deprecated: read as [observers.mlflow]
     datasets: Annotated[list[PluginEntry], Field(min_length=1)]
     models: Annotated[list[PluginEntry], Field(min_length=1)]
     # None: the regularizer a plugin declares the default (``Regularizer.default``), which
@@ -199,6 +234,8 @@ class SuiteFile(_Section):
     regularizers: Annotated[list[PluginEntry], Field(min_length=1)] | None = None
     # Published values the report sets ours beside (aebench.references): saved with the results.
     references: list[Reference] = []
+    # Every configuration tuned with the same budget, on validation (aebench.run.search).
+    search: SearchSection | None = None
 
 
 def place_of(loc: tuple[Any, ...]) -> str:
@@ -257,3 +294,89 @@ def read_suite_file(path: Path) -> SuiteFile:
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: invalid TOML: {exc}") from None
     return validate_suite(path, raw)
+
+
+ENABLED = "enabled"  # the key every observer's table has: false switches it off
+LEGACY_TRACKING = "tracking"  # the deprecated [tracking]: MLflow's settings, when it is installed
+
+
+def observer_tables(spec: SuiteFile) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each observer's table as the suite gives it, with its place there: ``[observers.NAME]``,
+    and the deprecated ``[tracking]`` as MLflow's (``observer_settings`` refuses both at once)."""
+    tables = {name: (f"observers.{name}", table) for name, table in spec.observers.items()}
+    if spec.tracking is not None and "mlflow" not in tables:
+        tables["mlflow"] = (LEGACY_TRACKING, spec.tracking)
+    return tables
+
+
+def observer_settings(
+    spec: SuiteFile, registry: Registry, problems: Problems
+) -> dict[str, dict[str, Any]]:
+    """The observers that run with this suite, by name, each with the keyword arguments its
+    factory is called with after the suite (its defaults filled in), in registration order.
+
+    An observer's table is validated against its factory's signature (the registry entry's
+    ``params``), plus ``enabled`` (a bool, default true) that any observer takes: false switches
+    it off. A factory that declares ``enabled_by_default = False`` (a function or class attribute:
+    an observer that needs an account, say) runs only where the suite has its table. Mistakes go
+    to ``problems`` with their place (``observers.mlflow.uri``). An unknown observer is one too,
+    but for a table that switches off one not installed here (a suite shared with machines
+    without that plugin; unless the name is near an installed one's: a typo), and for the
+    deprecated ``[tracking]`` without MLflow installed (it never asked for MLflow)."""
+    if spec.tracking is not None and "mlflow" in spec.observers:
+        problems.add(LEGACY_TRACKING, "give [observers.mlflow] alone ([tracking] is deprecated)")
+    tables = observer_tables(spec)
+    for name, (place, table) in tables.items():
+        if name in registry or place == LEGACY_TRACKING:
+            continue
+        near = difflib.get_close_matches(name, registry.names(), n=1, cutoff=0.5)
+        if table.get(ENABLED) is False and not near:
+            continue  # nothing to switch off here
+        try:
+            registry.get(name)
+        except LookupError as exc:
+            problems.add(place, exc.args[0])
+    running: dict[str, dict[str, Any] | None] = {}
+    for entry in registry.in_order():
+        if entry.name not in tables:
+            if getattr(entry.factory, "enabled_by_default", True) is not False:
+                running[entry.name] = _settings(entry, f"observers.{entry.name}", {}, problems)
+            continue
+        place, table = tables[entry.name]
+        given = dict(table)
+        enabled = given.pop(ENABLED, True)
+        if not isinstance(enabled, bool):
+            problems.add(f"{place}.{ENABLED}", "Input should be a valid boolean (true or false)")
+        settings = _settings(entry, place, given, problems, needed=enabled is not False)
+        if enabled is True:
+            running[entry.name] = settings
+    return {name: kwargs for name, kwargs in running.items() if kwargs is not None}
+
+
+def _settings(
+    entry: Entry, place: str, given: dict[str, Any], problems: Problems, needed: bool = True
+) -> dict[str, Any] | None:
+    """``given`` validated against the observer's signature; None where it does not fit. A
+    switched-off observer (not ``needed``) may leave out what it requires."""
+    try:
+        return entry.params.model_validate(given).model_dump()
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            if error["type"] == "missing" and not needed:
+                continue
+            loc = tuple(error["loc"])
+            name = str(loc[0]) if loc else ""
+            if error["type"] == "extra_forbidden":
+                takes = ", ".join([*entry.params.model_fields, ENABLED])
+                what = f"observer {entry.name!r} takes no setting {name!r} (it takes: {takes})"
+            else:
+                what = explain(error)
+            problems.add(f"{place}.{place_of(loc)}" if loc else place, what)
+    return None
+
+
+def warn_deprecated(path: Path, spec: SuiteFile) -> None:
+    """One line on stderr for the old ``[tracking]``, read as ``[observers.mlflow]``."""
+    if spec.tracking is not None:
+        message = f"{path}: [tracking] is deprecated; write [observers.mlflow]"
+        print(f"aebench: warning: {message}", file=sys.stderr)

@@ -20,7 +20,7 @@ import pydantic
 from aebench.contract.columns import declared
 from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Registry
-from aebench.results.paths import sqlite_file, suite_place_problem, writable_place_problem
+from aebench.results.paths import suite_place_problem, writable_place_problem
 from aebench.results.references import check_references
 from aebench.run.sections import (
     CosineSchedule,
@@ -29,14 +29,16 @@ from aebench.run.sections import (
     Problems,
     explain,
     grid_place,
+    observer_settings,
     place_of,
     read_suite_file,
     validate_suite,
+    warn_deprecated,
 )
 from aebench.run.sections import EvalSection as EvalSection
 from aebench.run.sections import SuiteError as SuiteError
 from aebench.run.sections import SuiteFile as SuiteFile
-from aebench.run.sections import TrackingSection as TrackingSection
+from aebench.run.sections import TrackingSection as TrackingSection  # MLflow's settings
 from aebench.run.sections import TrainSection as TrainSection
 
 # ``X as X``: defined in aebench.run.sections, and imported from here by other modules too.
@@ -116,7 +118,7 @@ class Trial:
 
 
 # Training settings that do not change the trained model.
-NOT_TRAINING = frozenset({"checkpoint_every"})
+NOT_TRAINING = frozenset({"checkpoint_every", "stack"})
 
 
 def _digest(value: Any) -> str:
@@ -348,13 +350,10 @@ def _check_schedule(train: TrainSection, problems: Problems) -> bool:
 
 def _check_places(spec: SuiteFile, problems: Problems) -> None:
     """Where the file says to write (``aebench.paths``): its results folder inside the working
-    directory (a suite from elsewhere cannot scatter results around it), and its SQLite store
-    anywhere but in a system folder (a team's shared store may live elsewhere)."""
+    directory (a suite from elsewhere cannot scatter results around it). An observer checks its
+    own places in its settings' types (MLflow's SQLite store: anywhere but a system folder)."""
     if spec.suite.output is not None and (why := suite_place_problem(spec.suite.output)):
         problems.add("suite.output", why)
-    database = sqlite_file(spec.tracking.uri or "")
-    if database is not None and (why := writable_place_problem(database)):
-        problems.add("tracking.uri", why)
 
 
 def _with_default_regularizer(spec: SuiteFile, registry: Registry, problems: Problems) -> SuiteFile:
@@ -389,6 +388,7 @@ def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
         spec = read_suite_file(path)
     problems = Problems(path)  # every mistake below is reported, all at once
     _check_places(spec, problems)
+    observer_settings(spec, plugins.observers, problems)  # [observers.NAME] and [tracking]
     evaluation = resolve_eval(path, spec.eval, plugins.metrics, problems)
     if len(set(spec.suite.seeds)) != len(spec.suite.seeds):
         problems.add("suite.seeds", "a seed is listed twice")
@@ -424,4 +424,5 @@ def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
         spec.references, [t.config() for t in trials], declared(selected), problems.add
     )
     problems.raise_any()
+    warn_deprecated(path, spec)  # once the suite is valid: a bad one is its error lines alone
     return Suite(path, spec, trials)

@@ -29,7 +29,7 @@ from aebench.contract.model import ModelOutput, Regularizer
 from aebench.estimators.precision import PRECISIONS, Precision
 from aebench.estimators.precision import autocast as precision_autocast
 from aebench.results.trials import LOSS_CURVES
-from aebench.run import stopping
+from aebench.run import epoch_reports, stopping
 from aebench.run.auxiliary import (
     AUXILIARY_CURVE,
     AuxiliaryStep,
@@ -212,6 +212,7 @@ class Training:
         self.settings, self.generator, self.val = settings, generator, val
         self.checkpoints = checkpoints
         self.device = device = data.train.x.device
+        self.tf32 = torch.backends.cuda.matmul.allow_tf32  # given back in finish: metrics in fp32
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for float32 matmuls
             torch.cuda.reset_peak_memory_stats(device)
@@ -219,7 +220,8 @@ class Training:
         self.scheduler = make_schedule(self.optimizer, settings)
         keep = None if self.auxiliary is None else self.auxiliary.keep
         objective = make_objective(model, regularizer, device, settings.precision, keep=keep)
-        self.objective = torch.compile(objective) if settings.compile else objective
+        compiled = settings.compiles(len(data.train))
+        self.objective = torch.compile(objective) if compiled else objective
         rule = settings.early_stopping
         self.watch = EarlyStopping(rule.patience, rule.min_delta) if rule else EarlyStopping()
         self.n = len(data.train)
@@ -330,6 +332,7 @@ class Training:
         stop = False
         if val_loss is not None:
             self.result.curves["val_loss"].append(val_loss)
+            epoch_reports.report(epoch, val_loss)  # a search's pruner listens
             keep = self.settings.restore_best
             stop = self.watch.update(epoch, val_loss, self.model, keep_weights=keep)
         if isinstance(self.scheduler, ReduceLROnPlateau):  # the rate of the next epoch
@@ -369,6 +372,7 @@ class Training:
         if result.diverged_at is None and hasattr(model, "fit_ex_post"):
             fit_ex_post(model, self.data, self.generator)
         if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
             result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
         if self.timed_s > 0:
             result.samples_per_s = self.timed_samples / self.timed_s
@@ -411,7 +415,10 @@ def _restore(
 ) -> None:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
+    if state["generator"].numel() == generator.get_state().numel():
+        generator.set_state(state["generator"])
+    else:  # saved on another kind of device, whose stream cannot carry over: a seeded new one
+        generator.manual_seed(generator.initial_seed() + state["epoch"])
     torch.set_rng_state(state["torch_rng"])
     if device.type == "cuda" and "cuda_rng" in state:
         torch.cuda.set_rng_state(state["cuda_rng"], device)

@@ -27,7 +27,7 @@ from aebench.run.measure import TRAINING_COLUMNS, measure_all
 from aebench.run.observing import Row, TrialOutcome
 from aebench.run.plan import wrong_kind
 from aebench.run.suite import Trial
-from aebench.run.train import train_model
+from aebench.run.train import TrainResult, train_model
 from aebench.run.validation import hold_out
 
 log = logging.getLogger("aebench")
@@ -186,6 +186,21 @@ def _train_and_measure(
         checkpoints=checkpoints,
         val=val,
     )
+    return trained_row(trial, plugins, model, data, device, result, outcome)
+
+
+def trained_row(
+    trial: Trial,
+    plugins: Plugins,
+    model: nn.Module,
+    data: Data,
+    device: torch.device,
+    result: TrainResult,
+    outcome: TrialOutcome,
+) -> Row:
+    """What a trained model's row adds to ``base_row``: its training columns and, unless it
+    diverged, its health warnings and metrics (``model`` is measured in eval mode). Trials
+    trained together (``aebench.run.stacked``) each come here with their own rebuilt model."""
     outcome.curves, outcome.resumed_after = result.curves, result.resumed_after
     row: Row = {
         "train_s": result.train_s,
@@ -203,7 +218,7 @@ def _train_and_measure(
     outcome.model = model
     model.eval()
     row["warnings"] = "; ".join(health_warnings(model, data, result.curves))
-    return row | measure_all(trial, plugins, model, data, device, row)
+    return row | measure_all(trial, plugins, model, data, device, row, outcome.metric_tracebacks)
 
 
 def kept_model(
@@ -237,7 +252,7 @@ def evaluate_trial(
     try:
         model, data = kept_model(trial, plugins, device, cache, output)
         outcome.model, outcome.data = model, data
-        row |= measure_all(trial, plugins, model, data, device, row)
+        row |= measure_all(trial, plugins, model, data, device, row, outcome.metric_tracebacks)
     except Exception as exc:  # a kept model that cannot be measured: retrained next time
         row["status"] = "failed"
         row["reason"] = failure_reason(exc, suspects)

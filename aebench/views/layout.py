@@ -16,7 +16,7 @@ from pandas.api.types import is_numeric_dtype
 
 from aebench.contract.columns import Vocabulary
 from aebench.results.rows import label
-from aebench.results.table import PARQUET
+from aebench.results.table import PARQUET, read_load_errors
 from aebench.views.across import across_blocks
 from aebench.views.blocks import Block, Heading, Paragraph, Table
 from aebench.views.cells import arrow, format_number, interval_cell
@@ -35,6 +35,8 @@ from aebench.views.ranking import (
     verdict_text,
 )
 from aebench.views.reproduction import reproduction_blocks
+
+SEARCH_REPORT = "search.md"  # written beside the table by a suite's [search]
 
 
 def _tip(metric: str, vocabulary: Vocabulary) -> str:
@@ -214,6 +216,28 @@ def _problem_blocks(table: pd.DataFrame) -> list[Block]:
     return [Heading(2, "Failed, skipped and diverged trials"), Table(header, rows, numbers=False)]
 
 
+def _tuning_blocks(folder: Path, table: pd.DataFrame) -> list[Block]:
+    """How the configurations were tuned ([search]): the budget each got, the same for all or
+    flagged, with the search's own report beside."""
+    if "search_trials" not in table or table["search_trials"].isna().all():
+        return []
+    per_configuration = table.groupby(["dataset", "model", "regularizer"])["search_trials"].max()
+    budgets = sorted({int(n) for n in per_configuration.dropna()})
+    has_report = (folder / SEARCH_REPORT).is_file()
+    where = f" (histories and parameter importances: {SEARCH_REPORT})" if has_report else ""
+    if len(budgets) == 1 and not per_configuration.isna().any():
+        return [Paragraph(f"Tuned with {budgets[0]} trials each on validation{where}.")]
+    spread = ", ".join(str(n) for n in budgets) + " trials"
+    if per_configuration.isna().any():
+        spread += "; some not tuned"
+    return [
+        Paragraph(
+            f"⚠ Tuned on validation with different budgets ({spread}): the comparison is not"
+            f" between equally tuned configurations{where}."
+        )
+    ]
+
+
 def report_blocks(
     folder: Path, table: pd.DataFrame, vocabulary: Vocabulary | None = None
 ) -> list[Block]:
@@ -227,6 +251,9 @@ def report_blocks(
             f"built {datetime.now().isoformat(timespec='seconds')}."
         ),
     ]
+    # What the installed plugins' load problems took out of the last run (or will, deprecated).
+    blocks += [Paragraph(f"⚠ plugin problem: {line}") for line in read_load_errors(folder)]
+    blocks += _tuning_blocks(folder, table)
     blocks += reproduction_blocks(folder, table, vocabulary)
     table = with_notes(table, vocabulary)
     for dataset in sorted(table["dataset"].dropna().unique()):

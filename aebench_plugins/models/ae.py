@@ -78,6 +78,8 @@ class CodeAutoencoder(nn.Module):
 class AE(CodeAutoencoder):
     """MLP autoencoder: hidden layers, a code of latent_dim units (may exceed the input size)."""
 
+    stackable: ClassVar[bool] = True  # seeds may train as one stacked model (vmap-able)
+
     def __init__(
         self,
         info: DataInfo,

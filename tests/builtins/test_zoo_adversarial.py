@@ -293,7 +293,7 @@ def test_a_third_party_adversarial_model_trains_through_the_public_contract(tmp_
     )
     suite = {
         "suite": {"name": "adversarial", "seeds": [0], "device": "cpu"},
-        "tracking": {"enabled": False},
+        "observers": {"mlflow": {"enabled": False}},
         "train": {"epochs": 2, "batch_size": 128},
         "eval": {"metrics": ["recon_mse"]},
         "datasets": [{"plugin": "digits"}],

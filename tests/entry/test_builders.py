@@ -15,7 +15,8 @@ from aebench.run.suite import load_suite
 
 
 def test_the_built_tiny_suite_has_the_trials_of_the_written_one(plugins, write_suite) -> None:
-    written = load_suite(write_suite(TINY_SUITE + "\n[tracking]\nenabled = false\n"), plugins)
+    off = "\n[observers.mlflow]\nenabled = false\n"
+    written = load_suite(write_suite(TINY_SUITE + off), plugins)
     built = load_suite(build_tiny_suite(), plugins)
     assert [t.id for t in built.trials] == [t.id for t in written.trials]
     assert len(built.trials) == 4

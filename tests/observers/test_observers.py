@@ -23,7 +23,7 @@ batch_size = 256
 [eval]
 metrics = ["recon_mse"]
 
-[tracking]
+[observers.mlflow]
 uri = "{uri}"
 experiment = "observed"  # its output is not the suite's own folder
 

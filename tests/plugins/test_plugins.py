@@ -5,7 +5,6 @@ import math
 import sys
 import types
 
-import pytest
 import torch
 
 from aebench import ModelOutput, hookimpl
@@ -126,13 +125,14 @@ def test_a_blocked_plugin_is_not_even_imported(monkeypatch):
     assert not [e for e in plugins.errors if e.distribution == "aebench-thirdparty"]
 
 
-def test_a_duplicate_name_is_an_error_naming_both_plugins():
+def test_a_duplicate_name_names_both_plugins_and_the_built_in_is_kept():
     class Clash:
         @hookimpl
         def aebench_register_models(self, register):
             register("ae", ThirdParty.Tiny)
 
     plugins = load_plugins(extra=[Clash()])
-    assert any("'Clash' and 'aebench.models'" in e.error for e in plugins.errors)
-    with pytest.raises(LookupError, match="registered by both"):
-        plugins.models.get("ae")
+    [error] = plugins.errors
+    assert (error.plugin, error.problem) == ("Clash", "collision")
+    assert "'aebench.models' and 'Clash': dropped from 'Clash'" in error.error
+    assert plugins.models.get("ae").plugin == "aebench.models"

@@ -30,14 +30,22 @@ def test_unknown_name_suggests_the_nearest():
         registry.get("vea")
 
 
-def test_duplicate_name_names_both_plugins_and_stays_unusable():
+def other_factory():
+    """Another factory, registered under a name already taken."""
+
+
+def test_a_duplicate_name_names_both_plugins_and_the_first_registration_stays():
     registry = Registry("model")
     registry.register("vae", factory, plugin="first")
-    with pytest.raises(DuplicateNameError, match="'first' and 'second'"):
-        registry.register("vae", factory, plugin="second")
-    with pytest.raises(DuplicateNameError, match="'first' and 'second'"):
-        registry.get("vae")
-    assert "vae" not in registry
+    with pytest.raises(DuplicateNameError) as info:
+        registry.register("vae", other_factory, plugin="second")
+    assert str(info.value) == (
+        "model 'vae' is registered by both 'first' and 'second':"
+        " dropped from 'second' (the later), kept from 'first'"
+    )
+    entry = registry.get("vae")
+    assert (entry.factory, entry.plugin) == (factory, "first")
+    assert registry.names() == ["vae"]
 
 
 def test_params_come_from_the_signature():

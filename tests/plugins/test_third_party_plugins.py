@@ -42,7 +42,7 @@ batch_size = 128
 metrics = ["code_spread", "recon_mse"]
 {eval}
 
-[tracking]
+[observers.mlflow]
 enabled = false
 
 [[datasets]]
@@ -198,7 +198,11 @@ def test_a_package_that_fails_to_import(tmp_path, monkeypatch, capsys, write_sui
 
     suite = write_suite(SUITE.format(eval="").replace('"digits"', '"faraway"'))
     assert main(["run", str(suite)]) == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
+    warning, line = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith(
+        "aebench: warning: plugin 'aebench_missing_dep.aebench_missing_dep'"
+        " (aebench_missing_dep) failed to load: ModuleNotFoundError: "
+    )
     assert "datasets[0].plugin: unknown dataset 'faraway'" in line
     assert "aebench_missing_dep: ModuleNotFoundError: No module named" in line
 

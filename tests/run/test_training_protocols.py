@@ -32,7 +32,7 @@ batch_size = 256
 [eval]
 metrics = ["recon_mse"]
 
-[tracking]
+[observers.mlflow]
 enabled = false
 
 [[datasets]]

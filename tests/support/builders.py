@@ -58,7 +58,7 @@ def build_suite(
         "suite": {"name": name, "device": "cpu", **settings},
         "train": {"epochs": epochs, "batch_size": batch_size, **(train or {})},
         "eval": {"metrics": None if metrics is None else list(metrics), **(eval or {})},
-        "tracking": tracking or {"enabled": False},
+        "observers": {"mlflow": tracking or {"enabled": False}},
     }
     tables = {
         key: {k: v for k, v in table.items() if v is not None} for key, table in tables.items()

@@ -63,12 +63,13 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = QUICK.read_text(encoding="utf-8")
     epochs = tomllib.loads(text)["train"]["epochs"]
     text = text.replace(f"epochs = {epochs}\n", f"epochs = {EPOCHS}\n", 1)
-    if "[tracking]" in text:  # MLflow off: the page is what is tested
-        text = text.replace("[tracking]\n", "[tracking]\nenabled = false\n", 1)
+    if "[observers.mlflow]" in text:  # MLflow off: the page is what is tested
+        text = text.replace("[observers.mlflow]\n", "[observers.mlflow]\nenabled = false\n", 1)
     else:
-        text += "\n[tracking]\nenabled = false\n"
+        text += "\n[observers.mlflow]\nenabled = false\n"
     parsed = tomllib.loads(text)
-    assert parsed["train"]["epochs"] == EPOCHS and parsed["tracking"]["enabled"] is False
+    mlflow = parsed["observers"]["mlflow"]
+    assert parsed["train"]["epochs"] == EPOCHS and mlflow["enabled"] is False
     suite = folder / "quick.toml"
     suite.write_text(text, encoding="utf-8")
     assert main(["run", str(suite), "--output", str(folder / "out")]) == 0

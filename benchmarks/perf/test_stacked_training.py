@@ -1,0 +1,129 @@
+"""Trials trained together (``[train] stack = "auto"``, aebench.run.stacked) against the same
+trials one after another, on the Burda et al. 2015 one-layer VAE (784-200-200-50 tanh, batches of
+20, Adam beta1 = 0.99, dynamic binarisation); and that one trial through aebench against a bare
+loop with the same fused Adam.
+
+Samples/s are every trial's training samples over the wall time; the fraction of the roofline
+is the training FLOP/s over a large float32 matmul's on one thread, measured in the same run.
+Rounds alternate the contenders, so that both see the same machine load; ratios are medians of
+the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+
+import torch
+from workloads import SMOKE, SUMMARY, bare_epoch, build_model, mnist_like, timed
+from workloads import train_flops_per_sample as flops_per_sample
+
+from aebench import Data
+from aebench.plugins.manager import Plugins
+from aebench.run.sections import TrainSection
+from aebench.run.stacked import Prepared, train_together
+from aebench.run.train import train_model
+
+SEEDS = 8
+N_TRAIN = 160 if SMOKE else 400  # samples per trial per epoch
+ROUNDS = 1 if SMOKE else 3
+ROOFLINE_N = 256 if SMOKE else 1024
+BURDA = {"latent_dim": 50, "hidden": [200, 200], "activation": "tanh"}
+SETTINGS = TrainSection(epochs=1, batch_size=20, lr=1e-3, betas=[0.99, 0.999], eps=1e-4)
+
+
+def binarised_dynamically(n: int) -> Data:
+    """MNIST-shaped grey images, each batch a fresh Bernoulli draw of its pixels."""
+    data = mnist_like(n, 8)
+    return replace(data, batch_transform=lambda x, g: torch.bernoulli(x, generator=g))
+
+
+def single_thread_roofline(n: int = ROOFLINE_N, repeats: int = 5) -> float:
+    """FLOP/s of an n x n float32 matmul on one thread, best of ``repeats``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.rand(n, n), torch.rand(n, n)
+        a @ b
+        return 2 * n**3 / min(timed(lambda: a @ b) for _ in range(repeats))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_seeds_stacked_against_separate(benchmark, plugins: Plugins) -> None:
+    data = binarised_dynamically(N_TRAIN)
+    models = [build_model(plugins, "vae", data.info, seed=s, **BURDA) for s in range(SEEDS)]
+    regularizer = plugins.regularizers.get("none").factory()
+    generators = [torch.Generator().manual_seed(s) for s in range(SEEDS)]
+    group = [
+        Prepared(None, m, regularizer, data, g)  # type: ignore[arg-type]
+        for m, g in zip(models, generators, strict=True)
+    ]
+
+    def stacked_epoch() -> None:
+        train_together(group, SETTINGS)
+
+    def separate_epochs() -> None:
+        for model, generator in zip(models, generators, strict=True):
+            train_model(model, regularizer, data, SETTINGS, generator=generator)
+
+    times: dict[str, list[float]] = {"stacked": [], "separate": []}
+    stacked_epoch(), separate_epochs()  # warm-up
+
+    def separate() -> None:
+        times["separate"].append(timed(separate_epochs))
+
+    def stacked() -> None:
+        times["stacked"].append(timed(stacked_epoch))
+
+    benchmark.pedantic(stacked, setup=separate, rounds=ROUNDS)
+    speedup = statistics.median(
+        s / t for s, t in zip(times["separate"], times["stacked"], strict=True)
+    )
+    per_s = {k: SEEDS * N_TRAIN / statistics.median(v) for k, v in times.items()}
+    flops = flops_per_sample(models[0], data.train.x[:20])
+    roofline = single_thread_roofline()
+    fraction = {k: flops * v / roofline for k, v in per_s.items()}
+    benchmark.extra_info.update(
+        {"samples_per_s": per_s, "speedup": speedup, "fraction_of_roofline": fraction}
+    )
+    SUMMARY.append(
+        f"{SEEDS} Burda VAE seeds, batch 20, {torch.get_num_threads()} threads: samples/s stacked"
+        f" {per_s['stacked']:.0f}, separate {per_s['separate']:.0f} (speedup {speedup:.2f}x,"
+        f" target 3x); of the 1-thread matmul roofline ({roofline / 1e9:.0f} GFLOP/s):"
+        f" {fraction['stacked']:.1%} stacked, {fraction['separate']:.1%} separate"
+    )
+
+
+def test_one_trial_against_a_bare_loop(benchmark, plugins: Plugins) -> None:
+    data = mnist_like(N_TRAIN, 8, binary=True)  # the bare loop has no batch_transform
+    model = build_model(plugins, "vae", data.info, **BURDA)
+    regularizer = plugins.regularizers.get("none").factory()
+    generator = torch.Generator().manual_seed(0)
+    x = data.train.x
+
+    def aebench_epoch() -> None:
+        train_model(model, regularizer, data, SETTINGS, generator=generator)
+
+    def bare() -> None:
+        bare_epoch(model, x, batch_size=20, lr=SETTINGS.lr, generator=generator, fused=True)
+
+    times: dict[str, list[float]] = {"aebench": [], "bare": []}
+    aebench_epoch(), bare()  # warm-up
+    benchmark.pedantic(
+        lambda: times["aebench"].append(timed(aebench_epoch)),
+        setup=lambda: times["bare"].append(timed(bare)),
+        rounds=ROUNDS,
+    )
+    ratio = statistics.median(b / a for a, b in zip(times["aebench"], times["bare"], strict=True))
+    per_s = {k: N_TRAIN / statistics.median(v) for k, v in times.items()}
+    flops = flops_per_sample(model, x[:20])
+    roofline = single_thread_roofline()
+    fraction = {k: flops * v / roofline for k, v in per_s.items()}
+    benchmark.extra_info.update({"samples_per_s": per_s, "speed_vs_bare": ratio})
+    SUMMARY.append(
+        f"one Burda VAE trial, batch 20, {torch.get_num_threads()} threads: samples/s aebench"
+        f" {per_s['aebench']:.0f}, bare fused-Adam loop {per_s['bare']:.0f} (aebench at"
+        f" {ratio:.2f}x the bare loop's speed, target 1.0x); of the 1-thread matmul roofline:"
+        f" {fraction['aebench']:.1%} aebench, {fraction['bare']:.1%} bare"
+    )
