@@ -196,11 +196,19 @@ def _measured_inputs(context: MetricContext, split: SplitName, inputs: int) -> T
 
 
 def _active_per_dimension(
-    context: MetricContext, samples: int, split: SplitName, inputs: int
+    context: MetricContext, samples: int, split: SplitName, inputs: int, binarize: bool = False
 ) -> Tensor:
-    """Whether each latent dimension is active: Var_x(E_q[z_d|x]) > 0.01 over the inputs."""
+    """Whether each latent dimension is active: Var_x(E_q[z_d|x]) > 0.01 over the inputs.
+
+    ``binarize``: each input's pixels are first drawn as Bernoulli(grey level), seeded, as the
+    code of Burda et al. (2015) counts on a dynamic binarisation of its 500 training images (the
+    grey levels' own posterior means vary less than those of binary draws)."""
     x = _measured_inputs(context, split, inputs)
+    if binarize and context.data.info.kind == "real":
+        raise NotApplicable("binarize draws pixels as Bernoulli(x): it needs data in [0, 1]")
     with estimators.seeded(context.generator):
+        if binarize:
+            x = torch.bernoulli(x.float())
         variance = posterior_mean_variance(context.model, x, samples)
     return variance > estimators.ACTIVE_UNIT_THRESHOLD
 
@@ -211,6 +219,7 @@ def active_units(
     samples: MeanSamples = MEAN_SAMPLES,
     split: SplitName = "test",
     inputs: Inputs = 0,
+    binarize: bool = False,
 ) -> dict[str, float]:
     """Active latent units, all layers together (latent-variable models only; else NaN).
 
@@ -219,8 +228,10 @@ def active_units(
     training images: ``split = "train"``, ``inputs = 500``). Where the posterior's mean has no
     closed form (a flow, a hierarchy's upper layer) it is estimated from ``samples`` draws per
     input (``[eval.active_units] samples``), the draws' own error taken out of the variance.
+    ``binarize = true`` counts on a seeded Bernoulli draw of each input's pixels instead of its
+    grey levels, as the paper's code does (data in [0, 1] only; else NaN).
     """
-    active = _active_per_dimension(context, samples, split, inputs)
+    active = _active_per_dimension(context, samples, split, inputs, binarize)
     return {"active_units": float(active.sum())}
 
 
@@ -230,6 +241,7 @@ def active_units_by_layer(
     samples: MeanSamples = MEAN_SAMPLES,
     split: SplitName = "test",
     inputs: Inputs = 0,
+    binarize: bool = False,
 ) -> dict[str, float]:
     """Active units of the first and second latent layer (hierarchies: latent_layers; else NaN).
 
@@ -244,7 +256,7 @@ def active_units_by_layer(
     layers = list(latent_layer_slices(context.model, code_size).values())
     if len(layers) < 2:
         raise NotApplicable("the model has one latent layer (it declares no latent_layers)")
-    active = _active_per_dimension(context, samples, split, inputs)
+    active = _active_per_dimension(context, samples, split, inputs, binarize)
     return {
         "active_units_layer1": float(active[layers[0]].sum()),
         "active_units_layer2": float(active[layers[1]].sum()),

@@ -19,6 +19,7 @@ from aebench_plugins.models.networks import (
     Activation,
     ConvDecoder,
     ConvEncoder,
+    Init,
     MLPDecoder,
     MLPEncoder,
     require_image,
@@ -41,11 +42,12 @@ def mlp_networks(
     latent_dim: int,
     out_shape: tuple[int, ...],
     activation: Activation = "relu",
+    init: Init = "default",
 ) -> tuple[nn.Module, nn.Module]:
     """An MLP encoder through ``widths`` and a decoder through them reversed, ``activation``
-    between the layers."""
-    encoder = MLPEncoder(shape, widths, code_size, activation)
-    return encoder, MLPDecoder(latent_dim, list(reversed(widths)), out_shape, activation)
+    between the layers, their weights initialised as ``init`` says."""
+    encoder = MLPEncoder(shape, widths, code_size, activation, init)
+    return encoder, MLPDecoder(latent_dim, list(reversed(widths)), out_shape, activation, init)
 
 
 def conv_networks(

@@ -24,7 +24,7 @@ from torch.distributions import Distribution, Normal, constraints
 
 from aebench import DataInfo, ModelOutput
 from aebench_plugins.models.architectures import mlp_networks
-from aebench_plugins.models.networks import Activation, mlp
+from aebench_plugins.models.networks import Activation, Init, mlp
 from aebench_plugins.models.registry import register_model
 from aebench_plugins.models.schema import Beta, LikelihoodName, Samples, Sigma, Widths
 from aebench_plugins.models.vae import GaussianVAE, OutputBias
@@ -89,10 +89,15 @@ class _GaussianHead(nn.Module):
     """An MLP (in -> hidden -> 2 * out) read as a diagonal Gaussian's mean and std."""
 
     def __init__(
-        self, in_dim: int, hidden: list[int], out_dim: int, activation: Activation = "relu"
+        self,
+        in_dim: int,
+        hidden: list[int],
+        out_dim: int,
+        activation: Activation = "relu",
+        init: Init = "default",
     ) -> None:
         super().__init__()
-        self.net = mlp([in_dim, *hidden, 2 * out_dim], activation)
+        self.net = mlp([in_dim, *hidden, 2 * out_dim], activation, init)
 
     def forward(self, condition: Tensor) -> tuple[Tensor, Tensor]:
         mean, logvar = self.net(condition).chunk(2, dim=-1)
@@ -130,6 +135,7 @@ class TwoLayerVAE(GaussianVAE):
         mc_samples: Samples = 1,
         activation: Activation = "relu",
         output_bias: OutputBias = "default",
+        init: Init = "default",
     ) -> None:
         name = self.model_name
         top = max(1, latent_dim // 3) if top_dim is None else top_dim
@@ -139,7 +145,7 @@ class TwoLayerVAE(GaussianVAE):
         shape = data_decoder_shape(name, likelihood, info)
         super().__init__(
             info,
-            *mlp_networks(name, info.shape, hidden, 2 * bottom, bottom, shape, activation),
+            *mlp_networks(name, info.shape, hidden, 2 * bottom, bottom, shape, activation, init),
             name=name,
             latent_dim=latent_dim,
             likelihood=likelihood,
@@ -151,8 +157,8 @@ class TwoLayerVAE(GaussianVAE):
         self.bottom_dim, self.top_dim = bottom, top
         # the hierarchy in the flat code z = (z1, z2), the layer nearest the data first
         self.latent_layers = {"z1": bottom, "z2": top}
-        self.q_top = _GaussianHead(bottom, list(top_hidden), top, activation)  # q(z2|z1)
-        self.p_bottom = _GaussianHead(top, list(reversed(top_hidden)), bottom, activation)
+        self.q_top = _GaussianHead(bottom, list(top_hidden), top, activation, init)  # q(z2|z1)
+        self.p_bottom = _GaussianHead(top, list(reversed(top_hidden)), bottom, activation, init)
         self.register_buffer("_top_origin", torch.zeros(top))
 
     # -- the three distributions over z = (z1, z2) ------------------------------------------
@@ -229,10 +235,11 @@ class TwoLayerIWAE(TwoLayerVAE):
         k: Annotated[int, Field(ge=1)] = 5,
         activation: Activation = "relu",
         output_bias: OutputBias = "default",
+        init: Init = "default",
     ) -> None:
         layers = (latent_dim, top_dim, hidden, top_hidden)
         # beta 1 (no KL term is weighed), k draws per input
-        super().__init__(info, *layers, likelihood, sigma, 1.0, k, activation, output_bias)
+        super().__init__(info, *layers, likelihood, sigma, 1.0, k, activation, output_bias, init)
         self.k = k
 
     def loss(self, x: Tensor, out: ModelOutput) -> Tensor:

@@ -13,7 +13,7 @@ from pydantic import Field
 from torch import Tensor
 
 from aebench import DataInfo, ModelOutput
-from aebench_plugins.models.networks import Activation
+from aebench_plugins.models.networks import Activation, Init
 from aebench_plugins.models.registry import register_model
 from aebench_plugins.models.schema import LatentDim, LikelihoodName, Sigma, Widths
 from aebench_plugins.models.vae import VAE, OutputBias
@@ -44,6 +44,7 @@ class IWAE(VAE):
         k: Annotated[int, Field(ge=1)] = 5,
         activation: Activation = "relu",
         output_bias: OutputBias = "default",
+        init: Init = "default",
     ) -> None:
         super().__init__(
             info,
@@ -55,6 +56,7 @@ class IWAE(VAE):
             mc_samples=k,
             activation=activation,
             output_bias=output_bias,
+            init=init,
         )
         self.k = k
 

@@ -13,12 +13,30 @@ from torch import Tensor, nn
 Activation = Literal["relu", "tanh"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
+# The linear layers' initial weights: torch's default (Kaiming uniform with a = sqrt(5), biases
+# uniform in +-1/sqrt(fan_in)), or "glorot": Glorot & Bengio 2010's uniform in
+# +-sqrt(6 / (fan_in + fan_out)) with zero biases, as Burda et al. 2015 initialise (their code's
+# ``nnet.Linear.random``). torch's default bound, 1/sqrt(fan_in), is 1.1x to 2.2x narrower there.
+Init = Literal["default", "glorot"]
 
-def mlp(sizes: Sequence[int], activation: Activation = "relu") -> nn.Sequential:
-    """Linear layers with ``activation`` between them (none after the last)."""
+
+def glorot_(layer: nn.Linear) -> None:
+    """Glorot-uniform weights (gain 1, as for tanh in the paper) and zero biases, in place."""
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
+def mlp(
+    sizes: Sequence[int], activation: Activation = "relu", init: Init = "default"
+) -> nn.Sequential:
+    """Linear layers with ``activation`` between them (none after the last), initialised as
+    ``init`` says."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        layers.append(nn.Linear(a, b))
+        linear = nn.Linear(a, b)
+        if init == "glorot":
+            glorot_(linear)
+        layers.append(linear)
         if i < len(sizes) - 2:
             layers.append(_ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
@@ -33,9 +51,10 @@ class MLPEncoder(nn.Module):
         hidden: Sequence[int],
         out_dim: int,
         activation: Activation = "relu",
+        init: Init = "default",
     ) -> None:
         super().__init__()
-        self.net = mlp([math.prod(shape), *hidden, out_dim], activation)
+        self.net = mlp([math.prod(shape), *hidden, out_dim], activation, init)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1))
@@ -50,10 +69,11 @@ class MLPDecoder(nn.Module):
         hidden: Sequence[int],
         shape: tuple[int, ...],
         activation: Activation = "relu",
+        init: Init = "default",
     ) -> None:
         super().__init__()
         self.shape = shape
-        self.net = mlp([latent_dim, *hidden, math.prod(shape)], activation)
+        self.net = mlp([latent_dim, *hidden, math.prod(shape)], activation, init)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.shape)

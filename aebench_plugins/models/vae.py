@@ -25,7 +25,7 @@ from aebench_plugins.models.architectures import (
     mlp_networks,
 )
 from aebench_plugins.models.gaussian import kl_to_standard_normal, reparameterise
-from aebench_plugins.models.networks import Activation, MLPDecoder
+from aebench_plugins.models.networks import Activation, Init, MLPDecoder
 from aebench_plugins.models.registry import register_model
 from aebench_plugins.models.schema import (
     Beta,
@@ -280,8 +280,13 @@ class VAE(GaussianVAE):
     """Variational autoencoder with MLP encoder and decoder; loss -(E_q log p(x|z) - beta KL).
 
     ``activation``: the hidden layers' nonlinearity; ``output_bias = "data-mean"``: the decoder's
-    output bias starts at logit(mean training pixel) (Bernoulli likelihood only).
+    output bias starts at logit(mean training pixel) (Bernoulli likelihood only); ``init =
+    "glorot"``: Glorot-uniform weights and zero biases (Burda et al. 2015), else torch's default.
     """
+
+    # Its seeds may train together as one stacked model ([train] stack = "auto"): its forward
+    # pass and loss are vmap-able. A subclass that is not says ``stackable = False``.
+    stackable: ClassVar[bool] = True
 
     # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
@@ -295,8 +300,9 @@ class VAE(GaussianVAE):
         mc_samples: Samples = 1,
         activation: Activation = "relu",
         output_bias: OutputBias = "default",
+        init: Init = "default",
     ) -> None:
-        networks = partial(mlp_networks, activation=activation)
+        networks = partial(mlp_networks, activation=activation, init=init)
         super().__init__(
             info,
             **vae_networks(networks, self.model_name, info, latent_dim, hidden, likelihood),
