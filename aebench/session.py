@@ -26,7 +26,9 @@ from aebench.run.observing import SuiteObserver, SuiteRun
 from aebench.run.plan import Plan, declined, load_datasets, plan
 from aebench.run.search import Search, WithSearchColumns, leaderboard
 from aebench.run.search_checks import check_search, check_search_data
+from aebench.run.search_rounds import check_executor, runs_side_by_side, search_in_rounds
 from aebench.run.suite import Suite, load_suite
+from aebench.run.threads import available_cores
 from aebench.run.trial import resolve_device
 from aebench.views.search_figures import write_search_report
 
@@ -66,6 +68,7 @@ class Session:
         if not isinstance(suite, Suite):
             suite = load_suite(suite, plugins)
         check_search(suite, plugins)  # the [search] and each entry's search spaces
+        check_executor(suite, executor)  # a pruner hears training here: the local executor
         if threads is not None:  # `aebench run --threads` over [suite] threads
             suite.spec.suite = suite.spec.suite.model_copy(update={"threads": threads})
         folder = suite.output_dir(output)
@@ -110,8 +113,13 @@ class Session:
         validation (``aebench.run.search``), then runs its best parameters on every seed."""
         suite, executor, untuned = self.suite, self.executor, []
         if suite.spec.search is not None and work is None:
+            search = Search(suite, self.plugins, self.output, self.device, self.cache)
             with folder_lock(self.output):
-                tuned = Search(suite, self.plugins, self.output, self.device, self.cache).run()
+                if runs_side_by_side(executor):  # every configuration's trials at once
+                    slots = getattr(executor, "workers", None) or available_cores()
+                    tuned = search_in_rounds(search, executor, slots)
+                else:
+                    tuned = search.run()
             untuned = [t.label for t in tuned if not t.configuration.dimensions]
             suite, extras = leaderboard(suite, tuned, self.plugins)
             executor = WithSearchColumns(executor or LocalExecutor(), extras)

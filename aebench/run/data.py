@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 import torch
@@ -50,6 +50,15 @@ class DataCache:
                 self._failed[key] = (exc, exc.__traceback__)
                 raise
         return self._loaded[key]
+
+    @property
+    def plugins(self) -> Plugins:
+        return self._plugins
+
+    def for_workers(self) -> Callable[[DataCache], DataCache] | None:
+        """How a worker process, with a cache of its own, is to see the data as this cache shows
+        it (a picklable function of the worker's cache); None: as its plugins build it."""
+        return None
 
 
 def _checked(entry: Entry, data: Data, device: torch.device) -> Data:

@@ -154,8 +154,11 @@ def run_on_worker(
     torch_threads: int | None,
     output: str | None = None,
     timeout: float | None = None,
+    view: Callable[[DataCache], DataCache] | None = None,
 ) -> PortableResult:
-    """A Dask task: one trial, with the worker's own plugins (entry points) and datasets.
+    """A Dask task: one trial, with the worker's own plugins (entry points) and datasets, seen
+    through ``view`` where the submitting process's cache has one (``DataCache.for_workers``:
+    a search trial's data, whose test split is its validation split).
 
     ``timeout`` is checked between training steps and metrics, as in-process: a task stuck in
     one C call is not interrupted (Dask cannot stop a running task's thread)."""
@@ -167,6 +170,8 @@ def run_on_worker(
             plugins = load_plugins()
             _worker_state = (plugins, DataCache(plugins))
         plugins, cache = _worker_state
+        if view is not None:
+            cache = view(cache)
         folder = None if output is None else Path(output)
         row, outcome = run_trial(
             trial, plugins, torch.device(device), cache, folder, timeout=timeout
@@ -298,6 +303,7 @@ class DaskExecutor:
                         self._torch_threads(),
                         None if work.output is None else str(work.output.resolve()),
                         work.timeout,
+                        work.cache.for_workers(),
                         pure=False,
                         resources={"GPU": 1} if gpu else None,
                     )

@@ -24,7 +24,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -146,14 +146,28 @@ def configurations(suite: Suite) -> list[Configuration]:
     return out
 
 
+@dataclass(frozen=True)
+class ValidationView:
+    """``ValidationData`` over a cache, as a worker process of an executor builds it."""
+
+    fraction: float
+    seed: int
+
+    def __call__(self, cache: DataCache) -> DataCache:
+        return ValidationData(cache, self.fraction, self.seed)
+
+
 class ValidationData(DataCache):
     """The data a search trial sees: the dataset with its test split replaced by the
     validation split it is tuned on, so that nothing in the trial can read the test split."""
 
-    def __init__(self, inner: DataCache, plugins: Plugins, fraction: float, seed: int) -> None:
-        super().__init__(plugins)
+    def __init__(self, inner: DataCache, fraction: float, seed: int) -> None:
+        super().__init__(inner.plugins)
         self._inner, self._fraction, self._seed = inner, fraction, seed
         self._views: dict[int, Data] = {}
+
+    def for_workers(self) -> ValidationView:
+        return ValidationView(self._fraction, self._seed)
 
     def get(self, dataset: Component, device: torch.device) -> Data:
         data = self._inner.get(dataset, device)
@@ -203,8 +217,19 @@ class Search:
     def tune(self, configuration: Configuration) -> Tuned:
         """The configuration's study, run until its budget is spent (resumed where it stopped)."""
         if not configuration.dimensions:
-            warning = "not tuned: nothing is searched in this configuration"
-            return Tuned(configuration, {}, 0, 0.0, math.nan, [warning])
+            return untuned(configuration)
+        study, limit = self.study(configuration)
+        while not self.is_spent(study, limit):
+            study.optimize(
+                lambda trial: self._one(trial, configuration),
+                n_trials=1,
+                catch=(SearchTrialFailed,),
+            )
+        return self.result(study, configuration)
+
+    def study(self, configuration: Configuration) -> tuple[optuna.Study, int | None]:
+        """The configuration's study (created, or loaded and recovered from a killed run) and its
+        budget in trials (None: a budget in seconds)."""
         study = optuna.create_study(
             storage=self.storage,
             study_name=configuration.study_name,
@@ -218,15 +243,9 @@ class Search:
         if self.section.sampler == "grid":  # a grid smaller than the budget is searched once
             size = math.prod(len(d.grid() or []) for d in configuration.dimensions.values())
             limit = size if limit is None else min(limit, size)
-        while not self._spent(study, limit):
-            study.optimize(
-                lambda trial: self._one(trial, configuration),
-                n_trials=1,
-                catch=(SearchTrialFailed,),
-            )
-        return self._result(study, configuration)
+        return study, limit
 
-    def _spent(self, study: optuna.Study, limit: int | None) -> bool:
+    def is_spent(self, study: optuna.Study, limit: int | None) -> bool:
         trials = counted(study)
         if limit is not None and len(trials) >= limit:
             return True
@@ -254,10 +273,6 @@ class Search:
     def _one(self, trial: optuna.Trial, configuration: Configuration) -> float:
         """Train one search trial (Optuna's objective): its objective's value; ``TrialPruned``
         where the pruner stopped it, ``SearchTrialFailed`` where it failed or diverged."""
-        params = {
-            key: dimension.decode(suggest(trial, key, dimension.distribution))
-            for key, dimension in configuration.dimensions.items()
-        }
         heard: list[int] = []
         stopped: list[int] = []  # the epoch the pruner stopped it after
         pruning = self.section.pruner != "none"
@@ -271,17 +286,42 @@ class Search:
                     raise epoch_reports.StopTrial(f"pruned after epoch {epoch}")
 
         start = time.perf_counter()
+        candidate = self.candidate(trial, configuration)
+        if isinstance(candidate, Trial):
+            with epoch_reports.listening(hear):
+                row = self._train(candidate)
+        else:
+            row = candidate
+        spent = time.perf_counter() - start
+        return self.record(trial, configuration, row, spent, heard, stopped)
+
+    def candidate(self, trial: optuna.Trial, configuration: Configuration) -> Trial | Row:
+        """The aebench trial of Optuna's ``trial`` (its parameters drawn), or the failed row
+        of one whose parameters its plugin refuses."""
+        params = {
+            key: dimension.decode(suggest(trial, key, dimension.distribution))
+            for key, dimension in configuration.dimensions.items()
+        }
         seed = self.suite.spec.suite.seeds[0]
         try:
-            candidate = configuration.trial(
+            return configuration.trial(
                 params, self.plugins, self.evaluation(configuration.base), seed
             )
         except ValueError as exc:  # a pydantic ValidationError too: a value its plugin refuses
-            row: Row = {"status": "failed", "reason": str(exc).splitlines()[0], "trial_id": ""}
-        else:
-            with epoch_reports.listening(hear):
-                row = self._train(candidate)
-        spent = time.perf_counter() - start
+            return {"status": "failed", "reason": str(exc).splitlines()[0], "trial_id": ""}
+
+    def record(
+        self,
+        trial: optuna.Trial,
+        configuration: Configuration,
+        row: Row,
+        spent: float,
+        heard: Sequence[int] = (),
+        stopped: Sequence[int] = (),
+    ) -> float:
+        """The objective's value of a search trial's ``row`` (said on stderr, kept with the
+        trial); ``TrialPruned`` where the pruner stopped it (after epoch ``stopped[0]``),
+        ``SearchTrialFailed`` where it failed or diverged."""
         pruned = bool(stopped) and row["status"] == "failed"
         status = "pruned" if pruned else str(row["status"])
         epochs = max(heard or [0])
@@ -310,7 +350,7 @@ class Search:
         """One search trial through the ordinary runner, into the search folder; a trial
         already finished there (the same parameters sampled again) is read back."""
         seed, fraction = trial.seed, float(trial.train.get("val_fraction") or 0.0)
-        view = ValidationData(self.cache, self.plugins, fraction, seed)
+        view = ValidationData(self.cache, fraction, seed)
         suite = Suite(self.suite.path, self.spec, [trial])
         run = run_trials(
             suite, self.plugins, output=self.folder, device=str(self.device), cache=view
@@ -321,7 +361,7 @@ class Search:
         rows = table[table["trial_id"] == trial.id].to_dict("records")
         return rows[-1] if rows else {"status": "failed", "reason": "no row", "trial_id": trial.id}
 
-    def _result(self, study: optuna.Study, configuration: Configuration) -> Tuned:
+    def result(self, study: optuna.Study, configuration: Configuration) -> Tuned:
         trials = counted(study)
         spent = sum(t.user_attrs.get("spent_s", 0.0) for t in trials)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -342,6 +382,11 @@ class Search:
             math.nan if best.value is None else float(best.value),
             warnings,
         )
+
+
+def untuned(configuration: Configuration) -> Tuned:
+    warning = "not tuned: nothing is searched in this configuration"
+    return Tuned(configuration, {}, 0, 0.0, math.nan, [warning])
 
 
 class SearchTrialFailed(Exception):
