@@ -24,8 +24,9 @@ from aebench.run.executors import Executor, LocalExecutor
 from aebench.run.loop import Registered, build_observers, run_trials
 from aebench.run.observing import SuiteObserver, SuiteRun
 from aebench.run.plan import Plan, declined, load_datasets, plan
-from aebench.run.search import Search, WithSearchColumns, leaderboard
+from aebench.run.search import Search
 from aebench.run.search_checks import check_search, check_search_data
+from aebench.run.search_leaderboard import WithSearchColumns, leaderboard
 from aebench.run.search_rounds import check_executor, runs_side_by_side, search_in_rounds
 from aebench.run.suite import Suite, load_suite
 from aebench.run.threads import available_cores

@@ -18,13 +18,12 @@ leaderboard, whose rows say how the search went (``search_trials``, ``search_bud
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ from aebench.plugins.manager import Plugins
 from aebench.results.table import read_results
 from aebench.run import epoch_reports
 from aebench.run.data import DataCache
-from aebench.run.executors import Executor, Finished, Workload
 from aebench.run.loop import run_trials
 from aebench.run.observing import Row
 from aebench.run.search_checks import direction, objective_metric, spaces
@@ -424,33 +422,3 @@ def _recover(study: optuna.Study) -> None:
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(stale.number, state=TrialState.FAIL, skip_if_finished=True)
         study.enqueue_trial(stale.params, skip_if_exists=True)
-
-
-def leaderboard(suite: Suite, tuned: list[Tuned], plugins: Plugins) -> tuple[Suite, dict[str, Row]]:
-    """The suite with each configuration's best parameters, at every seed, measured on test;
-    and each of its trials' search columns and warnings (trial id -> extra row)."""
-    first = suite.spec.suite.seeds[0]
-    by_base = {t.configuration.base.id: t for t in tuned}
-    trials, extras = [], {}
-    for trial in suite.trials:
-        found = by_base[replace(trial, seed=first).id]
-        final = found.configuration.trial(found.best, plugins, trial.eval, trial.seed)
-        trials.append(final)
-        extras[final.id] = found.columns() | {"search.warnings": found.warnings}
-    return Suite(suite.path, suite.spec, trials), extras
-
-
-class WithSearchColumns:
-    """An executor whose rows carry their configuration's search columns and warnings."""
-
-    def __init__(self, inner: Executor, extras: dict[str, Row]) -> None:
-        self.inner, self.extras = inner, extras
-
-    def run(self, work: Workload, started: Callable[[Trial], None]) -> Iterator[Finished]:
-        with contextlib.closing(self.inner.run(work, started)) as finished:  # type: ignore[arg-type]
-            for trial, row, outcome in finished:
-                extra = dict(self.extras.get(trial.id, {}))
-                warnings = [
-                    w for w in (row.get("warnings"), *extra.pop("search.warnings", [])) if w
-                ]
-                yield trial, row | extra | {"warnings": "; ".join(warnings)}, outcome
