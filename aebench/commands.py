@@ -104,11 +104,14 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         if args.dry_run:
             return dry_run(session, args.rerun)
         table = session.check_folder(args.rerun)  # before anything loads
-        session.load_data()
+        work = session.plan(table, args.rerun)
+        if len(work) or session.suite.spec.search is not None:  # no data for a run with no work
+            session.load_data()
     except (SuiteError, FolderError) as exc:
         raise UsageError(str(exc)) from None
-    to_train = {t.id for t in session.plan(table, args.rerun).train}
-    reasons = {t: r for t, r in session.declined().items() if t in to_train}
+    to_train = {t.id for t in work.train}
+    declined = session.declined() if to_train else {}  # a model declining data: data loaded
+    reasons = {t: r for t, r in declined.items() if t in to_train}
     skipped = announce_declined(session.suite, reasons)
 
     from aebench.run.executors import ExecutorError
@@ -130,6 +133,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
 def _summarise(session: Session, run: SuiteRun) -> None:
     """What the run did, the best configurations, and where everything is."""
     from aebench.results.rows import label
+    from aebench.run.measure import costliest_metrics
     from aebench.views.report import ReportBuilder
     from aebench.views.reproduction import summary as reproduction_summary
 
@@ -142,6 +146,8 @@ def _summarise(session: Session, run: SuiteRun) -> None:
         print(f"{run.evaluated} of them measured again from their kept models, without training")
     for dataset, best in best_configurations(output).items():
         print(f"best on {dataset}: {best}")
+    for metric, seconds in costliest_metrics(run.rows):  # where measuring cost more than training
+        print(f"aebench: metric {metric!r} took {seconds:.1f} s of the evaluation", file=sys.stderr)
     if reproduced := reproduction_summary(output):  # the suite's [[references]]
         print(reproduced)
     warned = [row for row in run.rows if row.get("warnings")]

@@ -19,6 +19,7 @@ from aebench.results.files import FolderError
 from aebench.results.lock import check_output
 from aebench.results.trials import WEIGHTS, trial_folder
 from aebench.run.kept import KeptTrialError, load_results, rebuilt, row_of, saved_suite, trial_of
+from aebench.run.measure import keeping, unchanged_metrics
 from aebench.run.observing import SuiteRun
 from aebench.run.plan import Plan
 from aebench.run.suite import EvalSection, SuiteError, Trial, resolve_eval
@@ -68,7 +69,9 @@ def evaluate(
 ) -> SuiteRun:
     """Measure the kept trials of a results folder again (all ``ok`` ones with kept weights, or
     ``trial_ids``), with ``metrics`` instead of their own and ``sets`` (``metric.param=value``)
-    applied; the table, the report and MLflow are updated, nothing trains.
+    applied; the table, the report and MLflow are updated, nothing trains. Only the metrics whose
+    settings or code version changed, and those named in ``metrics``, are measured: the others
+    keep their columns from the earlier row (``aebench.run.measure.unchanged_metrics``).
 
     Every trial is checked before anything is written: a folder of another aebench or suite, a
     trial not in the table, missing or unreadable weights, a metric its model cannot serve each
@@ -102,9 +105,13 @@ def evaluate(
     if not work.evaluate:
         raise KeptTrialError(f"{folder}: {', '.join(metrics or [])} can measure no kept trial here")
     session.suite.trials = [trial for trial, _ in work.evaluate]
+    # Only what changed is measured: a metric keeps its earlier columns unless its settings or
+    # its code's version changed, or the user named it (``--metrics``).
+    kept = {t.id: unchanged_metrics(t, row, plugins, metrics or ()) for t, row in work.evaluate}
     try:
         session.start_observers()
-        run = session.run(observers=observers, work=work)
+        with keeping(kept):
+            run = session.run(observers=observers, work=work)
     except FolderError as exc:  # a run that started meanwhile; a full disk
         raise KeptTrialError(str(exc)) from None
     run.already_done = len(kept) - len(work)  # kept trials the metrics cannot serve

@@ -163,6 +163,21 @@ CORE_COLUMNS: dict[str, Column] = {
 }
 
 
+METRIC_TIME_PREFIX = "eval_s_"
+
+
+def metric_time_column(metric_name: str) -> Column:
+    """The column of one metric's wall time in a trial: ``eval_s_<metric>``, any character of the
+    name other than a letter, digit or '_' made '_' (a dotted name would read as configuration).
+    A core speed column, like ``eval_s`` (their sum): what each metric costs a comparison."""
+    return _speed(
+        METRIC_TIME_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", metric_name),
+        "lower",
+        unit="s",
+        description=f"time spent in metric {metric_name!r}",
+    )
+
+
 def is_param_column(name: str) -> bool:
     """A column of the trial's configuration: plugin names, flattened params, the seed."""
     return name in IDENTITY or name == "seed" or name.startswith(PARAM_PREFIXES)
@@ -252,8 +267,10 @@ class Vocabulary:
 
 
 def declared(metrics: Mapping[str, object]) -> Vocabulary:
-    """The vocabulary of the core and of ``metrics`` (name -> ``aebench.Metric``)."""
+    """The vocabulary of the core and of ``metrics`` (name -> ``aebench.Metric``), with each
+    metric's time column (``metric_time_column``)."""
     vocabulary = Vocabulary()
     for metric in metrics.values():
         vocabulary.add(metric.columns, metric.planes)  # type: ignore[attr-defined]
+    vocabulary.add(metric_time_column(name) for name in metrics)
     return vocabulary

@@ -15,6 +15,11 @@ from aebench.contract.columns import CORE_COLUMNS, Column
 from aebench.contract.data import Data, DataInfo
 from aebench.contract.model import LatentVariableModel
 
+EVAL_BATCH = 1024  # inputs per encoder pass over the test split (bounds the memory of one pass)
+# How much a metric costs to measure: the default metrics are the cheap ones, and the expensive
+# ones whose requirements single them out for the data (factors to disentangle, say).
+Cost = Literal["cheap", "expensive"]
+
 
 @dataclass
 class MetricContext:
@@ -29,6 +34,11 @@ class MetricContext:
     - ``generator``: seeded from the trial's seed; seed any sampling from it (``aebench.likelihood
       .seeded(generator)``) so that measurements are reproducible.
     - ``training``: what training measured: ``train_s``, ``train_samples_per_s``, ``peak_mem_mb``.
+
+    The test split's shared work, computed on the first call and kept for the trial's other
+    metrics (so that the default metrics encode the test split once, not once each):
+    ``codes()``, ``reconstructions()`` and ``posteriors()``. A metric that reads the test split's
+    code should ask for it here rather than call ``model.encode`` itself.
     """
 
     model: nn.Module
@@ -37,6 +47,42 @@ class MetricContext:
     device: torch.device
     generator: torch.Generator
     training: Mapping[str, float] = field(default_factory=dict)
+    _shared: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` on the first call for ``key``, without gradients; the same value after."""
+        if key not in self._shared:
+            with torch.no_grad():
+                self._shared[key] = compute()
+        return self._shared[key]
+
+    def encoded(self) -> Tensor:
+        """``model.encode`` of the whole test split, as the model returns it (one pass, in batches
+        of ``EVAL_BATCH``): what ``codes()`` and ``reconstructions()`` are made from."""
+        x = self.data.test.x
+        return self._once(
+            "encoded", lambda: torch.cat([self.model.encode(b) for b in x.split(EVAL_BATCH)])
+        )
+
+    def codes(self) -> Tensor:
+        """The deterministic code of every test input (``model.encode``, the posterior mean of a
+        latent-variable model), flattened to (N, code size). Do not modify it in place."""
+        return self._once("codes", lambda: self.encoded().flatten(1))
+
+    def reconstructions(self) -> Tensor:
+        """``model.decode`` of the test split's codes: the deterministic reconstructions."""
+        return self._once(
+            "reconstructions",
+            lambda: torch.cat([self.model.decode(c) for c in self.encoded().split(EVAL_BATCH)]),
+        )
+
+    def posteriors(self) -> list[Distribution]:
+        """q(z|x) of the test split (latent-variable models only), one distribution per batch of
+        ``EVAL_BATCH`` inputs, in order: their parameters, computed once for every metric."""
+        x = self.data.test.x
+        return self._once(
+            "posteriors", lambda: [self.model.posterior(b) for b in x.split(EVAL_BATCH)]
+        )
 
 
 # What a metric may need of a trial; the core gives NaN columns where a need is not met.
@@ -49,6 +95,11 @@ Requirement = Literal[
     "rendering from factors",
 ]
 REQUIREMENTS: tuple[Requirement, ...] = get_args(Requirement)
+# Those of the data, not of the model: an expensive metric that has one is among the default
+# metrics (the data asks for it: factors to disentangle, labels to classify samples by).
+DATA_REQUIREMENTS: frozenset[Requirement] = frozenset(
+    {"labelled data", "known data density", "ground-truth factors", "rendering from factors"}
+)
 
 
 class NotApplicable(Exception):  # a verdict, not an error: no "Error" suffix
@@ -145,6 +196,11 @@ class Metric:
       trial (``("x_column", "y_column")``).
     - ``aliases``: plain ``[eval]`` keys that set one of its parameters, for older suites
       (``{"iwae_samples": "samples"}``); several metrics may share an alias.
+    - ``cost``: ``"cheap"`` (the default) or ``"expensive"`` (over about a second on a small
+      trial: thousands of samples, a classifier fit). A suite that names no ``[eval] metrics``
+      measures the cheap ones, the expensive ones that need something of the data (labels, a
+      known density, factors, rendering; NaN with the reason where the data lacks it) and those
+      whose parameters it sets; ``metrics = "all"`` measures every one.
 
     ::
 
@@ -160,10 +216,13 @@ class Metric:
     requires: Sequence[Requirement] = ()
     planes: Sequence[tuple[str, str]] = ()
     aliases: Mapping[str, str] = field(default_factory=dict)
+    cost: Cost = "cheap"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
         object.__setattr__(self, "requires", tuple(self.requires))
+        if self.cost not in get_args(Cost):
+            raise ValueError(f"Metric(cost=...): {self.cost!r} is not 'cheap' or 'expensive'")
         object.__setattr__(self, "planes", tuple(tuple(p) for p in self.planes))
         if not callable(self.compute):
             raise TypeError("Metric(compute=...): compute must be callable")

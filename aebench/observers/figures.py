@@ -11,12 +11,15 @@ if TYPE_CHECKING:
     from aebench.run.suite import Suite
 
 
-def figures(suite: Suite) -> SuiteObserver:
-    """Figures of every trial: latent scatter, reconstructions, prior samples, latent traversals
-    and interpolations (latent-variable models), loss curves."""
+def figures(suite: Suite, per_seed: bool = False) -> SuiteObserver:
+    """Figures of a trial: latent scatter, reconstructions, prior samples, latent traversals
+    and interpolations (latent-variable models), loss curves.
+
+    ``per_seed``: every trial's; false, one seed's per configuration (the first to finish), which
+    the report shows."""
     from aebench.observers.trial_figures import TrialFigures
 
-    return TrialFigures()
+    return TrialFigures(per_seed=per_seed)
 
 
 @hookimpl(tryfirst=True)  # before the trackers that log its files

@@ -44,6 +44,7 @@ from aebench.observers.tracking_store import (
     tracking_uri,
     why_it_failed,
 )
+from aebench.observers.tracking_synced import is_synced, note_synced
 from aebench.plugins.listing import vocabulary_of
 from aebench.results.paths import sqlite_file
 from aebench.results.rows import finite, is_missing
@@ -58,13 +59,24 @@ if TYPE_CHECKING:
 # MLflow's limits on one log_batch call.
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000  # metrics, params and tags together
 
 log = logging.getLogger("aebench")
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def batches(
+    metrics: Sequence[Any], params: Sequence[Any], tags: Sequence[Any]
+) -> Iterator[tuple[Sequence[Any], Sequence[Any], Sequence[Any]]]:
+    """Metrics, params and tags packed into as few ``log_batch`` calls as MLflow's limits allow:
+    one, for a trial's row and curves (each call is a store transaction, or an HTTP request)."""
+    m = p = t = 0
+    while m < len(metrics) or p < len(params) or t < len(tags):
+        p_end = min(len(params), p + MAX_PARAMS_TAGS_PER_BATCH)
+        t_end = min(len(tags), t + MAX_PARAMS_TAGS_PER_BATCH)
+        room = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - (p_end - p) - (t_end - t))
+        m_end = min(len(metrics), m + room)
+        yield metrics[m:m_end], params[p:p_end], tags[t:t_end]
+        m, p, t = m_end, p_end, t_end
 
 
 class MlflowTracker(SuiteObserver):
@@ -164,18 +176,14 @@ class MlflowTracker(SuiteObserver):
         params: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Everything in as few calls as MLflow's per-call limits allow."""
+        """Everything in as few calls as MLflow's per-call limits allow (``batches``)."""
         from mlflow.entities import Param, RunTag
 
         assert self.client is not None
         param_items = [Param(k, v) for k, v in (params or {}).items()]
         tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
-        for chunk in _chunks(param_items, MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(run_id, params=chunk, synchronous=True)
-        for chunk in _chunks(tag_items, MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(run_id, tags=chunk, synchronous=True)
-        for chunk in _chunks(list(metrics), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=chunk, synchronous=True)
+        for m, p, t in batches(list(metrics), param_items, tag_items):
+            self.client.log_batch(run_id, metrics=m, params=p, tags=t, synchronous=True)
 
     def _name(self) -> str:
         assert self._suite is not None, "suite_started comes first"
@@ -333,6 +341,8 @@ class MlflowTracker(SuiteObserver):
         self._trials = len(trials)
         self._pending = {t.id for t in trials}
         self._suite_started_ms = int(time.time() * 1000)
+        if not trials and is_synced(self._output, self.uri, self._name()):
+            return  # nothing to run, nothing to repair: mlflow is not even imported
         self._commit = git_commit(Path(suite.path).resolve().parent) or git_commit()
         # Each group's primary metric, as the run's metrics declare it (saved beside the table).
         self._headlines = list(vocabulary_of(self._output).headlines().values())
@@ -371,12 +381,14 @@ class MlflowTracker(SuiteObserver):
     def suite_finished(self, run: SuiteRun) -> None:
         self._guarded("ending the invocation run", lambda: self._finish(run))
         self.parent_run_id = ""
+        if self.client is not None and not self.failed and self._suite is not None:
+            note_synced(run.output, self.uri, self._name())  # every finished trial has its run
 
     def _finish(self, run: SuiteRun) -> None:
-        from mlflow.entities import Metric
-
         if not self.parent_run_id:  # no trial finished, none repaired: nothing to record
             return
+        from mlflow.entities import Metric
+
         assert self.client is not None
         counts = {f"trials_{status}": float(n) for status, n in run.counts.items()}
         if self.repaired:

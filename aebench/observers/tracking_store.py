@@ -17,12 +17,14 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from aebench.results.paths import sqlite_file, writable_place_problem
+from aebench.results.files import write_atomically
+from aebench.results.paths import cache_folder, sqlite_file, writable_place_problem
 
 DEFAULT_STORE = Path("results") / "mlflow.db"
 ARTIFACTS = "mlartifacts"  # beside a SQLite store: never ./mlruns, which MLflow takes for a store
@@ -161,18 +163,60 @@ def _remove_leftovers(database: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _create(database: Path, artifacts: Path) -> None:
-    """A complete MLflow store at ``database``: made under a temporary name, then linked into
-    place, so that the name never holds half a store. One that another run linked first stays."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+def _template() -> Path:
+    """Where a new, empty store of this MLflow version is kept, to copy: MLflow builds one by
+    running every schema migration since its first version, seconds each time."""
+    from importlib.metadata import version
 
+    return cache_folder() / f"mlflow-{version('mlflow')}-empty.db"
+
+
+def _from_template(temporary: Path, artifacts: Path) -> bool:
+    """The empty store copied to ``temporary``, its default experiment's artifacts pointed at
+    ``artifacts`` (the one thing in it that names a place); False where there is none."""
+    template = _template()
+    try:
+        tables, revision = _schema(template) if template.is_file() else (set(), None)
+        if not tables or revision is None:
+            return False
+        shutil.copyfile(template, temporary)
+        with contextlib.closing(sqlite3.connect(temporary)) as db, db:
+            location = f"{artifacts.resolve().as_uri()}/0"
+            db.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", [location]
+            )
+    except (OSError, sqlite3.Error):
+        temporary.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _keep_template(store: Path) -> None:
+    """A store MLflow just built, kept as the template (best effort: an unwritable cache only
+    costs the next new store its seconds)."""
+    template = _template()
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(template, lambda p: shutil.copyfile(store, p))
+    except OSError:
+        pass
+
+
+def _create(database: Path, artifacts: Path) -> None:
+    """A complete MLflow store at ``database``: made under a temporary name (a copy of a kept
+    empty store of this MLflow version, else built by MLflow), then linked into place, so that the
+    name never holds half a store. One that another run linked first stays."""
     # A new store's tables are no news amid the trials' progress lines (two INFO lines).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     temporary = _temporary(database, os.getpid())
     temporary.unlink(missing_ok=True)
     try:
-        store = SqlAlchemyStore(sqlite_uri(temporary), artifacts.resolve().as_uri())
-        store.engine.dispose()  # every connection closed: the file is complete on disk
+        if not _from_template(temporary, artifacts):
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            store = SqlAlchemyStore(sqlite_uri(temporary), artifacts.resolve().as_uri())
+            store.engine.dispose()  # every connection closed: the file is complete on disk
+            _keep_template(temporary)
         with contextlib.suppress(FileExistsError):
             os.link(temporary, database)  # unlike a rename, never replaces a store made meanwhile
     finally:

@@ -105,6 +105,37 @@ def aebench_experiments(base: str) -> list[tuple[str, str]]:
     return out
 
 
+def stored_experiments(database: Path) -> list[tuple[str, str]] | None:
+    """(name, id) of the experiments aebench wrote, newest first, read from the SQLite store
+    itself (read-only): known in milliseconds, while the server takes seconds to start. None
+    where the store cannot be read so (another MLflow's schema): the server is asked instead."""
+    import contextlib
+    import sqlite3
+
+    query = (
+        "SELECT e.name, e.experiment_id FROM experiments e WHERE e.lifecycle_stage = 'active'"
+        " AND EXISTS (SELECT 1 FROM experiment_tags t"
+        " WHERE t.experiment_id = e.experiment_id AND t.key = 'aebench.suite')"
+        " ORDER BY e.last_update_time DESC"
+    )
+    try:
+        uri = f"{Path(database).resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            rows = db.execute(query).fetchall()
+    except sqlite3.Error:
+        return None
+    return [(str(name), str(experiment_id)) for name, experiment_id in rows]
+
+
+def _print_links(base: str, experiments: list[tuple[str, str]]) -> None:
+    experiments = experiments[:LISTED_EXPERIMENTS]
+    if experiments:
+        print("the runs of each experiment, newest first:", flush=True)
+    width = max((len(name) for name, _ in experiments), default=0)
+    for name, experiment_id in experiments:
+        print(f"  {name:<{width}}  {runs_url(base, experiment_id)}", flush=True)
+
+
 def _forward(stream: IO[str]) -> None:
     """The server's output to stderr, but for its startup notice."""
     for line in stream:
@@ -116,7 +147,9 @@ def _forward(stream: IO[str]) -> None:
 def serve_ui(database: Path, port: int) -> int:
     """Run the MLflow UI until Ctrl-C (or SIGTERM); returns the server's exit status.
 
-    Prints the UI's address once it answers, and a link to each aebench experiment's runs.
+    Prints the UI's address and a link to each aebench experiment's runs at once, read from the
+    store (the server takes seconds to start: a line says when it answers); from the server once
+    it answers where the store cannot be read so.
     """
     import signal
     import threading
@@ -142,15 +175,17 @@ def serve_ui(database: Path, port: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     base = f"http://127.0.0.1:{port}"
     try:
-        if _serving(base, server):
+        # The experiments' own links: the UI's start page is its GenAI one.
+        stored = stored_experiments(database)
+        if stored is not None:
             print(f"MLflow UI: {base}  (store {database}; Ctrl-C stops it)", flush=True)
-            # The experiments' own links: the UI's start page is its GenAI one.
-            experiments = aebench_experiments(base)[:LISTED_EXPERIMENTS]
-            if experiments:
-                print("the runs of each experiment, newest first:", flush=True)
-            width = max((len(name) for name, _ in experiments), default=0)
-            for name, experiment_id in experiments:
-                print(f"  {name:<{width}}  {runs_url(base, experiment_id)}", flush=True)
+            _print_links(base, stored)
+        if _serving(base, server):
+            if stored is None:
+                print(f"MLflow UI: {base}  (store {database}; Ctrl-C stops it)", flush=True)
+                _print_links(base, aebench_experiments(base))
+            else:
+                print(f"MLflow UI ready at {base}", flush=True)
         return server.wait()
     except KeyboardInterrupt:
         os.killpg(server.pid, signal.SIGTERM)

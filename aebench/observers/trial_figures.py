@@ -8,6 +8,7 @@ are drawn from that file alone by ``aebench.drawing``, whose names this module a
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -246,21 +247,46 @@ def trial_title(trial: Trial) -> str:
     return f"{trial.label()}\n{shown}" if shown else trial.label()
 
 
+def configuration_key(trial: Trial) -> str:
+    """What a trial's seeds share: its configuration without the seed."""
+    config = {k: v for k, v in trial.config().items() if k != "seed"}
+    return json.dumps(config, sort_keys=True, default=str)
+
+
 class TrialFigures(SuiteObserver):
     """Saves each trial's figures under ``<output>/trials/<trial_id>/`` as the trial ends.
 
+    ``per_seed=False`` draws them for one seed of each configuration, the first to finish (a
+    configuration whose figures a seed already has in the folder gets none): drawing costs as much
+    as a small trial's training, and the report shows one seed's figures per configuration.
     Put it before the MLflow observer in the list: that one logs the folder as the run's artifacts.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, per_seed: bool = True) -> None:
         self.output = Path(".")
+        self.per_seed = per_seed
+        self.drawn: set[str] = set()  # configurations with a seed's figures in the folder
+        self._siblings: dict[str, list[str]] = {}  # configuration -> its trials' ids
 
     def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
         self.output = Path(output)
+        self.drawn, self._siblings = set(), {}
+        for trial in suite.trials:
+            self._siblings.setdefault(configuration_key(trial), []).append(trial.id)
+
+    def _has_figures(self, key: str, trial: Trial) -> bool:
+        """A seed of the trial's configuration has its figures, in this run or before it."""
+        if key in self.drawn:
+            return True
+        others = (i for i in self._siblings.get(key, []) if i != trial.id)
+        return any((trial_folder(self.output, i) / ARRAYS).is_file() for i in others)
 
     def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+        key = configuration_key(trial)
+        if not self.per_seed and self._has_figures(key, trial):
+            return
         try:
-            save_trial_figures(
+            written = save_trial_figures(
                 trial_folder(self.output, trial.id),
                 outcome.model,
                 outcome.data,
@@ -268,5 +294,7 @@ class TrialFigures(SuiteObserver):
                 seed=trial.seed,
                 title=trial_title(trial),
             )
+            if written and outcome.model is not None:  # a trained model's figures, not curves
+                self.drawn.add(key)
         except Exception as exc:  # a figure is not worth a trial: the row is already written
             print(f"aebench: figures of {trial.label()} failed: {exc}", file=sys.stderr)

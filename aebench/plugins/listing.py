@@ -7,8 +7,9 @@ that, and shown again while the fingerprint holds:
 - each entry point of the ``aebench`` group, with its distribution's name and version;
 - the size and modification time of every Python file of aebench and of each entry point's
   module (all of its package, for a package);
-- the modification times of the folders on ``sys.path`` (but the first, the script's own or the
-  working directory), which change whenever a package is installed, upgraded or removed there.
+- the names in the folders on ``sys.path`` (but the first, the script's own or the working
+  directory), which change whenever a package is installed, upgraded or removed there (not
+  ``__pycache__``, which a first import writes).
 
 The saved listing is plain JSON, in ``$AEBENCH_CACHE`` (default: ``~/.cache/aebench``). A cache that
 cannot be read or written is ignored: the plugins are loaded as if there were none.
@@ -32,7 +33,6 @@ from aebench.plugins.manager import ENTRY_POINT_GROUP, KINDS
 from aebench.plugins.params import describe
 from aebench.results.files import write_atomically
 from aebench.results.paths import cache_folder
-from aebench.results.table import read_vocabulary
 
 if TYPE_CHECKING:
     from aebench.plugins.manager import Plugins
@@ -92,6 +92,13 @@ def _python_files(spec: importlib.machinery.ModuleSpec) -> list[Path]:
     return [Path(spec.origin)] if spec.origin else []
 
 
+def _installed(folder: str) -> list[str]:
+    """What a folder on ``sys.path`` holds, by name: installing, upgrading (a new ``dist-info``)
+    or removing a package changes it; Python writing ``__pycache__`` on a first import does not
+    (the folder's modification time would, and the first saved listing would never be used)."""
+    return sorted(name for name in os.listdir(folder) if name != "__pycache__")
+
+
 def fingerprint() -> str | None:
     """A hash of everything the listing depends on (see the module's docstring); None where a
     module cannot be located without importing it, or a file cannot be read."""
@@ -111,7 +118,7 @@ def fingerprint() -> str | None:
                 parts.append([str(path), stat.st_size, stat.st_mtime_ns])
         for folder in sys.path[1:]:  # [0] is the script's folder or the working directory
             if folder and os.path.isdir(folder):
-                parts.append([folder, os.stat(folder).st_mtime_ns])
+                parts.append([folder, _installed(folder)])
     except Exception:  # a module that cannot be located, a file gone: no saved listing is used
         return None
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
@@ -160,5 +167,7 @@ def vocabulary_of(folder: Path) -> Vocabulary:
     """The saved vocabulary of a results folder; for an older folder without one, the declarations
     of the metrics installed now (from ``aebench list``'s listing: no torch once it is saved), which
     also complete a saved one written before a field of ``Column`` existed."""
+    from aebench.results.table import read_vocabulary  # pandas: not for `aebench list`
+
     saved = read_vocabulary(folder, known=installed_vocabulary)  # an older file: completed
     return installed_vocabulary() if saved is None else saved

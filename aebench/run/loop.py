@@ -38,6 +38,7 @@ from aebench.results.trials import (
 )
 from aebench.run import stopping
 from aebench.run.data import DataCache
+from aebench.run.measure import keeping, unchanged_metrics
 from aebench.run.observing import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.run.plan import FINISHED, Plan, plan
 from aebench.run.sections import Problems, observer_settings
@@ -245,7 +246,12 @@ def _run_locked(
     follow_threads(suite.spec.suite.threads)
     cache = cache or DataCache(plugins)
     executor = executor or LocalExecutor()
-    work = work or plan(suite, table, output, rerun)
+    # A trial measured again keeps the metrics whose settings and code did not change; a plan
+    # given here (``aebench evaluate``'s) says so itself (``measure.keeping``).
+    kept = None
+    if work is None:
+        work = plan(suite, table, output, rerun)
+        kept = {t.id: unchanged_metrics(t, row, plugins) for t, row in work.evaluate}
     run = SuiteRun(output, [], already_done=len(suite.trials) - len(work))
     run.evaluated = len(work.evaluate)
     training = Workload(
@@ -267,7 +273,9 @@ def _run_locked(
     def evaluated() -> Iterator[tuple[Trial, Row, TrialOutcome]]:
         for trial, trained in work.evaluate:
             started(trial)
-            yield trial, *evaluate_trial(trial, trained, plugins, chosen, cache, output)
+            with contextlib.nullcontext() if kept is None else keeping(kept):
+                measured = evaluate_trial(trial, trained, plugins, chosen, cache, output)
+            yield trial, *measured
 
     try:
         listeners.suite_started(suite, output, [t for t, _ in work.evaluate] + work.train)

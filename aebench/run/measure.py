@@ -3,30 +3,31 @@ and a note on every value that its column's declaration says not to trust."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 import traceback
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from aebench.contract.checks import check_metric_values
-from aebench.contract.columns import Column
+from aebench.contract.columns import Column, metric_time_column
 from aebench.contract.data import Data
 from aebench.contract.metric import MetricContext
 from aebench.contract.model import LatentVariableModel
 from aebench.plugins.blame import culprit
 from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Entry
+from aebench.results.rows import canonical, flatten, is_missing
 from aebench.run import stopping
 from aebench.run.observing import Row
 from aebench.run.suite import Trial
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("aebench")
 
@@ -39,6 +40,57 @@ TRAINING_COLUMNS = (
     *("stopped_epoch", "best_epoch", "best_val_loss"),
 )
 
+# Trial id -> metric -> its earlier columns (its time column among them): what ``measure_all``
+# keeps instead of measuring again, within ``keeping``.
+_KEPT: ContextVar[Mapping[str, Mapping[str, Row]] | None] = ContextVar("kept", default=None)
+
+
+@contextmanager
+def keeping(kept: Mapping[str, Mapping[str, Row]]) -> Iterator[None]:
+    """Within: ``measure_all`` gives these trials' metrics (trial id -> metric -> its earlier
+    columns) their earlier values instead of measuring them again. A metric not named is
+    measured. ``unchanged_metrics`` says which may be kept."""
+    token = _KEPT.set(kept)
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
+def unchanged_metrics(
+    trial: Trial, earlier: Row, plugins: Plugins, again: Collection[str] = ()
+) -> dict[str, Row]:
+    """Metric -> its columns in ``earlier`` (the trial's row in the table), for each metric of
+    ``trial`` that need not be measured again on the same kept model: it was measured in that
+    row with the same parameters (its ``eval.<metric>.*`` columns) and the same version of its
+    distribution (``version.<distribution>``), did not fail there, has a value in one of its
+    columns at least (an all-NaN metric is asked again, for its reason) and the user did not name
+    it (``again``). A row with no record of a metric's version is of older code."""
+    if earlier.get("status") != "ok":
+        return {}
+    before = earlier.get("eval.metrics")
+    measured = json.loads(before) if isinstance(before, str) else []
+    failed = str(earlier.get("metric_errors") or "")
+    kept: dict[str, Row] = {}
+    for name in trial.eval["metrics"]:
+        if name not in measured or name in again or f"metric {name!r}" in failed:
+            continue
+        entry = plugins.metrics.get(name)
+        now = flatten(f"eval.{name}", trial.eval["params"].get(name, {}))
+        then = {k: v for k, v in earlier.items() if k.startswith(f"eval.{name}.")}
+        if {k: canonical(v) for k, v in now.items()} != {
+            k: canonical(v) for k, v in then.items() if not is_missing(v)
+        }:
+            continue
+        if entry.distribution and earlier.get(f"version.{entry.distribution}") != entry.version:
+            continue
+        names = entry.factory.column_names
+        if all(is_missing(earlier.get(column)) for column in names):
+            continue
+        columns = (*names, metric_time_column(name).name)
+        kept[name] = {c: math.nan if is_missing(earlier.get(c)) else earlier[c] for c in columns}
+    return kept
+
 
 def measure_all(
     trial: Trial,
@@ -50,6 +102,13 @@ def measure_all(
     tracebacks: list[str] | None = None,
 ) -> Row:
     """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok.
+
+    Each metric's wall time is its ``eval_s_<metric>`` column (``metric_time_column``), and the
+    version of the distribution it comes from a ``version.<distribution>`` column (what
+    ``aebench evaluate`` compares to tell changed code). The metrics share the test split's
+    encoding through the context (``MetricContext.codes()``): the first that asks pays for it.
+    Within ``keeping``, a metric given earlier columns keeps them and is not measured; ``eval_s``
+    is then the time spent now plus the kept metrics' earlier times (the cost of the row).
 
     A metric that raises, or returns what it does not declare, gets NaN columns and an entry in
     ``metric_errors`` naming the plugin whose code raised: the metric, or the model or dataset
@@ -72,11 +131,22 @@ def measure_all(
     declared: list[Column] = []  # the measured columns, for their flags
     # Who else's code a metric runs: the model's methods and the dataset's (render, log_density).
     others = [plugins.models.get(trial.model.plugin), plugins.datasets.get(trial.dataset.plugin)]
+    kept = (_KEPT.get() or {}).get(trial.id, {})
+    kept_s = 0.0  # the kept metrics' earlier times
     start = time.perf_counter()
     for name in trial.eval["metrics"]:
         stopping.check()  # SIGTERM, Ctrl-C or the trial's time limit, between metrics
         entry = plugins.metrics.get(name)
         declared += entry.factory.columns
+        if entry.distribution:
+            row[f"version.{entry.distribution}"] = entry.version
+        timed = metric_time_column(name).name
+        if name in kept:
+            row |= kept[name]
+            earlier_s = kept[name].get(timed)
+            kept_s += earlier_s if isinstance(earlier_s, int | float) and earlier_s >= 0 else 0.0
+            continue
+        began = time.perf_counter()
         try:  # one broken metric costs its own columns, not the trial and the other metrics
             values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
         except Exception as exc:
@@ -87,10 +157,11 @@ def measure_all(
             if tracebacks is not None:
                 tracebacks.append(f"{who}:\n{traceback.format_exc()}")
         row |= values
+        row[timed] = time.perf_counter() - began
         if reason:
             reasons[name] = reason
     stopping.check()  # a trial past its limit is failed, even if only its last metric ran over
-    row["eval_s"] = time.perf_counter() - start
+    row["eval_s"] = time.perf_counter() - start + kept_s
     peak = training.get("peak_mem_mb")
     if peak is None or math.isnan(peak):
         reasons["peak_mem_mb"] = PEAK_MEMORY_UNMEASURED
@@ -148,3 +219,27 @@ def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> tup
     with torch.no_grad():
         measurement = entry.factory.measure(context, **params)
     return check_metric_values(entry.factory, measurement.values), measurement.reason
+
+
+def costliest_metrics(rows: Iterable[Row], count: int = 3) -> list[tuple[str, float]]:
+    """The ``count`` metrics that took longest over ``rows``, (name, seconds) costliest first,
+    where the metrics took longer than training (their ``eval_s`` above ``train_s``, summed);
+    else none: where measuring dominates a run, what it was spent on."""
+    rows = list(rows)
+    evaluation, training = (
+        sum(_seconds(row.get(k)) for row in rows) for k in ("eval_s", "train_s")
+    )
+    if not evaluation > training:
+        return []
+    totals: dict[str, float] = {}
+    for row in rows:
+        names = row.get("eval.metrics")
+        for name in json.loads(names) if isinstance(names, str) else []:
+            spent = _seconds(row.get(metric_time_column(name).name))
+            totals[name] = totals.get(name, 0.0) + spent
+    return sorted(totals.items(), key=lambda item: -item[1])[:count]
+
+
+def _seconds(value: Any) -> float:
+    """A time column's value, 0 where it has none."""
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0

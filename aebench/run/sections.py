@@ -194,12 +194,13 @@ class TrainSection(_Section):
 
 
 class EvalSection(_Section):
-    """``metrics`` to run (None: every registered one); every other key is a metric's table of
-    parameters (``[eval.NAME] samples = 5000``) or an alias a metric declares
+    """``metrics`` to run (None: the default ones, the cheap metrics and the expensive ones that
+    declare a requirement; ``"all"``: every registered one); every other key is a metric's table
+    of parameters (``[eval.NAME] samples = 5000``) or an alias a metric declares
     (``NAME_samples = 5000``, say). Both are validated against the metrics in ``load_suite``."""
 
     model_config = ConfigDict(extra="allow", strict=True)
-    metrics: list[str] | None = None
+    metrics: list[str] | Literal["all"] | None = None
 
 
 class TrackingSection(_Section):

@@ -77,11 +77,11 @@ def stack_key(trial: Trial, work: Workload, isolate: bool | None) -> str | None:
     """What a trial shares with those it may train with (everything it is but its seed and its
     evaluation), or None where it trains alone: ``stack`` off, or a feature stacked training
     does not have (the module's docstring lists them)."""
+    if work.isolate if isolate is None else isolate:  # each trial in a process of its own
+        return None
     settings = trial.settings()
-    isolated = work.isolate if isolate is None else isolate
     alone = (
         settings.stack != "auto"
-        or isolated
         or work.timeout is not None
         or epoch_reports._listener.get() is not None  # a search's pruner hears one trial
         or not _stackable_settings(settings)

@@ -18,6 +18,7 @@ from typing import Any
 import pydantic
 
 from aebench.contract.columns import declared
+from aebench.contract.metric import DATA_REQUIREMENTS
 from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Registry
 from aebench.results.paths import suite_place_problem, writable_place_problem
@@ -197,32 +198,50 @@ def _parameter_problem(
     )
 
 
+def default_metrics(metrics: Registry, configured: set[str] | None = None) -> list[str]:
+    """A suite's metrics where it names none: the cheap ones, the expensive ones the data asks
+    for (they require something of the data, ``DATA_REQUIREMENTS``: a trial without it gets NaN
+    with the reason, nothing computed) and the ``configured`` ones (the suite sets a parameter of
+    them: their table, or an alias). Other expensive ones only where named (or ``"all"``)."""
+    return [
+        entry.name
+        for entry in metrics
+        if getattr(entry.factory, "cost", "cheap") == "cheap"
+        or DATA_REQUIREMENTS & set(entry.factory.requires)
+        or entry.name in (configured or set())
+    ]
+
+
 def resolve_eval(
     path: Path, section: EvalSection, metrics: Registry, problems: Problems | None = None
 ) -> dict[str, Any]:
-    """``{"metrics": [...], "params": {metric: {param: value}}}``: the selected metrics (every
-    registered one when the suite names none) and every parameter of each (defaults filled in),
-    validated against the metrics' declarations.
+    """``{"metrics": [...], "params": {metric: {param: value}}}``: the selected metrics (when the
+    suite names none, ``default_metrics``; ``"all"``: every registered one) and every parameter of
+    each (defaults filled in), validated against the metrics' declarations.
     An error names the key as the file spells it: the metric's table, or the alias. Mistakes go
     to ``problems``; without it, they are raised together as a ``SuiteError``."""
     found = problems if problems is not None else Problems(path)
-    for i, name in enumerate(section.metrics or []):
+    named = section.metrics if isinstance(section.metrics, list) else None
+    for i, name in enumerate(named or []):
         if name not in metrics:
             try:
                 metrics.get(name)
             except LookupError as exc:
                 found.add(f"eval.metrics[{i}]", exc.args[0])
-    if section.metrics is None:
-        selected = metrics.names()
-    else:
-        selected = [name for name in section.metrics if name in metrics]
     aliases: dict[str, list[tuple[str, str]]] = {}  # alias -> [(metric, its parameter)]
     for entry in metrics:
         for alias, param in entry.factory.aliases.items():
             aliases.setdefault(alias, []).append((entry.name, param))
+    extra = section.model_extra or {}
+    if section.metrics == "all":
+        selected = metrics.names()
+    elif named is None:  # the default metrics, and those the section sets a parameter of
+        set_here = {m for key in extra for m, _ in aliases.get(key, [])} | set(extra)
+        selected = default_metrics(metrics, set_here)
+    else:
+        selected = [name for name in named if name in metrics]
     given: dict[str, dict[str, Any]] = {}
     places: dict[tuple[str, str], str] = {}  # (metric, parameter) -> where the file set it
-    extra = section.model_extra or {}
     for key, value in extra.items():  # aliases first: a metric's own table overrides them
         if key in metrics:
             continue
@@ -242,7 +261,7 @@ def resolve_eval(
             continue
         if not isinstance(value, dict):
             found.add(f"eval.{key}", "a table of the metric's parameters expected")
-        elif section.metrics is not None and key not in section.metrics:
+        elif named is not None and key not in named:
             found.add(f"eval.{key}", f"metric {key!r} is not in eval.metrics")
         else:
             given.setdefault(key, {}).update(value)

@@ -43,6 +43,22 @@ def _trial_images(folder: Path, trial: pd.Series, title: str) -> list[tuple[str,
     return [(caption, pngs[name]) for name, caption in TRIAL_CAPTIONS.items() if name in pngs]
 
 
+def _with_figures(folder: Path, trials: pd.DataFrame, median: pd.Series) -> pd.Series:
+    """The median seed, else the first seed (by seed) whose figures were saved: the figures
+    observer draws one seed per configuration unless ``[observers.figures] per_seed = true``."""
+    from aebench.views import drawing  # numpy and matplotlib: no torch
+
+    def saved(trial: pd.Series) -> bool:
+        folder_of = trial_folder(folder, str(trial["trial_id"]))
+        names = (drawing.ARRAYS, *drawing.TRIAL_PNGS)
+        return any((folder_of / name).is_file() for name in names)
+
+    if saved(median):
+        return median
+    others = trials[trials["trial_id"] != median["trial_id"]].sort_values("seed")
+    return next((t for _, t in others.iterrows() if saved(t)), median)
+
+
 def _configuration_blocks(
     folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
 ) -> list[Block]:
@@ -56,23 +72,26 @@ def _configuration_blocks(
         why = f"the median by {by} of seeds {seeds}" if by else f"the first of seeds {seeds}"
         if by and len(trials) % 2 == 0:
             why += " (the worse of the middle two)"
-        label = f"{board.label(i)} seed={median['seed']}"
-        images = _trial_images(folder, median, label)
+        shown = _with_figures(folder, trials, median)
+        if shown["trial_id"] != median["trial_id"]:
+            why += f"; its figures were not drawn, these are seed {shown['seed']}'s"
+            why += f" ({shown['trial_id']})"
+        label = f"{board.label(i)} seed={shown['seed']}"
+        images = _trial_images(folder, shown, label)
         blocks += [
             Heading(4, f"{rank}. {board.label(i)}"),
             Paragraph(f"Seed {median['seed']} ({median['trial_id']}): {why}."),
             Images(images) if images else Paragraph("No figures were saved."),
         ]
-        others = trials[trials["trial_id"] != median["trial_id"]].sort_values("seed")
-        folded = [
-            (
-                f"seed {t['seed']} ({t['trial_id']})",
-                _trial_images(folder, t, f"{board.label(i)} seed={t['seed']}"),
-            )
+        others = trials[trials["trial_id"] != shown["trial_id"]].sort_values("seed")
+        drawn = [
+            (t["seed"], f"seed {t['seed']} ({t['trial_id']})", pngs)
             for _, t in others.iterrows()
+            if (pngs := _trial_images(folder, t, f"{board.label(i)} seed={t['seed']}"))
         ]
+        folded = [(title, pngs) for _, title, pngs in drawn]
         if folded:
-            names = ", ".join(str(s) for s in others["seed"])
+            names = ", ".join(str(seed) for seed, _, _ in drawn)
             blocks.append(Details(f"Other seeds: {names}", folded))
     return blocks
 
@@ -87,6 +106,7 @@ def _latent_blocks(
     panels = []
     for rank, i in enumerate(order[:MAX_LATENT_PANELS], 1):
         median, _ = median_seed(board.trials[i], columns, vocabulary)
+        median = _with_figures(folder, board.trials[i], median)
         npz = trial_folder(folder, str(median["trial_id"])) / drawing.ARRAYS
         if npz.is_file():
             panels.append((f"{rank}. {board.label(i)} seed={median['seed']}", npz))

@@ -58,13 +58,28 @@ def build_report(folder: Path) -> tuple[Path, Path]:
     return md, page
 
 
+def report_is_current(folder: Path) -> bool:
+    """Both report files are there and newer than the results table: a run that added no row
+    (every trial already finished) would rebuild the same report, figures and all."""
+    folder = Path(folder)
+    try:
+        table = (folder / PARQUET).stat().st_mtime_ns
+        return all((folder / name).stat().st_mtime_ns >= table for name in (REPORT_MD, REPORT_HTML))
+    except OSError:  # no table, or a report file missing
+        return False
+
+
 class ReportBuilder(SuiteObserver):
-    """Builds the report when a suite run ends (before the MLflow observer logs it)."""
+    """Builds the report once, when a suite run ends (before the MLflow observer logs it); a run
+    that added no row leaves a current report as it is (``aebench report`` rebuilds it)."""
 
     def __init__(self) -> None:
         self.paths: tuple[Path, Path] | None = None
 
     def suite_finished(self, run: SuiteRun) -> None:
+        if not run.rows and report_is_current(run.output):
+            self.paths = (run.output / REPORT_MD, run.output / REPORT_HTML)
+            return
         try:
             self.paths = build_report(run.output)
         except Exception as exc:  # the results are written; a report can be rebuilt later

@@ -16,7 +16,7 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from aebench import MetricContext, NotApplicable, Split, latent_layer_slices
-from aebench_plugins.metrics.codes import encode_batched
+from aebench_plugins.metrics.codes import split_codes
 
 NAN = float("nan")
 KNN_NEIGHBOURS = 5
@@ -34,7 +34,7 @@ def _codes_and_labels(context: MetricContext, split: Split) -> tuple[np.ndarray,
     labels or with non-finite codes (there is nothing meaningful to cluster)."""
     if split.y is None:
         return None
-    codes = encode_batched(context.model, split.x)
+    codes = split_codes(context, split)
     first_layer = next(iter(latent_layer_slices(context.model, codes.shape[1]).values()))
     codes = codes[:, first_layer].double().cpu().numpy()
     if not np.isfinite(codes).all():

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from aebench import MetricContext
-from aebench_plugins.metrics.codes import encode_batched
 
 ACTIVE_THRESHOLD = 0.05
 
 
 def code_mean_abs(context: MetricContext) -> dict[str, float]:
     """Mean |a| over the units of the test codes (every model)."""
-    codes = encode_batched(context.model, context.data.test.x)
+    codes = context.codes()
     return {"code_mean_abs": codes.abs().mean().item()}
 
 
 def code_frac_active(context: MetricContext) -> dict[str, float]:
     """Fraction of test code units with |a| > 0.05 (every model)."""
-    codes = encode_batched(context.model, context.data.test.x)
+    codes = context.codes()
     return {"code_frac_active": (codes.abs() > ACTIVE_THRESHOLD).double().mean().item()}

@@ -195,6 +195,7 @@ BUILT_IN_GROUPS = (
     "samples",
     "speed",
     "training",
+    "search",
 )
 
 
@@ -206,7 +207,7 @@ def test_every_built_in_column_has_a_group_and_each_group_one_headline() -> None
     vocabulary = built_in_vocabulary()
     ungrouped = [c.name for c in vocabulary.columns.values() if not c.group]
     assert ungrouped == []
-    assert set(vocabulary.headlines()) == set(BUILT_IN_GROUPS) - {"training"}
+    assert set(vocabulary.headlines()) == set(BUILT_IN_GROUPS) - {"training", "search"}
 
 
 def test_the_built_in_groups_declare_their_order_and_likelihoods_their_protocol() -> None:
@@ -257,7 +258,7 @@ def test_a_columns_file_written_before_groups_declared_their_place_still_loads()
     loaded = Vocabulary.from_json(json.dumps({"columns": columns, "planes": []}))
     assert loaded.get("fit") == Column("fit", "higher", group="fits")  # the defaults
     assert loaded.get("train_s") == CORE_COLUMNS["train_s"]  # the core's own, as it declares now
-    assert loaded.group_places() == {"speed": 600, "training": 700}
+    assert loaded.group_places() == {"speed": 600, "training": 700, "search": 800}
 
 
 def test_an_older_columns_file_takes_the_new_fields_from_the_installed_metrics(

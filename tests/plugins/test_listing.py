@@ -83,3 +83,32 @@ def test_an_unwritable_cache_only_costs_time(tmp_path: Path, monkeypatch) -> Non
     blocked.write_text("not a folder")
     monkeypatch.setenv("AEBENCH_CACHE", str(blocked / "cache"))
     assert "vae" in aebench("list", "models")
+
+
+def test_a_new_plugin_folder_is_listed_from_the_saved_listing_the_second_time(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as most users run Python
+    site = fake_distribution(tmp_path / "site", SCORES)
+    assert "code_spread" in metric_columns(site)  # loaded, saved; its import wrote __pycache__
+    code = textwrap.dedent(
+        """
+        import contextlib, io, json, sys
+        from aebench.cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["list", "metrics"]) == 0
+        loaded = {name: name in sys.modules for name in ("torch", "pandas")}
+        print(json.dumps({"loaded": loaded, "listed": "code_spread" in out.getvalue()}))
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(site))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=scaled(120),
+        check=True,
+    )
+    shown = json.loads(done.stdout)
+    assert shown == {"loaded": {"torch": False, "pandas": False}, "listed": True}

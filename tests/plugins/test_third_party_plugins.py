@@ -111,7 +111,7 @@ def test_the_report_marks_its_direction_and_calls_no_best_on_one_seed(scored) ->
     lines = (run.output / "report.md").read_text().splitlines()
     # Its column declares no group: it is in the report's "other" table.
     header = next(
-        line for line in lines if line.startswith("| configuration") and "code_spread" in line
+        line for line in lines if line.startswith("| configuration") and "| code_spread" in line
     )
     cells = [c.strip() for c in header.strip("|").split("|")]
     column = cells.index("code_spread ↑")

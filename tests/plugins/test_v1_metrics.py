@@ -70,12 +70,12 @@ def test_it_runs_in_a_suite_and_its_column_is_declared_without_direction(tmp_pat
     assert [p["problem"] for p in problems] == ["deprecated"]
     # The report shows it, with no direction and no best, beside recon_mse which has both.
     report = (run.output / "report.md").read_text()
-    assert "code_energy |" in report and "code_energy ↑" not in report
-    assert "code_energy ↓" not in report and "recon_mse ↓" in report
+    assert "| code_energy |" in report and "| code_energy ↑" not in report
+    assert "| code_energy ↓" not in report and "| recon_mse ↓" in report
     assert "⚠ plugin problem: plugin 'aebench_v1': deprecated:" in report
     lines = report.splitlines()
     header = next(
-        line for line in lines if line.startswith("| configuration") and "code_en" in line
+        line for line in lines if line.startswith("| configuration") and "| code_en" in line
     )
     column = [c.strip() for c in header.strip("|").split("|")].index("code_energy")
     values = [
