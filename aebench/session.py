@@ -27,6 +27,7 @@ from aebench.run.plan import Plan, declined, load_datasets, plan
 from aebench.run.search import Search
 from aebench.run.search_checks import check_search, check_search_data
 from aebench.run.search_leaderboard import WithSearchColumns, leaderboard
+from aebench.run.search_observers import search_observers
 from aebench.run.search_rounds import check_executor, runs_side_by_side, search_in_rounds
 from aebench.run.suite import Suite, load_suite
 from aebench.run.threads import available_cores
@@ -114,7 +115,8 @@ class Session:
         validation (``aebench.run.search``), then runs its best parameters on every seed."""
         suite, executor, untuned = self.suite, self.executor, []
         if suite.spec.search is not None and work is None:
-            search = Search(suite, self.plugins, self.output, self.device, self.cache)
+            hearing = search_observers(build_observers(suite, self.plugins))  # MLflow's
+            search = Search(suite, self.plugins, self.output, self.device, self.cache, hearing)
             with folder_lock(self.output):
                 if runs_side_by_side(executor):  # every configuration's trials at once
                     slots = getattr(executor, "workers", None) or available_cores()

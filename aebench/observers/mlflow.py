@@ -42,6 +42,10 @@ def mlflow(
     return MlflowTracker(TrackingSection(uri=uri, log_model=log_model, experiment=experiment))
 
 
+# A search's trials are runs too: in the experiment of the search's folder (``<output>/search``).
+mlflow.hears_search_trials = True  # type: ignore[attr-defined]
+
+
 @hookimpl(trylast=True)  # last: it logs the figures and the report that the others wrote
 def aebench_register_observers(register):
     register("mlflow", mlflow)

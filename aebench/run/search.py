@@ -43,9 +43,10 @@ from aebench.plugins.manager import Plugins
 from aebench.results.table import read_results
 from aebench.run import epoch_reports
 from aebench.run.data import DataCache
-from aebench.run.loop import run_trials
+from aebench.run.loop import Registered, run_trials
 from aebench.run.observing import Row
 from aebench.run.search_checks import direction, objective_metric, spaces
+from aebench.run.search_observers import observed, trials_only
 from aebench.run.search_space import Dimension, SearchSection
 from aebench.run.suite import Component, Suite, TrainSection, Trial
 from aebench.run.validation import hold_out
@@ -183,9 +184,16 @@ class Search:
     """The studies of one suite's configurations, run one after another."""
 
     def __init__(
-        self, suite: Suite, plugins: Plugins, output: Path, device: torch.device, cache: DataCache
+        self,
+        suite: Suite,
+        plugins: Plugins,
+        output: Path,
+        device: torch.device,
+        cache: DataCache,
+        observers: Sequence[Registered] = (),  # those that hear search trials (search_observers)
     ) -> None:
         assert suite.spec.search is not None
+        self.observers = list(observers)
         self.suite, self.plugins, self.device, self.cache = suite, plugins, device, cache
         self.section: SearchSection = suite.spec.search
         self.folder = Path(output) / FOLDER
@@ -210,7 +218,8 @@ class Search:
     def run(self) -> list[Tuned]:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial is said here, once
         self.folder.mkdir(parents=True, exist_ok=True)  # and the output folder, for the database
-        return [self.tune(configuration) for configuration in configurations(self.suite)]
+        with observed(self.observers, self.suite, self.folder):
+            return [self.tune(configuration) for configuration in configurations(self.suite)]
 
     def tune(self, configuration: Configuration) -> Tuned:
         """The configuration's study, run until its budget is spent (resumed where it stopped)."""
@@ -351,7 +360,12 @@ class Search:
         view = ValidationData(self.cache, fraction, seed)
         suite = Suite(self.suite.path, self.spec, [trial])
         run = run_trials(
-            suite, self.plugins, output=self.folder, device=str(self.device), cache=view
+            suite,
+            self.plugins,
+            output=self.folder,
+            device=str(self.device),
+            cache=view,
+            observers=trials_only(self.observers),
         )
         if run.rows:
             return run.rows[-1]

@@ -30,6 +30,7 @@ from aebench.run.search import (
     configurations,
     untuned,
 )
+from aebench.run.search_observers import observed, trials_only
 from aebench.run.suite import Suite, SuiteError, Trial
 
 Asked = tuple[Configuration, optuna.Study, optuna.Trial, Trial | Row]
@@ -58,14 +59,15 @@ def search_in_rounds(search: Search, executor: Executor, slots: int) -> list[Tun
     for configuration in configurations(search.suite):
         if configuration.dimensions:
             studies[configuration.study_name] = (configuration, *search.study(configuration))
-    while active := [one for one in studies.values() if not search.is_spent(one[1], one[2])]:
-        share = max(1, slots // len(active))
-        asked = [
-            (configuration, study, trial, search.candidate(trial, configuration))
-            for configuration, study, limit in active
-            for trial in _ask(study, limit, share)
-        ]
-        _run_and_tell(search, asked, executor)
+    with observed(search.observers, search.suite, search.folder):
+        while active := [one for one in studies.values() if not search.is_spent(*one[1:])]:
+            share = max(1, slots // len(active))
+            asked = [
+                (configuration, study, trial, search.candidate(trial, configuration))
+                for configuration, study, limit in active
+                for trial in _ask(study, limit, share)
+            ]
+            _run_and_tell(search, asked, executor)
     tuned = []
     for configuration in configurations(search.suite):
         if configuration.study_name in studies:
@@ -99,7 +101,7 @@ def _run_and_tell(search: Search, asked: list[Asked], executor: Executor) -> Non
             device=str(search.device),
             cache=view,
             executor=executor,
-            rerun=False,
+            observers=trials_only(search.observers),
         )
         rows |= _rows_of(search, unique)
     spent = (time.perf_counter() - start) / max(1, len(asked))  # a share of the round's time

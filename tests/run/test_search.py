@@ -292,3 +292,32 @@ def test_a_regularizer_and_a_train_setting_are_searched_too(tmp_path, probing):
     best = min((t for t in trials if t.value is not None), key=lambda t: t.value)
     assert row["regularizer.p"] == best.params["regularizer.p"]
     assert row["train.lr"] == best.params["train.lr"]
+
+
+def test_search_trials_are_mlflow_runs_in_the_search_folders_experiment(tmp_path, probing):
+    from mlflow_runs import search_runs
+
+    from aebench.observers.tracking_store import sqlite_uri
+
+    uri = sqlite_uri(tmp_path / "store" / "mlflow.db")
+    suite = searched(
+        bowl({"knob": {"low": 0, "high": 9}}, latent_dim=1),
+        search={"trials": 3, "sampler": "random"},
+        tracking={"uri": uri},
+    )
+    session = opened(suite, probing, tmp_path / "out")
+    session.start_observers()
+    session.run()
+
+    searched_ids = {
+        row["trial_id"] for row in read_results(tmp_path / "out" / "search").to_dict("records")
+    }
+    runs = search_runs(uri, search_all_experiments=True)
+    # Trial runs name their invocation's run, which names the results folder.
+    folders = runs.set_index("run_id")["tags.aebench.output"].dropna()
+    trial_runs = runs[runs["tags.aebench.trial_id"].notna()]
+    folder_of = trial_runs["tags.aebench.invocation"].map(folders)
+    by_folder = trial_runs.groupby(folder_of)["tags.aebench.trial_id"].agg(set)
+    assert by_folder[str((tmp_path / "out" / "search").resolve())] == searched_ids
+    assert len(by_folder[str((tmp_path / "out").resolve())]) == 1  # the leaderboard's one seed
+    assert set(trial_runs["status"]) == {"FINISHED"}
