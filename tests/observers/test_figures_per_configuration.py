@@ -7,36 +7,22 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from builders import build_suite, entry
 
 import aebench
 from aebench.results.trials import trial_folder
 from aebench.views.drawing import ARRAYS
 from aebench.views.report import REPORT_MD, build_report
 
-SUITE = """
-[suite]
-name = "figured"
-seeds = [0, 1, 2]
-device = "cpu"
 
-[train]
-epochs = 1
-batch_size = 256
-
-[eval]
-metrics = ["recon_mse"]
-
-[observers.mlflow]
-enabled = false
-{figures}
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = {{ hidden = [8] }}
-grid = {{ latent_dim = [2, 3] }}
-"""
+def figured_suite(per_seed: bool | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+    """Two configurations of a small ``ae``, on ``seeds``; ``[observers.figures] per_seed`` when
+    given."""
+    ae = entry("ae", grid={"latent_dim": [2, 3]}, hidden=[8])
+    built = build_suite(ae, name="figured", seeds=list(seeds), epochs=1, batch_size=256)
+    if per_seed is not None:
+        built["observers"]["figures"] = {"per_seed": per_seed}
+    return built
 
 
 def _figured(output: Path) -> pd.DataFrame:
@@ -48,7 +34,7 @@ def _figured(output: Path) -> pd.DataFrame:
 
 def test_three_seeds_draw_the_figures_of_one_trial_per_configuration(write_suite, tmp_path):
     output = tmp_path / "out"
-    aebench.run_suite(write_suite(SUITE.format(figures="")), output=output)
+    aebench.run_suite(write_suite(figured_suite()), output=output)
 
     table = _figured(output)
     assert len(table) == 6
@@ -61,18 +47,15 @@ def test_three_seeds_draw_the_figures_of_one_trial_per_configuration(write_suite
 
 def test_per_seed_draws_every_trial(write_suite, tmp_path):
     output = tmp_path / "out"
-    figures = "[observers.figures]\nper_seed = true\n"
-    aebench.run_suite(write_suite(SUITE.format(figures=figures)), output=output)
+    aebench.run_suite(write_suite(figured_suite(per_seed=True)), output=output)
 
     assert _figured(output)["drawn"].all()
 
 
 def test_a_seed_added_later_draws_nothing_when_its_configuration_has_figures(write_suite, tmp_path):
     output = tmp_path / "out"
-    aebench.run_suite(
-        write_suite(SUITE.format(figures="").replace("[0, 1, 2]", "[0]")), output=output
-    )
-    aebench.run_suite(write_suite(SUITE.format(figures="")), output=output)
+    aebench.run_suite(write_suite(figured_suite(seeds=(0,))), output=output)
+    aebench.run_suite(write_suite(figured_suite()), output=output)
 
     table = _figured(output)
     assert table.groupby("model.latent_dim")["drawn"].sum().to_dict() == {2: 1, 3: 1}
@@ -83,8 +66,7 @@ def test_the_report_shows_another_seeds_figures_where_the_median_seed_has_none(
     write_suite, tmp_path
 ):
     output = tmp_path / "out"
-    figures = "[observers.figures]\nper_seed = true\n"
-    aebench.run_suite(write_suite(SUITE.format(figures=figures)), output=output)
+    aebench.run_suite(write_suite(figured_suite(per_seed=True)), output=output)
     text = (output / REPORT_MD).read_text()
     medians = set(re.findall(r"^Seed \d+ \((\w+)\): the median", text, flags=re.M))
     table = _figured(output)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from builders import build_suite, entry
 from mlflow_runs import search_runs
 
 from aebench.cli import main
@@ -16,29 +17,12 @@ from aebench.observers.tracking_ui import stored_experiments
 from aebench.session import Session
 from aebench.views import report
 
-SUITE = """
-[suite]
-name = "idle"
-seeds = [0]
-device = "cpu"
 
-[train]
-epochs = 1
-batch_size = 256
-
-[eval]
-metrics = ["recon_mse"]
-
-[observers.mlflow]
-uri = "{uri}"
-
-[[datasets]]
-plugin = "digits"
-
-[[models]]
-plugin = "ae"
-params = {{ hidden = [8], latent_dim = 2 }}
-"""
+def idle_suite(uri: str | None) -> dict:
+    """One small trial, recorded in the MLflow store at ``uri`` (None: MLflow off)."""
+    ae = entry("ae", hidden=[8], latent_dim=2)
+    tracking = {"uri": uri} if uri is not None else None
+    return build_suite(ae, name="idle", seeds=[0], epochs=1, batch_size=256, tracking=tracking)
 
 
 @pytest.fixture
@@ -68,7 +52,7 @@ def _run(suite: Path, output: Path) -> None:
 
 def test_a_rerun_with_nothing_to_do_writes_and_opens_nothing(write_suite, tmp_path, heavy):
     uri = sqlite_uri(tmp_path / "mlflow.db")
-    suite, output = write_suite(SUITE.format(uri=uri)), tmp_path / "out"
+    suite, output = write_suite(idle_suite(uri)), tmp_path / "out"
     _run(suite, output)
     assert set(heavy) == {"load_data", "build_report", "_connect", "save_trial_figures"}
     page = output / report.REPORT_HTML
@@ -86,7 +70,7 @@ def test_aebench_ui_reads_its_links_from_the_store_without_a_server(write_suite,
     from mlflow import MlflowClient
 
     store = tmp_path / "mlflow.db"
-    _run(write_suite(SUITE.format(uri=sqlite_uri(store))), tmp_path / "out")
+    _run(write_suite(idle_suite(sqlite_uri(store))), tmp_path / "out")
     MlflowClient(tracking_uri=sqlite_uri(store)).create_experiment("not aebench's")
 
     experiments = MlflowClient(tracking_uri=sqlite_uri(store)).search_experiments()
@@ -96,12 +80,12 @@ def test_aebench_ui_reads_its_links_from_the_store_without_a_server(write_suite,
 
 def test_trials_missing_from_the_store_are_repaired_by_a_rerun(write_suite, tmp_path, heavy):
     uri = sqlite_uri(tmp_path / "mlflow.db")
-    untracked = SUITE.format(uri=uri).replace(f'uri = "{uri}"', "enabled = false")
+    untracked = idle_suite(None)
     output = tmp_path / "out"
     _run(write_suite(untracked, "untracked.toml"), output)  # the store never heard of the trial
 
     heavy.clear()
-    _run(write_suite(SUITE.format(uri=uri)), output)
+    _run(write_suite(idle_suite(uri)), output)
 
     assert "_connect" in heavy and "build_report" not in heavy
     runs = search_runs(uri, search_all_experiments=True)
@@ -109,7 +93,7 @@ def test_trials_missing_from_the_store_are_repaired_by_a_rerun(write_suite, tmp_
 
 
 def test_a_report_older_than_the_table_is_rebuilt_by_a_rerun(write_suite, tmp_path, heavy):
-    suite = write_suite(SUITE.format(uri=sqlite_uri(tmp_path / "mlflow.db")))
+    suite = write_suite(idle_suite(sqlite_uri(tmp_path / "mlflow.db")))
     output = tmp_path / "out"
     _run(suite, output)
     (output / report.REPORT_HTML).unlink()  # as a run killed before its end leaves it
@@ -131,7 +115,7 @@ def test_a_trial_is_logged_to_mlflow_in_one_batch(write_suite, tmp_path, monkeyp
         return real(self, run_id, metrics=metrics, params=params, tags=tags, **kwargs)
 
     monkeypatch.setattr(MlflowClient, "log_batch", counted)
-    _run(write_suite(SUITE.format(uri=sqlite_uri(tmp_path / "mlflow.db"))), tmp_path / "out")
+    _run(write_suite(idle_suite(sqlite_uri(tmp_path / "mlflow.db"))), tmp_path / "out")
 
     assert len(calls) == 2  # the trial's run, then the invocation's counts
     assert calls[0] > 10  # its params, tags and metrics together
