@@ -120,6 +120,7 @@ def trained(markers: Path) -> bool:
     return any(markers.iterdir())
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_folder_keep_every_row_exactly_once(tmp_path: Path) -> None:
     """The issue's data loss: the same suite with other seeds, started while the first runs."""
     site = fake_distribution(tmp_path / "site")
@@ -151,6 +152,7 @@ def test_two_runs_into_one_folder_keep_every_row_exactly_once(tmp_path: Path) ->
     assert table["trial_id"].is_unique and set(table["status"]) == {"ok"}
 
 
+@pytest.mark.slow
 def test_a_killed_runs_rows_are_read_everywhere_and_kept_on_resume(tmp_path: Path) -> None:
     site = fake_distribution(tmp_path / "site")
     output = tmp_path / "out"

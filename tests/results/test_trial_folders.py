@@ -228,6 +228,7 @@ def checkpointed_epoch(output: Path) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_and_ends_identical(tmp_path):
     # 6 steps of 60 ms: ~0.4 s per epoch on an idle machine, and as much longer as this one is
     # slower, so that the test kills it before the trial ends

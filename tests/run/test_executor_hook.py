@@ -39,6 +39,7 @@ def aebench_in(site: Path, cwd: Path, *argv: str) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow
 def test_a_third_party_executor_runs_a_suite_from_the_command_line(write_suite, tmp_path):
     suite = write_suite(build_tiny_suite(seeds=[0], metrics=["recon_mse"]))
     site = fake_distribution(tmp_path / "site", TOY)

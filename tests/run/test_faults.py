@@ -63,6 +63,7 @@ def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_pat
     assert list(rows["model"]) == ["ae"] and list(rows["status"]) == ["ok"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_suite_leaves_its_mlflow_invocation_run_killed(slow_suite, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     suite, site = slow_suite(delay=0.2, tracking={"uri": uri})
@@ -80,6 +81,7 @@ def test_an_interrupted_suite_leaves_its_mlflow_invocation_run_killed(slow_suite
     assert list(trials["tags.aebench.invocation"]) == list(invocation["run_id"])
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tmp_path):
     suite, site = slow_suite(delay=0.2)
     markers = tmp_path / "markers"
