@@ -7,6 +7,7 @@ raised together as a ``SuiteError``, like ``load_suite``'s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -120,19 +121,19 @@ def _check_entry(where: str, entry: PluginEntry, registry: Any, problems: Proble
         for fixed in ("params", "grid"):
             if name in getattr(entry, fixed):
                 problems.add(place, f"also fixed in {where}.{fixed}; search it or fix it")
-        dimension = parse_space(written)
-        if isinstance(dimension, str):
-            problems.add(place, dimension)
-            continue
-        for value in dimension.bounds():
+
+        def refusals(value: Any, name: str = name) -> list[str]:
             try:
                 plugin.params.model_validate({**entry.params, name: value})
             except pydantic.ValidationError as exc:
-                for error in exc.errors():
-                    if error["loc"] and error["loc"][0] == name:
-                        problems.add(
-                            place, f"{value!r}: {registry.kind} {entry.plugin!r}: {explain(error)}"
-                        )
+                return [
+                    f"{registry.kind} {entry.plugin!r}: {explain(error)}"
+                    for error in exc.errors()
+                    if error["loc"] and error["loc"][0] == name
+                ]
+            return []
+
+        _check_space(place, written, refusals, problems)
 
 
 def _check_train(train: TrainSection, search: SearchSection, problems: Problems) -> None:
@@ -144,15 +145,29 @@ def _check_train(train: TrainSection, search: SearchSection, problems: Problems)
             continue
         if name in train.model_fields_set or name in train.grid:
             problems.add(place, "also fixed in [train]; search it or fix it")
-        dimension = parse_space(written)
-        if isinstance(dimension, str):
-            problems.add(place, dimension)
-            continue
-        for value in dimension.bounds():
+
+        def refusals(value: Any, name: str = name) -> list[str]:
             try:
                 TrainSection.model_validate(base | {name: value})
             except pydantic.ValidationError as exc:
-                problems.add(place, f"{value!r}: {explain(exc.errors()[0])}")
+                return [explain(exc.errors()[0])]
+            return []
+
+        _check_space(place, written, refusals, problems)
+
+
+def _check_space(
+    place: str, written: Any, refusals: Callable[[Any], list[str]], problems: Problems
+) -> None:
+    """A space that parses, and whose bounds its parameter's schema takes (``refusals`` of a
+    value: why it is refused, one entry per error)."""
+    dimension = parse_space(written)
+    if isinstance(dimension, str):
+        problems.add(place, dimension)
+        return
+    for value in dimension.bounds():
+        for why in refusals(value):
+            problems.add(place, f"{value!r}: {why}")
 
 
 def _check_objective(

@@ -11,13 +11,14 @@ process: it needs the local executor (``check_executor``).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable
 
 import optuna
 from optuna.trial import TrialState
 
+from aebench.results.rows import is_missing
+from aebench.results.table import read_results
 from aebench.run.executors import Executor, LocalExecutor
 from aebench.run.loop import run_trials
 from aebench.run.observing import Row
@@ -28,6 +29,7 @@ from aebench.run.search import (
     Tuned,
     ValidationData,
     configurations,
+    counted,
     untuned,
 )
 from aebench.run.search_observers import observed, trials_only
@@ -80,8 +82,7 @@ def search_in_rounds(search: Search, executor: Executor, slots: int) -> list[Tun
 def _ask(study: optuna.Study, limit: int | None, share: int) -> list[optuna.Trial]:
     """Up to ``share`` new trials of ``study``, no more than its budget in trials has left (a
     budget in seconds: one, as the time of the next is not known)."""
-    told = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING])
-    room = 1 if limit is None else min(share, limit - told)
+    room = 1 if limit is None else min(share, limit - len(counted(study)))
     return [study.ask() for _ in range(max(0, room))]
 
 
@@ -123,13 +124,7 @@ def _by_fraction(trials: Iterable[Trial]) -> list[tuple[float, list[Trial]]]:
 
 def _rows_of(search: Search, trials: list[Trial]) -> dict[str, Row]:
     """The search folder's rows of ``trials``, by trial id (run now, or finished before)."""
-    from aebench.results.table import read_results
-
     table = read_results(search.folder)
     wanted = {trial.id for trial in trials}
     found = table[table["trial_id"].isin(wanted)].to_dict("records")
-    return {row["trial_id"]: {k: v for k, v in row.items() if not _missing(v)} for row in found}
-
-
-def _missing(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+    return {row["trial_id"]: {k: v for k, v in row.items() if not is_missing(v)} for row in found}
