@@ -77,6 +77,10 @@ class Autoencoder(Protocol):
       flow (``if t.any()``), no ``.item()``, no in-place writes to its own parameters or
       buffers, randomness from torch's global generator. Absent means False: each trial trains
       alone. A group whose stacked training raises trains its trials alone, one by one.
+    - ``independent_samples = True``, with ``stackable``: each sample's loss depends on its own
+      row only, and every trainable parameter is in an ``nn.Linear`` used by calling it; the
+      stacked seeds then train as one batch through batched matrix multiplies
+      (``aebench.run.stacked_rows``) instead of vmap.
 
     Optional methods the training loop calls (docs/plugins.md, "Auxiliary parameters"):
 

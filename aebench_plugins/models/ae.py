@@ -79,6 +79,7 @@ class AE(CodeAutoencoder):
     """MLP autoencoder: hidden layers, a code of latent_dim units (may exceed the input size)."""
 
     stackable: ClassVar[bool] = True  # seeds may train as one stacked model (vmap-able)
+    independent_samples: ClassVar[bool] = True  # ... as one batch, batched GEMMs (no vmap)
 
     def __init__(
         self,

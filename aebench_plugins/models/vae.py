@@ -287,6 +287,9 @@ class VAE(GaussianVAE):
     # Its seeds may train together as one stacked model ([train] stack = "auto"): its forward
     # pass and loss are vmap-able. A subclass that is not says ``stackable = False``.
     stackable: ClassVar[bool] = True
+    # Each sample's loss is its own row's (no batch statistics): the stacked seeds train as one
+    # batch, each Linear a batched GEMM (aebench.run.stacked_rows), not under vmap.
+    independent_samples: ClassVar[bool] = True
 
     # Spelled out, as a model's signature is its schema (schema.py)
     def __init__(
