@@ -11,12 +11,17 @@ if TYPE_CHECKING:
     from aebench.run.suite import Suite
 
 
-def figures(suite: Suite, per_seed: bool = False) -> SuiteObserver:
+def figures(suite: Suite, per_seed: bool = False, background: bool = True) -> SuiteObserver:
     """Figures of a trial: latent scatter, reconstructions, prior samples, latent traversals
     and interpolations (latent-variable models), loss curves.
 
     ``per_seed``: every trial's; false, one seed's per configuration (the first to finish), which
-    the report shows."""
+    the report shows. ``background``: drawn in a worker process while the next trial trains (the
+    run waits for the last at its end); false, here, as each trial ends."""
+    if background:
+        from aebench.observers.background_figures import BackgroundFigures
+
+        return BackgroundFigures(per_seed=per_seed)
     from aebench.observers.trial_figures import TrialFigures
 
     return TrialFigures(per_seed=per_seed)

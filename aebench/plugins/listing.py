@@ -13,6 +13,10 @@ that, and shown again while the fingerprint holds:
 
 The saved listing is plain JSON, in ``$AEBENCH_CACHE`` (default: ``~/.cache/aebench``). A cache that
 cannot be read or written is ignored: the plugins are loaded as if there were none.
+
+With an empty cache, where only aebench's own plugins are installed, the listing aebench ships of
+them (``aebench.plugins.shipped``) stands in for loading them, while it is current; regenerate it
+with ``python -m aebench.plugins.listing --write-builtin``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aebench.contract.columns import Column, Vocabulary
+from aebench.plugins import shipped
 from aebench.plugins.manager import ENTRY_POINT_GROUP, KINDS
 from aebench.plugins.params import describe
 from aebench.results.files import write_atomically
@@ -143,7 +148,9 @@ def load_listing() -> Listing:
     path = cache_folder() / LISTING_FILE
     if key is not None and (saved := _read(path, key)) is not None:
         return saved
-    listing = build_listing(load_plugins())
+    listing = shipped.read() if shipped.only_ours_installed() else None
+    if listing is None:  # a third party's plugin, or a built-in changed since it was shipped
+        listing = build_listing(load_plugins())
     if key is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,3 +178,40 @@ def vocabulary_of(folder: Path) -> Vocabulary:
 
     saved = read_vocabulary(folder, known=installed_vocabulary)  # an older file: completed
     return installed_vocabulary() if saved is None else saved
+
+
+def builtin_listing() -> Listing:
+    """The listing of aebench's own plugins alone, loaded (a third party's are left out)."""
+    from aebench.plugins.manager import load_plugins
+
+    others = [
+        f"{ep.dist.name}.{ep.name}" if ep.dist else ep.name
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if not ep.dist or ep.dist.name != shipped.DISTRIBUTION
+    ]
+    return build_listing(load_plugins(blocked=others))
+
+
+def write_builtin() -> int:
+    """``--write-builtin``: ship the listing of aebench's own plugins (exit 1 where one of them
+    fails to load or warns: that is no listing to ship)."""
+    listing = builtin_listing()
+    problems = listing["load_errors"] + listing["load_warnings"]
+    if problems:
+        first = problems[0]
+        print(f"aebench: error: not shipped: {first['plugin']}: {first['error']}", file=sys.stderr)
+        return 1
+    try:
+        shipped.write(listing)
+    except OSError as exc:
+        print(f"aebench: error: not shipped: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {shipped.SHIPPED}")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write-builtin"]:
+        print("usage: python -m aebench.plugins.listing --write-builtin", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(write_builtin())

@@ -78,7 +78,7 @@ def unchanged_metrics(
         entry = plugins.metrics.get(name)
         now = flatten(f"eval.{name}", trial.eval["params"].get(name, {}))
         then = {k: v for k, v in earlier.items() if k.startswith(f"eval.{name}.")}
-        if {k: canonical(v) for k, v in now.items()} != {
+        if {k: canonical(v) for k, v in now.items() if not is_missing(v)} != {
             k: canonical(v) for k, v in then.items() if not is_missing(v)
         }:
             continue
@@ -92,6 +92,21 @@ def unchanged_metrics(
     return kept
 
 
+def metric_context(
+    trial: Trial, model: nn.Module, data: Data, device: torch.device, training: Row
+) -> MetricContext:
+    """The trial's metric context: its shared work (the test split's codes, ...) is computed once
+    for the health checks and every metric; its generator is seeded from the trial's seed."""
+    return MetricContext(
+        model=model,
+        data=data,
+        settings=trial.eval,
+        device=device,
+        generator=torch.Generator(device=device).manual_seed(trial.seed + 1),
+        training={k: training[k] for k in ("train_s", "train_samples_per_s", "peak_mem_mb")},
+    )
+
+
 def measure_all(
     trial: Trial,
     plugins: Plugins,
@@ -100,6 +115,7 @@ def measure_all(
     device: torch.device,
     training: Row,
     tracebacks: list[str] | None = None,
+    context: MetricContext | None = None,
 ) -> Row:
     """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok.
 
@@ -115,16 +131,10 @@ def measure_all(
     whose method it was calling (``blame.culprit``, the innermost frame); the trial and the other
     metrics go on. Each such failure's traceback, headed by the same plugin, is appended to
     ``tracebacks`` (for ``aebench.log``). A value above its column's ``flag_above`` gets an entry
-    in ``notes`` (``estimate_notes``)."""
+    in ``notes`` (``estimate_notes``). ``context``: the trial's (``metric_context``), where the
+    caller has read its shared work already (the health checks); else one is made here."""
     model.eval()
-    context = MetricContext(
-        model=model,
-        data=data,
-        settings=trial.eval,
-        device=device,
-        generator=torch.Generator(device=device).manual_seed(trial.seed + 1),
-        training={k: training[k] for k in ("train_s", "train_samples_per_s", "peak_mem_mb")},
-    )
+    context = context or metric_context(trial, model, data, device, training)
     row: Row = likelihood_protocol(model, data)
     reasons: dict[str, str] = {}  # metric -> why its columns are NaN
     errors: list[str] = []  # metrics that broke: one entry each, naming the plugin

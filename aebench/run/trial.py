@@ -23,7 +23,7 @@ from aebench.run import stopping
 from aebench.run.checkpoint import Checkpoints
 from aebench.run.data import DataCache
 from aebench.run.health import health_warnings
-from aebench.run.measure import TRAINING_COLUMNS, measure_all
+from aebench.run.measure import TRAINING_COLUMNS, measure_all, metric_context
 from aebench.run.observing import Row, TrialOutcome
 from aebench.run.plan import wrong_kind
 from aebench.run.suite import Trial
@@ -176,7 +176,7 @@ def _train_and_measure(
     checkpoints = None
     if output is not None:
         path = trial_folder(output, trial.id) / CHECKPOINT
-        checkpoints = Checkpoints(path, trial.id, settings.checkpoint_every)
+        checkpoints = Checkpoints(path, trial.id, settings.checkpoint_every, root=output)
     result = train_model(
         model,
         regularizer,
@@ -217,8 +217,10 @@ def trained_row(
 
     outcome.model = model
     model.eval()
-    row["warnings"] = "; ".join(health_warnings(model, data, result.curves))
-    return row | measure_all(trial, plugins, model, data, device, row, outcome.metric_tracebacks)
+    context = metric_context(trial, model, data, device, row)  # one encoding for both
+    row["warnings"] = "; ".join(health_warnings(model, data, result.curves, context))
+    tracebacks = outcome.metric_tracebacks
+    return row | measure_all(trial, plugins, model, data, device, row, tracebacks, context)
 
 
 def kept_model(

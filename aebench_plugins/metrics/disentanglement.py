@@ -5,8 +5,12 @@ factors (``Split.factors``); NaN with the reason on data without them. The BetaV
 scores intervene: they render batches with one factor held fixed (``Data.render``). The others
 fit on the train split's codes and factors and score on the test split's (MIG and modularity need
 no fit: test split only), using the first ``train_points`` / ``test_points`` samples of each,
-which are already random draws. Their defaults are disentanglement_lib's protocol parameters.
-The scores themselves are in ``disentanglement_scores``.
+which are already random draws. The scores themselves are in ``disentanglement_scores``.
+
+Protocol sizes suited to the data: a size left unset (None, the default) is derived from the
+data (``SIZES``), with disentanglement_lib's protocol size as its cap; an integer is used as
+given, so that ``train_points = 10000`` in a suite is disentanglement_lib's protocol. The sizes
+used are columns of their own (``dci_train_points``, ...), so that a score says what it is.
 """
 
 from __future__ import annotations
@@ -19,15 +23,91 @@ import torch
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from aebench import Column, Metric, MetricContext, NotApplicable, Split
+from aebench import Column, Data, Metric, MetricContext, NotApplicable, Split
 from aebench_plugins.metrics import disentanglement_scores as scores
 from aebench_plugins.metrics.codes import encode_batched, split_codes
 from aebench_plugins.metrics.groups import disentanglement_column
 
 RENDER_BATCH = 4096  # factor combinations rendered and encoded at a time: bounds the images held
 Points = Annotated[int, Field(ge=2)]
+Size = Points | None  # None: a size derived from the data (``SIZES``)
 Bins = Annotated[int, Field(ge=2)]
 Result = TypeVar("Result")
+SplitName = Literal["train", "test"]
+
+# Each size left unset: derived from a split's size (which split, and how), capped at
+# disentanglement_lib's protocol size for it (its metric configs: 10,000 train points and 5,000
+# evaluation or test points; the FactorVAE score's variance over 10,000 samples; MIG on 10,000).
+# The splits' own points are read whole up to the cap, except DCI's train points: its
+# gradient-boosted trees (one per factor value and stage: 113 a stage on dSprites) take a third
+# of the train split, at least 500 points. The scores that intervene render their points, as many
+# as a third (train) and a sixth (evaluation) of the train split's size, at least 500 and 250:
+# each point renders 128 images (BetaVAE) or 64 (FactorVAE), so they encode about 64 and 33 times
+# the train split's size; disentanglement_lib's sizes are reached from 30,000 training images.
+# Fewer train points lower the scores of a weak code (the BetaVAE score of a one-epoch VAE on
+# 3,000 dSprites images, 1,000 evaluation points: 0.44 on 300 train points, 0.57 on 1,000, 0.58
+# on 3,000): a third is where that curve flattens there.
+SIZES: dict[str, dict[str, tuple[SplitName, scores.ProtocolSize]]] = {
+    "beta_vae_score": {
+        "train_points": ("train", scores.ProtocolSize(10_000, share=1 / 3, least=500, read=False)),
+        "eval_points": ("train", scores.ProtocolSize(5_000, share=1 / 6, least=250, read=False)),
+    },
+    "factor_vae_score": {
+        "train_points": ("train", scores.ProtocolSize(10_000, share=1 / 3, least=500, read=False)),
+        "eval_points": ("train", scores.ProtocolSize(5_000, share=1 / 6, least=250, read=False)),
+        "variance_points": (
+            "train",
+            scores.ProtocolSize(10_000, share=1.0, least=1_000, read=False),
+        ),
+    },
+    "mig": {"points": ("test", scores.ProtocolSize(10_000))},
+    "modularity": {"points": ("test", scores.ProtocolSize(10_000))},
+    "sap": {
+        "train_points": ("train", scores.ProtocolSize(10_000)),
+        "test_points": ("test", scores.ProtocolSize(5_000)),
+    },
+    "dci": {
+        "train_points": ("train", scores.ProtocolSize(10_000, share=1 / 3, least=500)),
+        "test_points": ("test", scores.ProtocolSize(5_000)),
+    },
+    "explicitness": {
+        "train_points": ("train", scores.ProtocolSize(10_000)),
+        "test_points": ("test", scores.ProtocolSize(5_000)),
+    },
+}
+
+
+def protocol_sizes(metric: str, data: Data, **given: int | None) -> dict[str, int]:
+    """The sizes ``metric`` uses on ``data``: each given integer as it is (points read from a split
+    are at most the split's), each None derived from the data (``SIZES``)."""
+    sizes = {}
+    for name, value in given.items():
+        split, rule = SIZES[metric][name]
+        n = len(getattr(data, split))
+        if value is None:
+            sizes[name] = rule.of(n)
+        else:
+            sizes[name] = min(value, n) if rule.read else value
+    return sizes
+
+
+def size_columns(metric: str) -> list[Column]:
+    """The columns of the sizes ``metric`` used: ``<prefix>_<size>`` (``dci_train_points``)."""
+    return [
+        disentanglement_column(
+            size_column(metric, name),
+            description=f"{metric}'s {name} used (unset: derived from the data's size)",
+        )
+        for name in SIZES[metric]
+    ]
+
+
+def size_column(metric: str, size: str) -> str:
+    return f"{metric.removesuffix('_score')}_{size}"
+
+
+def _with_sizes(metric: str, values: dict[str, float], sizes: dict[str, int]) -> dict[str, float]:
+    return values | {size_column(metric, name): float(n) for name, n in sizes.items()}
 
 
 def _seed(context: MetricContext) -> int:
@@ -74,7 +154,7 @@ def _represent(context: MetricContext) -> scores.Represent:
     return represent
 
 
-def _sizes(context: MetricContext) -> tuple[int, ...]:
+def _factor_sizes(context: MetricContext) -> tuple[int, ...]:
     sizes = context.data.info.factor_sizes
     assert sizes is not None  # the metric requires "ground-truth factors"
     return sizes
@@ -83,136 +163,158 @@ def _sizes(context: MetricContext) -> tuple[int, ...]:
 def _intervening(
     context: MetricContext,
     score: Callable[..., Result],
-    batch_size: int,
-    train_points: int,
-    eval_points: int,
+    protocol: scores.Protocol,
     **parameters: object,
 ) -> Result:
     """``score`` (``scores.beta_vae_score`` or ``scores.factor_vae_score``) of the model's codes of
-    the renders it asks for, its draws seeded by the trial, under the shared protocol; the score's
-    own ``parameters`` passed on."""
+    the renders it asks for, its draws seeded by the trial, under the shared ``protocol``; the
+    score's own ``parameters`` passed on."""
     rng = np.random.default_rng(_seed(context))
-    protocol = scores.Protocol(
-        batch_size=batch_size, train_points=train_points, eval_points=eval_points
-    )
     return _measured(
-        lambda: score(_represent(context), _sizes(context), rng, **parameters, **protocol)
+        lambda: score(_represent(context), _factor_sizes(context), rng, **parameters, **protocol)
     )
 
 
 def beta_vae_score(
     context: MetricContext,
     batch_size: Points = 64,
-    train_points: Points = 10_000,
-    eval_points: Points = 5_000,
+    train_points: Size = None,
+    eval_points: Size = None,
     fit: scores.BetaVaeFit = "reference",
 ) -> dict[str, float]:
     """BetaVAE score (Higgins et al. 2017): accuracy of a linear classifier naming the fixed factor.
 
     Each point: two batches of ``batch_size`` renders sharing one factor's values; the mean
     absolute difference of their codes. A logistic regression fit on ``train_points`` points,
-    scored on ``eval_points`` fresh ones. ``fit = "reference"`` (the default) is
-    disentanglement_lib's protocol, the fit stopped at scikit-learn's default 100 iterations,
-    comparable with published scores; ``fit = "converged"`` runs it to 1000 iterations (on a
-    rotated code a few hundredths higher).
+    scored on ``eval_points`` fresh ones (unset: a third and a sixth of the train split's size,
+    at least 500 and 250, at most disentanglement_lib's 10,000 and 5,000). ``fit =
+    "reference"`` (the default) is disentanglement_lib's protocol, the fit stopped at
+    scikit-learn's default 100 iterations, comparable with published scores; ``fit =
+    "converged"`` runs it to 1000 iterations (on a rotated code a few hundredths higher).
     """
-    score = _intervening(
-        context, scores.beta_vae_score, batch_size, train_points, eval_points, fit=fit
+    sizes = protocol_sizes(
+        "beta_vae_score", context.data, train_points=train_points, eval_points=eval_points
     )
-    return {"beta_vae_score": score}
+    protocol = scores.Protocol(
+        batch_size=batch_size, train_points=sizes["train_points"], eval_points=sizes["eval_points"]
+    )
+    score = _intervening(context, scores.beta_vae_score, protocol, fit=fit)
+    return _with_sizes("beta_vae_score", {"beta_vae_score": score}, sizes)
 
 
 def factor_vae_score(
     context: MetricContext,
     batch_size: Points = 64,
-    train_points: Points = 10_000,
-    eval_points: Points = 5_000,
-    variance_points: Points = 10_000,
+    train_points: Size = None,
+    eval_points: Size = None,
+    variance_points: Size = None,
     prune_threshold: Annotated[float, Field(ge=0)] = 0.05,
 ) -> dict[str, float]:
     """FactorVAE score (Kim & Mnih 2018): majority vote of the least-varying code unit.
 
     Each vote: a batch of ``batch_size`` renders with one factor held; the unit of least variance
     (scaled by its variance over ``variance_points`` samples) votes for it. Units with a standard
-    deviation below ``prune_threshold`` are left out; none left: 0.
+    deviation below ``prune_threshold`` are left out; none left: 0. Unset sizes: as the BetaVAE
+    score's, and ``variance_points`` the train split's size (1,000 to 10,000).
     """
+    sizes = protocol_sizes(
+        "factor_vae_score",
+        context.data,
+        train_points=train_points,
+        eval_points=eval_points,
+        variance_points=variance_points,
+    )
+    protocol = scores.Protocol(
+        batch_size=batch_size, train_points=sizes["train_points"], eval_points=sizes["eval_points"]
+    )
     score, active = _intervening(
         context,
         scores.factor_vae_score,
-        batch_size,
-        train_points,
-        eval_points,
-        variance_points=variance_points,
+        protocol,
+        variance_points=sizes["variance_points"],
         prune_threshold=prune_threshold,
     )
-    return {"factor_vae_score": score, "factor_vae_active_units": float(active)}
+    values = {"factor_vae_score": score, "factor_vae_active_units": float(active)}
+    return _with_sizes("factor_vae_score", values, sizes)
 
 
-def mig(context: MetricContext, points: Points = 10_000, bins: Bins = 20) -> dict[str, float]:
+def mig(context: MetricContext, points: Size = None, bins: Bins = 20) -> dict[str, float]:
     """Mutual information gap (Chen et al. 2018), test codes in ``bins`` histogram bins.
 
     Per factor: (MI of the best code unit - MI of the second) / the factor's entropy; averaged.
+    On the test split's first ``points`` (unset: all of it, at most 10,000).
     """
-    codes, factors = _codes_and_factors(context, context.data.test, points)
-    return {"mig": _measured(lambda: scores.mig(codes, factors, bins))}
+    sizes = protocol_sizes("mig", context.data, points=points)
+    codes, factors = _codes_and_factors(context, context.data.test, sizes["points"])
+    return _with_sizes("mig", {"mig": _measured(lambda: scores.mig(codes, factors, bins))}, sizes)
 
 
-def modularity(
-    context: MetricContext, points: Points = 10_000, bins: Bins = 20
-) -> dict[str, float]:
+def modularity(context: MetricContext, points: Size = None, bins: Bins = 20) -> dict[str, float]:
     """Modularity (Ridgeway & Mozer 2018): each code unit's MI concentrated on one factor.
 
-    Test codes in ``bins`` histogram bins; averaged over code units.
+    Test codes in ``bins`` histogram bins; averaged over code units. On the test split's first
+    ``points`` (unset: all of it, at most 10,000).
     """
-    codes, factors = _codes_and_factors(context, context.data.test, points)
-    return {"modularity": _measured(lambda: scores.modularity(codes, factors, bins))}
+    sizes = protocol_sizes("modularity", context.data, points=points)
+    codes, factors = _codes_and_factors(context, context.data.test, sizes["points"])
+    value = _measured(lambda: scores.modularity(codes, factors, bins))
+    return _with_sizes("modularity", {"modularity": value}, sizes)
 
 
 def _fit_and_test(
-    context: MetricContext, train_points: int, test_points: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    train = _codes_and_factors(context, context.data.train, train_points)
-    test = _codes_and_factors(context, context.data.test, test_points)
-    return (*train, *test)
+    context: MetricContext, metric: str, train_points: int | None, test_points: int | None
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], dict[str, int]]:
+    """The train split's first codes and factors and the test split's, at ``metric``'s sizes;
+    and those sizes."""
+    sizes = protocol_sizes(metric, context.data, train_points=train_points, test_points=test_points)
+    train = _codes_and_factors(context, context.data.train, sizes["train_points"])
+    test = _codes_and_factors(context, context.data.test, sizes["test_points"])
+    return (*train, *test), sizes
 
 
 def explicitness(
-    context: MetricContext, train_points: Points = 10_000, test_points: Points = 5_000
+    context: MetricContext, train_points: Size = None, test_points: Size = None
 ) -> dict[str, float]:
     """Explicitness (Ridgeway & Mozer 2018): ROC AUC of a logistic regression of each factor.
 
-    Fit on the standardised train codes, scored on test; mean over values and factors.
+    Fit on the standardised train codes, scored on test; mean over values and factors. Unset
+    sizes: the splits whole, at most 10,000 train and 5,000 test points.
     """
-    arrays = _fit_and_test(context, train_points, test_points)
-    return {"explicitness": _measured(lambda: scores.explicitness(*arrays))}
+    arrays, sizes = _fit_and_test(context, "explicitness", train_points, test_points)
+    value = _measured(lambda: scores.explicitness(*arrays))
+    return _with_sizes("explicitness", {"explicitness": value}, sizes)
 
 
 def sap(
-    context: MetricContext, train_points: Points = 10_000, test_points: Points = 5_000
+    context: MetricContext, train_points: Size = None, test_points: Size = None
 ) -> dict[str, float]:
     """SAP score (Kumar et al. 2018): gap between the two code units that best predict a factor.
 
     A linear SVM per (unit, factor), fit on train, its test accuracy; averaged over factors.
+    Unset sizes: the splits whole, at most 10,000 train and 5,000 test points.
     """
-    arrays = _fit_and_test(context, train_points, test_points)
-    return {"sap": _measured(lambda: scores.sap(*arrays))}
+    arrays, sizes = _fit_and_test(context, "sap", train_points, test_points)
+    return _with_sizes("sap", {"sap": _measured(lambda: scores.sap(*arrays))}, sizes)
 
 
 def dci(
-    context: MetricContext, train_points: Points = 10_000, test_points: Points = 5_000
+    context: MetricContext, train_points: Size = None, test_points: Size = None
 ) -> dict[str, float]:
     """DCI (Eastwood & Williams 2018) from gradient-boosted trees' feature importances.
 
     Disentanglement (each unit explains one factor), completeness (each factor explained by one
-    unit), informativeness (the trees' mean test accuracy); fit on train, tested on test.
+    unit), informativeness (the trees' mean test accuracy); fit on train, tested on test. Unset
+    sizes: a third of the train split (at least 500 points, at most 10,000) and the test split
+    whole (at most 5,000).
     """
-    arrays = _fit_and_test(context, train_points, test_points)
+    arrays, sizes = _fit_and_test(context, "dci", train_points, test_points)
     importance, accuracy = _measured(lambda: scores.gbt_importance(*arrays, seed=_seed(context)))
-    return {
+    values = {
         "dci_disentanglement": scores.dci_disentanglement(importance),
         "dci_completeness": scores.dci_completeness(importance),
         "dci_informativeness": accuracy,
     }
+    return _with_sizes("dci", values, sizes)
 
 
 FACTORS = ("ground-truth factors",)
@@ -226,48 +328,52 @@ def _score(name: str, description: str, headline: bool = False) -> Column:
     )
 
 
-def _one_score(
+def _metric(
     factory: Callable[..., dict[str, float]],
-    description: str,
+    columns: list[Column],
     requires: tuple[str, ...] = FACTORS,
-    headline: bool = False,
     cost: Literal["cheap", "expensive"] = "cheap",
 ) -> Metric:
-    """The metric of one score column, named as its ``factory``."""
-    column = _score(factory.__name__, description, headline)
-    return Metric(factory, columns=[column], requires=requires, cost=cost)
+    """The metric named as its ``factory``: its ``columns``, then those of the sizes it used."""
+    sized = [*columns, *size_columns(factory.__name__)]
+    return Metric(factory, columns=sized, requires=requires, cost=cost)
 
 
 DISENTANGLEMENT_METRICS = {
-    "beta_vae_score": _one_score(
+    "beta_vae_score": _metric(
         beta_vae_score,
-        "accuracy naming the fixed factor",
+        [_score("beta_vae_score", "accuracy naming the fixed factor")],
         requires=INTERVENTIONS,
-        cost="expensive",  # 5.5 s on shapes-small: classifiers on rendered interventions
+        cost="expensive",  # 14 s (vae, 3,000 dSprites images, derived sizes): renders
     ),
-    "factor_vae_score": Metric(
+    "factor_vae_score": _metric(
         factor_vae_score,
-        columns=[
+        [
             _score("factor_vae_score", "majority-vote accuracy naming the fixed factor"),
             disentanglement_column(
                 "factor_vae_active_units", description="code units with std >= prune_threshold"
             ),
         ],
         requires=INTERVENTIONS,
-        cost="expensive",  # 2.7 s on shapes-small
+        cost="expensive",  # 3.8 s (vae, 3,000 dSprites images, derived sizes)
     ),
-    "mig": _one_score(mig, "mutual information gap, over the factor's entropy", headline=True),
-    "sap": _one_score(sap, "gap in linear-SVM accuracy"),
-    "dci": Metric(
+    "mig": _metric(
+        mig, [_score("mig", "mutual information gap, over the factor's entropy", headline=True)]
+    ),
+    "sap": _metric(sap, [_score("sap", "gap in linear-SVM accuracy")]),
+    "dci": _metric(
         dci,
-        columns=[
+        [
             _score("dci_disentanglement", "each code unit explains one factor"),
             _score("dci_completeness", "each factor explained by one code unit"),
             _score("dci_informativeness", "gradient-boosted trees' test accuracy"),
         ],
-        requires=FACTORS,
-        cost="expensive",  # 2.4 s on shapes-small: gradient-boosted trees per factor
+        cost="expensive",  # 32 s there: gradient-boosted trees per factor value
     ),
-    "modularity": _one_score(modularity, "each code unit's information on one factor"),
-    "explicitness": _one_score(explicitness, "ROC AUC of a logistic regression per factor"),
+    "modularity": _metric(
+        modularity, [_score("modularity", "each code unit's information on one factor")]
+    ),
+    "explicitness": _metric(
+        explicitness, [_score("explicitness", "ROC AUC of a logistic regression per factor")]
+    ),
 }

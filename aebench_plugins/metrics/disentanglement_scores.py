@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, TypedDict, Unpack
 
 import numpy as np
@@ -40,6 +41,26 @@ class Protocol(TypedDict):
     batch_size: int
     train_points: int
     eval_points: int
+
+
+@dataclass(frozen=True)
+class ProtocolSize:
+    """A protocol size suited to the data: ``share`` of a split's ``n`` samples, at least
+    ``least`` and at most ``cap`` (disentanglement_lib's size for it, reached on large data).
+
+    ``read``: the points are the split's own (no more than it has: a split smaller than
+    ``least`` is read whole); otherwise they are drawn afresh (rendered), and ``least`` holds
+    on small data too, so that a score is not left to a handful of points.
+    """
+
+    cap: int
+    share: float = 1.0
+    least: int = 0
+    read: bool = True
+
+    def of(self, n: int) -> int:
+        size = min(self.cap, max(self.least, round(self.share * n)))
+        return min(size, n) if self.read else size
 
 
 class ScoreUndefined(ValueError):

@@ -17,10 +17,13 @@ from torch import Tensor, nn
 
 import aebench
 from aebench import Data, DataInfo, MetricContext, Split
+from aebench.run.measure import unchanged_metrics
+from aebench.run.suite import load_suite
 from aebench.testing import check_metric
 from aebench_plugins.datasets.dsprites import shapes_small
+from aebench_plugins.metrics import disentanglement as plugin
 from aebench_plugins.metrics import disentanglement_scores as scores
-from aebench_plugins.metrics.disentanglement import DISENTANGLEMENT_METRICS
+from aebench_plugins.metrics.disentanglement import DISENTANGLEMENT_METRICS, protocol_sizes
 
 SIZES = (2, 2, 2, 2)  # four balanced binary factors: a mix of them all is symmetric in them
 # An orthogonal matrix whose every entry is +-1/2: each code unit is an equal mix of all factors.
@@ -391,3 +394,113 @@ def test_beta_vae_fits_as_disentanglement_lib_does_by_default_to_convergence_on_
         assert by_fit[fit] == expected
     default = scores.beta_vae_score(scaled_rotation, SIZES, np.random.default_rng(0), **kwargs)
     assert default == by_fit["reference"] != by_fit["converged"]
+
+
+def _sized(n_train: int, n_test: int) -> Data:
+    """Data of the given split sizes: what the protocol sizes are derived from."""
+    info = DataInfo(shape=(1,), kind="real")
+    return Data(info, Split(torch.zeros(n_train, 1)), Split(torch.zeros(n_test, 1)))
+
+
+def _derived(data: Data) -> dict[str, dict[str, int]]:
+    unset = {metric: dict.fromkeys(names) for metric, names in plugin.SIZES.items()}
+    return {metric: protocol_sizes(metric, data, **given) for metric, given in unset.items()}
+
+
+LIBRARY = {  # disentanglement_lib's protocol sizes (its metric configs)
+    "beta_vae_score": {"train_points": 10_000, "eval_points": 5_000},
+    "factor_vae_score": {"train_points": 10_000, "eval_points": 5_000, "variance_points": 10_000},
+    "mig": {"points": 10_000},
+    "modularity": {"points": 10_000},
+    "sap": {"train_points": 10_000, "test_points": 5_000},
+    "dci": {"train_points": 10_000, "test_points": 5_000},
+    "explicitness": {"train_points": 10_000, "test_points": 5_000},
+}
+
+
+def test_unset_sizes_shrink_with_the_data_up_to_disentanglement_libs() -> None:
+    small, dsprites_3000, large = (
+        _sized(300, 100),
+        _derived(_sized(3_000, 2_000)),
+        _sized(10**6, 10**5),
+    )
+    assert dsprites_3000["beta_vae_score"] == {"train_points": 1_000, "eval_points": 500}
+    assert dsprites_3000["factor_vae_score"]["variance_points"] == 3_000
+    assert dsprites_3000["dci"] == {"train_points": 1_000, "test_points": 2_000}
+    assert dsprites_3000["mig"] == {"points": 2_000}
+    assert dsprites_3000["sap"] == {"train_points": 3_000, "test_points": 2_000}
+    assert _derived(large) == LIBRARY  # large data: disentanglement_lib's protocol
+    for metric, sizes in _derived(small).items():  # the smaller the data, the smaller the sizes
+        for name, size in sizes.items():
+            assert 2 <= size <= dsprites_3000[metric][name] <= LIBRARY[metric][name], (metric, name)
+    # points read from a split: no more than it has; rendered ones: no fewer than a floor
+    assert _derived(small)["dci"] == {"train_points": 300, "test_points": 100}
+    assert _derived(small)["beta_vae_score"] == {"train_points": 500, "eval_points": 250}
+
+
+def test_explicit_sizes_are_used_as_given() -> None:
+    data = _sized(3_000, 2_000)
+    assert protocol_sizes("beta_vae_score", data, **LIBRARY["beta_vae_score"]) == {
+        "train_points": 10_000,
+        "eval_points": 5_000,
+    }
+    # points read from a split: the split's first ones, as many as it has
+    assert protocol_sizes("dci", data, **LIBRARY["dci"]) == {
+        "train_points": 3_000,
+        "test_points": 2_000,
+    }
+
+
+def test_the_sizes_used_are_columns_and_an_explicit_size_scores_as_before() -> None:
+    data = shapes_small(n_train=200, n_test=100)
+    model = RandomLinearCode(data)
+    context = _context(model, data)
+
+    def measure(name: str, **params: int) -> dict[str, float]:
+        with torch.no_grad():  # as the core measures
+            return DISENTANGLEMENT_METRICS[name].measure(context, **params).values
+
+    assert measure("mig")["mig_points"] == 100  # unset: the test split whole
+    assert measure("dci")["dci_train_points"] == 200  # a third, at least 500: all 200
+    given = measure("dci", train_points=150, test_points=80)
+    assert (given["dci_train_points"], given["dci_test_points"]) == (150, 80)
+    # independently: the trees of the first 150 train and 80 test codes, at the trial's seed
+    with torch.no_grad():
+        train, test = (model.encode(split.x).double().numpy() for split in (data.train, data.test))
+    assert data.train.factors is not None and data.test.factors is not None
+    importance, accuracy = scores.gbt_importance(
+        train[:150],
+        data.train.factors[:150].numpy(),
+        test[:80],
+        data.test.factors[:80].numpy(),
+        seed=context.generator.initial_seed() % 2**32,
+    )
+    assert given["dci_informativeness"] == accuracy
+    assert given["dci_disentanglement"] == scores.dci_disentanglement(importance)
+    beta_vae = measure("beta_vae_score", **FAST["beta_vae_score"])
+    assert (beta_vae["beta_vae_train_points"], beta_vae["beta_vae_eval_points"]) == (150, 100)
+
+
+def test_a_row_measured_at_the_old_default_sizes_is_measured_again(write_suite) -> None:
+    """The defaults changed from disentanglement_lib's integers to sizes derived from the data: a
+    row measured before (its settings hold the integers) is measured again; one of a suite that
+    sets those integers is kept."""
+    plugins = aebench.load_plugins()
+    shapes = entry("shapes-small", n_train=128, n_test=64)
+    old_settings = {f"eval.dci.{k}": v for k, v in LIBRARY["dci"].items()}
+    entry_ = plugins.metrics.get("dci")
+    earlier = {
+        "status": "ok",
+        "eval.metrics": '["dci"]',
+        **old_settings,
+        "dci_disentanglement": 0.5,
+        "dci_completeness": 0.5,
+        "dci_informativeness": 0.5,
+        f"version.{entry_.distribution}": entry_.version,
+    }
+    for given, kept in ((None, False), (LIBRARY["dci"], True)):
+        suite = build_suite(
+            datasets=[shapes], metrics=["dci"], eval={"dci": given} if given else None
+        )
+        trial = load_suite(write_suite(suite), plugins).trials[0]
+        assert ("dci" in unchanged_metrics(trial, earlier, plugins)) is kept, given

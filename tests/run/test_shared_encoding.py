@@ -19,6 +19,7 @@ from builders import build_suite, entry
 from aebench.contract.metric import EVAL_BATCH, MetricContext
 from aebench.plugins.manager import load_plugins
 from aebench.run.data import DataCache
+from aebench.run.health import health_warnings
 from aebench.run.measure import measure_all
 from aebench.run.suite import load_suite
 
@@ -85,3 +86,46 @@ def test_a_metric_reads_the_shared_codes(metric: str, plugins, monkeypatch) -> N
     context.codes(), context.reconstructions()
     METRICS[metric].compute(context)
     assert calls == [40]  # the context's one pass; the metric encoded nothing itself
+
+
+def test_health_warnings_read_the_trials_shared_codes(write_suite) -> None:
+    """Given the trial's context, the health checks encode nothing more: they read its codes
+    (planted here: a dead second unit the model's own code does not have)."""
+    plugins = load_plugins(extra=[aebench_counting])
+    suite = build_suite(entry("counting-ae", latent_dim=2), metrics=None)
+    trial = load_suite(write_suite(suite), plugins).trials[0]
+    data = DataCache(plugins).get(trial.dataset, torch.device("cpu"))
+    model = aebench_counting.CountingAE(data.info)
+    context = MetricContext(model, data, {}, torch.device("cpu"), torch.Generator())
+    planted = torch.zeros(len(data.test), 2)
+    planted[:, 0] = torch.linspace(-1, 1, len(data.test))
+    context._shared["codes"] = planted
+    aebench_counting.reset()
+    warnings = health_warnings(model, data, {"loss": [3.0, 2.0]}, context)
+    assert aebench_counting.ENCODED == []
+    assert warnings == ["1 of 2 code units dead (|a| <= 0.05 on every test input)"]
+    health_warnings(model, data, {"loss": [3.0, 2.0]})  # without one: a pass of its own
+    assert [n for n, _ in aebench_counting.ENCODED] == [len(data.test)]
+
+
+def test_a_trained_trial_encodes_the_test_split_once_health_warnings_included(
+    write_suite,
+) -> None:
+    from aebench.run.observing import TrialOutcome
+    from aebench.run.train import TrainResult
+    from aebench.run.trial import trained_row
+
+    plugins = load_plugins(extra=[aebench_counting])
+    suite = build_suite(entry("counting-ae", latent_dim=2), metrics=None)
+    trial = load_suite(write_suite(suite), plugins).trials[0]
+    device = torch.device("cpu")
+    data = DataCache(plugins).get(trial.dataset, device)
+    model = aebench_counting.CountingAE(data.info)
+    aebench_counting.reset()
+    result = TrainResult(curves={"loss": [2.0, 1.0]}, train_s=1.0)
+    row = trained_row(trial, plugins, model, data, device, result, TrialOutcome())
+    assert row["metric_errors"] == ""
+    passes = [
+        n for n, inference in aebench_counting.ENCODED if n == len(data.test) and not inference
+    ]
+    assert len(passes) == 1, aebench_counting.ENCODED
