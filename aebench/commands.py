@@ -8,11 +8,13 @@ list`` and ``aebench --help`` stay fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,7 +129,45 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     except (ExecutorError, FolderError) as exc:  # no scheduler there; a full disk; a busy folder
         raise UsageError(str(exc)) from None
     _summarise(session, run)
-    return 1 if run.counts.get("failed") else 0
+    unreported = _report_missing(session)  # said after the summary: the table is safe by now
+    return 1 if run.counts.get("failed") or unreported else 0
+
+
+def _report_missing(session: Session) -> bool:
+    """Whether the report observer ran and wrote no report (its error is on stderr already): the
+    run then ends non-zero, for a script or CI to see, although its results are all saved."""
+    from aebench.views.report import ReportBuilder
+
+    reports = [one for one in session.observers if isinstance(one, ReportBuilder)]
+    if not any(report.paths is None for report in reports):
+        return False
+    print(
+        f"aebench: no report was written; the results are saved, and `aebench report"
+        f" {session.output}` writes it",
+        file=sys.stderr,
+    )
+    return True
+
+
+@contextlib.contextmanager
+def _holding(folder: Path) -> Iterator[None]:
+    """The results folder's lock for a whole command (``report``, ``evaluate``), from its first
+    read to its last write: no run writes there meanwhile, and none starts.
+
+    Only a folder that a run has held has its lock file (it stays, ``aebench.results.lock``): one
+    without it is no run's (a missing folder, a hand-made one) and none is made there, so that a
+    command refused for bad input writes nothing."""
+    from aebench.results.files import FolderError
+    from aebench.results.lock import LOCK_FILE, check_output, folder_lock
+
+    with contextlib.ExitStack() as stack:
+        if os.path.lexists(Path(folder) / LOCK_FILE):
+            try:
+                check_output(Path(folder))  # read-only, or in use: before anything is written
+                stack.enter_context(folder_lock(Path(folder)))
+            except FolderError as exc:
+                raise UsageError(str(exc)) from None
+        yield
 
 
 def _summarise(session: Session, run: SuiteRun) -> None:
@@ -261,7 +301,8 @@ def cmd_report(folder: Path) -> int:
     from aebench.views.report import build_report
 
     try:
-        md, page = build_report(folder)
+        with _holding(folder):
+            md, page = build_report(folder)
     except (FileNotFoundError, FolderError, TrialFileError) as exc:  # no table, a damaged one,
         raise UsageError(str(exc)) from None  # a trial id that is a path, a full disk
     print(f"report: {page} and {md}")
@@ -309,7 +350,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
+    with _holding(args.folder):  # from reading the table to writing its new rows
+        return _evaluate(plugins, args)
+
+
+def _evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
     from aebench.measure_again import evaluate
+    from aebench.results.trials import TrialFileError
     from aebench.run.kept import KeptTrialError
     from aebench.views.progress import SuiteProgress
 
@@ -326,7 +373,7 @@ def cmd_evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
             device=args.device,
             observers=[SuiteProgress()],
         )
-    except KeptTrialError as exc:
+    except (KeptTrialError, TrialFileError) as exc:  # a trial id that is a path, as in report
         raise UsageError(str(exc)) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
     print(f"{len(run.rows)} kept trials measured again ({counts}); results in {args.folder}")

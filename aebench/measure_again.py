@@ -17,7 +17,7 @@ from aebench.contract.metric import MetricContext
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.results.files import FolderError
 from aebench.results.lock import check_output
-from aebench.results.trials import WEIGHTS, trial_folder
+from aebench.results.trials import WEIGHTS, TrialFileError, trial_folder
 from aebench.run.kept import KeptTrialError, load_results, rebuilt, row_of, saved_suite, trial_of
 from aebench.run.measure import keeping, unchanged_metrics
 from aebench.run.observing import SuiteRun
@@ -36,7 +36,18 @@ def parse_setting(text: str) -> tuple[str, str, Any]:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value.strip()  # a bare word: a string
+    except RecursionError:  # tomllib recurses into nested lists
+        raise KeptTrialError(f"--set {key.strip()}=...: nested too deeply") from None
     return metric, param, parsed
+
+
+def _kept_folder(folder: Path, trial_id: str) -> Path:
+    """The trial's folder; an id that could name a place outside ``folder`` (``../../x``: a
+    crafted table, or ``--trial``) is a ``KeptTrialError``, its one line."""
+    try:
+        return trial_folder(folder, trial_id)
+    except TrialFileError as exc:
+        raise KeptTrialError(str(exc)) from None
 
 
 def _new_eval(
@@ -82,12 +93,19 @@ def evaluate(
         check_output(folder)  # writable, and no run in it: said before any model loads
     except FolderError as exc:
         raise KeptTrialError(str(exc)) from None
+    for trial_id in trial_ids or ():  # before anything is read: one line, not a traceback
+        try:
+            trial_folder(folder, trial_id)
+        except TrialFileError:
+            raise KeptTrialError(
+                f"--trial {trial_id!r}: not a trial id (letters, digits, '-' and '_')"
+            ) from None
     plugins = plugins or load_plugins()
     table = load_results(folder)
     suite = saved_suite(folder, plugins)
     if trial_ids is None:
         ok = table[table["status"] == "ok"]
-        kept = [t for t in ok["trial_id"] if (trial_folder(folder, t) / WEIGHTS).is_file()]
+        kept = [t for t in ok["trial_id"] if (_kept_folder(folder, t) / WEIGHTS).is_file()]
     else:
         kept = list(trial_ids)
         for trial_id in kept:

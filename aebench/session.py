@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from aebench.plugins.manager import Plugins, load_plugins
+from aebench.results.confined import check_links
 from aebench.results.lock import check_output, folder_lock
 from aebench.results.table import check_owner, read_results
 from aebench.run.data import DataCache
@@ -29,7 +30,8 @@ from aebench.run.search_checks import check_search, check_search_data
 from aebench.run.search_leaderboard import WithSearchColumns, leaderboard
 from aebench.run.search_observers import search_observers
 from aebench.run.search_rounds import check_executor, runs_side_by_side, search_in_rounds
-from aebench.run.suite import Suite, load_suite
+from aebench.run.sections import threads_problem
+from aebench.run.suite import Suite, SuiteError, load_suite
 from aebench.run.threads import available_cores
 from aebench.run.trial import resolve_device
 from aebench.views.search_figures import write_search_report
@@ -72,6 +74,8 @@ class Session:
         check_search(suite, plugins)  # the [search] and each entry's search spaces
         check_executor(suite, executor)  # a pruner hears training here: the local executor
         if threads is not None:  # `aebench run --threads` over [suite] threads
+            if why := threads_problem(threads):
+                raise SuiteError(f"--threads: {why}")
             suite.spec.suite = suite.spec.suite.model_copy(update={"threads": threads})
         folder = suite.output_dir(output)
         chosen = resolve_device(device or suite.spec.suite.device)
@@ -81,6 +85,7 @@ class Session:
         """The folder writable, no other run in it, not another suite's: said before anything
         loads (``FolderError``). Returns its results table (``rerun`` replaces an unusable one)."""
         check_output(self.output)
+        check_links(self.output)  # a link where trials or figures go (checked again, locked)
         check_owner(self.output, self.suite.name)
         return read_results(self.output, replace_unusable=rerun)
 

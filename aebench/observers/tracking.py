@@ -14,23 +14,27 @@ run repairs what is missing (``MlflowTracker``; ``tracking_store`` bounds the ca
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aebench.observers.deadlines import Deadlined
 from aebench.observers.tracking_runs import (
     CURVE_PREFIX,
     EXPERIMENT_KIND,
     RUN_STATUS,
     aggregate_metrics,
+    batches,
     experiment_name,
     git_commit,
     headline_metrics,
+    log_weights,
     trial_metrics,
     trial_params,
     trial_tags,
@@ -39,6 +43,9 @@ from aebench.observers.tracking_store import (
     ARTIFACTS,
     BrokenStore,
     bounded_http,
+    busy_wait,
+    call_deadline,
+    is_busy,
     open_sqlite,
     shown_uri,
     tracking_uri,
@@ -52,43 +59,26 @@ from aebench.results.table import read_results
 from aebench.results.trials import CONFIG, WEIGHTS, read_curves, state_bytes, trial_folder
 from aebench.run.observing import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.run.suite import Suite, TrackingSection, Trial
+from aebench.views.background import drawings_done, figures_ready
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-# MLflow's limits on one log_batch call.
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_ENTITIES_PER_BATCH = 1000  # metrics, params and tags together
-
 log = logging.getLogger("aebench")
-
-
-def batches(
-    metrics: Sequence[Any], params: Sequence[Any], tags: Sequence[Any]
-) -> Iterator[tuple[Sequence[Any], Sequence[Any], Sequence[Any]]]:
-    """Metrics, params and tags packed into as few ``log_batch`` calls as MLflow's limits allow:
-    one, for a trial's row and curves (each call is a store transaction, or an HTTP request)."""
-    m = p = t = 0
-    while m < len(metrics) or p < len(params) or t < len(tags):
-        p_end = min(len(params), p + MAX_PARAMS_TAGS_PER_BATCH)
-        t_end = min(len(tags), t + MAX_PARAMS_TAGS_PER_BATCH)
-        room = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - (p_end - p) - (t_end - t))
-        m_end = min(len(metrics), m + room)
-        yield metrics[m:m_end], params[p:p_end], tags[t:t_end]
-        m, p, t = m_end, p_end, t_end
 
 
 class MlflowTracker(SuiteObserver):
     """Records a suite run to MLflow as it goes, and repairs what a killed run left.
 
     Put it after ``TrialFigures`` in the observer list: each trial's figure folder is logged as
-    its run's artifacts. MLflow never stops or stalls the suite: calls are bounded
-    (``tracking_store.HTTP_LIMITS``), and the first failure is one warning line, after which this
+    its run's artifacts. MLflow never stops or stalls the suite: each whole call has a deadline
+    (``tracking_store.call_deadline``), and the first failure is one warning line, after which this
     run leaves the store alone (a trial each waiting for a dead server would add up). At the start
     the runs a killed run left RUNNING are marked KILLED, and the finished trials of the results
     table that have no run get one, from their row and folder.
     """
+
+    event_deadline_s = None  # no deadline per event (a repair makes many calls): one per call
 
     def __init__(self, settings: TrackingSection | None = None) -> None:
         self.settings = settings or TrackingSection()
@@ -103,11 +93,14 @@ class MlflowTracker(SuiteObserver):
         self._suite: Suite | None = None
         self._output = Path(".")
         self._pending: set[str] = set()  # trials this invocation runs: their runs come with them
+        self._folders_later: list[tuple[str, Path]] = []  # (run, trial folder) awaiting figures
         self._trials = 0
         self._headlines: list[str] = []
         self._commit: str | None = None
         self._started_ms: dict[str, int] = {}
         self._suite_started_ms = 0
+        self._told_busy = False
+        self._handled: BaseException | None = None  # one the caller handles as the run starts
 
     # -- calls to the store ---------------------------------------------------------------------
 
@@ -140,15 +133,26 @@ class MlflowTracker(SuiteObserver):
                 flush=True,
             )
 
+    def _busy(self) -> None:
+        """One line, the first time the store is found locked by another process."""
+        if not self._told_busy:
+            self._told_busy = True
+            where = f"aebench: MLflow at {shown_uri(self.uri)} is busy (locked by another process)"
+            print(f"{where}; retrying for up to {busy_wait():.0f} s", file=sys.stderr, flush=True)
+
     def _connect(self) -> MlflowClient:
-        """The client, on a store that is complete: a new SQLite one is made all or nothing."""
+        """The client, on a store that is complete (a new SQLite one is made all or nothing),
+        each of its calls bounded as a whole and a busy store's retried (``deadlines``)."""
         from mlflow import MlflowClient
 
         if self.client is None:
             database = sqlite_file(self.uri)
             if database is not None:
-                open_sqlite(database, database.parent / ARTIFACTS)
-            self.client = MlflowClient(tracking_uri=self.uri)
+                open_sqlite(database, database.parent / ARTIFACTS, on_busy=self._busy)
+            client = MlflowClient(tracking_uri=self.uri)
+            deadline = functools.partial(call_deadline, local=database is not None)
+            bounded = Deadlined(client, deadline, is_busy, busy_wait, self._busy)
+            self.client = bounded  # type: ignore[assignment]  # every method, with a deadline
         return self.client
 
     def _experiment(self, name: str, tags: Mapping[str, str]) -> str:
@@ -257,13 +261,21 @@ class MlflowTracker(SuiteObserver):
         metrics += [Metric(k, v, now, 0) for k, v in final.items()]
         self._log_batch(run_id, metrics, params=trial_params(row))
         folder = trial_folder(self._output, row["trial_id"])
+        if figures_ready(folder, timeout=0):
+            self._log_folder(run_id, folder)
+        else:  # its figures are being drawn beside the run: logged as the suite finishes
+            self._folders_later.append((run_id, folder))
+        if traceback_text:
+            self.client.log_text(run_id, traceback_text, "traceback.txt")
+        return run_id
+
+    def _log_folder(self, run_id: str, folder: Path) -> None:
+        """A trial folder's figures and configuration, as its run's artifacts."""
+        assert self.client is not None
         for path in sorted(folder.glob("*.png")) + sorted(folder.glob("*.npz")):
             self.client.log_artifact(run_id, str(path), artifact_path="figures")
         if (folder / CONFIG).is_file():
             self.client.log_artifact(run_id, str(folder / CONFIG))
-        if traceback_text:
-            self.client.log_text(run_id, traceback_text, "traceback.txt")
-        return run_id
 
     def _end(self, run_id: str, row: Row) -> None:
         assert self.client is not None
@@ -329,7 +341,7 @@ class MlflowTracker(SuiteObserver):
             )
             weights = trial_folder(self._output, trial_id) / WEIGHTS
             if self.settings.log_model and weights.is_file():
-                self._log_weights(run_id, weights.read_bytes())
+                log_weights(self.client, run_id, weights.read_bytes())
             self._end(run_id, row)
             self.repaired.append(trial_id)
 
@@ -340,7 +352,9 @@ class MlflowTracker(SuiteObserver):
         self._output = Path(output)
         self._trials = len(trials)
         self._pending = {t.id for t in trials}
+        self._folders_later = []
         self._suite_started_ms = int(time.time() * 1000)
+        self._handled = sys.exc_info()[1]
         if not trials and is_synced(self._output, self.uri, self._name()):
             return  # nothing to run, nothing to repair: mlflow is not even imported
         self._commit = git_commit(Path(suite.path).resolve().parent) or git_commit()
@@ -365,26 +379,20 @@ class MlflowTracker(SuiteObserver):
         )
         self.trial_run_ids[trial.id] = run_id
         if self.settings.log_model and outcome.model is not None:
-            self._log_weights(run_id, state_bytes(outcome.model.state_dict()))
+            log_weights(self.client, run_id, state_bytes(outcome.model.state_dict()))
         self._end(run_id, row)
 
-    def _log_weights(self, run_id: str, weights: bytes) -> None:
-        """A ``state_dict``'s bytes as the run's ``model/state_dict.pt``."""
-        import tempfile
-
-        assert self.client is not None
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "state_dict.pt"
-            path.write_bytes(weights)
-            self.client.log_artifact(run_id, str(path), artifact_path="model")
-
     def suite_finished(self, run: SuiteRun) -> None:
-        self._guarded("ending the invocation run", lambda: self._finish(run))
+        # Heard as the run ends, also on its way out with an error (a full disk, an executor
+        # that broke): the invocation run is then FAILED.
+        failing = sys.exc_info()[1]
+        failed = failing not in (None, self._handled) and not isinstance(failing, KeyboardInterrupt)
+        self._guarded("ending the invocation run", lambda: self._finish(run, failed))
         self.parent_run_id = ""
         if self.client is not None and not self.failed and self._suite is not None:
             note_synced(run.output, self.uri, self._name())  # every finished trial has its run
 
-    def _finish(self, run: SuiteRun) -> None:
+    def _finish(self, run: SuiteRun, failed: bool = False) -> None:
         if not self.parent_run_id:  # no trial finished, none repaired: nothing to record
             return
         from mlflow.entities import Metric
@@ -398,12 +406,15 @@ class MlflowTracker(SuiteObserver):
         counts |= aggregate_metrics(read_results(run.output), vocabulary_of(run.output))
         now = int(time.time() * 1000)
         self._log_batch(self.parent_run_id, [Metric(k, v, now, 0) for k, v in counts.items()])
+        drawings_done()
+        for run_id, folder in self._folders_later:
+            self._log_folder(run_id, folder)
         for name in ("results.csv", "report.html", "report.md"):
             if (run.output / name).is_file():
                 self.client.log_artifact(self.parent_run_id, str(run.output / name))
         # A suite that ran to its end is FINISHED (its failed trials are FAILED runs of their
-        # own); one stopped by Ctrl-C or SIGTERM is KILLED.
-        status = "KILLED" if run.interrupted else "FINISHED"
+        # own); one stopped by Ctrl-C or SIGTERM is KILLED, one stopped by an error FAILED.
+        status = "KILLED" if run.interrupted else "FAILED" if failed else "FINISHED"
         self.client.set_terminated(self.parent_run_id, status=status)
 
     def interrupted(self) -> None:

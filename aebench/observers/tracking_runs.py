@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +139,34 @@ def aggregate_metrics(table: Any, vocabulary: Vocabulary) -> dict[str, float]:
                     if math.isfinite(value)
                 }
     return out
+
+
+def log_weights(client: Any, run_id: str, weights: bytes) -> None:
+    """A ``state_dict``'s bytes (``torch.save``) as the run's ``model/state_dict.pt``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "state_dict.pt"
+        path.write_bytes(weights)
+        client.log_artifact(run_id, str(path), artifact_path="model")
+
+
+# MLflow's limits on one log_batch call.
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000  # metrics, params and tags together
+
+
+def batches(
+    metrics: Sequence[Any], params: Sequence[Any], tags: Sequence[Any]
+) -> Iterator[tuple[Sequence[Any], Sequence[Any], Sequence[Any]]]:
+    """Metrics, params and tags packed into as few ``log_batch`` calls as MLflow's limits allow:
+    one, for a trial's row and curves (each call is a store transaction, or an HTTP request)."""
+    m = p = t = 0
+    while m < len(metrics) or p < len(params) or t < len(tags):
+        p_end = min(len(params), p + MAX_PARAMS_TAGS_PER_BATCH)
+        t_end = min(len(tags), t + MAX_PARAMS_TAGS_PER_BATCH)
+        room = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - (p_end - p) - (t_end - t))
+        m_end = min(len(metrics), m + room)
+        yield metrics[m:m_end], params[p:p_end], tags[t:t_end]
+        m, p, t = m_end, p_end, t_end

@@ -1,5 +1,6 @@
-"""An MLflow store that can neither stop nor stall a run: bounded HTTP calls, SQLite stores made
-all or nothing, half-built ones named.
+"""An MLflow store that can neither stop nor stall a run: bounded HTTP calls, each with a
+deadline for the whole call, SQLite stores made all or nothing, half-built ones named, busy
+(locked) ones waited for, a bounded time.
 
 MLflow is a view of the results table, so a store that fails must cost a warning, never a trial.
 MLflow's own HTTP defaults retry a dead server for minutes (7 retries, a 120 s timeout each), and
@@ -20,9 +21,11 @@ import re
 import shutil
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+from aebench.observers.deadlines import DeadlineExceeded
 from aebench.results.files import write_atomically
 from aebench.results.paths import cache_folder, sqlite_file, writable_place_problem
 
@@ -41,6 +44,17 @@ HTTP_LIMITS = {
 }
 # urllib3 warns of each retry on its own; the tracker says what failed, once.
 QUIET_LOGGERS = ("urllib3.connectionpool",)
+# The limits above bound each socket read, not a call: a server that drips one byte every 3 s
+# never trips them. A whole call may take every try they allow, each as long as the timeout,
+# the backoff between tries, and one more timeout to connect (16.5 s with aebench's limits);
+# an upload as much more as sending its file at this rate takes.
+SLOWEST_UPLOAD_BYTES_PER_S = 1 << 20
+# A call to a SQLite store: MLflow itself waits up to 20 s for another process's lock (its
+# busy_timeout); one still going after this long is stuck (a network disk that hung, say).
+SQLITE_CALL_S = 45.0
+# A SQLite store another process holds locked (a long write, an ``aebench ui`` migrating it) is
+# busy, not broken: the tracker waits for it this long, once, before it gives up for the run.
+BUSY_WAIT_S = 30.0
 
 
 class TrackingError(ValueError):
@@ -83,9 +97,58 @@ def shown_uri(uri: str) -> str:
     return uri
 
 
+def _limit(name: str) -> float:
+    """The value MLflow uses for one of ``HTTP_LIMITS``: the user's, else aebench's."""
+    try:
+        return float(os.environ.get(name, HTTP_LIMITS[name]))
+    except ValueError:  # MLflow refuses it itself, with its own message
+        return float(HTTP_LIMITS[name])
+
+
+def call_deadline(method: str = "", args: Sequence[Any] = (), *, local: bool = False) -> float:
+    """How long one whole MLflow client call may take, in seconds: to a server, as long as
+    ``HTTP_LIMITS`` let it (``log_artifact(run_id, local_path, ...)`` with its file's upload
+    time on top); to a SQLite store (``local``), ``SQLITE_CALL_S``."""
+    if local:
+        return SQLITE_CALL_S
+    timeout = _limit("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    retries = max(0, int(_limit("MLFLOW_HTTP_REQUEST_MAX_RETRIES")))
+    factor = _limit("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
+    jitter = _limit("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER")
+    backoff = sum(min(factor * 2 ** (n - 1), 120.0) + jitter for n in range(1, retries + 1))
+    seconds = (retries + 2) * timeout + backoff
+    if method == "log_artifact" and len(args) > 1:
+        with contextlib.suppress(OSError, TypeError):
+            seconds += Path(args[1]).stat().st_size / SLOWEST_UPLOAD_BYTES_PER_S
+    return seconds
+
+
+def busy_wait() -> float:
+    """How long a busy store is waited for (``BUSY_WAIT_S``, read at each call)."""
+    return BUSY_WAIT_S
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is SQLite's "database is locked": another process
+    holds the store, which is busy, not broken."""
+    cause: BaseException | None = error
+    for _ in range(10):
+        if cause is None:
+            return False
+        text = str(cause).lower()
+        if "database is locked" in text or "database is busy" in text:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def why_it_failed(error: BaseException) -> str:
     """What went wrong, in a few words: MLflow wraps a refused or timed-out connection in a long
     message about retries."""
+    if isinstance(error, DeadlineExceeded):  # a server that answers, too slowly to wait for
+        return str(error)
+    if is_busy(error):
+        return f"the store stayed busy (locked by another process) for {busy_wait():.0f} s"
     messages = []
     cause: BaseException | None = error
     while cause is not None and len(messages) < 10:
@@ -105,6 +168,10 @@ def why_it_failed(error: BaseException) -> str:
 
 class BrokenStore(RuntimeError):
     """A store MLflow cannot open; ``str(error)`` says why and what to do, in one line."""
+
+
+class StoreBusy(BrokenStore):
+    """A store another process held locked for longer than aebench waits (``BUSY_WAIT_S``)."""
 
 
 @contextlib.contextmanager
@@ -128,9 +195,10 @@ def bounded_http() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _schema(database: Path) -> tuple[set[str], str | None]:
-    """The tables of a SQLite file and its MLflow schema revision (None: not stamped)."""
-    with contextlib.closing(sqlite3.connect(database)) as db:
+def _schema(database: Path, timeout: float = 5.0) -> tuple[set[str], str | None]:
+    """The tables of a SQLite file and its MLflow schema revision (None: not stamped); SQLite
+    waits up to ``timeout`` seconds for another process's lock."""
+    with contextlib.closing(sqlite3.connect(database, timeout=timeout)) as db:
         names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         revision = None
         if "alembic_version" in names:
@@ -224,18 +292,42 @@ def _create(database: Path, artifacts: Path) -> None:
         temporary.with_name(temporary.name + "-journal").unlink(missing_ok=True)
 
 
-def open_sqlite(database: Path, artifacts: Path) -> None:
+def _read_schema(database: Path, on_busy: Callable[[], None]) -> tuple[set[str], str | None]:
+    """``_schema``, waiting for a store another process holds locked: SQLite's own short wait,
+    then ``on_busy()`` and up to ``BUSY_WAIT_S`` more; ``StoreBusy`` if it is still locked."""
+    try:
+        return _schema(database, timeout=1.0)
+    except sqlite3.OperationalError as exc:
+        if not is_busy(exc):
+            raise
+    on_busy()
+    try:
+        return _schema(database, timeout=busy_wait())
+    except sqlite3.OperationalError as exc:
+        if not is_busy(exc):
+            raise
+    raise StoreBusy(
+        f"{database} stayed busy (locked by another process) for {busy_wait():.0f} s; the store"
+        " is kept as it is"
+    )
+
+
+def open_sqlite(
+    database: Path, artifacts: Path, on_busy: Callable[[], None] = lambda: None
+) -> None:
     """Make sure ``database`` is a complete MLflow store, creating it if there is none.
 
     An existing file without tables (a run killed before it made any) is replaced. One with
     tables but no schema revision was killed while MLflow built it: ``BrokenStore`` names it.
+    One another process holds locked is waited for (``on_busy()`` is told first), then
+    ``StoreBusy``: a busy store is never called broken.
     """
     database = Path(database).resolve()
     database.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(database)
     if database.is_file():
         try:
-            tables, revision = _schema(database)
+            tables, revision = _read_schema(database, on_busy)
         except sqlite3.DatabaseError as exc:
             raise BrokenStore(
                 f"{database} is not an MLflow store ({exc}); move it away and run again, or"

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aebench.results.files import write_atomically
+from aebench.results.confined import confined
+from aebench.results.files import FolderError, write_atomically
 from aebench.results.paths import sqlite_file
 from aebench.results.table import PARQUET
 
@@ -54,6 +55,7 @@ def note_synced(output: Path, uri: str, experiment: str) -> None:
     cannot be written only means the next run checks the store)."""
     text = json.dumps(sync_state(output, uri, experiment))
     try:
-        write_atomically(Path(output) / SYNCED, lambda p: p.write_text(text, encoding="utf-8"))
-    except OSError:
+        path = confined(Path(output), SYNCED)  # beside the table, never through a link
+        write_atomically(path, lambda p: p.write_text(text, encoding="utf-8"))
+    except (OSError, FolderError):
         pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from aebench.contract.data import Data
 from aebench.contract.model import LatentVariableModel
 from aebench.results.files import write_atomically
-from aebench.results.trials import trial_folder
+from aebench.results.trials import trial_folder, writable_trial_folder
 from aebench.run.observing import Row, SuiteObserver, TrialOutcome
 from aebench.run.suite import Suite, Trial
 from aebench.views.drawing import (  # noqa: F401  (offered here too: the figures of a trial, in one place)
@@ -35,6 +35,7 @@ from aebench.views.drawing import (  # noqa: F401  (offered here too: the figure
     SAMPLES_PNG,
     TRAVERSAL_PNG,
     TRIAL_PNGS,
+    complete_trial,
     draw_images,
     latent_grid,
     loss_lines,
@@ -229,15 +230,17 @@ def save_trial_figures(
     *,
     seed: int = 0,
     title: str = "",
+    render: Callable[[Path, str], list[Path]] = render_trial,
 ) -> list[Path]:
-    """Capture a trial's arrays into ``folder`` and draw its PNGs; returns the files written."""
+    """Capture a trial's arrays into ``folder`` and draw its PNGs with ``render`` (in a worker,
+    for the observer that draws there: ``aebench.views.background``); returns the files written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arrays = capture(model, data, curves, seed)
     if not arrays:
         return []
     write_atomically(folder / ARRAYS, lambda p: _savez(p, arrays))
-    return [folder / ARRAYS, *render_trial(folder, title)]
+    return [folder / ARRAYS, *render(folder, title)]
 
 
 def trial_title(trial: Trial) -> str:
@@ -265,6 +268,7 @@ class TrialFigures(SuiteObserver):
     def __init__(self, per_seed: bool = True) -> None:
         self.output = Path(".")
         self.per_seed = per_seed
+        self.render: Callable[[Path, str], list[Path]] = render_trial  # PNGs from figures.npz
         self.drawn: set[str] = set()  # configurations with a seed's figures in the folder
         self._siblings: dict[str, list[str]] = {}  # configuration -> its trials' ids
 
@@ -273,6 +277,19 @@ class TrialFigures(SuiteObserver):
         self.drawn, self._siblings = set(), {}
         for trial in suite.trials:
             self._siblings.setdefault(configuration_key(trial), []).append(trial.id)
+        running = {trial.id for trial in trials}
+        self._complete([trial for trial in suite.trials if trial.id not in running])
+
+    def _complete(self, finished: list[Trial]) -> None:
+        """Draw the PNGs a finished trial's arrays call for and its folder lacks: a run killed
+        while drawing them left the rest, and the trial, finished, is not run again to draw them."""
+        for trial in finished:
+            if not (trial_folder(self.output, trial.id) / ARRAYS).is_file():
+                continue
+            try:
+                complete_trial(writable_trial_folder(self.output, trial.id), trial_title(trial))
+            except Exception as exc:  # a figure is not worth a run: the rows are written
+                print(f"aebench: figures of {trial.label()} failed: {exc}", file=sys.stderr)
 
     def _has_figures(self, key: str, trial: Trial) -> bool:
         """A seed of the trial's configuration has its figures, in this run or before it."""
@@ -287,12 +304,13 @@ class TrialFigures(SuiteObserver):
             return
         try:
             written = save_trial_figures(
-                trial_folder(self.output, trial.id),
+                writable_trial_folder(self.output, trial.id),  # no link along it
                 outcome.model,
                 outcome.data,
                 outcome.curves,
                 seed=trial.seed,
                 title=trial_title(trial),
+                render=self.render,
             )
             if written and outcome.model is not None:  # a trained model's figures, not curves
                 self.drawn.add(key)

@@ -3,6 +3,8 @@
 A file is written under a temporary name of its own and renamed over the real one: readers see the
 old file or the new one. The temporary name is unpredictable and created exclusively, never through
 a symbolic link; the rename replaces a link planted at the real name, not the file it points to.
+The folders along the way are the caller's to check (``aebench.results.confined``): a link
+there would carry the write elsewhere.
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
-"""One writer per results folder: ``aebench run`` and ``aebench evaluate`` hold an exclusive lock on
-``<output>/.aebench.lock`` for the whole run, and a second one into the same folder is refused at
-once, naming the holder's process id.
+"""One writer per results folder: ``aebench run``, ``aebench evaluate`` and ``aebench report`` hold
+an exclusive lock on ``<output>/.aebench.lock`` for as long as they read and write there, and a
+second one into the same folder is refused at once, naming the holder's process id.
 
 The lock is ``flock``: the kernel drops it when its holder dies, ``kill -9`` included, so a stale
 lock never needs clearing by hand. The file itself stays (removing it would race with a newcomer).
+
+It excludes threads as it excludes processes: the thread holding a folder may take it again
+(a suite's run, then each of its runs of trials; ``evaluate`` inside its command), any other
+thread, of this process or another, is refused. A second ``flock`` on a file descriptor of its
+own conflicts with the first even within one process, so only the holding thread's nesting is
+counted here.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +26,34 @@ from aebench.results.files import CLOEXEC, NOFOLLOW, FolderError, cannot_write
 
 LOCK_FILE = ".aebench.lock"
 
-_held: dict[str, int] = {}  # folders this process holds (real path -> depth): held again, not twice
+# Folders held here: real path -> (the holding thread, its depth of nesting).
+_held: dict[str, tuple[int, int]] = {}
+_held_lock = threading.Lock()
+
+
+def _nested(key: str) -> bool:
+    """Whether this thread holds the folder ``key`` already (and so holds it once more)."""
+    with _held_lock:
+        holder = _held.get(key)
+        if holder is None or holder[0] != threading.get_ident():
+            return False
+        _held[key] = (holder[0], holder[1] + 1)
+        return True
+
+
+def _unnest(key: str) -> None:
+    with _held_lock:
+        thread, depth = _held[key]
+        if depth > 1:
+            _held[key] = (thread, depth - 1)
+        else:
+            del _held[key]
+
+
+def holds(folder: Path) -> bool:
+    """Whether this thread holds ``folder``'s lock."""
+    holder = _held.get(os.path.realpath(folder))
+    return holder is not None and holder[0] == threading.get_ident()
 
 
 def _busy(folder: Path, fd: int) -> FolderError:
@@ -34,6 +68,8 @@ def check_output(folder: Path) -> None:
     """Raise ``FolderError`` unless ``folder`` is (or can be made) a folder this process may write,
     and no other aebench holds it. Writes nothing: the check before a run loads anything."""
     folder = Path(folder)
+    if holds(folder):  # this thread's own run (an evaluation in its command's lock)
+        return
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -58,15 +94,15 @@ def check_output(folder: Path) -> None:
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold ``folder`` (made if missing) for the block: ``FolderError`` if another process holds
-    it, or if the folder cannot be made or written. Re-entrant within one process."""
+    it, or another thread of this one, or if the folder cannot be made or written. Re-entrant
+    within one thread."""
     folder = Path(folder)
     key = os.path.realpath(folder)
-    if key in _held:
-        _held[key] += 1
+    if _nested(key):
         try:
             yield
         finally:
-            _held[key] -= 1
+            _unnest(key)
         return
     path = folder / LOCK_FILE
     try:
@@ -88,10 +124,11 @@ def folder_lock(folder: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):  # the pid is for the message; a full disk is no bar
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        _held[key] = 1
+        with _held_lock:
+            _held[key] = (threading.get_ident(), 1)
         try:
             yield
         finally:
-            del _held[key]
+            _unnest(key)
     finally:
         os.close(fd)  # releases the lock

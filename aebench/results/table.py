@@ -14,14 +14,18 @@ temporary name and a rename, so a crash or a full disk never leaves half a file 
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from aebench.contract.columns import COLUMNS_FILE, Column, Vocabulary, is_metric_column
 from aebench.results.files import FolderError, append_line, cannot_write, write_atomically
+from aebench.results.rows import is_missing
 from aebench.results.trials import TRIALS, trial_folder
 
 PARQUET = "results.parquet"
@@ -32,6 +36,9 @@ SUITE_FILE = "suite.json"  # the suite last run into the folder: its owner (`aeb
 REQUIRED = ("trial_id", "status")  # what makes a table an aebench results table
 # The installed plugins' load problems when the run started (failures, clashes, deprecations).
 LOAD_ERRORS = "load_errors.json"
+# The largest integer a cell holds as itself: parquet's integers stop at 2^63, and one past 2^53
+# is another number once its column meets a float (a missing cell, the CSV, MLflow).
+CELL_INT = 2**53
 
 
 def _plain(value: Any) -> Any:
@@ -142,11 +149,84 @@ def read_results(folder: Path, *, replace_unusable: bool = False) -> pd.DataFram
     return _load(Path(folder), replace_unusable)[0]
 
 
+def _too_large(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) >= CELL_INT
+
+
+def _refusal(value: Any) -> str | None:
+    """Why a cell of a row (as its JSON reads back) cannot be in the table, or None."""
+    if _too_large(value):
+        return "an integer the results table cannot hold (it holds them below 2^53)"
+    try:
+        pa.array([value], from_pandas=True)
+    except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
+        return f"a value the results table cannot hold ({type(exc).__name__})"
+    return None
+
+
+def storable(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row as the table can hold it (as its JSON reads back). A cell it cannot hold (an
+    integer past 2^53, which at 2^63 broke the table and every later run into the folder) is
+    left empty and fails the trial, with the reason: the trial fails, never the folder."""
+    plain = json.loads(json.dumps(dict(row), default=_plain))
+    refused = {name: why for name, value in plain.items() if (why := _refusal(value))}
+    if not refused:
+        return dict(row)
+    reasons = [f"{name} = {str(plain[name])[:40]}: {why}" for name, why in refused.items()]
+    earlier = [row["reason"]] if row.get("status") == "failed" and row.get("reason") else []
+    held = dict(row) | dict.fromkeys(refused)
+    return held | {"status": "failed", "reason": "; ".join([*earlier, *reasons])}
+
+
+def _kind(value: Any) -> str:
+    """What a cell holds, as pyarrow tells columns apart: a boolean, a number, a text..."""
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    return "number" if isinstance(value, numbers.Number) else type(value).__name__
+
+
+def _refused(column: pd.Series) -> bool:
+    try:
+        pa.array(column, from_pandas=True)
+    except (pa.ArrowException, OverflowError, ValueError, TypeError):
+        return True
+    return False
+
+
+def holdable(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as parquet can hold it, for rows that clash only in the table (one trial's cell
+    a number, another's a text, in one column; each row alone is ``storable``): in a column
+    pyarrow refuses, the cells of another kind than most of its cells' are left empty and fail
+    their trial, with the reason; a column refused still after that is kept as text."""
+    table = table.copy()
+    for name in [c for c in table.columns if _refused(table[c])]:
+        present = ~table[name].map(is_missing)
+        kinds = table[name].map(_kind)
+        most = kinds[present].mode().iloc[0]
+        odd = present & ((kinds != most) | table[name].map(_too_large))
+        for i in table.index[odd]:
+            value = table.at[i, name]
+            why = f"{name} = {str(value)[:40]}: " + (
+                _refusal(value)
+                or f"a {kinds[i]} where the other rows have a {most}"
+                " (the results table cannot hold both)"
+            )
+            earlier = table.at[i, "reason"] if table.at[i, "status"] == "failed" else None
+            earlier = "" if is_missing(earlier) else str(earlier)
+            table.at[i, "reason"] = f"{earlier}; {why}" if earlier else why
+            table.at[i, "status"] = "failed"
+        table[name] = table[name].where(~odd, None)
+        if _refused(table[name]):
+            table[name] = table[name].map(lambda v: None if is_missing(v) else str(v))
+    return table
+
+
 def record_row(folder: Path, row: Mapping[str, Any]) -> None:
     """Record a finished trial's row: in its trial folder and at the end of the journal, each one
-    small write, however large the table. Call it holding the folder's lock."""
+    small write, however large the table. Call it holding the folder's lock. A cell the table
+    cannot hold fails the trial (``storable``: give the caller's run the same row)."""
     folder = Path(folder)
-    text = json.dumps(dict(row), default=_plain)
+    text = json.dumps(storable(row), default=_plain)
     path = trial_folder(folder, str(row["trial_id"])) / ROW
     try:
         write_atomically(path, lambda p: p.write_text(text, encoding="utf-8"))
@@ -158,9 +238,14 @@ def record_row(folder: Path, row: Mapping[str, Any]) -> None:
         raise cannot_write(folder / JOURNAL, exc) from None
 
 
-def write_results(folder: Path, table: pd.DataFrame) -> None:
-    """``results.parquet`` and ``results.csv``, each rewritten whole through a temporary file."""
+def write_results(folder: Path, table: pd.DataFrame) -> pd.DataFrame:
+    """``results.parquet`` and ``results.csv``, each rewritten whole through a temporary file;
+    the table written: ``holdable``'s, where pyarrow refuses it as it is."""
     folder = Path(folder)
+    try:
+        pa.Table.from_pandas(table, preserve_index=False)
+    except (pa.ArrowException, OverflowError, ValueError, TypeError):
+        table = holdable(table)
     for name, write in (
         (PARQUET, lambda p: table.to_parquet(p, index=False)),
         (CSV, lambda p: table.to_csv(p, index=False)),
@@ -169,6 +254,7 @@ def write_results(folder: Path, table: pd.DataFrame) -> None:
             write_atomically(folder / name, write)
         except OSError as exc:
             raise cannot_write(folder / name, exc) from None
+    return table
 
 
 def settle(folder: Path, *, replace_unusable: bool = False) -> pd.DataFrame:
@@ -178,7 +264,7 @@ def settle(folder: Path, *, replace_unusable: bool = False) -> pd.DataFrame:
     table, current = _load(folder, replace_unusable)
     if not current and not table.empty:
         try:
-            write_results(folder, table)
+            table = write_results(folder, table)
         except FolderError as exc:
             raise FolderError(
                 f"{exc}; every finished trial's row is kept in {JOURNAL} and the trial folders,"

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aebench.results.confined import TRIALS, confined_folder
 from aebench.results.files import write_atomically
+from aebench.results.weights import WeightsError, load_weights
 
-TRIALS = "trials"
 # The per-epoch training losses a trial's curves hold (train.py writes them; figures draw them).
 LOSS_CURVES = ("loss", "model_loss", "penalty")
 CONFIG = "config.json"
@@ -48,6 +49,13 @@ def trial_folder(output: Path, trial_id: str) -> Path:
             " (letters, digits, '-' and '_'): the table was not written by aebench"
         )
     return Path(output) / TRIALS / trial_id
+
+
+def writable_trial_folder(output: Path, trial_id: str) -> Path:
+    """``trial_folder``, made if missing and checked right before aebench writes in it: it and
+    ``trials/`` real folders, neither a link to somewhere outside ``output`` (``FolderError``)."""
+    folder = trial_folder(output, trial_id)
+    return confined_folder(Path(output), TRIALS, folder.name)
 
 
 def _json(value: Any) -> Callable[[Path], object]:
@@ -110,15 +118,13 @@ def read_curves(folder: Path) -> dict[str, list[float]]:
 
 def read_weights(folder: Path, device: Any = "cpu") -> dict[str, Any]:
     """The kept ``state_dict``, loaded with ``weights_only=True``."""
-    import torch
-
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise TrialFileError(f"{path}: no kept weights ([suite] keep_models = false, or deleted)")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # truncated or foreign: torch raises several kinds
-        raise TrialFileError(f"{path}: unreadable weights: {type(exc).__name__}: {exc}") from None
+        return load_weights(path, device)
+    except WeightsError as exc:  # truncated, foreign, or a pickle that would run code: one line
+        raise TrialFileError(str(exc)) from None
 
 
 def folder_size(folder: Path) -> int:

@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
-from aebench.results.files import write_atomically
+from aebench.results.confined import inside_root
+from aebench.results.files import FolderError, write_atomically
+from aebench.results.weights import load_weights
 
 FORMAT = 1
 DEFAULT_SECONDS = 60.0  # without [train] checkpoint_every: about once a minute of training
@@ -43,8 +45,10 @@ class Checkpoints:
         trial_id: str,
         every: int | None = None,
         seconds: float = DEFAULT_SECONDS,
+        root: Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.root = root  # the results folder: no link between it and the file (None: unchecked)
         self.trial_id = trial_id
         self.every = every  # epochs between checkpoints; None: by time
         self.seconds = seconds
@@ -61,8 +65,9 @@ class Checkpoints:
     def save(self, state: dict[str, Any]) -> None:
         payload = {"format": FORMAT, "trial_id": self.trial_id, **state}
         try:
-            write_atomically(self.path, lambda p: torch.save(payload, p))
-        except OSError as exc:
+            path = self.path if self.root is None else inside_root(Path(self.root), self.path)
+            write_atomically(path, lambda p: torch.save(payload, p))
+        except (OSError, FolderError) as exc:
             self._broken = True
             _warn(f"{self.path}: cannot write checkpoints ({exc}); training goes on without")
         self._last = time.monotonic()
@@ -72,7 +77,7 @@ class Checkpoints:
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = load_weights(self.path, "cpu")
         except Exception as exc:  # truncated, or not a checkpoint: torch raises several kinds
             return self._ignored(f"unreadable ({type(exc).__name__})")
         if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -3,11 +3,18 @@
 A segfault or an out-of-memory kill then ends the child, not the suite: the parent records the
 trial as failed and goes on. The child loads the plugins afresh through their entry points.
 
-The parent waits at most the trial's time limit (``[suite] trial_timeout``, else
-``ISOLATED_TIMEOUT``), then kills the child and its process group: a hard limit, which holds even
-for a child stuck inside one C call. The child dies with its parent, even one killed by
-``kill -9``: on Linux the kernel sends it SIGKILL (``PR_SET_PDEATHSIG``); elsewhere, and as a
-fallback, a watchdog thread ends it once its parent is gone.
+The trial's time limit (``[suite] trial_timeout``, else ``ISOLATED_TIMEOUT``) starts when the
+child has loaded (spawned, imported torch, loaded the plugins and the trial's data) and says so:
+its start-up, slow on a loaded machine, has a limit of its own (``STARTUP_TIMEOUT``), and a child
+past it "did not start within N s" where one past the trial's limit "timed out after N s". At
+either the parent kills the child's process group: a hard limit, which holds even for a child
+stuck inside one C call, and ends what the trial started too (as does the trial's end).
+
+The group goes with the parent, however the parent ends: on SIGTERM or Ctrl-C the parent kills it
+itself; should the parent be killed with ``kill -9``, a reaper (a shell waiting on a pipe that only
+the parent holds) kills it once the pipe closes. The child itself dies at once: on Linux the
+kernel sends it SIGKILL (``PR_SET_PDEATHSIG``); elsewhere, and as a fallback, a watchdog thread
+ends it and its group once its parent is gone.
 
 ``PortableResult`` is how a trial run elsewhere (a child process here, a Dask worker in
 ``aebench.executors``) comes back: plain picklable data, the trained model as its state_dict's
@@ -17,13 +24,10 @@ bytes, rebuilt from the registry in the receiving process for the observers (fig
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import io
 import multiprocessing
 import os
 import signal
-import sys
-import threading
+import subprocess
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -34,9 +38,11 @@ import torch
 
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.results.trials import state_bytes
+from aebench.results.weights import load_weights
 from aebench.run import stopping
 from aebench.run.data import DataCache
 from aebench.run.observing import Row, TrialOutcome
+from aebench.run.orphans import die_with_parent
 from aebench.run.suite import Trial
 from aebench.run.threads import Threads
 from aebench.run.threads import follow as follow_threads
@@ -46,9 +52,14 @@ from aebench.run.trial import failed_row, run_trial
 # benchmark means to run (the 3,280 epochs of Burda et al. on MNIST take hours, not a day), short
 # enough that a hung child does not hold a suite left running over a weekend.
 ISOLATED_TIMEOUT = 24 * 3600.0
+# Spawning the child, importing torch, loading the plugins and the trial's data: seconds on an idle
+# machine, minutes on a loaded one reading a large dataset. Past it the child is stuck, not slow.
+STARTUP_TIMEOUT = 600.0
+STARTED = "started"  # what the child sends once loaded: the trial's limit starts now
 POLL_S = 0.1  # how often the waiting parent looks at the signal flag and the clock
-WATCHDOG_S = 0.5  # how often a child looks for its parent where the kernel cannot tell it
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# The reaper: waits for a line on its stdin, the parent's end of a pipe; end of file without
+# "done" (the parent died) kills the trial's group, $1. `kill -9 -PGID` as dash and bash read it.
+REAPER = 'read -r line; [ "$line" = done ] || kill -9 -"$1"'
 
 
 @dataclass
@@ -95,28 +106,11 @@ def from_portable(
         return result.row, outcome
     data = cache.get(trial.dataset, device)
     model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
-    state = torch.load(io.BytesIO(result.weights), map_location=device, weights_only=True)
+    state = load_weights(result.weights, device)
     model.to(device).load_state_dict(state)
     model.eval()
     outcome.model, outcome.data = model, data
     return result.row, outcome
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this process when ``parent`` dies, however it dies (``kill -9`` included)."""
-    if sys.platform.startswith("linux"):
-        # The kernel sends SIGKILL when the thread that started us exits: the parent's thread
-        # that waits for us, which lives as long as we run.
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    # Elsewhere, and should the parent have died before prctl: we were handed to another parent.
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-def _watch_parent(parent: int, interval: float = WATCHDOG_S) -> None:
-    while os.getppid() == parent:
-        time.sleep(interval)
-    os._exit(1)  # orphaned: nobody waits for our result; leave at once, skipping cleanup
 
 
 def _child(
@@ -127,15 +121,37 @@ def _child(
     parent: int,
     threads: Threads | None,
 ) -> None:
-    _die_with_parent(parent)
+    leads_group = hasattr(os, "setpgrp")
+    if leads_group:  # a group of our own: a timeout kills what we start, too
+        os.setpgrp()
+    die_with_parent(parent, group=leads_group)
     if threads is not None:  # a spawned process starts with torch's own choice
         follow_threads(threads)
-    if hasattr(os, "setpgrp"):  # a group of our own: a timeout kills what we start, too
-        os.setpgrp()
     plugins = load_plugins()
-    row, outcome = run_trial(trial, plugins, torch.device(device), DataCache(plugins), output)
+    cache = DataCache(plugins)
+    # What fails here (a dataset that cannot load, a device) fails the trial, in run_trial.
+    with contextlib.suppress(Exception):
+        cache.get(trial.dataset, torch.device(device))
+        _warm_up(torch.device(device))
+    connection.send(STARTED)
+    row, outcome = run_trial(trial, plugins, torch.device(device), cache, output)
     connection.send(to_portable(row, outcome))
     connection.close()
+
+
+def _warm_up(device: torch.device) -> None:
+    """What torch loads on first use, loaded before the trial's limit starts: the first optimizer
+    imports ``torch._dynamo`` (seconds on an idle machine, more than ten on a loaded one), the
+    first tensor on a GPU creates its context."""
+    weight = torch.zeros(1, device=device, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=0.0)
+    weight.sum().backward()
+    optimizer.step()
+
+
+def did_not_start(seconds: float) -> str:
+    """The reason of an isolated trial whose process was not loaded within its start-up limit."""
+    return f"did not start within {seconds:g} s"
 
 
 def _death(exitcode: int | None) -> str:
@@ -148,11 +164,41 @@ def _kill(process: BaseProcess) -> None:
     """The child and its process group (what it started), at once."""
     if hasattr(os, "killpg") and process.pid is not None:
         # The group is the child's own once it has called setpgrp; before that there is none
-        # with its id (its pid is not reused until we join it).
+        # with its id. Its pid is not reused until we join it, nor after, while the group it
+        # leads has a process left.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
     process.kill()
     process.join(timeout=10)
+
+
+def _reaper(group: int) -> subprocess.Popen | None:
+    """A process that kills the process group ``group`` once this process is gone without
+    saying ``done`` (``_release``): killed with ``kill -9``, say. Outside our session, so that a
+    Ctrl-C in our terminal does not end it first. None where there is no group to kill."""
+    if not hasattr(os, "killpg") or not os.path.exists("/bin/sh"):
+        return None
+    try:
+        return subprocess.Popen(
+            ["/bin/sh", "-c", REAPER, "aebench-reaper", str(group)],
+            stdin=subprocess.PIPE,
+            bufsize=0,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:  # no process to spare: the child's own death signal still holds
+        return None
+
+
+def _release(reaper: subprocess.Popen | None) -> None:
+    """The trial is over and its group dealt with: the reaper leaves without killing."""
+    if reaper is None or reaper.stdin is None:
+        return
+    with contextlib.suppress(OSError):  # a reaper killed by someone: nothing to tell
+        reaper.stdin.write(b"done\n")
+    reaper.stdin.close()
+    reaper.wait()
 
 
 # Declared boilerplate: its parameters are run_trial's (an executor calls one or the other), and
@@ -167,8 +213,9 @@ def run_isolated(
     threads: Threads | None = None,
 ) -> tuple[Row, TrialOutcome]:
     """Run the trial in a child process (torch with ``threads`` threads there); a child that
-    dies, or runs past ``timeout`` seconds (default ``ISOLATED_TIMEOUT``) and is killed, makes a
-    failed row."""
+    dies, does not load within ``STARTUP_TIMEOUT`` seconds, or trains and measures past
+    ``timeout`` seconds (default ``ISOLATED_TIMEOUT``) is killed with its process group, and
+    makes a failed row."""
     limit = ISOLATED_TIMEOUT if timeout is None else timeout
     context = multiprocessing.get_context("spawn")  # no forked copies of threads or CUDA state
     receiver, sender = context.Pipe(duplex=False)
@@ -179,30 +226,41 @@ def run_isolated(
     )
     process.start()
     sender.close()  # the child holds the only sending end: its death ends recv() with EOFError
-    deadline = time.monotonic() + limit
+    reaper = _reaper(process.pid) if process.pid is not None else None
     try:
-        # In slices: a signal only sets a flag (aebench.stopping), which we must look at.
-        while not receiver.poll(0):
-            ready = wait([receiver, process.sentinel], timeout=POLL_S)
-            if receiver in ready or receiver.poll(0):
-                break
-            if ready:  # it died without a word (a process it started may hold the pipe open)
-                _kill(process)  # those go too; its own exit status stays as it was
-                reason = _death(process.exitcode)
-                return failed_row(trial, plugins, device, reason), TrialOutcome()
-            stopping.check()
-            if time.monotonic() > deadline:
-                _kill(process)
-                reason = stopping.timed_out(limit)
-                return failed_row(trial, plugins, device, reason), TrialOutcome()
-        result: PortableResult = receiver.recv()
-    except EOFError:
-        process.join()
-        return failed_row(trial, plugins, device, _death(process.exitcode)), TrialOutcome()
+        result = _wait_for(process, receiver, limit)
+    except EOFError:  # it died without a word: what it started goes too
+        _kill(process)
+        result = _death(process.exitcode)
     except BaseException:  # Ctrl-C or SIGTERM: the child goes too, at once
         _kill(process)
         raise
+    finally:
+        _release(reaper)
+    if isinstance(result, str):
+        return failed_row(trial, plugins, device, result), TrialOutcome()
     process.join(timeout=10)
-    if process.is_alive():
-        _kill(process)
+    _kill(process)  # what the trial left running: nobody will wait for it
     return from_portable(result, trial, plugins, device, cache)
+
+
+def _wait_for(process: BaseProcess, receiver: Connection, limit: float) -> PortableResult | str:
+    """The child's result, or why it has none (its group killed): the start-up's limit until it
+    says it has loaded, then the trial's ``limit``."""
+    started, deadline = False, time.monotonic() + STARTUP_TIMEOUT
+    # In slices: a signal only sets a flag (aebench.stopping), which we must look at.
+    while True:
+        ready = wait([receiver, process.sentinel], timeout=POLL_S)
+        if receiver in ready or receiver.poll(0):
+            message = receiver.recv()  # EOFError: it died without a word
+            if message != STARTED:
+                return message
+            started, deadline = True, time.monotonic() + limit
+            continue
+        if ready:  # it died without a word (a process it started may hold the pipe open)
+            _kill(process)  # those go too; its own exit status stays as it was
+            return _death(process.exitcode)
+        stopping.check()
+        if time.monotonic() > deadline:
+            _kill(process)
+            return stopping.timed_out(limit) if started else did_not_start(STARTUP_TIMEOUT)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aebench.contract.columns import declared
 from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Entry
+from aebench.results.confined import check_links, remove_stale_temporaries
 from aebench.results.files import FolderError, cannot_write, write_atomically
 from aebench.results.lock import folder_lock
 from aebench.results.table import (
@@ -27,13 +28,14 @@ from aebench.results.table import (
     declare_measured,
     record_row,
     settle,
+    storable,
     write_load_errors,
     write_vocabulary,
 )
 from aebench.results.trials import (
     CHECKPOINT,
     state_bytes,
-    trial_folder,
+    writable_trial_folder,
     write_trial,
 )
 from aebench.run import stopping
@@ -95,7 +97,16 @@ class _Listeners:
     a view of it, not worth a run: one that raises is named on stderr (its plugin and
     distribution, or its class when a Python caller gave it), its traceback goes to aebench.log,
     and it hears nothing more of the run; the others, and the run, go on. ``suite_finished``
-    still reaches every other that started (MLflow closes its invocation run)."""
+    still reaches every other that started (MLflow closes its invocation run).
+
+    One that hangs is as one that raises: an event still running after ``deadline_s`` (or the
+    observer's own ``event_deadline_s``; None: it bounds its calls itself) is interrupted."""
+
+    deadline_s: float | None = 600.0  # generous: a report of a large folder takes seconds
+
+    class Hung(BaseException):
+        """Raised into an event past its deadline; a BaseException, so that an observer's own
+        ``except Exception`` around its I/O does not swallow it."""
 
     def __init__(self, observers: Sequence[SuiteObserver | Registered]) -> None:
         self._all = [
@@ -124,8 +135,9 @@ class _Listeners:
         if one.off or (event != "suite_started" and not one.started):
             return
         try:
-            getattr(one.observer, event)(*args)
-        except Exception as exc:
+            with self._within(getattr(one.observer, "event_deadline_s", self.deadline_s)):
+                getattr(one.observer, event)(*args)
+        except (Exception, _Listeners.Hung) as exc:
             one.off = True
             name = type(one.observer).__name__
             who = f"{one.entry.origin}: {name}" if one.entry else f"observer {name}"
@@ -135,6 +147,40 @@ class _Listeners:
                 " it hears nothing more of this run",
                 file=sys.stderr,
             )
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _within(seconds: float | None) -> Iterator[None]:
+        """An event past ``seconds`` gets ``Hung`` from SIGALRM (again each second while it
+        goes on): a socket read or a sleep is interrupted. Only in the main thread, and only
+        where no other timer is set; elsewhere the event is unbounded."""
+        import signal
+        import threading
+
+        if (
+            seconds is None
+            or not hasattr(signal, "setitimer")  # not on Windows
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0)
+        ):
+            yield
+            return
+        armed = [True]
+
+        def hung(signum: int, frame: object) -> None:
+            if armed[0]:
+                raise _Listeners.Hung(f"no answer within {seconds:.0f} s")
+
+        previous = signal.signal(signal.SIGALRM, hung)
+        signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+        try:
+            yield
+        finally:
+            try:
+                armed[0] = False  # an alarm that lands now is ignored
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
 
 
 def keep_trial(
@@ -150,7 +196,7 @@ def keep_trial(
     finished trial's checkpoint is removed; a failed one's is kept, to resume from next time.
     A trial measured again without training (``trained=False``) keeps the weights it has.
     A file that cannot be written (a full disk) is a ``FolderError`` naming the trial's folder."""
-    folder = trial_folder(output, trial.id)
+    folder = writable_trial_folder(output, trial.id)  # no link along it: FolderError
     config = trial.config() | {
         "trial_id": trial.id,
         "eval_id": trial.eval_id,
@@ -199,6 +245,8 @@ def run_trials(
     """
     with folder_lock(output):
         check_owner(output, suite.name)
+        check_links(output)  # a link where trials or figures go: refused before anything is written
+        remove_stale_temporaries(output)  # what killed writes left (of dead processes)
         table = settle(output, replace_unusable=rerun)
         for problem in plugins.problems:  # aebench.log, or stderr where logging is not set up
             log.warning("aebench: warning: %s", problem.message)
@@ -294,6 +342,7 @@ def _run_locked(
                         file=sys.stderr,
                     )
                 keep = suite.spec.suite.keep_models
+                row = storable(row)  # a cell the table cannot hold fails the trial
                 keep_trial(output, trial, suite, row, outcome, keep, trial.id not in measured_again)
                 run.rows.append(row)
                 record_row(output, row)  # O(1): the table is rewritten once, at the end

@@ -14,6 +14,7 @@ import difflib
 import json
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,10 +23,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aebench.plugins.registry import Entry, Registry
 from aebench.results.references import Reference
+from aebench.results.table import CELL_INT
 from aebench.run.search_space import SearchSection
+from aebench.run.threads import available_cores
 
 AUTO_COMPILE_STEPS = 200_000  # 2.5x the ~80,000 steps that repay compiling the VAE on a CPU
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a suite name becomes a folder: no '/', no '..'
+# Every setting becomes a cell of the results table, whose integers stay below CELL_INT (2^53):
+# parquet's stop at 2^63 (one above made every later run into the folder die at start).
+Count = Annotated[int, Field(ge=1, lt=CELL_INT)]  # epochs, batch size, patience...
+Whole = Annotated[int, Field(ge=0, lt=CELL_INT)]
+# A float setting is finite: lr = inf trained, and diverged.
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# A suite nested deeper than this is not a suite: tomllib and pydantic recurse, and a 5,000-deep
+# file was a 3,002-line RecursionError. Real suites nest 4 or 5 deep.
+MAX_DEPTH = 32
 
 
 class SuiteError(ValueError):
@@ -72,10 +85,11 @@ class SuiteSection(_Section):
     # Seconds a trial may run before it is failed ("timed out after N s") and the suite goes on:
     # checked between training steps and metrics in-process (no limit when unset); an isolated
     # trial's process is killed at it (24 h when unset), a hard limit even inside one C call.
-    trial_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    trial_timeout: Positive | None = None
     # torch's threads in the process that trains: a number, or "auto", the cores no other
     # process is running on, chosen again before every epoch (aebench.threads; `--threads`).
-    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    # A number is at most the machine's cores (``load_suite``: libgomp aborts at 10^9).
+    threads: Count | Literal["auto"] = "auto"
     keep_models: bool = True  # each trial's trained weights in its folder, for later evaluation
 
 
@@ -87,23 +101,23 @@ class MultiStepSchedule(_Section):
     """The rate times ``gamma`` after each milestone epoch (``milestones = [1, 4, 13]``)."""
 
     kind: Literal["multistep"]
-    milestones: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
-    gamma: Annotated[float, Field(gt=0)] = 0.1
+    milestones: Annotated[list[Count], Field(min_length=1)]
+    gamma: Positive = 0.1
 
 
 class ExponentialSchedule(_Section):
     """The rate times ``gamma`` after every epoch."""
 
     kind: Literal["exponential"]
-    gamma: Annotated[float, Field(gt=0)]
+    gamma: Positive
 
 
 class CosineSchedule(_Section):
     """A linear warm-up from 0 over ``warmup_epochs``, then a cosine down to ``min_lr``."""
 
     kind: Literal["cosine"]
-    warmup_epochs: Annotated[int, Field(ge=0)] = 0
-    min_lr: Annotated[float, Field(ge=0)] = 0.0
+    warmup_epochs: Whole = 0
+    min_lr: NonNegative = 0.0
 
 
 class PlateauSchedule(_Section):
@@ -112,16 +126,16 @@ class PlateauSchedule(_Section):
 
     kind: Literal["plateau"]
     factor: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    patience: Annotated[int, Field(ge=0)] = 10
-    min_lr: Annotated[float, Field(ge=0)] = 0.0
+    patience: Whole = 10
+    min_lr: NonNegative = 0.0
 
 
 class AnnealSection(_Section):
     """A linear warm-up of a model's loss weight from 0 to its value, over ``epochs`` or
     ``steps`` (one of the two)."""
 
-    epochs: Annotated[int, Field(ge=1)] | None = None
-    steps: Annotated[int, Field(ge=1)] | None = None
+    epochs: Count | None = None
+    steps: Count | None = None
 
     @pydantic.model_validator(mode="after")
     def _one_of_the_two(self) -> AnnealSection:
@@ -131,8 +145,8 @@ class AnnealSection(_Section):
 
 
 class EarlyStoppingSection(_Section):
-    patience: Annotated[int, Field(ge=1)]
-    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    patience: Count
+    min_delta: NonNegative = 0.0
 
 
 Schedule = Annotated[
@@ -142,18 +156,18 @@ Schedule = Annotated[
 
 
 class TrainSection(_Section):
-    epochs: Annotated[int, Field(ge=1)] = 10
-    batch_size: Annotated[int, Field(ge=1)] = 128
-    lr: Annotated[float, Field(gt=0)] = 1e-3
+    epochs: Count = 10
+    batch_size: Count = 128
+    lr: Positive = 1e-3
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     betas: Annotated[  # adam, adamw
         list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)
     ] = [0.9, 0.999]
-    eps: Annotated[float, Field(gt=0)] = 1e-8  # adam, adamw
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    momentum: Annotated[float, Field(ge=0)] = 0.0  # sgd
+    eps: Positive = 1e-8  # adam, adamw
+    weight_decay: NonNegative = 0.0
+    momentum: NonNegative = 0.0  # sgd
     nesterov: bool = False  # sgd, with momentum > 0
-    clip_norm: Annotated[float, Field(gt=0)] | None = None  # gradients clipped to this norm
+    clip_norm: Positive | None = None  # gradients clipped to this norm
     schedule: Schedule = ConstantSchedule(kind="constant")  # the learning rate per epoch
     # Validation: this fraction of the training split held out (0: the dataset's own validation
     # split, if it has one); its loss per epoch is the val_loss curve.
@@ -170,7 +184,7 @@ class TrainSection(_Section):
     compile: bool | Literal["auto"] | None = False
     # Save a checkpoint every N epochs (None: about once a minute) to resume a killed trial.
     # It does not change what is trained, so it is not part of the trial's identity.
-    checkpoint_every: Annotated[int, Field(ge=1)] | None = None
+    checkpoint_every: Count | None = None
     # "auto": trials that differ only in their seed train together as one stacked model
     # (aebench.run.stacked), each with its own optimizer state, batches and row; the same
     # distribution of results, not the same numbers as alone. Off (false) by default: a stacked
@@ -274,8 +288,57 @@ def grid_place(grid: dict[str, list[Any]], point: dict[str, Any], loc: tuple[Any
     return f"grid.{name}[{index}] = {json.dumps(value, default=str)}{inside}"
 
 
+def cell_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a cell of the results table (an integer out of ``CELL_INT``'s
+    range), or None; lists and tables become JSON text, any size."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= CELL_INT:
+        return f"{value} is too large: a number in the results table is below 2^53"
+    return None
+
+
+def threads_problem(threads: int | str) -> str | None:
+    """Why ``threads`` (``[suite] threads``, ``--threads``) cannot run here, or None: more than
+    the cores this process may run on (libgomp aborts at 10^9, with no row and no message)."""
+    cores = available_cores()
+    if isinstance(threads, int) and threads > cores:
+        return f"{threads} threads, more than the {cores} cores here: at most {cores}, or auto"
+    return None
+
+
+def check_bounds(spec: SuiteFile, trials: Sequence[Any], problems: Problems) -> None:
+    """What the sections' types cannot bound: ``threads`` by this machine (``threads_problem``),
+    and each plugin's and metric's parameter as a cell (``cell_problem``; ``[train]``'s are
+    bounded by their types). ``trials`` are ``aebench.run.suite.Trial``s, grid points expanded."""
+    if why := threads_problem(spec.suite.threads):
+        problems.add("suite.threads", why)
+    for trial in trials:
+        for part in (trial.dataset, trial.model, trial.regularizer):
+            for name, value in part.params.items():
+                if why := cell_problem(value):
+                    problems.add(part.source, f"{part.plugin!r} parameter {name!r}: {why}")
+        for metric, params in trial.eval["params"].items():
+            for name, value in params.items():
+                if why := cell_problem(value):
+                    problems.add(f"eval.{metric}.{name}", why)
+
+
+def depth(value: Any) -> int:
+    """How deeply ``value``'s lists and tables nest, counted without recursing."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            inside = item.values() if isinstance(item, dict) else item
+            if level <= MAX_DEPTH:  # deeper than that is refused whatever is below
+                todo += [(v, level + 1) for v in inside]
+    return deepest
+
+
 def validate_suite(path: Path, raw: dict[str, Any]) -> SuiteFile:
     """Validate a parsed suite's structure (not yet its plugins); ``path`` names it in errors."""
+    if depth(raw) > MAX_DEPTH:
+        raise SuiteError(f"{path}: nested more than {MAX_DEPTH} lists or tables deep")
     try:
         return SuiteFile.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -294,6 +357,8 @@ def read_suite_file(path: Path) -> SuiteFile:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses into every nested list and table
+        raise SuiteError(f"{path}: nested more than {MAX_DEPTH} lists or tables deep") from None
     return validate_suite(path, raw)
 
 

@@ -28,6 +28,7 @@ from aebench.run.sections import (
     MultiStepSchedule,
     PluginEntry,
     Problems,
+    check_bounds,
     explain,
     grid_place,
     observer_settings,
@@ -438,6 +439,7 @@ def load_suite(suite: str | Path | dict[str, Any], plugins: Plugins) -> Suite:
             )
         seen.add(trial.id)
         trials.append(trial)
+    check_bounds(spec, trials, problems)  # threads on this machine, parameters as cells
     selected = {name: plugins.metrics.get(name).factory for name in evaluation["metrics"]}
     check_references(
         spec.references, [t.config() for t in trials], declared(selected), problems.add

@@ -17,9 +17,10 @@ import pandas as pd
 from scipy import stats
 
 from aebench.contract.columns import Vocabulary
+from aebench.results.confined import FIGURES, confined
+from aebench.results.files import write_atomically
 from aebench.views.blocks import Block, Heading, Images, Paragraph, Table
 from aebench.views.cells import format_number
-from aebench.views.figure_blocks import FIGURES
 from aebench.views.ranking import leaderboard, ranking_columns
 
 CD_PNG = "critical_difference.png"  # in the report's figures folder
@@ -90,9 +91,12 @@ def draw_critical_difference(path: Path, ranks: pd.DataFrame, alpha: float) -> P
     figure, ax = plt.subplots(figsize=(8, 1 + 0.3 * ranks.shape[1]))
     sp.critical_difference_diagram(ranks.mean(), significance, alpha=alpha, ax=ax)
     ax.set_title(f"mean rank over {ranks.shape[0]} datasets (1 = best)", fontsize=9, pad=18)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
+    try:  # through a temporary file and a rename: never half a PNG, never through a link
+        write_atomically(
+            path, lambda p: figure.savefig(p, format="png", dpi=100, bbox_inches="tight")
+        )
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -121,7 +125,7 @@ def across_blocks(
         Paragraph(_friedman(ranks)),
     ]
     if ranks.shape[1] >= 3:
-        path = draw_critical_difference(folder / FIGURES / CD_PNG, ranks, 1 - confidence)
+        path = draw_critical_difference(confined(folder, FIGURES, CD_PNG), ranks, 1 - confidence)
         caption = (
             "critical-difference diagram: configurations joined by a bar are not shown to rank "
             f"differently (Nemenyi, {confidence:.0%})"

@@ -272,23 +272,42 @@ def _draw_interpolations(path: Path, arrays: Mapping[str, Any], title: str) -> N
     _image_rows(path, rows, _wrapped(f"{title}\n{what}"))
 
 
+def wanted_pngs(arrays: Mapping[str, Any]) -> list[str]:
+    """The PNGs ``render_trial`` draws from these arrays (``TRIAL_PNGS``' names, in order)."""
+    wanted = []
+    if "latent" in arrays:
+        wanted.append(LATENT_PNG)
+    if "inputs" in arrays:
+        wanted.append(RECON_PNG)
+    if "samples" in arrays:
+        wanted.append(SAMPLES_PNG)
+    # Traversals and interpolations are drawn for image data; a row of vectors reads as noise.
+    if "traversal" in arrays and _is_image(arrays["traversal"][0]):
+        wanted.append(TRAVERSAL_PNG)
+    if "code_traversal" in arrays and _is_image(arrays["code_traversal"][0]):
+        wanted.append(CODE_TRAVERSAL_PNG)
+    if "interpolation" in arrays and _is_image(arrays["interpolation"][0]):
+        wanted.append(INTERPOLATION_PNG)
+    if any(k.startswith("curve_") and len(arrays[k]) for k in arrays):
+        wanted.append(CURVES_PNG)
+    return wanted
+
+
 def render_trial(folder: Path, title: str = "") -> list[Path]:
     """Draw a trial's PNGs from its ``figures.npz``; returns the files written."""
     folder = Path(folder)
     arrays = read_arrays(folder / ARRAYS)
     if arrays is None:
         return []
-    written = []
-    if "latent" in arrays:
+    wanted = wanted_pngs(arrays)
+    if LATENT_PNG in wanted:
         fig = _figure(4.0, 3.6)
         scatter_latent(fig.subplots(), arrays, title)
         _save(fig, folder / LATENT_PNG)
-        written.append(folder / LATENT_PNG)
-    if "inputs" in arrays:
+    if RECON_PNG in wanted:
         rows = [("input", arrays["inputs"]), ("reconstruction", arrays["recons"])]
         _draw_samples(folder / RECON_PNG, rows, title)
-        written.append(folder / RECON_PNG)
-    if "samples" in arrays:
+    if SAMPLES_PNG in wanted:
         samples = arrays["samples"]
         if _is_image(samples):  # two rows of eight read better than one of sixteen
             half = math.ceil(len(samples) / 2)
@@ -296,24 +315,44 @@ def render_trial(folder: Path, title: str = "") -> list[Path]:
         else:
             rows = [("sample", samples)]
         _draw_samples(folder / SAMPLES_PNG, rows, title)
-        written.append(folder / SAMPLES_PNG)
-    # Traversals and interpolations are drawn for image data; a row of vectors reads as noise.
-    if "traversal" in arrays and _is_image(arrays["traversal"][0]):
+    if TRAVERSAL_PNG in wanted:
         _draw_traversals(folder / TRAVERSAL_PNG, arrays, title)
-        written.append(folder / TRAVERSAL_PNG)
-    if "code_traversal" in arrays and _is_image(arrays["code_traversal"][0]):
+    if CODE_TRAVERSAL_PNG in wanted:
         _draw_code_traversals(folder / CODE_TRAVERSAL_PNG, arrays, title)
-        written.append(folder / CODE_TRAVERSAL_PNG)
-    if "interpolation" in arrays and _is_image(arrays["interpolation"][0]):
+    if INTERPOLATION_PNG in wanted:
         _draw_interpolations(folder / INTERPOLATION_PNG, arrays, title)
-        written.append(folder / INTERPOLATION_PNG)
-    if any(k.startswith("curve_") and len(arrays[k]) for k in arrays):
+    if CURVES_PNG in wanted:
         _draw_curves(folder / CURVES_PNG, arrays, title)
-        written.append(folder / CURVES_PNG)
-    return written
+    return [folder / name for name in wanted]
+
+
+def missing_pngs(folder: Path) -> list[str]:
+    """The PNGs a trial's ``figures.npz`` calls for that its folder lacks: a run killed while it
+    drew them left the others. Reads only the arrays it needs; none without a readable file."""
+    folder = Path(folder)
+    if not (folder / ARRAYS).is_file() or all((folder / n).is_file() for n in TRIAL_PNGS):
+        return []  # nothing to draw, or every PNG there is: no need to read the arrays
+    try:
+        with np.load(folder / ARRAYS) as stored:  # lazy: an array is read when asked for
+            wanted = wanted_pngs(stored)
+    except Exception:  # damaged: named once (one warning line), and nothing can be drawn
+        read_arrays(folder / ARRAYS)
+        return []
+    return [name for name in wanted if not (folder / name).is_file()]
+
+
+def complete_trial(folder: Path, title: str = "") -> list[Path]:
+    """Draw a trial's PNGs again if any its arrays call for is missing; returns those written."""
+    return render_trial(folder, title) if missing_pngs(folder) else []
 
 
 # --- suite figures ------------------------------------------------------------------------------
+
+
+def has_latent(npz: Path) -> bool:
+    """The trial's arrays can be read (else one warning names them) and hold latent codes."""
+    arrays = read_arrays(npz)
+    return arrays is not None and "latent" in arrays
 
 
 def latent_grid(path: Path, panels: Sequence[tuple[str, Path]], columns: int = 4) -> Path | None:

@@ -6,16 +6,20 @@ so a report can be rebuilt without a model.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from aebench.contract.columns import Vocabulary
-from aebench.results.trials import trial_folder
+from aebench.results.confined import FIGURES, confined, confined_folder, safe_name
+from aebench.results.trials import trial_folder, writable_trial_folder
+from aebench.views.background import draw_beside
 from aebench.views.blocks import Block, Details, Heading, Images, Paragraph
 from aebench.views.ranking import Leaderboard, median_seed, ranking_columns
 
-FIGURES = "figures"  # the folder, in the results folder, of the figures drawn for the report
+# FIGURES: the folder, in the results folder, of the figures drawn for the report (named where
+# every folder aebench writes in is: ``aebench.results.confined``).
 MAX_LATENT_PANELS = 24
 TRIAL_CAPTIONS = {  # the PNGs shown per trial, in this order; the latent scatter is in a grid
     "reconstructions.png": "test inputs and reconstructions",
@@ -28,13 +32,13 @@ TRIAL_CAPTIONS = {  # the PNGs shown per trial, in this order; the latent scatte
 
 
 def _trial_pngs(folder: Path, trial_id: str, title: str) -> dict[str, Path]:
-    """A trial's PNGs, redrawn from its arrays when the PNGs are missing."""
+    """A trial's PNGs, redrawn from its arrays when any is missing (a kill while drawing)."""
     from aebench.views import drawing  # numpy and matplotlib: no torch
 
     trial = trial_folder(folder, trial_id)
     pngs = {name: trial / name for name in drawing.TRIAL_PNGS}
-    if (trial / drawing.ARRAYS).is_file() and not any(p.is_file() for p in pngs.values()):
-        drawing.render_trial(trial, title)
+    if drawing.missing_pngs(trial):
+        drawing.render_trial(writable_trial_folder(folder, trial_id), title)
     return {name: path for name, path in pngs.items() if path.is_file()}
 
 
@@ -110,12 +114,13 @@ def _latent_blocks(
         npz = trial_folder(folder, str(median["trial_id"])) / drawing.ARRAYS
         if npz.is_file():
             panels.append((f"{rank}. {board.label(i)} seed={median['seed']}", npz))
-    path = folder / FIGURES / f"latent_{board.dataset}.png"
-    grid = drawing.latent_grid(path, panels) if panels else None
-    if grid is None:
+    path = confined(folder, FIGURES, safe_name(f"latent_{board.dataset}") + ".png")
+    panels = [(title, npz) for title, npz in panels if drawing.has_latent(npz)]
+    if not panels:
         return []
+    draw_beside(path, f"the report ({path.name})", drawing.latent_grid, path, panels)
     caption = "latent codes of the test split, each configuration's median seed"
-    return [Heading(3, "Latent spaces"), Images([(caption, grid)])]
+    return [Heading(3, "Latent spaces"), Images([(caption, path)])]
 
 
 def _plane_blocks(
@@ -133,10 +138,13 @@ def _plane_blocks(
             for _, r in board.trials[i].iterrows()
             if pd.notna(r[x]) and pd.notna(r[y])
         ]
-        path = folder / FIGURES / f"{x}_{y}_{board.dataset}.png"
-        plane = drawing.plane(path, points, vocabulary.get(x), vocabulary.get(y))
-        if plane is not None:
-            blocks += [Heading(3, f"{x}–{y} plane"), Images([("one point per trial", plane)])]
+        points = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
+        if not points:  # drawing.plane would draw nothing
+            continue
+        path = confined(folder, FIGURES, safe_name(f"{x}_{y}_{board.dataset}") + ".png")
+        columns = (vocabulary.get(x), vocabulary.get(y))
+        draw_beside(path, f"the report ({path.name})", drawing.plane, path, points, *columns)
+        blocks += [Heading(3, f"{x}–{y} plane"), Images([("one point per trial", path)])]
     return blocks
 
 
@@ -145,7 +153,7 @@ def figure_blocks(
 ) -> list[Block]:
     """The figures of a dataset's configurations (positions in ``order``), drawn into
     ``FIGURES`` where they are not a trial's own: latent spaces, planes, then per configuration."""
-    (folder / FIGURES).mkdir(exist_ok=True)
+    confined_folder(folder, FIGURES)  # a real folder, not a link to elsewhere
     return [
         *_latent_blocks(folder, board, vocabulary, order),
         *_plane_blocks(folder, board, vocabulary, order),

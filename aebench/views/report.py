@@ -20,9 +20,11 @@ import sys
 from pathlib import Path
 
 from aebench.plugins.listing import vocabulary_of
+from aebench.results.confined import check_links
 from aebench.results.files import cannot_write, write_atomically
 from aebench.results.table import PARQUET, read_results
 from aebench.run.observing import SuiteObserver, SuiteRun
+from aebench.views.background import drawings_done
 from aebench.views.html import to_html
 from aebench.views.layout import report_blocks
 from aebench.views.markdown import to_markdown
@@ -35,9 +37,12 @@ def build_report(folder: Path) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into the results folder; returns their paths.
 
     Each is written to a temporary file and renamed: a full disk leaves the previous report whole.
-    A table that cannot be read, or a file that cannot be written, is a ``FolderError`` (one line).
+    A table that cannot be read, a file that cannot be written, or a link where figures go
+    (``trials/``, ``figures/``: written only inside the folder) is a ``FolderError`` (one line).
     """
     folder = Path(folder)
+    drawings_done()  # the trials' PNGs a worker is still drawing: else drawn here a second time
+    check_links(folder)  # figures go in figures/ and trial folders: none may lead elsewhere
     table = read_results(folder)  # with the rows of a run still going, or killed
     if table.empty and not (folder / PARQUET).is_file():
         raise FileNotFoundError(f"{folder}: no {PARQUET} here; run a suite into it first")
@@ -45,6 +50,7 @@ def build_report(folder: Path) -> tuple[Path, Path]:
         blocks = report_blocks(folder, table, vocabulary_of(folder))  # draws the figures
     except OSError as exc:
         raise cannot_write(folder, exc) from None
+    drawings_done()  # the report's own figures, drawn beside its tables when a run's worker is up
     md, page = folder / REPORT_MD, folder / REPORT_HTML
     texts = {
         md: to_markdown(blocks, folder),

@@ -10,7 +10,6 @@ search stopped early) is flagged, since its comparison with the others is not ev
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from aebench.results.confined import SEARCH_FIGURES, confined, safe_name
 from aebench.results.files import write_atomically
 from aebench.run.search import DATABASE, counted, storage_url
 from aebench.run.search_space import SearchSection
@@ -25,7 +25,7 @@ from aebench.views.drawing import _figure, _save
 from aebench.views.layout import SEARCH_REPORT
 
 SEARCH_MD = SEARCH_REPORT
-FIGURES = "search-figures"
+FIGURES = SEARCH_FIGURES
 
 
 @dataclass
@@ -78,8 +78,6 @@ def write_search_report(
     studies = read_studies(output)
     if not studies and not untuned:
         return None
-    figures = Path(output) / FIGURES
-    figures.mkdir(exist_ok=True)
     lines = [f"# {headline(section)}", ""]
     budget = section.budget_trials
     lines += [
@@ -102,11 +100,12 @@ def write_search_report(
         lines.append(
             f"| {label} | {len(study.trials)} | {study.spent_s:.1f} | {value} | {params} | {flag} |"
         )
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", study.name)
-        history = figures / f"{slug}-history.png"
+        slug = safe_name(study.name)  # a configuration's label, made a file name
+        # Each path checked as it is written: a real folder, not a link to elsewhere.
+        history = confined(Path(output), FIGURES, f"{slug}-history.png")
         draw_history(study, history)
         sections += [f"## {label}", "", f"![history]({FIGURES}/{history.name})", ""]
-        importance = figures / f"{slug}-importance.png"
+        importance = confined(Path(output), FIGURES, f"{slug}-importance.png")
         if draw_importance(output, study, importance):
             sections += [f"![importance]({FIGURES}/{importance.name})", ""]
     text = "\n".join([*lines, "", *sections])

@@ -21,8 +21,9 @@ from timing import scaled, slowdown, wait_until
 
 from aebench.plugins.manager import load_plugins
 from aebench.run import stopping
-from aebench.run.isolation import ISOLATED_TIMEOUT, _watch_parent
+from aebench.run.isolation import ISOLATED_TIMEOUT
 from aebench.run.loop import run_trials
+from aebench.run.orphans import _watch_parent
 from aebench.run.plan import load_datasets
 from aebench.run.suite import SuiteError, load_suite
 
@@ -181,7 +182,7 @@ def test_the_watchdog_ends_a_child_whose_parent_is_gone(monkeypatch):
     # sees that it was handed to another parent, and leaves at once.
     exits: list[int] = []
     monkeypatch.setattr(os, "_exit", exits.append)
-    _watch_parent(os.getppid() + 1, interval=0.01)
+    _watch_parent(os.getppid() + 1, group=False, interval=0.01)
     assert exits == [1]
 
 

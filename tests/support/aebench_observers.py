@@ -1,10 +1,11 @@
 """A third-party observer distribution for the observer tests, installed as a fake distribution
-(see ``fake_plugins.py``): an observer with settings (``jsonl-tracker``), one that raises at the
-event its settings name (``faulty``, opt-in), and an opt-in one that needs a setting
+(see ``fake_plugins.py``): an observer with settings (``jsonl-tracker``), one that raises (or
+hangs) at the event its settings name (``faulty``, opt-in), and an opt-in one that needs a setting
 (``cloud-log``, as a W&B logger needs its project). Each writes what it hears to a file in the
 results folder, so that a test reads what reached it."""
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -50,21 +51,32 @@ def jsonl_tracker(
 
 
 class Faulty(Heard):
-    """Hears like ``Heard`` (in ``faulty.jsonl``), and raises at its ``at`` event."""
+    """Hears like ``Heard`` (in ``faulty.jsonl``), and raises at its ``at`` event, or hangs
+    there (``fault = "hang"``: a server that never answers), swallowing what ``Exception``s
+    it gets, as careless I/O code does."""
 
-    def __init__(self, at: str) -> None:
+    def __init__(self, at: str, fault: str = "raise") -> None:
         super().__init__("faulty.jsonl", {"at": at})
         self.at = at
+        self.fault = fault
 
     def _write(self, event: str) -> None:
         super()._write(event)
+        if event == self.at and self.fault == "hang":
+            for _ in range(600):
+                try:
+                    time.sleep(1)
+                except Exception:
+                    pass
         if event == self.at:
             raise OSError(f"disk full at {event}")
 
 
-def faulty(suite, at: Event = "trial_finished") -> SuiteObserver:
-    """Raises at one event; only where a suite asks for it."""
-    return Faulty(at)
+def faulty(
+    suite, at: Event = "trial_finished", fault: Literal["raise", "hang"] = "raise"
+) -> SuiteObserver:
+    """Raises (or hangs) at one event; only where a suite asks for it."""
+    return Faulty(at, fault)
 
 
 faulty.enabled_by_default = False
