@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aebench.observers.deadlines import DeadlineExceeded
-from aebench.results.files import write_atomically
+from aebench.results.files import process_alive, write_atomically
 from aebench.results.paths import cache_folder, sqlite_file, writable_place_problem
 
 DEFAULT_STORE = Path("results") / "mlflow.db"
@@ -211,23 +211,13 @@ def _temporary(database: Path, pid: int) -> Path:
     return database.with_name(f".{database.name}.{pid}.tmp")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def _remove_leftovers(database: Path) -> None:
     """Temporary stores of runs killed while creating one (their process is gone), with the
     rollback journal SQLite keeps beside a file while it writes."""
     pattern = re.compile(rf"\.{re.escape(database.name)}\.(\d+)\.tmp(-journal)?")
     for path in database.parent.glob(f".{database.name}.*.tmp*"):
         found = pattern.fullmatch(path.name)
-        if found and not _alive(int(found.group(1))):
+        if found and not process_alive(int(found.group(1))):
             path.unlink(missing_ok=True)
 
 

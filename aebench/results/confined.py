@@ -28,7 +28,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from aebench.results.files import FolderError, cannot_write
+from aebench.results.files import FolderError, cannot_write, process_alive
 
 # The folders aebench writes in, in a results folder (their modules name them from here).
 TRIALS = "trials"  # a folder per trial (``aebench.results.trials``)
@@ -167,20 +167,6 @@ def check_links(root: Path) -> None:
             raise _link_error(Path(entry.path))
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except (OverflowError, ValueError, OSError):  # no such pid can exist
-        return False
-    return True
-
-
 def remove_stale_temporaries(root: Path) -> list[Path]:
     """Remove the temporary files killed writes of aebench left in ``root`` and the folders it
     writes in (only its own ``.<name>.<pid>.<token>.tmp``, only of a process no longer alive);
@@ -192,7 +178,7 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
             found = _TEMPORARY.fullmatch(entry.name)
             if found is None or not entry.is_file(follow_symlinks=False):
                 continue
-            if _alive(int(found.group(1))):
+            if process_alive(int(found.group(1))):
                 continue
             try:
                 os.unlink(entry.path)

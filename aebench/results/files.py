@@ -83,3 +83,19 @@ def append_line(path: Path, line: str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (another user's included): whether a temporary file named
+    after it may still be in use."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError, OSError):  # no such pid can exist
+        return False
+    return True

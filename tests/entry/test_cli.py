@@ -11,38 +11,12 @@ import re
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import pandas as pd
-import pytest
 import torch
 from builders import build_suite, build_tiny_suite, entry
 from repo import REPO
 from timing import scaled
-
-from aebench.cli import main
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def aebench(tmp_path, monkeypatch, capsys):
-    """``aebench ARGS`` run in tmp_path: its exit status and what it printed."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default store, under tmp_path
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()  # what came before is not this command's
-        status = main(list(args))
-        captured = capsys.readouterr()
-        return Result(status, captured.out, captured.err)
-
-    return run
 
 
 def test_run_writes_a_row_per_trial(aebench, tiny_suite, tmp_path):

@@ -7,37 +7,14 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from builders import build_suite
 
-from aebench.cli import main
 from aebench.results.lock import LOCK_FILE, folder_lock
 from aebench.run.kept import KeptTrialError
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def aebench(tmp_path, monkeypatch, capsys):
-    """``aebench ARGS`` run in tmp_path: its exit status and what it printed."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        status = main(list(args))
-        captured = capsys.readouterr()
-        return Result(status, captured.out, captured.err)
-
-    return run
 
 
 def held_elsewhere(folder: Path) -> bool:
