@@ -19,7 +19,7 @@ import torch
 
 from aebench.results.confined import inside_root
 from aebench.results.files import FolderError, write_atomically
-from aebench.results.weights import load_weights
+from aebench.results.weights import WeightsError, load_weights
 
 FORMAT = 1
 DEFAULT_SECONDS = 60.0  # without [train] checkpoint_every: about once a minute of training
@@ -77,9 +77,9 @@ class Checkpoints:
         if not self.path.is_file():
             return None
         try:
-            state = load_weights(self.path, "cpu")
-        except Exception as exc:  # truncated, or not a checkpoint: torch raises several kinds
-            return self._ignored(f"unreadable ({type(exc).__name__})")
+            state = load_weights(self.path, "cpu", name="checkpoint")
+        except WeightsError as exc:  # truncated, foreign, or a pickle that would run code
+            return self._ignored(str(exc))
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             return self._ignored("not a checkpoint of this aebench")
         if state.get("trial_id") != self.trial_id:
