@@ -1,5 +1,5 @@
-"""Shared fixtures: a fresh plugin manager per test, and tiny suite files (built with
-builders.py, or written out as TOML text)."""
+"""Shared fixtures: a fresh plugin manager per test, tiny suite files (built with
+builders.py, or written out as TOML text), and the command line run in-process (``aebench``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from builders import as_toml
 
+from aebench.cli import main
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench_plugins.metrics.feature_extractor import CACHE_SUBFOLDER
 
@@ -86,3 +88,25 @@ grid = { latent_dim = [2, 4] }
 @pytest.fixture
 def tiny_suite(write_suite, tiny_suite_text) -> Path:
     return write_suite(tiny_suite_text)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def aebench(tmp_path, monkeypatch, capsys):
+    """``aebench ARGS`` run in-process in tmp_path: its exit status and what it printed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default store, under tmp_path
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()  # what came before is not this command's
+        status = main(list(args))
+        captured = capsys.readouterr()
+        return Result(status, captured.out, captured.err)
+
+    return run
