@@ -5,7 +5,7 @@ drawn by scikit-posthocs): configurations joined by a bar are not shown to rank 
 
 A configuration is counted only where it was measured on every dataset (a rank among some is not
 one among all); it is the same configuration on two datasets where every setting but the
-dataset's own is the same.
+dataset's own is the same. scipy.stats is imported where the ranks are computed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from aebench.contract.columns import Vocabulary
 from aebench.results.confined import FIGURES, confined
@@ -39,6 +38,8 @@ def rank_matrix(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
     """Datasets (rows) by configurations (columns, named by label): each configuration's rank on
     each dataset, 1 the best, ties sharing their mean rank; only configurations with a value on
     every dataset that can be ranked. Empty with fewer than two such datasets."""
+    from scipy import stats
+
     values: dict[str, dict[tuple, float]] = {}
     names: dict[tuple, str] = {}
     for dataset in sorted(table["dataset"].dropna().unique()):
@@ -67,6 +68,8 @@ def rank_matrix(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
 
 
 def _friedman(ranks: pd.DataFrame) -> str:
+    from scipy import stats
+
     if ranks.shape[1] < 3:
         return "The Friedman test needs three configurations or more: not run."
     statistic, p = stats.friedmanchisquare(*(ranks[c] for c in ranks.columns))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Literal, TypedDict, Unpack
 
 import numpy as np
-import scipy.stats
 
 # Factor values (n, n_factors) -> the codes (n, n_codes) of the samples rendered from them.
 Represent = Callable[[np.ndarray], np.ndarray]
@@ -94,6 +93,8 @@ def mutual_information(discrete_codes: np.ndarray, factors: np.ndarray) -> np.nd
 
 def factor_entropies(factors: np.ndarray) -> np.ndarray:
     """H(factor j) in nats of the empirical distribution, ``(n_factors,)``."""
+    import scipy.stats  # as sklearn here: imported where measured, not where plugins load
+
     return np.array(
         [scipy.stats.entropy(np.unique(column, return_counts=True)[1]) for column in factors.T]
     )
@@ -235,6 +236,8 @@ def gbt_importance(
 def dci_disentanglement(importance: np.ndarray) -> float:
     """Per code unit, 1 - the entropy (base n_factors) of its importances over the factors;
     averaged with weights the units' shares of the total importance."""
+    import scipy.stats
+
     per_unit = 1.0 - scipy.stats.entropy(importance.T + ENTROPY_FLOOR, base=importance.shape[1])
     return float(np.sum(per_unit * _shares(importance, axis=1)))
 
@@ -242,6 +245,8 @@ def dci_disentanglement(importance: np.ndarray) -> float:
 def dci_completeness(importance: np.ndarray) -> float:
     """Per factor, 1 - the entropy (base n_codes) of its importances over the code units;
     averaged with weights the factors' shares of the total importance."""
+    import scipy.stats
+
     per_factor = 1.0 - scipy.stats.entropy(importance + ENTROPY_FLOOR, base=importance.shape[0])
     return float(np.sum(per_factor * _shares(importance, axis=0)))
 
