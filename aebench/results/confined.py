@@ -28,7 +28,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from aebench.results.files import FolderError, cannot_write, process_alive
+from aebench.results.files import TEMPORARY, FolderError, cannot_write, process_alive
 
 # The folders aebench writes in, in a results folder (their modules name them from here).
 TRIALS = "trials"  # a folder per trial (``aebench.results.trials``)
@@ -41,8 +41,6 @@ HASH_CHARS = 12  # hex digits of the text's hash added to a name that had to cha
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]*")  # whole names: fullmatch
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+|\.{2,}")
 _HASHED = re.compile(rf"-[0-9a-f]{{{HASH_CHARS}}}\Z")  # what safe_name adds: never kept as given
-# A temporary file of ``files.write_atomically``: ``.<name>.<pid>.<token>.tmp``.
-_TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{12}\.tmp")  # fullmatch
 
 
 def safe_name(text: object, limit: int = NAME_CHARS) -> str:
@@ -160,8 +158,6 @@ def check_links(root: Path) -> None:
     for name in WRITTEN_FOLDERS:
         if os.path.islink(root / name):
             raise _link_error(root / name)
-    if os.path.islink(root / TRIALS):
-        return
     for entry in _entries(root / TRIALS):
         if entry.is_symlink():
             raise _link_error(Path(entry.path))
@@ -175,7 +171,7 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
     removed = []
     for folder in _written_folders(Path(root)):
         for entry in _entries(folder):
-            found = _TEMPORARY.fullmatch(entry.name)
+            found = TEMPORARY.fullmatch(entry.name)
             if found is None or not entry.is_file(follow_symlinks=False):
                 continue
             if process_alive(int(found.group(1))):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +36,13 @@ def cannot_write(path: Path, exc: OSError) -> FolderError:
     return FolderError(f"{path}: cannot write: {why}")
 
 
+# The name ``write_atomically`` gives its temporary file: ``.<name>.<pid>.<token>.tmp``, the pid
+# telling a killed write's leftover (``confined.remove_stale_temporaries``) from a live one.
+TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{12}\.tmp")  # fullmatch
+
+
 def _token() -> str:
-    return secrets.token_hex(6)
+    return secrets.token_hex(6)  # 12 hex digits, as TEMPORARY reads them
 
 
 def _create_temporary(path: Path) -> Path:

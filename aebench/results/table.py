@@ -149,13 +149,14 @@ def read_results(folder: Path, *, replace_unusable: bool = False) -> pd.DataFram
     return _load(Path(folder), replace_unusable)[0]
 
 
-def _too_large(value: Any) -> bool:
+def too_large(value: Any) -> bool:
+    """Whether ``value`` is an integer that no cell holds as itself (``CELL_INT``)."""
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) >= CELL_INT
 
 
 def _refusal(value: Any) -> str | None:
     """Why a cell of a row (as its JSON reads back) cannot be in the table, or None."""
-    if _too_large(value):
+    if too_large(value):
         return "an integer the results table cannot hold (it holds them below 2^53)"
     try:
         pa.array([value], from_pandas=True)
@@ -203,7 +204,7 @@ def holdable(table: pd.DataFrame) -> pd.DataFrame:
         present = ~table[name].map(is_missing)
         kinds = table[name].map(_kind)
         most = kinds[present].mode().iloc[0]
-        odd = present & ((kinds != most) | table[name].map(_too_large))
+        odd = present & ((kinds != most) | table[name].map(too_large))
         for i in table.index[odd]:
             value = table.at[i, name]
             why = f"{name} = {str(value)[:40]}: " + (

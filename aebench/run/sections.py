@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aebench.plugins.registry import Entry, Registry
 from aebench.results.references import Reference
-from aebench.results.table import CELL_INT
+from aebench.results.table import CELL_INT, too_large
 from aebench.run.search_space import SearchSection
 from aebench.run.threads import available_cores
 
@@ -291,7 +291,7 @@ def grid_place(grid: dict[str, list[Any]], point: dict[str, Any], loc: tuple[Any
 def cell_problem(value: Any) -> str | None:
     """Why ``value`` cannot be a cell of the results table (an integer out of ``CELL_INT``'s
     range), or None; lists and tables become JSON text, any size."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= CELL_INT:
+    if too_large(value):
         return f"{value} is too large: a number in the results table is below 2^53"
     return None
 

@@ -24,7 +24,9 @@ from aebench.run.measure import measure_all
 from aebench.run.suite import load_suite
 
 
-def test_the_default_metrics_encode_the_test_split_once(write_suite) -> None:
+def counting_trial(write_suite):
+    """A counting-ae trial with the default metrics, its data and a fresh model, the encoder
+    calls counted from here on."""
     plugins = load_plugins(extra=[aebench_counting])
     suite = build_suite(entry("counting-ae", latent_dim=2), metrics=None)
     trial = load_suite(write_suite(suite), plugins).trials[0]
@@ -32,6 +34,11 @@ def test_the_default_metrics_encode_the_test_split_once(write_suite) -> None:
     data = DataCache(plugins).get(trial.dataset, device)
     model = aebench_counting.CountingAE(data.info)
     aebench_counting.reset()
+    return plugins, trial, device, data, model
+
+
+def test_the_default_metrics_encode_the_test_split_once(write_suite) -> None:
+    plugins, trial, device, data, model = counting_trial(write_suite)
     training = {"train_s": 1.0, "train_samples_per_s": 1.0, "peak_mem_mb": math.nan}
     row = measure_all(trial, plugins, model, data, device, training)
     assert row["metric_errors"] == ""
@@ -115,13 +122,7 @@ def test_a_trained_trial_encodes_the_test_split_once_health_warnings_included(
     from aebench.run.train import TrainResult
     from aebench.run.trial import trained_row
 
-    plugins = load_plugins(extra=[aebench_counting])
-    suite = build_suite(entry("counting-ae", latent_dim=2), metrics=None)
-    trial = load_suite(write_suite(suite), plugins).trials[0]
-    device = torch.device("cpu")
-    data = DataCache(plugins).get(trial.dataset, device)
-    model = aebench_counting.CountingAE(data.info)
-    aebench_counting.reset()
+    plugins, trial, device, data, model = counting_trial(write_suite)
     result = TrainResult(curves={"loss": [2.0, 1.0]}, train_s=1.0)
     row = trained_row(trial, plugins, model, data, device, result, TrialOutcome())
     assert row["metric_errors"] == ""
