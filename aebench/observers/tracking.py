@@ -5,132 +5,106 @@ Trial runs are not nested under their invocation: MLflow's runs table shows nest
 under their parent and plots only the rows it shows, so each trial run is a top-level run tagged
 ``aebench.invocation`` (the invocation run's id) instead. The invocation run (the suite file, the
 counts, the results table and the report) is created with the first finished trial: an
-``aebench run`` that has nothing to do leaves no empty run behind. MLflow never stops or stalls a
-run: the first failure of the store ends tracking for the run with one warning line, and the next
-run repairs what is missing (``MlflowTracker``; ``tracking_store`` bounds the calls, and
-``tracking_runs`` says what a trial's run holds). mlflow is imported only once a suite starts, so
-``aebench --help`` and ``aebench list`` stay fast.
+``aebench run`` that has nothing to do leaves no empty run behind.
+
+The logging is done off the run's path, by a worker process (``tracking_worker``) that imports
+mlflow, opens the store and logs each trial while the next one trains
+(``tracking_recorder.Recorder``; ``tracking_runs`` says what a trial's run holds). This process
+never imports mlflow: ``MlflowTracker`` hands the worker each trial's row, curves and folder, its
+figures once drawn, and the run's end, and waits for it as the suite finishes, so that the store
+holds everything when the run returns. MLflow never stops or stalls a run: that wait lasts only
+while the worker keeps within the deadline of each call it makes (``tracking_store``), and the
+first failure (of the store, or of the worker itself) ends tracking for the run with one warning
+line; the next run repairs what is missing.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
+import os
 import sys
+import threading
 import time
-import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aebench.observers.deadlines import Deadlined
-from aebench.observers.tracking_runs import (
-    CURVE_PREFIX,
-    EXPERIMENT_KIND,
-    RUN_STATUS,
-    aggregate_metrics,
-    batches,
-    experiment_name,
-    git_commit,
-    headline_metrics,
-    log_weights,
-    trial_metrics,
-    trial_params,
-    trial_tags,
-)
-from aebench.observers.tracking_store import (
-    ARTIFACTS,
-    BrokenStore,
-    bounded_http,
-    busy_wait,
-    call_deadline,
-    is_busy,
-    open_sqlite,
-    shown_uri,
-    tracking_uri,
-    why_it_failed,
-)
+from aebench.observers import tracking_store, tracking_worker
+from aebench.observers.tracking_messages import FolderDrawn, Outcome, RunEnd, RunStart, TrialDone
+from aebench.observers.tracking_runs import experiment_name
+from aebench.observers.tracking_store import busy_wait, shown_uri, tracking_uri, why_it_failed
 from aebench.observers.tracking_synced import is_synced, note_synced
-from aebench.plugins.listing import vocabulary_of
-from aebench.results.paths import sqlite_file
-from aebench.results.rows import finite, is_missing
-from aebench.results.table import read_results
-from aebench.results.trials import CONFIG, WEIGHTS, read_curves, state_bytes, trial_folder
+from aebench.results.trials import state_bytes, trial_folder
 from aebench.run.observing import Row, SuiteObserver, SuiteRun, TrialOutcome
 from aebench.run.suite import Suite, TrackingSection, Trial
 from aebench.views.background import drawings_done, figures_ready
 
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
 log = logging.getLogger("aebench")
+
+AFTERWARDS = "(the results table has every trial; the next run adds their MLflow runs)"
 
 
 class MlflowTracker(SuiteObserver):
     """Records a suite run to MLflow as it goes, and repairs what a killed run left.
 
     Put it after ``TrialFigures`` in the observer list: each trial's figure folder is logged as
-    its run's artifacts. MLflow never stops or stalls the suite: each whole call has a deadline
-    (``tracking_store.call_deadline``), and the first failure is one warning line, after which this
-    run leaves the store alone (a trial each waiting for a dead server would add up). At the start
-    the runs a killed run left RUNNING are marked KILLED, and the finished trials of the results
-    table that have no run get one, from their row and folder.
+    its run's artifacts, once drawn. Its events only hand work to the MLflow worker; the suite's
+    end waits for the worker to log it all. The first failure is one warning line, after which
+    this run leaves the store alone. At the start the runs a killed run left RUNNING are marked
+    KILLED, and the finished trials of the results table that have no run get one, from their
+    row and folder.
     """
 
-    event_deadline_s = None  # no deadline per event (a repair makes many calls): one per call
+    event_deadline_s = None  # no deadline per event: the wait at the end is bounded by the worker's
 
     def __init__(self, settings: TrackingSection | None = None) -> None:
         self.settings = settings or TrackingSection()
         self.uri = tracking_uri(self.settings.uri)
-        self.client: MlflowClient | None = None
-        self.failed = False  # the store failed once: not called again in this run
-        self.experiment_id = ""
-        self.parent_run_id = ""  # the invocation run, once a trial finished
+        self.failed = False  # the store (or the worker) failed once: nothing more is sent
+        self.experiment_id = ""  # these four as the worker recorded them, once the run ended
         self.trial_run_ids: dict[str, str] = {}  # trial id -> run id, this invocation
         self.repaired: list[str] = []  # trial ids given the run a killed run did not log
         self.killed: list[str] = []  # run ids a killed run left RUNNING, now KILLED
+        self.log_batches: list[int] = []  # entities of each log_batch call (one per trial)
+        self._worker: tracking_worker.Worker | None = None  # this run's, until its end is logged
+        self._done = threading.Event()  # the worker logged the run's end (or died)
+        self._outcome: Outcome | None = None
+        self._lock = threading.Lock()
         self._suite: Suite | None = None
         self._output = Path(".")
         self._pending: set[str] = set()  # trials this invocation runs: their runs come with them
-        self._folders_later: list[tuple[str, Path]] = []  # (run, trial folder) awaiting figures
-        self._trials = 0
-        self._headlines: list[str] = []
-        self._commit: str | None = None
+        self._drawing: dict[str, Path] = {}  # trial id -> its folder, figures being drawn
         self._started_ms: dict[str, int] = {}
-        self._suite_started_ms = 0
         self._told_busy = False
         self._handled: BaseException | None = None  # one the caller handles as the run starts
 
-    # -- calls to the store ---------------------------------------------------------------------
+    # -- what the run says ----------------------------------------------------------------------
+
+    def _fail(self, line: str, details: str = "") -> None:
+        """The first failure of the run, in one line on stderr (its traceback in the log); then
+        nothing more is sent to the worker."""
+        with self._lock:
+            if self.failed:
+                return
+            self.failed = True
+        if details and log.hasHandlers():  # aebench.log; never Python's last resort, stderr
+            log.error("%s", details)
+        sys.stderr.write(f"aebench: {line} {AFTERWARDS}\n")  # one write: from the worker's thread
+        sys.stderr.flush()
 
     def _guarded(self, what: str, action: Callable[[], object]) -> None:
-        """``action()``, with MLflow's HTTP calls bounded; nothing once the store has failed.
-
-        Its first failure, whatever it is, is one line on stderr (the traceback goes to the log)
-        and the end of tracking for this run: the table has every trial, and the next run
-        repairs the store."""
+        """``action()`` (handing work to the worker); its failure is the run's first failure."""
         if self.failed:
             return
         try:
-            with bounded_http():
-                action()
+            action()
         except Exception as exc:
-            self.failed = True
-            if log.hasHandlers():  # aebench.log; never Python's last resort, which is stderr
-                log.error("MLflow failed %s:\n%s", what, traceback.format_exc())
-            if isinstance(exc, BrokenStore):  # says what to do itself
-                line = f"{exc}; this run is not recorded to MLflow"
-            else:
-                line = (
-                    f"MLflow at {shown_uri(self.uri)} failed {what}: {why_it_failed(exc)};"
-                    " nothing more is recorded to MLflow in this run"
-                )
-            print(
-                f"aebench: {line} (the results table has every trial; the next run adds their"
-                " MLflow runs)",
-                file=sys.stderr,
-                flush=True,
+            import traceback
+
+            self._fail(
+                f"MLflow at {shown_uri(self.uri)} failed {what}: {why_it_failed(exc)};"
+                " nothing more is recorded to MLflow in this run",
+                traceback.format_exc(),
             )
 
     def _busy(self) -> None:
@@ -140,291 +114,142 @@ class MlflowTracker(SuiteObserver):
             where = f"aebench: MLflow at {shown_uri(self.uri)} is busy (locked by another process)"
             print(f"{where}; retrying for up to {busy_wait():.0f} s", file=sys.stderr, flush=True)
 
-    def _connect(self) -> MlflowClient:
-        """The client, on a store that is complete (a new SQLite one is made all or nothing),
-        each of its calls bounded as a whole and a busy store's retried (``deadlines``)."""
-        from mlflow import MlflowClient
+    def _heard(self, message: tuple[Any, ...]) -> None:
+        """What the worker says (in the worker's thread of this process)."""
+        kind = message[0]
+        if kind == "busy":
+            self._busy()
+        elif kind == "failed":
+            self._fail(message[1], message[2])
+        elif kind == "done":
+            self._outcome = message[1]
+            self._done.set()
+        elif kind == "died":
+            code = message[1]
+            how = f"was killed by signal {-code}" if code and code < 0 else f"exited ({code})"
+            self._fail(f"the MLflow worker process {how}; nothing more is recorded to MLflow")
+            self._done.set()
 
-        if self.client is None:
-            database = sqlite_file(self.uri)
-            if database is not None:
-                open_sqlite(database, database.parent / ARTIFACTS, on_busy=self._busy)
-            client = MlflowClient(tracking_uri=self.uri)
-            deadline = functools.partial(call_deadline, local=database is not None)
-            bounded = Deadlined(client, deadline, is_busy, busy_wait, self._busy)
-            self.client = bounded  # type: ignore[assignment]  # every method, with a deadline
-        return self.client
+    # -- the worker -----------------------------------------------------------------------------
 
-    def _experiment(self, name: str, tags: Mapping[str, str]) -> str:
-        """The experiment called ``name``, created (or restored) and tagged as aebench's."""
-        client = self._connect()
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            database = sqlite_file(self.uri)
-            location = None
-            if database is not None:  # artifacts beside the database, not in ./mlruns
-                folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)  # a name may hold '/' and ' '
-                location = (database.parent / ARTIFACTS / folder).resolve().as_uri()
-            return client.create_experiment(name, artifact_location=location, tags=tags)
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        for key, value in tags.items():  # also an experiment made by an older aebench
-            if experiment.tags.get(key) != value:
-                client.set_experiment_tag(experiment.experiment_id, key, value)
-        return experiment.experiment_id
-
-    def _log_batch(
-        self,
-        run_id: str,
-        metrics: Sequence[Any] = (),
-        params: Mapping[str, str] | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> None:
-        """Everything in as few calls as MLflow's per-call limits allow (``batches``)."""
-        from mlflow.entities import Param, RunTag
-
-        assert self.client is not None
-        param_items = [Param(k, v) for k, v in (params or {}).items()]
-        tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
-        for m, p, t in batches(list(metrics), param_items, tag_items):
-            self.client.log_batch(run_id, metrics=m, params=p, tags=t, synchronous=True)
-
-    def _name(self) -> str:
-        assert self._suite is not None, "suite_started comes first"
-        return experiment_name(self._suite, self._output, self.settings.experiment)
-
-    def _invocation(self) -> str:
-        """The experiment and the invocation run, made when the first trial finishes."""
-        if self.parent_run_id:
-            return self.parent_run_id
+    def _connect(self) -> None:
+        """A worker for this run, told of it: it opens the store while the first trial trains."""
         suite = self._suite
         assert suite is not None, "suite_started comes first"
-        client = self._connect()
-        output = str(self._output.resolve())
-        experiment_tags = {**EXPERIMENT_KIND, "aebench.suite": suite.name, "aebench.output": output}
-        self.experiment_id = self._experiment(self._name(), experiment_tags)
-        tags = {
-            "aebench.suite": suite.name,
-            "aebench.suite_file": str(suite.path),
-            "aebench.output": output,
-            "aebench.trials": str(self._trials),
-        }
-        if self._commit:
-            tags["mlflow.source.git.commit"] = self._commit
-        run = client.create_run(
-            self.experiment_id,
-            start_time=self._suite_started_ms,
-            tags=tags,
-            run_name=f"{suite.name} {time.strftime('%Y-%m-%d %H:%M')}",
-        )
-        self.parent_run_id = run.info.run_id
-        if Path(suite.path).is_file():
-            client.log_artifact(self.parent_run_id, str(suite.path))
-        return self.parent_run_id
-
-    def _record(
-        self,
-        row: Row,
-        curves: Mapping[str, Sequence[Any]],
-        *,
-        run_name: str,
-        started_ms: int,
-        tags: Mapping[str, str] | None = None,
-        traceback_text: str = "",
-    ) -> str:
-        """A new run of a trial, still RUNNING: its row's parameters, tags and metrics, its
-        curves, the files of its folder (figures, configuration), a failure's traceback."""
-        from mlflow.entities import Metric
-
-        invocation = self._invocation()
-        assert self.client is not None
-        now = int(time.time() * 1000)
-        run = self.client.create_run(
-            self.experiment_id,
-            start_time=started_ms,
-            tags={
-                "aebench.invocation": invocation,
-                **trial_tags(row, self._commit),
-                **(tags or {}),
+        self._done.clear()
+        self._outcome = None
+        self._worker = tracking_worker.acquire(self._heard)
+        start = RunStart(
+            uri=self.uri,
+            experiment=experiment_name(suite, self._output, self.settings.experiment),
+            log_model=self.settings.log_model,
+            suite_name=suite.name,
+            suite_path=str(suite.path),
+            output=self._output.resolve(),
+            trials=len(self._pending),
+            pending=frozenset(self._pending),
+            started_ms=int(time.time() * 1000),
+            cwd=os.getcwd(),
+            env=dict(os.environ),
+            limits={
+                "BUSY_WAIT_S": tracking_store.BUSY_WAIT_S,
+                "SQLITE_CALL_S": tracking_store.SQLITE_CALL_S,
             },
-            run_name=run_name,
         )
-        run_id = run.info.run_id
-        metrics = [
-            Metric(CURVE_PREFIX + name, value, now, epoch)
-            for name, values in curves.items()
-            for epoch, raw in enumerate(values, start=1)
-            if (value := finite(raw)) is not None
-        ]
-        final = trial_metrics(row)
-        final |= headline_metrics(final, self._headlines)
-        metrics += [Metric(k, v, now, 0) for k, v in final.items()]
-        self._log_batch(run_id, metrics, params=trial_params(row))
-        folder = trial_folder(self._output, row["trial_id"])
-        if figures_ready(folder, timeout=0):
-            self._log_folder(run_id, folder)
-        else:  # its figures are being drawn beside the run: logged as the suite finishes
-            self._folders_later.append((run_id, folder))
-        if traceback_text:
-            self.client.log_text(run_id, traceback_text, "traceback.txt")
-        return run_id
+        self._worker.send(start)
 
-    def _log_folder(self, run_id: str, folder: Path) -> None:
-        """A trial folder's figures and configuration, as its run's artifacts."""
-        assert self.client is not None
-        for path in sorted(folder.glob("*.png")) + sorted(folder.glob("*.npz")):
-            self.client.log_artifact(run_id, str(path), artifact_path="figures")
-        if (folder / CONFIG).is_file():
-            self.client.log_artifact(run_id, str(folder / CONFIG))
-
-    def _end(self, run_id: str, row: Row) -> None:
-        assert self.client is not None
-        self.client.set_terminated(run_id, status=RUN_STATUS.get(row["status"], "FAILED"))
-
-    # -- repairing what a killed run left -------------------------------------------------------
-
-    def _runs(self, experiment_id: str) -> list[Any]:
-        """Every run of the experiment, deleted ones too (a run the user deleted stays so)."""
-        from mlflow.entities import ViewType
-
-        assert self.client is not None
-        runs: list[Any] = []
-        token = None
-        while True:
-            page = self.client.search_runs(
-                [experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token
-            )
-            runs += page
-            token = page.token
-            if not token:
-                return runs
-
-    def _repair(self) -> None:
-        """Runs a killed run (``kill -9``, a lost machine) left RUNNING are marked KILLED, and
-        the trials of this folder's results table without a finished run get one, made from the
-        row and the trial folder (tagged ``aebench.repaired``). Trials this run is about to run
-        get theirs as they finish. Only runs of this results folder are touched: invocation runs
-        tagged with it, and the trial runs that name one of them."""
-        table = read_results(self._output)
-        if table.empty:  # no trial finished here: no run was made, none is missing
+    def _end(self, status: str, counts: dict[str, int]) -> None:
+        """The run's end, logged by the worker: the figures drawn since, the invocation run
+        ended as ``status``; waited for while the worker keeps within its deadlines."""
+        worker, self._worker = self._worker, None
+        if worker is None:
             return
-        client = self._connect()
-        experiment = client.get_experiment_by_name(self._name())
-        runs = [] if experiment is None else self._runs(experiment.experiment_id)
-        output = str(self._output.resolve())
-        ours = {r.info.run_id for r in runs if r.data.tags.get("aebench.output") == output}
-        recorded: set[str] = set()
-        for run in runs:
-            tags = run.data.tags
-            # Trial runs name their invocation; an older aebench nested them under it.
-            invocation = tags.get("aebench.invocation") or tags.get("mlflow.parentRunId")
-            if run.info.run_id not in ours and invocation not in ours:
-                continue  # another folder's run in a shared experiment
-            if run.info.status == "RUNNING" and run.info.lifecycle_stage == "active":
-                client.set_terminated(run.info.run_id, status="KILLED")
-                self.killed.append(run.info.run_id)
-            elif "aebench.trial_id" in tags and run.info.status != "KILLED":
-                recorded.add(tags["aebench.trial_id"])
-        for record in table.to_dict("records"):
-            row = {k: v for k, v in record.items() if not is_missing(v)}
-            trial_id = row.get("trial_id")
-            if not trial_id or trial_id in recorded or trial_id in self._pending:
-                continue
-            label = f"{row['dataset']}/{row['model']}/{row['regularizer']} seed={row['seed']}"
-            curves = read_curves(trial_folder(self._output, trial_id))
-            run_id = self._record(
-                row,
-                curves,
-                run_name=f"{label} {trial_id[:8]}",
-                started_ms=int(time.time() * 1000),
-                tags={"aebench.repaired": "true"},
-            )
-            weights = trial_folder(self._output, trial_id) / WEIGHTS
-            if self.settings.log_model and weights.is_file():
-                log_weights(self.client, run_id, weights.read_bytes())
-            self._end(run_id, row)
-            self.repaired.append(trial_id)
+        if not self.failed:
+            drawings_done()  # the figures observer, before this one, waited for them already
+            for trial_id, folder in self._drawing.items():
+                worker.send(FolderDrawn(trial_id, folder))
+        self._drawing = {}
+        worker.send(RunEnd(counts, status))
+        while not self._done.wait(max(0.0, worker.time_left())):
+            if worker.time_left() <= 0:
+                worker.close()
+                self._fail(
+                    "the MLflow worker went past its deadline without a word; it was stopped,"
+                    " and nothing more is recorded to MLflow in this run"
+                )
+                return
+        if self._outcome is None:  # it died
+            worker.close()
+            return
+        tracking_worker.release(worker)
+        outcome = self._outcome
+        self.experiment_id = outcome.experiment_id
+        self.trial_run_ids = outcome.trial_run_ids
+        self.repaired, self.killed = outcome.repaired, outcome.killed
+        self.log_batches = outcome.log_batches
+        if outcome.connected and not self.failed and self._suite is not None:
+            experiment = experiment_name(self._suite, self._output, self.settings.experiment)
+            note_synced(self._output, self.uri, experiment)  # every finished trial has its run
 
     # -- observer hooks -------------------------------------------------------------------------
 
     def suite_started(self, suite: Suite, output: Path, trials: list[Trial]) -> None:
         self._suite = suite
         self._output = Path(output)
-        self._trials = len(trials)
         self._pending = {t.id for t in trials}
-        self._folders_later = []
-        self._suite_started_ms = int(time.time() * 1000)
+        self._drawing = {}
         self._handled = sys.exc_info()[1]
-        if not trials and is_synced(self._output, self.uri, self._name()):
-            return  # nothing to run, nothing to repair: mlflow is not even imported
-        self._commit = git_commit(Path(suite.path).resolve().parent) or git_commit()
-        # Each group's primary metric, as the run's metrics declare it (saved beside the table).
-        self._headlines = list(vocabulary_of(self._output).headlines().values())
-        self._guarded("opening the store", self._repair)
+        name = experiment_name(suite, self._output, self.settings.experiment)
+        if not trials and is_synced(self._output, self.uri, name):
+            return  # nothing to run, nothing to repair: no worker, no mlflow
+        self._guarded("opening the store", self._connect)
 
     def trial_started(self, trial: Trial) -> None:
         self._started_ms[trial.id] = int(time.time() * 1000)
 
     def trial_finished(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
         # The results table has the row; MLflow is a view of it.
-        self._guarded(f"recording {trial.label()}", lambda: self._record_trial(trial, row, outcome))
+        if self._worker is not None:
+            self._guarded(f"recording {trial.label()}", lambda: self._send(trial, row, outcome))
 
-    def _record_trial(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
-        run_id = self._record(
-            row,
-            outcome.curves,
-            run_name=f"{trial.label()} {trial.id[:8]}",
-            started_ms=self._started_ms.pop(trial.id, int(time.time() * 1000)),
-            traceback_text=outcome.traceback,
-        )
-        self.trial_run_ids[trial.id] = run_id
+    def _send(self, trial: Trial, row: Row, outcome: TrialOutcome) -> None:
+        assert self._worker is not None
+        folder = trial_folder(self._output, row["trial_id"])
+        drawn = figures_ready(folder, timeout=0)
+        weights = None
         if self.settings.log_model and outcome.model is not None:
-            log_weights(self.client, run_id, state_bytes(outcome.model.state_dict()))
-        self._end(run_id, row)
+            weights = state_bytes(outcome.model.state_dict())
+        started = self._started_ms.pop(trial.id, int(time.time() * 1000))
+        self._worker.send(
+            TrialDone(
+                dict(row),
+                dict(outcome.curves),
+                label=trial.label(),
+                started_ms=started,
+                traceback=outcome.traceback,
+                weights=weights,
+                folder=folder if drawn else None,
+            )
+        )
+        if not drawn:  # its figures are being drawn beside the run: logged once they are
+            self._drawing[row["trial_id"]] = folder
+        for trial_id, waiting in list(self._drawing.items()):  # those drawn since
+            if trial_id != row["trial_id"] and figures_ready(waiting, timeout=0):
+                self._worker.send(FolderDrawn(trial_id, self._drawing.pop(trial_id)))
 
     def suite_finished(self, run: SuiteRun) -> None:
         # Heard as the run ends, also on its way out with an error (a full disk, an executor
-        # that broke): the invocation run is then FAILED.
+        # that broke): the invocation run is then FAILED. A suite that ran to its end is
+        # FINISHED (its failed trials are FAILED runs of their own); one stopped by Ctrl-C or
+        # SIGTERM is KILLED.
         failing = sys.exc_info()[1]
         failed = failing not in (None, self._handled) and not isinstance(failing, KeyboardInterrupt)
-        self._guarded("ending the invocation run", lambda: self._finish(run, failed))
-        self.parent_run_id = ""
-        if self.client is not None and not self.failed and self._suite is not None:
-            note_synced(run.output, self.uri, self._name())  # every finished trial has its run
-
-    def _finish(self, run: SuiteRun, failed: bool = False) -> None:
-        if not self.parent_run_id:  # no trial finished, none repaired: nothing to record
-            return
-        from mlflow.entities import Metric
-
-        assert self.client is not None
-        counts = {f"trials_{status}": float(n) for status, n in run.counts.items()}
-        if self.repaired:
-            counts["runs_repaired"] = float(len(self.repaired))
-        # Every mean over seeds with its interval and n (the table holds the runs before this one
-        # too: the aggregates are of the whole results folder).
-        counts |= aggregate_metrics(read_results(run.output), vocabulary_of(run.output))
-        now = int(time.time() * 1000)
-        self._log_batch(self.parent_run_id, [Metric(k, v, now, 0) for k, v in counts.items()])
-        drawings_done()
-        for run_id, folder in self._folders_later:
-            self._log_folder(run_id, folder)
-        for name in ("results.csv", "report.html", "report.md"):
-            if (run.output / name).is_file():
-                self.client.log_artifact(self.parent_run_id, str(run.output / name))
-        # A suite that ran to its end is FINISHED (its failed trials are FAILED runs of their
-        # own); one stopped by Ctrl-C or SIGTERM is KILLED, one stopped by an error FAILED.
         status = "KILLED" if run.interrupted else "FAILED" if failed else "FINISHED"
-        self.client.set_terminated(self.parent_run_id, status=status)
+        self._end(status, run.counts)
 
     def interrupted(self) -> None:
         """End the invocation run as KILLED (the suite was stopped before it finished)."""
-        if self.client is not None and self.parent_run_id:
-            client, run_id = self.client, self.parent_run_id
-            self._guarded(
-                "ending the invocation run", lambda: client.set_terminated(run_id, "KILLED")
-            )
-            self.parent_run_id = ""
+        self._end("KILLED", {})
 
     def __enter__(self) -> MlflowTracker:
         return self

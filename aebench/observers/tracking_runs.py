@@ -2,7 +2,7 @@
 results table names them, in the experiment of its results folder.
 
 Pure translation from a results row to MLflow's parameters, metrics and tags, with no call to a
-store: ``tracking.MlflowTracker`` logs what these functions give.
+store: the MLflow worker's ``tracking_recorder.Recorder`` logs what these functions give.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import re
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aebench.contract.columns import Vocabulary, is_metric_column, is_param_column
 from aebench.results.rows import finite
 from aebench.run.observing import Row
-from aebench.run.suite import Suite
 from aebench.views.ranking import headline_columns, leaderboard
+
+if TYPE_CHECKING:  # not imported: the MLflow worker that uses this module imports no torch
+    from aebench.run.suite import Suite
 
 CURVE_PREFIX = "train/"  # per-epoch curves: train/loss, train/model_loss, train/penalty
 AGGREGATE_PREFIX = "seeds/"  # the invocation run's means over seeds, with their intervals; after
@@ -128,10 +130,12 @@ def aggregate_metrics(table: Any, vocabulary: Vocabulary) -> dict[str, float]:
         board = leaderboard(table, str(dataset), vocabulary)
         if board is None:
             continue
+        columns = headline_columns(board, vocabulary)
         for i in range(len(board.configs)):
-            for column in headline_columns(board, vocabulary):
+            label = board.label(i)  # a configuration's label, once: it reads the table
+            for column in columns:
                 found = board.interval(i, column, vocabulary)
-                name = "/".join(_name_part(t) for t in (str(dataset), board.label(i), column))
+                name = "/".join(_name_part(t) for t in (str(dataset), label, column))
                 parts = {"mean": found.mean, "low": found.low, "high": found.high, "n": found.n}
                 out |= {
                     f"{AGGREGATE_PREFIX}{name}.{part}": float(value)

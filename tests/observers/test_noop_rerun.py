@@ -11,7 +11,7 @@ from builders import build_suite, entry
 from mlflow_runs import search_runs
 
 from aebench.cli import main
-from aebench.observers import tracking, trial_figures
+from aebench.observers import tracking, tracking_runs, trial_figures
 from aebench.observers.tracking_store import open_sqlite, sqlite_uri
 from aebench.observers.tracking_ui import stored_experiments
 from aebench.session import Session
@@ -105,18 +105,18 @@ def test_a_report_older_than_the_table_is_rebuilt_by_a_rerun(write_suite, tmp_pa
 
 
 def test_a_trial_is_logged_to_mlflow_in_one_batch(write_suite, tmp_path, monkeypatch):
-    from mlflow import MlflowClient
+    finished: list[tracking.MlflowTracker] = []
+    real = tracking.MlflowTracker.suite_finished
 
-    calls: list[int] = []
-    real = MlflowClient.log_batch
+    def heard(self, run):  # the run's tracker, once its worker logged everything
+        real(self, run)
+        finished.append(self)
 
-    def counted(self, run_id, metrics=(), params=(), tags=(), **kwargs):
-        calls.append(len(metrics) + len(params) + len(tags))
-        return real(self, run_id, metrics=metrics, params=params, tags=tags, **kwargs)
-
-    monkeypatch.setattr(MlflowClient, "log_batch", counted)
+    monkeypatch.setattr(tracking.MlflowTracker, "suite_finished", heard)
     _run(write_suite(idle_suite(sqlite_uri(tmp_path / "mlflow.db"))), tmp_path / "out")
 
+    [tracker] = finished
+    calls = tracker.log_batches  # as the MLflow worker made them
     assert len(calls) == 2  # the trial's run, then the invocation's counts
     assert calls[0] > 10  # its params, tags and metrics together
 
@@ -124,7 +124,7 @@ def test_a_trial_is_logged_to_mlflow_in_one_batch(write_suite, tmp_path, monkeyp
 def test_batches_keep_within_mlflows_limits_per_call():
     metrics, params, tags = list(range(1500)), list(range(150)), list(range(30))
 
-    packed = list(tracking.batches(metrics, params, tags))
+    packed = list(tracking_runs.batches(metrics, params, tags))
 
     assert [(len(m), len(p), len(t)) for m, p, t in packed] == [(870, 100, 30), (630, 50, 0)]
     assert [x for m, _, _ in packed for x in m] == metrics

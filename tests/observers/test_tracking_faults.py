@@ -218,7 +218,7 @@ def test_a_half_built_store_is_named_then_a_new_one_gets_every_finished_trial(
 
 KILLED_SUITE = build_suite(
     entry("ae", hidden=[8]),
-    entry("fragile", delay=0.05),
+    entry("fragile", delay=0.5),  # trains for seconds: the kill comes while it does
     name="faults",
     epochs=1,
     batch_size=64,
@@ -242,6 +242,16 @@ def aebench_run(suite: Path, site: Path, markers: Path) -> subprocess.Popen[str]
     )
 
 
+def logged(uri: str) -> bool:
+    """Whether the store at ``uri`` holds a finished trial's run."""
+    if not Path(uri.removeprefix("sqlite:///")).is_file():
+        return False
+    runs = search_runs(uri, search_all_experiments=True)
+    return "tags.aebench.trial_id" in runs and bool(
+        (runs["tags.aebench.trial_id"].notna() & (runs["status"] == "FINISHED")).any()
+    )
+
+
 @pytest.mark.slow
 def test_kill_9_mid_trial_leaves_a_store_that_the_next_run_repairs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
@@ -254,8 +264,10 @@ def test_kill_9_mid_trial_leaves_a_store_that_the_next_run_repairs(
     markers = tmp_path / "markers"
     markers.mkdir()
     first = aebench_run(suite, fake_distribution(tmp_path / "site"), markers)
-    # until the fragile trial trains, the ae one done
+    # until the fragile trial trains, the ae one done and logged (by the MLflow worker, while
+    # the fragile one trains)
     wait_until(lambda: any(markers.iterdir()), "the fragile trial never started", first)
+    wait_until(lambda: logged(uri), "the ae trial's run never came", first)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=scaled(30))
     left = search_runs(uri, experiment_names=["faults"])
