@@ -20,7 +20,7 @@ from aebench.results.confined import FIGURES, confined
 from aebench.results.files import write_atomically
 from aebench.views.blocks import Block, Heading, Images, Paragraph, Table
 from aebench.views.cells import format_number
-from aebench.views.ranking import leaderboard, ranking_columns
+from aebench.views.ranking import Leaderboards, leaderboards, ranking_columns
 
 CD_PNG = "critical_difference.png"  # in the report's figures folder
 
@@ -34,16 +34,20 @@ def _key(config: pd.Series) -> tuple[tuple[str, str], ...]:
     )
 
 
-def rank_matrix(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
+def rank_matrix(
+    table: pd.DataFrame, vocabulary: Vocabulary, boards: Leaderboards | None = None
+) -> pd.DataFrame:
     """Datasets (rows) by configurations (columns, named by label): each configuration's rank on
     each dataset, 1 the best, ties sharing their mean rank; only configurations with a value on
-    every dataset that can be ranked. Empty with fewer than two such datasets."""
+    every dataset that can be ranked. Empty with fewer than two such datasets. ``boards``: the
+    table's leaderboards where the report has them already."""
     from scipy import stats
 
+    boards = leaderboards(table, vocabulary) if boards is None else boards
     values: dict[str, dict[tuple, float]] = {}
     names: dict[tuple, str] = {}
-    for dataset in sorted(table["dataset"].dropna().unique()):
-        board = leaderboard(table, str(dataset), vocabulary)
+    for dataset in boards.datasets():
+        board = boards.of(dataset)
         columns = ranking_columns(board, vocabulary) if board is not None else []
         if board is None or not columns:
             continue
@@ -52,7 +56,7 @@ def rank_matrix(table: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
         for i, (_, config) in enumerate(board.configs.iterrows()):
             if np.isfinite(means[i]):
                 key = _key(config)
-                values.setdefault(str(dataset), {})[key] = float(means[i])
+                values.setdefault(dataset, {})[key] = float(means[i])
                 names.setdefault(key, board.label(i))
     if len(values) < 2:
         return pd.DataFrame()
@@ -104,11 +108,16 @@ def draw_critical_difference(path: Path, ranks: pd.DataFrame, alpha: float) -> P
 
 
 def across_blocks(
-    folder: Path, table: pd.DataFrame, vocabulary: Vocabulary, confidence: float = 0.95
+    folder: Path,
+    table: pd.DataFrame,
+    vocabulary: Vocabulary,
+    confidence: float = 0.95,
+    *,
+    boards: Leaderboards | None = None,
 ) -> list[Block]:
     """The section "Ranks across datasets": nothing with fewer than two datasets, or fewer than
-    two configurations measured on every one."""
-    ranks = rank_matrix(table, vocabulary)
+    two configurations measured on every one. ``boards``: as ``rank_matrix``'s."""
+    ranks = rank_matrix(table, vocabulary, boards)
     if ranks.shape[1] < 2:
         return []
     mean = ranks.mean().sort_values(kind="stable")

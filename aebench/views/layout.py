@@ -8,7 +8,6 @@ failed, were skipped or diverged.
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from pathlib import Path
 
@@ -25,10 +24,11 @@ from aebench.views.figure_blocks import figure_blocks
 from aebench.views.ranking import (
     OTHER,
     Leaderboard,
+    Leaderboards,
     chances_of_beating_next,
     headline_columns,
     headline_verdict,
-    leaderboard,
+    leaderboards,
     note_text,
     ordered_groups,
     ranked,
@@ -153,21 +153,11 @@ def _detail_blocks(board: Leaderboard, vocabulary: Vocabulary, order: list[int])
     return blocks
 
 
-def _label_once(board: Leaderboard) -> None:
-    """Each configuration's label worked out once: it filters the configurations for each shown
-    parameter, and the report asks for each label a dozen times (tables, figure headings, one
-    plane point per trial): 40 % of the quick suite's report went to it."""
-    board.label = functools.cache(board.label)  # type: ignore[method-assign]
-
-
-def _dataset_blocks(
-    folder: Path, table: pd.DataFrame, dataset: str, vocabulary: Vocabulary
-) -> list[Block]:
+def _dataset_blocks(folder: Path, boards: Leaderboards, dataset: str) -> list[Block]:
     blocks: list[Block] = [Heading(2, f"Dataset: {dataset}")]
-    board = leaderboard(table, dataset, vocabulary)
+    board, vocabulary = boards.of(dataset), boards.vocabulary
     if board is None:
         return [*blocks, Paragraph("No trial of this dataset finished.")]
-    _label_once(board)
     order = ranked(board, vocabulary)
     # First, though shown last: a run's worker draws them while the tables are laid out here.
     figures = figure_blocks(folder, board, vocabulary, order)
@@ -267,9 +257,10 @@ def report_blocks(
     blocks += _tuning_blocks(folder, table)
     blocks += reproduction_blocks(folder, table, vocabulary)
     table = with_notes(table, vocabulary)
-    for dataset in sorted(table["dataset"].dropna().unique()):
-        blocks += _dataset_blocks(folder, table, str(dataset), vocabulary)
-    blocks += across_blocks(folder, table, vocabulary)
+    boards = leaderboards(table, vocabulary)  # each dataset's computed once, for all that shows it
+    for dataset in boards.datasets():
+        blocks += _dataset_blocks(folder, boards, dataset)
+    blocks += across_blocks(folder, table, vocabulary, boards=boards)
     blocks += _noted_blocks(table, "warnings") + _noted_blocks(table, "notes")
     return blocks + _not_measured_blocks(table) + _problem_blocks(table)
 

@@ -3,12 +3,20 @@ of their metrics over seeds and its interval, the best among comparable configur
 decide it (``verdicts``), the configurations ranked by the groups' headline columns, and the
 median seed of each. Columns are chosen and compared only through what they declare
 (``columns.json``), never by name.
+
+A leaderboard is computed once per table and dataset (``Leaderboards``) and shared by all that
+shows it: the report's dataset blocks and its ranks across datasets, and, within a
+``SharedLeaderboards`` scope, the lines a run ends with after its report (issue 31: its verdicts,
+one test per pair of configurations and column, were most of the report's own time).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +46,19 @@ class Leaderboard:
     confidence: float = DEFAULT_CONFIDENCE
     best: dict[str, list[int]] = field(default_factory=dict)  # metric -> row positions
     verdicts: dict[str, list[TopVerdict]] = field(default_factory=dict)  # per comparable set
+    # Worked out once each: the verdicts, the intervals and the tables ask for them again and again.
+    _samples: dict[tuple[int, str], pd.Series] = field(default_factory=dict, init=False, repr=False)
+    _labels: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def samples(self, position: int, metric: str) -> pd.Series:
-        """A configuration's values of ``metric``, indexed by seed (NaN: not measured)."""
-        trials = self.trials[position]
-        return pd.Series(trials[metric].to_numpy(dtype=float), index=trials["seed"].to_numpy())
+        """A configuration's values of ``metric``, indexed by seed (NaN: not measured); the same
+        Series each time (read it, do not change it)."""
+        key = (position, metric)
+        if key not in self._samples:
+            trials = self.trials[position]
+            values = trials[metric].to_numpy(dtype=float)
+            self._samples[key] = pd.Series(values, index=trials["seed"].to_numpy())
+        return self._samples[key]
 
     def interval(self, position: int, metric: str, vocabulary: Vocabulary) -> Interval:
         """The mean of ``metric`` over the configuration's seeds and its interval (a bootstrap
@@ -51,7 +67,14 @@ class Leaderboard:
         return interval(self.samples(position, metric), self.confidence, bootstrap=heavy)
 
     def label(self, position: int) -> str:
-        """``vae / none beta=1 latent_dim=2``: the plugins and the settings that tell it apart."""
+        """``vae / none beta=1 latent_dim=2``: the plugins and the settings that tell it apart
+        (worked out once: each filters the configurations per shown parameter, and a report asks
+        for each label a dozen times: tables, figure headings, one plane point per trial)."""
+        if position not in self._labels:
+            self._labels[position] = self._label(position)
+        return self._labels[position]
+
+    def _label(self, position: int) -> str:
         row = self.configs.iloc[position]
         params = []
         for column in self.shown:
@@ -60,10 +83,10 @@ class Leaderboard:
             # A model's parameter is compared among configurations of that same model only
             # (likewise a regularizer's), so one model's defaults do not clutter another's label.
             owner = column.split(".", 1)[0]
-            peers = self.configs
+            peers = self.configs[column]  # filtered as a column, not as the whole frame
             if owner in ("model", "regularizer"):
-                peers = peers[peers[owner] == row[owner]]
-            if peers[column].nunique(dropna=False) > 1:
+                peers = peers[self.configs[owner] == row[owner]]
+            if peers.nunique(dropna=False) > 1:
                 params.append(column)
         return label(row, params, dataset=False, separator=" / ", short_names=True)
 
@@ -80,14 +103,6 @@ def metric_columns(table: pd.DataFrame, vocabulary: Vocabulary) -> list[str]:
         and np.isfinite(table[c].to_numpy(dtype=float)).any()
     ]
     return sorted(metrics, key=lambda m: vocabulary.get(m).noisy)  # stable: declared order kept
-
-
-def _rows_of(ok: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
-    """The trials (one per seed) of one configuration."""
-    match = pd.Series(True, index=ok.index)
-    for column, value in config.items():
-        match &= ok[column].isna() if is_missing(value) else ok[column] == value
-    return ok[match]
 
 
 def protocol_of(trials: pd.DataFrame) -> str:
@@ -151,25 +166,31 @@ def leaderboard(
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Leaderboard | None:
     """Mean and standard deviation over seeds of every ``ok`` configuration of ``dataset``, and
-    the verdicts on the best per column (``verdicts_of``) at ``confidence``."""
-    vocabulary = vocabulary or Vocabulary()
+    the verdicts on the best per column (``verdicts_of``) at ``confidence``; None where no trial
+    of it is ``ok``. The one already computed for an equal table where one is shared."""
+    return leaderboards(table, vocabulary, confidence).of(dataset)
+
+
+def _computed(
+    table: pd.DataFrame, dataset: str, vocabulary: Vocabulary, confidence: float
+) -> Leaderboard | None:
     ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
     if ok.empty:
         return None
     keys = [c for c in ok.columns if is_param_column(c) and c != "seed"]
     keys = [c for c in keys if c in IDENTITY or ok[c].notna().any()]
     # Lists were flattened to JSON text; the rest are scalars, so every key groups as it is.
-    by = [ok[k] for k in keys]
-    metrics = metric_columns(ok, vocabulary)
-    numbers = ok[metrics].astype(float).replace([np.inf, -np.inf], np.nan)
-    mean = numbers.groupby(by, dropna=False, sort=True).mean()
-    std = numbers.groupby(by, dropna=False, sort=True).std(ddof=1)
-    n = ok.groupby(keys, dropna=False, sort=True).size()
+    grouped = ok.groupby(keys, dropna=False, sort=True)
+    n = grouped.size()
     configs = n.index.to_frame(index=False)
+    group = grouped.ngroup().to_numpy()  # each trial's configuration: its position in ``n``
+    metrics = metric_columns(ok, vocabulary)
+    numbers = ok[metrics].astype(float).replace([np.inf, -np.inf], np.nan).groupby(group)
+    mean, std = numbers.mean(), numbers.std(ddof=1)
     shown = [
         c for c in keys if c in ("model", "regularizer") or configs[c].nunique(dropna=False) > 1
     ]
-    trials = [_rows_of(ok, config) for _, config in configs.iterrows()]
+    trials = [ok[group == i] for i in range(len(n))]
     board = Leaderboard(
         dataset=dataset,
         shown=shown,
@@ -187,6 +208,84 @@ def leaderboard(
         if best := sorted(v.top for v in verdicts if v.best):
             board.best[metric] = best
     return board
+
+
+class Leaderboards:
+    """Every dataset's leaderboard of one table, each computed when first asked for and kept:
+    the report's dataset blocks, its ranks across datasets and the best configurations show the
+    same ones. Read them; do not change the table meanwhile."""
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        vocabulary: Vocabulary | None = None,
+        confidence: float = DEFAULT_CONFIDENCE,
+    ) -> None:
+        self.table = table
+        self.vocabulary = vocabulary or Vocabulary()
+        self.confidence = confidence
+        self._boards: dict[str, Leaderboard | None] = {}
+
+    def datasets(self) -> list[str]:
+        """The table's datasets, sorted."""
+        return [str(d) for d in sorted(self.table["dataset"].dropna().unique())]
+
+    def of(self, dataset: str) -> Leaderboard | None:
+        """The leaderboard of ``dataset`` (``leaderboard``), computed the first time."""
+        if dataset not in self._boards:
+            found = _computed(self.table, dataset, self.vocabulary, self.confidence)
+            self._boards[dataset] = found
+        return self._boards[dataset]
+
+
+class SharedLeaderboards:
+    """A scope (``shared``) in which every table equal to one already ranked, under an equal
+    vocabulary and confidence, gets that one's leaderboards: a run's report keeps its own, and
+    the lines the run ends with, computed from the same results read again, reuse them. Outside
+    any scope nothing is kept."""
+
+    KEPT = 4  # tables at most: a run ranks one
+
+    def __init__(self) -> None:
+        self._kept: list[Leaderboards] = []
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[SharedLeaderboards]:
+        token = _SHARED.set(self)
+        try:
+            yield self
+        finally:
+            _SHARED.reset(token)
+
+    def find(self, table: pd.DataFrame, vocabulary: Vocabulary, confidence: float) -> Leaderboards:
+        for boards in self._kept:
+            if (
+                boards.confidence == confidence
+                and boards.vocabulary == vocabulary
+                and boards.table.equals(table)  # values and dtypes; NaN equals NaN
+            ):
+                return boards
+        # Copies: a caller changing its table or vocabulary later changes nothing kept here.
+        boards = Leaderboards(table.copy(), copy.deepcopy(vocabulary), confidence)
+        self._kept = [*self._kept[-(self.KEPT - 1) :], boards]
+        return boards
+
+
+_SHARED: ContextVar[SharedLeaderboards | None] = ContextVar("shared_leaderboards", default=None)
+
+
+def leaderboards(
+    table: pd.DataFrame,
+    vocabulary: Vocabulary | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Leaderboards:
+    """The leaderboards of ``table``: those of an equal table within a ``SharedLeaderboards``
+    scope, else new ones."""
+    vocabulary = vocabulary or Vocabulary()
+    scope = _SHARED.get()
+    if scope is None:
+        return Leaderboards(table, vocabulary, confidence)
+    return scope.find(table, vocabulary, confidence)
 
 
 # --- which columns, in which order --------------------------------------------------------------
@@ -283,8 +382,9 @@ def best_configurations(
     (better than each of the other 5, …); estimate: …"}``; a dataset whose configurations cannot
     be ranked (no headline with a direction and a value) is left out."""
     out = {}
-    for dataset in sorted(table["dataset"].dropna().unique()):
-        board = leaderboard(table, str(dataset), vocabulary, confidence)
+    boards = leaderboards(table, vocabulary, confidence)
+    for dataset in boards.datasets():
+        board = boards.of(dataset)
         verdict = headline_verdict(board, vocabulary) if board is not None else None
         if board is None or verdict is None:
             continue
@@ -295,7 +395,7 @@ def best_configurations(
         text += verdict_text(board, verdict)
         if notes := note_text(board.trials[verdict.top], "notes"):
             text += f"; estimate: {notes}"
-        out[str(dataset)] = text
+        out[dataset] = text
     return out
 
 

@@ -16,7 +16,9 @@ written out).
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from aebench.plugins.listing import vocabulary_of
@@ -28,6 +30,7 @@ from aebench.views.background import drawings_done
 from aebench.views.html import to_html
 from aebench.views.layout import report_blocks
 from aebench.views.markdown import to_markdown
+from aebench.views.ranking import SharedLeaderboards
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -77,16 +80,28 @@ def report_is_current(folder: Path) -> bool:
 
 class ReportBuilder(SuiteObserver):
     """Builds the report once, when a suite run ends (before the MLflow observer logs it); a run
-    that added no row leaves a current report as it is (``aebench report`` rebuilds it)."""
+    that added no row leaves a current report as it is (``aebench report`` rebuilds it). It keeps
+    the report's leaderboards for what ranks the same results after it: ``sharing_leaderboards``."""
 
     def __init__(self) -> None:
         self.paths: tuple[Path, Path] | None = None
+        self.leaderboards = SharedLeaderboards()
 
     def suite_finished(self, run: SuiteRun) -> None:
         if not run.rows and report_is_current(run.output):
             self.paths = (run.output / REPORT_MD, run.output / REPORT_HTML)
             return
         try:
-            self.paths = build_report(run.output)
+            with self.leaderboards.shared():
+                self.paths = build_report(run.output)
         except Exception as exc:  # the results are written; a report can be rebuilt later
             print(f"aebench: the report of {run.output} failed: {exc}", file=sys.stderr)
+
+
+def sharing_leaderboards(observers: Iterable[object]) -> contextlib.AbstractContextManager[object]:
+    """A scope in which ranking the results a run's report ranked (the best configurations its
+    summary prints) reuses the report's leaderboards instead of testing every pair again."""
+    for observer in observers:
+        if isinstance(observer, ReportBuilder):
+            return observer.leaderboards.shared()
+    return contextlib.nullcontext()
