@@ -174,8 +174,8 @@ def _summarise(session: Session, run: SuiteRun) -> None:
     """What the run did, the best configurations, and where everything is."""
     from aebench.results.rows import label
     from aebench.run.measure import costliest_metrics
-    from aebench.views.report import ReportBuilder
-    from aebench.views.reproduction import summary as reproduction_summary
+    from aebench.views.report import ReportBuilder, sharing_leaderboards
+    from aebench.views.standing import standing
 
     output = session.output
     if run.already_done:
@@ -184,12 +184,14 @@ def _summarise(session: Session, run: SuiteRun) -> None:
     print(f"{len(run.rows)} trials run ({counts or 'nothing left to run'}); results in {output}")
     if run.evaluated:
         print(f"{run.evaluated} of them measured again from their kept models, without training")
-    for dataset, best in best_configurations(output).items():
+    with sharing_leaderboards(session.observers):  # the report's, not ranked a second time
+        now = standing(output)  # kept from the last run where the results are the same
+    for dataset, best in now.best.items():
         print(f"best on {dataset}: {best}")
     for metric, seconds in costliest_metrics(run.rows):  # where measuring cost more than training
         print(f"aebench: metric {metric!r} took {seconds:.1f} s of the evaluation", file=sys.stderr)
-    if reproduced := reproduction_summary(output):  # the suite's [[references]]
-        print(reproduced)
+    if now.reproduction:  # the suite's [[references]]
+        print(now.reproduction)
     warned = [row for row in run.rows if row.get("warnings")]
     if warned:
         print(f"{len(warned)} trials trained with warnings:")
@@ -260,16 +262,6 @@ def dry_run(session: Session, rerun: bool) -> int:
         params = {**trial.model.params, **trial.regularizer.params}
         print(f"  {state:<8} {trial.id}  {trial.label()}  {json.dumps(params, default=str)}")
     return 0
-
-
-def best_configurations(output: Path) -> dict[str, str]:
-    """Per dataset, the best configuration in the results folder, as the report ranks them."""
-    from aebench.plugins.listing import vocabulary_of
-    from aebench.results.table import read_results
-    from aebench.views.ranking import best_configurations
-
-    table = read_results(output)
-    return best_configurations(table, vocabulary_of(output)) if not table.empty else {}
 
 
 def _executor(plugins: Plugins, args: argparse.Namespace) -> Executor:
