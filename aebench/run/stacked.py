@@ -47,10 +47,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
 from torch.func import functional_call, stack_module_state
 
-from aebench.contract.checks import check_first_batch
+from aebench.contract.checks import check_first_batch, distribution_checks_off
 from aebench.contract.data import Data
 from aebench.contract.model import Regularizer
 from aebench.plugins.blame import failure_reason
@@ -62,7 +61,7 @@ from aebench.run.observing import Row, TrialOutcome
 from aebench.run.optim import make_optimizer, make_schedule
 from aebench.run.plan import wrong_kind
 from aebench.run.sections import PlateauSchedule, TrainSection
-from aebench.run.stacked_rows import RowsEngine, rows_engine
+from aebench.run.stacked_rows import GroupBatches, RowsEngine, rows_engine
 from aebench.run.suite import NOT_TRAINING, Trial
 from aebench.run.threads import adjust as adjust_threads
 from aebench.run.train import TERMS_SAMPLES, TrainResult, fit_ex_post, has_penalty
@@ -249,25 +248,9 @@ class StackedTraining:
         weights = torch.full((steps,), float(settings.batch_size), dtype=torch.float64)
         weights[-1] = self.n - settings.batch_size * (steps - 1)
         self.weights = weights.to(data.train.x.device)
-        # the base class's corrupt is the identity: no copy of the batch to make
-        self.corrupts = any(type(p.regularizer).corrupt is not Regularizer.corrupt for p in group)
+        self.batches = GroupBatches([(p.data, p.regularizer, p.generator) for p in group])
         self.results = [TrainResult() for _ in group]
         self.timed_s, self.timed_samples = 0.0, 0
-
-    def _batches(self, epoch_orders: list[Iterator[Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
-        """Each step's (corrupted, clean) inputs of every trial, stacked: (S, B, ...) each."""
-        for indices in zip(*epoch_orders, strict=True):
-            clean, corrupted = [], []
-            for prepared, index in zip(self.group, indices, strict=True):
-                data, generator = prepared.data, prepared.generator
-                x = data.train.x.index_select(0, index)
-                if data.batch_transform is not None:
-                    x = data.batch_transform(x, generator)
-                clean.append(x)
-                if self.corrupts:
-                    corrupted.append(prepared.regularizer.corrupt(x, generator))
-            stack = torch.stack(clean)
-            yield (torch.stack(corrupted) if self.corrupts else stack), stack
 
     def run(self) -> list[TrainResult]:
         settings, results = self.settings, self.results
@@ -294,7 +277,7 @@ class StackedTraining:
         size = self.settings.batch_size
         orders = [shuffled_batches(self.n, size, p.generator) for p in self.group]
         losses: list[Tensor] = []
-        for x_in, x in self._batches(orders):
+        for x_in, x in self.batches.steps(orders):
             stopping.check()
             loss = self.engine.losses(x_in, x)  # (S,)
             self.engine.backward(loss)
@@ -352,16 +335,12 @@ class StackedTraining:
 def train_together(group: list[Prepared], settings: TrainSection) -> list[TrainResult]:
     """Train the group as one stacked model; each trial's model ends with its trained weights.
 
-    Distribution argument checks are off inside: their data-dependent ``if`` cannot be vmapped
-    (the models' own checks, in ``check_first_batch``, have run on each trial)."""
-    validating = Distribution._validate_args
-    Distribution.set_default_validate_args(False)
-    try:
-        with warnings.catch_warnings():  # vmap's note that an op runs slice by slice
-            warnings.filterwarnings("ignore", "There is a performance drop", UserWarning)
-            return StackedTraining(group, settings).run()
-    finally:
-        Distribution.set_default_validate_args(validating)
+    Distribution argument checks are off inside (``distribution_checks_off``): the models' own
+    checks, in ``check_first_batch``, have run on each trial."""
+    with distribution_checks_off(), warnings.catch_warnings():
+        # vmap's note that an op runs slice by slice
+        warnings.filterwarnings("ignore", "There is a performance drop", UserWarning)
+        return StackedTraining(group, settings).run()
 
 
 def run_group(group: list[Trial], work: Workload) -> Iterator[Finished]:

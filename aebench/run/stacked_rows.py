@@ -26,12 +26,81 @@ and the group is vmapped as before.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from aebench.contract.data import Data
+from aebench.contract.model import Regularizer
+
 INDEPENDENT = "independent_samples"  # the model class attribute that opts in
+
+
+Drawn = tuple[Data, Regularizer, torch.Generator]  # a trial's data, regularizer and generator
+
+
+class GroupBatches:
+    """Each step's (corrupted, clean) inputs of every trial, stacked: (S, B, ...) each.
+
+    One gather of every trial's rows (the trials share the dataset's tensor), then each trial's
+    ``batch_transform`` and ``corrupt`` with its own generator, as alone, written into buffers
+    reused every step (a fresh 0.5 MB batch is a page-faulting allocation every step). A step's
+    buffers are written again once its backward pass is done: its graph holds them no longer.
+
+    The trials' draws run one after another: spread over a thread pool (torch.bernoulli runs on
+    one core), 8 Burda VAE batches took 0.9 ms instead of 1.55 alone, but the stacked epoch ran
+    8% slower, the pool's thread competing with torch's spinning OpenMP threads."""
+
+    def __init__(self, trials: list[Drawn]) -> None:
+        self.trials = trials
+        x = self.x = trials[0][0].train.x
+        # the base class's corrupt is the identity: no copy of the batch to make
+        self.corrupts = any(type(r).corrupt is not Regularizer.corrupt for _, r, _ in trials)
+        self.transforms = any(data.batch_transform is not None for data, _, _ in trials)
+        self.shared = all(data.train.x is x for data, _, _ in trials)
+        self.drawn = self.corrupts or self.transforms or not self.shared  # per-trial work
+        self.buffers: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def steps(self, epoch_orders: list[Iterator[Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
+        """The epoch's steps, from each trial's order of batch indices."""
+        s, x = len(self.trials), self.x
+        for indices in zip(*epoch_orders, strict=True):
+            b = len(indices[0])
+            rows, clean, corrupted = self._buffers(b)
+            if self.shared:
+                torch.index_select(x, 0, torch.cat(indices), out=rows)
+            if self.drawn:
+                for i in range(s):
+                    self._draw(indices, rows, clean, corrupted, i)
+            yield corrupted.view(s, b, *x.shape[1:]), clean.view(s, b, *x.shape[1:])
+
+    def _buffers(self, batch: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The (gathered, clean, corrupted) buffers of steps of ``batch`` rows per trial; one
+        tensor where nothing is drawn between them."""
+        if batch not in self.buffers:
+            rows = self.x.new_empty((len(self.trials) * batch, *self.x.shape[1:]))
+            clean = torch.empty_like(rows) if self.transforms else rows
+            self.buffers[batch] = (rows, clean, torch.empty_like(rows) if self.corrupts else clean)
+        return self.buffers[batch]
+
+    def _draw(
+        self, indices: tuple[Tensor, ...], rows: Tensor, clean: Tensor, corrupted: Tensor, i: int
+    ) -> None:
+        """Trial i's rows of the step: gathered (where the trials' data differ), transformed
+        and corrupted with the trial's generator."""
+        data, regularizer, generator = self.trials[i]
+        b = len(indices[i])
+        part = slice(i * b, (i + 1) * b)
+        x = rows[part]
+        if not self.shared:
+            torch.index_select(data.train.x, 0, indices[i], out=x)
+        if data.batch_transform is not None:
+            x = data.batch_transform(x, generator)
+            clean[part].copy_(x)
+        if self.corrupts:
+            corrupted[part].copy_(regularizer.corrupt(x, generator))
 
 
 class RowBlocks:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from aebench.contract.checks import distribution_checks_off
 from aebench.contract.data import Data, Split
 from aebench.contract.model import ModelOutput, Regularizer
 from aebench.estimators.precision import PRECISIONS, Precision
@@ -150,11 +151,12 @@ def train_model(
     Ctrl-C and ``TrialTimeout`` once the trial's time limit has passed.
     """
     training = Training(model, regularizer, data, settings, generator, val, checkpoints)
-    for epoch in range(training.result.resumed_after + 1, settings.epochs + 1):
-        if not training.run_epoch(epoch):  # diverged, or stopped early
-            break
-        training.save_if_due(epoch)
-    return training.finish()
+    with distribution_checks_off():
+        for epoch in range(training.result.resumed_after + 1, settings.epochs + 1):
+            if not training.run_epoch(epoch):  # diverged, or stopped early
+                break
+            training.save_if_due(epoch)
+        return training.finish()
 
 
 class Annealing:
