@@ -28,6 +28,7 @@ from aebench.results.rows import canonical, flatten, is_missing
 from aebench.run import stopping
 from aebench.run.observing import Row
 from aebench.run.suite import Trial
+from aebench.run.threads import adjust as adjust_threads
 
 log = logging.getLogger("aebench")
 
@@ -134,6 +135,7 @@ def measure_all(
     in ``notes`` (``estimate_notes``). ``context``: the trial's (``metric_context``), where the
     caller has read its shared work already (the health checks); else one is made here."""
     model.eval()
+    adjust_threads()  # "auto" threads for the load now, not the last epoch's (workers come, go)
     context = context or metric_context(trial, model, data, device, training)
     row: Row = likelihood_protocol(model, data)
     reasons: dict[str, str] = {}  # metric -> why its columns are NaN
@@ -146,6 +148,7 @@ def measure_all(
     start = time.perf_counter()
     for name in trial.eval["metrics"]:
         stopping.check()  # SIGTERM, Ctrl-C or the trial's time limit, between metrics
+        adjust_threads()
         entry = plugins.metrics.get(name)
         declared += entry.factory.columns
         if entry.distribution:

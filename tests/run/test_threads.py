@@ -128,3 +128,36 @@ def test_a_bad_thread_count_is_one_line(tiny_suite, capsys) -> None:
         main(["run", str(tiny_suite), "--threads", "0"])
     assert exit.value.code == 2
     assert "'0': a number of threads (1 or more) or auto" in capsys.readouterr().err
+
+
+def test_measuring_adjusts_the_threads_before_the_encoding_and_every_metric(
+    monkeypatch, write_suite, tmp_path, torch_threads_restored
+) -> None:
+    """The last epoch's choice is not the measuring's: a worker busy then may be idle now."""
+    from aebench.run import measure
+
+    calls = []
+    monkeypatch.setattr(measure, "adjust_threads", lambda: calls.append(1))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    suite = write_suite(
+        """
+        [suite]
+        name = "measured"
+        seeds = [0]
+        device = "cpu"
+        [train]
+        epochs = 1
+        batch_size = 256
+        [eval]
+        metrics = ["recon_mse", "n_params", "knn_acc"]
+        [[datasets]]
+        plugin = "digits"
+        [[models]]
+        plugin = "ae"
+        params = { hidden = [8], latent_dim = 2 }
+        [observers.mlflow]
+        enabled = false
+        """
+    )
+    assert main(["run", str(suite), "--output", str(tmp_path / "out")]) == 0
+    assert len(calls) == 1 + 3
