@@ -34,8 +34,14 @@ ValFraction = Annotated[float, Field(ge=0, lt=1)]
 
 
 def bernoulli_draw(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Each pixel 1 with probability its intensity: the dynamic binarisation of one batch."""
-    return torch.bernoulli(x, generator=generator)
+    """Each pixel 1 with probability its intensity: the dynamic binarisation of one batch.
+
+    A uniform draw below the intensity: on the CPU the very draws of ``torch.bernoulli(x,
+    generator=generator)``, leaving the generator where it does (a test pins it), at under half
+    its time (its per-element loop took 200 us for 20 MNIST images against 88 us).
+    """
+    uniform = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return (uniform < x).to(x.dtype)
 
 
 def to_unit_interval(x: Tensor) -> Tensor:

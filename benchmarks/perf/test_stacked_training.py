@@ -39,6 +39,7 @@ from aebench.run.sections import TrainSection
 from aebench.run.stacked import Prepared, train_together
 from aebench.run.threads import choose_threads
 from aebench.run.train import train_model
+from aebench_plugins.datasets.images import bernoulli_draw
 
 SEEDS = 8
 N_TRAIN = 160 if SMOKE else 2000  # samples per trial per epoch
@@ -63,7 +64,7 @@ def binarised_dynamically(n: int) -> Data:
     ``binarize = "dynamic"``."""
     data = mnist_like(n, 8)
     info = replace(data.info, kind="binary")
-    return replace(data, info=info, batch_transform=lambda x, g: torch.bernoulli(x, generator=g))
+    return replace(data, info=info, batch_transform=bernoulli_draw)
 
 
 def matmul_roofline(n: int = ROOFLINE_N, repeats: int = 5) -> float:

@@ -72,3 +72,21 @@ def test_binarised_mnist(full: Data):
     assert not torch.equal(*drawn)
     # about as many pixels on as the intensities say
     assert drawn[0].mean().item() == pytest.approx(dynamic.train.x[:128].mean().item(), abs=0.01)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1,), (17,), (20, 784), (3, 1, 64, 64)])
+def test_the_binarisation_draws_what_torch_bernoulli_draws(shape, dtype):
+    """The dynamic binarisation's faster uniform-below-intensity draw is, on the CPU, the very
+    draw of ``torch.bernoulli``, and leaves the generator where it does: results binarised
+    before it stay as they were."""
+    from aebench_plugins.datasets.images import bernoulli_draw
+
+    x = torch.rand(shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    x[..., 0] = 1.0  # the ends: always on, never on
+    x.view(-1)[-1] = 0.0
+    ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    drawn = bernoulli_draw(x, ours)
+    assert drawn.dtype == dtype
+    assert torch.equal(drawn, torch.bernoulli(x, generator=theirs))
+    assert torch.equal(ours.get_state(), theirs.get_state())
