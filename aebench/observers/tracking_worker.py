@@ -106,8 +106,12 @@ class Worker:
         threading.Thread(target=self._hear_all, name="aebench mlflow hear", daemon=True).start()
 
     def send(self, message: object) -> None:
-        """Queue ``message`` for the worker (pickled here: what cannot be is an error here)."""
+        """Queue ``message`` for the worker (pickled here: what cannot be is an error here).
+
+        A worker waiting for work is not late: its clock starts again at the message, which it
+        has at least ``LOCAL_WORK_S`` to answer (its last word may be a trial's length ago)."""
         self._outgoing.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        self._beat = (time.monotonic(), max(self.time_left(), LOCAL_WORK_S))
 
     def alive(self) -> bool:
         return self.process.is_alive() and not self._closing

@@ -17,6 +17,7 @@ from mlflow_runs import search_runs
 from test_tracking_deadlines import locked, made_store, mlflow_lines
 from timing import scaled
 
+from aebench.observers import tracking_worker
 from aebench.observers.tracking import MlflowTracker
 from aebench.observers.tracking_store import sqlite_uri
 from aebench.plugins.manager import load_plugins
@@ -144,10 +145,11 @@ def test_a_killed_worker_is_one_line_the_run_succeeds_and_the_next_run_repairs(
 
 
 def test_a_worker_that_stalls_is_given_up_at_its_deadline(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = sqlite_uri(tmp_path / "store" / "mlflow.db")
     tracker = MlflowTracker(TrackingSection(uri=uri, experiment="worker"))
+    monkeypatch.setattr(tracking_worker, "LOCAL_WORK_S", 1.0)  # a second to answer each message
 
     def stall() -> None:  # stopped, its last word allowing it one more second
         assert tracker._worker is not None
@@ -161,3 +163,17 @@ def test_a_worker_that_stalls_is_given_up_at_its_deadline(
     [line] = mlflow_lines(capsys.readouterr().err)
     assert "the MLflow worker went past its deadline without a word" in line
     assert elapsed < scaled(30)
+
+
+def test_work_sent_to_an_idle_worker_starts_its_clock_again() -> None:
+    """A one-epoch dSprites VAE measured for 97 s: at the run's end the worker's last word (60 s
+    allowed) was 97 s old, and the run stopped it as stuck, though it had only waited for work;
+    nothing more went to MLflow. Its clock runs from the work it is given."""
+    worker = tracking_worker.acquire(lambda message: None)
+    try:
+        worker._beat = (time.monotonic() - 1000.0, tracking_worker.LOCAL_WORK_S)  # a trial ago
+        assert worker.time_left() < 0
+        worker.send(("nothing to do",))  # a message it reads and ignores
+        assert worker.time_left() > tracking_worker.LOCAL_WORK_S - 5
+    finally:
+        worker.close()
