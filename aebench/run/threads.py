@@ -7,14 +7,17 @@ at 2 threads, while at 1 thread it ran 23,000 (measured; on an idle machine 2 th
 and 1 thread 23,000). So ``"auto"`` takes the cores that no other process is running on: Linux
 counts the runnable threads at that moment (``/proc/loadavg``), less this process's own;
 elsewhere every core counts as free. It is chosen when the run starts and again before every
-epoch (``follow``, ``adjust``), because the load changes under a long run: a zoo run that chose 2
-threads on an idle machine took 50 s instead of 1 s for a digits trial once other jobs started.
+epoch, every metric and every second of a long estimate (``follow``, ``adjust``), because the
+load changes under a long run: a zoo run that chose 2 threads on an idle machine took 50 s
+instead of 1 s for a digits trial once other jobs started.
 An ``OMP_NUM_THREADS`` in the environment is a choice already made: "auto" keeps it.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -81,12 +84,20 @@ def follow(setting: Threads) -> int:
     return threads
 
 
-def adjust() -> None:
-    """Before an epoch: under ``"auto"``, torch's threads chosen again for the load now."""
-    if _followed != "auto":
+_adjusted_at = -math.inf  # when ``adjust`` last chose (time.monotonic())
+
+
+def adjust(every_s: float = 0.0) -> None:
+    """Before an epoch, a metric, or a long evaluation's next batch: under ``"auto"``, torch's
+    threads chosen again for the load now; not again within ``every_s`` of the last choice (a
+    loop's batches). A choice holds until the next: made while one of the run's own workers
+    imported mlflow, one thread measured a 57 s likelihood that took 34 s on two."""
+    global _adjusted_at
+    if _followed != "auto" or time.monotonic() - _adjusted_at < every_s:
         return
     import torch
 
+    _adjusted_at = time.monotonic()
     threads = choose_threads("auto")
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)

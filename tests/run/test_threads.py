@@ -161,3 +161,59 @@ def test_measuring_adjusts_the_threads_before_the_encoding_and_every_metric(
     )
     assert main(["run", str(suite), "--output", str(tmp_path / "out")]) == 0
     assert len(calls) == 1 + 3
+
+
+@pytest.mark.parametrize("estimate", ["importance_sampling", "prior_mc_estimate"])
+def test_a_long_likelihood_estimate_adjusts_the_threads_as_it_goes(
+    estimate, monkeypatch, plugins, torch_threads_restored
+) -> None:
+    """``aebench evaluate`` chose one thread as a dSprites likelihood started (the run's MLflow
+    worker was importing mlflow) and kept it for the whole 57 s; on two it took 34 s."""
+    from aebench.estimators import likelihood
+    from aebench_plugins.datasets.digits import digits
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(aebench_threads, "available_cores", lambda: 2)
+    load = {"busy": 1}  # the worker, busy as the estimate starts
+    monkeypatch.setattr(aebench_threads, "busy_elsewhere", lambda: load["busy"])
+    monkeypatch.setattr(likelihood, "ADJUST_EVERY_S", 0.0)
+    assert aebench_threads.follow("auto") == 1
+    seen: list[int] = []
+
+    class Watched(torch.nn.Module):  # the decoder's threads, chunk after chunk
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def prior(self):
+            return self.model.prior()
+
+        def posterior(self, x):
+            return self.model.posterior(x)
+
+        def likelihood(self, z):
+            seen.append(torch.get_num_threads())
+            load["busy"] = 0  # then idle
+            return self.model.likelihood(z)
+
+    data = digits()
+    entry = plugins.models.get("vae")
+    params = entry.params.model_validate({"hidden": [8], "latent_dim": 2}).model_dump()
+    model = Watched(entry.factory(data.info, **params).eval())
+    with torch.no_grad():
+        getattr(likelihood, estimate)(model, data.test.x[:20], 64, max_elements=20 * 64 * 16)
+    assert seen[0] == 1 and seen[-1] == 2 and len(seen) > 2
+
+
+def test_adjusting_within_a_loop_reads_the_load_at_most_every_so_often(
+    monkeypatch, torch_threads_restored
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(aebench_threads, "available_cores", lambda: 2)
+    reads = []
+    monkeypatch.setattr(aebench_threads, "busy_elsewhere", lambda: reads.append(1) or 0)
+    aebench_threads.follow("auto")
+    aebench_threads.adjust()  # before a metric: always
+    for _ in range(100):
+        aebench_threads.adjust(every_s=3600.0)
+    assert len(reads) == 2  # the follow, the metric's; none in the loop
