@@ -1,0 +1,57 @@
+"""The Bernoulli log-mass's no-gradient path (exp, plus one, log, in place, instead of
+softplus), which the IWAE evaluation takes on the CPU: the same values as torch's Bernoulli,
+saturated logits included, and softplus left to the rows whose exp overflowed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.distributions import Bernoulli, Independent
+
+from aebench_plugins.models import likelihoods
+
+
+def _cases() -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of 6 codes of a 2x3x3 image, one code with saturated logits (exp overflows in
+    float32 above 88.7), and a binary image per code."""
+    g = torch.Generator().manual_seed(0)
+    logits = 8 * torch.randn(6, 2, 3, 3, generator=g)
+    logits[2, 0, 0, :] = torch.tensor([120.0, -120.0, 30.0])
+    values = torch.rand(6, 2, 3, 3, generator=g).round()
+    return logits, values
+
+
+def test_without_gradients_the_log_mass_is_torchs_saturated_rows_included() -> None:
+    logits, values = _cases()
+    with torch.no_grad():
+        fused = likelihoods.bernoulli(logits, 3).log_prob(values)
+    reference = Independent(Bernoulli(logits=logits.double(), validate_args=False), 3)
+    assert torch.isfinite(fused).all()
+    expected = reference.log_prob(values.double())
+    torch.testing.assert_close(fused.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_without_gradients_softplus_runs_only_on_rows_whose_exp_overflowed(monkeypatch) -> None:
+    logits, values = _cases()
+    rows_through_softplus: list[int] = []
+    softplus = torch.nn.functional.softplus
+
+    def counting(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        rows_through_softplus.append(len(x))
+        return softplus(x, *args, **kwargs)
+
+    monkeypatch.setattr(likelihoods.F, "softplus", counting)
+    with torch.no_grad():
+        likelihoods.bernoulli(logits, 3).log_prob(values)
+    assert rows_through_softplus == [1]  # the saturated code's row only
+
+
+@pytest.mark.parametrize("requires_grad", [True, False])
+def test_with_gradients_the_log_mass_still_differentiates(requires_grad: bool) -> None:
+    logits, values = _cases()
+    logits.requires_grad_(requires_grad)
+    log_mass = likelihoods.bernoulli(logits, 3).log_prob(values)
+    assert log_mass.requires_grad == requires_grad
+    if requires_grad:
+        log_mass.sum().backward()
+        assert logits.grad is not None and torch.isfinite(logits.grad).all()
