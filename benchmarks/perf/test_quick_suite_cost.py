@@ -19,10 +19,11 @@ from workloads import SMOKE, SUMMARY, recording
 
 QUICK = Path(__file__).resolve().parents[1] / "quick.toml"
 # What a run does before it can train: load the plugins, import torch and build an optimizer
-# (torch.optim imports torch._dynamo on its first step, about a second).
+# (torch.optim imports torch._dynamo on its first step, about a second); then out without the
+# interpreter's teardown, as the command leaves (``aebench.cli.console``).
 STARTUP = (
     "from aebench.plugins.manager import load_plugins; load_plugins(); import torch;"
-    " torch.optim.Adam([torch.zeros(1, requires_grad=True)]).zero_grad()"
+    " torch.optim.Adam([torch.zeros(1, requires_grad=True)]).zero_grad(); import os; os._exit(0)"
 )
 
 
