@@ -24,17 +24,14 @@ from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
 from aebench.contract.model import LatentVariableModel
+from aebench.estimators.pacing import between_chunks
 from aebench.estimators.precision import PRECISIONS, Precision, autocast  # noqa: F401  (metrics' parameter)
-from aebench.run.threads import adjust as adjust_threads
 
 # Numbers per tensor in one chunk (2**21 float32 = 8 MiB); a decoder's own activations come on top.
 DEFAULT_MAX_ELEMENTS = 2**21
 ACTIVE_UNIT_THRESHOLD = 0.01
 _MAX_BATCH = 1024
 _SAMPLES_PER_CHUNK = 128
-# Threads chosen again (``threads = "auto"``) at most this often between chunks: a chunk takes
-# milliseconds to a second, and the choice reads /proc.
-ADJUST_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -178,7 +175,7 @@ def elbo_terms(
         kl_sum = torch.zeros_like(log_lik_sum)
         repeated = Repeated(xb, chunk)
         for start in range(0, n_samples, chunk):
-            adjust_threads(every_s=ADJUST_EVERY_S)  # under "auto": the load changes meanwhile
+            between_chunks()  # "auto" threads chosen again: the load changes meanwhile
             z = _sample(q, min(chunk, n_samples - start))
             log_lik_sum = log_lik_sum + log_likelihood(model, repeated, z).double().sum(0)
             if kl is None:
@@ -285,7 +282,7 @@ def importance_sampling(
         q = model.posterior(xb)
         repeated = Repeated(xb, chunk)
         for start in range(0, n_samples, chunk):
-            adjust_threads(every_s=ADJUST_EVERY_S)  # under "auto": the load changes meanwhile
+            between_chunks()  # "auto" threads chosen again: the load changes meanwhile
             z = _sample(q, min(chunk, n_samples - start))
             log_w = log_weights(model, repeated, q, z, precision).double()  # (s, B)
             sums.copy_(torch.logaddexp(sums, _group_log_sums(log_w, start, n_groups).T))
@@ -351,7 +348,7 @@ def prior_mc_estimate(
 
     def chunks(xb: Tensor) -> Iterator[Tensor]:
         for start in range(0, n_samples, chunk):
-            adjust_threads(every_s=ADJUST_EVERY_S)
+            between_chunks()
             z = prior.sample(torch.Size([min(chunk, n_samples - start)]))  # (s, *latent)
             # Batch shape (s,) against inputs (B, 1, *data) broadcasts to (B, s).
             yield model.likelihood(z).log_prob(xb.unsqueeze(1)).T

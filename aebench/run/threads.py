@@ -15,11 +15,11 @@ An ``OMP_NUM_THREADS`` in the environment is a choice already made: "auto" keeps
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from pathlib import Path
 from typing import Literal
+
+from aebench.estimators.pacing import pace
 
 Threads = int | Literal["auto"]
 LOADAVG = Path("/proc/loadavg")
@@ -70,34 +70,34 @@ def choose_threads(setting: Threads, cores: int | None = None, busy: int | None 
 
 
 _followed: Threads | None = None  # the setting this process's training follows
+# Between the chunks of a long estimate (``aebench.estimators.pacing``), "auto" is chosen again at
+# most this often: a chunk takes milliseconds to a second, and choosing reads /proc.
+ESTIMATE_EVERY_S = 1.0
 
 
 def follow(setting: Threads) -> int:
-    """Set this process's torch threads for ``setting`` now, and remember it for ``adjust``;
-    the number set."""
+    """Set this process's torch threads for ``setting`` now, and remember it for ``adjust``
+    (before every epoch and metric, and, under "auto", between a long estimate's chunks); the
+    number set."""
     import torch  # here: the commands that only read results import no torch
 
     global _followed
     _followed = setting
+    pace(adjust if setting == "auto" else None, every_s=ESTIMATE_EVERY_S)
     threads = choose_threads(setting)
     torch.set_num_threads(threads)
     return threads
 
 
-_adjusted_at = -math.inf  # when ``adjust`` last chose (time.monotonic())
-
-
-def adjust(every_s: float = 0.0) -> None:
-    """Before an epoch, a metric, or a long evaluation's next batch: under ``"auto"``, torch's
-    threads chosen again for the load now; not again within ``every_s`` of the last choice (a
-    loop's batches). A choice holds until the next: made while one of the run's own workers
-    imported mlflow, one thread measured a 57 s likelihood that took 34 s on two."""
-    global _adjusted_at
-    if _followed != "auto" or time.monotonic() - _adjusted_at < every_s:
+def adjust() -> None:
+    """Before an epoch or a metric, and between the chunks of a long estimate (at most every
+    ``ESTIMATE_EVERY_S``): under ``"auto"``, torch's threads chosen again for the load now. A
+    choice holds until the next: made while one of the run's own workers imported mlflow, one
+    thread measured a 57 s likelihood that took 32 s on two."""
+    if _followed != "auto":
         return
     import torch
 
-    _adjusted_at = time.monotonic()
     threads = choose_threads("auto")
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)

@@ -176,7 +176,7 @@ def test_a_long_likelihood_estimate_adjusts_the_threads_as_it_goes(
     monkeypatch.setattr(aebench_threads, "available_cores", lambda: 2)
     load = {"busy": 1}  # the worker, busy as the estimate starts
     monkeypatch.setattr(aebench_threads, "busy_elsewhere", lambda: load["busy"])
-    monkeypatch.setattr(likelihood, "ADJUST_EVERY_S", 0.0)
+    monkeypatch.setattr(aebench_threads, "ESTIMATE_EVERY_S", 0.0)
     assert aebench_threads.follow("auto") == 1
     seen: list[int] = []
 
@@ -205,15 +205,20 @@ def test_a_long_likelihood_estimate_adjusts_the_threads_as_it_goes(
     assert seen[0] == 1 and seen[-1] == 2 and len(seen) > 2
 
 
-def test_adjusting_within_a_loop_reads_the_load_at_most_every_so_often(
+def test_between_a_long_estimates_chunks_the_load_is_read_at_most_every_so_often(
     monkeypatch, torch_threads_restored
 ) -> None:
+    from aebench.estimators.pacing import between_chunks
+
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(aebench_threads, "available_cores", lambda: 2)
     reads = []
     monkeypatch.setattr(aebench_threads, "busy_elsewhere", lambda: reads.append(1) or 0)
+    monkeypatch.setattr(aebench_threads, "ESTIMATE_EVERY_S", 3600.0)
     aebench_threads.follow("auto")
-    aebench_threads.adjust()  # before a metric: always
     for _ in range(100):
-        aebench_threads.adjust(every_s=3600.0)
-    assert len(reads) == 2  # the follow, the metric's; none in the loop
+        between_chunks()
+    assert len(reads) == 2  # the follow's, the first chunk's; none after, within the hour
+    aebench_threads.follow(2)  # a number: nothing to choose again
+    between_chunks()
+    assert len(reads) == 2
