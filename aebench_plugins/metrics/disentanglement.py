@@ -368,7 +368,7 @@ DISENTANGLEMENT_METRICS = {
         beta_vae_score,
         [_score("beta_vae_score", "accuracy naming the fixed factor")],
         requires=INTERVENTIONS,
-        cost="expensive",  # 14 s (vae, 3,000 dSprites images, derived sizes): renders
+        cost="expensive",  # 17.7 s (vae, 3,000 dSprites images, derived sizes, 2 cores): renders
     ),
     "factor_vae_score": _metric(
         factor_vae_score,
@@ -379,7 +379,7 @@ DISENTANGLEMENT_METRICS = {
             ),
         ],
         requires=INTERVENTIONS,
-        cost="expensive",  # 3.8 s (vae, 3,000 dSprites images, derived sizes)
+        cost="expensive",  # 2.8 s (vae, 3,000 dSprites images, derived sizes, 2 cores)
     ),
     "mig": _metric(
         mig, [_score("mig", "mutual information gap, over the factor's entropy", headline=True)]
@@ -392,7 +392,7 @@ DISENTANGLEMENT_METRICS = {
             _score("dci_completeness", "each factor explained by one code unit"),
             _score("dci_informativeness", "gradient-boosted trees' test accuracy"),
         ],
-        cost="expensive",  # 32 s there: gradient-boosted trees per factor value
+        cost="expensive",  # 21.3 s there: gradient-boosted trees per factor value
     ),
     "modularity": _metric(
         modularity, [_score("modularity", "each code unit's information on one factor")]
