@@ -44,6 +44,9 @@ from aebench_plugins.datasets.images import bernoulli_draw
 SEEDS = 8
 N_TRAIN = 160 if SMOKE else 2000  # samples per trial per epoch
 ROUNDS = 1 if SMOKE else 3
+# One trial against the bare loop differs by about 1%, under the machine's noise: the median of 3
+# rounds read 0.96-1.03x, while 15 alternations of both medianed within 1.3% of each other.
+ROUNDS_ONE_TRIAL = 1 if SMOKE else 11
 ROOFLINE_N = 256 if SMOKE else 1024
 BURDA = {"latent_dim": 50, "hidden": [200, 200], "activation": "tanh"}
 SETTINGS = TrainSection(epochs=1, batch_size=20, lr=1e-3, betas=[0.99, 0.999], eps=1e-4)
@@ -137,7 +140,7 @@ def test_one_trial_against_a_bare_loop(benchmark, plugins: Plugins) -> None:
     benchmark.pedantic(
         lambda: times["aebench"].append(timed(aebench_epoch)),
         setup=lambda: times["bare"].append(timed(bare)),
-        rounds=ROUNDS,
+        rounds=ROUNDS_ONE_TRIAL,
     )
     ratio = statistics.median(b / a for a, b in zip(times["aebench"], times["bare"], strict=True))
     per_s = {k: N_TRAIN / statistics.median(v) for k, v in times.items()}
