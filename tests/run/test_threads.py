@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from builders import build_tiny_suite
+from builders import build_suite, build_tiny_suite, entry
 
 from aebench.cli import main
 from aebench.run import threads as aebench_threads
@@ -140,24 +140,14 @@ def test_measuring_adjusts_the_threads_before_the_encoding_and_every_metric(
     monkeypatch.setattr(measure, "adjust_threads", lambda: calls.append(1))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     suite = write_suite(
-        """
-        [suite]
-        name = "measured"
-        seeds = [0]
-        device = "cpu"
-        [train]
-        epochs = 1
-        batch_size = 256
-        [eval]
-        metrics = ["recon_mse", "n_params", "knn_acc"]
-        [[datasets]]
-        plugin = "digits"
-        [[models]]
-        plugin = "ae"
-        params = { hidden = [8], latent_dim = 2 }
-        [observers.mlflow]
-        enabled = false
-        """
+        build_suite(
+            entry("ae", hidden=[8], latent_dim=2),
+            name="measured",
+            seeds=[0],
+            epochs=1,
+            batch_size=256,
+            metrics=["recon_mse", "n_params", "knn_acc"],
+        )
     )
     assert main(["run", str(suite), "--output", str(tmp_path / "out")]) == 0
     assert len(calls) == 1 + 3
