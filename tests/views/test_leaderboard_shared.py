@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from score_tables import score_table
 
 from aebench.contract.columns import Column, Vocabulary
 from aebench.views import ranking
@@ -33,22 +34,12 @@ def _vocabulary() -> Vocabulary:
 
 
 def _table() -> pd.DataFrame:
-    return pd.DataFrame(
+    return pd.concat(
         [
-            {
-                "dataset": dataset,
-                "model": model,
-                "regularizer": "none",
-                "seed": seed,
-                "status": "ok",
-                "trial_id": f"{dataset}-{model}-{seed}",
-                "warnings": "",
-                "score": value,
-            }
+            score_table({model: dict(enumerate(v)) for model, v in models.items()}, dataset)
             for dataset, models in SCORES.items()
-            for model, values in models.items()
-            for seed, value in enumerate(values)
-        ]
+        ],
+        ignore_index=True,
     )
 
 

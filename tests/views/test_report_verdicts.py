@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from score_tables import score_table
 
 from aebench.contract.columns import Column, Vocabulary
 from aebench.results.stats import interval
@@ -36,28 +37,6 @@ def _vocabulary() -> Vocabulary:
         ]
     )
     return vocabulary
-
-
-def _table(samples: dict[str, dict[int, float]], dataset: str = "d", **extra) -> pd.DataFrame:
-    """One row per (configuration, seed): ``samples`` is model -> seed -> score."""
-    rows = [
-        {
-            "dataset": dataset,
-            "model": model,
-            "regularizer": "none",
-            "seed": seed,
-            "status": "ok",
-            "trial_id": f"{dataset}-{model}-{seed}",
-            "warnings": "",
-            "score": value,
-        }
-        for model, by_seed in samples.items()
-        for seed, value in by_seed.items()
-    ]
-    table = pd.DataFrame(rows)
-    for column, values in extra.items():
-        table[column] = values
-    return table
 
 
 def _paired_p(a: list[float], b: list[float]) -> float:
@@ -116,7 +95,7 @@ def test_overlapping_seeds_are_tied_and_nothing_is_bold(tmp_path: Path) -> None:
     assert holm["c"] < 0.05 <= holm["b"]  # c shown worse, b not: a and b tied
 
     vocabulary = _vocabulary()
-    blocks = report_blocks(tmp_path, _table(OVERLAPPING), vocabulary)
+    blocks = report_blocks(tmp_path, score_table(OVERLAPPING), vocabulary)
     headline = _headline(blocks)
     assert _column(headline, "top") == {"a / none": "tied", "b / none": "tied", "c / none": ""}
     assert _bold(headline, "score") == set()
@@ -124,7 +103,7 @@ def test_overlapping_seeds_are_tied_and_nothing_is_bold(tmp_path: Path) -> None:
     assert isinstance(sentence, Paragraph) and "a / none is tied with b / none" in sentence.text
     # Paired by seed: a beats b on seed 1 only; b beats c on every seed.
     assert _column(headline, "P(beats") == {"a / none": "0.33", "b / none": "1", "c / none": "–"}
-    line = best_configurations(_table(OVERLAPPING), vocabulary)["d"]
+    line = best_configurations(score_table(OVERLAPPING), vocabulary)["d"]
     assert "tied with b / none" in line and "(95% CI, 3 seeds)" in line
 
 
@@ -134,7 +113,7 @@ def test_a_clearly_better_configuration_is_bold_best_with_its_interval(tmp_path:
     assert max(2 * p[0], p[1]) < 0.05  # Holm by hand: both comparisons survive
 
     vocabulary = _vocabulary()
-    blocks = report_blocks(tmp_path, _table(APART), vocabulary)
+    blocks = report_blocks(tmp_path, score_table(APART), vocabulary)
     headline = _headline(blocks)
     assert _bold(headline, "score") == {"a / none"}
     assert _column(headline, "top")["a / none"] == "best"
@@ -144,7 +123,7 @@ def test_a_clearly_better_configuration_is_bold_best_with_its_interval(tmp_path:
         f"{format_number(np.mean(a))} ± {format_number(half, 2)}"
     )
     assert _column(headline, "P(beats")["a / none"] == "1"  # every pair of seeds: a wins
-    line = best_configurations(_table(APART), vocabulary)["d"]
+    line = best_configurations(score_table(APART), vocabulary)["d"]
     assert line.startswith("a / none: score 5.05 ± ") and ", best (better than each" in line
 
 
@@ -156,7 +135,7 @@ def test_cells_say_n_and_that_two_seeds_give_no_interval() -> None:
     assert interval_cell(three_of_four, 4) == f"2 ± {format_number(half, 2)} (n=3)"
     skewed = interval([0.0, 0.0, 0.0, 0.0, 10.0], bootstrap=True)
     assert interval_cell(skewed, 5).startswith("2 [") and skewed.low < 2 < skewed.high
-    board = leaderboard(_table({"a": {0: 1.0, 1: 2.0}, "b": {0: 3.0, 1: 4.0}}), "d")
+    board = leaderboard(score_table({"a": {0: 1.0, 1: 2.0}, "b": {0: 3.0, 1: 4.0}}), "d")
     assert board is not None and not board.interval(0, "score", Vocabulary()).exists
 
 
@@ -169,7 +148,7 @@ def _across() -> pd.DataFrame:
     }
     return pd.concat(
         [
-            _table({m: dict.fromkeys(range(3), v) for m, v in by.items()}, dataset=d)
+            score_table({m: dict.fromkeys(range(3), v) for m, v in by.items()}, dataset=d)
             for d, by in scores.items()
         ],
         ignore_index=True,
@@ -209,7 +188,7 @@ def test_ranks_across_datasets_friedman_and_the_critical_difference_diagram(
 
 def test_estimate_notes_are_not_training_warnings(tmp_path: Path) -> None:
     vocabulary = _vocabulary()
-    table = _table(APART)
+    table = score_table(APART)
     table["wobble"] = [0.5 if m == "a" else 0.0 for m in table["model"]]  # over its flag
     table.loc[table["model"] == "b", "warnings"] = "dead units"
     blocks = report_blocks(tmp_path, table, vocabulary)
@@ -227,7 +206,7 @@ def test_estimate_notes_are_not_training_warnings(tmp_path: Path) -> None:
 
 
 def test_the_markdown_headline_names_its_columns_as_the_tooltips_do(tmp_path: Path) -> None:
-    markdown = to_markdown(report_blocks(tmp_path, _table(APART), _vocabulary()), tmp_path)
+    markdown = to_markdown(report_blocks(tmp_path, score_table(APART), _vocabulary()), tmp_path)
     headline = markdown.split("### Headline", 1)[1].split("\n### ", 1)[0]
     assert f"score ↑: {DESCRIPTION}; higher is better" in headline
 
@@ -235,7 +214,7 @@ def test_the_markdown_headline_names_its_columns_as_the_tooltips_do(tmp_path: Pa
 @pytest.mark.parametrize(("a", "b"), product([1, 2], [1, 2]))
 def test_too_few_seeds_never_make_a_best(a: int, b: int) -> None:
     samples = {"a": dict.fromkeys(range(a), 9.0), "b": {s: 1.0 + s for s in range(b)}}
-    board = leaderboard(_table(samples), "d", _vocabulary())
+    board = leaderboard(score_table(samples), "d", _vocabulary())
     assert board is not None
     # One seed on a side: nothing to test. Two a side: a test, but a or b alone is one seed.
     assert (board.best.get("score") == [0]) == (a == b == 2)
