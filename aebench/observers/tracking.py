@@ -226,6 +226,7 @@ class MlflowTracker(SuiteObserver):
                 dict(outcome.curves),
                 label=trial.label(),
                 started_ms=started,
+                finished_ms=int(time.time() * 1000),
                 traceback=outcome.traceback,
                 weights=weights,
                 folder=folder if drawn else None,

@@ -37,6 +37,7 @@ class TrialDone:
     curves: dict[str, list[float]]
     label: str  # names the trial in a failure's line
     started_ms: int
+    finished_ms: int  # its run's end, and its metrics' time: not when the worker got to it
     traceback: str = ""
     weights: bytes | None = None  # ``log_model``: its state_dict as ``torch.save`` writes it
     folder: Path | None = None  # its figures drawn: logged with it; None: a ``FolderDrawn`` later

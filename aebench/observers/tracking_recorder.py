@@ -198,7 +198,7 @@ class Recorder:
 
         invocation = self._invocation()
         assert self.client is not None
-        row, now = trial.row, int(time.time() * 1000)
+        row, now = trial.row, trial.finished_ms
         run = self.client.create_run(
             self.experiment_id,
             start_time=trial.started_ms,
@@ -226,7 +226,8 @@ class Recorder:
             self.client.log_text(run_id, trial.traceback, "traceback.txt")
         if trial.weights is not None:
             log_weights(self.client, run_id, trial.weights)
-        self.client.set_terminated(run_id, status=RUN_STATUS.get(row["status"], "FAILED"))
+        status = RUN_STATUS.get(row["status"], "FAILED")
+        self.client.set_terminated(run_id, status=status, end_time=trial.finished_ms)
         return run_id
 
     def _log_folder(self, run_id: str, folder: Path) -> None:
@@ -292,7 +293,8 @@ class Recorder:
                 row,
                 read_curves(folder),
                 label=f"{row['dataset']}/{row['model']}/{row['regularizer']} seed={row['seed']}",
-                started_ms=int(time.time() * 1000),
+                started_ms=(now := int(time.time() * 1000)),  # when it ran is not kept
+                finished_ms=now,
                 weights=weights.read_bytes()
                 if self.start.log_model and weights.is_file()
                 else None,

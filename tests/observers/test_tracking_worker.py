@@ -116,6 +116,10 @@ def test_the_next_trial_trains_while_a_busy_store_holds_the_first_ones_run(
     runs = search_runs(sqlite_uri(database), experiment_names=["worker"])
     assert sorted(runs["status"]) == ["FINISHED"] * 3
     assert sorted(tracker.trial_run_ids) == sorted(read_results(tmp_path / "out")["trial_id"])
+    # Each run ends when its trial did, not when the store let the worker log it (the first
+    # one after the second trial had started): an MLflow duration is the trial's.
+    first, second = runs[runs["tags.aebench.trial_id"].notna()].sort_values("start_time").iloc
+    assert first["end_time"] <= second["start_time"]
 
 
 def test_a_killed_worker_is_one_line_the_run_succeeds_and_the_next_run_repairs(
