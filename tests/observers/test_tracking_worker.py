@@ -76,6 +76,7 @@ def worker_pid(tracker: MlflowTracker) -> int:
     return tracker._worker.process.pid
 
 
+@pytest.mark.slow  # an end-to-end run of 12-13 s
 def test_a_run_never_imports_mlflow_in_its_own_process(tmp_path: Path) -> None:
     suite = tmp_path / "suite.toml"
     uri = sqlite_uri(tmp_path / "mlflow.db")

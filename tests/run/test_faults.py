@@ -105,6 +105,7 @@ def test_kill_9_mid_trial_then_a_rerun_finishes_without_repeating(slow_suite, tm
     assert ae["train_s"] == first.iloc[0]["train_s"]  # the very row of the first run
 
 
+@pytest.mark.slow  # an end-to-end run of 12-13 s
 def test_an_isolated_trial_that_segfaults_is_failed_and_the_suite_goes_on(slow_suite, tmp_path):
     suite, site = slow_suite(kill="SIGSEGV", isolate=True)
     process = start_run(suite, site=site, cwd=tmp_path)

@@ -180,6 +180,7 @@ def test_the_exact_log_px_is_above_the_iwae_estimate_on_the_same_inputs(digits_r
     assert vae["elbo"] <= vae["log_px_iwae"] + 3 * vae["log_px_iwae_mc_se"]
 
 
+@pytest.mark.slow  # an end-to-end run of 12-13 s
 def test_on_a_trained_2d_vae_elbo_below_iwae_below_exact(tmp_path) -> None:
     """Every test input integrated, so the three are means over the same inputs."""
     suite = densities_suite(
