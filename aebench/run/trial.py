@@ -69,7 +69,7 @@ def base_row(trial: Trial, plugins: Plugins, device: torch.device) -> Row:
     row["device"] = str(device)
     row["threads"] = torch.get_num_threads()  # throughput depends on it
     row["version.aebench"] = distribution_version("aebench")
-    row["version.torch"] = torch.__version__
+    row["version.torch"] = str(torch.__version__)  # a TorchVersion would unpickle into torch
     entries = [
         plugins.datasets.get(trial.dataset.plugin),
         plugins.models.get(trial.model.plugin),

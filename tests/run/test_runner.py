@@ -35,6 +35,16 @@ def test_a_trial_row_has_params_metrics_and_versions(plugins, tiny_suite):
     assert "peak_mem_mb: peak memory is measured on CUDA devices only" in row["nan_reasons"]
 
 
+def test_a_trial_row_is_plain_data(plugins, tiny_suite):
+    """Rows are pickled to the MLflow worker, which imports no torch: a value of a torch type
+    (``torch.__version__`` is a ``TorchVersion``) made it import torch, seconds of CPU taken from
+    the trials training beside it."""
+    trial = load_suite(tiny_suite, plugins).trials[0]
+    row, _ = run_trial(trial, plugins, torch.device("cpu"), DataCache(plugins))
+    plain = (str, int, float, bool, type(None))
+    assert {k: type(v) for k, v in row.items() if type(v) not in plain} == {}
+
+
 def test_recon_mse_matches_an_independent_computation(plugins, tiny_suite):
     trial = load_suite(tiny_suite, plugins).trials[0]
     cache = DataCache(plugins)
