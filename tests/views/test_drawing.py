@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+import pytest
 from PIL import Image
 
 from aebench.contract.columns import Column
-from aebench.views.drawing import plane
+from aebench.views.drawing import draw_images, plane
 
 
 def test_a_plane_of_a_hundred_configurations_keeps_its_axes_and_every_label(tmp_path) -> None:
@@ -18,3 +20,30 @@ def test_a_plane_of_a_hundred_configurations_keeps_its_axes_and_every_label(tmp_
         plane(path, points, Column("rate", unit="nats"), Column("distortion", unit="nats"))
     width, height = Image.open(path).size
     assert width > height  # the legend's columns sit beside the axes, not on them
+
+
+def _dark_bands(column: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) pixel rows of each run of dark pixels down an image column."""
+    dark = np.flatnonzero(column < 0.5)
+    if not len(dark):
+        return []
+    breaks = np.flatnonzero(np.diff(dark) > 1)
+    firsts = [dark[0], *dark[breaks + 1]]
+    lasts = [*dark[breaks], dark[-1]]
+    return list(zip(firsts, lasts, strict=True))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 9])
+def test_every_row_of_images_is_drawn_whole_and_at_one_size(tmp_path, rows: int) -> None:
+    """Black 8 x 8 images, ``rows`` rows of nine: one dark band per row down the last image's
+    column, all of one height, none cut at the figure's edge (the last row of a code traversal
+    was, under the layout engine)."""
+    black = np.zeros((9, 1, 8, 8))
+    path = tmp_path / "rows.png"
+    draw_images(path, [(f"row {i}", black) for i in range(rows)], "a title\nof two lines", 9)
+    grey = np.asarray(Image.open(path).convert("L"), dtype=float) / 255
+    right = np.flatnonzero((grey < 0.5).any(axis=0))[-1]  # the last image's, past the labels
+    bands = _dark_bands(grey[:, right - 2])
+    assert len(bands) == rows
+    assert len({last - first for first, last in bands}) == 1  # every row at one size
+    assert bands[0][0] > 0 and bands[-1][1] < grey.shape[0] - 1  # margins: nothing cut off
