@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from aebench.contract.columns import Column
-from aebench.views.drawing import draw_images, plane
+from aebench.views.drawing import ARRAYS, LATENT_PNG, draw_images, latent_grid, plane, render_trial
 
 
 def test_a_plane_of_a_hundred_configurations_keeps_its_axes_and_every_label(tmp_path) -> None:
@@ -47,3 +48,33 @@ def test_every_row_of_images_is_drawn_whole_and_at_one_size(tmp_path, rows: int)
     assert len(bands) == rows
     assert len({last - first for first, last in bands}) == 1  # every row at one size
     assert bands[0][0] > 0 and bands[-1][1] < grey.shape[0] - 1  # margins: nothing cut off
+
+
+def _trial_with_a_scatter(folder, seed: int):
+    """A trial folder with latent codes in its arrays and its ``latent.png`` drawn from them."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    latent, labels = rng.normal(size=(50, 2)), rng.integers(0, 3, size=50)
+    np.savez(folder / ARRAYS, latent=latent, labels=labels, latent_axes="z", latent_dim=2)
+    render_trial(folder, f"trial {seed}")
+    return folder / ARRAYS
+
+
+def test_a_latent_grid_places_the_scatters_its_trials_drew(tmp_path) -> None:
+    """The report's grid is the trials' own ``latent.png``, pixel for pixel, side by side."""
+    panels = [(f"{i + 1}.", _trial_with_a_scatter(tmp_path / f"{i}", i)) for i in range(3)]
+    grid = np.asarray(Image.open(latent_grid(tmp_path / "grid.png", panels)).convert("RGB"))
+    for i, (_, npz) in enumerate(panels):
+        own = np.asarray(Image.open(npz.with_name(LATENT_PNG)).convert("RGB"))
+        height, width = own.shape[:2]
+        placed = grid[grid.shape[0] - height :, i * width : (i + 1) * width]  # under its title
+        assert np.array_equal(placed, own)
+
+
+def test_a_latent_grid_draws_a_scatter_older_than_its_arrays_again(tmp_path) -> None:
+    panels = [(f"{i + 1}.", _trial_with_a_scatter(tmp_path / f"{i}", i)) for i in range(2)]
+    stale = panels[1][1]
+    os.utime(stale, ns=(stale.stat().st_atime_ns, stale.stat().st_mtime_ns + 10**9))
+    width, _ = Image.open(latent_grid(tmp_path / "grid.png", panels)).size
+    own, _ = Image.open(stale.with_name(LATENT_PNG)).size
+    assert width != 2 * own  # drawn from the arrays, panel by panel: not the PNGs placed
