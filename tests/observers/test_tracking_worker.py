@@ -4,6 +4,7 @@ run's own process never imports mlflow, and a worker that dies or stalls costs o
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -182,3 +183,31 @@ def test_work_sent_to_an_idle_worker_starts_its_clock_again() -> None:
         assert worker.time_left() > tracking_worker.LOCAL_WORK_S - 5
     finally:
         worker.close()
+
+
+def test_what_the_run_sends_the_worker_unpickles_without_torch(tmp_path: Path, monkeypatch) -> None:
+    """The worker imports no torch: every message of a run (its rows, curves, folders) is plain
+    data. A row's torch version, a ``TorchVersion``, once made it import torch for each trial."""
+    sent: list[bytes] = []
+    send = tracking_worker.Worker.send
+
+    def recorded(self: tracking_worker.Worker, message: object) -> None:
+        sent.append(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        send(self, message)
+
+    monkeypatch.setattr(tracking_worker.Worker, "send", recorded)
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    run_tracked(tmp_path, MlflowTracker(TrackingSection(uri=uri)))
+    assert len(sent) >= 4  # the run's start, two trials, its end
+    (tmp_path / "sent.pickle").write_bytes(pickle.dumps(sent))
+    check = (
+        "import pickle, sys; [pickle.loads(m) for m in pickle.load(open(sys.argv[1], 'rb'))];"
+        " print('torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, str(tmp_path / "sent.pickle")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "False"
