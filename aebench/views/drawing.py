@@ -443,7 +443,8 @@ def _placed_grid(
     for k, (title, image) in enumerate(zip(titles, images, strict=True)):
         row, column = divmod(k, columns)
         top = total - row * (height + label)  # pixels from the bottom
-        fig.text(column * width / fig.bbox.width, top / total, title, va="top", fontsize=FONT_PT)
+        x = (column * width + MARGIN_IN * DPI) / fig.bbox.width  # the panel's left, a margin in
+        fig.text(x, top / total, title, va="top", fontsize=FONT_PT)
         fig.figimage(image, xo=column * width, yo=top - label - image.shape[0], origin="upper")
     _save(fig, path)
     return Path(path)
