@@ -8,6 +8,7 @@ failed, were skipped or diverged.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pandas.api.types import is_numeric_dtype
 
 from aebench.contract.columns import Vocabulary
 from aebench.results.rows import label
+from aebench.results.stats import Interval
 from aebench.results.table import PARQUET, read_load_errors
 from aebench.views.across import across_blocks
 from aebench.views.blocks import Block, Heading, Paragraph, Table
@@ -57,9 +59,16 @@ def _verdict_cells(board: Leaderboard, vocabulary: Vocabulary, order: list[int])
     word = "best" if verdict is not None and verdict.best else "tied"
     chances = chances_of_beating_next(board, vocabulary, order)
     return [
-        [word if i in top else "", format_number(chances[i], 2) if i in chances else "–"]
-        for i in order
+        [word if i in top else "", _chance_cell(chances[i]) if i in chances else "–"] for i in order
     ]
+
+
+def _chance_cell(chance: Interval) -> str:
+    """A probability to two digits, with its interval or why it has none."""
+    shown = format_number(chance.mean, 2)
+    if not chance.exists:
+        return f"{shown} ({chance.note()})" if math.isfinite(chance.mean) else "–"
+    return f"{shown} [{format_number(chance.low, 2)}, {format_number(chance.high, 2)}]"
 
 
 def metric_table(
@@ -84,7 +93,7 @@ def metric_table(
             "best: better than every other configuration (tests over seeds, Holm); "
             "tied: not shown worse than the top",
             "probability that a seed of it beats a seed of the next one (paired by seed where "
-            "the seeds match)",
+            "the seeds match), with its Clopper-Pearson interval over the paired seeds (from 3)",
         ]
         extra = _verdict_cells(board, vocabulary, order)
     header = [*fixed, *(m + arrow(m, vocabulary) for m in metrics)]

@@ -349,9 +349,9 @@ def headline_verdict(board: Leaderboard, vocabulary: Vocabulary) -> TopVerdict |
 
 def chances_of_beating_next(
     board: Leaderboard, vocabulary: Vocabulary, order: list[int]
-) -> dict[int, float]:
+) -> dict[int, Interval]:
     """Per configuration (position), the probability that it beats the next one in ``order``
-    by the first ranking column, among those that have a value of it."""
+    by the first ranking column, among those that have a value of it, with its interval."""
     columns = ranking_columns(board, vocabulary)
     if not columns:
         return {}

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from aebench.results.stats import DEFAULT_CONFIDENCE, better_p, holm, probability_of_improvement
+from aebench.results.stats import (
+    DEFAULT_CONFIDENCE,
+    Interval,
+    better_p,
+    holm,
+    improvement_interval,
+)
 
 Samples = pd.Series  # one configuration's values of a column, indexed by seed
 
@@ -67,11 +73,11 @@ def top_verdict(
     return TopVerdict(top, len(tied) == 1, tied, adjusted)
 
 
-def beats_next(samples: list[Samples], better: str) -> list[float]:
+def beats_next(samples: list[Samples], better: str) -> list[Interval]:
     """For configurations in ranked order, the probability that each beats the next (paired by
-    seed where their seeds match); the last has no next and is left out."""
+    seed where their seeds match) with its interval; the last has no next and is left out."""
     out = []
     for a, b in zip(samples, samples[1:], strict=False):
         x, y, paired = aligned(a, b)
-        out.append(probability_of_improvement(x, y, better, paired=paired))
+        out.append(improvement_interval(x, y, better, paired=paired))
     return out

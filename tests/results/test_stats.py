@@ -17,6 +17,7 @@ from aebench.results.stats import (
     benjamini_hochberg,
     better_p,
     holm,
+    improvement_interval,
     interval,
     probability_of_improvement,
     seeds_needed,
@@ -102,6 +103,22 @@ def test_the_probability_of_improvement_counts_every_pair_of_seeds():
     assert probability_of_improvement(a, b, "lower") == pytest.approx(1 - brute)
     paired = probability_of_improvement([3.0, 1.0, 2.0], [2.0, 1.0, 4.0], "higher", paired=True)
     assert paired == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_the_probability_of_improvement_has_clopper_pearsons_interval_over_paired_seeds():
+    from scipy.stats import beta
+
+    won = improvement_interval([3.0, 2.0, 5.0], [1.0, 1.0, 1.0], "higher", paired=True)
+    assert (won.mean, won.high, won.n) == (1.0, 1.0, 3)
+    assert won.low == pytest.approx(0.025 ** (1 / 3))  # all n won: the lower bound is (a/2)^(1/n)
+    # 2 wins, 1 tie, 1 loss of 4: the tie a loss below and a win above (beta quantiles)
+    tied = improvement_interval([2.0, 2.0, 5.0, 0.0], [1.0, 2.0, 1.0, 1.0], "higher", paired=True)
+    assert tied.mean == pytest.approx(2.5 / 4)
+    assert tied.low == pytest.approx(beta.ppf(0.025, 2, 3))
+    assert tied.high == pytest.approx(beta.ppf(0.975, 4, 1))
+    assert not improvement_interval([3.0, 2.0], [1.0, 1.0], "higher", paired=True).exists
+    unpaired = improvement_interval([3.0, 2.0, 5.0], [1.0, 1.0, 1.0], "higher", paired=False)
+    assert unpaired.mean == 1.0 and unpaired.note() == "unpaired seeds: no interval"
 
 
 def test_seeds_needed_is_the_normal_formula_rounded_up():

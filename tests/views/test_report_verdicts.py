@@ -102,7 +102,9 @@ def test_overlapping_seeds_are_tied_and_nothing_is_bold(tmp_path: Path) -> None:
     sentence = blocks[blocks.index(headline) + 1]
     assert isinstance(sentence, Paragraph) and "a / none is tied with b / none" in sentence.text
     # Paired by seed: a beats b on seed 1 only; b beats c on every seed.
-    assert _column(headline, "P(beats") == {"a / none": "0.33", "b / none": "1", "c / none": "–"}
+    # With intervals: Clopper-Pearson over the 3 paired seeds, not a bare "1" from 3 seeds.
+    chances = {"a / none": "0.33 [0.0084, 0.91]", "b / none": "1 [0.29, 1]", "c / none": "–"}
+    assert _column(headline, "P(beats") == chances
     line = best_configurations(score_table(OVERLAPPING), vocabulary)["d"]
     assert "tied with b / none" in line and "(95% CI, 3 seeds)" in line
 
@@ -122,7 +124,8 @@ def test_a_clearly_better_configuration_is_bold_best_with_its_interval(tmp_path:
     assert _column(headline, "score")["a / none"] == (
         f"{format_number(np.mean(a))} ± {format_number(half, 2)}"
     )
-    assert _column(headline, "P(beats")["a / none"] == "1"  # every pair of seeds: a wins
+    # every pair of seeds: a wins; seeds that differ have no interval of paired draws
+    assert _column(headline, "P(beats")["a / none"] == "1 (unpaired seeds: no interval)"
     line = best_configurations(score_table(APART), vocabulary)["d"]
     assert line.startswith("a / none: score 5.05 ± ") and ", best (better than each" in line
 
