@@ -37,9 +37,7 @@ from aebench.views.drawing import (  # noqa: F401  (offered here too: the figure
     TRIAL_PNGS,
     complete_trial,
     draw_images,
-    latent_grid,
     loss_lines,
-    plane,
     read_arrays,
     render_trial,
 )

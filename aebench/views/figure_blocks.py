@@ -104,7 +104,7 @@ def _latent_blocks(
     folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
 ) -> list[Block]:
     """The latent scatters of each configuration's median seed, side by side."""
-    from aebench.views import drawing  # numpy and matplotlib: no torch
+    from aebench.views import drawing, suite_drawing  # numpy and matplotlib: no torch
 
     columns = ranking_columns(board, vocabulary)
     panels = []
@@ -115,10 +115,10 @@ def _latent_blocks(
         if npz.is_file():
             panels.append((f"{rank}. {board.label(i)} seed={median['seed']}", npz))
     path = confined(folder, FIGURES, safe_name(f"latent_{board.dataset}") + ".png")
-    panels = [(title, npz) for title, npz in panels if drawing.has_latent(npz)]
+    panels = [(title, npz) for title, npz in panels if suite_drawing.has_latent(npz)]
     if not panels:
         return []
-    draw_beside(path, f"the report ({path.name})", drawing.latent_grid, path, panels)
+    draw_beside(path, f"the report ({path.name})", suite_drawing.latent_grid, path, panels)
     caption = "latent codes of the test split, each configuration's median seed"
     return [Heading(3, "Latent spaces"), Images([(caption, path)])]
 
@@ -127,7 +127,7 @@ def _plane_blocks(
     folder: Path, board: Leaderboard, vocabulary: Vocabulary, order: list[int]
 ) -> list[Block]:
     """Pairs of columns that metrics ask to see plotted: one point per trial."""
-    from aebench.views import drawing  # numpy and matplotlib: no torch
+    from aebench.views import suite_drawing  # numpy and matplotlib: no torch
 
     blocks: list[Block] = []
     for x, y in vocabulary.planes:
@@ -139,11 +139,11 @@ def _plane_blocks(
             if pd.notna(r[x]) and pd.notna(r[y])
         ]
         points = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
-        if not points:  # drawing.plane would draw nothing
+        if not points:  # plane would draw nothing
             continue
         path = confined(folder, FIGURES, safe_name(f"{x}_{y}_{board.dataset}") + ".png")
         columns = (vocabulary.get(x), vocabulary.get(y))
-        draw_beside(path, f"the report ({path.name})", drawing.plane, path, points, *columns)
+        draw_beside(path, f"the report ({path.name})", suite_drawing.plane, path, points, *columns)
         blocks += [Heading(3, f"{x}–{y} plane"), Images([("one point per trial", path)])]
     return blocks
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from aebench.contract.columns import Column
-from aebench.views.drawing import ARRAYS, LATENT_PNG, draw_images, latent_grid, plane, render_trial
+from aebench.views.drawing import ARRAYS, LATENT_PNG, draw_images, render_trial
+from aebench.views.suite_drawing import latent_grid, plane
 
 
 def test_a_plane_of_a_hundred_configurations_keeps_its_axes_and_every_label(tmp_path) -> None:
