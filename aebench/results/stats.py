@@ -141,16 +141,25 @@ def probability_of_improvement(
     """P(a beats b): paired, the share of seeds where ``a`` does; else the share of all pairs
     of seeds (the Mann–Whitney U statistic over n·m, as rliable's probability of improvement);
     ties count half. NaN without values."""
+    if paired:
+        wins, ties, n = _paired_outcomes(a, b, better)
+        return (wins + 0.5 * ties) / n if n else math.nan
+    sign = 1.0 if better == "higher" else -1.0
+    x = finite_values(np.asarray(a, dtype=float) * sign)
+    y = finite_values(np.asarray(b, dtype=float) * sign)
+    wins = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+    return float(np.mean(wins)) if wins.size else math.nan
+
+
+def _paired_outcomes(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, better: str
+) -> tuple[int, int, int]:
+    """Over the seeds where both have a value: how many ``a`` wins, how many tie, how many."""
     sign = 1.0 if better == "higher" else -1.0
     x, y = np.asarray(a, dtype=float) * sign, np.asarray(b, dtype=float) * sign
-    if paired:
-        keep = np.isfinite(x) & np.isfinite(y)
-        x, y = x[keep], y[keep]
-        wins = (x > y) + 0.5 * (x == y)
-    else:
-        x, y = finite_values(x), finite_values(y)
-        wins = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
-    return float(np.mean(wins)) if wins.size else math.nan
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    return int((x > y).sum()), int((x == y).sum()), len(x)
 
 
 def improvement_interval(
@@ -172,14 +181,9 @@ def improvement_interval(
     if not paired:
         n = min(len(finite_values(a)), len(finite_values(b)))
         return Interval(estimate, math.nan, math.nan, n, confidence, missing="unpaired seeds")
-    sign = 1.0 if better == "higher" else -1.0
-    x, y = np.asarray(a, dtype=float) * sign, np.asarray(b, dtype=float) * sign
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    n = len(x)
+    wins, ties, n = _paired_outcomes(a, b, better)
     if n < MIN_SEEDS:
         return Interval(estimate, math.nan, math.nan, n, confidence)
-    wins, ties = int((x > y).sum()), int((x == y).sum())
     low = stats.binomtest(wins, n).proportion_ci(confidence, method="exact").low
     high = stats.binomtest(wins + ties, n).proportion_ci(confidence, method="exact").high
     return Interval(estimate, float(low), float(high), n, confidence)
