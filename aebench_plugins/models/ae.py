@@ -68,7 +68,7 @@ class CodeAutoencoder(nn.Module):
     def forward(self, x: Tensor) -> ModelOutput:
         code = self.encode(x)
         logits = self.decoder(code)
-        return ModelOutput(code=code, recon=self._output(logits), extras={"logits": logits})
+        return ModelOutput(code=code, recon=lambda: self._output(logits), extras={"logits": logits})
 
     def loss(self, x: Tensor, out: ModelOutput) -> Tensor:
         return reconstruction_loss(x, out.extras["logits"], self.info.kind)

@@ -142,7 +142,7 @@ class FlowVAE(GaussianVAE):
         decoded = self._decoded(z)
         return ModelOutput(
             code=z[0],
-            recon=self._likelihood_of(decoded[0]).mean,
+            recon=lambda: self._likelihood_of(decoded[0]).mean,
             hidden=mu,  # sparsity penalties act on the deterministic code, not on the noise
             extras={"mu": mu, "logvar": logvar, "z": z, "log_q": log_q, "decoded": decoded},
         )

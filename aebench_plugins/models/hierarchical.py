@@ -193,7 +193,7 @@ class TwoLayerVAE(GaussianVAE):
         decoded = self._decoded(z)
         return ModelOutput(
             code=z[0],
-            recon=self._likelihood_of(decoded[0]).mean,
+            recon=lambda: self._likelihood_of(decoded[0]).mean,
             hidden=torch.cat([mu, self.q_top(mu)[0]], dim=-1),
             extras={"mu": mu, "logvar": logvar, "z": z, "log_q": q.log_prob(z), "decoded": decoded},
         )

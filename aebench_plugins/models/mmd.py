@@ -214,7 +214,7 @@ class DeterministicWAE(nn.Module):
         decoded = self.decoding._decoded(code)
         return ModelOutput(
             code=code,
-            recon=self.decoding._likelihood_of(decoded).mean,
+            recon=lambda: self.decoding._likelihood_of(decoded).mean,
             extras={"decoded": decoded, "prior_z": torch.randn_like(code)},
         )
 

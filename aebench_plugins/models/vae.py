@@ -207,10 +207,9 @@ class GaussianVAE(nn.Module):
         mu, logvar = self._posterior_params(x)
         z = reparameterise(mu, logvar, self.mc_samples)  # (S, B, latent)
         decoded = self._decoded(z)
-        recon = self._likelihood_of(decoded[0]).mean
         return ModelOutput(
             code=z[0],
-            recon=recon,
+            recon=lambda: self._likelihood_of(decoded[0]).mean,  # read by metrics, not the loss
             hidden=mu,  # sparsity penalties act on the deterministic code, not on the noise
             extras={"mu": mu, "logvar": logvar, "z": z, "decoded": decoded},
         )

@@ -140,7 +140,7 @@ class VQVAE(nn.Module):
         logits = self.decoder(z_q.flatten(1))
         return ModelOutput(
             code=z_q.flatten(1),
-            recon=self._output(logits),
+            recon=lambda: self._output(logits),
             extras={"logits": logits, "z_e": z_e, "e": e},
         )
 
