@@ -17,6 +17,7 @@ from workloads import (
     FAMILIES,
     LR,
     SIZES,
+    SMOKE,
     SUMMARY,
     bare_epoch,
     build_model,
@@ -85,4 +86,45 @@ def test_train_epoch(benchmark, plugins, calibration_flops, family: str) -> None
         f" bare with default Adam {samples_per_s['bare, default Adam']:9.0f}"
         f" (ratio {info['ratio_to_default_adam_loop']:.3f});"
         f" {flops / 1e6:.2f} MFLOP/sample, {fraction:.1%} of the calibration matmul's FLOP/s"
+    )
+
+
+def test_what_reading_the_reconstruction_costs_a_step(benchmark, plugins) -> None:
+    """A Burda VAE's batch-20 training step (forward, loss, backward, fused Adam) as the trainer
+    runs it, the loss read from logits alone, against the same step that also reads
+    ``out.recon`` (its sigmoid over every pixel, which the model computed in every forward pass
+    before the reconstruction was given as a function)."""
+    steps = 10 if SMOKE else 100
+    data = mnist_like(20 * steps, 8, binary=True)
+    burda = {"latent_dim": 50, "hidden": [200, 200], "activation": "tanh"}
+    model = build_model(plugins, "vae", data.info, **burda).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
+    batches = data.train.x.split(20)
+    recons: list[torch.Tensor] = [torch.empty(0)]
+
+    def block(read_recon: bool) -> None:
+        for x in batches:
+            out = model(x)
+            loss = model.loss(x, out).mean()
+            if read_recon:
+                recons.append(out.recon)  # kept a step, as a caller that reads it keeps it
+                recons.pop(0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    times: dict[str, list[float]] = {"loss only": [], "reading recon": []}
+    block(True), block(False)  # warm-up
+    benchmark.pedantic(
+        lambda: times["loss only"].append(timed(lambda: block(False))),
+        setup=lambda: times["reading recon"].append(timed(lambda: block(True))),
+        rounds=1 if SMOKE else 15,
+    )
+    saved = statistics.median(
+        r / o for o, r in zip(times["loss only"], times["reading recon"], strict=True)
+    )
+    benchmark.extra_info["speedup_without_recon"] = saved
+    SUMMARY.append(
+        f"Burda VAE batch-20 step, {torch.get_num_threads()} threads: the loss alone runs at"
+        f" {saved:.3f}x the speed of the step that also reads out.recon"
     )
