@@ -26,6 +26,7 @@ from torch.distributions import Distribution, kl_divergence
 from aebench.contract.model import LatentVariableModel
 from aebench.estimators.pacing import between_chunks
 from aebench.estimators.precision import PRECISIONS, Precision, autocast  # noqa: F401  (metrics' parameter)
+from aebench.estimators.seeding import seeded_on
 
 # Numbers per tensor in one chunk (2**21 float32 = 8 MiB); a decoder's own activations come on top.
 DEFAULT_MAX_ELEMENTS = 2**21
@@ -50,10 +51,7 @@ def seeded(generator: torch.Generator) -> Iterator[None]:
     The seed is the generator's initial seed, so a caller's draws do not depend on what other
     callers drew from the same generator before it.
     """
-    device = generator.device
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type):
-        torch.manual_seed(generator.initial_seed())
+    with seeded_on(generator.device, generator.initial_seed()):
         yield
 
 

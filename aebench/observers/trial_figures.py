@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from aebench.contract.data import Data
 from aebench.contract.model import LatentVariableModel
+from aebench.estimators.seeding import seeded_on
 from aebench.results.files import write_atomically
 from aebench.results.trials import trial_folder, writable_trial_folder
 from aebench.run.observing import Row, SuiteObserver, TrialOutcome
@@ -97,8 +98,7 @@ def capture(
         arrays.update(_code_traversals(model, x[:1], codes, seed))
     if isinstance(model, LatentVariableModel):
         device = test.x.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded_on(device, seed):  # (a prior's draws are on the model's device)
             z = model.prior().sample((N_SAMPLES,)).to(device)
         arrays["samples"] = model.decode(z).float().cpu().numpy()
         arrays.update(_traversals(model, codes, seed))

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from aebench.contract.data import Split
+from aebench.estimators.seeding import seeded_on
 
 EVAL_BATCH = 1024
 
@@ -48,12 +49,10 @@ def held_out_losses(
         return None, {}  # nothing to measure: no pass at all
     was_training = model.training
     model.eval()
-    devices = [x.device] if x.device.type == "cuda" else []
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     term_sums: dict[str, Tensor] = {}
     # No graph: a model whose loss needs gradients (a gradient penalty) turns them on itself.
-    with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type=x.device.type):
-        torch.manual_seed(seed)
+    with torch.no_grad(), seeded_on(x.device, seed):
         for batch in x.split(EVAL_BATCH):
             out = model(batch)
             if loss:
