@@ -13,13 +13,18 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from aebench.results.confined import inside_root
 from aebench.results.files import FolderError, write_atomically
 from aebench.results.weights import WeightsError, load_weights
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from aebench.run.validation import EarlyStopping
 
 FORMAT = 1
 DEFAULT_SECONDS = 60.0  # without [train] checkpoint_every: about once a minute of training
@@ -95,3 +100,36 @@ class Checkpoints:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def checkpoint_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    scheduler: Any,
+    watch: EarlyStopping,
+    *,
+    epoch: int,
+    train_s: float,
+    curves: dict[str, list[float]],
+    timed: tuple[float, int],
+) -> dict[str, Any]:
+    """What a checkpoint after ``epoch`` holds: all the rest of training depends on, as
+    ``Training._resume`` reads it back (the trials of a stacked group save theirs here too).
+    ``timed``: the seconds and samples of the epochs that samples/s counts."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),  # the global stream: a VAE's samples come from it
+        "scheduler": scheduler.state_dict(),
+        "watch": watch.state_dict(),
+        "epoch": epoch,
+        "train_s": train_s,
+        "curves": curves,
+        "timed_s": timed[0],
+        "timed_samples": timed[1],
+    }
+    if generator.device.type == "cuda":  # the trial's device, the generator's
+        state["cuda_rng"] = torch.cuda.get_rng_state(generator.device)
+    return state

@@ -26,7 +26,7 @@ and the group is vmapped as before.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -39,6 +39,7 @@ INDEPENDENT = "independent_samples"  # the model class attribute that opts in
 
 
 Drawn = tuple[Data, Regularizer, torch.Generator]  # a trial's data, regularizer and generator
+Slicer = Callable[[Tensor], Tensor]  # one trial's part of a tensor laid out as a stacked parameter
 
 
 class GroupBatches:
@@ -222,6 +223,13 @@ class RowsEngine:
         model = self.template
         per_sample = model.loss(x.flatten(0, 1), model(x_in.flatten(0, 1))).float()
         return per_sample.view(s, b).mean(1)
+
+    def trial_parameters(self, i: int) -> Iterator[tuple[str, Tensor, Slicer]]:
+        """Per stacked parameter: trial i's own parameter's name, and how to take its part of a
+        tensor laid out as the stacked one (a weight is stored transposed)."""
+        for name, layer in self.layers.items():
+            yield f"{name}.weight", layer.weight, lambda t: t[i].t()
+            yield f"{name}.bias", layer.bias, lambda t: t[i]
 
     @torch.no_grad()
     def unstack(self) -> None:

@@ -37,7 +37,7 @@ from aebench.run.auxiliary import (
     auxiliary_parameters,
     main_parameters,
 )
-from aebench.run.checkpoint import Checkpoints
+from aebench.run.checkpoint import Checkpoints, checkpoint_state
 from aebench.run.data import shuffled_batches
 from aebench.run.optim import make_optimizer, make_schedule
 from aebench.run.sections import AnnealSection, TrainSection
@@ -352,12 +352,18 @@ class Training:
         auxiliary = self.auxiliary
         own = {} if auxiliary is None else {"auxiliary_optimizer": auxiliary.optimizer}
         checkpoints.save(
-            _snapshot(self.model, self.optimizer, self.generator, self.device)
+            checkpoint_state(
+                self.model,
+                self.optimizer,
+                self.generator,
+                self.scheduler,
+                self.watch,
+                epoch=epoch,
+                train_s=trained_s,
+                curves=self.result.curves,
+                timed=(self.timed_s, self.timed_samples),
+            )
             | {name: o.state_dict() for name, o in own.items()}
-            | {"scheduler": self.scheduler.state_dict(), "watch": self.watch.state_dict()}
-            | {"epoch": epoch, "train_s": trained_s}
-            | {"curves": self.result.curves}
-            | {"timed_s": self.timed_s, "timed_samples": self.timed_samples}
         )
 
     def finish(self) -> TrainResult:
@@ -395,21 +401,6 @@ def fit_ex_post(model: nn.Module, data: Data, generator: torch.Generator) -> Non
     with torch.no_grad():
         model.fit_ex_post(x)
     model.train(was_training)
-
-
-def _snapshot(
-    model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, device
-) -> dict:
-    """What the rest of training depends on, besides the epoch and the curves."""
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),  # the global stream: a VAE's samples come from it
-    }
-    if device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(device)
-    return state
 
 
 def _restore(

@@ -90,8 +90,12 @@ def test_the_seeds_of_one_configuration_train_together(plugins: Plugins) -> None
         ({"schedule": {"kind": "plateau"}}, {}, {}),
         ({}, {}, {"isolate": True}),
         ({}, {}, {"timeout": 60.0}),
+        ({"compile": True}, {}, {}),
     ],
-    ids=["off", "early-stopping", "clip", "checkpoints", "plateau", "isolate", "timeout"],
+    ids=[
+        *("off", "early-stopping", "clip", "checkpoints", "plateau", "isolate", "timeout"),
+        "compile",
+    ],
 )
 def test_what_stacking_does_not_do_trains_alone(
     plugins: Plugins, train: dict[str, Any], settings: dict[str, Any], changes: dict[str, Any]
@@ -99,6 +103,14 @@ def test_what_stacking_does_not_do_trains_alone(
     found = trials(plugins, seeds=[0, 1, 2], train=train, **settings)
     groups = stacked.groups(workload(plugins, found, **changes))
     assert [len(g) for g in groups] == [1, 1, 1]
+
+
+def test_compile_auto_gives_way_to_stacking(plugins: Plugins) -> None:
+    """``compile = "auto"`` compiles long trials alone (1.10x on the Burda VAE); stacked, its
+    seeds train faster still (2.2-2.3x), uncompiled."""
+    found = trials(plugins, seeds=[0, 1, 2], train={"compile": "auto"}, epochs=100_000)
+    assert found[0].settings().compiles(1_000)  # alone, it would compile
+    assert [len(g) for g in stacked.groups(workload(plugins, found))] == [3]
 
 
 def test_each_stacked_trial_has_its_own_model_curves_and_row(
