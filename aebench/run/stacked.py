@@ -13,7 +13,7 @@ GEMM per layer instead of one small GEMM per trial. Each trial keeps what it has
 - its curves, its model (rebuilt from its slice of the stacked weights, measured alone by
   ``trained_row``, as ``run_trial`` measures) and its row;
 - its checkpoint, about once a minute, in its folder, as alone (``stacked_checkpoints``): a
-  killed group's trials resume alone, each from its own.
+  killed group resumes together from them (alone where they differ in epoch).
 
 The model's own noise (a VAE's reparameterisation) is drawn for all the trials at once, so a
 stacked trial's numbers are not those of the same trial alone: the same distribution, not the
@@ -32,9 +32,8 @@ What stacked training does not do falls back to training each trial alone (``sta
 ``_prepare`` say which): early stopping and a restored best epoch, a held-out fraction,
 annealing, a plateau schedule, gradient clipping, bf16, ``compile = true`` (``"auto"`` gives way
 to stacking, which pays more: 2.2-2.3x against compile's 1.10x on the Burda VAE), checkpoints
-every N epochs or one to resume from, a model's auxiliary optimizer, a regularizer's penalty,
-isolation, a time limit, a search's pruner. A group whose stacked training raises trains its
-trials alone, one by one.
+every N epochs, a model's auxiliary optimizer, a regularizer's penalty, isolation, a time limit,
+a search's pruner. A group whose stacked training raises trains its trials alone, one by one.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ import traceback
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -147,16 +146,19 @@ class Prepared:
     regularizer: Regularizer
     data: Data
     generator: torch.Generator
-    watch: EarlyStopping = field(default_factory=EarlyStopping)  # the best validation epoch
     checkpoints: Checkpoints | None = None  # its own, in its folder (stacked_checkpoints)
+    resumed: dict[str, Any] | None = None  # the checkpoint it resumes from
+    watch: EarlyStopping = field(default_factory=EarlyStopping)  # the best validation epoch
 
 
 def _prepare(trial: Trial, work: Workload) -> Prepared | None:
-    """The trial built as alone; None where it must train alone (``run_trial`` then records
-    its skip, its failure or its resumed checkpoint as it would)."""
+    """The trial built as alone, with its checkpoint if it has one; None where it must train
+    alone (``run_trial`` then records its skip or its failure as it would)."""
     device, plugins = work.device, work.plugins
-    if work.output is not None and (trial_folder(work.output, trial.id) / CHECKPOINT).exists():
-        return None  # resumes alone from its checkpoint
+    checkpoints = None
+    if work.output is not None:
+        path = trial_folder(work.output, trial.id) / CHECKPOINT
+        checkpoints = Checkpoints(path, trial.id, root=work.output)
     try:
         data = work.cache.get(trial.dataset, device)
         model_entry = plugins.models.get(trial.model.plugin)
@@ -182,11 +184,8 @@ def _prepare(trial: Trial, work: Workload) -> Prepared | None:
                 model.fit_before_training(data.train.x)
     except Exception:  # alone, it fails with its plugin blamed
         return None
-    checkpoints = None
-    if work.output is not None:
-        path = trial_folder(work.output, trial.id) / CHECKPOINT
-        checkpoints = Checkpoints(path, trial.id, root=work.output)
-    return Prepared(trial, model, regularizer, data, generator, checkpoints=checkpoints)
+    resumed = checkpoints.load() if checkpoints is not None else None  # (unreadable: starts over)
+    return Prepared(trial, model, regularizer, data, generator, checkpoints, resumed)
 
 
 class _Objective(nn.Module):
@@ -250,6 +249,7 @@ class StackedTraining:
 
     def __init__(self, group: list[Prepared], settings: TrainSection) -> None:
         self.group, self.settings = group, settings
+        alone = stacked_checkpoints.restore_trials(group, settings)  # before their weights stack
         models = [p.model for p in group]
         for model in models:
             model.train()
@@ -265,12 +265,13 @@ class StackedTraining:
         self.weights = weights.to(data.train.x.device)
         self.batches = GroupBatches([(p.data, p.regularizer, p.generator) for p in group])
         self.results = [TrainResult() for _ in group]
-        self.timed_s, self.timed_samples = 0.0, 0
+        self.timed_s, self.timed_samples, self.earlier_s = 0.0, 0, 0.0
+        self.resumed_after = stacked_checkpoints.resume_group(self, alone)
 
     def run(self) -> list[TrainResult]:
         settings, results = self.settings, self.results
         self.start = start = time.perf_counter()
-        for epoch in range(1, settings.epochs + 1):
+        for epoch in range(self.resumed_after + 1, settings.epochs + 1):
             adjust_threads()
             lr = self.optimizer.param_groups[0]["lr"]
             epoch_start = time.perf_counter()
@@ -287,7 +288,7 @@ class StackedTraining:
                 break
             self.scheduler.step()
             stacked_checkpoints.save_if_due(self, epoch)
-        return self._finish(time.perf_counter() - start)
+        return self._finish(self.earlier_s + time.perf_counter() - start)
 
     def _train_epoch(self) -> list[float]:
         size = self.settings.batch_size
@@ -370,6 +371,11 @@ def run_group(group: list[Trial], work: Workload) -> Iterator[Finished]:
             yield trial, *work.run_here(trial, isolate=False)
         else:
             ready.append(prepared)
+    if len({p.resumed["epoch"] if p.resumed else 0 for p in ready}) > 1:
+        # not all from one epoch: those with a checkpoint resume alone, the others train together
+        for prepared in [p for p in ready if p.resumed is not None]:
+            yield prepared.trial, *work.run_here(prepared.trial, isolate=False)
+        ready = [p for p in ready if p.resumed is None]
     if len(ready) == 1:
         yield ready[0].trial, *work.run_here(ready[0].trial, isolate=False)
         return

@@ -256,7 +256,7 @@ class Training:
         self.auxiliary = AuxiliaryStep(model, extra, settings, autocast=autocast)
 
     def _resume(self, state: dict[str, Any]) -> None:
-        _restore(state, self.model, self.optimizer, self.generator, self.device)
+        restore_checkpoint(state, self.model, self.optimizer, self.generator, self.device)
         if self.auxiliary is not None and "auxiliary_optimizer" in state:
             self.auxiliary.optimizer.load_state_dict(state["auxiliary_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -403,9 +403,10 @@ def fit_ex_post(model: nn.Module, data: Data, generator: torch.Generator) -> Non
     model.train(was_training)
 
 
-def _restore(
+def restore_checkpoint(
     state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, generator, device
 ) -> None:
+    """The model, optimizer, generator and torch's stream as a checkpoint holds them."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if state["generator"].numel() == generator.get_state().numel():

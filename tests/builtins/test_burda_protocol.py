@@ -16,7 +16,7 @@ from torch.distributions import Distribution, Independent, Normal
 from aebench import Data, DataInfo, MetricContext, NotApplicable, Split, load_plugins
 from aebench.run.sections import AUTO_COMPILE_STEPS, TrainSection
 from aebench.run.suite import load_suite
-from aebench.run.train import _restore
+from aebench.run.train import restore_checkpoint
 from aebench_plugins.metrics.likelihood import active_units
 
 PLUGINS = load_plugins()
@@ -175,6 +175,6 @@ def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_seeded_stream()
         "epoch": 5,
     }
     generator = torch.Generator().manual_seed(7)
-    _restore(state, model, optimizer, generator, torch.device("cpu"))
+    restore_checkpoint(state, model, optimizer, generator, torch.device("cpu"))
     expected = torch.Generator().manual_seed(7 + 5)
     assert torch.equal(generator.get_state(), expected.get_state())
