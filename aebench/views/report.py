@@ -88,6 +88,8 @@ class ReportBuilder(SuiteObserver):
         self.leaderboards = SharedLeaderboards()
 
     def suite_finished(self, run: SuiteRun) -> None:
+        if run.interrupted and not (run.output / PARQUET).is_file():
+            return  # stopped before any trial finished: nothing to report, nothing failed
         if not run.rows and report_is_current(run.output):
             self.paths = (run.output / REPORT_MD, run.output / REPORT_HTML)
             return

@@ -668,3 +668,17 @@ def test_traversals_and_interpolations_are_drawn_for_images(tmp_path: Path) -> N
     written = {path.name for path in render_trial(tmp_path, "a title")}
     assert {TRAVERSAL_PNG, INTERPOLATION_PNG} <= written
     assert (tmp_path / TRAVERSAL_PNG).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_run_stopped_before_any_trial_finished_reports_nothing_and_no_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aebench.run.observing import SuiteRun
+    from aebench.views.report import ReportBuilder
+
+    builder = ReportBuilder()
+    builder.suite_finished(SuiteRun(output=tmp_path, rows=[], interrupted=True))
+    assert capsys.readouterr().err == ""
+    assert builder.paths is None and list(tmp_path.iterdir()) == []
+    builder.suite_finished(SuiteRun(output=tmp_path, rows=[]))  # not interrupted: says why
+    assert "no results.parquet here" in capsys.readouterr().err
