@@ -59,26 +59,25 @@ def trial_optimizer(training: StackedTraining, i: int, model: nn.Module) -> torc
     part of the group optimizer's state and the rate the schedule has set."""
     group = training.optimizer
     single = make_optimizer(model, training.settings)
-    own = [name for name, p in model.named_parameters() if p.requires_grad]  # its order
-    position = {id(p): k for k, p in enumerate(p for g in group.param_groups for p in g["params"])}
-    group_state = group.state_dict()
+    trainable = (name for name, p in model.named_parameters() if p.requires_grad)
+    own = {name: k for k, name in enumerate(trainable)}  # its optimizer's order
     state = {}
     for name, param, part in training.engine.trial_parameters(i):
-        kept = group_state["state"].get(position.get(id(param), -1))
-        if name in own and kept is not None:
+        kept = group.state.get(param)
+        if name in own and kept:
             # contiguous copies: a fused optimizer walks its state in its parameter's layout (a
             # transposed view would pair each weight with another's moments), and a view would
             # save its whole stacked storage
-            state[own.index(name)] = {
+            state[own[name]] = {
                 key: (part(value) if value.shape == param.shape else value).clone(
                     memory_format=torch.contiguous_format
                 )
                 for key, value in kept.items()
             }
     groups = [
-        {**stacked, "params": alone["params"]}
+        {**{k: v for k, v in stacked.items() if k != "params"}, "params": alone["params"]}
         for stacked, alone in zip(
-            group_state["param_groups"], single.state_dict()["param_groups"], strict=True
+            group.param_groups, single.state_dict()["param_groups"], strict=True
         )
     ]
     single.load_state_dict({"state": state, "param_groups": groups})
