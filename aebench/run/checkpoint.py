@@ -115,7 +115,7 @@ def checkpoint_state(
     timed: tuple[float, int],
 ) -> dict[str, Any]:
     """What a checkpoint after ``epoch`` holds: all the rest of training depends on, as
-    ``Training._resume`` reads it back (the trials of a stacked group save theirs here too).
+    ``restore_checkpoint`` and ``Training._resume`` read it back (a stacked group's trials too).
     ``timed``: the seconds and samples of the epochs that samples/s counts."""
     state = {
         "model": model.state_dict(),
@@ -133,3 +133,18 @@ def checkpoint_state(
     if generator.device.type == "cuda":  # the trial's device, the generator's
         state["cuda_rng"] = torch.cuda.get_rng_state(generator.device)
     return state
+
+
+def restore_checkpoint(
+    state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, generator, device
+) -> None:
+    """The model, optimizer, generator and torch's stream as a checkpoint holds them."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if state["generator"].numel() == generator.get_state().numel():
+        generator.set_state(state["generator"])
+    else:  # saved on another kind of device, whose stream cannot carry over: a seeded new one
+        generator.manual_seed(generator.initial_seed() + state["epoch"])
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from aebench.run.checkpoint import checkpoint_state
+from aebench.run.checkpoint import checkpoint_state, restore_checkpoint
 from aebench.run.optim import make_optimizer
 from aebench.run.sections import TrainSection
-from aebench.run.train import restore_checkpoint
 
 if TYPE_CHECKING:
     from aebench.run.stacked import Prepared, StackedTraining

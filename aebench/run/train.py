@@ -37,7 +37,7 @@ from aebench.run.auxiliary import (
     auxiliary_parameters,
     main_parameters,
 )
-from aebench.run.checkpoint import Checkpoints, checkpoint_state
+from aebench.run.checkpoint import Checkpoints, checkpoint_state, restore_checkpoint
 from aebench.run.data import shuffled_batches
 from aebench.run.optim import make_optimizer, make_schedule
 from aebench.run.sections import AnnealSection, TrainSection
@@ -401,21 +401,6 @@ def fit_ex_post(model: nn.Module, data: Data, generator: torch.Generator) -> Non
     with torch.no_grad():
         model.fit_ex_post(x)
     model.train(was_training)
-
-
-def restore_checkpoint(
-    state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, generator, device
-) -> None:
-    """The model, optimizer, generator and torch's stream as a checkpoint holds them."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if state["generator"].numel() == generator.get_state().numel():
-        generator.set_state(state["generator"])
-    else:  # saved on another kind of device, whose stream cannot carry over: a seeded new one
-        generator.manual_seed(generator.initial_seed() + state["epoch"])
-    torch.set_rng_state(state["torch_rng"])
-    if device.type == "cuda" and "cuda_rng" in state:
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
 def _epoch_means(

@@ -14,9 +14,9 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from aebench import Data, DataInfo, MetricContext, NotApplicable, Split, load_plugins
+from aebench.run.checkpoint import restore_checkpoint
 from aebench.run.sections import AUTO_COMPILE_STEPS, TrainSection
 from aebench.run.suite import load_suite
-from aebench.run.train import restore_checkpoint
 from aebench_plugins.metrics.likelihood import active_units
 
 PLUGINS = load_plugins()
