@@ -92,8 +92,8 @@ def metric_table(
         tips += [
             "best: better than every other configuration (tests over seeds, Holm); "
             "tied: not shown worse than the top",
-            "probability that a seed of it beats a seed of the next one (paired by seed where "
-            "the seeds match), with its Clopper-Pearson interval over the paired seeds (from 3)",
+            "probability that a seed of it beats a seed of the next one (paired over the seeds "
+            "both have, from 3), with its Clopper-Pearson interval over those seeds",
         ]
         extra = _verdict_cells(board, vocabulary, order)
     header = [*fixed, *(m + arrow(m, vocabulary) for m in metrics)]

@@ -6,7 +6,9 @@ comparisons (Holm); otherwise the configurations not shown worse than it are ``t
 Two configurations are compared paired by seed where they were measured on the same seeds (the
 seed fixes the data split and the initialisation, so a paired test removes that variation), and
 unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column) otherwise. How often each
-beats the next in a ranking is the probability of improvement (rliable's P(X > Y)).
+beats the next in a ranking is the probability of improvement (rliable's P(X > Y)), paired over
+the seeds both have where they share at least ``MIN_SEEDS`` (a failed seed leaves one a seed
+short: its interval stands on the others), and unpaired, with no interval, otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 
 from aebench.results.stats import (
     DEFAULT_CONFIDENCE,
+    MIN_SEEDS,
     Interval,
     better_p,
     holm,
@@ -73,11 +76,25 @@ def top_verdict(
     return TopVerdict(top, len(tied) == 1, tied, adjusted)
 
 
+def on_shared_seeds(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray, bool]:
+    """As ``aligned``, but paired over the seeds both have where there are ``MIN_SEEDS`` of them
+    (each seed once), the others left out; unpaired, all values, otherwise."""
+    x, y, paired = aligned(a, b)
+    a, b = a.dropna(), b.dropna()
+    if paired or not (a.index.is_unique and b.index.is_unique):
+        return x, y, paired
+    shared = sorted(set(a.index) & set(b.index))
+    if len(shared) < MIN_SEEDS:
+        return x, y, False
+    return a[shared].to_numpy(float), b[shared].to_numpy(float), True
+
+
 def beats_next(samples: list[Samples], better: str) -> list[Interval]:
-    """For configurations in ranked order, the probability that each beats the next (paired by
-    seed where their seeds match) with its interval; the last has no next and is left out."""
+    """For configurations in ranked order, the probability that each beats the next (paired over
+    the seeds they share, ``on_shared_seeds``) with its interval; the last has no next and is
+    left out."""
     out = []
     for a, b in zip(samples, samples[1:], strict=False):
-        x, y, paired = aligned(a, b)
+        x, y, paired = on_shared_seeds(a, b)
         out.append(improvement_interval(x, y, better, paired=paired))
     return out

@@ -24,6 +24,7 @@ from aebench.views.cells import format_number, interval_cell
 from aebench.views.layout import report_blocks
 from aebench.views.markdown import to_markdown
 from aebench.views.ranking import best_configurations, leaderboard
+from aebench.views.ranking_stats import beats_next
 
 DESCRIPTION = "classifier features, not Inception"
 
@@ -221,3 +222,17 @@ def test_too_few_seeds_never_make_a_best(a: int, b: int) -> None:
     assert board is not None
     # One seed on a side: nothing to test. Two a side: a test, but a or b alone is one seed.
     assert (board.best.get("score") == [0]) == (a == b == 2)
+
+
+def test_a_failed_seed_leaves_beats_next_paired_over_the_seeds_both_have() -> None:
+    # b's seed 3 failed: the shared seeds 0, 1, 2, 4 pair, a winning on each
+    a = pd.Series([5.0, 6.0, 7.0, 8.0, 9.0], index=[0, 1, 2, 3, 4])
+    b = pd.Series([1.0, 2.0, 3.0, 4.0], index=[0, 1, 2, 4])
+    (chance,) = beats_next([a, b], "higher")
+    assert chance.mean == 1.0 and chance.n == 4
+    expected = stats.binomtest(4, 4).proportion_ci(0.95, method="exact")
+    assert (chance.low, chance.high) == pytest.approx((expected.low, expected.high))
+    # two shared seeds are too few to pair: unpaired, every value, no interval
+    c = pd.Series([1.0, 2.0, 0.0], index=[0, 1, 7])
+    (unpaired,) = beats_next([a, c], "higher")
+    assert not unpaired.exists and unpaired.n == 3
