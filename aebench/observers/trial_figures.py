@@ -107,14 +107,16 @@ def capture(
     return arrays
 
 
-def _prior_moments(prior: torch.distributions.Distribution, seed: int) -> tuple[Tensor, Tensor]:
+def _prior_moments(
+    model: nn.Module, prior: torch.distributions.Distribution, seed: int
+) -> tuple[Tensor, Tensor]:
     """The prior's mean and standard deviation; estimated from samples when it has no closed form
-    (a mixture, say)."""
+    (a flow's, say), drawn on the model's device with the streams restored after."""
     try:
         return prior.mean, prior.stddev
     except NotImplementedError:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        device = next(model.parameters(), torch.empty(0)).device
+        with seeded_on(device, seed):
             z = prior.sample((1000,))
         return z.mean(0), z.std(0)
 
@@ -123,7 +125,7 @@ def _traversals(model: nn.Module, codes: np.ndarray, seed: int) -> dict[str, np.
     """Decodes of the prior mean with one dimension moved over ``TRAVERSAL_SIGMAS`` standard
     deviations, for the ``N_TRAVERSED`` dimensions whose codes vary most on the test inputs (an
     inactive dimension's traversal shows nothing)."""
-    mean, std = _prior_moments(model.prior(), seed)
+    mean, std = _prior_moments(model, model.prior(), seed)
     dims = np.sort(np.argsort(-codes.var(axis=0), kind="stable")[:N_TRAVERSED])
     steps = torch.as_tensor(TRAVERSAL_SIGMAS, dtype=mean.dtype, device=mean.device)
     z = mean.expand(len(dims), len(steps), -1).clone()
@@ -154,7 +156,7 @@ def _sweep_ranges(model: nn.Module, codes: np.ndarray, seed: int) -> tuple[np.nd
     else the range its codes take on the test inputs (such a code has no scale of its own)."""
     prior = _usable_prior(model)
     if prior is not None:
-        mean, std = _prior_moments(prior, seed)
+        mean, std = _prior_moments(model, prior, seed)
         mean, std = mean.float().cpu().numpy(), std.float().cpu().numpy()
         ranges = np.stack([mean - PRIOR_SWEEP * std, mean + PRIOR_SWEEP * std], axis=1)
         return ranges, f"the prior's mean ± {PRIOR_SWEEP:g}σ"

@@ -117,6 +117,43 @@ def test_a_deterministic_model_with_a_prior_is_swept_over_that_prior() -> None:
     assert str(arrays["code_traversal_range"]) == f"the prior's mean ± {PRIOR_SWEEP:g}σ"
 
 
+class ThreeCodesWithAFlowPrior(ThreeCodes):
+    """A density of its codes with no closed-form moments (a flow's): N(0, I) shifted by
+    (1, 0, -1) and scaled by (2, 1, 0.5) through a transform; its moments are estimated."""
+
+    def prior(self) -> torch.distributions.Distribution:
+        base = torch.distributions.Independent(
+            torch.distributions.Normal(torch.zeros(3), torch.ones(3)), 1
+        )
+        shift = torch.distributions.AffineTransform(
+            torch.tensor([1.0, 0.0, -1.0]), torch.tensor([2.0, 1.0, 0.5]), event_dim=1
+        )
+        return torch.distributions.TransformedDistribution(base, [shift])
+
+
+def test_a_prior_without_closed_form_moments_is_sampled_without_touching_the_streams(
+    monkeypatch,
+) -> None:
+    def every_device(seed: int) -> None:  # it seeds every GPU too, unrestored
+        raise AssertionError("torch.manual_seed seeds every device")
+
+    model, data = ThreeCodesWithAFlowPrior().eval(), four_by_four()
+    torch.manual_seed(5)
+    expected_next = torch.rand(4)
+    torch.manual_seed(5)
+    with monkeypatch.context() as patched:
+        patched.setattr(torch, "manual_seed", every_device)
+        arrays = capture(model, data, {}, seed=0)
+        again = capture(model, data, {}, seed=0)
+    assert torch.equal(torch.rand(4), expected_next)  # the global stream as before
+    low_high = arrays["code_traversal_values"][:, [0, -1]]
+    np.testing.assert_array_equal(low_high, again["code_traversal_values"][:, [0, -1]])
+    # 1,000 draws: the mean within 0.2 and the standard deviation within 10% (about 4 sigma)
+    mean, std = low_high.mean(axis=1), (low_high[:, 1] - low_high[:, 0]) / (2 * PRIOR_SWEEP)
+    np.testing.assert_allclose(mean, [1.0, 0.0, -1.0], atol=0.2)
+    np.testing.assert_allclose(std, [2.0, 1.0, 0.5], rtol=0.1)
+
+
 def test_at_most_the_most_active_dimensions_are_shown() -> None:
     data = _metric_data(labelled=False)
     torch.manual_seed(0)
