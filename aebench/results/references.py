@@ -8,6 +8,12 @@ columns and their values, ``{ model = "iwae", "model.k" = 50 }``). ``check = "wi
 default) asks for ours within the tolerance on either side; ``"not-worse"`` only that ours is not
 worse by more than it, in the column's declared better direction.
 
+Ours is a mean over seeds, and whether it reproduces is a test, not a reading of that mean: the
+verdict is ``inside`` where its interval (Student's t over the seeds, 95% unless asked) lies
+wholly within what the check allows, ``outside`` where it lies wholly beyond, and
+``inconclusive`` where it straddles the edge or fewer than 3 seeds give no interval. Either
+verdict is then wrong no more often than the interval misses the true mean (5% at 95%).
+
 A reference may also say how long the published model trained (``epochs``): a configuration trained
 for fewer is a shortened run, and the report says so; and which per-epoch curve tracks the metric
 (``curve``, times ``scale``), so that a shortened run's learning curve is shown against the value.
@@ -31,10 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aebench.contract.columns import Vocabulary, is_config_column
 from aebench.results.rows import canonical, flatten, label
+from aebench.results.stats import DEFAULT_CONFIDENCE, Interval, summary_interval
 from aebench.results.table import SUITE_FILE, read_results
 
 Scalar = str | int | float | bool
 Check = Literal["within", "not-worse"]
+Verdict = Literal["inside", "outside", "inconclusive"]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -160,14 +168,31 @@ class Outcome:
     def difference(self) -> float:
         return self.mean - self.reference.value
 
-    def inside(self, direction: int) -> bool:
-        """Within the tolerance (``within``), or not worse by more than it (``not-worse``, with
-        the column's ``direction``: +1 higher is better); False when not measured."""
+    def interval(self, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+        """Ours: the mean over seeds with its Student's t interval (none below 3 seeds)."""
+        return summary_interval(self.mean, self.std, self.seeds, confidence)
+
+    def verdict(self, direction: int, confidence: float = DEFAULT_CONFIDENCE) -> Verdict:
+        """``inside`` where ours' interval lies within the tolerance (``within``), or nowhere
+        worse than it (``not-worse``, with the column's ``direction``: +1 higher is better);
+        ``outside`` where it lies wholly beyond; else ``inconclusive``, as without an interval.
+        Not measured: ``outside`` (a reproduction that did not happen fails it)."""
         if not math.isfinite(self.mean):
-            return False
-        if self.reference.check == "not-worse":
-            return self.difference * direction >= -self.reference.tolerance
-        return abs(self.difference) <= self.reference.tolerance
+            return "outside"
+        ours = self.interval(confidence)
+        if not ours.exists:
+            return "inconclusive"
+        value, tolerance, ends = self.reference.value, self.reference.tolerance, (ours.low, ours.high)
+        if self.reference.check == "not-worse":  # how much better than the value, at each end
+            margins = [direction * (end - value) for end in ends]
+            worst, best = min(margins), max(margins)
+        else:  # how far from the value: the interval's farthest end, and its nearest point
+            farthest = max(abs(end - value) for end in ends)
+            nearest = 0.0 if ours.low <= value <= ours.high else min(abs(e - value) for e in ends)
+            worst, best = -farthest, -nearest
+        if worst >= -tolerance:
+            return "inside"
+        return "outside" if best < -tolerance else "inconclusive"
 
     @property
     def shortened(self) -> bool:

@@ -207,7 +207,7 @@ def compare(
                 _compared(label, column, base_values, new_values, speed_tolerance, confidence)
             )
     for outcome in outcomes(new, references or []):
-        rows.append(_reproduced(outcome, vocabulary))
+        rows.append(_reproduced(outcome, vocabulary, confidence))
     base_keys, new_keys = set(baseline["config"]), set(new["config"])
     return Comparison(
         rows=settle(pd.DataFrame(rows, columns=ROW_COLUMNS), confidence),
@@ -335,21 +335,24 @@ def _compared(
     )
 
 
-def _reproduced(outcome: Outcome, vocabulary: Vocabulary) -> dict:
-    """A row of ``outcome``: the published value as the baseline, ours as the new value."""
+def _reproduced(outcome: Outcome, vocabulary: Vocabulary, confidence: float) -> dict:
+    """A row of ``outcome``: the published value as the baseline, ours as the new value; its
+    verdict the test of ours' interval against the tolerance (``Outcome.verdict``)."""
     reference = outcome.reference
     notes = [reference.label()]
     if not math.isfinite(outcome.mean):
         notes.append("not measured")
     if outcome.shortened:
         notes.append(f"shortened: {outcome.epochs:,} of {reference.epochs:,} epochs")
-    inside = outcome.inside(vocabulary.direction(reference.metric))
+    verdict = outcome.verdict(vocabulary.direction(reference.metric), confidence)
+    if verdict == "inconclusive" and not outcome.interval(confidence).exists:
+        notes.append(outcome.interval(confidence).note())
     label = outcome.configuration or f"no ok trial matches {reference.where}"
     return _row(
         label,
         reference.metric,
         "reproduction",
-        verdict="inside" if inside else "outside",
+        verdict=verdict,
         note="; ".join(notes),
         baseline=reference.value,
         new=outcome.mean,

@@ -24,10 +24,12 @@ def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
     lines.append(_summary(comparison))
     published = comparison.rows[comparison.rows["kind"] == "reproduction"]
     if not published.empty:
-        outside = (published["verdict"] == "outside").sum()
+        verdicts = published["verdict"]
         lines.append(
             f"{len(published)} published values (the baseline column) checked against the new"
-            f" table: {len(published) - outside} inside their tolerance, {outside} outside"
+            f" table: {(verdicts == 'inside').sum()} inside their tolerance,"
+            f" {(verdicts == 'outside').sum()} outside, {(verdicts == 'inconclusive').sum()}"
+            " inconclusive"
         )
     new_version, base_version = comparison.versions
     if new_version != base_version:

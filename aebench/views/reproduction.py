@@ -21,29 +21,37 @@ from aebench.views.cells import arrow, format_number, interval_cell
 
 def summary(folder: Path) -> str:
     """One line on how the results in ``folder`` stand against the references saved with them
-    (``reproduction: 1 of 6 published values inside their tolerance, 6 of the runs shortened``);
-    "" when there are none."""
+    (``reproduction: of 6 published values, 1 inside its tolerance, 2 outside, 3 inconclusive
+    (95% intervals over seeds); 6 of the runs shortened``); "" when there are none."""
     references = read_references(folder)
     if not references:
         return ""
     vocabulary = vocabulary_of(folder)
     results = outcomes(read_results(folder), references)
-    inside = sum(o.inside(vocabulary.direction(o.reference.metric)) for o in results)
+    verdicts = [o.verdict(vocabulary.direction(o.reference.metric)) for o in results]
+    counts = ", ".join(
+        f"{verdicts.count(v)} {v}" + (" its tolerance" if v == "inside" else "")
+        for v in ("inside", "outside", "inconclusive")
+    )
+    line = f"reproduction: of {len(results)} published values, {counts} (95% intervals over seeds)"
     shortened = sum(o.shortened for o in results)
-    line = f"reproduction: {inside} of {len(results)} published values inside their tolerance"
-    return line + (f", {shortened} of the runs shortened" if shortened else "")
+    return line + (f"; {shortened} of the runs shortened" if shortened else "")
 
 
 def verdict(outcome: Outcome, vocabulary: Vocabulary) -> str:
-    """``inside``, ``outside`` or ``not measured``; a shortened run says so."""
+    """``inside``, ``outside``, ``inconclusive`` (with why) or ``not measured``; a shortened run
+    says so."""
     direction = vocabulary.direction(outcome.reference.metric)
+    notes = []
     if not math.isfinite(outcome.mean):
         text = "not measured"
     else:
-        text = "inside" if outcome.inside(direction) else "outside"
+        text = outcome.verdict(direction)
+        if text == "inconclusive" and not outcome.interval().exists:
+            notes.append(outcome.interval().note())
     if outcome.shortened:
-        text += f" (shortened: {outcome.epochs:,} of {outcome.reference.epochs:,} epochs)"
-    return text
+        notes.append(f"shortened: {outcome.epochs:,} of {outcome.reference.epochs:,} epochs")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _tolerance(outcome: Outcome) -> str:
@@ -123,9 +131,11 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
             f"{inside} of {len(results)} published values reproduced within their tolerance. "
             "Ours: the mean over the ok seeds of the configuration the reference names, with its "
             "95% interval (Student's t; none with fewer than 3 seeds); each published value is in "
-            "the column's unit and sign (the note says how the paper's number maps onto it). A "
-            "shortened run trained for fewer epochs than the published model: its numbers are "
-            "where it got, not a reproduction."
+            "the column's unit and sign (the note says how the paper's number maps onto it). "
+            "Inside: the interval lies wholly within the tolerance; outside: wholly beyond it "
+            "(either wrong no more often than the interval misses: 5%); inconclusive: it "
+            "straddles the edge, or there is no interval. A shortened run trained for fewer "
+            "epochs than the published model: its numbers are where it got, not a reproduction."
         ),
         Table(header, rows, numbers=False),
         *_curve_blocks(folder, results),

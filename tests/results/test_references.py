@@ -166,7 +166,8 @@ def test_stage_ends_are_a_multistep_schedules_milestones_then_the_last_epoch() -
 
 # --- a results folder with references: the report and compare --------------------------------
 
-VALUES = {2: [-20.3, -19.9, -20.1], 4: [-25.0, -24.0, -26.0]}  # latent_dim -> per seed
+# latent_dim -> per seed: 2's 95% interval [-20.25, -19.75] within -20 ± 0.5; 4's wholly below
+VALUES = {2: [-20.1, -19.9, -20.0], 4: [-25.0, -24.0, -26.0]}
 CURVE = [30.0, 25.0, 24.0, 22.0, 21.5, 21.0]  # val_loss per epoch, seed 0; seed s adds s
 SCHEDULE = json.dumps({"kind": "multistep", "milestones": [1, 4], "gamma": 0.5})
 
@@ -234,17 +235,19 @@ def test_the_report_sets_ours_beside_the_published_values(tmp_path) -> None:
     assert "1 of 2 published values reproduced" in (folder / "report.md").read_text()
 
 
+def scores(by_model: dict[str, list[float]]) -> pd.DataFrame:
+    """A results table of ``score`` per seed of each model."""
+    rows = [
+        {"trial_id": f"{m}{s}", "status": "ok", "dataset": "d", "model": m, "seed": s}
+        | {"regularizer": "none", "score": v}
+        for m, values in by_model.items()
+        for s, v in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
 def test_not_worse_passes_a_better_value_and_fails_a_worse_one() -> None:
-    table = pd.DataFrame(
-        {
-            "trial_id": ["a", "b"],
-            "status": ["ok", "ok"],
-            "dataset": ["d", "d"],
-            "model": ["m", "n"],
-            "regularizer": ["none", "none"],
-            "score": [-10.0, -30.0],
-        }
-    )
+    table = scores({"m": [-10.0, -11.0, -9.0], "n": [-30.0, -31.0, -29.0]})
     better = Reference.model_validate(
         reference(metric="score", check="not-worse", value=-20.0, where={"model": "m"})
     )
@@ -252,8 +255,43 @@ def test_not_worse_passes_a_better_value_and_fails_a_worse_one() -> None:
 
     up, down = outcomes(table, [better, worse])
 
-    assert up.inside(+1) and not down.inside(+1)  # higher is better
-    assert not up.inside(-1) and down.inside(-1)  # lower is better: the other way round
+    assert (up.verdict(+1), down.verdict(+1)) == ("inside", "outside")  # higher is better
+    assert (up.verdict(-1), down.verdict(-1)) == ("outside", "inside")  # lower: the other way
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([-20.1, -19.9, -20.0], "inside"),  # [-20.25, -19.75] within -20 +- 0.5
+        ([-20.6, -19.6, -20.1], "inconclusive"),  # mean -20.1 inside, its interval is not
+        ([-21.5, -20.3, -20.5], "inconclusive"),  # mean -20.77 outside, [-22.36, -19.17] not
+        ([-22.1, -21.9, -22.0], "outside"),  # [-22.25, -21.75] wholly below -20.5
+        ([-17.0, -17.2], "inconclusive"),  # two seeds: no interval, however far
+    ],
+)
+def test_a_reproduction_is_a_test_on_the_interval_over_seeds(values, expected) -> None:
+    """Inside or outside only where the 95% interval of ours lies wholly on one side of the
+    tolerance's edge; a mean alone says neither."""
+    [outcome] = outcomes(
+        scores({"m": values}),
+        [Reference.model_validate(reference(metric="score", where={"model": "m"}))],
+    )
+    ours = outcome.interval()
+    if len(values) >= 3:  # the interval is Student's t over the seeds, worked out here
+        low, high = scipy.stats.t.interval(
+            0.95, len(values) - 1, np.mean(values), scipy.stats.sem(values)
+        )
+        assert (ours.low, ours.high) == pytest.approx((low, high))
+    assert outcome.verdict(+1) == expected
+
+
+def test_not_worse_is_inconclusive_where_the_interval_reaches_past_the_margin() -> None:
+    # higher is better, allowed down to -20.5: [-20.93, -19.07] reaches below it
+    table = scores({"m": [-20.0, -19.6, -20.4]})
+    published = reference(metric="score", check="not-worse", value=-20.0, where={"model": "m"})
+    [outcome] = outcomes(table, [Reference.model_validate(published)])
+    assert outcome.verdict(+1) == "inconclusive"
+    assert outcome.verdict(+1, confidence=0.5) == "inside"  # a narrower interval: inside
 
 
 def test_a_shortened_run_is_marked_and_its_learning_curve_shown(tmp_path) -> None:
@@ -311,14 +349,16 @@ def test_a_run_reports_its_reproduction_and_the_folder_keeps_the_references(
     assert main(["run", "suite.toml"]) == 0
 
     out = capsys.readouterr().out
-    assert "reproduction: 0 of 1 published values inside their tolerance" in out
-    assert "1 of the runs shortened" in out
+    # one seed: no interval, so however far from the published value, not shown outside it
+    assert "reproduction: of 1 published values, 0 inside its tolerance, 0 outside" in out
+    assert "1 inconclusive (95% intervals over seeds); 1 of the runs shortened" in out
     folder = tmp_path / "results" / "tiny-reproduction"
     [kept] = read_references(folder)
     assert kept.value == 1e6
     (folder / "report.md").unlink()
     assert main(["report", str(folder)]) == 0  # rebuilt from the folder alone
-    assert "outside (shortened: 2 of 100 epochs)" in (folder / "report.md").read_text()
+    report = (folder / "report.md").read_text()
+    assert "inconclusive (1 seed: no interval; shortened: 2 of 100 epochs)" in report
 
 
 def test_compare_fails_on_reproduction_only_when_asked(tmp_path, capsys) -> None:
