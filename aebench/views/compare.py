@@ -344,18 +344,18 @@ def _reproduced(outcome: Outcome, vocabulary: Vocabulary, confidence: float) -> 
         notes.append("not measured")
     if outcome.shortened:
         notes.append(f"shortened: {outcome.epochs:,} of {reference.epochs:,} epochs")
-    verdict = outcome.verdict(vocabulary.direction(reference.metric), confidence)
-    if verdict == "inconclusive" and not outcome.interval(confidence).exists:
-        notes.append(outcome.interval(confidence).note())
+    ours = outcome.interval(confidence)  # shown in the new column, with its seeds or why none
     label = outcome.configuration or f"no ok trial matches {reference.where}"
     return _row(
         label,
         reference.metric,
         "reproduction",
-        verdict=verdict,
+        verdict=outcome.verdict(vocabulary.direction(reference.metric), confidence),
         note="; ".join(notes),
         baseline=reference.value,
         new=outcome.mean,
+        new_low=ours.low,
+        new_high=ours.high,
         n_new=outcome.seeds,
         change=outcome.difference,
         allowed=reference.tolerance,

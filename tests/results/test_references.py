@@ -373,6 +373,10 @@ def test_compare_fails_on_reproduction_only_when_asked(tmp_path, capsys) -> None
     assert main(["compare", str(bad), str(good), "--fail-on", "reproduction"]) == 1
     out = capsys.readouterr().out
     assert "outside" in out and "2 published values" in out and "1 outside" in out
+    # ours is shown with the interval the verdict tests: Student's t over the 3 seeds
+    values = VALUES[4]
+    low, high = scipy.stats.t.interval(0.95, 2, np.mean(values), scipy.stats.sem(values))
+    assert f"{np.mean(values):.4g} [{low:.4g}, {high:.4g}] (95% CI, 3 seeds)" in out
     assert main(["compare", str(bad), str(good)]) == 0  # quality and speed only, by default
     assert main(["compare", str(bad), str(good), "--fail-on", "all"]) == 1
 
