@@ -124,11 +124,13 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
         ]
         for o in results
     ]
-    inside = sum(verdict(o, vocabulary).startswith("inside") for o in results)
+    said = [o.verdict(vocabulary.direction(o.reference.metric)) for o in results]
+    counts = f"{said.count('outside')} outside, {said.count('inconclusive')} inconclusive"
     return [
         Heading(2, "Reproduction"),
         Paragraph(
-            f"{inside} of {len(results)} published values reproduced within their tolerance. "
+            f"{said.count('inside')} of {len(results)} published values reproduced within their "
+            f"tolerance ({counts}). "
             "Ours: the mean over the ok seeds of the configuration the reference names, with its "
             "95% interval (Student's t; none with fewer than 3 seeds); each published value is in "
             "the column's unit and sign (the note says how the paper's number maps onto it). "

@@ -232,7 +232,8 @@ def test_the_report_sets_ours_beside_the_published_values(tmp_path) -> None:
     assert cells[9] == "NLL 20 nats"
     cells = [c.strip() for c in second.strip("|").split("|")]
     assert cells[6] == f"{np.mean(VALUES[4]) + 20:+.2f}" and cells[8] == "outside"
-    assert "1 of 2 published values reproduced" in (folder / "report.md").read_text()
+    report = (folder / "report.md").read_text()
+    assert "1 of 2 published values reproduced within their tolerance (1 outside, 0" in report
 
 
 def scores(by_model: dict[str, list[float]]) -> pd.DataFrame:
