@@ -11,8 +11,14 @@ import pandas as pd
 
 from aebench.contract.columns import Vocabulary
 from aebench.plugins.listing import vocabulary_of
-from aebench.results.references import Outcome, curve_at, outcomes, read_references, stage_ends
-from aebench.results.stats import summary_interval
+from aebench.results.references import (
+    Outcome,
+    Verdict,
+    curve_at,
+    outcomes,
+    read_references,
+    stage_ends,
+)
 from aebench.results.table import read_results
 from aebench.results.trials import read_curves, trial_folder
 from aebench.views.blocks import Block, Heading, Paragraph, Table
@@ -26,9 +32,8 @@ def summary(folder: Path) -> str:
     references = read_references(folder)
     if not references:
         return ""
-    vocabulary = vocabulary_of(folder)
     results = outcomes(read_results(folder), references)
-    verdicts = [o.verdict(vocabulary.direction(o.reference.metric)) for o in results]
+    verdicts = _verdicts(results, vocabulary_of(folder))
     counts = ", ".join(
         f"{verdicts.count(v)} {v}" + (" its tolerance" if v == "inside" else "")
         for v in ("inside", "outside", "inconclusive")
@@ -38,17 +43,21 @@ def summary(folder: Path) -> str:
     return line + (f"; {shortened} of the runs shortened" if shortened else "")
 
 
-def verdict(outcome: Outcome, vocabulary: Vocabulary) -> str:
-    """``inside``, ``outside``, ``inconclusive`` (with why) or ``not measured``; a shortened run
+def _verdicts(results: list[Outcome], vocabulary: Vocabulary) -> list[Verdict]:
+    """Each outcome's verdict (``Outcome.verdict``), in the direction its column declares."""
+    return [o.verdict(vocabulary.direction(o.reference.metric)) for o in results]
+
+
+def verdict_text(outcome: Outcome, said: Verdict) -> str:
+    """``said`` (its verdict), ``inconclusive`` with why, or ``not measured``; a shortened run
     says so."""
-    direction = vocabulary.direction(outcome.reference.metric)
     notes = []
     if not math.isfinite(outcome.mean):
         text = "not measured"
     else:
-        text = outcome.verdict(direction)
-        if text == "inconclusive" and not outcome.interval().exists:
-            notes.append(outcome.interval().note())
+        text, ours = said, outcome.interval()
+        if said == "inconclusive" and not ours.exists:
+            notes.append(ours.note())
     if outcome.shortened:
         notes.append(f"shortened: {outcome.epochs:,} of {outcome.reference.epochs:,} epochs")
     return text + (f" ({'; '.join(notes)})" if notes else "")
@@ -107,6 +116,7 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
     if not references:
         return []
     results = outcomes(table, references)
+    said = _verdicts(results, vocabulary)
     header = ["published in", "configuration", "metric", "seeds", "ours", "published"]
     header += ["ours − published", "tolerance", "verdict", "note"]
     rows = [
@@ -115,16 +125,15 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
             o.configuration or "no ok trial matches " + ", ".join(o.reference.where),
             o.reference.metric + arrow(o.reference.metric, vocabulary),
             str(o.seeds),
-            interval_cell(summary_interval(o.mean, o.std, o.seeds)),
+            interval_cell(o.interval()),
             format_number(o.reference.value),
             _difference(o),
             _tolerance(o),
-            verdict(o, vocabulary),
+            verdict_text(o, verdict),
             o.reference.note,
         ]
-        for o in results
+        for o, verdict in zip(results, said, strict=True)
     ]
-    said = [o.verdict(vocabulary.direction(o.reference.metric)) for o in results]
     counts = f"{said.count('outside')} outside, {said.count('inconclusive')} inconclusive"
     return [
         Heading(2, "Reproduction"),
