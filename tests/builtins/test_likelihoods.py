@@ -393,3 +393,22 @@ def test_the_fused_gaussian_log_prob_is_torchs(dtype) -> None:
     fixed = likelihoods.gaussian(mean, torch.tensor(0.5, dtype=dtype).log(), 2).log_prob(value)
     expected = Independent(torch.distributions.Normal(mean, 0.5), 2).log_prob(value)
     torch.testing.assert_close(fixed, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_the_autoencoders_cross_entropy_and_its_gradient_are_torchs() -> None:
+    from aebench_plugins.models.ae import reconstruction_loss
+
+    logits, (binary, grey) = _bernoulli_cases(torch.float32)
+    logits = logits[0]  # (3, 1, 4, 4): a batch of 3 images
+    for x in (binary, grey):
+        ours_logits = logits.clone().requires_grad_()
+        ours = reconstruction_loss(x, ours_logits, "unit")
+        torch_logits = logits.clone().requires_grad_()
+        reference = torch.nn.functional.binary_cross_entropy_with_logits(
+            torch_logits, x, reduction="none"
+        )
+        reference = reference.flatten(1).sum(1)
+        torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-5)
+        ours.sum().backward()
+        reference.sum().backward()
+        torch.testing.assert_close(ours_logits.grad, torch_logits.grad)

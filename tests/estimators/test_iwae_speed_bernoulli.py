@@ -1,6 +1,7 @@
-"""The Bernoulli log-mass's no-gradient path (exp, plus one, log, in place, instead of
-softplus), which the IWAE evaluation takes on the CPU: the same values as torch's Bernoulli,
-saturated logits included, and softplus left to the rows whose exp overflowed."""
+"""The Bernoulli log-mass's CPU path (exp, plus one, log, in place, instead of softplus), which
+the IWAE evaluation takes without gradients and training takes with its own (x - sigmoid(l)):
+the same values and gradients as torch's Bernoulli, saturated logits included, softplus left to
+the rows whose exp overflowed, and torch's softplus under vmap."""
 
 from __future__ import annotations
 
@@ -55,3 +56,46 @@ def test_with_gradients_the_log_mass_still_differentiates(requires_grad: bool) -
     if requires_grad:
         log_mass.sum().backward()
         assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_with_gradients_softplus_still_runs_only_on_rows_whose_exp_overflowed(monkeypatch) -> None:
+    logits, values = _cases()
+    logits.requires_grad_()
+    rows_through_softplus: list[int] = []
+    softplus = torch.nn.functional.softplus
+
+    def counting(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        rows_through_softplus.append(len(x))
+        return softplus(x, *args, **kwargs)
+
+    monkeypatch.setattr(likelihoods.F, "softplus", counting)
+    likelihoods.bernoulli(logits, 3).log_prob(values).sum().backward()
+    assert rows_through_softplus == [1]
+    # d/dl of x l - softplus(l) is x - sigmoid(l), the saturated logits' included
+    torch.testing.assert_close(logits.grad, values - torch.sigmoid(logits.detach()))
+
+
+def test_the_gradients_and_their_gradients_are_exact_in_float64() -> None:
+    g = torch.Generator().manual_seed(1)
+    logits = (4 * torch.randn(3, 2, 5, generator=g, dtype=torch.float64)).requires_grad_()
+    grey = torch.rand(3, 2, 5, generator=g, dtype=torch.float64).requires_grad_()
+
+    def log_mass(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return likelihoods.bernoulli(logits, 2).log_prob(value)
+
+    assert torch.autograd.gradcheck(log_mass, (logits, grey))
+    assert torch.autograd.gradgradcheck(log_mass, (logits, grey))
+
+
+def test_under_vmap_the_log_mass_is_each_rows_own() -> None:
+    logits, values = _cases()
+    logits.requires_grad_()
+
+    def one(logits_row: torch.Tensor, value_row: torch.Tensor) -> torch.Tensor:
+        return likelihoods.bernoulli(logits_row, 3).log_prob(value_row)
+
+    mapped = torch.vmap(one)(logits, values)
+    rows = torch.stack([one(row, v) for row, v in zip(logits, values, strict=True)])
+    torch.testing.assert_close(mapped, rows)
+    (grad,) = torch.autograd.grad(mapped.sum(), logits)
+    torch.testing.assert_close(grad, values - torch.sigmoid(logits.detach()))
