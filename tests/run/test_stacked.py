@@ -378,3 +378,24 @@ def test_one_trial_through_the_rows_engine_is_the_model_alone(
         assert layer.weight.grad is not None and linear.weight.grad is not None
         assert torch.allclose(layer.weight.grad[0].t(), linear.weight.grad, atol=1e-5)
         assert torch.allclose(layer.bias.grad[0], linear.bias.grad, atol=1e-5)
+
+
+def test_a_vmapped_group_with_a_bernoulli_likelihood_trains_together(
+    plugins: Plugins, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group vmapped rather than run as one batch (here: the rows engine declined) scores its
+    binary data with the Bernoulli log-mass under vmap, which must not branch on the data."""
+    monkeypatch.setattr(stacked, "rows_engine", lambda *args, **kwargs: None)
+    engines: list[str] = []
+    init = stacked.VmapEngine.__init__
+
+    def spy(self: stacked.VmapEngine, *args: Any, **kwargs: Any) -> None:
+        engines.append("vmap")
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(stacked.VmapEngine, "__init__", spy)
+    found = trials(plugins, seeds=[0, 1])
+    assert found[0].dataset.plugin == "digits"  # binarised: a Bernoulli likelihood
+    done = run(workload(plugins, found))
+    assert [done[s][0]["status"] for s in (0, 1)] == ["ok", "ok"]
+    assert engines == ["vmap"] and "could not train together" not in caplog.text
