@@ -32,16 +32,24 @@ def test_without_gradients_the_log_mass_is_torchs_saturated_rows_included() -> N
     torch.testing.assert_close(fused.double(), expected, rtol=1e-6, atol=0)
 
 
-def test_without_gradients_softplus_runs_only_on_rows_whose_exp_overflowed(monkeypatch) -> None:
-    logits, values = _cases()
-    rows_through_softplus: list[int] = []
+@pytest.fixture
+def rows_through_softplus(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of rows of each call of the likelihoods' softplus, appended as it is called."""
+    rows: list[int] = []
     softplus = torch.nn.functional.softplus
 
     def counting(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
-        rows_through_softplus.append(len(x))
+        rows.append(len(x))
         return softplus(x, *args, **kwargs)
 
     monkeypatch.setattr(likelihoods.F, "softplus", counting)
+    return rows
+
+
+def test_without_gradients_softplus_runs_only_on_rows_whose_exp_overflowed(
+    rows_through_softplus: list[int],
+) -> None:
+    logits, values = _cases()
     with torch.no_grad():
         likelihoods.bernoulli(logits, 3).log_prob(values)
     assert rows_through_softplus == [1]  # the saturated code's row only
@@ -58,17 +66,11 @@ def test_with_gradients_the_log_mass_still_differentiates(requires_grad: bool) -
         assert logits.grad is not None and torch.isfinite(logits.grad).all()
 
 
-def test_with_gradients_softplus_still_runs_only_on_rows_whose_exp_overflowed(monkeypatch) -> None:
+def test_with_gradients_softplus_still_runs_only_on_rows_whose_exp_overflowed(
+    rows_through_softplus: list[int],
+) -> None:
     logits, values = _cases()
     logits.requires_grad_()
-    rows_through_softplus: list[int] = []
-    softplus = torch.nn.functional.softplus
-
-    def counting(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
-        rows_through_softplus.append(len(x))
-        return softplus(x, *args, **kwargs)
-
-    monkeypatch.setattr(likelihoods.F, "softplus", counting)
     likelihoods.bernoulli(logits, 3).log_prob(values).sum().backward()
     assert rows_through_softplus == [1]
     # d/dl of x l - softplus(l) is x - sigmoid(l), the saturated logits' included
