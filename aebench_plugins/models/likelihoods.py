@@ -298,9 +298,9 @@ def bernoulli_log_mass(logits: Tensor, value: Tensor, event_dims: int) -> Tensor
             return _bernoulli_log_mass_no_grad(flat_logits, value)
         return _BernoulliLogMass.apply(flat_logits, value)
     terms = F.softplus(flat_logits)
-    if in_place:
+    if in_place and not transformed:  # vmap has no batching rule for addcmul_: a loop
         terms.addcmul_(flat_value, flat_logits, value=-1)  # in place: one temporary
-    else:  # values with more leading dimensions than the logits (many inputs, one code)
+    else:  # or values with more leading dimensions than the logits (many inputs, one code)
         terms = torch.addcmul(terms, flat_value, flat_logits, value=-1)
     return -terms.sum(-1)
 
