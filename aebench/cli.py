@@ -164,6 +164,11 @@ def _parser(plugin_commands: Mapping[str, Command | str] | None = None) -> argpa
         "--trial", action="append", metavar="ID", help="only this trial (repeatable)"
     )
     evaluate.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    evaluate.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="measure the --trial's last checkpoint (while its run goes on), print, write nothing",
+    )
 
     for name, text in (
         ("sample", "images decoded from samples of a kept model's prior"),

@@ -342,8 +342,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
+    if args.checkpoint:  # reads a running trial's checkpoint: writes nothing, takes no lock
+        return _evaluate_checkpoint(plugins, args)
     with _holding(args.folder):  # from reading the table to writing its new rows
         return _evaluate(plugins, args)
+
+
+def _metric_names(args: argparse.Namespace) -> list[str] | None:
+    if args.metrics is None:
+        return None
+    return [m.strip() for m in args.metrics.split(",") if m.strip()]
+
+
+def _evaluate_checkpoint(plugins: Plugins, args: argparse.Namespace) -> int:
+    """``aebench evaluate --checkpoint``: one trial's last checkpoint, its columns printed."""
+    from aebench.measure_checkpoint import measure_checkpoint
+    from aebench.results.trials import TrialFileError
+    from aebench.run.kept import KeptTrialError
+
+    if not args.trial or len(args.trial) != 1:
+        raise UsageError("--checkpoint measures one trial: name it with --trial ID")
+    try:
+        measured = measure_checkpoint(
+            args.folder,
+            args.trial[0],
+            metrics=_metric_names(args),
+            sets=args.set,
+            plugins=plugins,
+            device=args.device,
+        )
+    except (KeptTrialError, TrialFileError) as exc:
+        raise UsageError(str(exc)) from None
+    print("\n".join(measured.lines(plugins)))
+    return 1 if measured.row.get("metric_errors") else 0
 
 
 def _evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
@@ -352,9 +383,7 @@ def _evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
     from aebench.run.kept import KeptTrialError
     from aebench.views.progress import SuiteProgress
 
-    metrics = None
-    if args.metrics is not None:
-        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    metrics = _metric_names(args)
     try:
         run = evaluate(
             args.folder,

@@ -41,7 +41,7 @@ def parse_setting(text: str) -> tuple[str, str, Any]:
     return metric, param, parsed
 
 
-def _kept_folder(folder: Path, trial_id: str) -> Path:
+def kept_folder(folder: Path, trial_id: str) -> Path:
     """The trial's folder; an id that could name a place outside ``folder`` (``../../x``: a
     crafted table, or ``--trial``) is a ``KeptTrialError``, its one line."""
     try:
@@ -50,7 +50,7 @@ def _kept_folder(folder: Path, trial_id: str) -> Path:
         raise KeptTrialError(str(exc)) from None
 
 
-def _new_eval(
+def new_eval(
     trial: Trial, metrics: Sequence[str] | None, sets: Sequence[str], plugins: Plugins, where: Path
 ) -> dict[str, Any]:
     """The trial's evaluation settings with ``metrics`` (else its own) and ``sets`` applied."""
@@ -105,7 +105,7 @@ def evaluate(
     suite = saved_suite(folder, plugins)
     if trial_ids is None:
         ok = table[table["status"] == "ok"]
-        kept = [t for t in ok["trial_id"] if (_kept_folder(folder, t) / WEIGHTS).is_file()]
+        kept = [t for t in ok["trial_id"] if (kept_folder(folder, t) / WEIGHTS).is_file()]
     else:
         kept = list(trial_ids)
         for trial_id in kept:
@@ -149,7 +149,7 @@ def _checked_trial(
     trial = trial_of(folder, trial_id)
     if trial.id != trial_id:
         raise KeptTrialError(f"{trial_folder(folder, trial_id)}: its config is another trial's")
-    trial = trial.with_eval(_new_eval(trial, metrics, sets, session.plugins, folder))
+    trial = trial.with_eval(new_eval(trial, metrics, sets, session.plugins, folder))
     model, data = rebuilt(trial, session.plugins, session.device, session.cache, folder)
     context = MetricContext(model, data, trial.eval, session.device, torch.Generator())
     for name in metrics or ():
