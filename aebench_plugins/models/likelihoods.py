@@ -289,7 +289,7 @@ def bernoulli_log_mass(logits: Tensor, value: Tensor, event_dims: int) -> Tensor
     flat_logits = logits.flatten(-event_dims) if event_dims else logits.unsqueeze(-1)
     flat_value = value.flatten(-event_dims) if event_dims else value.unsqueeze(-1)
     flat_value = flat_value.to(logits.dtype)
-    in_place = torch.broadcast_shapes(flat_value.shape, flat_logits.shape) == flat_logits.shape
+    in_place = _broadcasts_to(flat_value.shape, flat_logits.shape)
     # under vmap or torch.func.grad, torch's softplus: the overflow check is data-dependent
     transformed = torch._C._are_functorch_transforms_active()
     if in_place and flat_logits.device.type == "cpu" and not transformed:
@@ -303,6 +303,14 @@ def bernoulli_log_mass(logits: Tensor, value: Tensor, event_dims: int) -> Tensor
     else:  # or values with more leading dimensions than the logits (many inputs, one code)
         terms = torch.addcmul(terms, flat_value, flat_logits, value=-1)
     return -terms.sum(-1)
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether a tensor of ``shape`` broadcasts against one of ``target`` to ``target``'s shape
+    (``torch.broadcast_shapes(shape, target) == target``, which is Python through torch._refs:
+    33 us a call, 1.6% of a Burda VAE training step)."""
+    pairs = zip(reversed(shape), reversed(target), strict=False)
+    return len(shape) <= len(target) and all(size in (1, goal) for size, goal in pairs)
 
 
 def _bernoulli_log_mass_no_grad(logits: Tensor, value: Tensor) -> Tensor:

@@ -412,3 +412,16 @@ def test_the_autoencoders_cross_entropy_and_its_gradient_are_torchs() -> None:
         ours.sum().backward()
         reference.sum().backward()
         torch.testing.assert_close(ours_logits.grad, torch_logits.grad)
+
+
+SHAPES = [(), (1,), (3,), (2, 3), (1, 3), (2, 1), (4, 2, 3), (1, 2, 3), (4, 1, 3), (5,)]
+
+
+@pytest.mark.parametrize("target", SHAPES, ids=str)
+def test_broadcasting_to_the_logits_shape_is_torchs(target: tuple[int, ...]) -> None:
+    for shape in SHAPES:
+        try:
+            expected = torch.broadcast_shapes(shape, target) == torch.Size(target)
+        except RuntimeError:  # shapes that do not broadcast at all
+            expected = False
+        assert likelihoods._broadcasts_to(torch.Size(shape), torch.Size(target)) == expected, shape
