@@ -10,7 +10,6 @@ trial still training has no config in its folder yet.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from aebench.measure_again import kept_folder, new_eval
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.results.table import SUITE_FILE
 from aebench.results.trials import CHECKPOINT
-from aebench.run.checkpoint import Checkpoints
+from aebench.run.checkpoint import Checkpoints, UnusableCheckpoint
 from aebench.run.data import DataCache
 from aebench.run.kept import KeptTrialError, saved_suite
 from aebench.run.measure import measure_all
@@ -84,11 +83,12 @@ def measure_checkpoint(
     plugins = plugins or load_plugins()
     trial = _suite_trial(folder, trial_id, plugins)
     trial = trial.with_eval(new_eval(trial, metrics, sets, plugins, folder))
-    if not (where / CHECKPOINT).is_file():
-        raise KeptTrialError(f"{where}: no {CHECKPOINT}: the trial has not saved one, or it ended")
-    state = Checkpoints(where / CHECKPOINT, trial_id).load()  # says why on stderr where None
+    try:
+        state = Checkpoints(where / CHECKPOINT, trial_id).read()
+    except UnusableCheckpoint as exc:
+        raise KeptTrialError(f"{where / CHECKPOINT}: cannot be measured: {exc}") from None
     if state is None:
-        raise KeptTrialError(f"{where / CHECKPOINT}: not a checkpoint that can be measured")
+        raise KeptTrialError(f"{where}: no {CHECKPOINT}: the trial has not saved one, or it ended")
     torch_device = resolve_device(device)
     data = DataCache(plugins).get(trial.dataset, torch_device)
     model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
@@ -112,7 +112,7 @@ def _suite_trial(folder: Path, trial_id: str, plugins: Plugins) -> Trial:
     """The trial of that id among the folder's saved suite's."""
     suite = saved_suite(folder, plugins)
     try:
-        trials = load_suite(json.loads(suite.spec.model_dump_json()), plugins).trials
+        trials = load_suite(suite.spec.model_dump(mode="json"), plugins).trials
     except SuiteError as exc:
         raise KeptTrialError(f"{folder / SUITE_FILE}: {exc}".splitlines()[0]) from None
     for trial in trials:

@@ -41,6 +41,10 @@ def _warn(message: str) -> None:
     print(f"aebench: {message}", file=sys.stderr)
 
 
+class UnusableCheckpoint(ValueError):
+    """A checkpoint file that cannot be used; ``str(error)`` says why."""
+
+
 class Checkpoints:
     """One trial's checkpoint file, and when the next one is due."""
 
@@ -78,25 +82,31 @@ class Checkpoints:
         self._last = time.monotonic()
 
     def load(self) -> dict[str, Any] | None:
-        """The last checkpoint of this trial, or None (none, unreadable, or another trial's)."""
+        """The last checkpoint of this trial to resume from, or None (none; unreadable, or
+        another trial's, said in a warning line)."""
+        try:
+            return self.read()
+        except UnusableCheckpoint as exc:
+            _warn(f"{self.path}: checkpoint ignored, {exc}; trial {self.trial_id} starts over")
+            return None
+
+    def read(self) -> dict[str, Any] | None:
+        """The last checkpoint of this trial, or None where there is none; ``UnusableCheckpoint``
+        saying why for one that cannot be read, or belongs to another trial."""
         if not self.path.is_file():
             return None
         try:
             state = load_weights(self.path, "cpu", name="checkpoint")
         except WeightsError as exc:  # truncated, foreign, or a pickle that would run code
-            return self._ignored(str(exc))
+            raise UnusableCheckpoint(str(exc)) from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            return self._ignored("not a checkpoint of this aebench")
+            raise UnusableCheckpoint("not a checkpoint of this aebench")
         if state.get("trial_id") != self.trial_id:
-            return self._ignored(f"a checkpoint of trial {state.get('trial_id')}")
+            raise UnusableCheckpoint(f"a checkpoint of trial {state.get('trial_id')}")
         missing = [key for key in REQUIRED if key not in state]
         if missing:
-            return self._ignored(f"incomplete (no {', '.join(missing)})")
+            raise UnusableCheckpoint(f"incomplete (no {', '.join(missing)})")
         return state
-
-    def _ignored(self, why: str) -> None:
-        _warn(f"{self.path}: checkpoint ignored, {why}; trial {self.trial_id} starts over")
-        return None
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

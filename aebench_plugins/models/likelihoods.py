@@ -293,10 +293,10 @@ def bernoulli_log_mass(logits: Tensor, value: Tensor, event_dims: int) -> Tensor
     # under vmap or torch.func.grad, torch's softplus: the overflow check is data-dependent
     transformed = torch._C._are_functorch_transforms_active()
     if in_place and flat_logits.device.type == "cpu" and not transformed:
-        value = flat_value.expand_as(flat_logits)
-        if not torch.is_grad_enabled() or not (flat_logits.requires_grad or value.requires_grad):
-            return _bernoulli_log_mass_no_grad(flat_logits, value)
-        return _BernoulliLogMass.apply(flat_logits, value)
+        values = flat_value.expand_as(flat_logits)
+        if not torch.is_grad_enabled() or not (flat_logits.requires_grad or values.requires_grad):
+            return _bernoulli_log_mass_no_grad(flat_logits, values)
+        return _BernoulliLogMass.apply(flat_logits, values)
     terms = F.softplus(flat_logits)
     if in_place and not transformed:  # vmap has no batching rule for addcmul_: a loop
         terms.addcmul_(flat_value, flat_logits, value=-1)  # in place: one temporary

@@ -139,3 +139,19 @@ def test_bad_input_is_one_line_and_exit_2(
     [line] = captured.err.strip().splitlines()
     assert line.startswith("aebench: error: ") and says in line, line
     assert snapshot(folder) == before
+
+
+def test_another_trials_checkpoint_is_one_line_and_nothing_starts_over(
+    finished: tuple[Path, dict], capsys
+) -> None:
+    folder, row = finished
+    path = checkpoint_of_kept_weights(folder, row["trial_id"], compiled=False)
+    state = torch.load(path, weights_only=True)
+    del state["trial_id"], state["format"]  # saved again, under another trial's id
+    Checkpoints(path, "0123456789abcdef").save(state)
+    try:
+        assert main(["evaluate", str(folder), "--checkpoint", "--trial", row["trial_id"]]) == 2
+    finally:
+        path.unlink()
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(": cannot be measured: a checkpoint of trial 0123456789abcdef"), line
