@@ -9,7 +9,7 @@ Rounds alternate the contenders, so that both see the same machine load; ratios 
 the per-round ratios. Read the ratio beside the separate trials' samples/s: on one 2-core machine
 (AVX-512, a 190-200 GFLOP/s roofline at 2 threads) the separate trials at 2 threads ran at about
 6,000 samples/s in some processes and 10,000-11,000 in others (at 1 thread, 9,300-9,900), while
-the stacked group held 16,000-19,000, so the same code read 2.6-2.9x or 1.6-1.7x.
+the stacked group held 13,500-19,000, so the same code read 2.5-2.9x or 1.6-1.7x.
 
 Cores: the contenders run in this one process, one after the other, at the same torch thread
 count, chosen once as aebench's ``threads = "auto"`` chooses (the cores no other process is
