@@ -58,8 +58,10 @@ class Column:
     - ``noisy``: the value moves with the machine and its load (timings, memory): the report never
       marks a best value.
     - ``speed``: a throughput; compare flags a fall by more than ``--speed-tolerance`` (relative).
-    - ``heavy_tailed``: its seeds have outliers (a sample-quality score, say): ``compare`` tests it
-      by Mann–Whitney U instead of Welch's t, and its interval is a bootstrap.
+    - ``heavy_tailed``: its seeds have outliers (a sample-quality score, say): it is tested by rank
+      tests (Mann–Whitney U; paired, Wilcoxon's signed-rank), and reports show its median over
+      seeds with the distribution-free interval of a median (none below 6 seeds at 95%), not a
+      mean.
     - ``unit`` and ``description``: shown in reports and axis labels.
     - ``flag_above``: values above it are not to be trusted (an estimator that has not converged,
       say); the report flags the rows that have them.

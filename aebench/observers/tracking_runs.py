@@ -123,8 +123,9 @@ def _name_part(text: str) -> str:
 
 def aggregate_metrics(table: Any, vocabulary: Vocabulary) -> dict[str, float]:
     """The invocation run's aggregates: per dataset, configuration and headline column, the mean
-    over seeds, its interval's bounds (where there is one: 3 seeds or more) and n, as
-    ``seeds/<dataset>/<configuration>/<column>.mean|low|high|n``."""
+    over seeds (the median, for a heavy-tailed column), its interval's bounds (where there is
+    one: 3 seeds or more, 6 for a median) and n, as
+    ``seeds/<dataset>/<configuration>/<column>.mean|median|low|high|n``."""
     out: dict[str, float] = {}
     for dataset in sorted(table["dataset"].dropna().unique()) if len(table) else []:
         board = leaderboard(table, str(dataset), vocabulary)
@@ -136,7 +137,12 @@ def aggregate_metrics(table: Any, vocabulary: Vocabulary) -> dict[str, float]:
             for column in columns:
                 found = board.interval(i, column, vocabulary)
                 name = "/".join(_name_part(t) for t in (str(dataset), label, column))
-                parts = {"mean": found.mean, "low": found.low, "high": found.high, "n": found.n}
+                parts = {
+                    found.statistic: found.centre,
+                    "low": found.low,
+                    "high": found.high,
+                    "n": found.n,
+                }
                 out |= {
                     f"{AGGREGATE_PREFIX}{name}.{part}": float(value)
                     for part, value in parts.items()

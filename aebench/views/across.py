@@ -52,7 +52,7 @@ def rank_matrix(
         if board is None or not columns:
             continue
         sign = vocabulary.direction(columns[0])
-        means = board.mean[columns[0]].to_numpy(dtype=float) * sign
+        means = board.centre[columns[0]].to_numpy(dtype=float) * sign
         for i, (_, config) in enumerate(board.configs.iterrows()):
             if np.isfinite(means[i]):
                 key = _key(config)

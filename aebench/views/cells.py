@@ -44,17 +44,23 @@ def arrow(metric: str, vocabulary: Vocabulary) -> str:
 
 
 def interval_cell(found: Interval, seeds: int | None = None) -> str:
-    """A mean over seeds and its interval: ``mean ± half-width`` (Student's t), ``mean [low,
-    high]`` (an asymmetric bootstrap), or ``mean (2 seeds: no interval)``; its ``(n=4)`` where
-    fewer seeds than the row's ``seeds`` have a value."""
-    if not math.isfinite(found.mean):
+    """A mean over seeds and its interval: ``mean ± half-width`` (Student's t), ``median 2.5
+    [low, high]`` (a heavy-tailed column's median and its distribution-free interval; a
+    probability's asymmetric one likewise in brackets), or ``mean (2 seeds: no interval)``; its
+    ``(n=4)`` where fewer seeds than the row's ``seeds`` have a value."""
+    if not math.isfinite(found.centre):
         return "–"
+    shown = format_number(found.centre)
+    if found.statistic == "median":
+        shown = f"median {shown}"
     if not found.exists:
-        return f"{format_number(found.mean)} ({found.note()})"
-    below, above = found.mean - found.low, found.high - found.mean
-    if math.isclose(below, above, rel_tol=1e-6, abs_tol=1e-12 * abs(found.mean)):
-        text = format_cell(found.mean, above)
+        return f"{shown} ({found.note()})"
+    below, above = found.centre - found.low, found.high - found.centre
+    if found.statistic == "mean" and math.isclose(
+        below, above, rel_tol=1e-6, abs_tol=1e-12 * abs(found.centre)
+    ):
+        text = format_cell(found.centre, above)
     else:
         low, high = format_number(found.low, 3), format_number(found.high, 3)
-        text = f"{format_number(found.mean)} [{low}, {high}]"
+        text = f"{shown} [{low}, {high}]"
     return text + (f" (n={found.n})" if seeds is not None and found.n < seeds else "")

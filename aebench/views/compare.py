@@ -268,6 +268,7 @@ ROW_COLUMNS = [
     "config",
     "metric",
     "kind",
+    "statistic",  # what baseline and new are: "mean", or "median" (a heavy-tailed column)
     "baseline",
     "baseline_low",
     "baseline_high",
@@ -294,6 +295,7 @@ def _row(
 ) -> dict:
     row = dict.fromkeys(ROW_COLUMNS, math.nan)
     row |= {"config": label, "metric": metric, "kind": kind, "verdict": verdict, "note": note}
+    row["statistic"] = "mean"
     return row | numbers
 
 
@@ -308,8 +310,8 @@ def _compared(
     """The row of one column of one configuration, its verdict ``tested`` until ``settle``."""
     metric, kind = column.name, "speed" if column.speed else "quality"
     base_mean = float(base_values.mean())
-    numbers = {"baseline": base_mean, "n_baseline": len(base_values)}
     if not len(new_values):
+        numbers = {"baseline": base_mean, "n_baseline": len(base_values)}
         return _row(label, metric, kind, verdict="regressed", note="not measured", **numbers)
     floor = speed_tolerance * abs(base_mean) if column.speed else column.floor or 0.0
     tested = two_sample(base_values, new_values, column, floor, confidence)
@@ -318,9 +320,11 @@ def _compared(
         metric,
         kind,
         verdict="tested",
+        statistic=tested.new.statistic,
+        baseline=tested.baseline.centre,
         baseline_low=tested.baseline.low,
         baseline_high=tested.baseline.high,
-        new=tested.new.mean,
+        new=tested.new.centre,
         new_low=tested.new.low,
         new_high=tested.new.high,
         n_new=tested.new.n,
@@ -331,7 +335,7 @@ def _compared(
         p_worse=tested.p_worse,
         p_better=tested.p_better,
         p_same=tested.p_same,
-        **numbers,
+        n_baseline=len(base_values),
     )
 
 

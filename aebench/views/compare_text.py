@@ -94,17 +94,24 @@ def _aligned(table: pd.DataFrame) -> str:
 
 
 def _sides(rows: pd.DataFrame, side: str, confidence: float) -> list[str]:
-    """Each row's mean of ``side`` with its interval and what it rests on."""
+    """Each row's mean (a heavy-tailed column's median) of ``side`` with its interval and what it
+    rests on."""
     cells = []
-    for mean, low, high, n in zip(
-        rows[side], rows[f"{side}_low"], rows[f"{side}_high"], rows[f"n_{side}"], strict=True
+    for centre, low, high, n, statistic in zip(
+        rows[side],
+        rows[f"{side}_low"],
+        rows[f"{side}_high"],
+        rows[f"n_{side}"],
+        rows["statistic"],
+        strict=True,
     ):
-        if math.isnan(mean) or math.isnan(n):  # a published value, or nothing measured
-            cells.append(_number(mean))
+        if math.isnan(centre) or math.isnan(n):  # a published value, or nothing measured
+            cells.append(_number(centre))
             continue
-        shown = Interval(mean, low, high, int(n), confidence)
+        shown = Interval(centre, low, high, int(n), confidence, statistic=statistic)
         bounds = f" [{low:.4g}, {high:.4g}]" if shown.exists else ""
-        cells.append(f"{mean:.4g}{bounds} ({shown.note()})")
+        named = "median " if statistic == "median" else ""
+        cells.append(f"{named}{centre:.4g}{bounds} ({shown.note()})")
     return cells
 
 

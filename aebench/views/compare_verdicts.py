@@ -50,8 +50,9 @@ class Tested:
 
     @property
     def gain(self) -> float:
-        """NEW's mean minus the baseline's (in the better direction: > 0 is better)."""
-        return self.new.mean - self.baseline.mean
+        """NEW's mean minus the baseline's, or their medians' for a heavy-tailed column (in the
+        better direction: > 0 is better)."""
+        return self.new.centre - self.baseline.centre
 
 
 def two_sample(
@@ -59,7 +60,7 @@ def two_sample(
 ) -> Tested:
     """The three tests of NEW's seeds against the baseline's (see the module's docstring)."""
     base, new = finite_values(base), finite_values(new)
-    shown = {"confidence": confidence, "bootstrap": column.heavy_tailed}
+    shown = {"confidence": confidence, "heavy_tailed": column.heavy_tailed}
     intervals = interval(base, **shown), interval(new, **shown)
     spread = _pooled_std(base, new)
     if len(base) == len(new) and np.array_equal(np.sort(base), np.sort(new)):

@@ -17,7 +17,7 @@ from pandas.api.types import is_numeric_dtype
 
 from aebench.contract.columns import Vocabulary
 from aebench.results.rows import label
-from aebench.results.stats import Interval
+from aebench.results.stats import Interval, seeds_for_a_median
 from aebench.results.table import PARQUET, read_load_errors
 from aebench.views.across import across_blocks
 from aebench.views.blocks import Block, Heading, Paragraph, Table
@@ -65,9 +65,9 @@ def _verdict_cells(board: Leaderboard, vocabulary: Vocabulary, order: list[int])
 
 def _chance_cell(chance: Interval) -> str:
     """A probability to two digits, with its interval or why it has none."""
-    shown = format_number(chance.mean, 2)
+    shown = format_number(chance.centre, 2)
     if not chance.exists:
-        return f"{shown} ({chance.note()})" if math.isfinite(chance.mean) else "–"
+        return f"{shown} ({chance.note()})" if math.isfinite(chance.centre) else "–"
     return f"{shown} [{format_number(chance.low, 2)}, {format_number(chance.high, 2)}]"
 
 
@@ -133,12 +133,16 @@ def _ranking_sentence(board: Leaderboard, vocabulary: Vocabulary) -> str:
 
 BOLD_RULE = (
     "Each value: the mean over seeds ± the half-width of its {confidence:.0%} interval (Student's "
-    "t over the seeds; [low, high] for a bootstrap of a heavy-tailed column), (n=…) where fewer "
-    "seeds than the row's have a value; with fewer than 3 seeds there is no interval and the cell "
-    "says so. ↑ higher is better, ↓ lower is better. Bold: a configuration better than every "
-    "other comparable one by a one-sided test over seeds (paired by seed where the seeds match, "
-    "else Welch's t), at {confidence:.0%} after Holm's correction for the number of comparisons; "
-    "where none is, nothing is bold. Only columns that declare a direction and are not noisy "
+    "t over the seeds), (n=…) where fewer seeds than the row's have a value; with fewer than 3 "
+    "seeds there is no interval and the cell says so. A heavy-tailed column's value is 'median m "
+    "[low, high]': the median over seeds, between the order statistics that hold it at "
+    "{confidence:.0%} whatever the distribution (none below {median_seeds} seeds: the mean of a "
+    "column whose seeds can lie far apart is not pinned down by a few). ↑ higher is better, ↓ "
+    "lower is better. Bold: a configuration better than every other comparable one by a "
+    "one-sided test over seeds (paired by seed where the seeds match, else Welch's t; for a "
+    "heavy-tailed column Wilcoxon's signed-rank test, else Mann–Whitney U), at {confidence:.0%} "
+    "after Holm's correction for the number of comparisons; where none is, nothing is bold. "
+    "Only columns that declare a direction and are not noisy "
     "(timings and memory move with the machine) are tested, and only among comparable "
     "configurations: likelihood columns within one likelihood protocol (p(x|z) and "
     "binarization). ⚠: the configuration trained with warnings; ⓘ: an estimate with a note (an "
@@ -150,12 +154,12 @@ def _detail_blocks(board: Leaderboard, vocabulary: Vocabulary, order: list[int])
     """One table per group of columns, rows in the ranked order (those without any value of the
     group left out)."""
     by_group: dict[str, list[str]] = {}
-    for column in board.mean.columns:
+    for column in board.centre.columns:
         by_group.setdefault(vocabulary.get(column).group or OTHER, []).append(column)
     blocks: list[Block] = [Heading(3, "Details by group")]
     for group in ordered_groups(by_group, vocabulary):
         columns = by_group[group]
-        rows = [i for i in order if board.mean[columns].iloc[i].notna().any()]
+        rows = [i for i in order if board.centre[columns].iloc[i].notna().any()]
         protocol = any(vocabulary.get(c).per_protocol for c in columns)
         table = metric_table(board, vocabulary, columns, rows, protocol=protocol)
         blocks += [Heading(4, group), table]
@@ -175,7 +179,11 @@ def _dataset_blocks(folder: Path, boards: Leaderboards, dataset: str) -> list[Bl
         Heading(3, "Headline"),
         metric_table(board, vocabulary, headlines, order, show_notes=True, verdicts=True),
         Paragraph(_ranking_sentence(board, vocabulary)),
-        Paragraph(BOLD_RULE.format(confidence=board.confidence)),
+        Paragraph(
+            BOLD_RULE.format(
+                confidence=board.confidence, median_seeds=seeds_for_a_median(board.confidence)
+            )
+        ),
     ]
     blocks += _detail_blocks(board, vocabulary, order)
     return blocks + figures

@@ -1,8 +1,8 @@
 """The leaderboard of one dataset: its configurations (every parameter but the seed) with the mean
-of their metrics over seeds and its interval, the best among comparable configurations as tests
-decide it (``verdicts``), the configurations ranked by the groups' headline columns, and the
-median seed of each. Columns are chosen and compared only through what they declare
-(``columns.json``), never by name.
+of their metrics over seeds (the median of a heavy-tailed column) and its interval, the best among
+comparable configurations as tests decide it (``verdicts``), the configurations ranked by the
+groups' headline columns, and the median seed of each. Columns are chosen and compared only through
+what they declare (``columns.json``), never by name.
 
 A leaderboard is computed once per table and dataset (``Leaderboards``) and shared by all that
 shows it: the report's dataset blocks and its ranks across datasets, and, within a
@@ -39,7 +39,7 @@ class Leaderboard:
     shown: list[str]  # configuration columns that differ between configurations
     configs: pd.DataFrame  # one row per configuration: its configuration columns
     n: pd.Series  # seeds per configuration
-    mean: pd.DataFrame  # configuration x metric
+    centre: pd.DataFrame  # configuration x metric: the mean, or a heavy-tailed column's median
     std: pd.DataFrame  # sample standard deviation (ddof=1); NaN with a single seed
     trials: list[pd.DataFrame]  # per configuration: its ok trials, one row per seed
     protocol: list[str]  # per configuration: its likelihood protocol, "" without one
@@ -61,10 +61,10 @@ class Leaderboard:
         return self._samples[key]
 
     def interval(self, position: int, metric: str, vocabulary: Vocabulary) -> Interval:
-        """The mean of ``metric`` over the configuration's seeds and its interval (a bootstrap
-        where the column declares itself heavy-tailed)."""
+        """The mean of ``metric`` over the configuration's seeds and its interval (the median and
+        its distribution-free interval where the column declares itself heavy-tailed)."""
         heavy = bool(getattr(vocabulary.get(metric), "heavy_tailed", False))
-        return interval(self.samples(position, metric), self.confidence, bootstrap=heavy)
+        return interval(self.samples(position, metric), self.confidence, heavy_tailed=heavy)
 
     def label(self, position: int) -> str:
         """``vae / none beta=1 latent_dim=2``: the plugins and the settings that tell it apart
@@ -165,7 +165,8 @@ def leaderboard(
     vocabulary: Vocabulary | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Leaderboard | None:
-    """Mean and standard deviation over seeds of every ``ok`` configuration of ``dataset``, and
+    """Mean (a heavy-tailed column's median) and standard deviation over seeds of every ``ok``
+    configuration of ``dataset``, and
     the verdicts on the best per column (``verdicts_of``) at ``confidence``; None where no trial
     of it is ``ok``. The one already computed for an equal table where one is shared."""
     return leaderboards(table, vocabulary, confidence).of(dataset)
@@ -186,7 +187,10 @@ def _computed(
     group = grouped.ngroup().to_numpy()  # each trial's configuration: its position in ``n``
     metrics = metric_columns(ok, vocabulary)
     numbers = ok[metrics].astype(float).replace([np.inf, -np.inf], np.nan).groupby(group)
-    mean, std = numbers.mean(), numbers.std(ddof=1)
+    centre, std = numbers.mean(), numbers.std(ddof=1)
+    heavy = [m for m in metrics if vocabulary.get(m).heavy_tailed]
+    if heavy:  # what their cells show, and what ranks them
+        centre[heavy] = numbers[heavy].median()
     shown = [
         c for c in keys if c in ("model", "regularizer") or configs[c].nunique(dropna=False) > 1
     ]
@@ -196,7 +200,7 @@ def _computed(
         shown=shown,
         configs=configs,
         n=n.reset_index(drop=True),
-        mean=mean.reset_index(drop=True),
+        centre=centre.reset_index(drop=True),
         std=std.reset_index(drop=True),
         trials=trials,
         protocol=[protocol_of(rows) for rows in trials],
@@ -304,7 +308,7 @@ def headline_columns(board: Leaderboard, vocabulary: Vocabulary) -> list[str]:
     """Each group's declared headline column that has a value here, in group order."""
     headlines = vocabulary.headlines()
     groups = ordered_groups(headlines, vocabulary)
-    return [headlines[g] for g in groups if headlines[g] in board.mean]
+    return [headlines[g] for g in groups if headlines[g] in board.centre]
 
 
 def ranking_columns(board: Leaderboard, vocabulary: Vocabulary) -> list[str]:
@@ -314,7 +318,7 @@ def ranking_columns(board: Leaderboard, vocabulary: Vocabulary) -> list[str]:
     out = []
     for column in headline_columns(board, vocabulary):
         declared = vocabulary.get(column)
-        values = board.mean[column].to_numpy(dtype=float)
+        values = board.centre[column].to_numpy(dtype=float)
         protocols = {board.protocol[i] for i in np.flatnonzero(np.isfinite(values))}
         if declared.direction == 0 or declared.noisy or not protocols:
             continue
@@ -332,7 +336,7 @@ def ranked(board: Leaderboard, vocabulary: Vocabulary) -> list[int]:
     def key(i: int) -> tuple:
         parts = []
         for column in columns:
-            value = float(board.mean[column].iloc[i]) * vocabulary.direction(column)
+            value = float(board.centre[column].iloc[i]) * vocabulary.direction(column)
             parts.append((0, -value) if math.isfinite(value) else (1, 0.0))
         return (*parts, board.label(i))
 
@@ -356,7 +360,7 @@ def chances_of_beating_next(
     if not columns:
         return {}
     column = columns[0]
-    have = [i for i in order if np.isfinite(board.mean[column].iloc[i])]
+    have = [i for i in order if np.isfinite(board.centre[column].iloc[i])]
     samples = [board.samples(i, column) for i in have]
     better = vocabulary.get(column).better or ""
     return dict(zip(have, beats_next(samples, better), strict=False))

@@ -1,14 +1,15 @@
 """Which configuration of a column is best, decided by tests over seeds rather than by a mean.
 
-The configuration with the best mean is ``best`` only where a one-sided test says it is better
-than every other one at the chosen confidence, the p-values corrected for the number of
-comparisons (Holm); otherwise the configurations not shown worse than it are ``tied`` with it.
-Two configurations are compared paired by seed where they were measured on the same seeds (the
-seed fixes the data split and the initialisation, so a paired test removes that variation), and
-unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column) otherwise. How often each
-beats the next in a ranking is the probability of improvement (rliable's P(X > Y)), paired over
-the seeds both have where they share at least ``MIN_SEEDS`` (a failed seed leaves one a seed
-short: its interval stands on the others), and unpaired, with no interval, otherwise.
+The configuration with the best mean (a heavy-tailed column's: median) is ``best`` only where a
+one-sided test says it is better than every other one at the chosen confidence, the p-values
+corrected for the number of comparisons (Holm); otherwise the configurations not shown worse than
+it are ``tied`` with it. Two configurations are compared paired by seed where they were measured
+on the same seeds (the seed fixes the data split and the initialisation, so a paired test removes
+that variation: a t-test on the differences, or Wilcoxon's signed-rank test for a heavy-tailed
+column), and unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column) otherwise. How
+often each beats the next in a ranking is the probability of improvement (rliable's P(X > Y)),
+paired over the seeds both have where they share at least ``MIN_SEEDS`` (a failed seed leaves
+one a seed short: its interval stands on the others), and unpaired, with no interval, otherwise.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ def top_verdict(
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> TopVerdict | None:
     """The verdict on ``samples`` (position -> values by seed) of a column where ``better`` is
-    "higher" or "lower"; None with fewer than two configurations that have a value."""
+    "higher" or "lower"; None with fewer than two configurations that have a value. The top is
+    the best mean (median, for a ``heavy_tailed`` column: what its cells show)."""
     sign = 1.0 if better == "higher" else -1.0
-    means = {i: float(s.mean()) for i, s in samples.items() if s.notna().any()}
+    centre = pd.Series.median if heavy_tailed else pd.Series.mean
+    means = {i: float(centre(s)) for i, s in samples.items() if s.notna().any()}
     if len(means) < 2:
         return None
     top = max(means, key=lambda i: (sign * means[i], -i))  # ties: the first position

@@ -394,3 +394,26 @@ def test_aggregates_of_two_seeds_have_n_and_no_bounds() -> None:
         "seeds/digits/ae - none latent_dim_3/fit.mean": 3.0,
         "seeds/digits/ae - none latent_dim_3/fit.n": 1.0,
     }
+
+
+def test_a_heavy_tailed_aggregate_is_logged_as_the_median_it_is() -> None:
+    far_off = [1.0, 2.0, 3.0, 4.0, 5.0, 90.0]  # mean 17.5, median 3.5
+    table = pd.DataFrame(
+        {
+            "dataset": "digits",
+            "model": "ae",
+            "regularizer": "none",
+            "seed": range(6),
+            "status": "ok",
+            "fid": far_off,
+        }
+    )
+    vocabulary = Vocabulary(columns={})
+    vocabulary.add([Column("fid", "lower", group="g", headline=True, heavy_tailed=True)])
+    # 6 seeds hold the median between the lowest and the highest at 95% (1 - 2 / 2**6).
+    assert aggregate_metrics(table, vocabulary) == {
+        "seeds/digits/ae - none/fid.median": 3.5,
+        "seeds/digits/ae - none/fid.low": 1.0,
+        "seeds/digits/ae - none/fid.high": 90.0,
+        "seeds/digits/ae - none/fid.n": 6.0,
+    }

@@ -1,7 +1,8 @@
 """aebench.results.stats against independent computations: the t interval by its formula with a
 tabled quantile, Welch's p by hand with the Welch–Satterthwaite degrees of freedom, an exact
 Mann–Whitney p by counting, Holm and Benjamini–Hochberg on worked examples, the probability of
-improvement by brute force, the seeds needed by the normal formula, and a seeded bootstrap."""
+improvement by brute force, the seeds needed by the normal formula, and a median's interval by
+its order statistics, counted by hand."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from aebench.results.stats import (
     improvement_interval,
     interval,
     probability_of_improvement,
+    seeds_for_a_median,
     seeds_needed,
     summary_interval,
 )
@@ -32,7 +34,7 @@ def test_the_t_interval_is_the_mean_plus_minus_the_tabled_quantile_times_the_sta
     mean, sem = 5.0, math.sqrt(16.5 / 5)
     t_975_4 = 2.7764451  # Student's t, 4 degrees of freedom, 97.5% quantile (a printed table)
     found = interval(values)
-    assert found.mean == pytest.approx(mean)
+    assert found.centre == pytest.approx(mean) and found.statistic == "mean"
     assert (found.low, found.high) == pytest.approx((mean - t_975_4 * sem, mean + t_975_4 * sem))
     assert found.n == 5 and found.note() == "95% CI, 5 seeds"
 
@@ -59,6 +61,23 @@ def test_the_paired_p_is_a_one_sample_t_on_the_seeds_differences():
     mean, sd = sum(d) / 4, math.sqrt(sum((v - sum(d) / 4) ** 2 for v in d) / 3)
     t = mean / (sd / 2)
     assert better_p(a, b, "higher", paired=True) == pytest.approx(scipy_stats.t.sf(t, 3))
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.25])
+def test_a_heavy_tailed_paired_p_is_wilcoxons_exact_by_flipping_signs(margin):
+    # Paired seeds of a heavy-tailed column: the signed ranks of the differences. Under "no
+    # difference" each difference's sign is a coin flip: p is the share of the 2**6 flips whose
+    # sum of positive ranks is at least the observed one.
+    a, b = [4.0, 5.5, 3.0, 9.0, 60.0, 4.3], [3.0, 5.0, 3.2, 7.0, 2.0, 4.0]
+    d = [x - y - margin for x, y in zip(a, b, strict=True)]  # no ties, no zeros in |d|
+    ranks = [sorted(abs(v) for v in d).index(abs(v)) + 1 for v in d]
+    observed = sum(r for r, v in zip(ranks, d, strict=True) if v > 0)
+    flips = list(itertools.product([False, True], repeat=len(d)))
+    at_least = [sum(r for r, up in zip(ranks, f, strict=True) if up) >= observed for f in flips]
+    found = better_p(a, b, "higher", paired=True, heavy_tailed=True, margin=margin)
+    assert found == pytest.approx(sum(at_least) / len(flips))
+    # The far-off seed (60 against 2) is one rank: the t-test on the differences is swayed by it.
+    assert found != pytest.approx(better_p(a, b, "higher", paired=True, margin=margin))
 
 
 def test_the_mann_whitney_p_with_few_seeds_is_exact_by_counting():
@@ -109,16 +128,16 @@ def test_the_probability_of_improvement_has_clopper_pearsons_interval_over_paire
     from scipy.stats import beta
 
     won = improvement_interval([3.0, 2.0, 5.0], [1.0, 1.0, 1.0], "higher", paired=True)
-    assert (won.mean, won.high, won.n) == (1.0, 1.0, 3)
+    assert (won.centre, won.high, won.n) == (1.0, 1.0, 3)
     assert won.low == pytest.approx(0.025 ** (1 / 3))  # all n won: the lower bound is (a/2)^(1/n)
     # 2 wins, 1 tie, 1 loss of 4: the tie a loss below and a win above (beta quantiles)
     tied = improvement_interval([2.0, 2.0, 5.0, 0.0], [1.0, 2.0, 1.0, 1.0], "higher", paired=True)
-    assert tied.mean == pytest.approx(2.5 / 4)
+    assert tied.centre == pytest.approx(2.5 / 4)
     assert tied.low == pytest.approx(beta.ppf(0.025, 2, 3))
     assert tied.high == pytest.approx(beta.ppf(0.975, 4, 1))
     assert not improvement_interval([3.0, 2.0], [1.0, 1.0], "higher", paired=True).exists
     unpaired = improvement_interval([3.0, 2.0, 5.0], [1.0, 1.0, 1.0], "higher", paired=False)
-    assert unpaired.mean == 1.0 and unpaired.note() == "unpaired seeds: no interval"
+    assert unpaired.centre == 1.0 and unpaired.note() == "unpaired seeds: no interval"
 
 
 def test_seeds_needed_is_the_normal_formula_rounded_up():
@@ -129,13 +148,63 @@ def test_seeds_needed_is_the_normal_formula_rounded_up():
     assert seeds_needed(NAN, 1.0) is None and seeds_needed(1.0, 0.0) is None
 
 
-def test_a_bootstrap_interval_is_the_same_for_the_same_seed():
-    values = np.random.default_rng(3).standard_cauchy(12)  # heavy-tailed, many distinct means
-    first, again = interval(values, bootstrap=True), interval(values, bootstrap=True)
-    assert (first.low, first.high) == (again.low, again.high)
-    assert first.low < np.mean(values) < first.high
-    other = interval(values, bootstrap=True, seed=1)
-    assert (other.low, other.high) != (first.low, first.high)
+def _median_bounds_by_hand(n: int, confidence: float) -> tuple[int, int] | None:
+    """The 1-based ranks (k, n - k + 1) of the widest-k order statistics whose interval holds the
+    median with probability 1 - 2 P(Binomial(n, 1/2) <= k - 1) >= confidence: the largest such
+    k; None where even the lowest and highest values fall short (2 / 2**n > 1 - confidence)."""
+
+    def outside(k: int) -> float:  # P(median below x_(k)) + P(above x_(n-k+1))
+        return 2 * sum(math.comb(n, j) for j in range(k)) / 2**n
+
+    ks = [k for k in range(1, n // 2 + 1) if outside(k) <= 1 - confidence]
+    return (max(ks), n - max(ks) + 1) if ks else None
+
+
+@pytest.mark.parametrize("n", [6, 7, 9, 10, 16, 25])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_a_heavy_tailed_interval_is_the_median_between_order_statistics(n, confidence):
+    values = np.random.default_rng(n).standard_cauchy(n) * 10 + 100
+    found = interval(values, confidence, heavy_tailed=True)
+    assert found.statistic == "median" and found.centre == pytest.approx(np.median(values))
+    ranks = _median_bounds_by_hand(n, confidence)
+    if ranks is None:
+        assert not found.exists and n < seeds_for_a_median(confidence)
+        return
+    ordered = np.sort(values)
+    assert (found.low, found.high) == (ordered[ranks[0] - 1], ordered[ranks[1] - 1])
+
+
+def test_a_median_needs_six_seeds_for_a_95_percent_interval_and_says_so():
+    # 1 - 2 / 2**n >= 0.95 first at n = 6 (0.969); 0.9 at 5 (0.9375), 0.99 at 8 (0.992)
+    assert [seeds_for_a_median(c) for c in (0.9, 0.95, 0.99)] == [5, 6, 8]
+    five = interval([1.0, 2.0, 3.0, 50.0, 4.0, NAN], heavy_tailed=True)
+    assert not five.exists and five.centre == 3.0 and five.n == 5
+    assert five.note() == "5 seeds: no interval, a median's needs 6"
+    six = interval([1.0, 2.0, 3.0, 50.0, 4.0, 5.0], heavy_tailed=True)
+    assert (six.centre, six.low, six.high) == (3.5, 1.0, 50.0)
+
+
+def test_the_median_interval_covers_a_heavy_tailed_median_as_often_as_it_says():
+    # A seed far off the others one time in ten: 2,000 samples of 10 seeds. The median interval
+    # covers the median at least 95% of the time (for 10 seeds, [x_(2), x_(9)]: 97.9%); the
+    # mean's t interval covers the mean (106) far less: a sample without a far seed misses it.
+    rng = np.random.default_rng(0)
+    draws = rng.normal(100.0, 5.0, (2000, 10)) + 60.0 * (rng.random((2000, 10)) < 0.1)
+    median = 100.0 + 5.0 * _contaminated_median_offset()
+    medians = [interval(d, heavy_tailed=True) for d in draws]
+    means = [interval(d) for d in draws]
+    covered = np.mean([m.low <= median <= m.high for m in medians])
+    assert covered >= 0.95
+    assert np.mean([m.low <= 106.0 <= m.high for m in means]) < 0.9
+
+
+def _contaminated_median_offset() -> float:
+    """The median of 0.9 N(0, 1) + 0.1 N(12, 1) in units of the sd: where the mixture's cdf is
+    one half (scipy's root finder on the cdf; an independent check of nothing but the target)."""
+    from scipy import optimize
+    from scipy.stats import norm
+
+    return optimize.brentq(lambda z: 0.9 * norm.cdf(z) + 0.1 * norm.cdf(z - 12) - 0.5, -3, 3)
 
 
 def test_a_summary_gives_the_interval_of_its_values() -> None:

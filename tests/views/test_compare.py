@@ -261,6 +261,29 @@ def test_a_heavy_tailed_column_is_tested_by_mann_whitney() -> None:
     assert not Vocabulary.from_json(older).get("fid").heavy_tailed
 
 
+def test_a_heavy_tailed_column_compares_medians_and_says_so() -> None:
+    # One baseline seed far off (a collapsed sample): the mean would say NEW improved by 6, the
+    # medians that nothing moved (the rank test agrees: inconclusive, not improved).
+    heavy = Vocabulary()
+    heavy.add([Column("fid", "lower", floor=1.0, heavy_tailed=True)])
+    seeds = tuple(range(6))
+    base = results({8: {"fid": [10.0, 11.0, 12.0, 10.5, 11.5, 47.0]}}, seeds=seeds)
+    new = results({8: {"fid": [10.2, 11.1, 11.9, 10.4, 11.6, 12.2]}}, seeds=seeds)
+    comparison = compare(new, base, vocabulary=heavy)
+    (row,) = (r for _, r in comparison.rows.iterrows() if r["metric"] == "fid")
+    assert row["statistic"] == "median"
+    assert (row["baseline"], row["new"]) == (11.25, 11.35)
+    assert row["change"] == pytest.approx(0.1) and row["verdict"] != "improved"
+    # 6 seeds hold a median at 95% between the lowest and the highest: 1 - 2 / 2**6 = 0.969.
+    assert (row["baseline_low"], row["baseline_high"]) == (10.0, 47.0)
+    text = format_comparison(comparison, show_all=True)
+    assert "median 11.25 [10, 47] (95% CI, 6 seeds)" in text
+    three = compare(new.head(3), base.head(3), vocabulary=heavy)
+    assert "median 11 (3 seeds: no interval, a median's needs 6)" in format_comparison(
+        three, show_all=True
+    )
+
+
 def test_a_slowdown_beyond_the_relative_floor_fails_only_when_speed_counts(write) -> None:
     slower = results(changed(train_samples_per_s_8=[1400.0, 1410.0, 1390.0]))  # 30% slower
     assert run_compare(write, slower) == 1

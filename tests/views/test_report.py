@@ -89,7 +89,7 @@ def test_leaderboard_is_the_mean_and_std_over_seeds(reported: Path) -> None:
         rows = expected[(config["model"], config["model.latent_dim"])]
         values = rows["recon_mse"].to_numpy(dtype=float)
         assert board.n.iloc[i] == len(values) == 2
-        assert board.mean["recon_mse"].iloc[i] == pytest.approx(np.mean(values))
+        assert board.centre["recon_mse"].iloc[i] == pytest.approx(np.mean(values))
         assert board.std["recon_mse"].iloc[i] == pytest.approx(np.std(values, ddof=1))
 
 

@@ -131,14 +131,37 @@ def test_a_clearly_better_configuration_is_bold_best_with_its_interval(tmp_path:
     assert line.startswith("a / none: score 5.05 ± ") and ", best (better than each" in line
 
 
+def test_a_heavy_tailed_column_ranks_and_shows_configurations_by_their_median(tmp_path) -> None:
+    # a: five seeds at 1 and one far off at 100 (mean 17.5, median 1); b: every seed at 5. Lower
+    # is better: by the mean b would lead, by the median a does; a's cell says which it shows.
+    vocabulary = Vocabulary(columns={})
+    vocabulary.add([Column("fid", "lower", group="g", headline=True, heavy_tailed=True)])
+    seeds = range(6)
+    samples = {
+        "a": dict(zip(seeds, [1.0, 1.2, 0.9, 1.1, 1.0, 100.0], strict=True)),
+        "b": dict.fromkeys(seeds, 5.0),
+    }
+    table = score_table(samples).rename(columns={"score": "fid"})
+    board = leaderboard(table, "d", vocabulary)
+    assert board is not None
+    a, b = (board.configs["model"].tolist().index(name) for name in ("a", "b"))
+    assert board.centre["fid"].iloc[a] == pytest.approx(1.05)
+    assert board.verdicts["fid"][0].top == a
+    assert interval_cell(board.interval(a, "fid", vocabulary), 6) == "median 1.05 [0.9, 100]"
+    headline = _headline(report_blocks(tmp_path, table, vocabulary))
+    assert headline.rows[0][0] == "a / none"  # ranked first: the lower median
+
+
 def test_cells_say_n_and_that_two_seeds_give_no_interval() -> None:
     two = interval([1.0, 2.0])
     assert interval_cell(two, 2) == "1.5 (2 seeds: no interval)"
     three_of_four = interval([1.0, 2.0, 3.0, math.nan])
     half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
     assert interval_cell(three_of_four, 4) == f"2 ± {format_number(half, 2)} (n=3)"
-    skewed = interval([0.0, 0.0, 0.0, 0.0, 10.0], bootstrap=True)
-    assert interval_cell(skewed, 5).startswith("2 [") and skewed.low < 2 < skewed.high
+    skewed = interval([0.0, 1.0, 0.5, 0.0, 10.0, 0.2], heavy_tailed=True)
+    assert interval_cell(skewed, 6) == "median 0.35 [0, 10]"
+    too_few = interval([0.0, 1.0, 10.0], heavy_tailed=True)
+    assert interval_cell(too_few, 3) == "median 1 (3 seeds: no interval, a median's needs 6)"
     board = leaderboard(score_table({"a": {0: 1.0, 1: 2.0}, "b": {0: 3.0, 1: 4.0}}), "d")
     assert board is not None and not board.interval(0, "score", Vocabulary()).exists
 
@@ -229,7 +252,7 @@ def test_a_failed_seed_leaves_beats_next_paired_over_the_seeds_both_have() -> No
     a = pd.Series([5.0, 6.0, 7.0, 8.0, 9.0], index=[0, 1, 2, 3, 4])
     b = pd.Series([1.0, 2.0, 3.0, 4.0], index=[0, 1, 2, 4])
     (chance,) = beats_next([a, b], "higher")
-    assert chance.mean == 1.0 and chance.n == 4
+    assert chance.centre == 1.0 and chance.n == 4
     expected = stats.binomtest(4, 4).proportion_ci(0.95, method="exact")
     assert (chance.low, chance.high) == pytest.approx((expected.low, expected.high))
     # two shared seeds are too few to pair: unpaired, every value, no interval
