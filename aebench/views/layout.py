@@ -139,7 +139,7 @@ BOLD_RULE = (
     "{confidence:.0%} whatever the distribution (none below {median_seeds} seeds: the mean of a "
     "column whose seeds can lie far apart is not pinned down by a few). ↑ higher is better, ↓ "
     "lower is better. Bold: a configuration better than every other comparable one by a "
-    "one-sided test over seeds (paired by seed where the seeds match, else Welch's t; for a "
+    "two-sided test over seeds (paired by seed where the seeds match, else Welch's t; for a "
     "heavy-tailed column Wilcoxon's signed-rank test, else Mann–Whitney U), at {confidence:.0%} "
     "after Holm's correction for the number of comparisons; where none is, nothing is bold. "
     "Only columns that declare a direction and are not noisy "

@@ -1,15 +1,18 @@
 """Which configuration of a column is best, decided by tests over seeds rather than by a mean.
 
-The configuration with the best mean (a heavy-tailed column's: median) is ``best`` only where a
-one-sided test says it is better than every other one at the chosen confidence, the p-values
-corrected for the number of comparisons (Holm); otherwise the configurations not shown worse than
-it are ``tied`` with it. Two configurations are compared paired by seed where they were measured
-on the same seeds (the seed fixes the data split and the initialisation, so a paired test removes
-that variation: a t-test on the differences, or Wilcoxon's signed-rank test for a heavy-tailed
-column), and unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column) otherwise. How
-often each beats the next in a ranking is the probability of improvement (rliable's P(X > Y)),
-paired over the seeds both have where they share at least ``MIN_SEEDS`` (a failed seed leaves
-one a seed short: its interval stands on the others), and unpaired, with no interval, otherwise.
+The configuration with the best mean (a heavy-tailed column's: median) is ``best`` only where tests
+say it is better than every other one at the chosen confidence, the p-values corrected for the
+number of comparisons (Holm); otherwise the configurations not shown worse than it are ``tied`` with
+it. Each test of the top is two-sided: which configuration is the top is read off the same seeds, so
+"the top is better" is a claim in a direction the data chose (with one-sided tests, one of two equal
+configurations was called best 10% of the time at 95%). Two configurations are compared paired by
+seed where they were measured on the same seeds (the seed fixes the data split and the
+initialisation, so a paired test removes that variation: a t-test on the differences, or Wilcoxon's
+signed-rank test for a heavy-tailed column), and unpaired (Welch's t, or Mann–Whitney U for a
+heavy-tailed column) otherwise. How often each beats the next in a ranking is the probability of
+improvement (rliable's P(X > Y)), paired over the seeds both have where they share at least
+``MIN_SEEDS`` (a failed seed leaves one a seed short: its interval stands on the others), and
+unpaired, with no interval, otherwise.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class TopVerdict:
     top: int  # the best mean
     best: bool  # better than every other one at the confidence, after Holm
     tied: list[int]  # the top and those not shown worse than it (just [top] when ``best``)
-    adjusted: dict[int, float]  # per other configuration: Holm-adjusted p of "top is better"
+    adjusted: dict[int, float]  # per other one: Holm-adjusted two-sided p of "top is better"
 
 
 def aligned(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -72,7 +75,11 @@ def top_verdict(
     p = []
     for other in others:
         a, b, paired = aligned(samples[top], samples[other])
-        p.append(better_p(a, b, better, paired=paired, heavy_tailed=heavy_tailed))
+        one_sided = better_p(a, b, better, paired=paired, heavy_tailed=heavy_tailed)
+        # Two-sided: the top was picked by its values, so either side could have been it. A
+        # one-sided test of the picked side named one of two equal configurations best 10% of
+        # the time at 95%.
+        p.append(min(1.0, 2 * one_sided))
     adjusted = dict(zip(others, holm(p), strict=True))
     shown_worse = [i for i in others if adjusted[i] < 1 - confidence]  # NaN: not shown worse
     tied = [top, *(i for i in others if i not in shown_worse)]
