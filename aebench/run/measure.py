@@ -120,9 +120,10 @@ def measure_all(
 ) -> Row:
     """Every metric of the trial on the trained ``model``: their columns, ``eval_s``, status ok.
 
-    Each metric's wall time is its ``eval_s_<metric>`` column (``metric_time_column``), and the
-    version of the distribution it comes from a ``version.<distribution>`` column (what
-    ``aebench evaluate`` compares to tell changed code). The metrics share the test split's
+    Each metric's wall time is its ``eval_s_<metric>`` column (``metric_time_column``; NaN for
+    one that did not apply, whose reason its columns carry), and the version of the distribution
+    it comes from a ``version.<distribution>`` column (what ``aebench evaluate`` compares to tell
+    changed code). The metrics share the test split's
     encoding through the context (``MetricContext.codes()``): the first that asks pays for it.
     Within ``keeping``, a metric given earlier columns keeps them and is not measured; ``eval_s``
     is then the time spent now plus the kept metrics' earlier times (the cost of the row).
@@ -173,6 +174,8 @@ def measure_all(
         row[timed] = time.perf_counter() - began
         if reason:
             reasons[name] = reason
+        if reason and all(_is_nan(v) for v in values.values()):
+            row[timed] = math.nan  # it did not apply: it has no cost to show, only its reason
     stopping.check()  # a trial past its limit is failed, even if only its last metric ran over
     row["eval_s"] = time.perf_counter() - start + kept_s
     peak = training.get("peak_mem_mb")
@@ -251,6 +254,10 @@ def costliest_metrics(rows: Iterable[Row], count: int = 3) -> list[tuple[str, fl
             spent = _seconds(row.get(metric_time_column(name).name))
             totals[name] = totals.get(name, 0.0) + spent
     return sorted(totals.items(), key=lambda item: -item[1])[:count]
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _seconds(value: Any) -> float:

@@ -5,6 +5,7 @@ data asks for."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import aebench_counting
@@ -38,10 +39,15 @@ def test_a_metric_time_column_is_a_noisy_speed_column_of_a_plain_name() -> None:
 def test_each_metric_time_is_in_the_row_and_declared_in_columns_json(
     counting: Plugins, tmp_path: Path
 ) -> None:
-    suite = build_suite(COUNTING_AE, epochs=1, metrics=["counted_mean", "slow_metric"])
+    metrics = ["counted_mean", "slow_metric", "dci"]  # dci needs factors this data lacks
+    suite = build_suite(COUNTING_AE, epochs=1, metrics=metrics)
     run = aebench.run_suite(suite, output=tmp_path / "out", device="cpu", plugins=counting)
     (row,) = run.rows
     assert row["status"] == "ok"
+    # A metric that did not apply shows no cost (not the microseconds it took to say so): NaN,
+    # its reason in the row's.
+    assert math.isnan(row["dci_disentanglement"]) and math.isnan(row["eval_s_dci"])
+    assert "dci: the data has no ground-truth factors" in row["nan_reasons"]
     assert row["eval_s_slow_metric"] >= aebench_counting.SLOW_S
     assert 0 <= row["eval_s_counted_mean"] < aebench_counting.SLOW_S
     assert row["eval_s"] >= row["eval_s_slow_metric"] + row["eval_s_counted_mean"]
