@@ -21,6 +21,7 @@ def welch_p(x: Sequence[float], y: Sequence[float], margin: float = 0.0) -> floa
 
 
 def seeds_for(spread: float, change: float, confidence: float = 0.95, power: float = 0.8) -> int:
-    """Seeds per side of a two-sample test, by the normal approximation, at least 3."""
+    """Seeds per side of a two-sample test, by the normal approximation (a t-test's count for
+    many seeds; it undercounts few), at least 3."""
     z = stats.norm.ppf(confidence) + stats.norm.ppf(power)
     return max(3, math.ceil(2 * (z * spread / change) ** 2))

@@ -189,7 +189,9 @@ def test_too_few_seeds_to_tell_is_inconclusive_and_says_how_many_would(write, ca
     spread = math.sqrt(
         (np.var([0.80, 0.90, 0.85], ddof=1) + np.var([0.81, 0.83, 0.82], ddof=1)) / 2
     )
-    assert row["note"] == f"needs about {seeds_for(spread, 0.01)} seeds a side"
+    # A t-test's count: at 160 seeds a side, the normal formula's or one more.
+    normal = seeds_for(spread, 0.01)
+    assert row["note"] in {f"needs about {n} seeds a side" for n in (normal, normal + 1)}
     assert run_compare(write, new) == 0  # inconclusive does not fail by default
     assert "1 inconclusive" in capsys.readouterr().out
     assert run_compare(write, new, "--fail-on", "inconclusive") == 1
