@@ -11,8 +11,8 @@ configuration beats another is a test on both samples (``better_p``: paired by s
 seeds match, Welch's t otherwise; for a heavy-tailed column their rank versions, Wilcoxon's
 signed-rank test and Mann–Whitney U), its p-values corrected for the number of comparisons
 (``holm``, ``benjamini_hochberg``), and how often it beats it is ``probability_of_improvement``
-(rliable's P(X > Y)). All of it is scipy.stats, imported
-where a statistic is computed (0.35 s): a run with nothing to do needs none.
+(rliable's P(X > Y)). All of it is scipy.stats, imported where a statistic is computed (0.35 s):
+a run with nothing to do needs none.
 """
 
 from __future__ import annotations

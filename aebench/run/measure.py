@@ -123,10 +123,10 @@ def measure_all(
     Each metric's wall time is its ``eval_s_<metric>`` column (``metric_time_column``; NaN for
     one that did not apply, whose reason its columns carry), and the version of the distribution
     it comes from a ``version.<distribution>`` column (what ``aebench evaluate`` compares to tell
-    changed code). The metrics share the test split's
-    encoding through the context (``MetricContext.codes()``): the first that asks pays for it.
-    Within ``keeping``, a metric given earlier columns keeps them and is not measured; ``eval_s``
-    is then the time spent now plus the kept metrics' earlier times (the cost of the row).
+    changed code). The metrics share the test split's encoding through the context
+    (``MetricContext.codes()``): the first that asks pays for it. Within ``keeping``, a metric
+    given earlier columns keeps them and is not measured; ``eval_s`` is then the time spent now
+    plus the kept metrics' earlier times (the cost of the row).
 
     A metric that raises, or returns what it does not declare, gets NaN columns and an entry in
     ``metric_errors`` naming the plugin whose code raised: the metric, or the model or dataset

@@ -166,9 +166,9 @@ def leaderboard(
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Leaderboard | None:
     """Mean (a heavy-tailed column's median) and standard deviation over seeds of every ``ok``
-    configuration of ``dataset``, and
-    the verdicts on the best per column (``verdicts_of``) at ``confidence``; None where no trial
-    of it is ``ok``. The one already computed for an equal table where one is shared."""
+    configuration of ``dataset``, and the verdicts on the best per column (``verdicts_of``) at
+    ``confidence``; None where no trial of it is ``ok``. The one already computed for an equal
+    table where one is shared."""
     return leaderboards(table, vocabulary, confidence).of(dataset)
 
 
