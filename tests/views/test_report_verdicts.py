@@ -114,19 +114,19 @@ def test_overlapping_seeds_are_tied_and_nothing_is_bold(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("paired", [True, False])
 def test_of_two_equal_configurations_one_is_called_best_at_most_as_often_as_stated(paired) -> None:
-    # 2,000 draws of two configurations from one distribution, 5 seeds each (the same seeds, or
+    # 1,000 draws of two configurations from one distribution, 5 seeds each (the same seeds, or
     # not). "Best" is a false claim every time; at 95% it may be made 5% of the time (3 standard
-    # errors allowed: 6.5%). One-sided tests of the side that came out on top made it 10%.
+    # errors allowed: 7%). One-sided tests of the side that came out on top made it 9-10%.
     rng = np.random.default_rng(7)
     seeds = {0: range(5), 1: range(5) if paired else range(5, 10)}
     called, found = 0, 0
-    for _ in range(2000):
+    for draw in range(1000):
         same = {i: pd.Series(rng.normal(0.0, 1.0, 5), index=seeds[i]) for i in (0, 1)}
         called += top_verdict(same, "higher").best
-        apart = {0: same[0] + 3.0, 1: same[1]}  # the power it keeps: 3 sd apart
-        found += top_verdict(apart, "higher").best
-    assert called / 2000 <= 0.065
-    assert found / 2000 >= 0.8
+        if draw < 200:  # the power it keeps: 3 sd apart
+            found += top_verdict({0: same[0] + 3.0, 1: same[1]}, "higher").best
+    assert called / 1000 <= 0.07
+    assert found / 200 >= 0.8
 
 
 def test_a_clearly_better_configuration_is_bold_best_with_its_interval(tmp_path: Path) -> None:
