@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
-
 from aebench.measure_again import kept_folder, new_eval
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.results.table import SUITE_FILE
@@ -28,9 +26,6 @@ from aebench.run.measure import measure_all
 from aebench.run.observing import Row
 from aebench.run.suite import SuiteError, Trial, load_suite
 from aebench.run.trial import resolve_device
-
-# A compiled model's state dict names its parameters through the compiled wrapper.
-COMPILED_PREFIX = "_orig_mod."
 
 
 @dataclass
@@ -92,10 +87,8 @@ def measure_checkpoint(
     torch_device = resolve_device(device)
     data = DataCache(plugins).get(trial.dataset, torch_device)
     model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
-    weights = dict(state["model"])
-    consume_prefix_in_state_dict_if_present(weights, COMPILED_PREFIX)
     try:
-        model.to(torch_device).load_state_dict(weights)
+        model.to(torch_device).load_state_dict(state["model"])
     except RuntimeError as exc:  # weights of another model (its suite changed since)
         raise KeptTrialError(f"{where / CHECKPOINT}: {exc}".splitlines()[0]) from None
     samples, seconds = state.get("timed_samples", 0), state.get("timed_s", 0.0)

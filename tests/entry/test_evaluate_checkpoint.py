@@ -13,7 +13,6 @@ import torch
 from builders import as_toml, build_suite, entry
 
 from aebench.cli import main
-from aebench.measure_checkpoint import COMPILED_PREFIX
 from aebench.results.lock import folder_lock
 from aebench.results.table import PARQUET
 from aebench.results.trials import CHECKPOINT, WEIGHTS, trial_folder
@@ -33,12 +32,10 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return root / "out", row
 
 
-def checkpoint_of_kept_weights(folder: Path, trial_id: str, compiled: bool) -> Path:
-    """A checkpoint after epoch 1 holding the kept model's weights, named as a compiled model's
-    state dict names them where ``compiled``; the optimizer's and random states as training's."""
+def checkpoint_of_kept_weights(folder: Path, trial_id: str) -> Path:
+    """A checkpoint after epoch 1 holding the kept model's weights; the optimizer's and random
+    states as training's."""
     weights = torch.load(trial_folder(folder, trial_id) / WEIGHTS, weights_only=True)
-    if compiled:
-        weights = {COMPILED_PREFIX + name: value for name, value in weights.items()}
     path = trial_folder(folder, trial_id) / CHECKPOINT
     state = {
         "model": weights,
@@ -79,12 +76,11 @@ def snapshot(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_a_checkpoint_is_measured_as_its_row_was_while_a_run_holds_the_folder(
-    finished: tuple[Path, dict], held: None, capsys, compiled: bool
+    finished: tuple[Path, dict], held: None, capsys
 ) -> None:
     folder, row = finished
-    path = checkpoint_of_kept_weights(folder, row["trial_id"], compiled)
+    path = checkpoint_of_kept_weights(folder, row["trial_id"])
     before = snapshot(folder)
     try:
         assert main(["evaluate", str(folder), "--checkpoint", "--trial", row["trial_id"]]) == 0
@@ -106,7 +102,7 @@ def test_a_checkpoint_is_measured_as_its_row_was_while_a_run_holds_the_folder(
 
 def test_another_metric_setting_applies(finished: tuple[Path, dict], capsys) -> None:
     folder, row = finished
-    path = checkpoint_of_kept_weights(folder, row["trial_id"], compiled=False)
+    path = checkpoint_of_kept_weights(folder, row["trial_id"])
     try:
         arguments = ["--metrics", "log_px_iwae", "--set", "log_px_iwae.samples=3"]
         assert (
@@ -145,7 +141,7 @@ def test_another_trials_checkpoint_is_one_line_and_nothing_starts_over(
     finished: tuple[Path, dict], capsys
 ) -> None:
     folder, row = finished
-    path = checkpoint_of_kept_weights(folder, row["trial_id"], compiled=False)
+    path = checkpoint_of_kept_weights(folder, row["trial_id"])
     state = torch.load(path, weights_only=True)
     del state["trial_id"], state["format"]  # saved again, under another trial's id
     Checkpoints(path, "0123456789abcdef").save(state)
