@@ -174,8 +174,8 @@ def measure_all(
         row[timed] = time.perf_counter() - began
         if reason:
             reasons[name] = reason
-        if reason and all(_is_nan(v) for v in values.values()):
-            row[timed] = math.nan  # it did not apply: it has no cost to show, only its reason
+            if all(is_missing(v) for v in values.values()):
+                row[timed] = math.nan  # it did not apply: it has no cost to show, only its reason
     stopping.check()  # a trial past its limit is failed, even if only its last metric ran over
     row["eval_s"] = time.perf_counter() - start + kept_s
     peak = training.get("peak_mem_mb")
@@ -254,10 +254,6 @@ def costliest_metrics(rows: Iterable[Row], count: int = 3) -> list[tuple[str, fl
             spent = _seconds(row.get(metric_time_column(name).name))
             totals[name] = totals.get(name, 0.0) + spent
     return sorted(totals.items(), key=lambda item: -item[1])[:count]
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
 def _seconds(value: Any) -> float:
