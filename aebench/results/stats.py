@@ -7,8 +7,8 @@ summarised by its median instead, with the distribution-free interval of a media
 such a column is not pinned down by a few seeds by any interval (a percentile bootstrap of 3
 seeds, labelled 95%, covered the mean 71-75% of the time), a median's order-statistic interval
 covers it at the stated level whatever the distribution, and needs 6 seeds at 95%. Whether one
-configuration beats another is a test on both samples (``better_p``: paired by seed where the
-seeds match, Welch's t otherwise; for a heavy-tailed column their rank versions, Wilcoxon's
+configuration beats another is a test on both samples (``better_p``: paired by seed over the
+seeds both have, Welch's t otherwise; for a heavy-tailed column their rank versions, Wilcoxon's
 signed-rank test and Mann–Whitney U), its p-values corrected for the number of comparisons
 (``holm``, ``benjamini_hochberg``), and how often it beats it is ``probability_of_improvement``
 (rliable's P(X > Y)). All of it is scipy.stats, imported where a statistic is computed (0.35 s):

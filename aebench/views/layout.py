@@ -17,7 +17,7 @@ from pandas.api.types import is_numeric_dtype
 
 from aebench.contract.columns import Vocabulary
 from aebench.results.rows import label
-from aebench.results.stats import Interval, seeds_for_a_median
+from aebench.results.stats import MIN_SEEDS, Interval, seeds_for_a_median
 from aebench.results.table import PARQUET, read_load_errors
 from aebench.views.across import across_blocks
 from aebench.views.blocks import Block, Heading, Paragraph, Table
@@ -139,8 +139,9 @@ BOLD_RULE = (
     "{confidence:.0%} whatever the distribution (none below {median_seeds} seeds: the mean of a "
     "column whose seeds can lie far apart is not pinned down by a few). ↑ higher is better, ↓ "
     "lower is better. Bold: a configuration better than every other comparable one by a "
-    "two-sided test over seeds (paired by seed where the seeds match, else Welch's t; for a "
-    "heavy-tailed column Wilcoxon's signed-rank test, else Mann–Whitney U), at {confidence:.0%} "
+    "two-sided test over seeds (paired over the seeds both have where they share {min_seeds}, "
+    "else Welch's t; for a heavy-tailed column Wilcoxon's signed-rank test, else Mann–Whitney "
+    "U), at {confidence:.0%} "
     "after Holm's correction for the number of comparisons; where none is, nothing is bold. "
     "Only columns that declare a direction and are not noisy (timings and memory move with the "
     "machine) are tested, and only among comparable "
@@ -181,7 +182,9 @@ def _dataset_blocks(folder: Path, boards: Leaderboards, dataset: str) -> list[Bl
         Paragraph(_ranking_sentence(board, vocabulary)),
         Paragraph(
             BOLD_RULE.format(
-                confidence=board.confidence, median_seeds=seeds_for_a_median(board.confidence)
+                confidence=board.confidence,
+                median_seeds=seeds_for_a_median(board.confidence),
+                min_seeds=MIN_SEEDS,
             )
         ),
     ]

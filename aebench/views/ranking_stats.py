@@ -6,13 +6,13 @@ number of comparisons (Holm); otherwise the configurations not shown worse than 
 it. Each test of the top is two-sided: which configuration is the top is read off the same seeds, so
 "the top is better" is a claim in a direction the data chose (with one-sided tests, one of two equal
 configurations was called best 10% of the time at 95%). Two configurations are compared paired by
-seed where they were measured on the same seeds (the seed fixes the data split and the
-initialisation, so a paired test removes that variation: a t-test on the differences, or Wilcoxon's
-signed-rank test for a heavy-tailed column), and unpaired (Welch's t, or Mann–Whitney U for a
-heavy-tailed column) otherwise. How often each beats the next in a ranking is the probability of
-improvement (rliable's P(X > Y)), paired over the seeds both have where they share at least
-``MIN_SEEDS`` (a failed seed leaves one a seed short: its interval stands on the others), and
-unpaired, with no interval, otherwise.
+seed over the seeds both were measured on, where they share at least ``MIN_SEEDS`` (the seed fixes
+the data split and the initialisation, so a paired test removes that variation: a t-test on the
+differences, or Wilcoxon's signed-rank test for a heavy-tailed column; a failed seed leaves one a
+seed short, and the test stands on the others), and unpaired (Welch's t, or Mann–Whitney U for a
+heavy-tailed column) otherwise (``on_shared_seeds``). How often each beats the next in a ranking is
+the probability of improvement (rliable's P(X > Y)), paired the same way, and unpaired, with no
+interval, otherwise. The test and the probability thus read the same seeds.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def top_verdict(
     others = [i for i in means if i != top]
     p = []
     for other in others:
-        a, b, paired = aligned(samples[top], samples[other])
+        a, b, paired = on_shared_seeds(samples[top], samples[other])
         one_sided = better_p(a, b, better, paired=paired, heavy_tailed=heavy_tailed)
         # Two-sided: the top was picked by its values, so either side could have been it. A
         # one-sided test of the picked side named one of two equal configurations best 10% of

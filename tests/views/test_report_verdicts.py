@@ -278,3 +278,20 @@ def test_a_failed_seed_leaves_beats_next_paired_over_the_seeds_both_have() -> No
     c = pd.Series([1.0, 2.0, 0.0], index=[0, 1, 7])
     (unpaired,) = beats_next([a, c], "higher")
     assert not unpaired.exists and unpaired.n == 3
+
+
+def test_a_seed_failed_in_one_configuration_leaves_the_others_paired() -> None:
+    # b's seed 3 failed: the top's test pairs the 4 seeds both have (the seed's shared variation
+    # removed, as P(beats next) does), not Welch's t over 5 against 4, which misses it here.
+    a = pd.Series([5.0, 6.0, 7.0, 8.0, 9.0], index=range(5))
+    b = pd.Series([4.8, 5.7, 6.8, float("nan"), 8.7], index=range(5))
+    verdict = top_verdict({0: a, 1: b}, "higher")
+    shared = [0, 1, 2, 4]
+    assert verdict.adjusted[1] == pytest.approx(_paired_p(a[shared].tolist(), b[shared].tolist()))
+    assert verdict.best and _welch_p(a.tolist(), b.dropna().tolist()) > 0.5
+    (chance,) = beats_next([a, b], "higher")
+    assert chance.n == 4 and chance.centre == 1.0  # the same seeds: a beats b on each
+    # Fewer than 3 shared seeds: unpaired, every value.
+    c = pd.Series([4.8, 5.7], index=[0, 5])
+    unpaired = top_verdict({0: a, 1: c}, "higher").adjusted[1]
+    assert unpaired == pytest.approx(_welch_p(a.tolist(), c.tolist()))
