@@ -10,9 +10,14 @@ worse by more than it, in the column's declared better direction.
 
 Ours is a mean over seeds, and whether it reproduces is a test, not a reading of that mean: the
 verdict is ``inside`` where its interval (Student's t over the seeds, 95% unless asked) lies
-wholly within what the check allows, ``outside`` where it lies wholly beyond, and
-``inconclusive`` where it straddles the edge or fewer than 3 seeds give no interval. Either
-verdict is then wrong no more often than the interval misses the true mean (5% at 95%).
+wholly within what the check allows, ``outside`` where a t-test shows it beyond, and
+``inconclusive`` otherwise or where fewer than 3 seeds give no interval. ``inside`` is then
+wrong no more often than the interval misses the true mean (5% at 95%), and "every value
+reproduced" no more often either (each must pass on its own). ``outside`` is a discovery, and a
+suite names several values: a paper's table, where any one outside fails the reproduction. Each
+one alone was as good as outside at 5% when its interval lay wholly beyond, and six values all
+on their tolerance's edge then failed 14% of the time, so the ``outside`` tests of a folder's
+values are corrected together by Holm's method (``verdicts``): any of them wrong at most 5%.
 
 A reference may also say how long the published model trained (``epochs``): a configuration trained
 for fewer is a shortened run, and the report says so; and which per-epoch curve tracks the metric
@@ -37,7 +42,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aebench.contract.columns import Vocabulary, is_config_column
 from aebench.results.rows import canonical, flatten, label
-from aebench.results.stats import DEFAULT_CONFIDENCE, Interval, summary_interval
+from aebench.results.stats import (
+    DEFAULT_CONFIDENCE,
+    MIN_SEEDS,
+    Interval,
+    holm,
+    summary_interval,
+)
 from aebench.results.table import SUITE_FILE, read_results
 
 Scalar = str | int | float | bool
@@ -172,27 +183,58 @@ class Outcome:
         """Ours: the mean over seeds with its Student's t interval (none below 3 seeds)."""
         return summary_interval(self.mean, self.std, self.seeds, confidence)
 
-    def verdict(self, direction: int, confidence: float = DEFAULT_CONFIDENCE) -> Verdict:
+    def verdict(
+        self,
+        direction: int,
+        confidence: float = DEFAULT_CONFIDENCE,
+        p_outside: float | None = None,
+    ) -> Verdict:
         """``inside`` where ours' interval lies within the tolerance (``within``), or nowhere
         worse than it (``not-worse``, with the column's ``direction``: +1 higher is better);
-        ``outside`` where it lies wholly beyond; else ``inconclusive``, as without an interval.
-        Not measured: ``outside`` (a reproduction that did not happen fails it)."""
+        ``outside`` where ``p_outside`` (default: this value's own, ``outside_p``; ``verdicts``
+        gives the family's, corrected) is below ``1 - confidence``; else ``inconclusive``, as
+        without an interval. Not measured: ``outside`` (a reproduction that did not happen fails
+        it)."""
         if not math.isfinite(self.mean):
             return "outside"
         ours = self.interval(confidence)
         if not ours.exists:
             return "inconclusive"
-        value, tolerance, ends = self.reference.value, self.reference.tolerance, (ours.low, ours.high)
-        if self.reference.check == "not-worse":  # how much better than the value, at each end
-            margins = [direction * (end - value) for end in ends]
-            worst, best = min(margins), max(margins)
-        else:  # how far from the value: the interval's farthest end, and its nearest point
-            farthest = max(abs(end - value) for end in ends)
-            nearest = 0.0 if ours.low <= value <= ours.high else min(abs(e - value) for e in ends)
-            worst, best = -farthest, -nearest
+        value, tolerance, ends = (
+            self.reference.value,
+            self.reference.tolerance,
+            (ours.low, ours.high),
+        )
+        if self.reference.check == "not-worse":  # how much better than the value, at its worse end
+            worst = min(direction * (end - value) for end in ends)
+        else:  # how far from the value, at the interval's farthest end
+            worst = -max(abs(end - value) for end in ends)
         if worst >= -tolerance:
             return "inside"
-        return "outside" if best < -tolerance else "inconclusive"
+        p = self.outside_p(direction) if p_outside is None else p_outside
+        return "outside" if p < 1 - confidence else "inconclusive"
+
+    def outside_p(self, direction: int) -> float:
+        """The p-value of "the true mean lies beyond the tolerance": a one-sided t-test of each
+        way out the check allows (above and below the value for ``within``, the worse side for
+        ``not-worse``), doubled, so that alone it calls ``outside`` exactly where the two-sided
+        interval lies wholly beyond. NaN where there is no interval (fewer than 3 seeds)."""
+        from scipy import stats
+
+        if self.seeds < MIN_SEEDS or not (math.isfinite(self.mean) and math.isfinite(self.std)):
+            return math.nan
+        value, tolerance = self.reference.value, self.reference.tolerance
+        above = self.mean - (value + tolerance)  # > 0: beyond the upper edge
+        below = (value - tolerance) - self.mean  # > 0: beyond the lower edge
+        if self.reference.check == "not-worse":
+            beyond = [below if direction > 0 else above]
+        else:
+            beyond = [above, below]
+        if self.std == 0:
+            return 0.0 if max(beyond) > 0 else 1.0
+        error = self.std / math.sqrt(self.seeds)
+        one_sided = min(float(stats.t.sf(b / error, self.seeds - 1)) for b in beyond)
+        return min(1.0, 2 * one_sided)
 
     @property
     def shortened(self) -> bool:
@@ -241,6 +283,19 @@ def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outco
                 )
             )
     return out
+
+
+def verdicts(
+    results: Sequence[Outcome], directions: Sequence[int], confidence: float = DEFAULT_CONFIDENCE
+) -> list[Verdict]:
+    """Each outcome's verdict (``Outcome.verdict``, its column's direction in ``directions``),
+    the ``outside`` tests of them all corrected together by Holm's method: the chance that any
+    value is called outside while inside its tolerance is at most ``1 - confidence``."""
+    adjusted = holm([o.outside_p(d) for o, d in zip(results, directions, strict=True)])
+    return [
+        o.verdict(d, confidence, p_outside=float(p))
+        for o, d, p in zip(results, directions, adjusted, strict=True)
+    ]
 
 
 def stage_ends(schedule: object, epochs: int) -> list[int]:

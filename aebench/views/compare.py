@@ -39,7 +39,14 @@ import pandas as pd
 from aebench.contract.columns import IDENTITY, Column, Vocabulary, is_config_column
 from aebench.plugins.listing import vocabulary_of
 from aebench.results.files import FolderError
-from aebench.results.references import Outcome, Reference, outcomes, read_references
+from aebench.results.references import (
+    Outcome,
+    Reference,
+    Verdict,
+    outcomes,
+    read_references,
+    verdicts,
+)
 from aebench.results.rows import canonical, label
 from aebench.results.stats import DEFAULT_CONFIDENCE
 from aebench.results.table import PARQUET, read_results
@@ -206,8 +213,11 @@ def compare(
             rows.append(
                 _compared(label, column, base_values, new_values, speed_tolerance, confidence)
             )
-    for outcome in outcomes(new, references or []):
-        rows.append(_reproduced(outcome, vocabulary, confidence))
+    reproduced = outcomes(new, references or [])
+    directions = [vocabulary.direction(o.reference.metric) for o in reproduced]
+    said = verdicts(reproduced, directions, confidence)
+    for outcome, verdict in zip(reproduced, said, strict=True):
+        rows.append(_reproduced(outcome, verdict, confidence))
     base_keys, new_keys = set(baseline["config"]), set(new["config"])
     return Comparison(
         rows=settle(pd.DataFrame(rows, columns=ROW_COLUMNS), confidence),
@@ -339,9 +349,9 @@ def _compared(
     )
 
 
-def _reproduced(outcome: Outcome, vocabulary: Vocabulary, confidence: float) -> dict:
+def _reproduced(outcome: Outcome, verdict: Verdict, confidence: float) -> dict:
     """A row of ``outcome``: the published value as the baseline, ours as the new value; its
-    verdict the test of ours' interval against the tolerance (``Outcome.verdict``)."""
+    verdict the test of ours against the tolerance (``aebench.results.references.verdicts``)."""
     reference = outcome.reference
     notes = [reference.label()]
     if not math.isfinite(outcome.mean):
@@ -354,7 +364,7 @@ def _reproduced(outcome: Outcome, vocabulary: Vocabulary, confidence: float) -> 
         label,
         reference.metric,
         "reproduction",
-        verdict=outcome.verdict(vocabulary.direction(reference.metric), confidence),
+        verdict=verdict,
         note="; ".join(notes),
         baseline=reference.value,
         new=outcome.mean,

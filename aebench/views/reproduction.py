@@ -18,6 +18,7 @@ from aebench.results.references import (
     outcomes,
     read_references,
     stage_ends,
+    verdicts,
 )
 from aebench.results.table import read_results
 from aebench.results.trials import read_curves, trial_folder
@@ -28,24 +29,27 @@ from aebench.views.cells import arrow, format_number, interval_cell
 def summary(folder: Path) -> str:
     """One line on how the results in ``folder`` stand against the references saved with them
     (``reproduction: of 6 published values, 1 inside its tolerance, 2 outside, 3 inconclusive
-    (95% intervals over seeds); 6 of the runs shortened``); "" when there are none."""
+    (95% over seeds, outside Holm-corrected); 6 of the runs shortened``); "" when there are
+    none."""
     references = read_references(folder)
     if not references:
         return ""
     results = outcomes(read_results(folder), references)
-    verdicts = _verdicts(results, vocabulary_of(folder))
+    said = _verdicts(results, vocabulary_of(folder))
     counts = ", ".join(
-        f"{verdicts.count(v)} {v}" + (" its tolerance" if v == "inside" else "")
+        f"{said.count(v)} {v}" + (" its tolerance" if v == "inside" else "")
         for v in ("inside", "outside", "inconclusive")
     )
-    line = f"reproduction: of {len(results)} published values, {counts} (95% intervals over seeds)"
+    line = f"reproduction: of {len(results)} published values, {counts}"
+    line += " (95% over seeds, outside Holm-corrected)"
     shortened = sum(o.shortened for o in results)
     return line + (f"; {shortened} of the runs shortened" if shortened else "")
 
 
 def _verdicts(results: list[Outcome], vocabulary: Vocabulary) -> list[Verdict]:
-    """Each outcome's verdict (``Outcome.verdict``), in the direction its column declares."""
-    return [o.verdict(vocabulary.direction(o.reference.metric)) for o in results]
+    """Each outcome's verdict, in the direction its column declares, ``outside`` corrected over
+    them all (``aebench.results.references.verdicts``)."""
+    return verdicts(results, [vocabulary.direction(o.reference.metric) for o in results])
 
 
 def verdict_text(outcome: Outcome, said: Verdict) -> str:
@@ -143,9 +147,11 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
             "Ours: the mean over the ok seeds of the configuration the reference names, with its "
             "95% interval (Student's t; none with fewer than 3 seeds); each published value is in "
             "the column's unit and sign (the note says how the paper's number maps onto it). "
-            "Inside: the interval lies wholly within the tolerance; outside: wholly beyond it "
-            "(either wrong no more often than the interval misses: 5%); inconclusive: it "
-            "straddles the edge, or there is no interval. A shortened run trained for fewer "
+            "Inside: the interval lies wholly within the tolerance (wrong no more often than the "
+            "interval misses: 5%); outside: a t-test shows the mean beyond it, the tests of all "
+            "these values corrected together (Holm), so that any of them is wrong at most 5% of "
+            "the time; inconclusive: neither, or there is no interval. A shortened run trained "
+            "for fewer "
             "epochs than the published model: its numbers are where it got, not a reproduction."
         ),
         Table(header, rows, numbers=False),

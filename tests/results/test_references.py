@@ -352,7 +352,7 @@ def test_a_run_reports_its_reproduction_and_the_folder_keeps_the_references(
     out = capsys.readouterr().out
     # one seed: no interval, so however far from the published value, not shown outside it
     assert "reproduction: of 1 published values, 0 inside its tolerance, 0 outside" in out
-    assert "1 inconclusive (95% intervals over seeds); 1 of the runs shortened" in out
+    assert "1 inconclusive (95% over seeds, outside Holm-corrected); 1 of the runs shortened" in out
     folder = tmp_path / "results" / "tiny-reproduction"
     [kept] = read_references(folder)
     assert kept.value == 1e6

@@ -1,0 +1,69 @@
+"""The reproduction's ``outside`` verdicts as a family: each value's p-value of lying beyond its
+tolerance (worked out by hand), alone calling ``outside`` exactly where its interval lies wholly
+beyond; and, over a suite's several values, Holm's correction, so that a reproduction in which
+every value is within its tolerance fails no more often than stated."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from aebench.results.references import Outcome, Reference, verdicts
+
+VALUE, TOLERANCE = -20.0, 0.5
+
+
+def published(check: str = "within") -> Reference:
+    return Reference(
+        paper="Someone 2020",
+        metric="score",
+        value=VALUE,
+        tolerance=TOLERANCE,
+        check=check,
+        where={"model": "m"},
+    )
+
+
+def ours(values: np.ndarray, check: str = "within") -> Outcome:
+    std = float(np.std(values, ddof=1))
+    return Outcome(published(check), "m", len(values), float(np.mean(values)), std, None, [])
+
+
+def test_a_values_p_of_lying_outside_is_a_doubled_one_sided_t_test() -> None:
+    values = np.array([-21.2, -20.9, -21.0])  # mean -21.03: beyond -20.5 by 0.53
+    error = np.std(values, ddof=1) / math.sqrt(3)
+    by_hand = 2 * scipy.stats.t.sf((VALUE - TOLERANCE - values.mean()) / error, 2)
+    assert ours(values).outside_p(+1) == pytest.approx(by_hand)
+    # not-worse, higher better: only the lower edge counts; lower better: only the upper.
+    assert ours(values, "not-worse").outside_p(+1) == pytest.approx(by_hand)
+    assert ours(values, "not-worse").outside_p(-1) > 0.99
+    assert math.isnan(ours(values[:2]).outside_p(+1))  # two seeds: no test
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_alone_outside_is_where_the_interval_lies_wholly_beyond(seed) -> None:
+    rng = np.random.default_rng(seed)
+    outcome = ours(rng.normal(VALUE - 1.0, 0.5, 3))
+    ends = (outcome.interval().low, outcome.interval().high)
+    wholly_beyond = max(ends) < VALUE - TOLERANCE or min(ends) > VALUE + TOLERANCE
+    assert (outcome.verdict(+1) == "outside") == wholly_beyond
+
+
+def test_values_all_on_their_edge_fail_the_reproduction_at_most_as_often_as_stated() -> None:
+    # Six published values (a paper's table), ours on each exactly at the tolerance's edge, so
+    # within it: any "outside" is false. 1,000 draws of 3 seeds each: at most 5% may fail, with
+    # 3 standard errors allowed (7%); each value tested alone failed 13-14%.
+    rng = np.random.default_rng(0)
+    failed_together = failed_alone = 0
+    for _ in range(1000):
+        family = [ours(rng.normal(VALUE + TOLERANCE, 1.0, 3)) for _ in range(6)]
+        failed_together += "outside" in verdicts(family, [+1] * 6)
+        failed_alone += any(o.verdict(+1) == "outside" for o in family)
+    assert failed_together / 1000 <= 0.07
+    assert failed_alone / 1000 > 0.10
+    # The power it keeps: six values 4 sd beyond the edge are each called outside.
+    far = [ours(rng.normal(VALUE + TOLERANCE + 4.0, 1.0, 5)) for _ in range(6)]
+    assert verdicts(far, [+1] * 6).count("outside") >= 5
