@@ -187,7 +187,7 @@ def _summarise(session: Session, run: SuiteRun) -> None:
     with sharing_leaderboards(session.observers):  # the report's, not ranked a second time
         now = standing(output)  # kept from the last run where the results are the same
     for dataset, best in now.best.items():
-        print(f"best on {dataset}: {best}")
+        print(f"top on {dataset}: {best}")  # the text says whether tests make it best
     for metric, seconds in costliest_metrics(run.rows):  # where measuring cost more than training
         print(f"aebench: metric {metric!r} took {seconds:.1f} s of the evaluation", file=sys.stderr)
     if now.reproduction:  # the suite's [[references]]

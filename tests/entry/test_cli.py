@@ -30,8 +30,8 @@ def test_run_writes_a_row_per_trial(aebench, tiny_suite, tmp_path):
     # has no likelihood, the first headline), with its mean.
     means = table.groupby("model.latent_dim")["recon_mse"].mean()
     best = int(means.idxmin())
-    line = next(x for x in result.stdout.splitlines() if x.startswith("best on digits: "))
-    assert line.startswith(f"best on digits: ae / none latent_dim={best}: recon_mse ")
+    line = next(x for x in result.stdout.splitlines() if x.startswith("top on digits: "))
+    assert line.startswith(f"top on digits: ae / none latent_dim={best}: recon_mse ")
     assert f"{means[best]:.4g}" in line
     other = f"ae / none latent_dim={int(means.idxmax())}"  # best only where a test says so
     assert "↓, best (better than the other, at 95%" in line or f"↓, tied with {other} (" in line

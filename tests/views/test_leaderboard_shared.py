@@ -128,7 +128,7 @@ def test_the_summary_lines_of_a_run_rank_its_results_once(
         done = aebench("run", str(suite), "--output", str(tmp_path / "out"))
 
     assert done.returncode == 0, done.stderr
-    assert "best on digits: " in done.stdout and (tmp_path / "out" / "report.html").is_file()
+    assert "top on digits: " in done.stdout and (tmp_path / "out" / "report.html").is_file()
     assert computed == {"digits": 1}  # the report's, the ranks across and the summary's
 
 

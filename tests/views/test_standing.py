@@ -63,7 +63,7 @@ def finished(ran_once, tmp_path, monkeypatch) -> tuple[Path, str]:
 
 
 def _best_lines(stdout: str) -> list[str]:
-    return [line for line in stdout.splitlines() if line.startswith("best on ")]
+    return [line for line in stdout.splitlines() if line.startswith("top on ")]
 
 
 def test_a_rerun_with_nothing_to_do_prints_the_kept_lines_without_ranking_again(
@@ -82,7 +82,7 @@ def test_a_rerun_with_nothing_to_do_prints_the_kept_lines_without_ranking_again(
 def test_changed_results_are_ranked_anew(finished, ranked) -> None:
     output, first = finished
     kept = standing(output)
-    assert ranked == [] and [f"best on {d}: {b}" for d, b in kept.best.items()] == _best_lines(
+    assert ranked == [] and [f"top on {d}: {b}" for d, b in kept.best.items()] == _best_lines(
         first
     )
 
