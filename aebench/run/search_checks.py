@@ -88,6 +88,12 @@ def check_search(suite: Suite, plugins: Plugins) -> None:
         problems.raise_any()
         return
     _check_train(spec.train, search, problems)
+    if search.trial_seed in spec.suite.seeds:
+        problems.add(
+            "search.trial_seed",
+            f"{search.trial_seed} is one of [suite] seeds: that seed's row would be the search"
+            " trial its parameters were picked by, not a fresh sample",
+        )
     _check_objective(search, suite, plugins, problems)
     if search.pruner != "none" and spec.suite.isolate:
         problems.add("search.pruner", "needs [suite] isolate = false (it hears training's epochs)")

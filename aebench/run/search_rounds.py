@@ -92,7 +92,7 @@ def _run_and_tell(search: Search, asked: list[Asked], executor: Executor) -> Non
     trials = [candidate for *_, candidate in asked if isinstance(candidate, Trial)]
     rows: dict[str, Row] = {}
     for fraction, group in _by_fraction(trials):
-        view = ValidationData(search.cache, fraction, search.suite.spec.suite.seeds[0])
+        view = ValidationData(search.cache, fraction, search.section.trial_seed)
         unique = list({trial.id: trial for trial in group}.values())  # a grid may ask twice
         suite = Suite(search.suite.path, search.spec, unique)
         run_trials(

@@ -23,6 +23,7 @@ from repo import SUPPORT
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.results.table import read_results
 from aebench.run.search import Search, counted, storage_url
+from aebench.run.search_space import SEARCH_TRIAL_SEED
 from aebench.session import Session
 from aebench.views.blocks import Paragraph
 from aebench.views.layout import report_blocks
@@ -73,6 +74,11 @@ def test_the_known_best_parameter_is_found_and_run_on_every_seed(tmp_path, probi
     (trials,) = studies(tmp_path / "out").values()
     assert sorted(t.params["model.knob"] for t in trials) == list(range(7))  # each knob once
     assert sorted(row["seed"] for row in run.rows) == [0, 1]
+    # The search trained at a seed of its own: no row is the winning search trial again (at
+    # seed 0, as it once was, that row's validation loss was the search's best to the digit).
+    searched_at = set(read_results(tmp_path / "out" / "search")["seed"])
+    assert searched_at == {SEARCH_TRIAL_SEED}
+    assert all(row["best_val_loss"] != row["search_best_value"] for row in run.rows)
     for row in run.rows:
         assert row["status"] == "ok"
         assert row["model.knob"] == probe.BEST_KNOB

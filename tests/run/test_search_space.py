@@ -129,6 +129,11 @@ def ae(search: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
             SEARCH | {"sampler": "grid", "train": {"lr": {"low": 1e-4, "high": 1e-2}}},
             "the grid sampler needs a list or a step",
         ),
+        (
+            ae(search={"latent_dim": [2, 4]}),
+            SEARCH | {"trial_seed": 0},
+            "search.trial_seed: 0 is one of [suite] seeds",
+        ),
     ],
     ids=[
         "empty-list",
@@ -145,6 +150,7 @@ def ae(search: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
         "objective-not-on-validation",
         "no-search-section",
         "grid-of-a-continuous-range",
+        "trial-seed-in-the-suite",
     ],
 )
 def test_a_bad_search_is_refused_with_its_place(

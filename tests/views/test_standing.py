@@ -82,9 +82,7 @@ def test_a_rerun_with_nothing_to_do_prints_the_kept_lines_without_ranking_again(
 def test_changed_results_are_ranked_anew(finished, ranked) -> None:
     output, first = finished
     kept = standing(output)
-    assert ranked == [] and [f"top on {d}: {b}" for d, b in kept.best.items()] == _best_lines(
-        first
-    )
+    assert ranked == [] and [f"top on {d}: {b}" for d, b in kept.best.items()] == _best_lines(first)
 
     table = pd.read_parquet(output / PARQUET)
     table["recon_mse"] = table["recon_mse"] * 10  # a different result: a different standing
