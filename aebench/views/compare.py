@@ -14,10 +14,13 @@ the tables' declarations (``columns.json`` beside each table; the new table's wi
 list kept here.
 
 A configuration that has ok rows in the baseline and none in NEW (all failed or diverged) is a
-quality regression, and so is a column it no longer measures. A configuration whose likelihood
-protocol (the ``likelihood`` and ``binarize`` columns) differs between the tables is not compared
-at all: it is reported ``incomparable``, which fails like a quality regression. A column with no
-value in one whole table but values in the other cannot be compared: that is bad input.
+quality regression, and so is a column it no longer measures. Where some of a configuration's
+seeds did not train, in either table, the share that did is tested too (a ``status`` row,
+``compare_verdicts.trained_share``): the columns compare only the seeds that trained. A
+configuration whose likelihood protocol (the ``likelihood`` and ``binarize`` columns) differs
+between the tables is not compared at all: it is reported ``incomparable``, which fails like a
+quality regression. A column with no value in one whole table but values in the other cannot be
+compared: that is bad input.
 
 The NEW table's folder may carry published values (a suite's ``[[references]]``,
 ``aebench.references``): each is checked against the configuration of NEW it names, a row of kind
@@ -50,7 +53,7 @@ from aebench.results.references import (
 from aebench.results.rows import canonical, label
 from aebench.results.stats import DEFAULT_CONFIDENCE
 from aebench.results.table import PARQUET, read_results
-from aebench.views.compare_verdicts import settle, two_sample
+from aebench.views.compare_verdicts import settle, trained_share, two_sample
 
 Kind = Literal["quality", "speed", "reproduction", "inconclusive"]
 KINDS: tuple[Kind, ...] = ("quality", "speed")  # what regresses between tables ("both")
@@ -196,10 +199,15 @@ def compare(
         label = _label(key, varying)
         if key not in set(new["config"]):
             continue  # reported as only in the baseline
+        new_statuses = new.loc[new["config"] == key, "status"]
         if key not in new_groups:
-            statuses = ", ".join(sorted(set(new.loc[new["config"] == key, "status"])))
+            statuses = ", ".join(sorted(set(new_statuses)))
             rows.append(_row(label, "status", "quality", verdict="regressed", note=statuses))
             continue
+        base_statuses = baseline.loc[baseline["config"] == key, "status"]
+        if (base_statuses != "ok").any() or (new_statuses != "ok").any():
+            tested = trained_share(base_statuses, new_statuses, confidence)
+            rows.append(_row(label, "status", "quality", verdict="tested", **tested))
         base_protocol, new_protocol = _protocol(base_rows), _protocol(new_groups[key])
         if base_protocol != new_protocol:
             note = f"{base_protocol} -> {new_protocol}"
@@ -278,7 +286,9 @@ ROW_COLUMNS = [
     "config",
     "metric",
     "kind",
-    "statistic",  # what baseline and new are: "mean", or "median" (a heavy-tailed column)
+    # what baseline and new are: "mean", "median" (a heavy-tailed column), or "probability" (the
+    # share of seeds that trained, a status row)
+    "statistic",
     "baseline",
     "baseline_low",
     "baseline_high",

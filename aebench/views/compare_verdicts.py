@@ -33,6 +33,7 @@ import pandas as pd
 
 from aebench.contract.columns import Column
 from aebench.results.stats import (
+    CHANCE,
     Interval,
     benjamini_hochberg,
     better_p,
@@ -87,6 +88,48 @@ def two_sample(
     return Tested(*intervals, floor, p_worse, p_better, p_same, spread)
 
 
+def trained_share(base: pd.Series, new: pd.Series, confidence: float) -> dict[str, float | str]:
+    """The test of a configuration's seeds that trained (status ``ok``), NEW against the
+    baseline, where either table has a seed that did not: Fisher's exact test of each way,
+    one-sided, its p-values in the family (``settle``). The other columns compare the seeds that
+    trained, and say nothing of those that did not: a change that made 6 seeds of 8 diverge, the
+    other 2 as before, read "unchanged" there. Never ``unchanged`` (no margin on a share of so few
+    seeds); each side's share is shown with its Clopper-Pearson interval, and the note gives the
+    counts."""
+    from scipy import stats
+
+    def counts(statuses: pd.Series) -> tuple[int, int, str]:
+        ok = int((statuses == "ok").sum())
+        told = ", ".join(f"{n} {s}" for s, n in sorted(statuses.value_counts().items()))
+        return ok, len(statuses) - ok, told
+
+    def share(ok: int, n: int) -> tuple[float, float]:
+        found = stats.binomtest(ok, n).proportion_ci(confidence, method="exact")
+        return float(found.low), float(found.high)
+
+    (base_ok, base_not, base_told), (new_ok, new_not, new_told) = counts(base), counts(new)
+    table = [[new_not, new_ok], [base_not, base_ok]]
+    (base_low, base_high), (new_low, new_high) = share(base_ok, len(base)), share(new_ok, len(new))
+    return {
+        "p_worse": float(stats.fisher_exact(table, alternative="greater").pvalue),
+        "p_better": float(stats.fisher_exact(table, alternative="less").pvalue),
+        "p_same": 1.0,
+        "statistic": CHANCE,
+        "baseline": base_ok / len(base),
+        "baseline_low": base_low,
+        "baseline_high": base_high,
+        "new": new_ok / len(new),
+        "new_low": new_low,
+        "new_high": new_high,
+        "change": new_ok / len(new) - base_ok / len(base),
+        "direction": 1,
+        "allowed": 0.0,
+        "n_baseline": len(base),
+        "n_new": len(new),
+        "note": f"seeds: {new_told}; baseline {base_told}",
+    }
+
+
 def _pooled_std(a: np.ndarray, b: np.ndarray) -> float:
     """The seeds' standard deviation over both sides (each side's own, ddof 1, averaged as
     variances); NaN when neither side has two seeds."""
@@ -122,7 +165,8 @@ def settle(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
             verdict, p = "unchanged", row["p_same"]
         else:
             verdict, p = "inconclusive", math.nan
-            rows.loc[index, "note"] = needed.note(row["spread"], row["allowed"])
+            if not row["note"]:  # a row that says its own (``trained_share``'s counts)
+                rows.loc[index, "note"] = needed.note(row["spread"], row["allowed"])
         rows.loc[index, ["verdict", "p"]] = [verdict, p]
     return rows
 

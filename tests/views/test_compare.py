@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 from builders import build_suite, entry
 from by_hand import seeds_for, welch_p
 from timing import scaled
@@ -473,3 +474,41 @@ def test_a_real_regression_is_caught_with_4_seeds_and_inconclusive_with_2(tmp_pa
             comparison.rows["metric"] == "elbo", "verdict"
         ]
     assert verdicts == {2: "inconclusive", 4: "regressed"}
+
+
+def test_seeds_that_stopped_training_are_tested_not_left_out(write, capsys) -> None:
+    # 8 seeds a side; in NEW, 6 diverge and the 2 that train score as before. The columns see 2
+    # seeds like the baseline's: only the share that trained shows the change, by Fisher's
+    # exact test: P(all 6 failures in NEW's 8 of 16 | 6 in all) = C(8, 6) / C(16, 6).
+    values = {8: {"recon_mse": [0.02 + 0.001 * s for s in range(8)]}}
+    seeds = tuple(range(8))
+    baseline = results(values, seeds=seeds)
+    new = results(values, seeds=seeds, run="b")
+    new.loc[2:, "status"] = "diverged"
+    comparison = compare(new, baseline, vocabulary=VOCABULARY)
+    rows = comparison.rows.set_index("metric")  # one configuration: labelled by its plugins
+    row = rows.loc["status"]
+    assert row["verdict"] == "regressed" and row["kind"] == "quality"
+    family = 2 * len(comparison.rows)  # worse and better of each row, Benjamini-Hochberg
+    raw = math.comb(8, 6) / math.comb(16, 6)
+    assert row["p"] == pytest.approx(min(1.0, raw * family))  # the smallest p of the family
+    assert row["note"] == "seeds: 6 diverged, 2 ok; baseline 8 ok"
+    # Each side's share that trained, with Clopper-Pearson's interval (its beta quantiles).
+    assert (row["new"], row["baseline"], row["baseline_high"]) == (0.25, 1.0, 1.0)
+    assert row["new_low"] == pytest.approx(scipy.stats.beta.ppf(0.025, 2, 7))
+    assert row["new_high"] == pytest.approx(scipy.stats.beta.ppf(0.975, 3, 6))
+    assert row["baseline_low"] == pytest.approx(scipy.stats.beta.ppf(0.025, 8, 1))
+    assert rows.loc["recon_mse", "verdict"] != "regressed"
+    assert run_compare_tables(write, new, baseline) == 1
+
+    # One seed of 3 lost: too few seeds to tell, and said so with the counts.
+    new = results(BASELINE, run="b")
+    new.loc[0, "status"] = "failed"
+    row = row_of(compare(new, results(BASELINE), vocabulary=VOCABULARY), 2, "status")
+    assert row["verdict"] == "inconclusive"
+    assert row["note"] == "seeds: 1 failed, 2 ok; baseline 3 ok"
+    assert run_compare(write, new) == 0  # inconclusive does not fail by default
+
+
+def run_compare_tables(write, new: pd.DataFrame, baseline: pd.DataFrame) -> int:
+    return main(["compare", str(write(new, "new")), str(write(baseline, "baseline"))])
