@@ -86,7 +86,11 @@ def metric_table(
     with ``protocol``, a column of each configuration's likelihood protocol; with ``verdicts``,
     the top group's verdict and each one's probability of beating the next."""
     fixed = ["configuration", "seeds", *(["protocol"] if protocol else [])]
-    tips = ["", "seeds averaged", *(["p(x|z), binarization"] if protocol else [])]
+    tips = [
+        "",
+        "seeds averaged: those that trained ('3 of 5': 2 failed or diverged, listed below)",
+        *(["p(x|z), binarization"] if protocol else []),
+    ]
     if verdicts:
         fixed += ["top", "P(beats next)"]
         tips += [
@@ -101,7 +105,8 @@ def metric_table(
     rows, bold, notes, estimates = [], set(), {}, {}
     for r, i in enumerate(order):
         seeds = int(board.n.iloc[i])
-        cells = [board.label(i), str(seeds)]
+        run = seeds if board.run is None else int(board.run.iloc[i])
+        cells = [board.label(i), str(seeds) if run == seeds else f"{seeds} of {run}"]
         cells += [board.protocol[i] or "–"] if protocol else []
         cells += extra[r] if verdicts else []
         for j, metric in enumerate(metrics):
@@ -132,6 +137,8 @@ def _ranking_sentence(board: Leaderboard, vocabulary: Vocabulary) -> str:
 
 
 BOLD_RULE = (
+    "Seeds: those that trained; '3 of 5': 2 more failed or diverged (listed below), and the "
+    "values and tests are of the 3, which may flatter a configuration that often fails. "
     "Each value: the mean over seeds ± the half-width of its {confidence:.0%} interval (Student's "
     "t over the seeds), (n=…) where fewer seeds than the row's have a value; with fewer than 3 "
     "seeds there is no interval and the cell says so. A heavy-tailed column's value is 'median m "

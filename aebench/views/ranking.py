@@ -38,12 +38,13 @@ class Leaderboard:
     dataset: str
     shown: list[str]  # configuration columns that differ between configurations
     configs: pd.DataFrame  # one row per configuration: its configuration columns
-    n: pd.Series  # seeds per configuration
+    n: pd.Series  # seeds per configuration (those that trained: status ok)
     centre: pd.DataFrame  # configuration x metric: the mean, or a heavy-tailed column's median
     std: pd.DataFrame  # sample standard deviation (ddof=1); NaN with a single seed
     trials: list[pd.DataFrame]  # per configuration: its ok trials, one row per seed
     protocol: list[str]  # per configuration: its likelihood protocol, "" without one
     confidence: float = DEFAULT_CONFIDENCE
+    run: pd.Series | None = None  # seeds per configuration of any status (None: as ``n``)
     best: dict[str, list[int]] = field(default_factory=dict)  # metric -> row positions
     verdicts: dict[str, list[TopVerdict]] = field(default_factory=dict)  # per comparable set
     # Worked out once each: the verdicts, the intervals and the tables ask for them again and again.
@@ -175,7 +176,8 @@ def leaderboard(
 def _computed(
     table: pd.DataFrame, dataset: str, vocabulary: Vocabulary, confidence: float
 ) -> Leaderboard | None:
-    ok = table[(table["dataset"] == dataset) & (table["status"] == "ok")]
+    every = table[table["dataset"] == dataset]
+    ok = every[every["status"] == "ok"]
     if ok.empty:
         return None
     keys = [c for c in ok.columns if is_param_column(c) and c != "seed"]
@@ -205,6 +207,8 @@ def _computed(
         trials=trials,
         protocol=[protocol_of(rows) for rows in trials],
         confidence=confidence,
+        # seeds that failed or diverged too: a mean of the seeds that trained may flatter
+        run=every.groupby(keys, dropna=False).size().reindex(n.index).reset_index(drop=True),
     )
     for metric in metrics:
         if verdicts := verdicts_of(board, metric, vocabulary):

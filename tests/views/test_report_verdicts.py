@@ -295,3 +295,16 @@ def test_a_seed_failed_in_one_configuration_leaves_the_others_paired() -> None:
     c = pd.Series([4.8, 5.7], index=[0, 5])
     unpaired = top_verdict({0: a, 1: c}, "higher").adjusted[1]
     assert unpaired == pytest.approx(_welch_p(a.tolist(), c.tolist()))
+
+
+def test_seeds_that_did_not_train_are_counted_beside_those_averaged(tmp_path: Path) -> None:
+    # a ran 6 seeds, 2 diverged: its values are of the 4 that trained, and its seeds cell says
+    # "4 of 6", not a bare 4 beside b's 4 of 4.
+    table = score_table(APART)
+    lost = table[table["model"] == "a"].iloc[:1].assign(seed=[90], trial_id=["x"])
+    lost = pd.concat([lost, lost.assign(seed=[91], trial_id=["y"])])
+    lost = lost.assign(status="diverged", reason="loss went to NaN", score=np.nan)
+    table = pd.concat([table.assign(reason=""), lost], ignore_index=True)
+    headline = _headline(report_blocks(tmp_path, table, _vocabulary()))
+    seeds = _column(headline, "seeds")
+    assert seeds == {"a / none": "4 of 6", "b / none": "4", "c / none": "4"}
