@@ -77,6 +77,10 @@ class Column:
       measured, and shows each configuration's protocol in its group's table.
     - ``headline``: the column is its group's primary metric: the report's headline table and the
       MLflow charts show it (the first declared headline column of each group).
+    - ``at_least``, ``at_most``: the values it can take (a time is at least 0, an accuracy
+      between 0 and 1): an interval over seeds is cut there. A t interval of a few seeds can
+      reach past them (a throughput's ``[-3608, 95970]``), and the true mean cannot: cut, it
+      covers the mean exactly as often, and reads as what the column is.
     """
 
     name: str
@@ -92,6 +96,8 @@ class Column:
     group_order: int | None = None
     per_protocol: bool = False
     headline: bool = False
+    at_least: float | None = None
+    at_most: float | None = None
 
     def __post_init__(self) -> None:
         if not COLUMN_NAME.match(self.name):
@@ -106,6 +112,9 @@ class Column:
             raise ValueError(f"column {self.name!r}: compared either as quality or as speed")
         if self.floor is not None and not self.floor >= 0:
             raise ValueError(f"column {self.name!r}: the floor must be >= 0")
+        if self.at_least is not None and self.at_most is not None:
+            if not self.at_least < self.at_most:
+                raise ValueError(f"column {self.name!r}: at_least must be below at_most")
         if self.group and not COLUMN_NAME.match(self.group):
             raise ValueError(f"column {self.name!r}: group {self.group!r}: letters, digits, '_'")
         if self.headline and not self.group:
@@ -126,7 +135,8 @@ class Column:
 
 # The core's own measurements: every trial that trains has them, whatever its metrics. Their
 # groups come after the metrics' in the report (a metric's group declares a smaller group_order).
-_speed = partial(Column, noisy=True, group="speed", group_order=600)  # timings and memory
+# timings and memory, none of them below 0
+_speed = partial(Column, noisy=True, group="speed", group_order=600, at_least=0.0)
 _training = partial(Column, group="training", group_order=700)
 _search = partial(Column, group="search", group_order=800)
 CORE_COLUMNS: dict[str, Column] = {

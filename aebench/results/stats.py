@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,19 +71,26 @@ def interval(
     confidence: float = DEFAULT_CONFIDENCE,
     *,
     heavy_tailed: bool = False,
+    at_least: float | None = None,
+    at_most: float | None = None,
 ) -> Interval:
     """The mean of the finite ``values`` with its Student's t interval; for a ``heavy_tailed``
     column, their median with its distribution-free interval (``median_interval``). Fewer than
-    ``MIN_SEEDS`` values: no interval."""
+    ``MIN_SEEDS`` values: no interval. The interval is cut at ``at_least`` and ``at_most``, the
+    values the column can take (``Column.at_least``): the true mean lies within them, so the cut
+    interval holds it exactly as often."""
     x = finite_values(values)
     if heavy_tailed:
-        return median_interval(x, confidence)
+        return median_interval(x, confidence)  # between two of the values: within their range
     mean = float(x.mean()) if len(x) else math.nan
     if len(x) < MIN_SEEDS:
         return Interval(mean, math.nan, math.nan, len(x), confidence)
     if np.ptp(x) == 0:  # every seed the same: the interval is that value
         return Interval(mean, mean, mean, len(x), confidence)
-    return summary_interval(mean, float(x.std(ddof=1)), len(x), confidence)
+    found = summary_interval(mean, float(x.std(ddof=1)), len(x), confidence)
+    low = found.low if at_least is None else max(found.low, at_least)
+    high = found.high if at_most is None else min(found.high, at_most)
+    return replace(found, low=low, high=high)
 
 
 def seeds_for_a_median(confidence: float = DEFAULT_CONFIDENCE) -> int:

@@ -68,6 +68,7 @@ def two_sample(
     """The three tests of NEW's seeds against the baseline's (see the module's docstring)."""
     base, new = finite_values(base), finite_values(new)
     shown = {"confidence": confidence, "heavy_tailed": column.heavy_tailed}
+    shown |= {"at_least": column.at_least, "at_most": column.at_most}
     intervals = interval(base, **shown), interval(new, **shown)
     spread = _pooled_std(base, new)
     if len(base) == len(new) and np.array_equal(np.sort(base), np.sort(new)):

@@ -64,8 +64,10 @@ class Leaderboard:
     def interval(self, position: int, metric: str, vocabulary: Vocabulary) -> Interval:
         """The mean of ``metric`` over the configuration's seeds and its interval (the median and
         its distribution-free interval where the column declares itself heavy-tailed)."""
-        heavy = bool(getattr(vocabulary.get(metric), "heavy_tailed", False))
-        return interval(self.samples(position, metric), self.confidence, heavy_tailed=heavy)
+        column = vocabulary.get(metric)  # heavy-tailed, and the values it can take: how it reads
+        range_ = {"at_least": column.at_least, "at_most": column.at_most}
+        samples = self.samples(position, metric)
+        return interval(samples, self.confidence, heavy_tailed=column.heavy_tailed, **range_)
 
     def label(self, position: int) -> str:
         """``vae / none beta=1 latent_dim=2``: the plugins and the settings that tell it apart

@@ -29,6 +29,7 @@ DENSITY = ("likelihood of the data",)  # a latent-variable model whose p(x|z) ho
 CONVERGED = 0.1  # nats from K/10 to K draws: the IWAE estimate above it has not converged
 LABELLED = ("labelled data",)
 IWAE_SAMPLES = {"iwae_samples": "samples"}  # the [eval] key of suites before metric parameters
+SHARE = {"at_least": 0.0, "at_most": 1.0}  # an accuracy, a fraction: what its interval can hold
 
 METRICS = {
     "recon_mse": Metric(
@@ -40,6 +41,7 @@ METRICS = {
                 floor=1e-3,
                 description="per element",
                 headline=True,
+                at_least=0.0,
             )
         ],
     ),
@@ -53,7 +55,7 @@ METRICS = {
         elbo,
         columns=[
             likelihood_column("elbo", "higher", floor=0.5, unit="nats"),
-            likelihood_column("rate", unit="nats", description="KL(q(z|x) || p(z))"),
+            likelihood_column("rate", unit="nats", description="KL(q(z|x) || p(z))", at_least=0.0),
             likelihood_column("distortion", "lower", unit="nats", description="-E_q log p(x|z)"),
             likelihood_column("bits_per_dim", "lower", floor=0.005, unit="bits/dim"),
         ],
@@ -175,31 +177,37 @@ METRICS = {
     "kmeans": Metric(
         kmeans,
         columns=[
-            latent_column("kmeans_nmi", "higher", floor=0.02),
-            latent_column("kmeans_ari", "higher", floor=0.02),
+            latent_column("kmeans_nmi", "higher", floor=0.02, at_least=0.0, at_most=1.0),
+            latent_column("kmeans_ari", "higher", floor=0.02, at_most=1.0),
         ],
         requires=LABELLED,
     ),
     "silhouette": Metric(
         silhouette,
-        columns=[latent_column("silhouette", "higher", floor=0.02)],
+        columns=[latent_column("silhouette", "higher", floor=0.02, at_least=-1.0, at_most=1.0)],
         requires=LABELLED,
     ),
     "knn_acc": Metric(
         knn_acc,
-        columns=[latent_column("knn_acc", "higher", floor=0.01, headline=True)],
+        columns=[latent_column("knn_acc", "higher", floor=0.01, headline=True, **SHARE)],
         requires=LABELLED,
     ),
     "probe_acc": Metric(
         probe_acc,
-        columns=[latent_column("probe_acc", "higher", floor=0.01)],
+        columns=[latent_column("probe_acc", "higher", floor=0.01, **SHARE)],
         requires=LABELLED,
     ),
     "code_mean_abs": Metric(code_mean_abs, columns=[latent_column("code_mean_abs")]),
-    "code_frac_active": Metric(code_frac_active, columns=[latent_column("code_frac_active")]),
+    "code_frac_active": Metric(
+        code_frac_active, columns=[latent_column("code_frac_active", **SHARE)]
+    ),
     "infer_samples_per_s": Metric(
         infer_samples_per_s,
-        columns=[speed_column("infer_samples_per_s", "higher", noisy=True, unit="samples/s")],
+        columns=[
+            speed_column(
+                "infer_samples_per_s", "higher", noisy=True, unit="samples/s", at_least=0.0
+            )
+        ],
     ),
     "n_params": Metric(n_params, columns=[speed_column("n_params")]),
 }

@@ -86,6 +86,7 @@ def test_a_declaration_that_makes_no_sense_is_refused(arguments, message) -> Non
         ({"name": "a", "floor": 1.0}, "needs a better direction"),
         ({"name": "a", "better": "higher", "floor": 1.0, "speed": True}, "either as quality"),
         ({"name": "a", "better": "up"}, "better is"),
+        ({"name": "a", "at_least": 1.0, "at_most": 0.0}, "at_least must be below at_most"),
     ],
 )
 def test_a_column_that_makes_no_sense_is_refused(arguments, message) -> None:
@@ -144,8 +145,12 @@ def test_list_shows_what_a_metric_declares(capsys):
         "group_order": 100,
         "per_protocol": True,
         "headline": True,
+        "at_least": None,
+        "at_most": None,
     }
     convergence = {c["name"]: c for c in iwae["columns"]}["log_px_iwae_convergence"]
+    knn = {c["name"]: c for c in listed["knn_acc"]["columns"]}["knn_acc"]
+    assert (knn["at_least"], knn["at_most"]) == (0.0, 1.0)  # an accuracy
     assert convergence["flag_above"] == 0.1
     assert iwae["requires"] == ["likelihood of the data"]
     assert [p["name"] for p in iwae["params"]] == ["samples", "precision"]

@@ -226,3 +226,17 @@ def test_a_summary_gives_the_interval_of_its_values() -> None:
     kept = summary_interval(values.mean(), values.std(ddof=1), len(values))
     assert kept == interval(values)
     assert not summary_interval(1.0, 0.5, 2).exists  # 2 seeds: no interval
+
+
+def test_an_interval_is_cut_at_the_values_its_column_can_take() -> None:
+    # Three accuracies near 1: the t interval, 0.98 +- 4.303 x 0.0265 / sqrt(3), reaches 1.046;
+    # an accuracy's mean cannot, so the interval stops at 1 and keeps its lower end.
+    values = [0.95, 0.99, 1.0]
+    t = scipy_stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / math.sqrt(3)
+    cut = interval(values, at_least=0.0, at_most=1.0)
+    assert cut.centre == pytest.approx(0.98)
+    assert (cut.low, cut.high) == (pytest.approx(0.98 - t), 1.0) and 0.98 + t > 1.0
+    # A throughput's: never below 0.
+    assert interval([100.0, 5.0, 9000.0], at_least=0.0).low == 0.0
+    # Within the range, nothing changes.
+    assert interval([0.5, 0.6, 0.7], at_least=0.0, at_most=1.0) == interval([0.5, 0.6, 0.7])

@@ -308,3 +308,14 @@ def test_seeds_that_did_not_train_are_counted_beside_those_averaged(tmp_path: Pa
     headline = _headline(report_blocks(tmp_path, table, _vocabulary()))
     seeds = _column(headline, "seeds")
     assert seeds == {"a / none": "4 of 6", "b / none": "4", "c / none": "4"}
+
+
+def test_a_cell_shows_its_interval_cut_at_the_values_the_column_can_take(tmp_path: Path) -> None:
+    # Accuracies near 1 over 3 seeds: the t interval would reach past 1; the cell stops at 1,
+    # asymmetric, in brackets, and without a declared range it stays mean ± half-width.
+    table = score_table({"a": {0: 0.95, 1: 0.99, 2: 1.0}, "b": {0: 0.5, 1: 0.6, 2: 0.55}})
+    for at_most, expected in ((1.0, "0.98 [0.914, 1]"), (None, "0.98 ± 0.066")):
+        vocabulary = Vocabulary(columns={})
+        vocabulary.add([Column("score", "higher", group="g", headline=True, at_most=at_most)])
+        headline = _headline(report_blocks(tmp_path, table, vocabulary))
+        assert _column(headline, "score")["a / none"] == expected
