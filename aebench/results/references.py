@@ -200,16 +200,12 @@ class Outcome:
         ours = self.interval(confidence)
         if not ours.exists:
             return "inconclusive"
-        value, tolerance, ends = (
-            self.reference.value,
-            self.reference.tolerance,
-            (ours.low, ours.high),
-        )
+        value, ends = self.reference.value, (ours.low, ours.high)
         if self.reference.check == "not-worse":  # how much better than the value, at its worse end
             worst = min(direction * (end - value) for end in ends)
         else:  # how far from the value, at the interval's farthest end
             worst = -max(abs(end - value) for end in ends)
-        if worst >= -tolerance:
+        if worst >= -self.reference.tolerance:
             return "inside"
         p = self.outside_p(direction) if p_outside is None else p_outside
         return "outside" if p < 1 - confidence else "inconclusive"

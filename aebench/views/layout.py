@@ -105,7 +105,8 @@ def metric_table(
     rows, bold, notes, estimates = [], set(), {}, {}
     for r, i in enumerate(order):
         seeds = int(board.n.iloc[i])
-        run = seeds if board.run is None else int(board.run.iloc[i])
+        counted = None if board.run is None else board.run.iloc[i]
+        run = seeds if counted is None or pd.isna(counted) else int(counted)
         cells = [board.label(i), str(seeds) if run == seeds else f"{seeds} of {run}"]
         cells += [board.protocol[i] or "–"] if protocol else []
         cells += extra[r] if verdicts else []
