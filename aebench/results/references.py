@@ -18,6 +18,9 @@ suite names several values: a paper's table, where any one outside fails the rep
 one alone was as good as outside at 5% when its interval lay wholly beyond, and six values all
 on their tolerance's edge then failed 14% of the time, so the ``outside`` tests of a folder's
 values are corrected together by Holm's method (``verdicts``): any of them wrong at most 5%.
+A heavy-tailed column (``fid``) is read as its cells show it: ours is the median over seeds with
+its distribution-free interval (none below 6 seeds at 95%), and ``outside`` a sign test, for the
+t interval of such a column's mean covered it 68% of the time at a stated 95%.
 
 A reference may also say how long the published model trained (``epochs``): a configuration trained
 for fewer is a shortened run, and the report says so; and which per-epoch curve tracks the metric
@@ -47,6 +50,7 @@ from aebench.results.stats import (
     MIN_SEEDS,
     Interval,
     holm,
+    interval,
     summary_interval,
 )
 from aebench.results.table import SUITE_FILE, read_results
@@ -174,13 +178,23 @@ class Outcome:
     epochs: int | None  # what ours trained for (train.epochs), where the table says
     trials: list[str]  # the trial ids of the seeds
     schedule: object = None  # its learning-rate schedule (the train.schedule column)
+    values: tuple[float, ...] = ()  # the seeds' values (finite)
+    heavy_tailed: bool = False  # the column's: ours is then the median, outside a sign test
+
+    @property
+    def centre(self) -> float:
+        """Ours: the mean over seeds, or a heavy-tailed column's median (as its cells show it)."""
+        return float(np.median(self.values)) if self.heavy_tailed and self.values else self.mean
 
     @property
     def difference(self) -> float:
-        return self.mean - self.reference.value
+        return self.centre - self.reference.value
 
     def interval(self, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
-        """Ours: the mean over seeds with its Student's t interval (none below 3 seeds)."""
+        """Ours: the mean over seeds with its Student's t interval (none below 3 seeds), or a
+        heavy-tailed column's median with its order statistics' (none below 6 at 95%)."""
+        if self.heavy_tailed:
+            return interval(self.values, confidence, heavy_tailed=True)
         return summary_interval(self.mean, self.std, self.seeds, confidence)
 
     def verdict(
@@ -211,26 +225,35 @@ class Outcome:
         return "outside" if p < 1 - confidence else "inconclusive"
 
     def outside_p(self, direction: int) -> float:
-        """The p-value of "the true mean lies beyond the tolerance": a one-sided t-test of each
-        way out the check allows (above and below the value for ``within``, the worse side for
+        """The p-value of "ours lies beyond the tolerance": a one-sided test of each way out the
+        check allows (above and below the value for ``within``, the worse side for
         ``not-worse``), doubled, so that alone it calls ``outside`` exactly where the two-sided
-        interval lies wholly beyond. NaN where there is no interval (fewer than 3 seeds)."""
-        from scipy import stats
-
+        interval lies wholly beyond: a t-test of the mean, or for a heavy-tailed column the sign
+        test of the median (the seeds beyond the edge, counted). NaN where there is no interval
+        (fewer than 3 seeds)."""
         if self.seeds < MIN_SEEDS or not (math.isfinite(self.mean) and math.isfinite(self.std)):
             return math.nan
-        value, tolerance = self.reference.value, self.reference.tolerance
-        above = self.mean - (value + tolerance)  # > 0: beyond the upper edge
-        below = (value - tolerance) - self.mean  # > 0: beyond the lower edge
-        if self.reference.check == "not-worse":
-            beyond = [below if direction > 0 else above]
+        upper = self.reference.value + self.reference.tolerance
+        lower = self.reference.value - self.reference.tolerance
+        if self.reference.check == "not-worse":  # the worse side only
+            edges = [(lower, -1)] if direction > 0 else [(upper, +1)]
         else:
-            beyond = [above, below]
-        if self.std == 0:
-            return 0.0 if max(beyond) > 0 else 1.0
-        error = self.std / math.sqrt(self.seeds)
-        one_sided = min(float(stats.t.sf(b / error, self.seeds - 1)) for b in beyond)
+            edges = [(upper, +1), (lower, -1)]
+        one_sided = min(self._beyond_p(edge, side) for edge, side in edges)
         return min(1.0, 2 * one_sided)
+
+    def _beyond_p(self, edge: float, side: int) -> float:
+        """One-sided p of "ours lies beyond ``edge``" on ``side`` (+1 above it, -1 below)."""
+        from scipy import stats
+
+        if self.heavy_tailed:
+            beyond = sum(side * (v - edge) > 0 for v in self.values)
+            return float(stats.binomtest(beyond, len(self.values), alternative="greater").pvalue)
+        distance = side * (self.mean - edge)
+        if self.std == 0:
+            return 0.0 if distance > 0 else 1.0
+        error = self.std / math.sqrt(self.seeds)
+        return float(stats.t.sf(distance / error, self.seeds - 1))
 
     @property
     def shortened(self) -> bool:
@@ -238,9 +261,12 @@ class Outcome:
         return wanted is not None and self.epochs is not None and self.epochs < wanted
 
 
-def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outcome]:
+def outcomes(
+    table: pd.DataFrame, references: Sequence[Reference], vocabulary: Vocabulary | None = None
+) -> list[Outcome]:
     """Each reference against each configuration of ``table`` it matches (its ``ok`` rows, seeds
-    averaged); a reference that matches nothing ok gives one unmeasured outcome."""
+    averaged); a reference that matches nothing ok gives one unmeasured outcome. ``vocabulary``:
+    the columns' declarations, where a heavy-tailed one's outcome is read by its median."""
     ok = table[table["status"] == "ok"] if "status" in table else table.iloc[0:0]
     keys = [c for c in ok.columns if is_config_column(c)]
     out = []
@@ -276,6 +302,8 @@ def outcomes(table: pd.DataFrame, references: Sequence[Reference]) -> list[Outco
                     None if epochs is None or pd.isna(epochs) else int(epochs),
                     [str(t) for t in rows["trial_id"]] if "trial_id" in rows else [],
                     schedule,
+                    tuple(float(v) for v in finite),
+                    vocabulary is not None and vocabulary.get(reference.metric).heavy_tailed,
                 )
             )
     return out

@@ -221,7 +221,7 @@ def compare(
             rows.append(
                 _compared(label, column, base_values, new_values, speed_tolerance, confidence)
             )
-    reproduced = outcomes(new, references or [])
+    reproduced = outcomes(new, references or [], vocabulary)
     directions = [vocabulary.direction(o.reference.metric) for o in reproduced]
     said = verdicts(reproduced, directions, confidence)
     for outcome, verdict in zip(reproduced, said, strict=True):
@@ -377,7 +377,8 @@ def _reproduced(outcome: Outcome, verdict: Verdict, confidence: float) -> dict:
         verdict=verdict,
         note="; ".join(notes),
         baseline=reference.value,
-        new=outcome.mean,
+        new=outcome.centre,
+        statistic=ours.statistic,
         new_low=ours.low,
         new_high=ours.high,
         n_new=outcome.seeds,

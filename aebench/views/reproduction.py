@@ -34,8 +34,9 @@ def summary(folder: Path) -> str:
     references = read_references(folder)
     if not references:
         return ""
-    results = outcomes(read_results(folder), references)
-    said = _verdicts(results, vocabulary_of(folder))
+    vocabulary = vocabulary_of(folder)
+    results = outcomes(read_results(folder), references, vocabulary)
+    said = _verdicts(results, vocabulary)
     counts = ", ".join(
         f"{said.count(v)} {v}" + (" its tolerance" if v == "inside" else "")
         for v in ("inside", "outside", "inconclusive")
@@ -119,7 +120,7 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
     references = read_references(folder)
     if not references:
         return []
-    results = outcomes(table, references)
+    results = outcomes(table, references, vocabulary)
     said = _verdicts(results, vocabulary)
     header = ["published in", "configuration", "metric", "seeds", "ours", "published"]
     header += ["ours − published", "tolerance", "verdict", "note"]
@@ -145,7 +146,9 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
             f"{said.count('inside')} of {len(results)} published values reproduced within their "
             f"tolerance ({counts}). "
             "Ours: the mean over the ok seeds of the configuration the reference names, with its "
-            "95% interval (Student's t; none with fewer than 3 seeds); each published value is in "
+            "95% interval (Student's t; none with fewer than 3 seeds), or for a heavy-tailed "
+            "column the median with the order statistics that hold it (none below 6 seeds) and a "
+            "sign test for outside; each published value is in "
             "the column's unit and sign (the note says how the paper's number maps onto it). "
             "Inside: the interval lies wholly within the tolerance (wrong no more often than the "
             "interval misses: 5%); outside: a t-test shows the mean beyond it, the tests of all "

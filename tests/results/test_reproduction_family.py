@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 
-from aebench.results.references import Outcome, Reference, verdicts
+from aebench.contract.columns import Column, Vocabulary
+from aebench.results.references import Outcome, Reference, outcomes, verdicts
 
 VALUE, TOLERANCE = -20.0, 0.5
 
@@ -67,3 +69,45 @@ def test_values_all_on_their_edge_fail_the_reproduction_at_most_as_often_as_stat
     # The power it keeps: six values 4 sd beyond the edge are each called outside.
     far = [ours(rng.normal(VALUE + TOLERANCE + 4.0, 1.0, 5)) for _ in range(6)]
     assert verdicts(far, [+1] * 6).count("outside") >= 5
+
+
+def heavy(values: list[float]) -> Outcome:
+    found = ours(np.asarray(values))
+    found.values, found.heavy_tailed = tuple(values), True
+    return found
+
+
+def test_a_heavy_tailed_value_is_read_by_its_median_and_a_sign_test() -> None:
+    # Nine seeds near -20 and one far off: the median and its order statistics ([x(2), x(9)] of
+    # 10 at 95%) leave the far seed out, inside the tolerance; the mean's t interval, pulled by
+    # it to [-21.9, -15.1], says nothing.
+    values = [-20.2, -19.8, -20.1, -19.9, -20.0, -20.05, -19.95, -20.15, -19.85, -5.0]
+    assert heavy(values).verdict(+1) == "inside" and heavy(values).centre == pytest.approx(-19.975)
+    assert ours(np.asarray(values)).verdict(+1) == "inconclusive"
+    # Outside: six seeds of six beyond the upper edge, a sign test's one-sided 1/64, doubled.
+    beyond = [-19.0, -18.0, -19.2, -18.5, -19.4, -10.0]
+    assert heavy(beyond).outside_p(+1) == pytest.approx(2 / 64)
+    assert heavy(beyond).verdict(+1) == "outside"
+    assert heavy(beyond[:5]).verdict(+1) == "inconclusive"  # 5 seeds: no median's interval
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_alone_a_median_is_outside_where_its_interval_lies_wholly_beyond(seed) -> None:
+    rng = np.random.default_rng(seed)
+    outcome = heavy(list(rng.normal(VALUE - 1.5, 0.8, 8)))  # outside for 9 seeds of 20
+    ends = (outcome.interval().low, outcome.interval().high)
+    wholly_beyond = max(ends) < VALUE - TOLERANCE or min(ends) > VALUE + TOLERANCE
+    assert (outcome.verdict(+1) == "outside") == wholly_beyond
+
+
+def test_a_columns_declaration_decides_how_its_values_are_read() -> None:
+    table = pd.DataFrame(
+        {"trial_id": list("abc"), "status": "ok", "dataset": "d", "model": "m"}
+        | {"regularizer": "none", "seed": [0, 1, 2]}
+        | {"score": [1.0, 2.0, 9.0]}
+    )
+    for heavy_tailed, centre in ((True, 2.0), (False, 4.0)):
+        vocabulary = Vocabulary()
+        vocabulary.add([Column("score", "higher", heavy_tailed=heavy_tailed)])
+        (found,) = outcomes(table, [published()], vocabulary)
+        assert (found.heavy_tailed, found.centre, found.values) == (heavy_tailed, centre, (1, 2, 9))
