@@ -40,7 +40,6 @@ class Leaderboard:
     configs: pd.DataFrame  # one row per configuration: its configuration columns
     n: pd.Series  # seeds per configuration (those that trained: status ok)
     centre: pd.DataFrame  # configuration x metric: the mean, or a heavy-tailed column's median
-    std: pd.DataFrame  # sample standard deviation (ddof=1); NaN with a single seed
     trials: list[pd.DataFrame]  # per configuration: its ok trials, one row per seed
     protocol: list[str]  # per configuration: its likelihood protocol, "" without one
     confidence: float = DEFAULT_CONFIDENCE
@@ -191,7 +190,7 @@ def _computed(
     group = grouped.ngroup().to_numpy()  # each trial's configuration: its position in ``n``
     metrics = metric_columns(ok, vocabulary)
     numbers = ok[metrics].astype(float).replace([np.inf, -np.inf], np.nan).groupby(group)
-    centre, std = numbers.mean(), numbers.std(ddof=1)
+    centre = numbers.mean()
     heavy = [m for m in metrics if vocabulary.get(m).heavy_tailed]
     if heavy:  # what their cells show, and what ranks them
         centre[heavy] = numbers[heavy].median()
@@ -205,7 +204,6 @@ def _computed(
         configs=configs,
         n=n.reset_index(drop=True),
         centre=centre.reset_index(drop=True),
-        std=std.reset_index(drop=True),
         trials=trials,
         protocol=[protocol_of(rows) for rows in trials],
         confidence=confidence,

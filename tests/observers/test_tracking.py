@@ -380,14 +380,15 @@ def test_aggregates_of_two_seeds_have_n_and_no_bounds() -> None:
             "dataset": "digits",
             "model": "ae",
             "regularizer": "none",
-            "model.latent_dim": [2, 2, 3, 3],
-            "seed": [0, 1, 0, 1],
+            "model.latent_dim": [2, 2, 3, 3, 4, 4],
+            "seed": [0, 1, 0, 1, 0, 1],
             "status": "ok",
-            "fit": [1.0, 2.0, 3.0, float("nan")],
+            "fit": [1.0, 2.0, 3.0, float("nan"), float("nan"), float("nan")],
         }
     )
     vocabulary = Vocabulary(columns={})
     vocabulary.add([Column("fit", "higher", group="g", headline=True)])
+    # latent_dim 4 never measured it (an autoencoder's fid, say): no "n = 0" logged for it.
     assert aggregate_metrics(table, vocabulary) == {
         "seeds/digits/ae - none latent_dim_2/fit.mean": 1.5,
         "seeds/digits/ae - none latent_dim_2/fit.n": 2.0,

