@@ -105,8 +105,7 @@ def metric_table(
     rows, bold, notes, estimates = [], set(), {}, {}
     for r, i in enumerate(order):
         seeds = int(board.n.iloc[i])
-        counted = None if board.run is None else board.run.iloc[i]
-        run = seeds if counted is None or pd.isna(counted) else int(counted)
+        run = board.run_count(i)
         cells = [board.label(i), str(seeds) if run == seeds else f"{seeds} of {run}"]
         cells += [board.protocol[i] or "–"] if protocol else []
         cells += extra[r] if verdicts else []

@@ -68,6 +68,11 @@ class Leaderboard:
         samples = self.samples(position, metric)
         return interval(samples, self.confidence, heavy_tailed=column.heavy_tailed, **range_)
 
+    def run_count(self, position: int) -> int:
+        """The seeds a configuration ran, of any status (its ``n`` where none was counted)."""
+        counted = None if self.run is None else self.run.iloc[position]
+        return int(self.n.iloc[position]) if counted is None or pd.isna(counted) else int(counted)
+
     def label(self, position: int) -> str:
         """``vae / none beta=1 latent_dim=2``: the plugins and the settings that tell it apart
         (worked out once: each filters the configurations per shown parameter, and a report asks
@@ -400,6 +405,8 @@ def best_configurations(
         found = board.interval(verdict.top, column, vocabulary)
         shown = interval_cell(found) + (f" ({found.note()})" if found.exists else "")
         text = f"{board.label(verdict.top)}: {column} {shown}{arrow(column, vocabulary)}, "
+        run, ok = board.run_count(verdict.top), int(board.n.iloc[verdict.top])
+        text += f"{ok} of its {run} seeds trained, " if run > ok else ""
         text += verdict_text(board, verdict)
         if notes := note_text(board.trials[verdict.top], "notes"):
             text += f"; estimate: {notes}"

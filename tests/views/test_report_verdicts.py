@@ -308,6 +308,8 @@ def test_seeds_that_did_not_train_are_counted_beside_those_averaged(tmp_path: Pa
     headline = _headline(report_blocks(tmp_path, table, _vocabulary()))
     seeds = _column(headline, "seeds")
     assert seeds == {"a / none": "4 of 6", "b / none": "4", "c / none": "4"}
+    line = best_configurations(table, _vocabulary())["d"]  # aebench run's closing line
+    assert line.startswith("a / none: score ") and "4 of its 6 seeds trained, best" in line
 
 
 def test_a_cell_shows_its_interval_cut_at_the_values_the_column_can_take(tmp_path: Path) -> None:
