@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aebench.contract.columns import Vocabulary, is_config_column
+from aebench.contract.columns import Column, Vocabulary, is_config_column
 from aebench.results.rows import canonical, flatten, label
 from aebench.results.stats import (
     DEFAULT_CONFIDENCE,
@@ -179,7 +179,13 @@ class Outcome:
     trials: list[str]  # the trial ids of the seeds
     schedule: object = None  # its learning-rate schedule (the train.schedule column)
     values: tuple[float, ...] = ()  # the seeds' values (finite)
-    heavy_tailed: bool = False  # the column's: ours is then the median, outside a sign test
+    # The metric's declaration: a heavy-tailed column's ours is its median and outside a sign
+    # test; its interval is cut at the values it can take. None: a mean, uncut.
+    column: Column | None = None
+
+    @property
+    def heavy_tailed(self) -> bool:
+        return self.column is not None and self.column.heavy_tailed
 
     @property
     def centre(self) -> float:
@@ -192,10 +198,12 @@ class Outcome:
 
     def interval(self, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
         """Ours: the mean over seeds with its Student's t interval (none below 3 seeds), or a
-        heavy-tailed column's median with its order statistics' (none below 6 at 95%)."""
-        if self.heavy_tailed:
-            return interval(self.values, confidence, heavy_tailed=True)
-        return summary_interval(self.mean, self.std, self.seeds, confidence)
+        heavy-tailed column's median with its order statistics' (none below 6 at 95%); cut at
+        the values the column can take."""
+        if self.column is None or not self.values:
+            return summary_interval(self.mean, self.std, self.seeds, confidence)
+        declared = {"heavy_tailed": self.heavy_tailed, "at_least": self.column.at_least}
+        return interval(self.values, confidence, at_most=self.column.at_most, **declared)
 
     def verdict(
         self,
@@ -303,7 +311,7 @@ def outcomes(
                     [str(t) for t in rows["trial_id"]] if "trial_id" in rows else [],
                     schedule,
                     tuple(float(v) for v in finite),
-                    vocabulary is not None and vocabulary.get(reference.metric).heavy_tailed,
+                    None if vocabulary is None else vocabulary.get(reference.metric),
                 )
             )
     return out

@@ -73,7 +73,7 @@ def test_values_all_on_their_edge_fail_the_reproduction_at_most_as_often_as_stat
 
 def heavy(values: list[float]) -> Outcome:
     found = ours(np.asarray(values))
-    found.values, found.heavy_tailed = tuple(values), True
+    found.values, found.column = tuple(values), Column("score", heavy_tailed=True)
     return found
 
 
@@ -111,3 +111,15 @@ def test_a_columns_declaration_decides_how_its_values_are_read() -> None:
         vocabulary.add([Column("score", "higher", heavy_tailed=heavy_tailed)])
         (found,) = outcomes(table, [published()], vocabulary)
         assert (found.heavy_tailed, found.centre, found.values) == (heavy_tailed, centre, (1, 2, 9))
+
+
+def test_ours_is_cut_at_the_values_its_column_can_take() -> None:
+    # An accuracy: [0.9744, 1.0123] over 3 seeds reaches past 1.01, the top of 0.99 +- 0.02; no
+    # accuracy's mean can, and cut at 1 the interval lies within the tolerance.
+    reference = Reference(paper="P", metric="acc", value=0.99, tolerance=0.02, where={"m": 1})
+    values = (0.985, 0.995, 1.0)
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    found = Outcome(reference, "m", 3, mean, std, None, [], values=values)
+    assert found.interval().high > 1.01 and found.verdict(+1) == "inconclusive"
+    found.column = Column("acc", "higher", at_least=0.0, at_most=1.0)
+    assert found.interval().high == 1.0 and found.verdict(+1) == "inside"
