@@ -136,7 +136,7 @@ def aggregate_metrics(table: Any, vocabulary: Vocabulary) -> dict[str, float]:
             label = board.label(i)  # a configuration's label, once: it reads the table
             for column in columns:
                 found = board.interval(i, column, vocabulary)
-                if found.n == 0:  # not measured for it (an autoencoder's fid): nothing to log
+                if found.n == 0:  # never measured for it (a deterministic model's sample metric)
                     continue
                 name = "/".join(_name_part(t) for t in (str(dataset), label, column))
                 parts = {

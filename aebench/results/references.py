@@ -18,9 +18,10 @@ suite names several values: a paper's table, where any one outside fails the rep
 one alone was as good as outside at 5% when its interval lay wholly beyond, and six values all
 on their tolerance's edge then failed 14% of the time, so the ``outside`` tests of a folder's
 values are corrected together by Holm's method (``verdicts``): any of them wrong at most 5%.
-A heavy-tailed column (``fid``) is read as its cells show it: ours is the median over seeds with
-its distribution-free interval (none below 6 seeds at 95%), and ``outside`` a sign test, for the
-t interval of such a column's mean covered it 68% of the time at a stated 95%.
+A heavy-tailed column (a sample-quality score, say) is read as its cells show it: ours is the
+median over seeds with its distribution-free interval (none below 6 seeds at 95%), and
+``outside`` a sign test, for the t interval of such a column's mean covered it 68% of the time at
+a stated 95%.
 
 A reference may also say how long the published model trained (``epochs``): a configuration trained
 for fewer is a shortened run, and the report says so; and which per-epoch curve tracks the metric
