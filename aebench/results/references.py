@@ -54,7 +54,7 @@ from aebench.results.stats import (
     interval,
     summary_interval,
 )
-from aebench.results.table import SUITE_FILE, read_results
+from aebench.results.table import SUITE_FILE
 
 Scalar = str | int | float | bool
 Check = Literal["within", "not-worse"]
