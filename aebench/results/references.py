@@ -52,7 +52,6 @@ from aebench.results.stats import (
     Interval,
     holm,
     interval,
-    summary_interval,
 )
 from aebench.results.table import SUITE_FILE
 
@@ -173,16 +172,27 @@ class Outcome:
 
     reference: Reference
     configuration: str  # "mnist/iwae/none model.k=50": ours; "" when nothing ok matched
-    seeds: int  # the ok seeds with a value of the metric
-    mean: float  # NaN: not measured
-    std: float  # sample standard deviation over seeds; NaN with one seed
+    values: tuple[float, ...]  # the ok seeds' finite values of the metric (none: not measured)
     epochs: int | None  # what ours trained for (train.epochs), where the table says
     trials: list[str]  # the trial ids of the seeds
     schedule: object = None  # its learning-rate schedule (the train.schedule column)
-    values: tuple[float, ...] = ()  # the seeds' values (finite)
     # The metric's declaration: a heavy-tailed column's ours is its median and outside a sign
     # test; its interval is cut at the values it can take. None: a mean, uncut.
     column: Column | None = None
+
+    @property
+    def seeds(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        """NaN: not measured."""
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        """The sample standard deviation over seeds; NaN with one seed."""
+        return float(np.std(self.values, ddof=1)) if self.seeds > 1 else math.nan
 
     @property
     def heavy_tailed(self) -> bool:
@@ -201,10 +211,9 @@ class Outcome:
         """Ours: the mean over seeds with its Student's t interval (none below 3 seeds), or a
         heavy-tailed column's median with its order statistics' (none below 6 at 95%); cut at
         the values the column can take."""
-        if self.column is None or not self.values:
-            return summary_interval(self.mean, self.std, self.seeds, confidence)
-        declared = {"heavy_tailed": self.heavy_tailed, "at_least": self.column.at_least}
-        return interval(self.values, confidence, at_most=self.column.at_most, **declared)
+        column = self.column or Column(self.reference.metric)
+        declared = {"heavy_tailed": column.heavy_tailed, "at_least": column.at_least}
+        return interval(self.values, confidence, at_most=column.at_most, **declared)
 
     def verdict(
         self,
@@ -286,7 +295,7 @@ def outcomes(
         else:
             chosen = ok[[matches(r, where) for r in ok[list(where)].to_dict("records")]]
         if chosen.empty:
-            out.append(Outcome(reference, "", 0, math.nan, math.nan, None, []))
+            out.append(Outcome(reference, "", (), None, []))
             continue
         configs = [_configuration(r) for r in chosen[keys].to_dict("records")]
         # the parameters the reference names, and any that tell its matches apart (a folder that
@@ -305,13 +314,10 @@ def outcomes(
                 Outcome(
                     reference,
                     label(rows.iloc[0], shown),
-                    len(finite),
-                    float(finite.mean()) if len(finite) else math.nan,
-                    float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
+                    tuple(float(v) for v in finite),
                     None if epochs is None or pd.isna(epochs) else int(epochs),
                     [str(t) for t in rows["trial_id"]] if "trial_id" in rows else [],
                     schedule,
-                    tuple(float(v) for v in finite),
                     None if vocabulary is None else vocabulary.get(reference.metric),
                 )
             )

@@ -39,11 +39,12 @@ class Leaderboard:
     shown: list[str]  # configuration columns that differ between configurations
     configs: pd.DataFrame  # one row per configuration: its configuration columns
     n: pd.Series  # seeds per configuration (those that trained: status ok)
+    # seeds per configuration of any status (NaN where a failed row's settings matched none)
+    run: pd.Series
     centre: pd.DataFrame  # configuration x metric: the mean, or a heavy-tailed column's median
     trials: list[pd.DataFrame]  # per configuration: its ok trials, one row per seed
     protocol: list[str]  # per configuration: its likelihood protocol, "" without one
     confidence: float = DEFAULT_CONFIDENCE
-    run: pd.Series | None = None  # seeds per configuration of any status (None: as ``n``)
     best: dict[str, list[int]] = field(default_factory=dict)  # metric -> row positions
     verdicts: dict[str, list[TopVerdict]] = field(default_factory=dict)  # per comparable set
     # Worked out once each: the verdicts, the intervals and the tables ask for them again and again.
@@ -70,8 +71,8 @@ class Leaderboard:
 
     def run_count(self, position: int) -> int:
         """The seeds a configuration ran, of any status (its ``n`` where none was counted)."""
-        counted = None if self.run is None else self.run.iloc[position]
-        return int(self.n.iloc[position]) if counted is None or pd.isna(counted) else int(counted)
+        counted = self.run.iloc[position]
+        return int(self.n.iloc[position]) if pd.isna(counted) else int(counted)
 
     def label(self, position: int) -> str:
         """``vae / none beta=1 latent_dim=2``: the plugins and the settings that tell it apart
@@ -172,10 +173,10 @@ def leaderboard(
     vocabulary: Vocabulary | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Leaderboard | None:
-    """Mean (a heavy-tailed column's median) and standard deviation over seeds of every ``ok``
-    configuration of ``dataset``, and the verdicts on the best per column (``verdicts_of``) at
-    ``confidence``; None where no trial of it is ``ok``. The one already computed for an equal
-    table where one is shared."""
+    """Mean (a heavy-tailed column's median) over seeds of every ``ok`` configuration of
+    ``dataset``, and the verdicts on the best per column (``verdicts_of``) at ``confidence``;
+    None where no trial of it is ``ok``. The one already computed for an equal table where one is
+    shared."""
     return leaderboards(table, vocabulary, confidence).of(dataset)
 
 
@@ -208,12 +209,12 @@ def _computed(
         shown=shown,
         configs=configs,
         n=n.reset_index(drop=True),
+        # seeds that failed or diverged too: a mean of the seeds that trained may flatter
+        run=every.groupby(keys, dropna=False).size().reindex(n.index).reset_index(drop=True),
         centre=centre.reset_index(drop=True),
         trials=trials,
         protocol=[protocol_of(rows) for rows in trials],
         confidence=confidence,
-        # seeds that failed or diverged too: a mean of the seeds that trained may flatter
-        run=every.groupby(keys, dropna=False).size().reindex(n.index).reset_index(drop=True),
     )
     for metric in metrics:
         if verdicts := verdicts_of(board, metric, vocabulary):
