@@ -23,7 +23,8 @@ PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
 # nan_reasons: why metrics gave NaN; metric_errors: metrics that raised or broke their contract;
 # notes: measured values above their column's flag_above (estimator diagnostics, not training
 # warnings); likelihood, binarize: the protocol a likelihood is of; threads: torch's, in the
-# trial's process.
+# trial's process; start_digest: the weights its training started from (aebench.run.start).
+START_DIGEST = "start_digest"
 BOOKKEEPING = frozenset(
     {
         "trial_id",
@@ -38,6 +39,7 @@ BOOKKEEPING = frozenset(
         "likelihood",
         "binarize",
         "threads",
+        START_DIGEST,
     }
 )
 CORE_KEYS = frozenset({*IDENTITY, "seed", *BOOKKEEPING})

@@ -66,6 +66,7 @@ from aebench.run.optim import make_optimizer, make_schedule
 from aebench.run.plan import wrong_kind
 from aebench.run.sections import PlateauSchedule, TrainSection
 from aebench.run.stacked_rows import GroupBatches, RowsEngine, Slicer, rows_engine
+from aebench.run.start import start_digest
 from aebench.run.suite import NOT_TRAINING, Trial
 from aebench.run.threads import adjust as adjust_threads
 from aebench.run.train import TERMS_SAMPLES, TrainResult, fit_ex_post, has_penalty
@@ -249,6 +250,7 @@ class StackedTraining:
 
     def __init__(self, group: list[Prepared], settings: TrainSection) -> None:
         self.group, self.settings = group, settings
+        starts = [start_digest(p.model) for p in group]  # before checkpoints replace the starts
         alone = stacked_checkpoints.restore_trials(group, settings)  # before their weights stack
         models = [p.model for p in group]
         for model in models:
@@ -264,7 +266,7 @@ class StackedTraining:
         weights[-1] = self.n - settings.batch_size * (steps - 1)
         self.weights = weights.to(data.train.x.device)
         self.batches = GroupBatches([(p.data, p.regularizer, p.generator) for p in group])
-        self.results = [TrainResult() for _ in group]
+        self.results = [TrainResult(start_digest=start) for start in starts]
         self.timed_s, self.timed_samples, self.earlier_s = 0.0, 0, 0.0
         self.resumed_after = stacked_checkpoints.resume_group(self, alone)
 

@@ -41,6 +41,7 @@ from aebench.run.checkpoint import Checkpoints, checkpoint_state, restore_checkp
 from aebench.run.data import shuffled_batches
 from aebench.run.optim import make_optimizer, make_schedule
 from aebench.run.sections import AnnealSection, TrainSection
+from aebench.run.start import start_digest
 from aebench.run.threads import adjust as adjust_threads
 from aebench.run.validation import EarlyStopping, held_out_losses
 
@@ -67,6 +68,7 @@ class TrainResult:
     stopped_epoch: int = 0  # the last epoch trained (early stopping may end before ``epochs``)
     best_epoch: int | None = None  # the epoch of the lowest validation loss (with validation)
     best_val_loss: float = float("nan")
+    start_digest: str = ""  # of the weights training started from (``aebench.run.start``)
 
 
 def _sync(device: torch.device) -> None:
@@ -229,7 +231,8 @@ class Training:
         self.n = len(data.train)
         self.annealing = Annealing(model, settings.anneal, math.ceil(self.n / settings.batch_size))
         self.weights = _batch_weights(self.n, settings.batch_size, device)
-        self.result = TrainResult()
+        # The start's digest, taken before a checkpoint's weights replace the start (``_resume``)
+        self.result = TrainResult(start_digest=start_digest(model))
         own_curves = ["val_loss"] if val is not None else []
         own_curves += [AUXILIARY_CURVE] if self.auxiliary is not None else []
         for name in [*own_curves, *settings.anneal]:
