@@ -259,17 +259,31 @@ def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
+def seeds_for_a_rank_test(confidence: float, *, paired: bool) -> int:
+    """The fewest seeds a side with which an exact one-sided rank test can reach ``confidence``
+    at all, whatever the values: its smallest p-value is 1 / 2^n for Wilcoxon's signed-rank test
+    of n pairs and 1 / C(2n, n) for Mann–Whitney U of n against n (3 seeds: 0.125 and 0.05,
+    neither below 0.05)."""
+    n = 1
+    while (0.5**n if paired else 1 / math.comb(2 * n, n)) > 1 - confidence:
+        n += 1
+    return n
+
+
 def seeds_needed(
     spread: float,
     smallest_change: float,
     confidence: float = DEFAULT_CONFIDENCE,
     power: float = 0.8,
+    *,
+    paired: bool = False,
 ) -> int | None:
-    """Seeds per side that a one-sided two-sample t-test needs to tell a change of
-    ``smallest_change`` at ``confidence`` with ``power``, given the seeds' standard deviation
-    ``spread``: the fewest whose power, from the noncentral t distribution, reaches it (the
-    normal formula 2 (z_a + z_b)^2 (spread / change)^2 undercounts few seeds: 3 where a t-test
-    of 3 seeds a side has 0.75). None where the spread is unknown."""
+    """Seeds per side that a one-sided t-test needs to tell a change of ``smallest_change`` at
+    ``confidence`` with ``power``: the fewest whose power, from the noncentral t distribution,
+    reaches it (the normal formula 2 (z_a + z_b)^2 (spread / change)^2 undercounts few seeds: 3
+    where a t-test of 3 seeds a side has 0.75). Two-sample, ``spread`` is the seeds' standard
+    deviation on each side; ``paired`` (the same seeds on both sides, a t-test on the
+    differences), it is the differences' standard deviation. None where the spread is unknown."""
     from scipy import stats
 
     if not (math.isfinite(spread) and smallest_change > 0):
@@ -278,7 +292,10 @@ def seeds_needed(
         return MIN_SEEDS
 
     def enough(n: int) -> bool:
-        df, shift = 2 * n - 2, smallest_change / (spread * math.sqrt(2 / n))
+        if paired:
+            df, shift = n - 1, smallest_change / (spread / math.sqrt(n))
+        else:
+            df, shift = 2 * n - 2, smallest_change / (spread * math.sqrt(2 / n))
         return float(stats.nct.sf(stats.t.ppf(confidence, df), df, shift)) >= power
 
     low, high = MIN_SEEDS - 1, MIN_SEEDS  # not enough at low (or below the fewest), at high

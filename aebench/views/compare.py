@@ -3,8 +3,9 @@
 Configurations are matched on every parameter column (dataset, model, regularizer and their
 ``dataset.*``, ``model.*``, ``regularizer.*``, ``train.*``, ``eval.*`` columns) but not the seed.
 Only rows with status ``ok`` count, and each side's seeds are a sample: every compared column of
-every configuration is a two-sample test of NEW against the baseline
-(``aebench.views.compare_verdicts``), the column's floor the smallest change that matters (a speed
+every configuration is a test of NEW against the baseline (``aebench.views.compare_verdicts``):
+paired by seed over the seeds whose trials started from the same weights in both tables
+(``same_start``), two-sample otherwise; the column's floor the smallest change that matters (a speed
 column's floor is ``speed_tolerance`` times the baseline mean), Benjamini–Hochberg over
 everything compared. The verdicts are ``regressed``, ``improved``, ``unchanged`` (shown to be
 within the floor) and ``inconclusive`` (too few seeds to tell; the note says how many would).
@@ -39,7 +40,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from aebench.contract.columns import IDENTITY, Column, Vocabulary, is_config_column
+from aebench.contract.columns import (
+    IDENTITY,
+    START_DIGEST,
+    Column,
+    Vocabulary,
+    is_config_column,
+)
 from aebench.plugins.listing import vocabulary_of
 from aebench.results.files import FolderError
 from aebench.results.references import (
@@ -218,9 +225,8 @@ def compare(
             if not len(base_values):
                 continue  # not measured for this configuration (a deterministic model's ELBO)
             new_values = _values(new_groups[key], column.name)
-            rows.append(
-                _compared(label, column, base_values, new_values, speed_tolerance, confidence)
-            )
+            tested = (base_values, new_values, same_start(base_rows, new_groups[key]))
+            rows.append(_compared(label, column, *tested, speed_tolerance, confidence))
     reproduced = outcomes(new, references or [], vocabulary)
     directions = [vocabulary.direction(o.reference.metric) for o in reproduced]
     said = verdicts(reproduced, directions, confidence)
@@ -238,9 +244,23 @@ def compare(
     )
 
 
-def _values(rows: pd.DataFrame, name: str) -> np.ndarray:
-    values = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
+def _values(rows: pd.DataFrame, name: str) -> pd.Series:
+    """The column's finite values, indexed by seed."""
+    values = pd.to_numeric(rows[name], errors="coerce").astype(float)
+    values.index = rows["seed"].to_numpy()
     return values[np.isfinite(values)]
+
+
+def same_start(base_rows: pd.DataFrame, new_rows: pd.DataFrame) -> set[int]:
+    """The seeds whose trials started from the same weights in both tables (their
+    ``start_digest`` agree); none where a table lacks the column or has a seed twice."""
+    if START_DIGEST not in base_rows or START_DIGEST not in new_rows:
+        return set()
+    base = base_rows.set_index("seed")[START_DIGEST].dropna()
+    new = new_rows.set_index("seed")[START_DIGEST].dropna()
+    if not (base.index.is_unique and new.index.is_unique):
+        return set()
+    return {s for s, start in base.items() if start and s in new.index and new[s] == start}
 
 
 def _measured_columns(
@@ -301,6 +321,7 @@ ROW_COLUMNS = [
     "direction",
     "allowed",
     "spread",
+    "pairs",  # the seeds the tests paired (0: tested as independent samples)
     "p_worse",
     "p_better",
     "p_same",
@@ -322,8 +343,9 @@ def _row(
 def _compared(
     label: str,
     column: Column,
-    base_values: np.ndarray,
-    new_values: np.ndarray,
+    base_values: pd.Series,
+    new_values: pd.Series,
+    same_start: set[int],
     speed_tolerance: float,
     confidence: float,
 ) -> dict:
@@ -334,7 +356,7 @@ def _compared(
         numbers = {"baseline": base_mean, "n_baseline": len(base_values)}
         return _row(label, metric, kind, verdict="regressed", note="not measured", **numbers)
     floor = speed_tolerance * abs(base_mean) if column.speed else column.floor or 0.0
-    tested = two_sample(base_values, new_values, column, floor, confidence)
+    tested = two_sample(base_values, new_values, column, floor, confidence, same_start)
     return _row(
         label,
         metric,
@@ -352,6 +374,7 @@ def _compared(
         direction=column.direction,
         allowed=floor,
         spread=tested.spread,
+        pairs=tested.pairs,
         p_worse=tested.p_worse,
         p_better=tested.p_better,
         p_same=tested.p_same,

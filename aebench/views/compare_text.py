@@ -56,12 +56,14 @@ def _summary(comparison: Comparison) -> str:
     by_kind = ", ".join(f"{(regressed['kind'] == k).sum()} {k}" for k in KINDS)
     counts = [f"{(verdicts == v).sum()} {v}" for v in VERDICTS[1:]]
     incomparable = (verdicts == "incomparable").sum()
-    tests = 2 * rows["p_same"].notna().sum()
+    tested = rows["p_same"].notna()
+    paired = (rows.loc[tested, "pairs"] > 0).sum()
     return (
         f"{len(rows)} comparisons over {rows['config'].nunique()} configurations:"
         f" {len(regressed)} regressed ({by_kind}), {', '.join(counts)}"
         + (f", {incomparable} incomparable (another likelihood protocol)" if incomparable else "")
-        + f" (at {comparison.confidence:.0%} confidence; Benjamini–Hochberg over {tests} tests)"
+        + f" (at {comparison.confidence:.0%} confidence; Benjamini–Hochberg over"
+        f" {2 * tested.sum()} tests; {paired} of {tested.sum()} paired by seed)"
     )
 
 

@@ -97,7 +97,8 @@ def metric_table(
             "best: better than every other configuration (tests over seeds, Holm); "
             "tied: not shown worse than the top",
             "probability that a seed of it beats a seed of the next one (paired over the seeds "
-            "both have, from 3), with its Clopper-Pearson interval over those seeds",
+            "that started from the same weights in both, from 3), with its Clopper-Pearson "
+            "interval over those seeds",
         ]
         extra = _verdict_cells(board, vocabulary, order)
     header = [*fixed, *(m + arrow(m, vocabulary) for m in metrics)]
@@ -146,8 +147,8 @@ BOLD_RULE = (
     "{confidence:.0%} whatever the distribution (none below {median_seeds} seeds: the mean of a "
     "column whose seeds can lie far apart is not pinned down by a few). ↑ higher is better, ↓ "
     "lower is better. Bold: a configuration better than every other comparable one by a "
-    "two-sided test over seeds (paired over the seeds both have where they share {min_seeds}, "
-    "else Welch's t; for a heavy-tailed column Wilcoxon's signed-rank test, else Mann–Whitney "
+    "two-sided test over seeds (paired over the seeds whose trials started from the same "
+    "weights in both, where there are {min_seeds}, else Welch's t; for a heavy-tailed column Wilcoxon's signed-rank test, else Mann–Whitney "
     "U), at {confidence:.0%} after Holm's correction for the number of comparisons; where none "
     "is, nothing is bold. Only columns that declare a direction and are not noisy (timings and "
     "memory move with the machine) are tested, and only among comparable "

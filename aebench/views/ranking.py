@@ -26,7 +26,7 @@ from aebench.contract.columns import IDENTITY, Vocabulary, is_metric_column, is_
 from aebench.results.rows import cell_text, is_missing, label
 from aebench.results.stats import DEFAULT_CONFIDENCE, Interval, interval
 from aebench.views.cells import arrow, interval_cell
-from aebench.views.ranking_stats import TopVerdict, beats_next, top_verdict
+from aebench.views.ranking_stats import TopVerdict, beats_next, samples_of, top_verdict
 
 OTHER = "other"  # the group of the columns that declare none
 
@@ -52,13 +52,12 @@ class Leaderboard:
     _labels: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def samples(self, position: int, metric: str) -> pd.Series:
-        """A configuration's values of ``metric``, indexed by seed (NaN: not measured); the same
-        Series each time (read it, do not change it)."""
+        """A configuration's values of ``metric`` by (seed, start) (``ranking_stats.samples_of``);
+        the same Series each time (read it, do not change it)."""
         key = (position, metric)
         if key not in self._samples:
-            trials = self.trials[position]
-            values = trials[metric].to_numpy(dtype=float)
-            self._samples[key] = pd.Series(values, index=trials["seed"].to_numpy())
+            unknown = f"configuration {position}"  # a start no other configuration has
+            self._samples[key] = samples_of(self.trials[position], metric, unknown)
         return self._samples[key]
 
     def interval(self, position: int, metric: str, vocabulary: Vocabulary) -> Interval:

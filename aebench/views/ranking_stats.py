@@ -5,14 +5,17 @@ say it is better than every other one at the chosen confidence, the p-values cor
 number of comparisons (Holm); otherwise the configurations not shown worse than it are ``tied`` with
 it. Each test of the top is two-sided: which configuration is the top is read off the same seeds, so
 "the top is better" is a claim in a direction the data chose (with one-sided tests, one of two equal
-configurations was called best 10% of the time at 95%). Two configurations are compared paired by
-seed over the seeds both were measured on, where they share at least ``MIN_SEEDS`` (the seed fixes
-the data split and the initialisation, so a paired test removes that variation: a t-test on the
-differences, or Wilcoxon's signed-rank test for a heavy-tailed column; a failed seed leaves one a
-seed short, and the test stands on the others), and unpaired (Welch's t, or Mann–Whitney U for a
-heavy-tailed column) otherwise (``on_shared_seeds``). How often each beats the next in a ranking is
-the probability of improvement (rliable's P(X > Y)), paired the same way, and unpaired, with no
-interval, otherwise. The test and the probability thus read the same seeds.
+configurations was called best 10% of the time at 95%). Two configurations are compared paired
+over the seeds whose trials started from the same weights in both (``Leaderboard.samples`` indexes
+each value by its seed and its trial's ``start_digest``), where they share at least ``MIN_SEEDS``
+of them: one model under two regularizers, say, whose seed draws the same initialisation and
+batches for both, so a paired test removes that variation (a t-test on the differences, or
+Wilcoxon's signed-rank test for a heavy-tailed column; a failed seed leaves one a seed short, and
+the test stands on the others). Otherwise, two models whose seeds draw different weights, they
+are compared unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column): pairing values
+that share nothing would only cost degrees of freedom (``on_shared_seeds``). How often each beats
+the next in a ranking is the probability of improvement (rliable's P(X > Y)), paired the same way,
+and unpaired, with no interval, otherwise. The test and the probability thus read the same seeds.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from aebench.contract.columns import START_DIGEST
 from aebench.results.stats import (
     DEFAULT_CONFIDENCE,
     MIN_SEEDS,
@@ -31,7 +35,7 @@ from aebench.results.stats import (
     improvement_interval,
 )
 
-Samples = pd.Series  # one configuration's values of a column, indexed by seed
+Samples = pd.Series  # one configuration's values of a column, indexed by seed (and start)
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,22 @@ class TopVerdict:
     adjusted: dict[int, float]  # per other one: Holm-adjusted two-sided p of "top is better"
 
 
+def samples_of(trials: pd.DataFrame, metric: str, unknown: str) -> Samples:
+    """A configuration's values of ``metric`` (NaN: not measured), indexed by (seed, start): the
+    seed and the weights its trial started from (``start_digest``), so that two configurations
+    pair over the seeds that started alike. A trial whose start is not known (a table older than
+    the column) has ``unknown``, a start of its configuration's own: it pairs with none."""
+    starts = trials.get(START_DIGEST, pd.Series(index=trials.index, dtype=object))
+    starts = [s if isinstance(s, str) and s else unknown for s in starts]
+    index = pd.MultiIndex.from_arrays([trials["seed"].to_numpy(), starts])
+    return pd.Series(trials[metric].to_numpy(dtype=float), index=index)
+
+
 def aligned(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray, bool]:
     """The two samples as arrays, and whether they pair: both measured on the same seeds."""
     a, b = a.dropna(), b.dropna()
-    if len(a) and set(a.index) == set(b.index) and a.index.is_unique:
-        if b.index.is_unique:  # each seed once: in seed order without a lookup per seed
-            return a.sort_index().to_numpy(float), b.sort_index().to_numpy(float), True
-        seeds = sorted(a.index)
-        return a[seeds].to_numpy(float), b[seeds].to_numpy(float), True
+    if len(a) and set(a.index) == set(b.index) and a.index.is_unique and b.index.is_unique:
+        return a.sort_index().to_numpy(float), b.sort_index().to_numpy(float), True
     return a.to_numpy(float), b.to_numpy(float), False
 
 
@@ -87,8 +99,9 @@ def top_verdict(
 
 
 def on_shared_seeds(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray, bool]:
-    """As ``aligned``, but paired over the seeds both have where there are ``MIN_SEEDS`` of them
-    (each seed once), the others left out; unpaired, all values, otherwise."""
+    """As ``aligned``, but paired over the seeds both have (by seed and start, as ``samples_of``
+    indexes them) where there are ``MIN_SEEDS`` of them (each seed once), the others left out;
+    unpaired, all values, otherwise."""
     x, y, paired = aligned(a, b)
     a, b = a.dropna(), b.dropna()
     if paired or not (a.index.is_unique and b.index.is_unique):

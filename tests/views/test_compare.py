@@ -55,7 +55,12 @@ BASELINE = {
 }
 
 
-def results(values: dict, seeds=(0, 1, 2), status: str = "ok", run: str = "a") -> pd.DataFrame:
+def results(
+    values: dict, seeds=(0, 1, 2), status: str = "ok", run: str = "a", start: str | None = None
+) -> pd.DataFrame:
+    """A table of ``values`` (latent size -> metric -> one value per seed); with ``start``, each
+    trial's ``start_digest`` is it and the seed (without, the column is absent, as in tables
+    older than it)."""
     rows = []
     for latent, metrics in values.items():
         for i, seed in enumerate(seeds):
@@ -76,6 +81,8 @@ def results(values: dict, seeds=(0, 1, 2), status: str = "ok", run: str = "a") -
                     **{name: per_seed[i] for name, per_seed in metrics.items()},
                 }
             )
+            if start is not None:
+                rows[-1]["start_digest"] = f"{start}{latent}-{seed}"
     return pd.DataFrame(rows)
 
 
@@ -129,24 +136,73 @@ def test_a_table_against_itself_is_unchanged_even_with_one_seed_or_wild_seeds(wr
         assert set(compare(table, table, vocabulary=VOCABULARY).rows["verdict"]) == {"unchanged"}
 
 
+OTHER_SEEDS = (3, 4, 5)  # NEW's seeds where the sides are independent samples (none shared)
+
+
 def test_a_regression_beyond_the_floor_is_named_with_its_corrected_p(write, capsys) -> None:
     worse = [0.030, 0.031, 0.032]
-    status = run_compare(write, results(changed(recon_mse_8=worse)))
+    new = results(changed(recon_mse_8=worse), seeds=OTHER_SEEDS)
+    status = run_compare(write, new)
     out = capsys.readouterr().out
     assert status == 1
     (line,) = [line for line in out.splitlines() if line.strip().startswith("regressed")]
     assert "model.latent_dim=8" in line and "recon_mse" in line
     assert "0.031 [0.02852, 0.03348] (95% CI, 3 seeds)" in line  # 0.031 +- 4.303 x 0.001/sqrt 3
     assert "1 regressed (1 quality, 0 speed)" in out
-    row = row_of(
-        compare(results(changed(recon_mse_8=worse)), results(BASELINE), vocabulary=VOCABULARY),
-        8,
-        "recon_mse",
-    )
+    assert "0 of 6 paired by seed" in out
+    row = row_of(compare(new, results(BASELINE), vocabulary=VOCABULARY), 8, "recon_mse")
     # Lower is better: "the baseline beats NEW by more than the floor" is new - base > 0.001.
     raw = welch_p(worse, BASELINE[8]["recon_mse"], margin=1e-3)
     # Benjamini–Hochberg over 12 tests whose other 11 p-values are 1: the smallest times 12.
     assert row["p"] == pytest.approx(12 * raw) and row["p"] < 0.05
+    assert row["pairs"] == 0
+
+
+def test_seeds_that_started_alike_are_paired_and_a_change_that_moves_them_alike_is_told() -> None:
+    # knn_acc of latent 2 over seeds 0, 1, 2: 0.80, 0.90, 0.85 (std 0.05, floor 0.01). NEW moves
+    # each seed by about the same, from the same start: paired, the differences are tested.
+    base = BASELINE[2]["knn_acc"]
+    cases = {
+        "unchanged": [0.801, 0.899, 0.851],  # a rerun that moved each seed by 0.001 at most
+        "regressed": [0.775, 0.872, 0.826],  # 0.025 worse on each seed, give or take 0.002
+    }
+    baseline = results(BASELINE, start="w")
+    for verdict, values in cases.items():
+        new = results(changed(knn_acc_2=values), start="w")
+        row = row_of(compare(new, baseline, vocabulary=VOCABULARY), 2, "knn_acc")
+        assert (row["verdict"], row["pairs"]) == (verdict, 3)
+        assert row["spread"] == pytest.approx(np.std(np.subtract(values, base), ddof=1))
+        # Unpaired, the seeds' own spread of 0.05 hides either: the same seeds from other
+        # starts (a resized layer), or a table without the column, is inconclusive.
+        for other in (
+            results(changed(knn_acc_2=values), start="v"),
+            results(changed(knn_acc_2=values)),
+        ):
+            row = row_of(compare(other, baseline, vocabulary=VOCABULARY), 2, "knn_acc")
+            assert (row["verdict"], row["pairs"]) == ("inconclusive", 0)
+    # The regression's p-value: a t-test on the differences by hand, past the floor, times the
+    # family of 12 (its other p-values are 1).
+    diff = np.subtract(base, cases["regressed"]) - 0.01
+    t = diff.mean() / (diff.std(ddof=1) / math.sqrt(3))
+    new = results(changed(knn_acc_2=cases["regressed"]), start="w")
+    row = row_of(compare(new, baseline, vocabulary=VOCABULARY), 2, "knn_acc")
+    assert row["p"] == pytest.approx(12 * scipy.stats.t.sf(t, 2))
+
+
+def test_a_failed_seed_leaves_the_others_paired_and_too_few_alike_are_not() -> None:
+    # Four seeds a side from the same starts; one of NEW's failed: the three both have are
+    # paired. Two alike (NEW's seeds 0 and 1 from other starts): too few to pair, two samples.
+    values = {2: {"recon_mse": [0.050, 0.052, 0.051, 0.053]}}
+    seeds = (0, 1, 2, 3)
+    base = results(values, seeds=seeds, start="w")
+    new = results(values, seeds=seeds, run="b", start="w")
+    new.loc[new["seed"] == 3, "status"] = "failed"
+    row = compare(new, base, vocabulary=VOCABULARY).rows.set_index("metric").loc["recon_mse"]
+    assert (row["pairs"], row["n_new"], row["n_baseline"]) == (3, 3, 4)
+    new = results(values, seeds=seeds, run="b", start="w")
+    new.loc[new["seed"] < 2, "start_digest"] = "other"
+    row = compare(new, base, vocabulary=VOCABULARY).rows.set_index("metric").loc["recon_mse"]
+    assert (row["pairs"], row["n_new"]) == (0, 4)
 
 
 def test_a_better_value_is_an_improvement_not_a_failure(write, capsys) -> None:
@@ -156,22 +212,23 @@ def test_a_better_value_is_an_improvement_not_a_failure(write, capsys) -> None:
     assert "0 regressed" in out and "1 improved" in out
 
 
-def many_seeds(values: list[float]) -> pd.DataFrame:
-    """A table of one configuration with a seed per value of recon_mse."""
-    seeds = tuple(range(len(values)))
+def many_seeds(values: list[float], first: int = 0) -> pd.DataFrame:
+    """A table of one configuration with a seed per value of recon_mse, from seed ``first``."""
+    seeds = tuple(range(first, first + len(values)))
     return results({8: {"recon_mse": values}}, seeds=seeds)
 
 
 def test_a_change_inside_the_floor_is_never_a_regression_and_can_be_shown_unchanged() -> None:
-    # 16 seeds a side, spread 0.0001: a worsening of 0.0009 (inside the floor of 0.001) is
-    # certain, and still not a regression; a test of equivalence shows it within the floor.
+    # 16 seeds a side (others on each side), spread 0.0001: a worsening of 0.0009 (inside the
+    # floor of 0.001) is certain, and still not a regression; a test of equivalence shows it
+    # within the floor.
     rng = np.random.default_rng(0)
     base = list(0.02 + 1e-4 * rng.standard_normal(16))
     new = [v + 9e-4 for v in base]
     (row,) = [
         row
         for _, row in compare(
-            many_seeds(new), many_seeds(base), vocabulary=VOCABULARY
+            many_seeds(new, first=16), many_seeds(base), vocabulary=VOCABULARY
         ).rows.iterrows()
         if row["metric"] == "recon_mse"
     ]
@@ -182,8 +239,9 @@ def test_a_change_inside_the_floor_is_never_a_regression_and_can_be_shown_unchan
 
 
 def test_too_few_seeds_to_tell_is_inconclusive_and_says_how_many_would(write, capsys) -> None:
-    # knn_acc of latent 2: baseline std 0.05 against a floor of 0.01; a drop of 0.03.
-    new = results(changed(knn_acc_2=[0.81, 0.83, 0.82]))
+    # knn_acc of latent 2: baseline std 0.05 against a floor of 0.01; a drop of 0.03, on other
+    # seeds (two samples).
+    new = results(changed(knn_acc_2=[0.81, 0.83, 0.82]), seeds=OTHER_SEEDS)
     comparison = compare(new, results(BASELINE), vocabulary=VOCABULARY)
     row = row_of(comparison, 2, "knn_acc")
     assert row["verdict"] == "inconclusive"
@@ -243,6 +301,8 @@ def test_benjamini_hochberg_spans_everything_compared() -> None:
             "direction": 1,
             "allowed": 0.5,
             "spread": 1.0,
+            "pairs": 0,
+            "statistic": "mean",
             "p": NAN,
             "note": "",
         }
@@ -254,12 +314,17 @@ def test_benjamini_hochberg_spans_everything_compared() -> None:
 
 def test_a_heavy_tailed_column_is_tested_by_mann_whitney() -> None:
     heavy = Column("fid", "lower", floor=1.0, heavy_tailed=True)
-    base, new = np.array([10.0, 11.0, 12.0]), np.array([20.0, 40.0, 25.0])
+    base = pd.Series([10.0, 11.0, 12.0], index=[0, 1, 2])
+    new = pd.Series([20.0, 40.0, 25.0], index=list(OTHER_SEEDS))
     tested = two_sample(base, new, heavy, 1.0, 0.95)
     # Every new value worse than every baseline value by more than the floor: by counting, one
     # of C(6, 3) = 20 splits is as extreme.
     assert tested.p_worse == pytest.approx(1 / 20)
     assert tested.p_worse != pytest.approx(welch_p(list(new), list(base), margin=1.0))
+    # On the same seeds from the same starts, paired: Wilcoxon's signed-rank test, every
+    # difference past the floor one of 2^3 = 8 sign patterns.
+    paired = two_sample(base, new.set_axis(base.index), heavy, 1.0, 0.95, same_start=[0, 1, 2])
+    assert (paired.p_worse, paired.pairs) == (pytest.approx(1 / 8), 3)
     # Declared in columns.json and read back; a file without the field: not heavy-tailed.
     declared = Vocabulary()
     declared.add([heavy])
@@ -422,7 +487,7 @@ def test_fail_on_both_means_quality_and_speed(write, fail_on: str) -> None:
 # --- real runs --------------------------------------------------------------------------------
 
 
-def vae_run(tmp_path: Path, name: str, seeds: list[int], hidden: int) -> Path:
+def vae_run(tmp_path: Path, name: str, seeds: list[int], hidden: int, lr: float = 2e-3) -> Path:
     """A small VAE on digits, 5 epochs, its ELBO measured; the results folder."""
     suite = build_suite(
         entry("vae", hidden=[hidden], latent_dim=8),
@@ -431,6 +496,7 @@ def vae_run(tmp_path: Path, name: str, seeds: list[int], hidden: int) -> Path:
         epochs=5,
         metrics=["elbo"],
         threads=1,
+        train={"lr": lr},
     )
     aebench.run_suite(suite, output=tmp_path / name)
     return tmp_path / name
@@ -443,6 +509,19 @@ def test_a_real_run_against_itself_exits_0(tmp_path, capsys) -> None:
         "0 regressed (0 quality, 0 speed), 0 improved, 3 unchanged, 0 inconclusive"
         in capsys.readouterr().out
     )
+
+
+def test_a_real_rerun_at_another_rate_is_paired_and_a_resized_layer_is_not(tmp_path) -> None:
+    base = vae_run(tmp_path, "base", [0, 1, 2], hidden=16)
+    for name, changes, pairs in (("rate", {"lr": 3e-3}, 3), ("half", {"hidden": 8}, 0)):
+        new = vae_run(tmp_path, name, [0, 1, 2], **({"hidden": 16} | changes))
+        as_base = {"model.hidden": "[16]", "train.lr": 2e-3}  # matched as one configuration
+        comparison = compare(
+            pd.read_parquet(new / "results.parquet").assign(**as_base),
+            pd.read_parquet(base / "results.parquet"),
+            vocabulary=VOCABULARY,
+        )
+        assert len(comparison.rows) and set(comparison.rows["pairs"]) == {pairs}, name
 
 
 @pytest.mark.slow

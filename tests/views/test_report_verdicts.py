@@ -112,6 +112,21 @@ def test_overlapping_seeds_are_tied_and_nothing_is_bold(tmp_path: Path) -> None:
     assert "tied with b / none" in line and "(95% CI, 3 seeds)" in line
 
 
+@pytest.mark.parametrize("starts", ["model", None])
+def test_the_same_seeds_from_other_starts_are_compared_unpaired(starts: str | None) -> None:
+    # a and b on seeds 0, 1, 2, but each seed drew other weights for each (other shapes), or the
+    # table does not say what they drew: nothing shared to pair on, Welch's t over all values.
+    a, b = (_values(OVERLAPPING[k]) for k in "ab")
+    board = leaderboard(score_table(OVERLAPPING, starts=starts), "d", _vocabulary())
+    assert board is not None
+    (verdict,) = board.verdicts["score"]
+    holm = {"b": _welch_p(a, b), "c": _welch_p(a, _values(OVERLAPPING["c"]))}
+    assert verdict.adjusted[1] == pytest.approx(max(holm.values()))  # Holm's second, by hand
+    assert 2 * min(holm.values()) < max(holm.values())
+    paired = leaderboard(score_table(OVERLAPPING), "d", _vocabulary())
+    assert paired.verdicts["score"][0].adjusted[1] != pytest.approx(verdict.adjusted[1])
+
+
 @pytest.mark.parametrize("paired", [True, False])
 def test_of_two_equal_configurations_one_is_called_best_at_most_as_often_as_stated(paired) -> None:
     # 1,000 draws of two configurations from one distribution, 5 seeds each (the same seeds, or
