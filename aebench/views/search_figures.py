@@ -4,7 +4,8 @@ configuration's optimisation history and parameter importances (Optuna's fANOVA)
 
 Its headline says the budget every configuration was tuned with ("tuned with 20 trials each on
 validation"); a configuration whose search got a different budget (a grid smaller than it, a
-search stopped early) is flagged, since its comparison with the others is not even.
+search stopped early), or whose best value of a parameter lies on an edge of its range, is
+flagged, since its comparison with the others is not even.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from aebench.results.confined import SEARCH_FIGURES, confined, safe_name
 from aebench.results.files import write_atomically
 from aebench.run.search import DATABASE, counted, storage_url
-from aebench.run.search_space import SearchSection
+from aebench.run.search_space import Dimension, SearchSection
 from aebench.views.drawing import _figure, _save
 from aebench.views.layout import SEARCH_REPORT
 
@@ -88,11 +89,12 @@ def write_search_report(
     for label in untuned:
         lines.append(f"| {label} | 0 | 0.0 | none |  | different budget: nothing searched |")
     for study in studies:
-        flag = ""
+        flags = [] if study.best is None else on_edges(study.best)
         if budget is not None and len(study.trials) != budget:
-            flag = f"different budget: {len(study.trials)} trials, not {budget}"
+            flags.insert(0, f"different budget: {len(study.trials)} trials, not {budget}")
         elif section.budget_s is not None and study.spent_s < section.budget_s:
-            flag = f"different budget: {study.spent_s:.1f} s, not {section.budget_s:g}"
+            flags.insert(0, f"different budget: {study.spent_s:.1f} s, not {section.budget_s:g}")
+        flag = "; ".join(flags)
         best = study.best
         value = f"{best.value:.6g}" if best is not None and best.value is not None else "none"
         params = ", ".join(f"{k} = {v}" for k, v in best.params.items()) if best else ""
@@ -112,6 +114,17 @@ def write_search_report(
     path = Path(output) / SEARCH_MD
     write_atomically(path, lambda p: p.write_text(text))
     return path
+
+
+def on_edges(best: FrozenTrial) -> list[str]:
+    """``train.lr at the top of its range [0.0003, 0.01]`` for each best value on an edge of its
+    space: tuned no further than the range let it go (a wider one might do better), so its
+    comparison with the others is not even."""
+    flags = []
+    for name, value in best.params.items():
+        if edge := Dimension(best.distributions[name]).on_edge(value):
+            flags.append(f"{name} = {value} {edge}")
+    return flags
 
 
 def draw_history(study: StudyView, path: Path) -> None:

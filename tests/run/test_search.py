@@ -93,6 +93,13 @@ def test_a_best_value_on_the_edge_of_its_range_is_a_warning_of_the_row(tmp_path,
     (row,) = opened(suite, probing, tmp_path / "out").run().rows
     assert row["model.knob"] == 3
     assert "the best model.knob = 3 is at the top of its range [1, 3]" in row["warnings"]
+    # and in search.md's flag column, beside the budget: tuned no further than the range allowed
+    (line,) = [
+        line
+        for line in (tmp_path / "out" / "search.md").read_text().splitlines()
+        if line.startswith("| watched/")
+    ]
+    assert line.endswith("| model.knob = 3 at the top of its range [1, 3] |")
 
 
 def test_the_search_report_has_the_budget_in_its_headline_and_a_figure_per_study(tmp_path, probing):
