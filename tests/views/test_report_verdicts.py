@@ -7,7 +7,7 @@ checked against its formula, computed here by hand."""
 from __future__ import annotations
 
 import math
-from itertools import product
+from itertools import permutations, product
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from score_tables import score_table
 
 from aebench.contract.columns import Column, Vocabulary
 from aebench.results.stats import interval
-from aebench.views.across import CD_PNG, rank_matrix
+from aebench.views.across import CD_PNG, RESHUFFLES, friedman, rank_matrix
 from aebench.views.blocks import Heading, Images, Paragraph, Table
 from aebench.views.cells import format_number, interval_cell
 from aebench.views.layout import report_blocks
@@ -228,7 +228,14 @@ def test_ranks_across_datasets_friedman_and_the_critical_difference_diagram(
     n, k = by_hand.shape
     mean = by_hand.mean(axis=0)
     chi2 = 12 * n / (k * (k + 1)) * ((mean**2).sum() - k * (k + 1) ** 2 / 4)
-    p = stats.chi2.sf(chi2, k - 1)
+    # Its p-value, exact: of every way to shuffle each dataset's ranks (3!^4 = 1,296), the share
+    # with a statistic as large; not the chi-square tail, which is 0.105 here.
+    shuffled = [
+        12 * n / (k * (k + 1)) * ((np.mean(rows, axis=0) ** 2).sum() - k * (k + 1) ** 2 / 4)
+        for rows in product(*(list(permutations(row)) for row in by_hand))
+    ]
+    p = np.mean(np.asarray(shuffled) >= chi2 - 1e-9)
+    assert p != pytest.approx(stats.chi2.sf(chi2, k - 1), abs=0.01)
 
     blocks = report_blocks(tmp_path, _across(), vocabulary)
     start = blocks.index(Heading(2, "Ranks across datasets"))
@@ -239,12 +246,23 @@ def test_ranks_across_datasets_friedman_and_the_critical_difference_diagram(
         ["c / none", "2.75"],
     ]
     assert f"χ² = {format_number(chi2, 3)}, p = {format_number(p, 2)}" in friedman.text
+    assert "(its permutation distribution, exact;" in friedman.text
     assert isinstance(figure, Images) and figure.items[0][1].name == CD_PNG
     assert figure.items[0][1].is_file() and figure.items[0][1].stat().st_size > 1000
     assert "## Ranks across datasets" in to_markdown(blocks, tmp_path)
     # One dataset: no such section.
     one = report_blocks(tmp_path, _across().query("dataset == 'd1'"), vocabulary)
     assert Heading(2, "Ranks across datasets") not in one
+
+
+def test_two_datasets_that_rank_six_configurations_alike_are_told_apart_from_chance() -> None:
+    # The same ranking on both: under "every configuration ranks alike", the second dataset
+    # repeats the first's 1 time in 6! = 720. The chi-square approximation says 0.075.
+    ranks = pd.DataFrame([range(1, 7), range(1, 7)], dtype=float)
+    statistic, p, exact = friedman(ranks)
+    assert not exact and statistic == pytest.approx(10.0)  # drawn: 6!^2 shuffles are too many
+    assert abs(p - 1 / 720) < 4 * math.sqrt(1 / 720 / RESHUFFLES)  # within its draws' error
+    assert stats.friedmanchisquare(*ranks.T.to_numpy()).pvalue > 0.07
 
 
 def test_estimate_notes_are_not_training_warnings(tmp_path: Path) -> None:
