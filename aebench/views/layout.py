@@ -97,8 +97,7 @@ def metric_table(
             "best: better than every other configuration (tests over seeds, Holm); "
             "tied: not shown worse than the top",
             "probability that a seed of it beats a seed of the next one (paired over the seeds "
-            "that started from the same weights in both, from 3), with its Clopper-Pearson "
-            "interval over those seeds",
+            "both have, from 3), with its Clopper-Pearson interval over those seeds",
         ]
         extra = _verdict_cells(board, vocabulary, order)
     header = [*fixed, *(m + arrow(m, vocabulary) for m in metrics)]

@@ -14,8 +14,9 @@ Wilcoxon's signed-rank test for a heavy-tailed column; a failed seed leaves one 
 the test stands on the others). Otherwise, two models whose seeds draw different weights, they
 are compared unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column): pairing values
 that share nothing would only cost degrees of freedom (``on_shared_seeds``). How often each beats
-the next in a ranking is the probability of improvement (rliable's P(X > Y)), paired the same way,
-and unpaired, with no interval, otherwise. The test and the probability thus read the same seeds.
+the next in a ranking is the probability of improvement (rliable's P(X > Y)) over the seeds both
+have, whatever their starts (``beats_next`` says why its interval holds either way), and
+unpaired, with no interval, with fewer than ``MIN_SEEDS`` shared.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def samples_of(trials: pd.DataFrame, metric: str, unknown: str) -> Samples:
     starts = [s if isinstance(s, str) and s else unknown for s in starts]
     index = pd.MultiIndex.from_arrays([trials["seed"].to_numpy(), starts])
     return pd.Series(trials[metric].to_numpy(dtype=float), index=index)
+
+
+def by_seed(samples: Samples) -> Samples:
+    """The values indexed by seed alone (``samples_of``'s start left out)."""
+    return samples.droplevel(1) if isinstance(samples.index, pd.MultiIndex) else samples
 
 
 def aligned(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -114,10 +120,15 @@ def on_shared_seeds(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray, boo
 
 def beats_next(samples: list[Samples], better: str) -> list[Interval]:
     """For configurations in ranked order, the probability that each beats the next (paired over
-    the seeds they share, ``on_shared_seeds``) with its interval; the last has no next and is
-    left out."""
+    the seeds they share, ``on_shared_seeds``, whatever their starts) with its interval; the last
+    has no next and is left out.
+
+    Unlike the tests, this pairs seeds that started apart too: it is the share of seeds on which
+    one beats the other, and where nothing is shared the pairs are independent draws of each, so
+    Clopper-Pearson's interval over them holds as it does over pairs that share a start (the
+    unpaired share of all n x m pairs has none: they are not independent)."""
     out = []
     for a, b in zip(samples, samples[1:], strict=False):
-        x, y, paired = on_shared_seeds(a, b)
+        x, y, paired = on_shared_seeds(by_seed(a), by_seed(b))
         out.append(improvement_interval(x, y, better, paired=paired))
     return out

@@ -113,7 +113,9 @@ def test_overlapping_seeds_are_tied_and_nothing_is_bold(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("starts", ["model", None])
-def test_the_same_seeds_from_other_starts_are_compared_unpaired(starts: str | None) -> None:
+def test_the_same_seeds_from_other_starts_are_compared_unpaired(
+    tmp_path: Path, starts: str | None
+) -> None:
     # a and b on seeds 0, 1, 2, but each seed drew other weights for each (other shapes), or the
     # table does not say what they drew: nothing shared to pair on, Welch's t over all values.
     a, b = (_values(OVERLAPPING[k]) for k in "ab")
@@ -125,6 +127,12 @@ def test_the_same_seeds_from_other_starts_are_compared_unpaired(starts: str | No
     assert 2 * min(holm.values()) < max(holm.values())
     paired = leaderboard(score_table(OVERLAPPING), "d", _vocabulary())
     assert paired.verdicts["score"][0].adjusted[1] != pytest.approx(verdict.adjusted[1])
+    # The share of seeds on which each beats the next still pairs them by seed, with its
+    # interval: independent pairs, whatever the starts (as in the test above).
+    table = score_table(OVERLAPPING, starts=starts)
+    headline = _headline(report_blocks(tmp_path, table, _vocabulary()))
+    chances = {"a / none": "0.33 [0.0084, 0.91]", "b / none": "1 [0.29, 1]", "c / none": "–"}
+    assert _column(headline, "P(beats") == chances
 
 
 @pytest.mark.parametrize("paired", [True, False])
