@@ -6,7 +6,7 @@ Only rows with status ``ok`` count, and each side's seeds are a sample: every co
 every configuration is a test of NEW against the baseline (``aebench.views.compare_verdicts``):
 paired by seed over the seeds whose trials started from the same weights in both tables
 (``same_start``), two-sample otherwise; the column's floor the smallest change that matters (a speed
-column's floor is ``speed_tolerance`` times the baseline mean), Benjamini–Hochberg over
+column's is ``speed_tolerance`` of the baseline: NEW against it scaled), Benjamini–Hochberg over
 everything compared. The verdicts are ``regressed``, ``improved``, ``unchanged`` (shown to be
 within the floor) and ``inconclusive`` (too few seeds to tell; the note says how many would).
 
@@ -356,7 +356,8 @@ def _compared(
         numbers = {"baseline": base_mean, "n_baseline": len(base_values)}
         return _row(label, metric, kind, verdict="regressed", note="not measured", **numbers)
     floor = speed_tolerance * abs(base_mean) if column.speed else column.floor or 0.0
-    tested = two_sample(base_values, new_values, column, floor, confidence, same_start)
+    tolerance = speed_tolerance if column.speed else None
+    tested = two_sample(base_values, new_values, column, floor, confidence, same_start, tolerance)
     return _row(
         label,
         metric,
