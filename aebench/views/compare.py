@@ -86,6 +86,9 @@ class Comparison:
     unmatched_columns: list[str] = field(default_factory=list)  # parameters in one table only
     warnings: dict[str, str] = field(default_factory=dict)  # configuration -> training warnings
     versions: tuple[str, str] = ("", "")  # the aebench versions of NEW and the baseline
+    # "new", "baseline": the tables that do not say what their trials started from (older than
+    # ``start_digest``), so that none of their seeds could pair
+    without_starts: list[str] = field(default_factory=list)
 
     def regressions(self, kinds: tuple[Kind, ...] = KINDS) -> pd.DataFrame:
         """Rows that fail a check of ``kinds``: regressed, not comparable at all (another
@@ -241,6 +244,9 @@ def compare(
         unmatched_columns=unmatched,
         warnings=_warnings(new_ok, varying),
         versions=(_version(new), _version(baseline)),
+        without_starts=[
+            n for n, t in (("new", new), ("baseline", baseline)) if START_DIGEST not in t
+        ],
     )
 
 

@@ -31,6 +31,15 @@ def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
             f" {(verdicts == 'outside').sum()} outside, {(verdicts == 'inconclusive').sum()}"
             " inconclusive"
         )
+    if comparison.without_starts:
+        both = len(comparison.without_starts) > 1
+        tables = " and the ".join(comparison.without_starts)
+        lines.append(
+            f"the {tables} table{'s do' if both else ' does'} not say what"
+            f" {'their' if both else 'its'} trials started from (no start_digest column: written"
+            f" by an older aebench), so no seed was paired; run {'them' if both else 'it'} again"
+            " to pair the seeds that started alike"
+        )
     new_version, base_version = comparison.versions
     if new_version != base_version:
         lines.append(

@@ -180,6 +180,13 @@ def test_seeds_that_started_alike_are_paired_and_a_change_that_moves_them_alike_
         ):
             row = row_of(compare(other, baseline, vocabulary=VOCABULARY), 2, "knn_acc")
             assert (row["verdict"], row["pairs"]) == ("inconclusive", 0)
+    # A table without the column is named, with what to do.
+    text = format_comparison(compare(results(BASELINE), baseline, vocabulary=VOCABULARY))
+    assert "the new table does not say what its trials started from" in text
+    assert "run it again to pair the seeds that started alike" in text
+    assert "started from" not in format_comparison(
+        compare(baseline, baseline, vocabulary=VOCABULARY)
+    )
     # The regression's p-value: a t-test on the differences by hand, past the floor, times the
     # family of 12 (its other p-values are 1).
     diff = np.subtract(base, cases["regressed"]) - 0.01
