@@ -11,7 +11,8 @@ configuration beats another is a test on both samples (``better_p``: paired by s
 seeds both have, Welch's t otherwise; for a heavy-tailed column their rank versions, Wilcoxon's
 signed-rank test and Mann–Whitney U), its p-values corrected for the number of comparisons
 (``holm``, ``benjamini_hochberg``), and how often it beats it is ``probability_of_improvement``
-(rliable's P(X > Y)). All of it is scipy.stats, imported where a statistic is computed (0.35 s):
+(rliable's P(X > Y)); ranks across datasets are tested by ``friedman``, from its permutation
+distribution. All of it is scipy.stats, imported where a statistic is computed (0.35 s):
 a run with nothing to do needs none.
 """
 
@@ -305,3 +306,34 @@ def seeds_needed(
         middle = (low + high) // 2
         low, high = (low, middle) if enough(middle) else (middle, high)
     return high
+
+
+RESHUFFLES = 9_999  # draws of a permutation distribution where counting every one costs more
+
+
+def friedman(ranks: np.ndarray) -> tuple[float, float, bool]:
+    """Friedman's statistic of ``ranks`` (blocks x treatments: datasets x configurations), its
+    p-value from its permutation distribution (each block's values shuffled among the
+    treatments, as the null hypothesis says they may be), and whether that p is exact (every
+    shuffle counted) or drawn from ``RESHUFFLES`` of them. Not the chi-square approximation
+    scipy's friedmanchisquare gives: with few blocks, as a report's datasets are, it is far off
+    (with 2 it never fell below 0.05 in 20,000 draws of the null, where a test should 5% of the
+    time; 1.7-2.8% with 3, 3.2-3.8% with 5; 0.075 where the exact p of 6 treatments ranked alike
+    in 2 blocks is 1/720)."""
+    from scipy import stats
+
+    def statistic(*treatments: np.ndarray, axis: int = -1) -> np.ndarray:
+        return stats.friedmanchisquare(*treatments, axis=axis).statistic
+
+    treatments = list(np.asarray(ranks, dtype=float).T)
+    found = stats.permutation_test(
+        treatments,
+        statistic,
+        permutation_type="samples",  # scipy's name for shuffling within each block
+        alternative="greater",
+        vectorized=True,
+        n_resamples=RESHUFFLES,
+        rng=0,  # the same report from the same table
+    )
+    exact = math.factorial(len(treatments)) ** len(ranks) <= RESHUFFLES
+    return float(found.statistic), float(found.pvalue), exact

@@ -10,7 +10,6 @@ dataset's own is the same. scipy.stats is imported where the ranks are computed.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,12 @@ import pandas as pd
 from aebench.contract.columns import Vocabulary
 from aebench.results.confined import FIGURES, confined
 from aebench.results.files import write_atomically
+from aebench.results.stats import RESHUFFLES, friedman
 from aebench.views.blocks import Block, Heading, Images, Paragraph, Table
 from aebench.views.cells import format_number
 from aebench.views.ranking import Leaderboards, leaderboards, ranking_columns
 
 CD_PNG = "critical_difference.png"  # in the report's figures folder
-RESHUFFLES = 9_999  # draws of the permutation distribution where counting every one costs more
 
 
 def _key(config: pd.Series) -> tuple[tuple[str, str], ...]:
@@ -73,38 +72,10 @@ def rank_matrix(
     return scores.apply(lambda row: pd.Series(stats.rankdata(-row), index=row.index), axis=1)
 
 
-def friedman(ranks: pd.DataFrame) -> tuple[float, float, bool]:
-    """Friedman's statistic of ``ranks`` (datasets x configurations), its p-value from its
-    permutation distribution (each dataset's ranks shuffled among the configurations, as the
-    null hypothesis says they may be), and whether that p is exact (every shuffle counted) or
-    drawn from ``RESHUFFLES`` of them. Not the chi-square approximation scipy's
-    friedmanchisquare gives: with few datasets, as a report has, it is far too large (with 2
-    datasets it never fell below 0.05, in 20,000 draws of the null, where the test should 5% of
-    the time; 1.7-2.8% with 3, 3.2-3.8% with 5; 0.075 where the exact p of 6 configurations
-    ranked alike on 2 datasets is 1/720)."""
-    from scipy import stats
-
-    def statistic(*columns: np.ndarray, axis: int = -1) -> np.ndarray:
-        return stats.friedmanchisquare(*columns, axis=axis).statistic
-
-    columns = [ranks[c].to_numpy(dtype=float) for c in ranks.columns]
-    found = stats.permutation_test(
-        columns,
-        statistic,
-        permutation_type="samples",
-        alternative="greater",
-        vectorized=True,
-        n_resamples=RESHUFFLES,
-        rng=0,  # the same report from the same table
-    )
-    exact = math.factorial(len(columns)) ** len(ranks) <= RESHUFFLES
-    return float(found.statistic), float(found.pvalue), exact
-
-
 def _friedman(ranks: pd.DataFrame) -> str:
     if ranks.shape[1] < 3:
         return "The Friedman test needs three configurations or more: not run."
-    statistic, p, exact = friedman(ranks)
+    statistic, p, exact = friedman(ranks.to_numpy(dtype=float))
     how = "exact" if exact else f"over {RESHUFFLES:,} shuffles"
     return (
         f"Friedman test over {ranks.shape[0]} datasets and {ranks.shape[1]} configurations: "

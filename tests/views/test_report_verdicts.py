@@ -17,8 +17,8 @@ from scipy import stats
 from score_tables import score_table
 
 from aebench.contract.columns import Column, Vocabulary
-from aebench.results.stats import interval
-from aebench.views.across import CD_PNG, RESHUFFLES, friedman, rank_matrix
+from aebench.results.stats import RESHUFFLES, friedman, interval
+from aebench.views.across import CD_PNG, rank_matrix
 from aebench.views.blocks import Heading, Images, Paragraph, Table
 from aebench.views.cells import format_number, interval_cell
 from aebench.views.layout import report_blocks
@@ -266,11 +266,11 @@ def test_ranks_across_datasets_friedman_and_the_critical_difference_diagram(
 def test_two_datasets_that_rank_six_configurations_alike_are_told_apart_from_chance() -> None:
     # The same ranking on both: under "every configuration ranks alike", the second dataset
     # repeats the first's 1 time in 6! = 720. The chi-square approximation says 0.075.
-    ranks = pd.DataFrame([range(1, 7), range(1, 7)], dtype=float)
+    ranks = np.array([range(1, 7), range(1, 7)], dtype=float)
     statistic, p, exact = friedman(ranks)
     assert not exact and statistic == pytest.approx(10.0)  # drawn: 6!^2 shuffles are too many
     assert abs(p - 1 / 720) < 4 * math.sqrt(1 / 720 / RESHUFFLES)  # within its draws' error
-    assert stats.friedmanchisquare(*ranks.T.to_numpy()).pvalue > 0.07
+    assert stats.friedmanchisquare(*ranks.T).pvalue > 0.07
 
 
 def test_estimate_notes_are_not_training_warnings(tmp_path: Path) -> None:
