@@ -23,8 +23,10 @@ PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
 # nan_reasons: why metrics gave NaN; metric_errors: metrics that raised or broke their contract;
 # notes: measured values above their column's flag_above (estimator diagnostics, not training
 # warnings); likelihood, binarize: the protocol a likelihood is of; threads: torch's, in the
-# trial's process; start_digest: the weights its training started from (aebench.run.start).
+# trial's process; start_digest: the weights its training started from (aebench.run.start);
+# search_params: the parameter columns a [search] chose for it, comma-separated.
 START_DIGEST = "start_digest"
+SEARCH_PARAMS = "search_params"
 BOOKKEEPING = frozenset(
     {
         "trial_id",
@@ -40,6 +42,7 @@ BOOKKEEPING = frozenset(
         "binarize",
         "threads",
         START_DIGEST,
+        SEARCH_PARAMS,
     }
 )
 CORE_KEYS = frozenset({*IDENTITY, "seed", *BOOKKEEPING})

@@ -42,6 +42,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from aebench.contract.columns import SEARCH_PARAMS
 from aebench.contract.data import Data
 from aebench.plugins.manager import Plugins
 from aebench.results.table import read_results
@@ -131,6 +132,9 @@ class Tuned:
             "search_trials": self.trials,
             "search_budget_s": round(self.spent_s, 3),
             "search_best_value": self.best_value,
+            # which of its parameter columns the search chose (``aebench compare`` matches a
+            # tuned configuration on the others)
+            SEARCH_PARAMS: ",".join(sorted(self.configuration.dimensions)),
         }
 
 

@@ -1,7 +1,9 @@
 """``aebench compare NEW BASELINE``: what changed between two results tables, by a test.
 
 Configurations are matched on every parameter column (dataset, model, regularizer and their
-``dataset.*``, ``model.*``, ``regularizer.*``, ``train.*``, ``eval.*`` columns) but not the seed.
+``dataset.*``, ``model.*``, ``regularizer.*``, ``train.*``, ``eval.*`` columns) but not the seed,
+and not the parameters a ``[search]`` chose (``as_tuned``): a tuned configuration is matched on
+what was fixed before its search.
 Only rows with status ``ok`` count, and each side's seeds are a sample: every compared column of
 every configuration is a test of NEW against the baseline (``aebench.views.compare_verdicts``):
 paired by seed over the seeds whose trials started from the same weights in both tables
@@ -40,13 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from aebench.contract.columns import (
-    IDENTITY,
-    START_DIGEST,
-    Column,
-    Vocabulary,
-    is_config_column,
-)
+from aebench.contract.columns import IDENTITY, START_DIGEST, Column, Vocabulary, is_config_column
 from aebench.plugins.listing import vocabulary_of
 from aebench.results.files import FolderError
 from aebench.results.references import (
@@ -60,6 +56,7 @@ from aebench.results.references import (
 from aebench.results.rows import canonical, label
 from aebench.results.stats import DEFAULT_CONFIDENCE
 from aebench.results.table import PARQUET, read_results
+from aebench.views.compare_matching import as_tuned, same_start
 from aebench.views.compare_verdicts import settle, trained_share, two_sample
 
 Kind = Literal["quality", "speed", "reproduction", "inconclusive"]
@@ -186,6 +183,7 @@ def compare(
     published values NEW is checked against (rows of kind ``reproduction``). Raises
     ``CompareError`` for a column that one table lacks values of altogether."""
     vocabulary = vocabulary or Vocabulary()
+    new, baseline = as_tuned(new), as_tuned(baseline)
     new_columns, base_columns = config_columns(new), config_columns(baseline)
     columns = [c for c in base_columns if c in new_columns]
     unmatched = sorted(set(new_columns) ^ set(base_columns))
@@ -255,18 +253,6 @@ def _values(rows: pd.DataFrame, name: str) -> pd.Series:
     values = pd.to_numeric(rows[name], errors="coerce").astype(float)
     values.index = rows["seed"].to_numpy()
     return values[np.isfinite(values)]
-
-
-def same_start(base_rows: pd.DataFrame, new_rows: pd.DataFrame) -> set[int]:
-    """The seeds whose trials started from the same weights in both tables (their
-    ``start_digest`` agree); none where a table lacks the column or has a seed twice."""
-    if START_DIGEST not in base_rows or START_DIGEST not in new_rows:
-        return set()
-    base = base_rows.set_index("seed")[START_DIGEST].dropna()
-    new = new_rows.set_index("seed")[START_DIGEST].dropna()
-    if not (base.index.is_unique and new.index.is_unique):
-        return set()
-    return {s for s, start in base.items() if start and s in new.index and new[s] == start}
 
 
 def _measured_columns(

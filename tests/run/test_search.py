@@ -83,6 +83,7 @@ def test_the_known_best_parameter_is_found_and_run_on_every_seed(tmp_path, probi
         assert row["status"] == "ok"
         assert row["model.knob"] == probe.BEST_KNOB
         assert row["search_trials"] == 7
+        assert row["search_params"] == "model.knob"  # what compare does not match on
         assert row["search_best_value"] == min(t.value for t in trials)  # validation's best
         assert math.isfinite(row["recon_mse"])  # measured on test, unlike the search trials
         assert "edge" not in row["warnings"]

@@ -372,6 +372,27 @@ def test_a_slowdown_beyond_the_relative_floor_fails_only_when_speed_counts(write
     assert run_compare(write, slightly) == 0
 
 
+def test_a_tuned_configuration_is_matched_on_what_was_fixed_before_its_search() -> None:
+    # Two runs of a tuned suite whose searches picked other learning rates (a code change moves
+    # the picks): the same configurations, compared; untuned rows with those rates are not.
+    def tuned(lr: float, searched: str | None = "train.lr") -> pd.DataFrame:
+        table = results(BASELINE).assign(**{"train.lr": lr})
+        return table if searched is None else table.assign(search_params=searched)
+
+    comparison = compare(tuned(0.002), tuned(0.001), vocabulary=VOCABULARY)
+    assert comparison.only_in_new == comparison.only_in_baseline == []
+    assert set(comparison.rows["config"]) == {
+        "digits/ae/none model.latent_dim=2",
+        "digits/ae/none model.latent_dim=8",
+    }
+    assert set(comparison.rows["verdict"]) == {"unchanged"}
+    apart = compare(tuned(0.002, None), tuned(0.001, None), vocabulary=VOCABULARY)
+    assert apart.rows.empty and len(apart.only_in_new) == len(apart.only_in_baseline) == 2
+    # A parameter searched in one table only is a configuration of its own: not matched.
+    mixed = compare(tuned(0.001), tuned(0.001, None), vocabulary=VOCABULARY)
+    assert mixed.rows.empty
+
+
 def test_a_speed_change_at_the_tolerance_is_called_unchanged_at_most_as_often_as_stated() -> None:
     # NEW 20% faster, the tolerance 20%: "unchanged" is false, and may be said 5% of the time
     # (3 standard errors of 2,000 draws allowed: 6.5%). A floor read off the baseline's mean, its

@@ -1,0 +1,36 @@
+"""How two results tables' rows meet in ``aebench compare``: a tuned configuration by what was
+fixed before its search, and a configuration's seeds paired where they started alike."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from aebench.contract.columns import SEARCH_PARAMS, START_DIGEST
+
+TUNED = "tuned"  # a searched parameter's value, as a configuration is matched on it
+
+
+def as_tuned(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with each tuned row's searched parameters (its ``search_params``) read as
+    ``tuned``: a tuned configuration is what was fixed before its search, so that two runs of a
+    tuned suite match whatever values their searches picked (a code change moves the picks)."""
+    if SEARCH_PARAMS not in table:
+        return table
+    searched = table[SEARCH_PARAMS].map(lambda s: s.split(",") if isinstance(s, str) else [])
+    table = table.copy()
+    for column in sorted(set().union(*searched) & set(table.columns)):
+        tuned = searched.map(lambda names, column=column: column in names)
+        table[column] = table[column].astype(object).where(~tuned, TUNED)
+    return table
+
+
+def same_start(base_rows: pd.DataFrame, new_rows: pd.DataFrame) -> set[int]:
+    """The seeds whose trials started from the same weights in both tables (their
+    ``start_digest`` agree); none where a table lacks the column or has a seed twice."""
+    if START_DIGEST not in base_rows or START_DIGEST not in new_rows:
+        return set()
+    base = base_rows.set_index("seed")[START_DIGEST].dropna()
+    new = new_rows.set_index("seed")[START_DIGEST].dropna()
+    if not (base.index.is_unique and new.index.is_unique):
+        return set()
+    return {s for s, start in base.items() if start and s in new.index and new[s] == start}
