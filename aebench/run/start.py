@@ -5,7 +5,7 @@ initial weights (drawn from the seed), fitted the same way before training. ``ae
 pairs a configuration's seeds across the tables only then (``aebench.views.compare_verdicts``):
 a change that left the start as it was (a fix in a metric, a new learning rate, a rerun on a GPU
 that is not bit-for-bit) moves each seed's values together, so their differences are the thing to
-test; a change that drew other weights (a layer resized) leaves nothing shared to pair on.
+test; a change that drew other weights (a layer resized) leaves little shared to pair on.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 # Of each tensor, the first values only: enough to tell other draws (they differ from the first
 # value on), and a cost that does not grow with the model.
@@ -26,6 +27,9 @@ def start_digest(model: nn.Module) -> str:
     their first ``HEAD`` values."""
     digest = hashlib.blake2b(digest_size=8)
     for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if is_lazy(tensor):  # a lazy module not yet run: no values, no shape yet
+            digest.update(f"{name}:lazy;".encode())
+            continue
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
         head = tensor.detach().reshape(-1)[:HEAD]
         digest.update(head.to("cpu", torch.float64).numpy().tobytes())

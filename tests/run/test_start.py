@@ -37,6 +37,17 @@ def test_a_seed_draws_one_start_and_other_seeds_or_shapes_draw_others(plugins: P
     assert start_digest(moved) not in starts
 
 
+def test_a_lazy_module_not_yet_run_has_a_digest_too() -> None:
+    def lazy() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.LazyLinear(4), torch.nn.Linear(4, 2))
+
+    assert start_digest(lazy()) == start_digest(lazy())
+    run = lazy()
+    run(torch.zeros(1, 3))  # its weights drawn: another start from here on
+    assert start_digest(run) != start_digest(lazy())
+
+
 def start_digests(tmp_path: Path, name: str, **train: object) -> pd.Series:
     """Each seed's ``start_digest`` from a run of a small VAE on digits, 3 seeds, 2 epochs."""
     suite = build_suite(
