@@ -277,14 +277,22 @@ def _measured_columns(
 
 
 def _warnings(rows: pd.DataFrame, varying: list[str]) -> dict[str, str]:
-    """Configuration -> the training warnings of NEW's seeds, each once, with its seed."""
+    """Configuration -> the training warnings of NEW's seeds, each text once, with its seeds
+    (``seeds 0, 1, 2: …``: a search's warning is every seed's)."""
     if "warnings" not in rows:
         return {}
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, list[str]]] = {}
     for key, seed, text in zip(rows["config"], rows["seed"], rows["warnings"], strict=True):
         if isinstance(text, str) and text.strip():
-            out.setdefault(_label(key, varying), []).append(f"seed {seed}: {text.strip()}")
-    return {config: "; ".join(notes) for config, notes in out.items()}
+            seeds = out.setdefault(_label(key, varying), {}).setdefault(text.strip(), [])
+            seeds.append(str(seed))
+    return {
+        config: "; ".join(
+            f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}: {text}"
+            for text, seeds in notes.items()
+        )
+        for config, notes in out.items()
+    }
 
 
 def _version(table: pd.DataFrame) -> str:

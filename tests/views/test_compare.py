@@ -291,6 +291,12 @@ def test_a_collapsed_seed_widens_the_interval_and_is_inconclusive_not_a_pass(wri
     assert (
         "⚠ digits/ae/none model.latent_dim=8 trained with warnings: seed 2: dead code units" in out
     )
+    # The same warning on several seeds (a search's, say) is said once, with its seeds.
+    wild.loc[wild["model.latent_dim"] == 2, "warnings"] = "search: lr at its edge"
+    text = format_comparison(compare(wild, results(BASELINE), vocabulary=VOCABULARY))
+    assert (
+        "latent_dim=2 trained with warnings: seeds 0, 1, 2: search: lr at its edge\n" in text + "\n"
+    )
 
 
 def test_benjamini_hochberg_spans_everything_compared() -> None:
