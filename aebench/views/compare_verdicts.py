@@ -20,8 +20,9 @@ its ELBO correlated 0.72 across the tables (Welch's p 9e-4, paired 9e-5); the qu
 a rerun of the same code, its values equal to 1e-5, was 12 times ``inconclusive`` unpaired
 ("needs about 25,971 seeds a side"), 8 times paired (speed, and the heavy-tailed column a rank
 test cannot settle with 3 seeds). A change that drew other weights shares little to pair on
-(the VAE's hidden layer halved: correlation -0.3 to 0 over 12 seeds), and a paired test would
-only lose degrees of freedom (4 seeds: Welch's p 0.006, paired 0.02). Those, other seeds, tables
+(the VAE's hidden layer halved: its ELBO correlated -0.3 to 0.4 by seed, over 8 and 12 seeds at
+two learning rates), and a paired test would lose degrees of freedom for it (4 seeds: Welch's p
+0.006, paired 0.02). Those, other seeds, tables
 without the column, and too few seeds alike: independent samples, Welch's t, or Mann–Whitney U
 where the column is heavy-tailed.
 

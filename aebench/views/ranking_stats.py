@@ -14,7 +14,7 @@ Wilcoxon's signed-rank test for a heavy-tailed column; a failed seed leaves one 
 the test stands on the others). Otherwise, two models whose seeds draw different weights, they
 are compared unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column): their seeds
 share the batches' order at most, and pairing them would cost degrees of freedom for little (a
-halved hidden layer: its ELBO correlated -0.3 to 0 by seed with the full one's;
+halved hidden layer: its ELBO correlated -0.3 to 0.4 by seed with the full one's;
 ``on_shared_seeds``). How often each beats the next in a ranking is the probability of
 improvement (rliable's P(X > Y)) over the seeds both have, whatever their starts (``beats_next``
 says why its interval holds either way), and unpaired, with no interval, with fewer than
