@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 from builders import build_suite, entry
 
@@ -59,6 +60,7 @@ def start_digests(tmp_path: Path, name: str, **train: object) -> pd.Series:
     return table.set_index("seed")["start_digest"].sort_index()
 
 
+@pytest.mark.slow
 def test_a_trial_records_its_start_stacked_or_alone(tmp_path, plugins: Plugins) -> None:
     alone = start_digests(tmp_path, "alone", stack=False)
     stacked = start_digests(tmp_path, "stacked", stack="auto")

@@ -573,6 +573,7 @@ def test_a_real_run_against_itself_exits_0(tmp_path, capsys) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_real_rerun_at_another_rate_is_paired_and_a_resized_layer_is_not(tmp_path) -> None:
     base = vae_run(tmp_path, "base", [0, 1, 2], hidden=16)
     for name, changes, pairs in (("rate", {"lr": 3e-3}, 3), ("half", {"hidden": 8}, 0)):
