@@ -221,12 +221,13 @@ def compare(
             note = f"{base_protocol} -> {new_protocol}"
             rows.append(_row(label, "protocol", "quality", verdict="incomparable", note=note))
             continue
+        started_alike = same_start(base_rows, new_groups[key])  # one configuration's seeds
         for column in metrics:
             base_values = _values(base_rows, column.name)
             if not len(base_values):
                 continue  # not measured for this configuration (a deterministic model's ELBO)
             new_values = _values(new_groups[key], column.name)
-            tested = (base_values, new_values, same_start(base_rows, new_groups[key]))
+            tested = (base_values, new_values, started_alike)
             rows.append(_compared(label, column, *tested, speed_tolerance, confidence))
     reproduced = outcomes(new, references or [], vocabulary)
     directions = [vocabulary.direction(o.reference.metric) for o in reproduced]

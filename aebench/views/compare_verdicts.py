@@ -22,9 +22,8 @@ a rerun of the same code, its values equal to 1e-5, was 12 times ``inconclusive`
 test cannot settle with 3 seeds). A change that drew other weights shares little to pair on
 (the VAE's hidden layer halved: its ELBO correlated -0.3 to 0.4 by seed, over 8 and 12 seeds at
 two learning rates), and a paired test would lose degrees of freedom for it (4 seeds: Welch's p
-0.006, paired 0.02). Those, other seeds, tables
-without the column, and too few seeds alike: independent samples, Welch's t, or Mann–Whitney U
-where the column is heavy-tailed.
+0.006, paired 0.02). Those, other seeds, tables without the column, and too few seeds alike:
+independent samples, Welch's t, or Mann–Whitney U where the column is heavy-tailed.
 
 The worse and better p-values of everything compared form one family, corrected by
 Benjamini–Hochberg (``settle``); the equivalence test is not corrected, since calling a change
