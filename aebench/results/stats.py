@@ -11,8 +11,8 @@ configuration beats another is a test on both samples (``better_p``: paired by s
 seeds both have, Welch's t otherwise; for a heavy-tailed column their rank versions, Wilcoxon's
 signed-rank test and Mann–Whitney U), its p-values corrected for the number of comparisons
 (``holm``, ``benjamini_hochberg``), and how often it beats it is ``probability_of_improvement``
-(rliable's P(X > Y)); ranks across datasets are tested by ``friedman``, from its permutation
-distribution. All of it is scipy.stats, imported where a statistic is computed (0.35 s):
+(rliable's P(X > Y)); ranks across datasets are tested by ``friedman`` and, pair by pair, by
+``rank_differences``, both from their permutation distributions. All of it is scipy.stats, imported where a statistic is computed (0.35 s):
 a run with nothing to do needs none.
 """
 
@@ -337,3 +337,66 @@ def friedman(ranks: np.ndarray) -> tuple[float, float, bool]:
     )
     exact = math.factorial(len(treatments)) ** len(ranks) <= RESHUFFLES
     return float(found.statistic), float(found.pvalue), exact
+
+
+@dataclass(frozen=True)
+class RankDifferences:
+    """Which configurations rank differently across datasets (``rank_differences``)."""
+
+    p: np.ndarray  # configurations x configurations: each pair's family-wise p
+    largest: np.ndarray  # the largest difference of mean ranks in each shuffle counted or drawn
+    exact: bool  # every shuffle counted, or ``RESHUFFLES`` drawn
+
+    def critical(self, confidence: float = DEFAULT_CONFIDENCE) -> float:
+        """The smallest difference of mean ranks that tells two configurations apart at
+        ``confidence``; infinite where no difference could (too few datasets)."""
+        levels = np.unique(self.largest)
+        for level in levels:
+            if _share_as_large(self.largest, level, self.exact) <= 1 - confidence:
+                return float(level)
+        return math.inf
+
+
+def _share_as_large(largest: np.ndarray, difference: float, exact: bool) -> float:
+    """The p of a difference of mean ranks against the shuffles' largest differences: their share
+    as large (drawn shuffles count the observed one too, as scipy's permutation_test does)."""
+    as_large = int(np.count_nonzero(largest >= difference - 1e-9 * max(1.0, abs(difference))))
+    return as_large / len(largest) if exact else (as_large + 1) / (len(largest) + 1)
+
+
+def rank_differences(ranks: np.ndarray) -> RankDifferences:
+    """The post-hoc test after ``friedman``: which configurations (columns of ``ranks``, datasets
+    x configurations) rank differently. Two do where the difference of their mean ranks is larger
+    than the largest difference between any two mean ranks is, 95% of the time, when each
+    dataset's ranks are shuffled among the configurations: a pair's p is that largest difference's
+    share as large as theirs, from its permutation distribution as ``friedman``'s p (exact where
+    the shuffles can be counted). This is the statistic of Nemenyi's test with its exact
+    distribution under the null instead of the studentized range's limit, which few datasets are
+    far from: in 2,000 draws of the null, Nemenyi's test told some pair apart 0% of the time with
+    2 datasets and 0.7-1.8% with 3 (6 configurations), where 5% is its level; and never the best
+    from the worst of 6 configurations ranked alike on 2 datasets, which chance does 1 time in 30.
+    Every pair is corrected at once: with every configuration alike, any pair is told apart at
+    most 5% of the time at 95%."""
+    from scipy import stats
+
+    def largest(*treatments: np.ndarray, axis: int = -1) -> np.ndarray:
+        means = np.mean(np.stack(treatments), axis=axis)  # configurations x shuffles
+        return np.ptp(means, axis=0)
+
+    ranks = np.asarray(ranks, dtype=float)
+    found = stats.permutation_test(
+        list(ranks.T),
+        largest,
+        permutation_type="samples",  # each dataset's ranks shuffled among the configurations
+        alternative="greater",
+        vectorized=True,
+        n_resamples=RESHUFFLES,
+        rng=0,  # the same report from the same table
+    )
+    exact = math.factorial(ranks.shape[1]) ** len(ranks) <= RESHUFFLES
+    null = np.asarray(found.null_distribution, dtype=float)
+    means = ranks.mean(axis=0)
+    apart = np.abs(means[:, None] - means[None, :])
+    p = np.vectorize(lambda d: _share_as_large(null, d, exact))(apart)
+    np.fill_diagonal(p, 1.0)
+    return RankDifferences(p=p, largest=null, exact=exact)

@@ -1,7 +1,9 @@
 """Ranks across datasets (Demšar, JMLR 2006): with two datasets or more, each configuration's
 rank on each dataset by that dataset's first ranking column, their mean, the Friedman test of
-"every configuration ranks alike", and a critical-difference diagram (Nemenyi's post-hoc test,
-drawn by scikit-posthocs): configurations joined by a bar are not shown to rank differently.
+"every configuration ranks alike", the pairs that rank differently (``rank_differences``: the
+statistic of Nemenyi's post-hoc test, from its permutation distribution) and their
+critical-difference diagram (drawn by scikit-posthocs): configurations joined by a bar are not
+shown to rank differently.
 
 A configuration is counted only where it was measured on every dataset (a rank among some is not
 one among all); it is the same configuration on two datasets where every setting but the
@@ -18,7 +20,7 @@ import pandas as pd
 from aebench.contract.columns import Vocabulary
 from aebench.results.confined import FIGURES, confined
 from aebench.results.files import write_atomically
-from aebench.results.stats import RESHUFFLES, friedman
+from aebench.results.stats import RESHUFFLES, RankDifferences, friedman, rank_differences
 from aebench.views.blocks import Block, Heading, Images, Paragraph, Table
 from aebench.views.cells import format_number
 from aebench.views.ranking import Leaderboards, leaderboards, ranking_columns
@@ -84,17 +86,48 @@ def _friedman(ranks: pd.DataFrame) -> str:
     )
 
 
-def draw_critical_difference(path: Path, ranks: pd.DataFrame, alpha: float) -> Path:
+def _told_apart(ranks: pd.DataFrame, differences: RankDifferences, confidence: float) -> str:
+    """The critical difference and the pairs it tells apart, best first; or that none could be,
+    where even the same ranking on every dataset is too common by chance."""
+    n, k = ranks.shape
+    critical = differences.critical(confidence)
+    if not np.isfinite(critical):
+        return (
+            f"No two of {k} configurations can be told apart at {confidence:.0%} on {n} "
+            f"datasets: even the largest difference there can be (the same ranking on every "
+            f"dataset) comes by chance more than {1 - confidence:.0%} of the time."
+        )
+    mean = ranks.mean().to_numpy()
+    order = np.argsort(mean, kind="stable")
+    apart = [
+        f"{ranks.columns[i]} ahead of {ranks.columns[j]} (p = "
+        f"{format_number(float(differences.p[i, j]), 2)})"
+        for position, i in enumerate(order)
+        for j in order[position + 1 :]
+        if differences.p[i, j] <= 1 - confidence
+    ]
+    how = "exact" if differences.exact else f"over {RESHUFFLES:,} shuffles"
+    return (
+        f"Critical difference at {confidence:.0%}: {format_number(critical, 3)} in mean rank "
+        f"(the largest difference's permutation distribution, {how}; every pair tested at "
+        f"once). " + (f"Told apart: {'; '.join(apart)}." if apart else "No pair is told apart.")
+    )
+
+
+def draw_critical_difference(
+    path: Path, ranks: pd.DataFrame, differences: RankDifferences, alpha: float
+) -> Path:
     """The critical-difference diagram of ``ranks`` (datasets x configurations) into ``path``:
-    mean ranks on an axis, bars joining those Nemenyi's test does not tell apart at ``alpha``."""
+    mean ranks on an axis, bars joining those ``differences`` does not tell apart at ``alpha``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import scikit_posthocs as sp
 
-    significance = sp.posthoc_nemenyi_friedman(ranks.to_numpy())
-    significance.index = significance.columns = ranks.columns
+    # Ours decides, the diagram draws: 0 is a pair told apart (p <= alpha), 1 one that is not.
+    apart = np.where(differences.p <= alpha, 0.0, 1.0)
+    significance = pd.DataFrame(apart, index=ranks.columns, columns=ranks.columns)
     figure, ax = plt.subplots(figsize=(8, 1 + 0.3 * ranks.shape[1]))
     sp.critical_difference_diagram(ranks.mean(), significance, alpha=alpha, ax=ax)
     ax.set_title(f"mean rank over {ranks.shape[0]} datasets (1 = best)", fontsize=9, pad=18)
@@ -137,10 +170,13 @@ def across_blocks(
         Paragraph(_friedman(ranks)),
     ]
     if ranks.shape[1] >= 3:
-        path = draw_critical_difference(confined(folder, FIGURES, CD_PNG), ranks, 1 - confidence)
+        differences = rank_differences(ranks.to_numpy(dtype=float))
+        blocks.append(Paragraph(_told_apart(ranks, differences, confidence)))
+        path = confined(folder, FIGURES, CD_PNG)
+        draw_critical_difference(path, ranks, differences, 1 - confidence)
         caption = (
             "critical-difference diagram: configurations joined by a bar are not shown to rank "
-            f"differently (Nemenyi, {confidence:.0%})"
+            f"differently ({confidence:.0%}, every pair tested at once)"
         )
         blocks.append(Images([(caption, path)]))
     return blocks

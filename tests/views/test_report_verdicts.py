@@ -247,7 +247,7 @@ def test_ranks_across_datasets_friedman_and_the_critical_difference_diagram(
 
     blocks = report_blocks(tmp_path, _across(), vocabulary)
     start = blocks.index(Heading(2, "Ranks across datasets"))
-    table, friedman, figure = blocks[start + 2], blocks[start + 3], blocks[start + 4]
+    table, friedman, apart, figure = blocks[start + 2 : start + 6]
     assert [row[:2] for row in table.rows] == [
         ["a / none", "1.25"],
         ["b / none", "2"],
@@ -255,6 +255,18 @@ def test_ranks_across_datasets_friedman_and_the_critical_difference_diagram(
     ]
     assert f"χ² = {format_number(chi2, 3)}, p = {format_number(p, 2)}" in friedman.text
     assert "(its permutation distribution, exact;" in friedman.text
+    # The pairs told apart: none, as the largest difference of mean ranks (a's 1.25 against c's
+    # 2.75) is as large in 1 shuffle of 8; chance reaches 1.75 in under 5% of them.
+    largest = [
+        np.ptp(np.mean(rows, axis=0))
+        for rows in product(*(list(permutations(row)) for row in by_hand))
+    ]
+    assert np.mean(np.asarray(largest) >= 1.5 - 1e-9) == pytest.approx(1 / 8)
+    assert np.mean(np.asarray(largest) >= 1.75 - 1e-9) <= 0.05
+    assert apart.text == (
+        "Critical difference at 95%: 1.75 in mean rank (the largest difference's permutation "
+        "distribution, exact; every pair tested at once). No pair is told apart."
+    )
     assert isinstance(figure, Images) and figure.items[0][1].name == CD_PNG
     assert figure.items[0][1].is_file() and figure.items[0][1].stat().st_size > 1000
     assert "## Ranks across datasets" in to_markdown(blocks, tmp_path)
@@ -271,6 +283,44 @@ def test_two_datasets_that_rank_six_configurations_alike_are_told_apart_from_cha
     assert not exact and statistic == pytest.approx(10.0)  # drawn: 6!^2 shuffles are too many
     assert abs(p - 1 / 720) < 4 * math.sqrt(1 / 720 / RESHUFFLES)  # within its draws' error
     assert stats.friedmanchisquare(*ranks.T).pvalue > 0.07
+
+
+def _ranked_alike(datasets: int, models: str) -> pd.DataFrame:
+    """Every dataset ranks ``models`` in their order, the first best."""
+    return pd.concat(
+        [
+            score_table(
+                {m: dict.fromkeys(range(3), -float(i)) for i, m in enumerate(models)}, dataset=d
+            )
+            for d in (f"d{j}" for j in range(datasets))
+        ],
+        ignore_index=True,
+    )
+
+
+def _told_apart(tmp_path: Path, table: pd.DataFrame) -> str:
+    blocks = report_blocks(tmp_path, table, _vocabulary())
+    start = blocks.index(Heading(2, "Ranks across datasets"))
+    paragraph = blocks[start + 4]
+    assert isinstance(paragraph, Paragraph)
+    return paragraph.text
+
+
+def test_the_report_tells_apart_the_pairs_that_rank_differently_or_says_none_could_be(
+    tmp_path: Path,
+) -> None:
+    # Six ranked alike on two datasets: the best and the worst apart (chance: 1 in 30), and no
+    # other pair; Nemenyi's limit joined them all.
+    text = _told_apart(tmp_path, _ranked_alike(2, "abcdef"))
+    assert text.startswith("Critical difference at 95%: 5 in mean rank (")
+    assert "over 9,999 shuffles" in text
+    assert text.endswith("Told apart: a / none ahead of f / none (p = 0.034).")
+    # Three on two datasets: the same ranking twice comes 1 time in 6, so nothing can be.
+    assert _told_apart(tmp_path, _ranked_alike(2, "abc")) == (
+        "No two of 3 configurations can be told apart at 95% on 2 datasets: even the largest "
+        "difference there can be (the same ranking on every dataset) comes by chance more than "
+        "5% of the time."
+    )
 
 
 def test_estimate_notes_are_not_training_warnings(tmp_path: Path) -> None:
