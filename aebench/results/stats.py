@@ -12,8 +12,8 @@ seeds both have, Welch's t otherwise; for a heavy-tailed column their rank versi
 signed-rank test and Mann–Whitney U), its p-values corrected for the number of comparisons
 (``holm``, ``benjamini_hochberg``), and how often it beats it is ``probability_of_improvement``
 (rliable's P(X > Y)); ranks across datasets are tested by ``friedman`` and, pair by pair, by
-``rank_differences``, both from their permutation distributions. All of it is scipy.stats, imported where a statistic is computed (0.35 s):
-a run with nothing to do needs none.
+``rank_differences``, both from their permutation distributions. All of it is scipy.stats,
+imported where a statistic is computed (0.35 s): a run with nothing to do needs none.
 """
 
 from __future__ import annotations
