@@ -25,16 +25,11 @@ from aebench.run.executors import Executor, LocalExecutor
 from aebench.run.loop import Registered, build_observers, run_trials
 from aebench.run.observing import SuiteObserver, SuiteRun
 from aebench.run.plan import Plan, declined, load_datasets, plan
-from aebench.run.search import Search
-from aebench.run.search_checks import check_search, check_search_data
-from aebench.run.search_leaderboard import WithSearchColumns, leaderboard
-from aebench.run.search_observers import search_observers
-from aebench.run.search_rounds import check_executor, runs_side_by_side, search_in_rounds
+from aebench.run.search_section import tunes
 from aebench.run.sections import threads_problem
 from aebench.run.suite import Suite, SuiteError, load_suite
 from aebench.run.threads import available_cores
 from aebench.run.trial import resolve_device
-from aebench.views.search_figures import write_search_report
 
 
 @dataclass
@@ -71,8 +66,12 @@ class Session:
         plugins = plugins or load_plugins()
         if not isinstance(suite, Suite):
             suite = load_suite(suite, plugins)
-        check_search(suite, plugins)  # the [search] and each entry's search spaces
-        check_executor(suite, executor)  # a pruner hears training here: the local executor
+        if tunes(suite.spec):  # the search's modules import Optuna: only a search needs it
+            from aebench.run.search_checks import check_search
+            from aebench.run.search_rounds import check_executor
+
+            check_search(suite, plugins)  # the [search] and each entry's search spaces
+            check_executor(suite, executor)  # a pruner hears training here: the local executor
         if threads is not None:  # `aebench run --threads` over [suite] threads
             if why := threads_problem(threads):
                 raise SuiteError(f"--threads: {why}")
@@ -92,7 +91,10 @@ class Session:
     def load_data(self) -> None:
         """Every dataset of the suite, loaded once (a missing file is a ``SuiteError``)."""
         self.cache = load_datasets(self.suite, self.plugins, self.device)
-        check_search_data(self.suite, self.cache, self.device)  # a validation split to tune on
+        if self.suite.spec.search is not None:
+            from aebench.run.search_checks import check_search_data
+
+            check_search_data(self.suite, self.cache, self.device)  # a validation split to tune
 
     def plan(self, table: pd.DataFrame, rerun: bool = False) -> Plan:
         """What the run will do, given the folder's ``table``."""
@@ -120,6 +122,11 @@ class Session:
         validation (``aebench.run.search``), then runs its best parameters on every seed."""
         suite, executor, untuned = self.suite, self.executor, []
         if suite.spec.search is not None and work is None:
+            from aebench.run.search import Search
+            from aebench.run.search_leaderboard import WithSearchColumns, leaderboard
+            from aebench.run.search_observers import search_observers
+            from aebench.run.search_rounds import runs_side_by_side, search_in_rounds
+
             hearing = search_observers(build_observers(suite, self.plugins))  # MLflow's
             search = Search(suite, self.plugins, self.output, self.device, self.cache, hearing)
             with folder_lock(self.output):
@@ -143,6 +150,8 @@ class Session:
             work=work,
         )
         if suite.spec.search is not None and work is None:  # search.md, its figures
+            from aebench.views.search_figures import write_search_report
+
             write_search_report(self.output, suite.spec.search, untuned)
         return run
 

@@ -52,7 +52,8 @@ from aebench.run.loop import Registered, run_trials
 from aebench.run.observing import Row
 from aebench.run.search_checks import direction, objective_metric, spaces
 from aebench.run.search_observers import observed, trials_only
-from aebench.run.search_space import Dimension, SearchSection
+from aebench.run.search_section import SearchSection
+from aebench.run.search_space import Dimension
 from aebench.run.suite import Component, Suite, TrainSection, Trial
 from aebench.run.validation import hold_out
 

@@ -15,7 +15,8 @@ import torch
 
 from aebench.contract.columns import CORE_COLUMNS
 from aebench.plugins.manager import Plugins
-from aebench.run.search_space import Dimension, SearchSection, parse_space
+from aebench.run.search_section import SearchSection
+from aebench.run.search_space import Dimension, parse_space
 from aebench.run.sections import PluginEntry, Problems, SuiteError, TrainSection, explain
 
 if TYPE_CHECKING:

@@ -1,12 +1,11 @@
-"""What a hyperparameter search is told: the ``[search]`` section, and each searched parameter's
-space as Optuna distributions.
+"""Each searched parameter's space as an Optuna distribution (the ``[search]`` section itself is
+``aebench.run.search_section``).
 
 A space is written where its parameter lives: on a ``[[models]]`` or ``[[regularizers]]`` entry
 (``search = { latent_dim = [2, 4, 8] }``) and, for ``[train]`` settings, in ``[search.train]``.
 Each parameter's space is a list of values (categorical, in the order given) or a range table:
 ``{ low = 1e-4, high = 1e-2, log = true }`` (floats), ``{ low = 1, high = 4 }`` (integers: both
-bounds written as integers; ``step`` optional). The ``[search]`` section holds what is the same
-for every configuration: its budget, sampler, pruner, seed and objective.
+bounds written as integers; ``step`` optional).
 
 This module knows nothing of suites or plugins (``aebench.run.search_checks`` checks a space
 against them); it turns one written space into a ``Dimension`` or says what is wrong with it.
@@ -17,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import pydantic
@@ -27,45 +26,9 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-DEFAULT_TRIALS = 20
-# The seed every search trial trains at: none of the suite's seeds, so that no row of the
-# leaderboard is the search trial its parameters were picked by (the last seed numpy takes).
-SEARCH_TRIAL_SEED = 2**32 - 1
 EDGE = 0.02  # a best value within this share of its range's width from a bound is on its edge
-
-
-class SearchSection(BaseModel):
-    """``[search]``: one budget, sampler, pruner and objective for every configuration."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    # The budget per configuration, one of the two: trials, or seconds of training.
-    trials: Annotated[int, Field(ge=1)] | None = None
-    budget_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
-    sampler: Literal["tpe", "random", "grid"] = "tpe"
-    pruner: Literal["none", "median", "hyperband"] = "none"  # on each epoch's validation loss
-    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # the sampler's
-    # The seed the search trials train at: one the leaderboard does not use (a suite error if
-    # [suite] seeds has it). At the suite's first seed, that seed's row of the leaderboard was the
-    # search trial that won, trained again: its validation luck, picked, counted as a sample.
-    trial_seed: Annotated[int, Field(ge=0, lt=2**32)] = SEARCH_TRIAL_SEED
-    # A declared column measured on the validation split: best_val_loss, or a metric's column.
-    objective: str = "best_val_loss"
-    train: dict[str, Any] = {}  # [train] settings searched: name -> space
-
-    @pydantic.model_validator(mode="after")
-    def _one_budget(self) -> SearchSection:
-        if self.trials is not None and self.budget_s is not None:
-            raise ValueError("give the budget as trials or as budget_s, not both")
-        return self
-
-    @property
-    def budget_trials(self) -> int | None:
-        """Trials per configuration (the default when no budget is given), or None (seconds)."""
-        if self.budget_s is not None:
-            return None
-        return self.trials if self.trials is not None else DEFAULT_TRIALS
 
 
 class _Range(BaseModel):

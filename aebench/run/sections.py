@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aebench.plugins.registry import Entry, Registry
 from aebench.results.references import Reference
 from aebench.results.table import CELL_INT, too_large
-from aebench.run.search_space import SearchSection
+from aebench.run.search_section import SearchSection
 from aebench.run.threads import available_cores
 
 AUTO_COMPILE_STEPS = 200_000  # 2.5x the ~80,000 steps that repay compiling the VAE on a CPU

@@ -21,7 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 from aebench.results.confined import SEARCH_FIGURES, confined, safe_name
 from aebench.results.files import write_atomically
 from aebench.run.search import DATABASE, counted, storage_url
-from aebench.run.search_space import Dimension, SearchSection
+from aebench.run.search_section import SearchSection
+from aebench.run.search_space import Dimension
 from aebench.views.drawing import _figure, _save
 from aebench.views.layout import SEARCH_REPORT
 

@@ -9,6 +9,7 @@ import ast
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from timing import scaled
@@ -24,9 +25,11 @@ HEAVY = (
 )
 
 
-def imported_by(argv: list[str], modules: tuple[str, ...], expected: int = 0) -> list[str]:
+def imported_by(
+    argv: list[str], modules: tuple[str, ...], expected: int = 0, cwd: Path | None = None
+) -> list[str]:
     """Which of ``modules`` (and their submodules) ``aebench ARGV`` imports, in a fresh
-    interpreter."""
+    interpreter (in ``cwd``, where a run's default MLflow store goes)."""
     code = textwrap.dedent(
         f"""
         import contextlib, io, sys
@@ -48,6 +51,7 @@ def imported_by(argv: list[str], modules: tuple[str, ...], expected: int = 0) ->
         text=True,
         timeout=scaled(120),
         check=True,
+        cwd=cwd,
     )
     return ast.literal_eval(done.stdout.strip())
 
@@ -84,3 +88,19 @@ def test_the_commands_that_read_results_import_no_torch(tmp_path) -> None:
     # A folder from before columns.json: the declarations come from the saved listing.
     (tmp_path / COLUMNS_FILE).unlink()
     assert imported_by(["report", folder], ("torch",)) == []
+
+
+@pytest.mark.slow  # three fresh interpreters, one of them training
+def test_a_run_without_a_search_imports_no_optuna(tmp_path: Path, tiny_suite: Path) -> None:
+    # Optuna is 0.16 s of every run that imports it; only a suite that tunes needs it. The run
+    # and its report (and `report` again) import none of it; a search space does.
+    text = tiny_suite.read_text().replace("seeds = [0, 1]", "seeds = [0]")
+    tiny_suite.write_text(text.replace("epochs = 2", "epochs = 1"))
+    output = tmp_path / "out"
+    run = ["run", str(tiny_suite), "--output", str(output)]
+    assert imported_by(run, ("optuna",), cwd=tmp_path) == []
+    assert (output / "report.html").is_file()
+    assert imported_by(["report", str(output)], ("optuna",)) == []
+    # A space without a [search]: a suite error, which the search's checks find.
+    tiny_suite.write_text(text.replace("grid = {", "search = {"))
+    assert "optuna" in imported_by(run, ("optuna",), expected=2, cwd=tmp_path)

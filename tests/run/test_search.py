@@ -23,7 +23,7 @@ from repo import SUPPORT
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.results.table import read_results
 from aebench.run.search import Search, counted, storage_url
-from aebench.run.search_space import SEARCH_TRIAL_SEED
+from aebench.run.search_section import SEARCH_TRIAL_SEED
 from aebench.session import Session
 from aebench.views.blocks import Paragraph
 from aebench.views.layout import report_blocks
