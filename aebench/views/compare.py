@@ -19,11 +19,13 @@ list kept here.
 A configuration that has ok rows in the baseline and none in NEW (all failed or diverged) is a
 quality regression, and so is a column it no longer measures. Where some of a configuration's
 seeds did not train, in either table, the share that did is tested too (a ``status`` row,
-``compare_verdicts.trained_share``): the columns compare only the seeds that trained. A
+``compare_verdicts.trained_share``): the columns compare only the seeds that trained. So where a
+column is no number (NaN, infinite) on some seeds that trained, the share that are numbers is
+tested too (a ``COLUMN measured`` row, ``compare_verdicts.measured_share``). A
 configuration whose likelihood protocol (the ``likelihood`` and ``binarize`` columns) differs
 between the tables is not compared at all: it is reported ``incomparable``, which fails like a
-quality regression. A column with no value in one whole table but values in the other cannot be
-compared: that is bad input.
+quality regression. A column with no value in one whole table (or no such column) but values in
+the other cannot be compared: that is bad input.
 
 The NEW table's folder may carry published values (a suite's ``[[references]]``,
 ``aebench.references``): each is checked against the configuration of NEW it names, a row of kind
@@ -57,7 +59,7 @@ from aebench.results.rows import canonical, label
 from aebench.results.stats import DEFAULT_CONFIDENCE
 from aebench.results.table import PARQUET, read_results
 from aebench.views.compare_matching import as_tuned, same_start
-from aebench.views.compare_verdicts import settle, trained_share, two_sample
+from aebench.views.compare_verdicts import measured_share, settle, trained_share, two_sample
 
 Kind = Literal["quality", "speed", "reproduction", "inconclusive"]
 KINDS: tuple[Kind, ...] = ("quality", "speed")  # what regresses between tables ("both")
@@ -227,6 +229,15 @@ def compare(
             if not len(base_values):
                 continue  # not measured for this configuration (a deterministic model's ELBO)
             new_values = _values(new_groups[key], column.name)
+            base_all, new_all = base_rows[column.name], new_groups[key][column.name]
+            if len(new_values) and (len(base_values), len(new_values)) != (
+                len(base_all),
+                len(new_all),
+            ):
+                shares = measured_share(base_all, new_all, confidence)  # NaN or infinite ones
+                rows.append(
+                    _row(label, f"{column.name} measured", "quality", verdict="tested", **shares)
+                )
             tested = (base_values, new_values, started_alike)
             rows.append(_compared(label, column, *tested, speed_tolerance, confidence))
     reproduced = outcomes(new, references or [], vocabulary)
@@ -263,14 +274,16 @@ def _measured_columns(
     measured in one table only is bad input (a metric that broke everywhere, say)."""
     measured = []
     for column in compared_columns(vocabulary):
-        if column.name not in new_ok.columns or column.name not in base_ok.columns:
-            continue
-        in_new, in_base = len(_values(new_ok, column.name)), len(_values(base_ok, column.name))
+        in_new, in_base = (
+            len(_values(rows, column.name)) if column.name in rows.columns else 0
+            for rows in (new_ok, base_ok)
+        )
         if bool(in_new) != bool(in_base):
-            empty = "the new table" if in_base else "the baseline"
+            empty = new_ok if in_base else base_ok
+            name = "the new table" if in_base else "the baseline"
+            how = "is NaN in every row that trained" if column.name in empty else "is no column"
             raise CompareError(
-                f"{empty}: {column.name} is NaN in every row that trained, and the other table"
-                " has values: cannot compare it"
+                f"{name}: {column.name} {how}, and the other table has values: cannot compare it"
             )
         if in_new:
             measured.append(column)
@@ -278,15 +291,15 @@ def _measured_columns(
 
 
 def _warnings(rows: pd.DataFrame, varying: list[str]) -> dict[str, str]:
-    """Configuration -> the training warnings of NEW's seeds, each text once, with its seeds
-    (``seeds 0, 1, 2: …``: a search's warning is every seed's)."""
-    if "warnings" not in rows:
-        return {}
+    """Configuration -> the training warnings and metric errors of NEW's seeds, each text once,
+    with its seeds (``seeds 0, 1, 2: …``: a search's warning is every seed's)."""
     out: dict[str, dict[str, list[str]]] = {}
-    for key, seed, text in zip(rows["config"], rows["seed"], rows["warnings"], strict=True):
-        if isinstance(text, str) and text.strip():
-            seeds = out.setdefault(_label(key, varying), {}).setdefault(text.strip(), [])
-            seeds.append(str(seed))
+    for name, prefix in (("warnings", ""), ("metric_errors", "metric errors: ")):
+        texts = rows[name] if name in rows else []
+        for key, seed, text in zip(rows["config"], rows["seed"], texts, strict=False):
+            if isinstance(text, str) and text.strip():
+                told = out.setdefault(_label(key, varying), {})
+                told.setdefault(prefix + text.strip(), []).append(str(seed))
     return {
         config: "; ".join(
             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}: {text}"

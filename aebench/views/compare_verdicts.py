@@ -159,43 +159,62 @@ def _pairs(
 
 def trained_share(base: pd.Series, new: pd.Series, confidence: float) -> dict[str, float | str]:
     """The test of a configuration's seeds that trained (status ``ok``), NEW against the
-    baseline, where either table has a seed that did not: Fisher's exact test of each way,
-    one-sided, its p-values in the family (``settle``). The other columns compare the seeds that
-    trained, and say nothing of those that did not: a change that made 6 seeds of 8 diverge, the
-    other 2 as before, read "unchanged" there. Never ``unchanged`` (no margin on a share of so few
-    seeds); each side's share is shown with its Clopper-Pearson interval, and the note gives the
-    counts."""
+    baseline, where either table has a seed that did not (``share_test``). The other columns
+    compare the seeds that trained, and say nothing of those that did not: a change that made 6
+    seeds of 8 diverge, the other 2 as before, read "unchanged" there."""
+
+    def told(statuses: pd.Series) -> str:
+        return ", ".join(f"{n} {s}" for s, n in sorted(statuses.value_counts().items()))
+
+    base_ok, new_ok = int((base == "ok").sum()), int((new == "ok").sum())
+    tested = share_test((base_ok, len(base)), (new_ok, len(new)), confidence)
+    return tested | {"note": f"seeds: {told(new)}; baseline {told(base)}"}
+
+
+def measured_share(base: pd.Series, new: pd.Series, confidence: float) -> dict[str, float | str]:
+    """The test of the share of a column's values that are numbers, over the seeds that trained,
+    where either table has one that is not (NaN: its metric raised; infinite: a likelihood of a
+    collapsed seed). The column's own test reads the numbers alone, and says nothing of the rest:
+    a change that broke a metric on 5 seeds of 8, the other 3 as before, read "unchanged"
+    there (``share_test``)."""
+    base_numbers = int(np.isfinite(base.to_numpy(dtype=float)).sum())
+    new_numbers = int(np.isfinite(new.to_numpy(dtype=float)).sum())
+    tested = share_test((base_numbers, len(base)), (new_numbers, len(new)), confidence)
+    note = f"a number on {new_numbers} of {len(new)} seeds; baseline {base_numbers} of {len(base)}"
+    return tested | {"note": note}
+
+
+def share_test(
+    base: tuple[int, int], new: tuple[int, int], confidence: float
+) -> dict[str, float | str]:
+    """Each side's share (successes, seeds) against the other: Fisher's exact test of each way,
+    one-sided, its p-values in the family (``settle``). Never ``unchanged`` (no margin on a share
+    of so few seeds); each share is shown with its Clopper-Pearson interval."""
     from scipy import stats
 
-    def counts(statuses: pd.Series) -> tuple[int, int, str]:
-        ok = int((statuses == "ok").sum())
-        told = ", ".join(f"{n} {s}" for s, n in sorted(statuses.value_counts().items()))
-        return ok, len(statuses) - ok, told
-
-    def share(ok: int, n: int) -> tuple[float, float]:
-        found = stats.binomtest(ok, n).proportion_ci(confidence, method="exact")
+    def interval(hits: int, n: int) -> tuple[float, float]:
+        found = stats.binomtest(hits, n).proportion_ci(confidence, method="exact")
         return float(found.low), float(found.high)
 
-    (base_ok, base_not, base_told), (new_ok, new_not, new_told) = counts(base), counts(new)
-    table = [[new_not, new_ok], [base_not, base_ok]]
-    (base_low, base_high), (new_low, new_high) = share(base_ok, len(base)), share(new_ok, len(new))
+    (base_hits, base_n), (new_hits, new_n) = base, new
+    table = [[new_n - new_hits, new_hits], [base_n - base_hits, base_hits]]
+    (base_low, base_high), (new_low, new_high) = interval(*base), interval(*new)
     return {
         "p_worse": float(stats.fisher_exact(table, alternative="greater").pvalue),
         "p_better": float(stats.fisher_exact(table, alternative="less").pvalue),
         "p_same": 1.0,
         "statistic": CHANCE,
-        "baseline": base_ok / len(base),
+        "baseline": base_hits / base_n,
         "baseline_low": base_low,
         "baseline_high": base_high,
-        "new": new_ok / len(new),
+        "new": new_hits / new_n,
         "new_low": new_low,
         "new_high": new_high,
-        "change": new_ok / len(new) - base_ok / len(base),
+        "change": new_hits / new_n - base_hits / base_n,
         "direction": 1,
         "allowed": 0.0,
-        "n_baseline": len(base),
-        "n_new": len(new),
-        "note": f"seeds: {new_told}; baseline {base_told}",
+        "n_baseline": base_n,
+        "n_new": new_n,
     }
 
 

@@ -457,6 +457,7 @@ def test_configurations_on_one_side_only_are_listed_not_failed(write, capsys) ->
         (["not-a-table", "baseline"], "not an aebench results table"),
         (["other", "baseline"], "no configuration matches"),
         (["unmeasured", "baseline"], "the new table: knn_acc is NaN in every row that trained"),
+        (["absent", "baseline"], "the new table: knn_acc is no column, and the other table has"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(write, tmp_path, capsys, arguments, message) -> None:
@@ -465,6 +466,7 @@ def test_bad_input_is_one_line_and_status_2(write, tmp_path, capsys, arguments, 
     write(pd.DataFrame({"x": [1]}), "not-a-table")
     write(results({4: BASELINE[2]}), "other")
     write(results(changed(knn_acc_2=[NAN] * 3, knn_acc_8=[NAN] * 3)), "unmeasured")
+    write(results(BASELINE).drop(columns="knn_acc"), "absent")  # not even a column: as NaN
     status = main(
         ["compare", *(str(tmp_path / a) if i < 2 else a for i, a in enumerate(arguments))]
     )
@@ -650,6 +652,52 @@ def test_seeds_that_stopped_training_are_tested_not_left_out(write, capsys) -> N
     assert row["verdict"] == "inconclusive"
     assert row["note"] == "seeds: 1 failed, 2 ok; baseline 3 ok"
     assert run_compare(write, new) == 0  # inconclusive does not fail by default
+
+
+@pytest.mark.parametrize("broken", [NAN, -math.inf], ids=["metric raised", "collapsed"])
+def test_values_that_are_no_number_on_seeds_that_trained_are_tested_not_left_out(
+    write, broken: float
+) -> None:
+    # 8 seeds a side, all trained; in NEW, knn_acc is no number on 6 (its metric raised, or a
+    # collapsed seed's value is infinite) and the other 2 score as before. Its own test sees 2
+    # seeds like the baseline's: only the share that are numbers shows the change, by Fisher's
+    # exact test: P(all 6 in NEW's 8 of 16 | 6 in all) = C(8, 6) / C(16, 6).
+    values = {8: {"knn_acc": [0.90 + 0.001 * s for s in range(8)]}}
+    seeds = tuple(range(8))
+    baseline = results(values, seeds=seeds)
+    new = results(values, seeds=seeds, run="b")
+    new.loc[2:, "knn_acc"] = broken
+    if math.isnan(broken):
+        new["metric_errors"] = ["", ""] + ["knn_acc: ValueError: no neighbours"] * 6
+    comparison = compare(new, baseline, vocabulary=VOCABULARY)
+    rows = comparison.rows.set_index("metric")
+    row = rows.loc["knn_acc measured"]
+    assert row["verdict"] == "regressed" and row["kind"] == "quality"
+    family = 2 * len(comparison.rows)  # worse and better of each row, Benjamini-Hochberg
+    raw = math.comb(8, 6) / math.comb(16, 6)
+    assert row["p"] == pytest.approx(min(1.0, raw * family))
+    assert row["note"] == "a number on 2 of 8 seeds; baseline 8 of 8"
+    assert (row["new"], row["baseline"]) == (0.25, 1.0)
+    assert row["new_low"] == pytest.approx(scipy.stats.beta.ppf(0.025, 2, 7))
+    assert rows.loc["knn_acc", "verdict"] != "regressed" and rows.loc["knn_acc", "n_new"] == 2
+    assert run_compare_tables(write, new, baseline) == 1
+    if math.isnan(broken):  # what broke is said beside the configuration
+        (said,) = comparison.warnings.values()
+        assert said == "seeds 2, 3, 4, 5, 6, 7: metric errors: knn_acc: ValueError: no neighbours"
+
+    # The same seeds without a number in both tables: tested, and not a regression.
+    baseline.loc[2:, "knn_acc"] = broken
+    row = (
+        compare(new, baseline, vocabulary=VOCABULARY)
+        .rows.set_index("metric")
+        .loc["knn_acc measured"]
+    )
+    assert (
+        row["verdict"] == "inconclusive"
+        and row["note"] == "a number on 2 of 8 seeds; baseline 2 of 8"
+    )
+    # Every value a number on both sides: no such row.
+    assert "knn_acc measured" not in set(compare(baseline, baseline).rows["metric"])
 
 
 def run_compare_tables(write, new: pd.DataFrame, baseline: pd.DataFrame) -> int:
