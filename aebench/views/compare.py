@@ -24,8 +24,8 @@ column is no number (NaN, infinite) on some seeds that trained, the share that a
 tested too (a ``COLUMN measured`` row, ``compare_verdicts.measured_share``). A
 configuration whose likelihood protocol (the ``likelihood`` and ``binarize`` columns) differs
 between the tables is not compared at all: it is reported ``incomparable``, which fails like a
-quality regression. A column with no value in one whole table (or no such column) but values in
-the other cannot be compared: that is bad input.
+quality regression. A column with no value in one whole table (or none in NEW) but values in the
+other cannot be compared: that is bad input; one the baseline has none of (added since) is listed.
 
 The NEW table's folder may carry published values (a suite's ``[[references]]``,
 ``aebench.references``): each is checked against the configuration of NEW it names, a row of kind
@@ -83,6 +83,7 @@ class Comparison:
     only_in_baseline: list[str] = field(default_factory=list)  # configurations NEW lacks
     only_in_new: list[str] = field(default_factory=list)
     unmatched_columns: list[str] = field(default_factory=list)  # parameters in one table only
+    new_columns: list[str] = field(default_factory=list)  # compared columns the baseline lacks
     warnings: dict[str, str] = field(default_factory=dict)  # configuration -> training warnings
     versions: tuple[str, str] = ("", "")  # the aebench versions of NEW and the baseline
     # "new", "baseline": the tables that do not say what their trials started from (older than
@@ -189,6 +190,7 @@ def compare(
     new_columns, base_columns = config_columns(new), config_columns(baseline)
     columns = [c for c in base_columns if c in new_columns]
     unmatched = sorted(set(new_columns) ^ set(base_columns))
+    added = [c.name for c in compared_columns(vocabulary) if c.name in set(new) - set(baseline)]
     new = new.assign(config=_config_keys(new, columns))
     baseline = baseline.assign(config=_config_keys(baseline, columns))
     new_ok, base_ok = new[new["status"] == "ok"], baseline[baseline["status"] == "ok"]
@@ -252,6 +254,7 @@ def compare(
         only_in_baseline=[_label(k, varying) for k in sorted(base_keys - new_keys)],
         only_in_new=[_label(k, varying) for k in sorted(new_keys - base_keys)],
         unmatched_columns=unmatched,
+        new_columns=added,
         warnings=_warnings(new_ok, varying),
         versions=(_version(new), _version(baseline)),
         without_starts=[
@@ -271,9 +274,12 @@ def _measured_columns(
     vocabulary: Vocabulary, new_ok: pd.DataFrame, base_ok: pd.DataFrame
 ) -> list[Column]:
     """The compared columns that both tables measured (of the configurations both trained); one
-    measured in one table only is bad input (a metric that broke everywhere, say)."""
+    measured in one table only is bad input (a metric that broke everywhere, say), unless the
+    baseline has no such column: a metric added since, listed as new (``Comparison``)."""
     measured = []
     for column in compared_columns(vocabulary):
+        if column.name not in base_ok.columns:
+            continue
         in_new, in_base = (
             len(_values(rows, column.name)) if column.name in rows.columns else 0
             for rows in (new_ok, base_ok)

@@ -51,6 +51,7 @@ def format_comparison(comparison: Comparison, *, show_all: bool = False) -> str:
         ("only in the baseline", comparison.only_in_baseline),
         ("only in the new table", comparison.only_in_new),
         ("parameters in one table only (not matched on)", comparison.unmatched_columns),
+        ("columns the baseline has none of (not compared)", comparison.new_columns),
     ):
         if labels:
             lines.append(f"{title}: {', '.join(labels)}")

@@ -476,6 +476,21 @@ def test_bad_input_is_one_line_and_status_2(write, tmp_path, capsys, arguments, 
     assert "Traceback" not in captured.err and captured.out == ""
 
 
+def test_a_column_added_since_the_baseline_is_listed_not_compared(write, capsys) -> None:
+    # A metric new since the baseline: nothing to compare it with, and no fault of NEW's.
+    baseline = write(results(BASELINE).drop(columns="knn_acc"), "baseline")
+    assert main(["compare", str(write(results(BASELINE), "new")), str(baseline)]) == 0
+    out = capsys.readouterr().out
+    assert "columns the baseline has none of (not compared): knn_acc" in out
+    comparison = compare(results(BASELINE), results(BASELINE).drop(columns="knn_acc"))
+    assert comparison.new_columns == []  # undeclared: the core's vocabulary alone
+    comparison = compare(
+        results(BASELINE), results(BASELINE).drop(columns="knn_acc"), vocabulary=VOCABULARY
+    )
+    assert comparison.new_columns == ["knn_acc"]
+    assert "knn_acc" not in set(comparison.rows["metric"])
+
+
 def test_the_old_tolerance_flags_are_accepted_and_ignored_with_a_line(write, capsys) -> None:
     new = results(changed(recon_mse_8=[0.030, 0.031, 0.032]))
     assert run_compare(write, new, "--unstable-spread", "1000", "--quality-tolerance", "9") == 1
