@@ -240,3 +240,16 @@ def test_an_interval_is_cut_at_the_values_its_column_can_take() -> None:
     assert interval([100.0, 5.0, 9000.0], at_least=0.0).low == 0.0
     # Within the range, nothing changes.
     assert interval([0.5, 0.6, 0.7], at_least=0.0, at_most=1.0) == interval([0.5, 0.6, 0.7])
+
+
+def test_two_seeds_without_spread_are_no_test_and_three_are_the_t_tests_limit() -> None:
+    # A coarse column (an accuracy on a grid of 1/50) repeats itself on two seeds by chance
+    # often: were that certain (p = 0), no correction for the number of rows could undo it.
+    assert math.isnan(better_p([0.98, 0.98], [0.96, 0.96], "higher"))
+    assert math.isnan(better_p([0.98, 0.98], [0.96, 0.96], "higher", paired=True))
+    # From 3 seeds, the limit of the t-test as the spread goes to 0.
+    assert better_p([0.98] * 3, [0.96] * 3, "higher") == 0.0
+    assert better_p([0.96] * 3, [0.98] * 3, "higher") == 1.0
+    assert better_p([0.98] * 3, [0.96] * 3, "higher", paired=True) == 0.0
+    nearly = better_p([0.98, 0.98 + 1e-9, 0.98], [0.96, 0.96, 0.96 + 1e-9], "higher")
+    assert nearly < 1e-6  # where a sliver of spread leads

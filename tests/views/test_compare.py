@@ -717,3 +717,15 @@ def test_values_that_are_no_number_on_seeds_that_trained_are_tested_not_left_out
 
 def run_compare_tables(write, new: pd.DataFrame, baseline: pd.DataFrame) -> int:
     return main(["compare", str(write(new, "new")), str(write(baseline, "baseline"))])
+
+
+def test_two_seeds_a_side_without_spread_are_inconclusive_not_a_certain_change(capsys) -> None:
+    # Two seeds of a coarse column agreeing is no evidence of no spread: not a p of 0.
+    base = results({8: {"knn_acc": [0.96, 0.96]}}, seeds=(0, 1))
+    new = results({8: {"knn_acc": [0.90, 0.90]}}, seeds=(0, 1), run="b")
+    comparison = compare(new, base, vocabulary=VOCABULARY)
+    row = comparison.rows.set_index("metric").loc["knn_acc"]
+    assert row["verdict"] == "inconclusive"
+    print(format_comparison(comparison))
+    out = capsys.readouterr().out
+    assert "inconclusive" in out and "nan" not in out.lower()
