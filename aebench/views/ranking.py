@@ -378,9 +378,9 @@ def chances_of_beating_next(
 def verdict_text(board: Leaderboard, verdict: TopVerdict) -> str:
     """``best`` (better than each other one) or ``tied with a, b`` (not shown worse), with the
     confidence and the correction it was decided at."""
-    n = len(verdict.adjusted)
+    n, tests = len(verdict.adjusted), verdict.comparisons
     at = f"at {board.confidence:.0%}"
-    at += f", Holm-corrected over {n} comparisons" if n > 1 else ", one comparison"
+    at += f", Holm-corrected over {tests} comparisons" if tests > 1 else ", one comparison"
     if verdict.best:
         return f"best (better than {'the other' if n == 1 else f'each of the other {n}'}, {at})"
     others = ", ".join(board.label(i) for i in verdict.tied[1:])
