@@ -86,12 +86,25 @@ def interval(
     mean = float(x.mean()) if len(x) else math.nan
     if len(x) < MIN_SEEDS:
         return Interval(mean, math.nan, math.nan, len(x), confidence)
-    if np.ptp(x) == 0:  # every seed the same: the interval is that value
-        return Interval(mean, mean, mean, len(x), confidence)
+    if np.ptp(x) == 0:  # every seed the same: no spread to size an interval by (``_all_equal``)
+        return _all_equal(mean, len(x), confidence)
     found = summary_interval(mean, float(x.std(ddof=1)), len(x), confidence)
     low = found.low if at_least is None else max(found.low, at_least)
     high = found.high if at_most is None else min(found.high, at_most)
     return replace(found, low=low, high=high)
+
+
+def _all_equal(mean: float, n: int, confidence: float) -> Interval:
+    """No interval where every seed is the same: that is no evidence that the next seed will be.
+    A count or an accuracy near its bound repeats itself: on 360 test images, each seed missing
+    Poisson(0.3) of them, 3 seeds were all equal 43% of the time, and the interval of that value
+    alone, labelled 95%, covered the mean 57% of the time (4,000 draws)."""
+    return Interval(mean, math.nan, math.nan, n, confidence, missing=all_equal(n))
+
+
+def all_equal(n: int) -> str:
+    """What an interval of ``n`` equal seeds is missing for (``Interval.missing``)."""
+    return f"{n} seeds, all equal"
 
 
 def seeds_for_a_median(confidence: float = DEFAULT_CONFIDENCE) -> int:
@@ -132,7 +145,7 @@ def summary_interval(
     if n < MIN_SEEDS or not math.isfinite(std):
         return Interval(mean, math.nan, math.nan, n, confidence)
     if std == 0:
-        return Interval(mean, mean, mean, n, confidence)
+        return _all_equal(mean, n, confidence)
     low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
     return Interval(mean, float(low), float(high), n, confidence)
 
@@ -178,8 +191,8 @@ def better_p(
 def _without_spread(x: float, y: float, seeds: int) -> float:
     """The t-test's limit where neither side spreads: certain, 0 or 1, with ``MIN_SEEDS`` seeds or
     more; NaN (no test) with fewer. Two seeds of a coarse column (an accuracy on a grid of 1/50)
-    agree by chance often: with no change at all, 3.1% of such rows were called regressed at
-    p = 0, which no correction for the number of rows can undo."""
+    agree by chance often: with no change at all, 2.8% of such rows were called regressed at
+    p = 0 (10,000 draws), which no correction for the number of rows can undo."""
     if seeds < MIN_SEEDS:
         return math.nan
     return 0.0 if x > y else 1.0

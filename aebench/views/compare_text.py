@@ -5,10 +5,11 @@ parameters in one table only), with NEW's training warnings beside their configu
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 
-from aebench.results.stats import Interval
+from aebench.results.stats import MIN_SEEDS, Interval, all_equal
 from aebench.views.compare import KINDS, Comparison
 
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive")
@@ -121,6 +122,8 @@ def _sides(rows: pd.DataFrame, side: str, confidence: float) -> list[str]:
             cells.append(_number(centre))
             continue
         shown = Interval(centre, low, high, int(n), confidence, statistic=statistic)
+        if statistic == "mean" and n >= MIN_SEEDS and not shown.exists:  # its only reason
+            shown = replace(shown, missing=all_equal(int(n)))
         bounds = f" [{low:.4g}, {high:.4g}]" if shown.exists else ""
         named = "median " if statistic == "median" else ""
         cells.append(f"{named}{centre:.4g}{bounds} ({shown.note()})")

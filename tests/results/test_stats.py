@@ -253,3 +253,12 @@ def test_two_seeds_without_spread_are_no_test_and_three_are_the_t_tests_limit() 
     assert better_p([0.98] * 3, [0.96] * 3, "higher", paired=True) == 0.0
     nearly = better_p([0.98, 0.98 + 1e-9, 0.98], [0.96, 0.96, 0.96 + 1e-9], "higher")
     assert nearly < 1e-6  # where a sliver of spread leads
+
+
+def test_seeds_all_equal_give_no_interval_and_say_why() -> None:
+    # A count near its bound repeats itself over a few seeds: no evidence the next one will.
+    found = interval([8.0, 8.0, 8.0])
+    assert found.centre == 8.0 and not found.exists
+    assert found.note() == "3 seeds, all equal: no interval"
+    assert not summary_interval(8.0, 0.0, 3).exists
+    assert interval([8.0, 8.0, 7.0]).exists

@@ -729,3 +729,11 @@ def test_two_seeds_a_side_without_spread_are_inconclusive_not_a_certain_change(c
     print(format_comparison(comparison))
     out = capsys.readouterr().out
     assert "inconclusive" in out and "nan" not in out.lower()
+
+
+def test_a_side_whose_seeds_are_all_equal_shows_no_interval_and_says_why() -> None:
+    base = results({8: {"knn_acc": [0.96] * 3}})
+    new = results({8: {"knn_acc": [0.90, 0.91, 0.92]}}, run="b")
+    text = format_comparison(compare(new, base, vocabulary=VOCABULARY))
+    assert "0.96 (3 seeds, all equal: no interval)" in text
+    assert "0.91 [" in text  # NEW's seeds spread: its interval
