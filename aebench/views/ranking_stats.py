@@ -2,23 +2,23 @@
 
 The configuration with the best mean (a heavy-tailed column's: median) is ``best`` only where tests
 say it is better than every other one at the chosen confidence, the p-values corrected for the
-number of comparisons (Holm); otherwise the configurations not shown worse than it are ``tied`` with
-it. Each test of the top is two-sided: which configuration is the top is read off the same seeds, so
-"the top is better" is a claim in a direction the data chose (with one-sided tests, one of two equal
-configurations was called best 10% of the time at 95%). Two configurations are compared paired
-over the seeds whose trials started from the same weights in both (``Leaderboard.samples`` indexes
-each value by its seed and its trial's ``start_digest``), where they share at least ``MIN_SEEDS``
-of them: one model under two regularizers, say, whose seed draws the same initialisation and
-batches for both, so a paired test removes that variation (a t-test on the differences, or
-Wilcoxon's signed-rank test for a heavy-tailed column; a failed seed leaves one a seed short, and
-the test stands on the others). Otherwise, two models whose seeds draw different weights, they
-are compared unpaired (Welch's t, or Mann–Whitney U for a heavy-tailed column): their seeds
-share the batches' order at most, and pairing them would cost degrees of freedom for little (a
-halved hidden layer: its ELBO correlated -0.3 to 0.4 by seed with the full one's;
-``on_shared_seeds``). How often each beats the next in a ranking is the probability of
-improvement (rliable's P(X > Y)) over the seeds both have, whatever their starts (``beats_next``
-says why its interval holds either way), and unpaired, with no interval, with fewer than
-``MIN_SEEDS`` shared.
+number of comparisons (Holm); otherwise the configurations not shown worse than it, among every pair
+at once, are ``tied`` with it (``top_verdict``). Each test of the top is two-sided: which
+configuration is the top is read off the same seeds, so "the top is better" is a claim in a
+direction the data chose (with one-sided tests, one of two equal configurations was called best 10%
+of the time at 95%). Two configurations are compared paired over the seeds whose trials started from
+the same weights in both (``Leaderboard.samples`` indexes each value by its seed and its trial's
+``start_digest``), where they share at least ``MIN_SEEDS`` of them: one model under two
+regularizers, say, whose seed draws the same initialisation and batches for both, so a paired test
+removes that variation (a t-test on the differences, or Wilcoxon's signed-rank test for a
+heavy-tailed column; a failed seed leaves one a seed short, and the test stands on the others).
+Otherwise, two models whose seeds draw different weights, they are compared unpaired (Welch's t, or
+Mann–Whitney U for a heavy-tailed column): their seeds share the batches' order at most, and pairing
+them would cost degrees of freedom for little (a halved hidden layer: its ELBO correlated -0.3 to
+0.4 by seed with the full one's; ``on_shared_seeds``). How often each beats the next in a ranking is
+the probability of improvement (rliable's P(X > Y)) over the seeds both have, whatever their starts
+(``beats_next`` says why its interval holds either way), and unpaired, with no interval, with fewer
+than ``MIN_SEEDS`` shared.
 """
 
 from __future__ import annotations
