@@ -120,7 +120,7 @@ class Session:
         """Every trial not finished in the folder (or ``work``), heard by ``observers`` and then
         the registered ones. A suite with a ``[search]`` first tunes each configuration on
         validation (``aebench.run.search``), then runs its best parameters on every seed."""
-        suite, executor, untuned = self.suite, self.executor, []
+        suite, executor, untuned, studies = self.suite, self.executor, [], []
         if suite.spec.search is not None and work is None:
             from aebench.run.search import Search
             from aebench.run.search_leaderboard import WithSearchColumns, leaderboard
@@ -136,6 +136,7 @@ class Session:
                 else:
                     tuned = search.run()
             untuned = [t.label for t in tuned if not t.configuration.dimensions]
+            studies = [t.configuration.study_name for t in tuned if t.configuration.dimensions]
             suite, extras = leaderboard(suite, tuned, self.plugins)
             executor = WithSearchColumns(executor or LocalExecutor(), extras)
         run = run_trials(
@@ -152,7 +153,7 @@ class Session:
         if suite.spec.search is not None and work is None:  # search.md, its figures
             from aebench.views.search_figures import write_search_report
 
-            write_search_report(self.output, suite.spec.search, untuned)
+            write_search_report(self.output, suite.spec.search, untuned, studies)
         return run
 
 

@@ -22,8 +22,6 @@ last digit, in 6 configurations of 6 on ``benchmarks/tuned.toml``), its luck pic
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import sys
 import time
@@ -50,11 +48,11 @@ from aebench.run import epoch_reports
 from aebench.run.data import DataCache
 from aebench.run.loop import Registered, run_trials
 from aebench.run.observing import Row
-from aebench.run.search_checks import direction, objective_metric, spaces
+from aebench.run.search_checks import direction, objective_metric
+from aebench.run.search_configurations import Configuration, configurations
 from aebench.run.search_observers import observed, trials_only
 from aebench.run.search_section import SearchSection
-from aebench.run.search_space import Dimension
-from aebench.run.suite import Component, Suite, TrainSection, Trial
+from aebench.run.suite import Component, Suite, Trial
 from aebench.run.validation import hold_out
 
 FOLDER = "search"  # the search trials' results folder, inside the suite's
@@ -64,51 +62,6 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 def storage_url(output: Path) -> str:
     return f"sqlite:///{(Path(output) / DATABASE).resolve()}"
-
-
-@dataclass(frozen=True)
-class Configuration:
-    """One configuration to tune: its trial at the first seed, what is searched in it
-    (``model.latent_dim``, ``regularizer.weight``, ``train.lr`` -> its space), and the seed its
-    search trials train at."""
-
-    base: Trial
-    dimensions: dict[str, Dimension]
-    seed: int
-
-    @property
-    def study_name(self) -> str:
-        """``digits/vae/none/<hash>``: what it tunes and over which spaces (not the budget: a
-        larger budget goes on with the same study)."""
-        config = {k: v for k, v in self.base.config().items() if k not in ("seed", "eval")}
-        config["spaces"] = {k: repr(d.distribution) for k, d in sorted(self.dimensions.items())}
-        config["trial_seed"] = self.seed  # a study's trials are all at one seed
-        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-        parts = (self.base.dataset.plugin, self.base.model.plugin, self.base.regularizer.plugin)
-        return "/".join(parts) + f"/{digest.hexdigest()[:12]}"
-
-    def trial(self, params: dict[str, Any], plugins: Plugins, evaluation: dict, seed: int) -> Trial:
-        """The trial with ``params`` (``model.latent_dim`` -> value) set, each part validated
-        again by its plugin's schema (``ValueError`` where one refuses it)."""
-        parts: dict[str, dict[str, Any]] = {
-            "model": dict(self.base.model.params),
-            "regularizer": dict(self.base.regularizer.params),
-            "train": dict(self.base.train),
-        }
-        for key, value in params.items():
-            part, name = key.split(".", 1)
-            parts[part][name] = value
-
-        def component(old: Component, kind: str) -> Component:
-            schema = plugins.registries[f"{kind}s"].get(old.plugin).params
-            return replace(old, params=schema.model_validate(parts[kind]).model_dump())
-
-        train = TrainSection.model_validate(parts["train"]).model_dump(exclude={"grid"})
-        model, regularizer = (
-            component(self.base.model, "model"),
-            component(self.base.regularizer, "regularizer"),
-        )
-        return Trial(self.base.dataset, model, regularizer, train, evaluation, seed)
 
 
 @dataclass
@@ -137,25 +90,6 @@ class Tuned:
             # tuned configuration on the others)
             SEARCH_PARAMS: ",".join(sorted(self.configuration.dimensions)),
         }
-
-
-def configurations(suite: Suite) -> list[Configuration]:
-    """Each configuration of the suite, at its first seed, with what is searched in it."""
-    assert suite.spec.search is not None
-    first = suite.spec.suite.seeds[0]
-    found = spaces(suite)
-    out = []
-    for trial in suite.trials:
-        if trial.seed != first:
-            continue
-        dimensions: dict[str, Dimension] = {}
-        for kind, component in (("model", trial.model), ("regularizer", trial.regularizer)):
-            for name, dimension in found.get(component.source, {}).items():
-                dimensions[f"{kind}.{name}"] = dimension
-        for name, dimension in found.get("train", {}).items():
-            dimensions[f"train.{name}"] = dimension
-        out.append(Configuration(trial, dimensions, suite.spec.search.trial_seed))
-    return out
 
 
 @dataclass(frozen=True)
@@ -324,7 +258,10 @@ class Search:
         }
         try:
             return configuration.trial(
-                params, self.plugins, self.evaluation(configuration.base), configuration.seed
+                params,
+                self.plugins,
+                self.evaluation(configuration.base),
+                configuration.section.trial_seed,
             )
         except ValueError as exc:  # a pydantic ValidationError too: a value its plugin refuses
             return {"status": "failed", "reason": str(exc).splitlines()[0], "trial_id": ""}

@@ -23,15 +23,14 @@ from aebench.run.executors import Executor, LocalExecutor
 from aebench.run.loop import run_trials
 from aebench.run.observing import Row
 from aebench.run.search import (
-    Configuration,
     Search,
     SearchTrialFailed,
     Tuned,
     ValidationData,
-    configurations,
     counted,
     untuned,
 )
+from aebench.run.search_configurations import Configuration, configurations
 from aebench.run.search_observers import observed, trials_only
 from aebench.run.suite import Suite, SuiteError, Trial
 

@@ -72,12 +72,17 @@ def headline(section: SearchSection) -> str:
 
 
 def write_search_report(
-    output: Path, section: SearchSection, untuned: Sequence[str] = ()
+    output: Path,
+    section: SearchSection,
+    untuned: Sequence[str] = (),
+    searched: Sequence[str] | None = None,
 ) -> Path | None:
     """``search.md`` and its figures, for a folder whose suite searched; its path (None when
     the folder holds no search). ``untuned``: the configurations with nothing to search
-    (``digits/ae/none``), flagged: they got no budget at all."""
-    studies = read_studies(output)
+    (``digits/ae/none``), flagged: they got no budget at all. ``searched``: the studies of this
+    run (by name), where the folder's ``search.db`` holds others too (the suite's search, or a
+    space, changed since: another study, not this run's); None: every one."""
+    studies = [s for s in read_studies(output) if searched is None or s.name in searched]
     if not studies and not untuned:
         return None
     lines = [f"# {headline(section)}", ""]

@@ -23,6 +23,7 @@ from repo import SUPPORT
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.results.table import read_results
 from aebench.run.search import Search, counted, storage_url
+from aebench.run.search_configurations import configurations
 from aebench.run.search_section import SEARCH_TRIAL_SEED
 from aebench.session import Session
 from aebench.views.blocks import Paragraph
@@ -335,3 +336,39 @@ def test_search_trials_are_mlflow_runs_in_the_search_folders_experiment(tmp_path
     assert by_folder[str((tmp_path / "out" / "search").resolve())] == searched_ids
     assert len(by_folder[str((tmp_path / "out").resolve())]) == 1  # the leaderboard's one seed
     assert set(trial_runs["status"]) == {"FINISHED"}
+
+
+def test_a_study_is_named_by_how_it_searches_and_not_by_its_budget(tmp_path, probing):
+    # Reopened under an old name, a study kept its old objective's direction and pooled two
+    # objectives' values. The budget alone may change: a larger one goes on with the study.
+    def name(metrics: tuple[str, ...] = ("recon_mse",), **search: Any) -> str:
+        suite = searched(bowl({"knob": [1, 2, 3]}), search={"trials": 3} | search, metrics=metrics)
+        (configuration,) = configurations(
+            Session.open(suite, plugins=probing, output=tmp_path).suite
+        )
+        return configuration.study_name
+
+    first = name()
+    assert name(trials=6) == first
+    for other in (
+        {"objective": "recon_mse"},
+        {"sampler": "random"},
+        {"seed": 1},
+        {"trial_seed": 7},
+    ):
+        assert name(**other) != first, other
+    # What is measured makes another study only where the objective is a metric.
+    assert name(metrics=("recon_mse", "recon_bce")) == first
+    metric = name(objective="recon_mse")
+    assert name(metrics=("recon_mse", "recon_bce"), objective="recon_mse") != metric
+
+
+def test_search_md_shows_this_runs_studies_not_those_of_a_search_since_changed(tmp_path, probing):
+    suite = searched(bowl({"knob": [1, 2, 3]}), search={"trials": 3, "sampler": "grid"})
+    opened(suite, probing, tmp_path / "out").run()
+    suite["search"] = {"trials": 3, "sampler": "random"}  # another study, the first one kept
+    opened(suite, probing, tmp_path / "out").run()
+    assert len(studies(tmp_path / "out")) == 2
+    text = (tmp_path / "out" / "search.md").read_text()
+    assert "random sampler" in text
+    assert len([line for line in text.splitlines() if line.startswith("| watched/")]) == 1
