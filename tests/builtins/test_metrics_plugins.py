@@ -302,3 +302,29 @@ def test_eval_metrics_selects_metrics_by_name(write_suite, tmp_path, plugins) ->
     table = read_results(tmp_path / "some")
     assert {"elbo", "rate", "distortion", "bits_per_dim", "n_params"} <= set(table.columns)
     assert not {"log_px_iwae", "kmeans_nmi", "recon_psnr"} & set(table.columns)
+
+
+def test_compare_checks_a_likelihood_once_not_again_through_its_rescalings() -> None:
+    # bits_per_dim = -elbo / (D ln 2) and log_px_true_gap = log_px_true - log_px_iwae: with floors
+    # of their own, a 1-nat regression of a 784-pixel ELBO (8 seeds, paired) read "regressed" on
+    # elbo and "unchanged" on bits_per_dim. They are shown; compare checks the columns they rescale.
+    import pandas as pd
+
+    from aebench.plugins.listing import installed_vocabulary
+    from aebench.views.compare import compare
+
+    vocabulary = installed_vocabulary()
+    rng = np.random.default_rng(0)
+    base = -100.0 + rng.normal(0.0, 0.3, 8)
+    rows = []
+    for run, elbo in (("old", base), ("new", base - 1.0 + rng.normal(0.0, 0.05, 8))):
+        for seed, value in enumerate(elbo):
+            rows.append(
+                {"run": run, "dataset": "mnist", "model": "vae", "regularizer": "none"}
+                | {"seed": seed, "status": "ok", "start_digest": f"s{seed}", "elbo": value}
+                | {"bits_per_dim": -value / (784 * math.log(2))}
+            )
+    table = pd.DataFrame(rows)
+    new, old = (table[table["run"] == r].drop(columns="run") for r in ("new", "old"))
+    verdicts = compare(new, old, vocabulary=vocabulary).rows.set_index("metric")["verdict"]
+    assert verdicts.to_dict() == {"elbo": "regressed"}
