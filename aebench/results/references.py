@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,12 @@ class Outcome:
     # The metric's declaration: a heavy-tailed column's ours is its median and outside a sign
     # test; its interval is cut at the values it can take. None: a mean, uncut.
     column: Column | None = None
+    lost: int = 0  # its seeds without a value: failed, diverged, or not a number (NaN, infinite)
+
+    @property
+    def seeds_text(self) -> str:
+        """``5`` or, where some gave no value, ``5 of 8``."""
+        return f"{self.seeds} of {self.seeds + self.lost}" if self.lost else str(self.seeds)
 
     @property
     def seeds(self) -> int:
@@ -238,7 +245,9 @@ class Outcome:
         else:  # how far from the value, at the interval's farthest end
             worst = -max(abs(end - value) for end in ends)
         if worst >= -self.reference.tolerance:
-            return "inside"
+            # Not where some seeds gave no value: theirs could lie anywhere (3 seeds near the
+            # value, 3 diverged and one at -inf read "inside" on the 3).
+            return "inconclusive" if self.lost else "inside"
         p = self.outside_p(direction) if p_outside is None else p_outside
         return "outside" if p < 1 - confidence else "inconclusive"
 
@@ -287,6 +296,8 @@ def outcomes(
     the columns' declarations, where a heavy-tailed one's outcome is read by its median."""
     ok = table[table["status"] == "ok"] if "status" in table else table.iloc[0:0]
     keys = [c for c in ok.columns if is_config_column(c)]
+    # every seed of each configuration, whatever its status: those that gave no value are counted
+    seeds = Counter(_configuration(r) for r in table.reindex(columns=keys).to_dict("records"))
     out = []
     for reference in references:
         where = reference.where
@@ -302,7 +313,7 @@ def outcomes(
         # holds runs of the suite under other settings)
         differing = [k for k in keys if chosen[k].map(canonical).nunique(dropna=False) > 1]
         shown = [k for k in keys if "." in k and (k in where or k in differing)]
-        for _, rows in chosen.groupby(configs, sort=True):
+        for config, rows in chosen.groupby(configs, sort=True):
             if reference.metric in rows:
                 values = pd.to_numeric(rows[reference.metric], errors="coerce").to_numpy(float)
             else:
@@ -319,6 +330,7 @@ def outcomes(
                     [str(t) for t in rows["trial_id"]] if "trial_id" in rows else [],
                     schedule,
                     None if vocabulary is None else vocabulary.get(reference.metric),
+                    lost=seeds[config] - len(finite),
                 )
             )
     return out

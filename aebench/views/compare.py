@@ -2,30 +2,30 @@
 
 Configurations are matched on every parameter column (dataset, model, regularizer and their
 ``dataset.*``, ``model.*``, ``regularizer.*``, ``train.*``, ``eval.*`` columns) but not the seed,
-and not the parameters a ``[search]`` chose (``as_tuned``): a tuned configuration is matched on
-what was fixed before its search.
-Only rows with status ``ok`` count, and each side's seeds are a sample: every compared column of
-every configuration is a test of NEW against the baseline (``aebench.views.compare_verdicts``):
-paired by seed over the seeds whose trials started from the same weights in both tables
-(``same_start``), two-sample otherwise; the column's floor the smallest change that matters (a speed
-column's is ``speed_tolerance`` of the baseline: NEW against it scaled), Benjamini–Hochberg over
-everything compared. The verdicts are ``regressed``, ``improved``, ``unchanged`` (shown to be
-within the floor) and ``inconclusive`` (too few seeds to tell; the note says how many would).
+and not the parameters a ``[search]`` chose (``as_tuned``): a tuned configuration is matched on what
+was fixed before its search. Only rows with status ``ok`` count, and each side's seeds are a sample:
+every compared column of every configuration is a test of NEW against the baseline
+(``aebench.views.compare_verdicts``): paired by seed over the seeds whose trials started from the
+same weights in both tables (``same_start``), two-sample otherwise; the column's floor the smallest
+change that matters (a speed column's is ``speed_tolerance`` of the baseline: NEW against it
+scaled), Benjamini–Hochberg over everything compared. The verdicts are ``regressed``, ``improved``,
+``unchanged`` (shown to be within the floor) and ``inconclusive`` (too few seeds to tell; the note
+says how many would).
 
 Which columns are compared, which way each improves and whether it is heavy-tailed is read from
 the tables' declarations (``columns.json`` beside each table; the new table's win), never from a
 list kept here.
 
 A configuration that has ok rows in the baseline and none in NEW (all failed or diverged) is a
-quality regression, and so is a column it no longer measures. Where some of a configuration's
-seeds did not train, in either table, the share that did is tested too (a ``status`` row,
-``compare_verdicts.trained_share``): the columns compare only the seeds that trained. So where a
-column is no number (NaN, infinite) on some seeds that trained, the share that are numbers is
-tested too (a ``COLUMN measured`` row, ``compare_verdicts.measured_share``). A
-configuration whose likelihood protocol (the ``likelihood`` and ``binarize`` columns) differs
-between the tables is not compared at all: it is reported ``incomparable``, which fails like a
-quality regression. A column with no value in one whole table (or none in NEW) but values in the
-other cannot be compared: that is bad input; one the baseline has none of (added since) is listed.
+quality regression, and so is a column it no longer measures. Where some of a configuration's seeds
+did not train, in either table, the share that did is tested too (a ``status`` row,
+``compare_verdicts.trained_share``): the columns compare only the seeds that trained. So is the
+share of a column's values that are numbers, where some are not (NaN, infinite: a ``COLUMN
+measured`` row). A configuration whose likelihood protocol (the ``likelihood`` and ``binarize``
+columns) differs between the tables is not compared at all: it is reported ``incomparable``, which
+fails like a quality regression. A column with no value in one whole table (or none in NEW) but
+values in the other cannot be compared: that is bad input; one the baseline has none of (added
+since) is listed.
 
 The NEW table's folder may carry published values (a suite's ``[[references]]``,
 ``aebench.references``): each is checked against the configuration of NEW it names, a row of kind
@@ -280,10 +280,8 @@ def _measured_columns(
     for column in compared_columns(vocabulary):
         if column.name not in base_ok.columns:
             continue
-        in_new, in_base = (
-            len(_values(rows, column.name)) if column.name in rows.columns else 0
-            for rows in (new_ok, base_ok)
-        )
+        in_base = len(_values(base_ok, column.name))
+        in_new = len(_values(new_ok, column.name)) if column.name in new_ok else 0
         if bool(in_new) != bool(in_base):
             empty = new_ok if in_base else base_ok
             name = "the new table" if in_base else "the baseline"
@@ -410,6 +408,8 @@ def _reproduced(outcome: Outcome, verdict: Verdict, confidence: float) -> dict:
     notes = [reference.label()]
     if not math.isfinite(outcome.mean):
         notes.append("not measured")
+    elif outcome.lost:
+        notes.append(f"a value on {outcome.seeds_text} seeds")
     if outcome.shortened:
         notes.append(f"shortened: {outcome.epochs:,} of {reference.epochs:,} epochs")
     ours = outcome.interval(confidence)  # shown in the new column, with its seeds or why none

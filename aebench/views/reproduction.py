@@ -129,7 +129,7 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
             o.reference.label(),
             o.configuration or "no ok trial matches " + ", ".join(o.reference.where),
             o.reference.metric + arrow(o.reference.metric, vocabulary),
-            str(o.seeds),
+            o.seeds_text,
             interval_cell(o.interval()),
             format_number(o.reference.value),
             _difference(o),

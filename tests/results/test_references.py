@@ -286,6 +286,35 @@ def test_a_reproduction_is_a_test_on_the_interval_over_seeds(values, expected) -
     assert outcome.verdict(+1) == expected
 
 
+@pytest.mark.parametrize("lost", ["diverged", "nan", "-inf"])
+def test_seeds_that_gave_no_value_keep_a_reproduction_from_being_inside(lost: str) -> None:
+    # Three seeds near the published value and one that gave none: "inside" on the three would
+    # speak for a configuration whose every seed it does not describe.
+    table = scores({"m": [-20.1, -19.9, -20.0, -20.0]})
+    if lost == "diverged":
+        table.loc[3, ["status", "score"]] = ["diverged", math.nan]
+    else:
+        table.loc[3, "score"] = float(lost)
+    published = Reference.model_validate(reference(metric="score", where={"model": "m"}))
+    [outcome] = outcomes(table, [published])
+    assert outcome.seeds == 3 and outcome.lost == 1 and outcome.seeds_text == "3 of 4"
+    assert outcome.verdict(+1) == "inconclusive"
+    [whole] = outcomes(scores({"m": [-20.1, -19.9, -20.0]}), [published])
+    assert whole.lost == 0 and whole.seeds_text == "3" and whole.verdict(+1) == "inside"
+    # Far off on the seeds that gave one, it is still outside.
+    table.loc[:2, "score"] = [-22.1, -21.9, -22.0]
+    assert outcomes(table, [published])[0].verdict(+1) == "outside"
+    # compare says so beside the verdict
+    row = _reproduction_row(table, published)
+    assert "a value on 3 of 4 seeds" in row["note"]
+
+
+def _reproduction_row(table: pd.DataFrame, published: Reference) -> pd.Series:
+    rows = compare(table, table, references=[published]).rows
+    (row,) = rows[rows["kind"] == "reproduction"].to_dict("records")
+    return pd.Series(row)
+
+
 def test_not_worse_is_inconclusive_where_the_interval_reaches_past_the_margin() -> None:
     # higher is better, allowed down to -20.5: [-20.93, -19.07] reaches below it
     table = scores({"m": [-20.0, -19.6, -20.4]})
