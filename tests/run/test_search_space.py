@@ -40,6 +40,11 @@ def test_the_grid_of_a_space_lists_every_value_and_a_continuous_range_has_none()
         ({"low": 1, "high": 8}, 8, "top"),
         ({"low": 1, "high": 8}, 1, "bottom"),
         ({"low": 1, "high": 8}, 4, None),
+        # integers' edges are a share of their width too, in log units on a log scale
+        ({"low": 16, "high": 1024, "log": True}, 17, "bottom"),
+        ({"low": 16, "high": 1024, "log": True}, 128, None),
+        ({"low": 1, "high": 1000}, 999, "top"),
+        ({"low": 1, "high": 1000}, 975, None),
         ({"low": 1e-4, "high": 1e-2, "log": True}, 1.05e-4, "bottom"),
         ({"low": 1e-4, "high": 1e-2, "log": True}, 1e-3, None),
         ([2, 4, 8], 8, "top"),
