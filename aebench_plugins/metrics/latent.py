@@ -3,7 +3,8 @@
 All look at the deterministic code (``model.encode``: the posterior mean of a latent-variable
 model); of a model with a latent hierarchy (``latent_layers``), at its first layer only, the one
 nearest the data (z1 of a two-layer VAE), which holds what the upper layers summarise of x.
-scikit-learn does the work, seeded from the trial's generator. NaN without labels.
+scikit-learn does the work, seeded from the trial's generator. NaN without labels, or where some
+codes are not numbers, with the reason (``NotApplicable``).
 scikit-learn is imported inside each metric: it takes seconds, and `aebench list` loads this.
 """
 
@@ -18,7 +19,6 @@ from threadpoolctl import threadpool_limits
 from aebench import MetricContext, NotApplicable, Split, latent_layer_slices
 from aebench_plugins.metrics.codes import split_codes
 
-NAN = float("nan")
 KNN_NEIGHBOURS = 5
 SILHOUETTE_MAX_SAMPLES = 5000  # silhouette is quadratic in the number of samples
 
@@ -29,16 +29,19 @@ def _one_thread():
     return threadpool_limits(limits=1)
 
 
-def _codes_and_labels(context: MetricContext, split: Split) -> tuple[np.ndarray, np.ndarray] | None:
-    """The split's codes (a hierarchy's first layer) and labels as numpy arrays; None without
-    labels or with non-finite codes (there is nothing meaningful to cluster)."""
+def _codes_and_labels(
+    context: MetricContext, split: Split, name: str = "test"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The split's codes (a hierarchy's first layer) and labels as numpy arrays. ``NotApplicable``,
+    with why, without labels or where some codes are not numbers (nothing to cluster or fit)."""
     if split.y is None:
-        return None
+        raise NotApplicable(f"the {name} split has no labels")
     codes = split_codes(context, split)
     first_layer = next(iter(latent_layer_slices(context.model, codes.shape[1]).values()))
     codes = codes[:, first_layer].double().cpu().numpy()
     if not np.isfinite(codes).all():
-        return None
+        broken = int((~np.isfinite(codes)).any(axis=1).sum())
+        raise NotApplicable(f"the codes of {broken} of {len(codes)} {name} inputs are not numbers")
     return codes, split.y.cpu().numpy()
 
 
@@ -55,10 +58,7 @@ def kmeans(context: MetricContext) -> dict[str, float]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    test = _codes_and_labels(context, context.data.test)
-    if test is None:
-        return {"kmeans_nmi": NAN, "kmeans_ari": NAN}
-    codes, labels = test
+    codes, labels = _codes_and_labels(context, context.data.test)
     k = context.data.info.n_classes or len(np.unique(labels))
     if len(codes) < k:
         raise NotApplicable(f"{k} clusters need at least {k} test inputs; there are {len(codes)}")
@@ -78,8 +78,6 @@ def silhouette(context: MetricContext) -> dict[str, float]:
     from sklearn.metrics import silhouette_score
 
     test = _codes_and_labels(context, context.data.test)
-    if test is None:
-        return {"silhouette": NAN}
     if not 2 <= len(np.unique(test[1])) < len(test[1]):
         raise NotApplicable("a silhouette needs 2 or more labels and more inputs than labels")
     codes, labels = test
@@ -90,11 +88,9 @@ def silhouette(context: MetricContext) -> dict[str, float]:
 
 
 def _train_and_score(context: MetricContext, classifier) -> float:
-    """Accuracy on the test codes of ``classifier`` fit on the train codes (NaN without labels)."""
-    train = _codes_and_labels(context, context.data.train)
+    """Accuracy on the test codes of ``classifier`` fit on the train codes."""
+    train = _codes_and_labels(context, context.data.train, "train")
     test = _codes_and_labels(context, context.data.test)
-    if train is None or test is None:
-        return NAN
     with _one_thread():
         return float(classifier.fit(*train).score(*test))
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from aebench import MetricContext
+from aebench import MetricContext, NotApplicable
 
 MSE_FLOOR = 1e-10
 
@@ -23,9 +23,10 @@ def recon_mse(context: MetricContext) -> dict[str, float]:
 
 
 def recon_bce(context: MetricContext) -> dict[str, float]:
-    """Binary cross-entropy in nats per sample (data in [0, 1] only; NaN for real-valued data)."""
+    """Binary cross-entropy in nats per sample (data in [0, 1] only; NaN for real-valued data,
+    with the reason)."""
     if context.data.info.kind == "real":
-        return {"recon_bce": float("nan")}
+        raise NotApplicable("a cross-entropy needs data in [0, 1]; this data is real-valued")
     x, recon = reconstruct(context)
     bce = F.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), x, reduction="none")
     return {"recon_bce": bce.flatten(1).sum(1).mean().item()}

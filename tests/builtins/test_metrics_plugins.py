@@ -328,3 +328,32 @@ def test_compare_checks_a_likelihood_once_not_again_through_its_rescalings() -> 
     new, old = (table[table["run"] == r].drop(columns="run") for r in ("new", "old"))
     verdicts = compare(new, old, vocabulary=vocabulary).rows.set_index("metric")["verdict"]
     assert verdicts.to_dict() == {"elbo": "regressed"}
+
+
+class NotANumberCode(Shrink):
+    """Shrink, the first input's code not a number."""
+
+    def encode(self, x: Tensor) -> Tensor:
+        code = x.flatten(1).clone()
+        code[0, 0] = math.nan
+        return code
+
+
+def test_a_metric_that_cannot_measure_says_why_beside_its_nan(plugins) -> None:
+    # The promise: a number that is not what its name says is NaN with a reason, never a bare NaN.
+    bce = plugins.metrics.get("recon_bce").factory.measure(image_context(Shrink(), "real"))
+    assert math.isnan(bce.values["recon_bce"]) and "real-valued" in bce.reason
+    x = torch.rand(40, 4, generator=torch.Generator().manual_seed(0))
+    labels = (x[:, 1] > 0.5).long()
+    data = Data(
+        DataInfo(shape=(4,), kind="unit", n_classes=2),
+        train=Split(x, labels),
+        test=Split(x, labels),
+    )
+    for name, split in (("kmeans", "test"), ("silhouette", "test"), ("knn_acc", "train")):
+        found = plugins.metrics.get(name).factory.measure(make_context(NotANumberCode(), data))
+        assert all(math.isnan(v) for v in found.values.values()), name
+        assert found.reason == f"the codes of 1 of 40 {split} inputs are not numbers", name
+    unlabelled = Data(DataInfo(shape=(4,), kind="unit"), train=Split(x), test=Split(x))
+    found = plugins.metrics.get("probe_acc").factory.measure(make_context(Shrink(), unlabelled))
+    assert math.isnan(found.values["probe_acc"]) and found.reason
