@@ -224,12 +224,15 @@ class ImportanceSampling:
 
     @property
     def convergence(self) -> Tensor:
-        """Estimate at K minus the mean of the G estimates at K/G, (N,); NaN where K < G draws.
+        """Estimate at K minus the mean of the G estimates at K/G, (N,): at K/10 (G = 10), and at
+        1 below K = 10 (G = K: one draw a group); NaN with one draw.
 
         The estimate's expectation rises with K towards log p(x); while it still rises by a
         noticeable amount from K/G to K, K was not large enough (q misses mass that p has).
+        Below K = 10 it was NaN, and the least converged estimates went unflagged: 3.1 nats short
+        at K = 9 said nothing, 3.0 at K = 10 was flagged.
         """
-        if self.n_samples < 10 or len(self.group_sizes) < 10:
+        if len(self.group_sizes) < 2:
             return torch.full_like(self.bound, math.nan)
         group_bounds = self.group_log_sums - self.group_sizes.log()
         return self.bound - group_bounds.mean(dim=1)

@@ -99,7 +99,7 @@ METRICS = {
             likelihood_column(
                 "log_px_iwae_convergence",
                 unit="nats",
-                description="estimate at K minus at K/10; large: K too small",
+                description="estimate at K minus at K/10 (at 1 below K = 10); large: K too small",
                 flag_above=CONVERGED,
             ),
             likelihood_column(

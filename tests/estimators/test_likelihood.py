@@ -321,6 +321,23 @@ def test_importance_sampling_summaries_match_a_direct_computation(monkeypatch, b
     torch.testing.assert_close(sampled.mc_variance, delta)
 
 
+def test_below_10_draws_convergence_is_the_estimate_at_k_minus_at_one_draw(monkeypatch) -> None:
+    # NaN below K = 10 left the least converged estimates unflagged. Now: at K minus the mean of
+    # the K one-draw estimates (the mean log weight), by hand; NaN with one draw only.
+    model = PPCA(exact_posterior=False)
+    x = model.sample_data(30)
+    k = 9
+    offsets = torch.randn(k, LATENT_DIM, generator=torch.Generator().manual_seed(4)).double()
+    monkeypatch.setattr(estimators, "_sample", lambda q, n: q.mean + offsets[:n].unsqueeze(1))
+    q = model.posterior(x)
+    log_w = estimators.log_weights(model, x, q, q.mean + offsets.unsqueeze(1)).double()  # (K, N)
+    sampled = estimators.importance_sampling(model, x, k)
+    at_k = log_w.logsumexp(0) - math.log(k)
+    torch.testing.assert_close(sampled.convergence, at_k - log_w.mean(0))
+    assert (sampled.convergence >= 0).all()  # Jensen: the mean of logs is below the log of means
+    assert torch.isnan(estimators.importance_sampling(model, x, 1).convergence).all()
+
+
 def test_with_the_exact_posterior_every_weight_is_equal() -> None:
     model = PPCA(exact_posterior=True)
     x = model.sample_data(40)
