@@ -310,6 +310,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table_references,
         table_vocabulary,
     )
+    from aebench.views.compare_matching import settings_apart
     from aebench.views.compare_text import format_comparison
 
     if not args.speed_tolerance >= 0:
@@ -336,7 +337,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except CompareError as exc:
         raise UsageError(str(exc)) from None
     if comparison.rows.empty:
-        raise UsageError(f"{args.new}: no configuration matches one of {args.baseline}")
+        apart = ", ".join(settings_apart(new, baseline)) or "their settings"
+        raise UsageError(f"{args.new}: no configuration matches one of {args.baseline} ({apart})")
     print(format_comparison(comparison, show_all=args.all))
     return 1 if len(comparison.regressions(fail_on)) else 0
 

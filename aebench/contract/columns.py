@@ -24,9 +24,11 @@ PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
 # notes: measured values above their column's flag_above (estimator diagnostics, not training
 # warnings); likelihood, binarize: the protocol a likelihood is of; threads: torch's, in the
 # trial's process; start_digest: the weights its training started from (aebench.run.start);
-# search_params: the parameter columns a [search] chose for it, comma-separated.
+# search_params: the parameter columns a [search] chose for it, comma-separated; stack_group:
+# the trials it trained stacked with (aebench.run.stacked), one id for all, "" alone.
 START_DIGEST = "start_digest"
 SEARCH_PARAMS = "search_params"
+STACK_GROUP = "stack_group"
 BOOKKEEPING = frozenset(
     {
         "trial_id",
@@ -43,6 +45,7 @@ BOOKKEEPING = frozenset(
         "threads",
         START_DIGEST,
         SEARCH_PARAMS,
+        STACK_GROUP,
     }
 )
 CORE_KEYS = frozenset({*IDENTITY, "seed", *BOOKKEEPING})

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from aebench.contract.checks import check_metric_values
-from aebench.contract.columns import START_DIGEST, Column, metric_time_column
+from aebench.contract.columns import STACK_GROUP, START_DIGEST, Column, metric_time_column
 from aebench.contract.data import Data
 from aebench.contract.metric import MetricContext
 from aebench.contract.model import LatentVariableModel
@@ -38,7 +38,8 @@ PEAK_MEMORY_UNMEASURED = "peak memory is measured on CUDA devices only"
 # The columns training writes: a kept model evaluated again keeps them from its first run.
 TRAINING_COLUMNS = (
     *("train_s", "train_samples_per_s", "final_loss", "peak_mem_mb", "warnings"),
-    *("stopped_epoch", "best_epoch", "best_val_loss", START_DIGEST),
+    *("stopped_epoch", "best_epoch", "best_val_loss", START_DIGEST, STACK_GROUP),
+    *("threads", "device"),  # what it trained on, which its speed is of
 )
 
 # Trial id -> metric -> its earlier columns (its time column among them): what ``measure_all``

@@ -38,6 +38,7 @@ a search's pruner. A group whose stacked training raises trains its trials alone
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -332,13 +333,16 @@ class StackedTraining:
 
     def _finish(self, train_s: float) -> list[TrainResult]:
         """The results; the group's time is shared among its trials (each trial's ``train_s``
-        and samples/s are its share, what it cost)."""
+        and samples/s are its share, what it cost), and so are its measurements of speed: one for
+        the group, not one a trial, which ``stack_group`` says (``compare`` counts it once)."""
         size = len(self.group)
+        ids = sorted(prepared.trial.id for prepared in self.group)
+        group = hashlib.blake2b("\n".join(ids).encode(), digest_size=8).hexdigest()
         device = self.group[0].data.train.x.device
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         for prepared, result in zip(self.group, self.results, strict=True):
-            result.train_s = train_s / size
+            result.train_s, result.stack_group = train_s / size, group
             watch = prepared.watch
             if watch.best_epoch:
                 result.best_epoch, result.best_val_loss = watch.best_epoch, watch.best

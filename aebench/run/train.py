@@ -69,6 +69,7 @@ class TrainResult:
     best_epoch: int | None = None  # the epoch of the lowest validation loss (with validation)
     best_val_loss: float = float("nan")
     start_digest: str = ""  # of the weights training started from (``aebench.run.start``)
+    stack_group: str = ""  # trained stacked with others: the group's id (``aebench.run.stacked``)
 
 
 def _sync(device: torch.device) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from aebench.contract.checks import ContractError, check_first_batch
-from aebench.contract.columns import START_DIGEST
+from aebench.contract.columns import STACK_GROUP, START_DIGEST
 from aebench.contract.data import Data
 from aebench.plugins.blame import failure_reason
 from aebench.plugins.manager import Plugins
@@ -212,6 +212,7 @@ def trained_row(
         "best_epoch": result.best_epoch if result.best_epoch is not None else math.nan,
         "best_val_loss": result.best_val_loss,
         START_DIGEST: result.start_digest,
+        STACK_GROUP: result.stack_group,
     }
     if result.diverged_at is not None:
         row |= {"status": "diverged", "reason": f"loss is not finite at epoch {result.diverged_at}"}

@@ -58,7 +58,7 @@ from aebench.results.references import (
 from aebench.results.rows import canonical, label
 from aebench.results.stats import DEFAULT_CONFIDENCE
 from aebench.results.table import PARQUET, read_results
-from aebench.views.compare_matching import as_tuned, same_start
+from aebench.views.compare_matching import as_tuned, one_per_stack, same_start
 from aebench.views.compare_verdicts import measured_share, settle, trained_share, two_sample
 
 Kind = Literal["quality", "speed", "reproduction", "inconclusive"]
@@ -227,15 +227,13 @@ def compare(
             continue
         started_alike = same_start(base_rows, new_groups[key])  # one configuration's seeds
         for column in metrics:
-            base_values = _values(base_rows, column.name)
+            base_values = _values(base_rows, column)
             if not len(base_values):
                 continue  # not measured for this configuration (a deterministic model's ELBO)
-            new_values = _values(new_groups[key], column.name)
+            new_values = _values(new_groups[key], column)
             base_all, new_all = base_rows[column.name], new_groups[key][column.name]
-            if len(new_values) and (len(base_values), len(new_values)) != (
-                len(base_all),
-                len(new_all),
-            ):
+            every = pd.to_numeric(pd.concat([base_all, new_all]), errors="coerce")
+            if len(new_values) and not np.isfinite(every.astype(float)).all():
                 shares = measured_share(base_all, new_all, confidence)  # NaN or infinite ones
                 rows.append(
                     _row(label, f"{column.name} measured", "quality", verdict="tested", **shares)
@@ -263,8 +261,9 @@ def compare(
     )
 
 
-def _values(rows: pd.DataFrame, name: str) -> pd.Series:
-    """The column's finite values, indexed by seed."""
+def _values(rows: pd.DataFrame, column: Column) -> pd.Series:
+    """The column's finite values, indexed by seed; a speed column's once a stack."""
+    rows, name = one_per_stack(rows) if column.speed else rows, column.name
     values = pd.to_numeric(rows[name], errors="coerce").astype(float)
     values.index = rows["seed"].to_numpy()
     return values[np.isfinite(values)]
@@ -280,8 +279,8 @@ def _measured_columns(
     for column in compared_columns(vocabulary):
         if column.name not in base_ok.columns:
             continue
-        in_base = len(_values(base_ok, column.name))
-        in_new = len(_values(new_ok, column.name)) if column.name in new_ok else 0
+        in_base = len(_values(base_ok, column))
+        in_new = len(_values(new_ok, column)) if column.name in new_ok else 0
         if bool(in_new) != bool(in_base):
             empty = new_ok if in_base else base_ok
             name = "the new table" if in_base else "the baseline"

@@ -1,11 +1,13 @@
 """How two results tables' rows meet in ``aebench compare``: a tuned configuration by what was
-fixed before its search, and a configuration's seeds paired where they started alike."""
+fixed before its search, a configuration's seeds paired where they started alike, and trials
+trained stacked counted once for their speed."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from aebench.contract.columns import SEARCH_PARAMS, START_DIGEST
+from aebench.contract.columns import SEARCH_PARAMS, STACK_GROUP, START_DIGEST, is_config_column
+from aebench.results.rows import canonical
 
 TUNED = "tuned"  # a searched parameter's value, as a configuration is matched on it
 
@@ -34,3 +36,25 @@ def same_start(base_rows: pd.DataFrame, new_rows: pd.DataFrame) -> set[int]:
     if not (base.index.is_unique and new.index.is_unique):
         return set()
     return {s for s, start in base.items() if start and s in new.index and new[s] == start}
+
+
+def one_per_stack(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with one trial of each stack (``stack_group``): trials trained stacked share one
+    measurement of speed, each row a copy of it, which is one sample and not one a seed (4
+    seeds stacked, run twice: "improved, p = 0" on one measurement a side; 4 against 8 stacked,
+    the group's size alone, "regressed")."""
+    if STACK_GROUP not in rows:
+        return rows
+    groups = rows[STACK_GROUP].fillna("").astype(str)
+    return rows[(groups == "") | ~groups.duplicated()]
+
+
+def settings_apart(new: pd.DataFrame, baseline: pd.DataFrame) -> list[str]:
+    """The settings both tables have whose values they share none of: why no configuration
+    matches (``train.stack``: trained stacked in one, alone in the other)."""
+
+    def values(table: pd.DataFrame, column: str) -> set[str]:
+        return {str(canonical(v)) for v in table[column]}
+
+    shared = [c for c in baseline.columns if is_config_column(c) and c in new.columns]
+    return [c for c in shared if not values(new, c) & values(baseline, c)]

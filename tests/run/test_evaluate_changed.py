@@ -56,6 +56,20 @@ def test_a_changed_setting_measures_only_its_metric(
     assert after["eval_s"] >= after["eval_s_counted_spread"] + after["eval_s_recon_mse"]
 
 
+def test_the_training_columns_keep_what_it_trained_on(
+    measured: Path, counting: Plugins, monkeypatch
+) -> None:
+    # threads and device are those its speed was measured at: an evaluation at other settings
+    # does not make the row say its training ran there (it said 1 thread of a 2-thread run).
+    table = load_results(measured)
+    table.loc[:, ["threads", "device"]] = [7, "elsewhere"]  # as if trained there
+    table.to_parquet(measured / "results.parquet", index=False)
+    monkeypatch.setattr(aebench.cli, "load_plugins", lambda **_: counting)
+    assert main(["evaluate", str(measured), "--set", "counted_mean.scale=2"]) == 0
+    after = only_row(measured)
+    assert (after["threads"], after["device"]) == (7, "elsewhere")
+
+
 def test_named_metrics_are_measured_again_whatever_their_settings(
     measured: Path, counting: Plugins
 ) -> None:

@@ -142,6 +142,11 @@ def test_each_stacked_trial_has_its_own_model_curves_and_row(
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
     losses = [done[s][0]["final_loss"] for s in range(3)]
     assert len(set(losses)) == 3
+    # One measurement of speed for the group, copied to each row, which says so (compare counts
+    # it once): one stack_group for the three.
+    groups = {done[s][0]["stack_group"] for s in range(3)}
+    assert len(groups) == 1 and len(groups.pop()) == 16
+    assert len({done[s][0]["train_samples_per_s"] for s in range(3)}) == 1
 
 
 @pytest.mark.parametrize(("regularizer", "together"), [("l1", False), ("denoising", True)])

@@ -455,7 +455,8 @@ def test_configurations_on_one_side_only_are_listed_not_failed(write, capsys) ->
         (["new", "baseline", "--confidence", "1.5"], "--confidence 1.5: must be between 0.5"),
         (["new", "baseline", "--confidence", "0.5"], "--confidence 0.5: must be between 0.5"),
         (["not-a-table", "baseline"], "not an aebench results table"),
-        (["other", "baseline"], "no configuration matches"),
+        (["other", "baseline"], "no configuration matches one of"),
+        (["other", "baseline"], "baseline (model.latent_dim)"),  # the setting apart, named
         (["unmeasured", "baseline"], "the new table: knn_acc is NaN in every row that trained"),
         (["absent", "baseline"], "the new table: knn_acc is no column, and the other table has"),
     ],
@@ -737,3 +738,32 @@ def test_a_side_whose_seeds_are_all_equal_shows_no_interval_and_says_why() -> No
     text = format_comparison(compare(new, base, vocabulary=VOCABULARY))
     assert "0.96 (3 seeds, all equal: no interval)" in text
     assert "0.91 [" in text  # NEW's seeds spread: its interval
+
+
+def test_seeds_trained_stacked_count_once_for_their_speed() -> None:
+    # A stack of 4 seeds measures its speed once, each row a copy: one sample a side, not four
+    # (run twice, the copies read "improved, p = 0"). Quality stays one value a seed.
+    def stacked(speed: float, run: str, group: str) -> pd.DataFrame:
+        table = results(
+            {8: {"recon_mse": [0.020, 0.021, 0.022, 0.023], "train_samples_per_s": [speed] * 4}},
+            seeds=(0, 1, 2, 3),
+            run=run,
+            start="s",
+        )
+        return table.assign(stack_group=group)
+
+    comparison = compare(
+        stacked(15089.0, "b", "g2"), stacked(13210.0, "a", "g1"), vocabulary=VOCABULARY
+    )
+    rows = comparison.rows.set_index("metric")
+    speed = rows.loc["train_samples_per_s"]
+    assert speed["verdict"] == "inconclusive" and speed["n_new"] == speed["n_baseline"] == 1
+    assert rows.loc["recon_mse", "n_new"] == 4
+    # Trained alone, each seed is its own measurement, as before.
+    alone = compare(
+        stacked(15089.0, "b", ""),
+        stacked(13210.0, "a", ""),
+        speed_tolerance=0.1,
+        vocabulary=VOCABULARY,
+    )
+    assert alone.rows.set_index("metric").loc["train_samples_per_s", "n_new"] == 4
