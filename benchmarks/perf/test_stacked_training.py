@@ -33,6 +33,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -89,9 +90,9 @@ def test_seeds_stacked_against_separate(benchmark, plugins: Plugins) -> None:
     models = [build_model(plugins, "vae", data.info, seed=s, **BURDA) for s in range(SEEDS)]
     regularizer = plugins.regularizers.get("none").factory()
     generators = [torch.Generator().manual_seed(s) for s in range(SEEDS)]
-    group = [
-        Prepared(None, m, regularizer, data, g)  # type: ignore[arg-type]
-        for m, g in zip(models, generators, strict=True)
+    group = [  # a trial is only its id here: what its stack's id is made of
+        Prepared(SimpleNamespace(id=f"seed{s}"), m, regularizer, data, g)  # type: ignore[arg-type]
+        for s, (m, g) in enumerate(zip(models, generators, strict=True))
     ]
 
     def stacked_epoch() -> None:
