@@ -131,6 +131,7 @@ def test_a_larger_iwae_samples_trains_nothing_and_changes_only_the_likelihoods(r
     assert after.loc["vae", "eval.log_px_iwae.samples"] == 40
 
 
+@pytest.mark.slow  # two real runs, end to end
 def test_without_kept_weights_a_changed_evaluation_trains_again(tmp_path: Path) -> None:
     suite = tmp_path / "suite.toml"
     suite.write_text(suite_text(keep_models=False))

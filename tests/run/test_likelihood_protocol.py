@@ -150,6 +150,7 @@ def digits_rows(tmp_path_factory) -> dict[str, dict]:
     return rows
 
 
+@pytest.mark.slow  # a real run of three models, end to end
 def test_rows_carry_their_likelihood_protocol(digits_rows) -> None:
     assert digits_rows["vae"]["likelihood"] == "discretized-logistic-17"
     assert digits_rows["vae-bernoulli"]["likelihood"] == "bernoulli"
