@@ -19,8 +19,9 @@ imported where a statistic is computed (0.35 s): a run with nothing to do needs 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -348,9 +349,19 @@ def friedman(ranks: np.ndarray) -> tuple[float, float, bool]:
     def statistic(*treatments: np.ndarray, axis: int = -1) -> np.ndarray:
         return stats.friedmanchisquare(*treatments, axis=axis).statistic
 
-    treatments = list(np.asarray(ranks, dtype=float).T)
+    found, exact = _shuffled_within_blocks(ranks, statistic)
+    return float(found.statistic), float(found.pvalue), exact
+
+
+def _shuffled_within_blocks(ranks: np.ndarray, statistic: Callable) -> tuple[Any, bool]:
+    """scipy's permutation test of ``statistic`` over ``ranks`` (blocks x treatments), each
+    block's values shuffled among the treatments, as "every treatment ranks alike" says they may
+    be; and whether every shuffle was counted (else ``RESHUFFLES`` drawn)."""
+    from scipy import stats
+
+    ranks = np.asarray(ranks, dtype=float)
     found = stats.permutation_test(
-        treatments,
+        list(ranks.T),
         statistic,
         permutation_type="samples",  # scipy's name for shuffling within each block
         alternative="greater",
@@ -358,8 +369,7 @@ def friedman(ranks: np.ndarray) -> tuple[float, float, bool]:
         n_resamples=RESHUFFLES,
         rng=0,  # the same report from the same table
     )
-    exact = math.factorial(len(treatments)) ** len(ranks) <= RESHUFFLES
-    return float(found.statistic), float(found.pvalue), exact
+    return found, math.factorial(ranks.shape[1]) ** len(ranks) <= RESHUFFLES
 
 
 @dataclass(frozen=True)
@@ -400,25 +410,14 @@ def rank_differences(ranks: np.ndarray) -> RankDifferences:
     from the worst of 6 configurations ranked alike on 2 datasets, which chance does 1 time in 30.
     Every pair is corrected at once: with every configuration alike, any pair is told apart at
     most 5% of the time at 95%."""
-    from scipy import stats
 
     def largest(*treatments: np.ndarray, axis: int = -1) -> np.ndarray:
         means = np.mean(np.stack(treatments), axis=axis)  # configurations x shuffles
         return np.ptp(means, axis=0)
 
-    ranks = np.asarray(ranks, dtype=float)
-    found = stats.permutation_test(
-        list(ranks.T),
-        largest,
-        permutation_type="samples",  # each dataset's ranks shuffled among the configurations
-        alternative="greater",
-        vectorized=True,
-        n_resamples=RESHUFFLES,
-        rng=0,  # the same report from the same table
-    )
-    exact = math.factorial(ranks.shape[1]) ** len(ranks) <= RESHUFFLES
+    found, exact = _shuffled_within_blocks(ranks, largest)
     null = np.asarray(found.null_distribution, dtype=float)
-    means = ranks.mean(axis=0)
+    means = np.asarray(ranks, dtype=float).mean(axis=0)
     apart = np.abs(means[:, None] - means[None, :])
     p = np.vectorize(lambda d: _share_as_large(null, d, exact))(apart)
     np.fill_diagonal(p, 1.0)
