@@ -6,11 +6,11 @@ aebench (besides ``aebench.testing``, the conformance checks for plugin authors'
 - writing plugins: ``hookimpl``; ``DataInfo``, ``Split``, ``Data`` (datasets); ``ModelOutput``,
   ``Autoencoder``, ``LatentVariableModel``, ``latent_layer_slices`` (models; the last reads a
   model's latent hierarchy, ``latent_layers``, as slices of its code); ``Regularizer``;
-  ``Metric``, ``Column``, ``MetricContext``, ``NotApplicable`` (metrics); ``SuiteObserver``
-  (observers of a run); ``Executor`` and the ``Workload`` it runs (where trials run);
-  ``Command`` (a subcommand of the ``aebench`` program); ``likelihood``, the estimators (ELBO,
-  importance-weighted log p(x) and its diagnostics, ...) that metrics build on, and
-  ``quadrature``, exact log p(x) for latents of at most 2 dimensions;
+  ``Metric``, ``Column``, ``MetricContext``, ``NotApplicable``, ``Measurement`` (metrics);
+  ``SuiteObserver`` (observers of a run); ``Executor`` and the ``Workload`` it runs (where
+  trials run); ``Command`` (a subcommand of the ``aebench`` program); ``likelihood``, the
+  estimators (ELBO, importance-weighted log p(x) and its diagnostics, ...) that metrics build on,
+  and ``quadrature``, exact log p(x) for latents of at most 2 dimensions;
   ``paths``, where aebench and its plugins may write (never into the system's folders), the
   folder they cache in (``paths.cache_folder``) and ``paths.write_atomically``;
 - running and reading: ``load_plugins``, ``load_suite``, ``run_suite``, ``SuiteRun``, ``Suite``,
@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from aebench.contract.command import Command
     from aebench.contract.data import Data, DataInfo, DataKind, Split
     from aebench.contract.executor import Executor
-    from aebench.contract.metric import Metric, MetricContext, NotApplicable, Requirement
+    from aebench.contract.metric import (
+        Measurement,
+        Metric,
+        MetricContext,
+        NotApplicable,
+        Requirement,
+    )
     from aebench.contract.model import (
         Autoencoder,
         LatentVariableModel,
@@ -57,6 +63,7 @@ _EXPORTS = {
     "DataInfo": "aebench.contract.data",
     "DataKind": "aebench.contract.data",
     "LatentVariableModel": "aebench.contract.model",
+    "Measurement": "aebench.contract.metric",
     "Metric": "aebench.contract.metric",
     "MetricContext": "aebench.contract.metric",
     "ModelOutput": "aebench.contract.model",
@@ -102,6 +109,7 @@ __all__ = [  # the names above, spelled out for readers and linters
     "KeptTrial",
     "KeptTrialError",
     "LatentVariableModel",
+    "Measurement",
     "Metric",
     "MetricContext",
     "ModelOutput",

@@ -23,7 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from aebench.contract.checks import ContractError, check_metric_values, check_penalty
+from aebench.contract.checks import (
+    ContractError,
+    check_metric_reasons,
+    check_metric_values,
+    check_penalty,
+)
 from aebench.contract.data import Data, DataInfo
 from aebench.contract.data_checks import check_data
 from aebench.contract.metric import Metric, MetricContext
@@ -122,7 +127,8 @@ def check_metric(
     autoencoder and on a latent-variable model, with labelled and unlabelled data, and data of
     known factors that it can render where the metric needs factors (or on the ``contexts``
     given), it returns exactly its declared columns as numbers wherever its requirements are
-    met, and the same numbers again from the same seed (noisy columns aside)."""
+    met (a NaN among them with its reason: ``aebench.Measurement``), and the same numbers again
+    from the same seed (noisy columns aside)."""
     assert isinstance(metric, Metric), "register an aebench.Metric(compute, columns=[...])"
     check_no_collision(metric, plugins if plugins is not None else load_plugins())
     schema = params_model("metric", metric.compute, skip_first=True)
@@ -144,8 +150,14 @@ def check_metric(
             if measurement.reason:  # a requirement unmet, or NotApplicable from compute
                 continue
             first = check_metric_values(metric, measurement.values)
+            reasons = check_metric_reasons(first, measurement.reasons)
+            unexplained = [c for c, v in first.items() if math.isnan(v) and c not in reasons]
+            assert not unexplained, (
+                f"{', '.join(unexplained)}: NaN without a reason; return an"
+                " aebench.Measurement(values, reasons={column: why})"
+            )
             context.generator.manual_seed(context.generator.initial_seed())
-            again = check_metric_values(metric, metric.compute(context, **resolved))
+            again = check_metric_values(metric, metric.measure(context, **resolved).values)
         for name in steady:
             same = first[name] == again[name] or (
                 math.isnan(first[name]) and math.isnan(again[name])

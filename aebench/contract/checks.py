@@ -182,6 +182,22 @@ def check_metric_values(metric: Metric, values: object) -> dict[str, float]:
     return out
 
 
+def check_metric_reasons(values: Mapping[str, float], reasons: object) -> dict[str, str]:
+    """The reasons a metric gave for its NaN columns: one line each, for a column it returned
+    NaN in."""
+    _expect(isinstance(reasons, Mapping), f"gave reasons {reasons!r}; a column -> reason mapping")
+    for column, reason in reasons.items():  # type: ignore[union-attr]
+        _expect(
+            column in values and math.isnan(values[column]),
+            f"gave a reason for {column!r}, which it returned no NaN in",
+        )
+        _expect(
+            isinstance(reason, str) and reason.strip() and "\n" not in reason,
+            f"gave {column!r} the reason {reason!r}; one line of text expected",
+        )
+    return dict(reasons)  # type: ignore[arg-type]
+
+
 def check_penalty(regularizer: Regularizer, x: Tensor, out: ModelOutput, model: nn.Module) -> None:
     penalty = regularizer.penalty(x, out, model)
     _expect(

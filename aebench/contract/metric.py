@@ -109,10 +109,18 @@ class NotApplicable(Exception):  # a verdict, not an error: no "Error" suffix
 
 @dataclass(frozen=True)
 class Measurement:
-    """A metric's values, and why they are NaN when they are (``reason``, else empty)."""
+    """A metric's values, and why they are NaN where they are: ``reason`` for all of them (a
+    metric that did not apply), ``reasons`` column by column (one that measured some columns and
+    not others). A ``compute`` returns one where a column is NaN for a reason of its own::
 
-    values: dict[str, float]
+        return aebench.Measurement(
+            {"score": score, "gap": math.nan}, reasons={"gap": "the data has one factor"}
+        )
+    """
+
+    values: Mapping[str, float]
     reason: str = ""
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
 
 def likelihood_support_problem(
@@ -172,9 +180,11 @@ class Metric:
     """A measurement of a trained model, and the columns it writes: register it by name.
 
     ``compute(context, **params) -> {column: number}`` returns one finite number (or NaN) per
-    declared column. Its parameters after ``context`` are typed and defaulted like a model's; the
-    suite sets them per metric (``[eval.NAME] samples = 5000``) and they are validated before
-    anything trains. Its docstring's first line is what ``aebench list`` shows.
+    declared column; where some columns are NaN and others not, it returns an
+    ``aebench.Measurement`` that says why (a NaN without a reason is reported as one). Its
+    parameters after ``context`` are typed and defaulted like a model's; the suite sets them per
+    metric (``[eval.NAME] samples = 5000``) and they are validated before anything trains. Its
+    docstring's first line is what ``aebench list`` shows.
 
     - ``columns``: every column it returns, with which way is better, its comparison floor, its
       noise (``aebench.Column``). The report, MLflow and ``aebench compare`` read these alone.
@@ -246,17 +256,20 @@ class Metric:
 
     def __call__(self, context: MetricContext, **params: Any) -> dict[str, float]:
         """Measure: NaN in every column where the metric does not apply, else its values."""
-        return self.measure(context, **params).values
+        return dict(self.measure(context, **params).values)
 
     def measure(self, context: MetricContext, **params: Any) -> Measurement:
-        """The values, or NaN in every column with the reason where a requirement is unmet or
-        ``compute`` raised ``NotApplicable``."""
+        """The values (with their reasons where ``compute`` gave a ``Measurement``), or NaN in
+        every column with the reason where a requirement is unmet or ``compute`` raised
+        ``NotApplicable``."""
         reason = self.unmet(context)
         if reason is None:
             try:
-                return Measurement(dict(self.compute(context, **params)))
+                result = self.compute(context, **params)
             except NotApplicable as exc:
                 reason = str(exc)
+            else:
+                return result if isinstance(result, Measurement) else Measurement(dict(result))
         return Measurement(dict.fromkeys(self.column_names, math.nan), reason)
 
     def unmet(self, context: MetricContext) -> str | None:

@@ -11,21 +11,23 @@ import traceback
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from aebench.contract.checks import check_metric_values
+from aebench.contract.checks import check_metric_reasons, check_metric_values
 from aebench.contract.columns import STACK_GROUP, START_DIGEST, Column, metric_time_column
 from aebench.contract.data import Data
-from aebench.contract.metric import MetricContext
+from aebench.contract.metric import Measurement, MetricContext
 from aebench.contract.model import LatentVariableModel
 from aebench.plugins.blame import culprit
 from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Entry
 from aebench.results.rows import canonical, flatten, is_missing
 from aebench.run import stopping
+from aebench.run.nan_reasons import column_reasons, nan_reasons, parse_nan_reasons
 from aebench.run.observing import Row
 from aebench.run.suite import Trial
 from aebench.run.threads import adjust as adjust_threads
@@ -42,15 +44,24 @@ TRAINING_COLUMNS = (
     *("threads", "device"),  # what it trained on, which its speed is of
 )
 
-# Trial id -> metric -> its earlier columns (its time column among them): what ``measure_all``
-# keeps instead of measuring again, within ``keeping``.
-_KEPT: ContextVar[Mapping[str, Mapping[str, Row]] | None] = ContextVar("kept", default=None)
+
+@dataclass(frozen=True)
+class Kept:
+    """A metric's earlier columns (its time column among them) and why those that are NaN are."""
+
+    columns: Row
+    reasons: dict[str, str]
+
+
+# Trial id -> metric -> what ``measure_all`` keeps of it instead of measuring again, within
+# ``keeping``.
+_KEPT: ContextVar[Mapping[str, Mapping[str, Kept]] | None] = ContextVar("kept", default=None)
 
 
 @contextmanager
-def keeping(kept: Mapping[str, Mapping[str, Row]]) -> Iterator[None]:
-    """Within: ``measure_all`` gives these trials' metrics (trial id -> metric -> its earlier
-    columns) their earlier values instead of measuring them again. A metric not named is
+def keeping(kept: Mapping[str, Mapping[str, Kept]]) -> Iterator[None]:
+    """Within: ``measure_all`` gives these trials' metrics (trial id -> metric -> what is kept)
+    their earlier values and reasons instead of measuring them again. A metric not named is
     measured. ``unchanged_metrics`` says which may be kept."""
     token = _KEPT.set(kept)
     try:
@@ -61,8 +72,9 @@ def keeping(kept: Mapping[str, Mapping[str, Row]]) -> Iterator[None]:
 
 def unchanged_metrics(
     trial: Trial, earlier: Row, plugins: Plugins, again: Collection[str] = ()
-) -> dict[str, Row]:
-    """Metric -> its columns in ``earlier`` (the trial's row in the table), for each metric of
+) -> dict[str, Kept]:
+    """Metric -> its columns in ``earlier`` (the trial's row in the table) and the reasons there
+    for those that are NaN, for each metric of
     ``trial`` that need not be measured again on the same kept model: it was measured in that
     row with the same parameters (its ``eval.<metric>.*`` columns) and the same version of its
     distribution (``version.<distribution>``), did not fail there, has a value in one of its
@@ -73,7 +85,10 @@ def unchanged_metrics(
     before = earlier.get("eval.metrics")
     measured = json.loads(before) if isinstance(before, str) else []
     failed = str(earlier.get("metric_errors") or "")
-    kept: dict[str, Row] = {}
+    named = [c for name in trial.eval["metrics"] for c in plugins.metrics.get(name).factory.columns]
+    known = {*trial.eval["metrics"], *(c.name for c in named), "peak_mem_mb"}
+    reasons = parse_nan_reasons(str(earlier.get("nan_reasons") or ""), known)
+    kept: dict[str, Kept] = {}
     for name in trial.eval["metrics"]:
         if name not in measured or name in again or f"metric {name!r}" in failed:
             continue
@@ -90,7 +105,9 @@ def unchanged_metrics(
         if all(is_missing(earlier.get(column)) for column in names):
             continue
         columns = (*names, metric_time_column(name).name)
-        kept[name] = {c: math.nan if is_missing(earlier.get(c)) else earlier[c] for c in columns}
+        values = {c: math.nan if is_missing(earlier.get(c)) else earlier[c] for c in columns}
+        missing = {c: v for c, v in values.items() if c in names}
+        kept[name] = Kept(values, column_reasons(missing, reasons))
     return kept
 
 
@@ -140,7 +157,7 @@ def measure_all(
     adjust_threads()  # "auto" threads for the load now, not the last epoch's (workers come, go)
     context = context or metric_context(trial, model, data, device, training)
     row: Row = likelihood_protocol(model, data)
-    reasons: dict[str, str] = {}  # metric -> why its columns are NaN
+    reasons: dict[str, str] = {}  # metric, or one of its columns -> why it is NaN
     errors: list[str] = []  # metrics that broke: one entry each, naming the plugin
     declared: list[Column] = []  # the measured columns, for their flags
     # Who else's code a metric runs: the model's methods and the dataset's (render, log_density).
@@ -157,13 +174,17 @@ def measure_all(
             row[f"version.{entry.distribution}"] = entry.version
         timed = metric_time_column(name).name
         if name in kept:
-            row |= kept[name]
-            earlier_s = kept[name].get(timed)
+            row |= kept[name].columns
+            reasons |= kept[name].reasons
+            earlier_s = kept[name].columns.get(timed)
             kept_s += earlier_s if isinstance(earlier_s, int | float) and earlier_s >= 0 else 0.0
             continue
         began = time.perf_counter()
         try:  # one broken metric costs its own columns, not the trial and the other metrics
-            values, reason = measure(entry, context, trial.eval["params"].get(name, {}))
+            measured = measure(entry, context, trial.eval["params"].get(name, {}))
+            values, reason = measured.values, measured.reason
+            if not reason:  # it measured: a NaN column has its own reason, or is said to lack one
+                reasons |= column_reasons(values, measured.reasons)
         except Exception as exc:
             values, reason = dict.fromkeys(entry.factory.column_names, math.nan), ""
             who = metric_culprit(exc, entry, others)
@@ -221,21 +242,15 @@ def likelihood_protocol(model: nn.Module, data: Data) -> Row:
     return {"likelihood": likelihood, "binarize": data.info.binarize or ""}
 
 
-def nan_reasons(reasons: dict[str, str]) -> str:
-    """``"metric_a, metric_b: why; metric_c: why"``: metrics sharing a reason share its entry."""
-    by_reason: dict[str, list[str]] = {}
-    for metric, reason in reasons.items():
-        by_reason.setdefault(reason, []).append(metric)
-    return "; ".join(f"{', '.join(metrics)}: {reason}" for reason, metrics in by_reason.items())
-
-
-def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> tuple[Row, str]:
-    """One metric's columns and why they are NaN (empty when measured): NaN where it does not
-    apply, else its values, checked against the columns it declares (a ``ContractError``
+def measure(entry: Entry, context: MetricContext, params: dict[str, Any]) -> Measurement:
+    """One metric's columns and why they are NaN: NaN where it does not apply, else its values
+    and the reasons it gave, checked against the columns it declares (a ``ContractError``
     otherwise)."""
     with torch.no_grad():
         measurement = entry.factory.measure(context, **params)
-    return check_metric_values(entry.factory, measurement.values), measurement.reason
+    values = check_metric_values(entry.factory, measurement.values)
+    reasons = check_metric_reasons(values, measurement.reasons)
+    return Measurement(values, measurement.reason, reasons)
 
 
 def costliest_metrics(rows: Iterable[Row], count: int = 3) -> list[tuple[str, float]]:

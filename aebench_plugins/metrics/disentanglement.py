@@ -15,6 +15,7 @@ used are columns of their own (``dci_train_points``, ...), so that a score says 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Annotated, Literal, TypeVar
 
@@ -23,7 +24,7 @@ import torch
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from aebench import Column, Data, Metric, MetricContext, NotApplicable, Split
+from aebench import Column, Data, Measurement, Metric, MetricContext, NotApplicable, Split
 from aebench_plugins.metrics import disentanglement_scores as scores
 from aebench_plugins.metrics.codes import EVAL_BATCH, encode_batched
 from aebench_plugins.metrics.groups import disentanglement_column
@@ -318,9 +319,7 @@ def sap(
     return _with_sizes("sap", {"sap": _measured(lambda: scores.sap(*arrays))}, sizes)
 
 
-def dci(
-    context: MetricContext, train_points: Size = None, test_points: Size = None
-) -> dict[str, float]:
+def dci(context: MetricContext, train_points: Size = None, test_points: Size = None) -> Measurement:
     """DCI (Eastwood & Williams 2018) from gradient-boosted trees' feature importances.
 
     Disentanglement (each unit explains one factor), completeness (each factor explained by one
@@ -333,12 +332,17 @@ def dci(
     importance, accuracy = _measured(
         lambda: scores.gbt_importance(*arrays, seed=seed, workers=workers)
     )
-    values = {
-        "dci_disentanglement": scores.dci_disentanglement(importance),
-        "dci_completeness": scores.dci_completeness(importance),
-        "dci_informativeness": accuracy,
-    }
-    return _with_sizes("dci", values, sizes)
+    values, reasons = {"dci_informativeness": accuracy}, {}
+    # one factor, or one code unit, leaves one of the two scores undefined, not the other
+    for name, score in (
+        ("dci_disentanglement", scores.dci_disentanglement),
+        ("dci_completeness", scores.dci_completeness),
+    ):
+        try:
+            values[name] = score(importance)
+        except scores.ScoreUndefined as exc:
+            values[name], reasons[name] = math.nan, str(exc)
+    return Measurement(_with_sizes("dci", values, sizes), reasons=reasons)
 
 
 FACTORS = ("ground-truth factors",)

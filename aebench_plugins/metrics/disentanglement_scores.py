@@ -142,6 +142,13 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mean) / std, (test - mean) / std
 
 
+def check_factors_vary(factors: np.ndarray, split: str) -> None:
+    """Factors that a classifier can be fit to: each takes two values or more in ``split``."""
+    for j in range(factors.shape[1]):
+        if len(np.unique(factors[:, j])) < 2:
+            raise ScoreUndefined(f"factor {j} takes one value in the {split} split")
+
+
 def explicitness(
     train_codes: np.ndarray,
     train_factors: np.ndarray,
@@ -155,12 +162,11 @@ def explicitness(
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
+    check_factors_vary(train_factors, "train")
     train_x, test_x = _standardise(train_codes, test_codes)
     per_factor = []
     for j in range(train_factors.shape[1]):
         classifier = LogisticRegression(max_iter=1000).fit(train_x, train_factors[:, j])
-        if len(classifier.classes_) < 2:
-            raise ScoreUndefined(f"factor {j} takes one value in the train split")
         probability = classifier.predict_proba(test_x)
         truth = test_factors[:, j, None] == classifier.classes_[None, :]
         scored = [
@@ -206,6 +212,7 @@ def sap(
     balanced binary factors), not 1."""
     if train_codes.shape[1] < 2:
         raise ScoreUndefined("a gap between code units needs at least 2 of them")
+    check_factors_vary(train_factors, "train")
     matrix = sap_score_matrix(train_codes, train_factors, test_codes, test_factors)
     top = -np.sort(-matrix, axis=0)
     return float(np.mean(top[0] - top[1]))
@@ -230,6 +237,8 @@ def gbt_importance(
     from joblib import Parallel, delayed
     from sklearn.ensemble import GradientBoostingClassifier
 
+    check_factors_vary(train_factors, "train")
+
     def fit(j: int) -> tuple[np.ndarray, float]:
         classifier = GradientBoostingClassifier(random_state=seed)
         classifier.fit(train_codes, train_factors[:, j])
@@ -249,8 +258,12 @@ def gbt_importance(
 
 def dci_disentanglement(importance: np.ndarray) -> float:
     """Per code unit, 1 - the entropy (base n_factors) of its importances over the factors;
-    averaged with weights the units' shares of the total importance."""
+    averaged with weights the units' shares of the total importance. Undefined for one factor
+    (an entropy in base 1: 0 / 0)."""
     import scipy.stats
+
+    if importance.shape[1] < 2:
+        raise ScoreUndefined("the data has one factor: a unit's importance has none to spread over")
 
     per_unit = 1.0 - scipy.stats.entropy(importance.T + ENTROPY_FLOOR, base=importance.shape[1])
     return float(np.sum(per_unit * _shares(importance, axis=1)))
@@ -258,8 +271,12 @@ def dci_disentanglement(importance: np.ndarray) -> float:
 
 def dci_completeness(importance: np.ndarray) -> float:
     """Per factor, 1 - the entropy (base n_codes) of its importances over the code units;
-    averaged with weights the factors' shares of the total importance."""
+    averaged with weights the factors' shares of the total importance. Undefined for one code
+    unit (an entropy in base 1: 0 / 0)."""
     import scipy.stats
+
+    if importance.shape[0] < 2:
+        raise ScoreUndefined("the code has one unit: a factor's importance has none to spread over")
 
     per_factor = 1.0 - scipy.stats.entropy(importance + ENTROPY_FLOOR, base=importance.shape[0])
     return float(np.sum(per_factor * _shares(importance, axis=0)))
@@ -316,6 +333,8 @@ def beta_vae_score(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    if len(sizes) < 2:
+        raise ScoreUndefined("the data has one factor: the score names which factor was fixed")
     batch_size = protocol["batch_size"]
     train_x, train_y = beta_vae_points(represent, sizes, protocol["train_points"], batch_size, rng)
     eval_x, eval_y = beta_vae_points(represent, sizes, protocol["eval_points"], batch_size, rng)
@@ -366,7 +385,10 @@ def factor_vae_score(
     """(score, active units). Units whose standard deviation over ``variance_points`` random
     samples is below ``prune_threshold`` (collapsed to the prior) are left out; the majority-vote
     classifier maps each remaining unit to the factor it voted for most on the training votes;
-    the score is the share of fresh votes it gets right. No active unit: a score of 0."""
+    the score is the share of fresh votes it gets right. No active unit: a score of 0. One factor:
+    undefined (every vote is right, whatever the code)."""
+    if len(sizes) < 2:
+        raise ScoreUndefined("the data has one factor: the score names which factor was held")
     variance = represent(sample_factors(sizes, variance_points, rng)).var(axis=0, ddof=1)
     active = np.sqrt(variance) >= prune_threshold
     if not active.any():

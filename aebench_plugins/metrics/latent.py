@@ -104,6 +104,11 @@ def knn_acc(
     """
     from sklearn.neighbors import KNeighborsClassifier
 
+    if len(context.data.train) < neighbours:
+        raise NotApplicable(
+            f"{neighbours} neighbours need at least {neighbours} train inputs;"
+            f" there are {len(context.data.train)}"
+        )
     classifier = KNeighborsClassifier(n_neighbors=neighbours)
     return {"knn_acc": _train_and_score(context, classifier)}
 
@@ -117,6 +122,9 @@ def probe_acc(context: MetricContext) -> dict[str, float]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    labels = context.data.train.y
+    if labels is not None and len(labels.unique()) < 2:
+        raise NotApplicable("the train split holds one label: a probe has nothing to tell apart")
     probe = make_pipeline(
         StandardScaler(), LogisticRegression(max_iter=1000, random_state=_seed(context))
     )

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from aebench import MetricContext, NotApplicable, latent_layer_slices, quadrature
+from aebench import Measurement, MetricContext, NotApplicable, latent_layer_slices, quadrature
 from aebench import likelihood as estimators
 
 Samples = Annotated[int, Field(ge=1)]
@@ -52,7 +52,7 @@ PRECISION_CHECK_INPUTS = 100  # inputs whose bf16 estimate is compared with fp32
 
 def log_px_iwae(
     context: MetricContext, samples: Samples = 1000, precision: estimators.Precision = "fp32"
-) -> dict[str, float]:
+) -> Measurement:
     """Importance-weighted log p(x), its errors and diagnostics (latent-variable models; else NaN).
 
     ``log_px_iwae``: ``log (1/K) sum_k p(x, z_k)/q(z_k|x)`` with z_k ~ q(z|x) and K = ``samples``
@@ -75,11 +75,14 @@ def log_px_iwae(
         sampled = estimators.importance_sampling(context.model, x, samples, precision=precision)
     values = sampled.bound
     ess = sampled.effective_sample_size
-    gap = math.nan
+    gap, error, reasons = math.nan, math.nan, {}
     if context.data.log_density is not None:
         gap = (context.data.log_density(x).double() - values).mean().item()
-    error = math.nan
-    if precision != "fp32":
+    else:
+        reasons["log_px_true_gap"] = "the data's true density is not known"
+    if precision == "fp32":
+        reasons["log_px_iwae_precision_error"] = "measured in fp32: no other precision to compare"
+    else:
         checked = x[:PRECISION_CHECK_INPUTS]
         by_precision = {}
         for each in (precision, "fp32"):
@@ -88,7 +91,7 @@ def log_px_iwae(
                     context.model, checked, samples, precision=each
                 )
         error = (by_precision[precision] - by_precision["fp32"]).abs().mean().item()
-    return {
+    measured = {
         "log_px_iwae": values.mean().item(),
         "log_px_iwae_test_se": estimators.standard_error(values),
         "log_px_iwae_mc_se": estimators.monte_carlo_error(sampled.mc_variance),
@@ -98,6 +101,7 @@ def log_px_iwae(
         "log_px_true_gap": gap,
         "log_px_iwae_precision_error": error,
     }
+    return Measurement(measured, reasons=reasons)
 
 
 def log_px_true(context: MetricContext) -> dict[str, float]:

@@ -136,3 +136,16 @@ def test_too_few_test_inputs_give_nan_with_the_reason_not_an_error(metric) -> No
     assert clusters.reason == "4 clusters need at least 4 test inputs; there are 1"
     shape = metric("silhouette").measure(context)
     assert math.isnan(shape.values["silhouette"]) and "more inputs than labels" in shape.reason
+
+
+def test_a_train_split_a_classifier_cannot_fit_gives_nan_with_the_reason(metric) -> None:
+    # before: scikit-learn's errors ("Expected n_neighbors <= n_samples_fit", "needs samples of
+    # at least 2 classes"), entries in metric_errors instead of reasons
+    few = metric("knn_acc").measure(context_for(blobs(3, 0), blobs(20, 1)))
+    assert math.isnan(few.values["knn_acc"])
+    assert few.reason == "5 neighbours need at least 5 train inputs; there are 3"
+    train = blobs(40, 0)
+    one_label = Split(train.x, torch.zeros_like(train.y))
+    probe = metric("probe_acc").measure(context_for(one_label, blobs(20, 1)))
+    assert math.isnan(probe.values["probe_acc"])
+    assert probe.reason == "the train split holds one label: a probe has nothing to tell apart"
