@@ -127,7 +127,9 @@ def _ranking_sentence(board: Leaderboard, vocabulary: Vocabulary) -> str:
     if not columns:
         return "Not ranked: no headline metric with a direction and a value; by configuration."
     first = columns[0]
-    text = f"Ranked by {first} ({vocabulary.get(first).better} is better), best mean first"
+    declared = vocabulary.get(first)
+    centre = "median" if declared.heavy_tailed else "mean"  # what its cells show and rank by
+    text = f"Ranked by {first} ({declared.better} is better), best {centre} first"
     if len(columns) > 1:
         text += f"; configurations without it (or tied) by {', then '.join(columns[1:])}"
     text += "; configurations with none of these last."

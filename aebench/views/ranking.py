@@ -377,14 +377,22 @@ def chances_of_beating_next(
 
 def verdict_text(board: Leaderboard, verdict: TopVerdict) -> str:
     """``best`` (better than each other one) or ``tied with a, b`` (not shown worse), with the
-    confidence and the correction it was decided at."""
+    confidence and the correction it was decided at; those it could not be tested against (a
+    side of one seed, or of two whose differences are all equal) named apart, as untested."""
     n, tests = len(verdict.adjusted), verdict.comparisons
     at = f"at {board.confidence:.0%}"
     at += f", Holm-corrected over {tests} comparisons" if tests > 1 else ", one comparison"
     if verdict.best:
         return f"best (better than {'the other' if n == 1 else f'each of the other {n}'}, {at})"
-    others = ", ".join(board.label(i) for i in verdict.tied[1:])
-    return f"tied with {others} (not shown worse {at})"
+    untested = [i for i in verdict.tied[1:] if math.isnan(verdict.adjusted.get(i, math.nan))]
+    tied = [i for i in verdict.tied[1:] if i not in untested]
+    parts = []
+    if tied:
+        parts.append(f"tied with {', '.join(board.label(i) for i in tied)} (not shown worse {at})")
+    if untested:
+        names = ", ".join(board.label(i) for i in untested)
+        parts.append(f"untested against {names} (too few seeds to test)")
+    return "; ".join(parts)
 
 
 def best_configurations(

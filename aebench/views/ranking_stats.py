@@ -135,6 +135,8 @@ def on_shared_seeds(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray, boo
     unpaired, all values, otherwise."""
     x, y, paired = aligned(a, b)
     a, b = a.dropna(), b.dropna()
+    if paired and len(x) < MIN_SEEDS:  # 2 seeds alike: no pairs to test, as no interval
+        return x, y, False
     if paired or not (a.index.is_unique and b.index.is_unique):
         return x, y, paired
     shared = sorted(set(a.index) & set(b.index))

@@ -194,8 +194,9 @@ def test_a_comparison_that_cannot_be_made_is_not_counted_against_the_others() ->
     assert verdict.comparisons == 1 and _welch_p(a, b) < 0.05
     assert verdict.adjusted[1] == pytest.approx(_welch_p(a, b))
     assert math.isnan(verdict.adjusted[2]) and not verdict.best and verdict.tied == [0, 2, 3]
+    # before: "tied with c / none, d / none (not shown worse ...)", as if a test had said so
     assert verdict_text(board, verdict) == (
-        "tied with c / none, d / none (not shown worse at 95%, one comparison)"
+        "untested against c / none, d / none (too few seeds to test)"
     )
 
 
@@ -237,8 +238,12 @@ def test_a_heavy_tailed_column_ranks_and_shows_configurations_by_their_median(tm
     assert board.centre["fid"].iloc[a] == pytest.approx(1.05)
     assert board.verdicts["fid"][0].top == a
     assert interval_cell(board.interval(a, "fid", vocabulary), 6) == "median 1.05 [0.9, 100]"
-    headline = _headline(report_blocks(tmp_path, table, vocabulary))
-    assert headline.rows[0][0] == "a / none"  # ranked first: the lower median
+    blocks = report_blocks(tmp_path, table, vocabulary)
+    assert _headline(blocks).rows[0][0] == "a / none"  # ranked first: the lower median
+    sentences = [b.text for b in blocks if isinstance(b, Paragraph)]
+    assert any(
+        s.startswith("Ranked by fid (lower is better), best median first") for s in sentences
+    )
 
 
 def test_cells_say_n_and_that_two_seeds_give_no_interval() -> None:
@@ -433,6 +438,11 @@ def test_a_seed_failed_in_one_configuration_leaves_the_others_paired() -> None:
     c = pd.Series([4.8, 5.7], index=[0, 5])
     unpaired = top_verdict({0: a, 1: c}, "higher").adjusted[1]
     assert unpaired == pytest.approx(_welch_p(a.tolist(), c.tolist()))
+    # Two seeds alike in both: too few to pair either (before: a t-test on 2 differences, 1
+    # degree of freedom, where the report says "paired where there are 3").
+    d = pd.Series([4.8, 5.9], index=[0, 1])
+    two = top_verdict({0: a[:2], 1: d}, "higher").adjusted[1]
+    assert two == pytest.approx(_welch_p(a[:2].tolist(), d.tolist()))
 
 
 def test_seeds_that_did_not_train_are_counted_beside_those_averaged(tmp_path: Path) -> None:
