@@ -215,9 +215,18 @@ def _log_to(path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
     except OSError as exc:
         raise UsageError(str(cannot_write(path, exc))) from None
-    handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
+    handler = QuietFileHandler(os.fdopen(fd, "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("aebench").addHandler(handler)
+
+
+class QuietFileHandler(logging.StreamHandler):
+    """The log file's handler: a record it cannot write (a full disk) is lost without the
+    traceback that logging would print to the terminal for each; what the run writes besides
+    says it, in one line (``FolderError``)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
 
 
 SHOWN_CONFIGURATIONS = 4  # per reason, before "and N more"
@@ -351,9 +360,14 @@ def cmd_evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
 
 
 def _metric_names(args: argparse.Namespace) -> list[str] | None:
+    """``--metrics a,b``: the names; a usage error where it names none (an empty list would
+    measure nothing and leave every metric's columns NaN)."""
     if args.metrics is None:
         return None
-    return [m.strip() for m in args.metrics.split(",") if m.strip()]
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if not names:
+        raise UsageError(f"--metrics {args.metrics!r}: names no metric")
+    return names
 
 
 def _evaluate_checkpoint(plugins: Plugins, args: argparse.Namespace) -> int:
@@ -383,6 +397,7 @@ def _evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
     from aebench.measure_again import evaluate
     from aebench.results.trials import TrialFileError
     from aebench.run.kept import KeptTrialError
+    from aebench.run.suite import SuiteError
     from aebench.views.progress import SuiteProgress
 
     metrics = _metric_names(args)
@@ -396,7 +411,7 @@ def _evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
             device=args.device,
             observers=[SuiteProgress()],
         )
-    except (KeptTrialError, TrialFileError) as exc:  # a trial id that is a path, as in report
+    except (KeptTrialError, TrialFileError, SuiteError) as exc:  # a trial id that is a path
         raise UsageError(str(exc)) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
     print(f"{len(run.rows)} kept trials measured again ({counts}); results in {args.folder}")

@@ -25,7 +25,7 @@ from aebench.run.kept import KeptTrialError, saved_suite
 from aebench.run.measure import measure_all
 from aebench.run.observing import Row
 from aebench.run.suite import SuiteError, Trial, load_suite
-from aebench.run.trial import resolve_device
+from aebench.run.trial import DeviceError, resolve_device
 
 
 @dataclass
@@ -84,7 +84,10 @@ def measure_checkpoint(
         raise KeptTrialError(f"{where / CHECKPOINT}: cannot be measured: {exc}") from None
     if state is None:
         raise KeptTrialError(f"{where}: no {CHECKPOINT}: the trial has not saved one, or it ended")
-    torch_device = resolve_device(device)
+    try:
+        torch_device = resolve_device(device)
+    except DeviceError as exc:
+        raise KeptTrialError(f"--device: {exc}") from None
     data = DataCache(plugins).get(trial.dataset, torch_device)
     model = plugins.models.get(trial.model.plugin).factory(data.info, **trial.model.params)
     try:

@@ -29,7 +29,7 @@ from aebench.run.search_section import tunes
 from aebench.run.sections import threads_problem
 from aebench.run.suite import Suite, SuiteError, load_suite
 from aebench.run.threads import available_cores
-from aebench.run.trial import resolve_device
+from aebench.run.trial import DeviceError, resolve_device
 
 
 @dataclass
@@ -77,7 +77,11 @@ class Session:
                 raise SuiteError(f"--threads: {why}")
             suite.spec.suite = suite.spec.suite.model_copy(update={"threads": threads})
         folder = suite.output_dir(output)
-        chosen = resolve_device(device or suite.spec.suite.device)
+        try:
+            chosen = resolve_device(device or suite.spec.suite.device)
+        except DeviceError as exc:
+            where = "--device" if device else f"{suite.path}: suite.device"
+            raise SuiteError(f"{where}: {exc}") from None
         return cls(suite, plugins, folder, chosen, DataCache(plugins), executor)
 
     def check_folder(self, rerun: bool = False) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import math
+import re
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -34,10 +35,29 @@ from aebench.run.validation import hold_out
 log = logging.getLogger("aebench")
 
 
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
+class DeviceError(ValueError):
+    """A device name that is none, or a device this machine does not have."""
+
+
 def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA where there is one, else the CPU; else the device named, which must be on
+    this machine (a ``DeviceError`` saying why not, before any data is put there)."""
+    if not DEVICE_NAME.fullmatch(name):
+        raise DeviceError(f"{name!r} is not one of cpu, cuda, cuda:N, mps or auto")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            have = f"{count} CUDA device{'s' * (count != 1)}" if count else "no CUDA device"
+            raise DeviceError(f"{name}: this machine has {have}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"{name}: this machine has no MPS device")
+    return device
 
 
 def distribution_version(distribution: str) -> str | None:

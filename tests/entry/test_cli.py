@@ -5,6 +5,7 @@ fresh interpreter's imports are tested in subprocesses where they are the point 
 test_faults.py, test_fixed_costs.py, test_tracking.py).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -41,6 +42,35 @@ def test_output_and_device_options(aebench, tiny_suite, tmp_path):
     result = aebench("run", str(tiny_suite), "--output", "elsewhere", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert set(pd.read_parquet(tmp_path / "elsewhere" / "results.parquet")["device"]) == {"cpu"}
+
+
+def test_a_device_that_is_not_here_is_one_line_naming_the_option(aebench, tiny_suite, tmp_path):
+    # before: torch's RuntimeError with a traceback ("gpu"); the dataset blamed for "cuda"
+    absent = "cuda:7" if torch.cuda.is_available() else "cuda"
+    for device, why in (
+        ("gpu", "'gpu' is not one of cpu, cuda, cuda:N, mps or auto"),
+        (absent, f"{absent}: this machine has "),
+    ):
+        result = aebench("run", str(tiny_suite), "--output", "out", "--device", device)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"aebench: error: --device: {why}"), result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    suite = tiny_suite.read_text().replace('device = "cpu"', 'device = "gpu"')
+    assert 'device = "gpu"' in suite  # the suite's own device is checked where the file says it
+    tiny_suite.write_text(suite)
+    result = aebench("run", str(tiny_suite))
+    assert result.returncode == 2 and "suite.device" in result.stderr, result.stderr
+
+
+def test_evaluate_with_metrics_that_name_none_changes_nothing(aebench, tiny_suite, tmp_path):
+    # before: "--metrics ' , '" measured no metric, every column NaN, exit 0
+    assert aebench("run", str(tiny_suite), "--output", "out").returncode == 0
+    before = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    result = aebench("evaluate", "out", "--metrics", " , ")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "aebench: error: --metrics ' , ': names no metric"
+    assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(before)
 
 
 def test_dry_run_lists_trials_and_writes_nothing(aebench, tiny_suite, tmp_path):
@@ -213,3 +243,28 @@ def test_declines_are_announced_one_line_per_reason(capsys, plugins):
         f"aebench: {len(skipped)} trials will be skipped: needs a code in (0, 1): "
     )
     assert line.endswith(f" and {more} more")
+
+
+def test_a_log_file_that_cannot_be_written_prints_no_traceback(capsys):
+    # before: logging's "--- Logging error ---" and a traceback on stderr for every record, when
+    # the disk holding aebench.log was full (/dev/full: every write fails with ENOSPC)
+    import logging
+
+    import pytest
+
+    from aebench.commands import QuietFileHandler
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    logger = logging.getLogger("aebench.test.full")
+    logger.propagate = False  # pytest's own capture of the records is not the point here
+    for kind in (QuietFileHandler, logging.StreamHandler):
+        full = open("/dev/full", "w")  # noqa: SIM115 (closed below, its last flush failing)
+        handler = kind(full)
+        logger.addHandler(handler)
+        logger.error("a failed trial's traceback")
+        logger.removeHandler(handler)
+        with contextlib.suppress(OSError):
+            full.close()
+        shown = capsys.readouterr().err
+        assert ("Logging error" in shown) == (kind is logging.StreamHandler), shown
