@@ -311,15 +311,14 @@ def cmd_report(folder: Path) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from aebench.views.compare import (
+    from aebench.views.compare import compare, parse_kinds
+    from aebench.views.compare_matching import settings_apart
+    from aebench.views.compare_tables import (
         CompareError,
-        compare,
         load_table,
-        parse_kinds,
         table_references,
         table_vocabulary,
     )
-    from aebench.views.compare_matching import settings_apart
     from aebench.views.compare_text import format_comparison
 
     if not args.speed_tolerance >= 0:

@@ -38,27 +38,23 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from aebench.contract.columns import IDENTITY, START_DIGEST, Column, Vocabulary, is_config_column
-from aebench.plugins.listing import vocabulary_of
-from aebench.results.files import FolderError
 from aebench.results.references import (
     Outcome,
     Reference,
     Verdict,
     outcomes,
-    read_references,
     verdicts,
 )
 from aebench.results.rows import canonical, label
 from aebench.results.stats import DEFAULT_CONFIDENCE
-from aebench.results.table import PARQUET, read_results
 from aebench.views.compare_matching import as_tuned, one_per_stack, same_start
+from aebench.views.compare_tables import CompareError
 from aebench.views.compare_verdicts import measured_share, settle, trained_share, two_sample
 
 Kind = Literal["quality", "speed", "reproduction", "inconclusive"]
@@ -68,10 +64,6 @@ DEFAULT_SPEED_TOLERANCE = 0.2
 FAILING = ("regressed", "incomparable", "outside")
 PROTOCOL = ("likelihood", "binarize")  # the row's likelihood protocol: compared only if equal
 VERSION = "version.aebench"
-
-
-class CompareError(ValueError):
-    """Bad input (a missing or unreadable table); the message is the one line to show."""
 
 
 @dataclass
@@ -103,47 +95,9 @@ class Comparison:
         return self.rows[self.rows["verdict"] != "unchanged"]
 
 
-def table_references(path: str | Path) -> list[Reference]:
-    """The published values saved with a table (its folder's ``suite.json``), if any."""
-    path = Path(path)
-    return read_references(path if path.is_dir() else path.parent)
-
-
-def table_vocabulary(path: str | Path) -> Vocabulary:
-    """The column declarations saved beside a table (``load_table``'s path)."""
-    path = Path(path)
-    return vocabulary_of(path if path.is_dir() else path.parent)
-
-
 def compared_columns(vocabulary: Vocabulary) -> list[Column]:
     """The columns ``compare`` checks: those with a quality floor or marked as speed."""
     return [c for c in vocabulary.columns.values() if c.floor is not None or c.speed]
-
-
-def load_table(path: str | Path) -> pd.DataFrame:
-    """A results table from a results.parquet (or .csv) file or the folder holding it."""
-    path = Path(path)
-    if path.is_dir():  # a results folder: its table with the rows recorded since (a run going on)
-        try:
-            table = read_results(path)
-        except FolderError as exc:
-            raise CompareError(str(exc)) from None
-        if table.empty:
-            raise CompareError(f"{path / PARQUET}: no such results table")
-        path = path / PARQUET
-    elif not path.exists():
-        raise CompareError(f"{path}: no such results table")
-    else:
-        try:
-            table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-        except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file
-            lines = str(exc).strip().splitlines()
-            why = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-            raise CompareError(f"{path}: cannot read the results table: {why}") from None
-    missing = [c for c in ("status", *IDENTITY) if c not in table.columns]
-    if missing:
-        raise CompareError(f"{path}: not an aebench results table (no {', '.join(missing)} column)")
-    return table
 
 
 def config_columns(table: pd.DataFrame) -> list[str]:
@@ -205,14 +159,17 @@ def compare(
     metrics = _measured_columns(
         vocabulary, new_ok[new_ok["config"].isin(shared)], base_ok[base_ok["config"].isin(shared)]
     )
-    new_groups = dict(tuple(new_ok.groupby("config")))
+    new_groups, base_groups = (
+        dict(tuple(new_ok.groupby("config"))),
+        dict(tuple(base_ok.groupby("config"))),
+    )
     rows = []
-    for key, base_rows in base_ok.groupby("config"):
+    # every configuration in both tables, those whose seeds all failed in the baseline too (a fix
+    # that made one train is a change to report): the others are listed as only in one table
+    for key in sorted(set(baseline["config"]) & set(new["config"])):
         label = _label(key, varying)
-        if key not in set(new["config"]):
-            continue  # reported as only in the baseline
         new_statuses = new.loc[new["config"] == key, "status"]
-        if key not in new_groups:
+        if key in base_groups and key not in new_groups:
             statuses = ", ".join(sorted(set(new_statuses)))
             rows.append(_row(label, "status", "quality", verdict="regressed", note=statuses))
             continue
@@ -220,6 +177,9 @@ def compare(
         if (base_statuses != "ok").any() or (new_statuses != "ok").any():
             tested = trained_share(base_statuses, new_statuses, confidence)
             rows.append(_row(label, "status", "quality", verdict="tested", **tested))
+        if key not in base_groups or key not in new_groups:
+            continue  # no seed trained on one side: there are no values to compare
+        base_rows = base_groups[key]
         base_protocol, new_protocol = _protocol(base_rows), _protocol(new_groups[key])
         if base_protocol != new_protocol:
             note = f"{base_protocol} -> {new_protocol}"

@@ -20,7 +20,8 @@ from workloads import SMOKE, SUMMARY
 from aebench.plugins.manager import Plugins
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
-from aebench.views.compare import compare, table_vocabulary
+from aebench.views.compare import compare
+from aebench.views.compare_tables import table_vocabulary
 
 QUICK = Path(__file__).resolve().parents[1] / "quick.toml"
 SETS, SEEDS_PER_SET = 8, 2

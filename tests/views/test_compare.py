@@ -435,6 +435,27 @@ def test_a_configuration_that_no_longer_trains_is_a_quality_regression(write, ca
     assert "regressed (diverged)" in out and "status" in out
 
 
+def test_a_configuration_that_failed_on_every_seed_in_the_baseline_is_told_if_it_trains(
+    write, capsys
+) -> None:
+    # before: left out without a word (the baseline's trained rows alone were compared), and
+    # an all-failed table against itself was "no configuration matches ... (their settings)"
+    base, new = results(BASELINE), results(BASELINE)
+    base.loc[base["model.latent_dim"] == 8, "status"] = "diverged"
+    comparison = compare(new, base, vocabulary=VOCABULARY)
+    status = row_of(comparison, 8, "status")
+    assert status["verdict"] == "inconclusive"  # 3 of 3 against 0 of 3: Fisher's p = 1/20
+    assert status["note"] == "seeds: 3 ok; baseline 3 diverged"
+    assert not (
+        comparison.rows["config"].str.contains("latent_dim=8")
+        & (comparison.rows["metric"] != "status")
+    ).any()  # no values of the baseline to test
+    failed = results(BASELINE).assign(status="diverged")
+    write(failed, "baseline")
+    assert main(["compare", str(write(failed, "new")), str(write(failed, "baseline"))]) == 0
+    assert "unchanged" in capsys.readouterr().out
+
+
 def test_configurations_on_one_side_only_are_listed_not_failed(write, capsys) -> None:
     new = results({2: BASELINE[2], 16: BASELINE[8]})
     assert run_compare(write, new) == 0
@@ -455,6 +476,8 @@ def test_configurations_on_one_side_only_are_listed_not_failed(write, capsys) ->
         (["new", "baseline", "--confidence", "1.5"], "--confidence 1.5: must be between 0.5"),
         (["new", "baseline", "--confidence", "0.5"], "--confidence 0.5: must be between 0.5"),
         (["not-a-table", "baseline"], "not an aebench results table"),
+        (["empty/results.parquet", "baseline"], "empty/results.parquet: holds no trials"),
+        (["empty", "baseline"], "empty/results.parquet: holds no trials"),
         (["other", "baseline"], "no configuration matches one of"),
         (["other", "baseline"], "baseline (model.latent_dim)"),  # the setting apart, named
         (["unmeasured", "baseline"], "the new table: knn_acc is NaN in every row that trained"),
@@ -465,6 +488,7 @@ def test_bad_input_is_one_line_and_status_2(write, tmp_path, capsys, arguments, 
     write(results(BASELINE), "baseline")
     write(results(BASELINE), "new")
     write(pd.DataFrame({"x": [1]}), "not-a-table")
+    write(results(BASELINE).iloc[:0], "empty")  # a table of no trials
     write(results({4: BASELINE[2]}), "other")
     write(results(changed(knn_acc_2=[NAN] * 3, knn_acc_8=[NAN] * 3)), "unmeasured")
     write(results(BASELINE).drop(columns="knn_acc"), "absent")  # not even a column: as NaN
