@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aebench.plugins.registry import Entry, Registry
 from aebench.results.references import Reference
 from aebench.results.table import CELL_INT, too_large
+from aebench.run.error_places import place_of, user_errors
 from aebench.run.search_section import SearchSection
 from aebench.run.threads import available_cores
 
@@ -253,14 +254,6 @@ class SuiteFile(_Section):
     search: SearchSection | None = None
 
 
-def place_of(loc: tuple[Any, ...]) -> str:
-    """``models[0].params.hidden[1]``: a pydantic error's location as a suite spells it."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def explain(error: dict[str, Any]) -> str:
     """What is wrong, in a suite author's words where pydantic's would puzzle."""
     if error["type"] == "extra_forbidden":
@@ -270,10 +263,10 @@ def explain(error: dict[str, Any]) -> str:
     return error["msg"]
 
 
-def from_pydantic(path: Path, exc: pydantic.ValidationError) -> SuiteError:
-    """Every mistake pydantic found, one line each."""
+def from_pydantic(path: Path, exc: pydantic.ValidationError, data: Any) -> SuiteError:
+    """Every mistake pydantic found in ``data``, one line each, at its place in the file."""
     problems = Problems(path)
-    for error in exc.errors():
+    for error in user_errors(exc, data):
         problems.add(place_of(tuple(error["loc"])), explain(error))
     return SuiteError(*problems.lines)
 
@@ -342,7 +335,7 @@ def validate_suite(path: Path, raw: dict[str, Any]) -> SuiteFile:
     try:
         return SuiteFile.model_validate(raw)
     except pydantic.ValidationError as exc:
-        raise from_pydantic(path, exc) from None
+        raise from_pydantic(path, exc, raw) from None
 
 
 def read_suite_file(path: Path) -> SuiteFile:
@@ -427,7 +420,7 @@ def _settings(
     try:
         return entry.params.model_validate(given).model_dump()
     except pydantic.ValidationError as exc:
-        for error in exc.errors():
+        for error in user_errors(exc, given):
             if error["type"] == "missing" and not needed:
                 continue
             loc = tuple(error["loc"])

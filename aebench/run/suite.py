@@ -23,6 +23,7 @@ from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Registry
 from aebench.results.paths import suite_place_problem, writable_place_problem
 from aebench.results.references import check_references
+from aebench.run.error_places import place_of, user_errors
 from aebench.run.sections import (
     CosineSchedule,
     MultiStepSchedule,
@@ -32,7 +33,6 @@ from aebench.run.sections import (
     explain,
     grid_place,
     observer_settings,
-    place_of,
     read_suite_file,
     validate_suite,
     warn_deprecated,
@@ -170,7 +170,7 @@ def _resolve_entry(
         try:
             resolved = spec.params.model_validate({**entry.params, **point})
         except pydantic.ValidationError as exc:
-            for error in exc.errors():
+            for error in user_errors(exc, {**entry.params, **point}):
                 problems.add(*_parameter_problem(where, entry, spec, registry.kind, point, error))
             continue
         points.append(Component(entry.plugin, resolved.model_dump(), where))
@@ -274,7 +274,7 @@ def resolve_eval(
         try:
             resolved = entry.params.model_validate(given.get(name, {}))
         except pydantic.ValidationError as exc:
-            for error in exc.errors():
+            for error in user_errors(exc, given.get(name, {})):
                 param = str(error["loc"][0]) if error["loc"] else ""
                 place = places.get((name, param), f"eval.{name}.{param}")
                 place += place_of(tuple(error["loc"][1:])) if len(error["loc"]) > 1 else ""
@@ -318,7 +318,7 @@ def training_protocols(path: Path, section: TrainSection, problems: Problems) ->
         try:
             train = TrainSection.model_validate(base | point)
         except pydantic.ValidationError as exc:
-            for error in exc.errors():
+            for error in user_errors(exc, base | point):
                 loc = tuple(error["loc"])
                 in_grid = bool(loc) and str(loc[0]) in point
                 place = grid_place(section.grid, point, loc) if in_grid else place_of(loc)
