@@ -115,7 +115,9 @@ class Data:
     - ``val``: an optional validation split; the core neither trains nor measures on it.
     - ``batch_transform(x, generator) -> x``: applied to every training batch as it is drawn, with
       the trial's seeded generator, never to the stored tensors or to ``test``/``val`` (dynamic
-      binarisation: ``torch.bernoulli(x, generator=generator)``).
+      binarisation: ``torch.bernoulli(x, generator=generator)``). What the core holds out of
+      ``train`` to validate on (``[train] val_fraction``) gets one seeded draw of it, as do the
+      training inputs whose loss terms it records: inputs of the kind training sees.
     - ``log_density(x) -> (N,)``: the exact log-density of each sample of ``x`` ``(N, *shape)``, in
       nats, when the data's true distribution is known (synthetic sets); called on the trial's
       device.

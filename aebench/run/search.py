@@ -119,7 +119,9 @@ class ValidationData(DataCache):
         data = self._inner.get(dataset, device)
         if id(data) not in self._views:
             if self._fraction:  # the same samples the trial holds out (same fraction and seed)
-                val = hold_out(data.train, self._fraction, seed=self._seed)[1]
+                val = hold_out(
+                    data.train, self._fraction, seed=self._seed, transform=data.batch_transform
+                )[1]
             else:
                 assert data.val is not None, "checked before the search (check_search_data)"
                 val = data.val

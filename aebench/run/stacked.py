@@ -70,7 +70,7 @@ from aebench.run.stacked_rows import GroupBatches, RowsEngine, Slicer, rows_engi
 from aebench.run.start import start_digest
 from aebench.run.suite import NOT_TRAINING, Trial
 from aebench.run.threads import adjust as adjust_threads
-from aebench.run.train import TERMS_SAMPLES, TrainResult, fit_ex_post, has_penalty
+from aebench.run.train import TrainResult, fit_ex_post, has_penalty, watched_inputs
 from aebench.run.trial import base_row, trained_row
 from aebench.run.validation import EarlyStopping, held_out_losses
 
@@ -321,7 +321,7 @@ class StackedTraining:
             result.diverged_at = epoch
             return
         val = prepared.data.val
-        watched = val.x if val is not None else prepared.data.train.x[:TERMS_SAMPLES]
+        watched = val.x if val is not None else watched_inputs(prepared.data, prepared.generator)
         seed = prepared.generator.initial_seed() + epoch
         model = prepared.model
         val_loss, terms = held_out_losses(model, watched, seed, loss=val is not None)

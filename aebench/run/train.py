@@ -43,7 +43,7 @@ from aebench.run.optim import make_optimizer, make_schedule
 from aebench.run.sections import AnnealSection, TrainSection
 from aebench.run.start import start_digest
 from aebench.run.threads import adjust as adjust_threads
-from aebench.run.validation import EarlyStopping, held_out_losses
+from aebench.run.validation import EarlyStopping, drawn_once, held_out_losses
 
 # A model's loss terms per epoch (a VAE's rate and distortion): on the validation split, else on
 # this many training samples. 256 put the mean within about 0.2 nats for curves; 1,024 cost a
@@ -115,6 +115,14 @@ def _batch_weights(n: int, batch_size: int, device: torch.device) -> Tensor:
     weights = torch.full((steps,), float(batch_size), device=device)
     weights[-1] = n - batch_size * (steps - 1)
     return weights
+
+
+def watched_inputs(data: Data, generator: torch.Generator) -> Tensor:
+    """The training inputs whose loss terms each epoch records where there is no validation
+    split: the first ``TERMS_SAMPLES``, as training sees them (``drawn_once``, seeded by the
+    trial: the same inputs every epoch)."""
+    first = Split(data.train.x[:TERMS_SAMPLES])
+    return drawn_once(first, data.batch_transform, generator.initial_seed()).x
 
 
 def train_model(
@@ -330,8 +338,8 @@ class Training:
     def _after_epoch(self, epoch: int, loss: float) -> bool:
         """The held-out losses, early stopping and the next epoch's rate; True to stop."""
         val = self.val
-        watched = val.x if val is not None else self.data.train.x[:TERMS_SAMPLES]
         seed = self.generator.initial_seed() + epoch
+        watched = val.x if val is not None else watched_inputs(self.data, self.generator)
         val_loss, terms = held_out_losses(self.model, watched, seed, loss=val is not None)
         for name, value in terms.items():
             self.result.curves.setdefault(name, []).append(value)

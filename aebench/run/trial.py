@@ -189,7 +189,9 @@ def _train_and_measure(
     generator = torch.Generator(device=device).manual_seed(trial.seed)
     training, val = data, data.val
     if settings.val_fraction:  # held out of the training split: the rest trains
-        rest, val = hold_out(data.train, settings.val_fraction, seed=trial.seed)
+        rest, val = hold_out(
+            data.train, settings.val_fraction, seed=trial.seed, transform=data.batch_transform
+        )
         training = replace(data, train=rest, val=val)
     if hasattr(model, "fit_before_training"):  # a start fitted to the data (an output bias)
         with torch.no_grad():

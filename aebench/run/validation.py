@@ -10,25 +10,40 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from aebench.contract.data import Split
+from aebench.contract.data import BatchTransform, Split
 from aebench.estimators.seeding import seeded_on
 
 EVAL_BATCH = 1024
 
 
-def hold_out(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """(the rest, the validation split): ``fraction`` of ``train``, drawn with ``seed``."""
+def hold_out(
+    train: Split, fraction: float, seed: int, transform: BatchTransform | None = None
+) -> tuple[Split, Split]:
+    """(the rest, the validation split): ``fraction`` of ``train``, drawn with ``seed``; the
+    validation split's inputs as training sees its batches (``drawn_once``)."""
     n = len(train)
     n_val = math.floor(n * fraction)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(train.x.device)
     val, rest = order[:n_val], order[n_val:]
-    return train.take(rest), train.take(val)  # labels and factors go with their inputs
+    # labels and factors go with their inputs
+    return train.take(rest), drawn_once(train.take(val), transform, seed)
+
+
+def drawn_once(split: Split, transform: BatchTransform | None, seed: int) -> Split:
+    """``split`` with the dataset's ``batch_transform`` drawn once, seeded: inputs of the kind
+    training sees (a dynamically binarised dataset stores grey levels and binarises each
+    batch; its held-out and watched inputs are binarised once, as its own validation and test
+    splits are, not left grey under a Bernoulli likelihood). Unchanged without one."""
+    if transform is None:
+        return split
+    generator = torch.Generator(device=split.x.device).manual_seed(seed)
+    return replace(split, x=transform(split.x, generator))
 
 
 def empty_split(n: int, fraction: float) -> bool:
