@@ -81,8 +81,14 @@ def make_schedule(
     schedule is stepped with the epoch's validation loss instead."""
     schedule = settings.schedule
     if isinstance(schedule, PlateauSchedule):
+        # torch cuts after patience + 1 epochs without a relative gain of 1e-4; ours, as early
+        # stopping counts, after ``patience`` epochs without a lower loss
         return ReduceLROnPlateau(
-            optimizer, factor=schedule.factor, patience=schedule.patience, min_lr=schedule.min_lr
+            optimizer,
+            factor=schedule.factor,
+            patience=schedule.patience - 1,
+            threshold=0.0,
+            min_lr=schedule.min_lr,
         )
     base = optimizer.param_groups[0]["lr"]
     return LambdaLR(optimizer, epoch_factor(schedule, settings.epochs, base))

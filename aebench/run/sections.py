@@ -122,12 +122,12 @@ class CosineSchedule(_Section):
 
 
 class PlateauSchedule(_Section):
-    """The rate times ``factor`` once the validation loss has not improved for ``patience``
-    epochs (the training loss, without a validation split)."""
+    """The rate times ``factor`` once the validation loss has not been lower than its lowest
+    for ``patience`` epochs (the training loss, without a validation split)."""
 
     kind: Literal["plateau"]
     factor: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    patience: Whole = 10
+    patience: Count = 10
     min_lr: NonNegative = 0.0
 
 

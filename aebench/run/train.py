@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +203,19 @@ class Annealing:
         for name, target in self.targets.items():
             setattr(self.model, name, target)
 
+    @contextmanager
+    def at_targets(self) -> Iterator[None]:
+        """The configured values while inside, the warm-up's after: every epoch's validation
+        loss on one scale, the one the model is measured at (a loss at a rising weight made
+        later epochs look no better, and early stopping restored a half-warmed model)."""
+        now = self.current()
+        self.restore()
+        try:
+            yield
+        finally:
+            for name, value in now.items():
+                setattr(self.model, name, value)
+
 
 class Training:
     """One model's training under way: its optimizers, schedule, curves and clocks, epoch by
@@ -297,7 +311,10 @@ class Training:
         if not math.isfinite(means[0]):
             result.diverged_at = epoch
             return False
-        if epoch > 1 or self.settings.epochs == 1:  # the first epoch warms up (allocations)
+        # the first epoch of each process warms up (allocations, a compile), unless it is the
+        # only one there is to time
+        warm = epoch > self.result.resumed_after + 1
+        if warm or (epoch == self.settings.epochs and self.timed_samples == 0):
             self.timed_s += epoch_s
             self.timed_samples += self.n
         return not self._after_epoch(epoch, means[0])
@@ -340,7 +357,8 @@ class Training:
         val = self.val
         seed = self.generator.initial_seed() + epoch
         watched = val.x if val is not None else watched_inputs(self.data, self.generator)
-        val_loss, terms = held_out_losses(self.model, watched, seed, loss=val is not None)
+        with self.annealing.at_targets():
+            val_loss, terms = held_out_losses(self.model, watched, seed, loss=val is not None)
         for name, value in terms.items():
             self.result.curves.setdefault(name, []).append(value)
         stop = False

@@ -81,7 +81,9 @@ def held_out_losses(
 
 @dataclass
 class EarlyStopping:
-    """The best validation loss so far, its epoch and weights, and how many epochs since.
+    """The lowest validation loss so far, its epoch and weights, and how many epochs since the
+    last improvement by more than ``min_delta`` (what patience counts: a smaller one still makes
+    the lowest loss, and its epoch the best, as ``best_epoch`` says).
 
     ``patience`` None: never stops, only keeps track of the best epoch.
     """
@@ -92,13 +94,16 @@ class EarlyStopping:
     best_epoch: int = 0
     since: int = 0
     best_state: dict[str, Any] | None = field(default=None, repr=False)
+    improved: float = math.inf  # the loss of the last improvement by more than min_delta
 
     def update(self, epoch: int, loss: float, model: nn.Module, keep_weights: bool) -> bool:
         """Record epoch ``epoch``'s loss; True when training should stop."""
-        if loss < self.best - self.min_delta:
-            self.best, self.best_epoch, self.since = loss, epoch, 0
+        if loss < self.best:
+            self.best, self.best_epoch = loss, epoch
             if keep_weights:
                 self.best_state = copy.deepcopy(model.state_dict())
+        if loss < self.improved - self.min_delta:
+            self.improved, self.since = loss, 0
         else:
             self.since += 1
         return self.patience is not None and self.since >= self.patience
@@ -109,8 +114,10 @@ class EarlyStopping:
             "best_epoch": self.best_epoch,
             "since": self.since,
             "best_state": self.best_state,
+            "improved": self.improved,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.since, self.best_state = state["since"], state["best_state"]
+        self.improved = state.get("improved", self.best)  # a checkpoint from before it was kept

@@ -11,11 +11,12 @@ import pytest
 import torch
 from repo import REPO
 
-from aebench import ModelOutput, load_plugins, load_suite
+from aebench import ModelOutput, Split, load_plugins, load_suite
 from aebench.run.checkpoint import Checkpoints
 from aebench.run.optim import make_optimizer, make_schedule
-from aebench.run.sections import TrainSection
-from aebench.run.train import train_model
+from aebench.run.sections import AnnealSection, TrainSection
+from aebench.run.train import Annealing, train_model
+from aebench.run.validation import EarlyStopping
 
 README = REPO / "README.md"
 
@@ -146,6 +147,13 @@ def test_a_resumed_run_resumes_its_schedule_too(write_suite, tmp_path) -> None:
     )
     assert resumed.resumed_after == 3
     assert resumed.curves["lr"] == whole.curves["lr"]
+    # The resumed process's first epoch warms up as a fresh one's does (a compile, say): its
+    # speed is the earlier epochs' (before: that epoch was timed, 989 samples/s after a compile
+    # against 28,611 uninterrupted)
+    saved = Checkpoints(path, "t", 1).read()
+    n = len(load_plugins().datasets.get("digits").factory().train)
+    assert saved is not None and saved["timed_samples"] == 2 * n  # epochs 2 and 3
+    assert resumed.samples_per_s == saved["timed_samples"] / saved["timed_s"]
     for a, b in zip(whole_model.parameters(), resumed_model.parameters(), strict=True):
         assert torch.equal(a, b)
 
@@ -234,11 +242,70 @@ def test_without_early_stopping_it_trains_every_epoch_and_keeps_the_last_weights
 
 
 def test_a_plateau_schedule_follows_the_validation_loss() -> None:
-    schedule = {"kind": "plateau", "factor": 0.5, "patience": 0}
+    schedule = {"kind": "plateau", "factor": 0.5, "patience": 1}
     result, _ = drifting_run(schedule=schedule)
     rates = result.curves["lr"]
     assert rates[:3] == pytest.approx([0.05, 0.05, 0.025])  # halved after each worse epoch
     assert rates == sorted(rates, reverse=True)
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3])
+def test_a_plateau_cuts_after_patience_epochs_without_a_lower_loss_as_early_stopping_stops(
+    patience: int,
+) -> None:
+    # before: torch's own meaning, a cut after patience + 1 flat epochs, and a gain under a
+    # relative 1e-4 counted as none (patience 0 cut 3 times in 6 epochs of a loss still falling)
+    settings = TrainSection(
+        epochs=10, batch_size=8, lr=1.0, schedule={"kind": "plateau", "patience": patience}
+    )
+    optimizer = make_optimizer([torch.zeros(1, requires_grad=True)], settings)
+    schedule = make_schedule(optimizer, settings)
+    stopping = EarlyStopping(patience=patience)
+    flat = [5.0] * 6
+    for epoch, loss in enumerate(flat, start=1):
+        schedule.step(loss)
+        stopped = stopping.update(epoch, loss, torch.nn.Linear(1, 1), keep_weights=False)
+        cut = optimizer.param_groups[0]["lr"] < 1.0
+        assert cut == stopped == (epoch > patience), epoch
+    falling = TrainSection(
+        epochs=10, batch_size=8, lr=1.0, schedule={"kind": "plateau", "patience": 1}
+    )
+    optimizer = make_optimizer([torch.zeros(1, requires_grad=True)], falling)
+    schedule = make_schedule(optimizer, falling)
+    for step in range(6):
+        schedule.step(100.0 - 0.001 * step)  # lower every epoch, by a relative 1e-5
+    assert optimizer.param_groups[0]["lr"] == 1.0
+
+
+def test_the_best_epoch_is_the_lowest_loss_whatever_min_delta_patience_counts() -> None:
+    # before: a loss lower by less than min_delta was not the best: best_epoch, best_val_loss
+    # and the restored weights were an earlier epoch's
+    stopping = EarlyStopping(patience=2, min_delta=1.0)
+    model = torch.nn.Linear(1, 1)
+    stopped = [
+        stopping.update(epoch, loss, model, keep_weights=True)
+        for epoch, loss in enumerate([10.0, 9.5, 9.2, 9.1], start=1)
+    ]
+    assert (stopping.best_epoch, stopping.best) == (4, 9.1)
+    assert stopped == [False, False, True, True]  # no gain over 1.0 since epoch 1: patience 2
+    again = EarlyStopping(patience=2, min_delta=1.0)
+    again.load_state_dict(stopping.state_dict())
+    assert (again.improved, again.since) == (10.0, 3)
+
+
+def test_the_validation_loss_of_a_warm_up_is_at_the_weights_the_model_is_measured_at() -> None:
+    # before: at the warm-up's rising beta, so that a later epoch looked no better and early
+    # stopping restored a model half warmed up
+    plugins = load_plugins()
+    data = plugins.datasets.get("digits").factory()
+    torch.manual_seed(0)
+    model = plugins.models.get("vae").factory(data.info, hidden=[16], latent_dim=2, beta=2.0)
+    annealing = Annealing(model, {"beta": AnnealSection(epochs=4)}, steps_per_epoch=1)
+    annealing.set(epoch=2, step=0)
+    assert model.beta == 0.5
+    with annealing.at_targets():
+        assert model.beta == 2.0
+    assert model.beta == 0.5
 
 
 def test_a_suite_holds_out_validation_and_records_its_epochs(write_suite, tmp_path) -> None:
@@ -324,3 +391,30 @@ def test_the_held_out_pass_records_no_autograd_graph() -> None:
     val_loss, _ = held_out_losses(model, x, seed=0)
     assert grad_enabled == [False]
     assert val_loss == pytest.approx((model.linear(x) - x).pow(2).sum(1).mean().item())
+
+
+def test_training_validates_a_warm_up_at_its_target_weights(monkeypatch) -> None:
+    import aebench.run.train as train_module
+
+    seen = []
+    real = train_module.held_out_losses
+
+    def recording(model, *args, **kwargs):
+        seen.append(model.beta)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "held_out_losses", recording)
+    plugins = load_plugins()
+    data = plugins.datasets.get("digits").factory()
+    torch.manual_seed(0)
+    model = plugins.models.get("vae").factory(data.info, hidden=[16], latent_dim=2, beta=2.0)
+    result = train_model(
+        model,
+        plugins.regularizers.get("none").factory(),
+        data,
+        TrainSection(epochs=3, batch_size=256, anneal={"beta": {"epochs": 3}}, val_fraction=0.1),
+        generator=torch.Generator().manual_seed(0),
+        val=Split(data.train.x[:100]),
+    )
+    assert result.curves["beta"] == pytest.approx([0.0, 2 / 3, 4 / 3])  # trained warming up
+    assert seen == [2.0, 2.0, 2.0]  # validated at the target
