@@ -35,9 +35,9 @@ from aebench.views.ranking import (
     ordered_groups,
     ranked,
     ranking_columns,
-    verdict_text,
 )
 from aebench.views.reproduction import reproduction_blocks
+from aebench.views.verdict_words import verdict_text
 
 SEARCH_REPORT = "search.md"  # written beside the table by a suite's [search]
 

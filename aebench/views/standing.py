@@ -53,8 +53,8 @@ def standing(folder: Path) -> Standing:
 def _computed(folder: Path) -> Standing:
     from aebench.plugins.listing import vocabulary_of
     from aebench.results.table import read_results
-    from aebench.views.ranking import best_configurations
     from aebench.views.reproduction import summary
+    from aebench.views.verdict_words import best_configurations
 
     table = read_results(folder)
     best = best_configurations(table, vocabulary_of(folder)) if not table.empty else {}

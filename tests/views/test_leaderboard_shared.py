@@ -18,8 +18,9 @@ from aebench.contract.columns import Column, Vocabulary
 from aebench.views import ranking
 from aebench.views.blocks import Heading
 from aebench.views.layout import report_blocks
-from aebench.views.ranking import SharedLeaderboards, best_configurations, leaderboard
+from aebench.views.ranking import SharedLeaderboards, leaderboard
 from aebench.views.ranking_stats import aligned
+from aebench.views.verdict_words import best_configurations
 
 SCORES = {  # dataset -> model -> its score on seeds 0, 1, 2 (higher is better)
     "d1": {"a": [3.0, 3.1, 2.9], "b": [2.0, 2.2, 1.9], "c": [1.0, 1.1, 0.8]},

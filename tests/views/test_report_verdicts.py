@@ -23,8 +23,9 @@ from aebench.views.blocks import Heading, Images, Paragraph, Table
 from aebench.views.cells import format_number, interval_cell
 from aebench.views.layout import report_blocks
 from aebench.views.markdown import to_markdown
-from aebench.views.ranking import best_configurations, leaderboard, verdict_text
+from aebench.views.ranking import leaderboard
 from aebench.views.ranking_stats import beats_next, top_verdict
+from aebench.views.verdict_words import best_configurations, verdict_text
 
 DESCRIPTION = "classifier features, not Inception"
 

@@ -18,7 +18,7 @@ import pytest
 
 from aebench.contract.columns import COLUMNS_FILE
 from aebench.results.table import PARQUET
-from aebench.views import ranking
+from aebench.views import verdict_words
 from aebench.views.standing import MEMO, standing
 
 
@@ -26,13 +26,13 @@ from aebench.views.standing import MEMO, standing
 def ranked(monkeypatch) -> list[int]:
     """How often the best configurations were computed (still computed)."""
     calls: list[int] = []
-    real = ranking.best_configurations
+    real = verdict_words.best_configurations
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ranking, "best_configurations", counted)
+    monkeypatch.setattr(verdict_words, "best_configurations", counted)
     return calls
 
 
