@@ -37,6 +37,51 @@ def _key(config: pd.Series) -> tuple[tuple[str, str], ...]:
     )
 
 
+def _first_column_values(
+    table: pd.DataFrame, vocabulary: Vocabulary, boards: Leaderboards | None
+) -> tuple[dict[str, dict[tuple, float]], dict[tuple, str], dict[str, str]]:
+    """Per rankable dataset, each configuration's value of its first ranking column (signed:
+    higher is better), where it has one; each configuration's label; each dataset's column."""
+    boards = leaderboards(table, vocabulary) if boards is None else boards
+    values: dict[str, dict[tuple, float]] = {}
+    names: dict[tuple, str] = {}
+    ranked_by: dict[str, str] = {}
+    for dataset in boards.datasets():
+        board = boards.of(dataset)
+        columns = ranking_columns(board, vocabulary) if board is not None else []
+        if board is None or not columns:
+            continue
+        ranked_by[dataset] = columns[0]
+        sign = vocabulary.direction(columns[0])
+        means = board.centre[columns[0]].to_numpy(dtype=float) * sign
+        for i, (_, config) in enumerate(board.configs.iterrows()):
+            key = _key(config)
+            names.setdefault(key, board.label(i))
+            if np.isfinite(means[i]):
+                values.setdefault(dataset, {})[key] = float(means[i])
+    return values, names, ranked_by
+
+
+def left_out(
+    table: pd.DataFrame, vocabulary: Vocabulary, boards: Leaderboards | None = None
+) -> list[str]:
+    """``ae / none (no log_px_iwae on digits)``: each configuration the ranks leave out, and the
+    datasets whose ranking column it has no value of (or was not run on)."""
+    values, names, ranked_by = _first_column_values(table, vocabulary, boards)
+    if len(values) < 2:
+        return []
+    out = []
+    for key in sorted(names, key=lambda k: names[k]):
+        lacking: dict[str, list[str]] = {}  # column -> the datasets it has no value on
+        for dataset, column in ranked_by.items():
+            if key not in values.get(dataset, {}):
+                lacking.setdefault(column, []).append(dataset)
+        if lacking:
+            said = "; ".join(f"{c} on {', '.join(ds)}" for c, ds in lacking.items())
+            out.append(f"{names[key]} (no {said})")
+    return out
+
+
 def rank_matrix(
     table: pd.DataFrame, vocabulary: Vocabulary, boards: Leaderboards | None = None
 ) -> pd.DataFrame:
@@ -46,21 +91,7 @@ def rank_matrix(
     table's leaderboards where the report has them already."""
     from scipy import stats
 
-    boards = leaderboards(table, vocabulary) if boards is None else boards
-    values: dict[str, dict[tuple, float]] = {}
-    names: dict[tuple, str] = {}
-    for dataset in boards.datasets():
-        board = boards.of(dataset)
-        columns = ranking_columns(board, vocabulary) if board is not None else []
-        if board is None or not columns:
-            continue
-        sign = vocabulary.direction(columns[0])
-        means = board.centre[columns[0]].to_numpy(dtype=float) * sign
-        for i, (_, config) in enumerate(board.configs.iterrows()):
-            if np.isfinite(means[i]):
-                key = _key(config)
-                values.setdefault(dataset, {})[key] = float(means[i])
-                names.setdefault(key, board.label(i))
+    values, names, _ = _first_column_values(table, vocabulary, boards)
     if len(values) < 2:
         return pd.DataFrame()
     everywhere = set.intersection(*(set(v) for v in values.values()))
@@ -160,12 +191,15 @@ def across_blocks(
         + [format_number(float(ranks.loc[d, name]), 3) for d in ranks.index]
         for name in mean.index
     ]
+    said = (
+        "Each configuration with a value of every dataset's first ranking column, ranked on each"
+        " by it (1 = best, ties share their mean rank)."
+    )
+    if lost := left_out(table, vocabulary, boards):  # not measured by that column somewhere
+        said += f" Left out: {'; '.join(lost)}."
     blocks: list[Block] = [
         Heading(2, "Ranks across datasets"),
-        Paragraph(
-            "Each configuration measured on every dataset, ranked on each by that dataset's "
-            "first ranking column (1 = best, ties share their mean rank)."
-        ),
+        Paragraph(said),
         Table(header, rows),
         Paragraph(_friedman(ranks)),
     ]

@@ -107,19 +107,22 @@ def _latent_blocks(
     from aebench.views import drawing, suite_drawing  # numpy and matplotlib: no torch
 
     columns = ranking_columns(board, vocabulary)
-    panels = []
+    panels, substituted = [], False
     for rank, i in enumerate(order[:MAX_LATENT_PANELS], 1):
         median, _ = median_seed(board.trials[i], columns, vocabulary)
-        median = _with_figures(folder, board.trials[i], median)
-        npz = trial_folder(folder, str(median["trial_id"])) / drawing.ARRAYS
+        shown = _with_figures(folder, board.trials[i], median)
+        substituted |= shown["trial_id"] != median["trial_id"]
+        npz = trial_folder(folder, str(shown["trial_id"])) / drawing.ARRAYS
         if npz.is_file():
-            panels.append((f"{rank}. {board.label(i)} seed={median['seed']}", npz))
+            panels.append((f"{rank}. {board.label(i)} seed={shown['seed']}", npz))
     path = confined(folder, FIGURES, safe_name(f"latent_{board.dataset}") + ".png")
     panels = [(title, npz) for title, npz in panels if suite_drawing.has_latent(npz)]
     if not panels:
         return []
     draw_beside(path, f"the report ({path.name})", suite_drawing.latent_grid, path, panels)
     caption = "latent codes of the test split, each configuration's median seed"
+    if substituted:  # its figures not drawn ([observers.figures] per_seed = false, say)
+        caption += " where its figures were drawn, else its first seed drawn (each panel names it)"
     return [Heading(3, "Latent spaces"), Images([(caption, path)])]
 
 

@@ -16,7 +16,6 @@ import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
 from aebench.contract.columns import Vocabulary
-from aebench.results.rows import label
 from aebench.results.stats import MIN_SEEDS, Interval, seeds_for_a_median
 from aebench.results.table import PARQUET, read_load_errors
 from aebench.views.across import across_blocks
@@ -37,6 +36,7 @@ from aebench.views.ranking import (
     ranking_columns,
 )
 from aebench.views.reproduction import reproduction_blocks
+from aebench.views.trial_labels import configuration_label, trial_label, untrained
 from aebench.views.verdict_words import verdict_text
 
 SEARCH_REPORT = "search.md"  # written beside the table by a suite's [search]
@@ -182,6 +182,8 @@ def _dataset_blocks(folder: Path, boards: Leaderboards, dataset: str) -> list[Bl
     if board is None:
         return [*blocks, Paragraph("No trial of this dataset finished.")]
     order = ranked(board, vocabulary)
+    if lost := untrained(boards.table, dataset):
+        blocks.append(Paragraph(f"Not in the tables, no seed trained: {'; '.join(lost)}."))
     # First, though shown last: a run's worker draws them while the tables are laid out here.
     figures = figure_blocks(folder, board, vocabulary, order)
     headlines = headline_columns(board, vocabulary)
@@ -199,10 +201,6 @@ def _dataset_blocks(folder: Path, boards: Leaderboards, dataset: str) -> list[Bl
     ]
     blocks += _detail_blocks(board, vocabulary, order)
     return blocks + figures
-
-
-def _trial_label(row: pd.Series) -> str:
-    return label(row, ["seed"], dataset=False, separator=" / ")
 
 
 NOTED = {  # a row column of notes -> the report's section of the trials that have them
@@ -223,7 +221,7 @@ def _noted_blocks(table: pd.DataFrame, column: str) -> list[Block]:
     if noted.empty:
         return []
     rows = [
-        [str(r["trial_id"]), str(r["dataset"]), _trial_label(r), str(r[column])]
+        [str(r["trial_id"]), str(r["dataset"]), trial_label(table, r), str(r[column])]
         for _, r in noted.sort_values(["dataset", "model", "seed"]).iterrows()
     ]
     heading, text = NOTED[column]
@@ -239,7 +237,8 @@ def _problem_blocks(table: pd.DataFrame) -> list[Block]:
     if bad.empty:
         return []
     rows = [
-        [str(r["trial_id"]), str(r["dataset"]), _trial_label(r), str(r["status"]), str(r["reason"])]
+        [str(r[c]) for c in ("trial_id", "dataset")]
+        + [trial_label(table, r), str(r["status"]), str(r["reason"])]
         for _, r in bad.sort_values(["status", "dataset", "model", "seed"]).iterrows()
     ]
     header = ["trial", "dataset", "configuration", "status", "reason"]
@@ -331,10 +330,7 @@ def _not_measured_blocks(table: pd.DataFrame) -> list[Block]:
             notes = notes.str.cat(text, sep="; ").str.strip("; ")
     ok = table[(table["status"] == "ok") & (notes != "")]
     rows = sorted(
-        {
-            (str(r["dataset"]), f"{r['model']} / {r['regularizer']}", notes[i])
-            for i, r in ok.iterrows()
-        }
+        {(str(r["dataset"]), configuration_label(table, r), notes[i]) for i, r in ok.iterrows()}
     )
     if not rows:
         return []

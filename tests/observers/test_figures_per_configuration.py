@@ -86,3 +86,5 @@ def test_the_report_shows_another_seeds_figures_where_the_median_seed_has_none(
     text = (output / REPORT_MD).read_text()
     assert "No figures were saved" not in text
     assert all(f"trials/{trial_id}/" in text for trial_id in kept)
+    # before: "each configuration's median seed", of panels that were none of the medians
+    assert "median seed where its figures were drawn, else its first seed drawn" in text

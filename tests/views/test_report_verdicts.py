@@ -300,7 +300,9 @@ def test_ranks_across_datasets_friedman_and_the_critical_difference_diagram(
 
     blocks = report_blocks(tmp_path, _across(), vocabulary)
     start = blocks.index(Heading(2, "Ranks across datasets"))
-    table, friedman, apart, figure = blocks[start + 2 : start + 6]
+    said, table, friedman, apart, figure = blocks[start + 1 : start + 6]
+    # before: "Each configuration measured on every dataset", x left out without a word
+    assert said.text.endswith(" Left out: x / none (no score on d2, d3, d4).")
     assert [row[:2] for row in table.rows] == [
         ["a / none", "1.25"],
         ["b / none", "2"],
