@@ -301,6 +301,8 @@ def cmd_report(folder: Path) -> int:
     from aebench.results.trials import TrialFileError
     from aebench.views.report import build_report
 
+    if folder.exists() and not folder.is_dir():  # else its journal "is not a directory"
+        raise UsageError(f"{folder}: a file, not a results folder")
     try:
         with _holding(folder):
             md, page = build_report(folder)
@@ -394,7 +396,7 @@ def _evaluate_checkpoint(plugins: Plugins, args: argparse.Namespace) -> int:
 
 def _evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
     from aebench.measure_again import evaluate
-    from aebench.results.trials import TrialFileError
+    from aebench.results.trials import WEIGHTS, TrialFileError
     from aebench.run.kept import KeptTrialError
     from aebench.run.suite import SuiteError
     from aebench.views.progress import SuiteProgress
@@ -419,6 +421,9 @@ def _evaluate(plugins: Plugins, args: argparse.Namespace) -> int:
             f"{run.already_done} kept trials left as they were: {', '.join(metrics or [])}"
             " cannot measure them"
         )
+    if lacking := run.without_model:
+        n = "1 trained trial" if len(lacking) == 1 else f"{len(lacking)} trained trials"
+        print(f"{n} left as recorded, no model kept ({WEIGHTS} missing): {', '.join(lacking)}")
     return 1 if run.counts.get("failed") else 0
 
 

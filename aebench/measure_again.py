@@ -103,9 +103,11 @@ def evaluate(
     plugins = plugins or load_plugins()
     table = load_results(folder)
     suite = saved_suite(folder, plugins)
+    without_model: list[str] = []  # trained, but no model kept to measure: said, not hidden
     if trial_ids is None:
         ok = table[table["status"] == "ok"]
         kept = [t for t in ok["trial_id"] if (kept_folder(folder, t) / WEIGHTS).is_file()]
+        without_model = [t for t in ok["trial_id"] if t not in set(kept)]
     else:
         kept = list(trial_ids)
         for trial_id in kept:
@@ -133,6 +135,7 @@ def evaluate(
     except FolderError as exc:  # a run that started meanwhile; a full disk
         raise KeptTrialError(str(exc)) from None
     run.already_done = len(kept) - len(work)  # kept trials the metrics cannot serve
+    run.without_model = without_model
     return run
 
 

@@ -95,6 +95,8 @@ class SuiteRun:
     already_done: int = 0  # trials found finished in the output folder and not run again
     interrupted: bool = False  # Ctrl-C or SIGTERM stopped the run; finished rows are on disk
     evaluated: int = 0  # of the rows, trials measured again from kept weights, not trained
+    # ``aebench evaluate``: trained trials it left as they were, having no kept model
+    without_model: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:

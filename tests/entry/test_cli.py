@@ -73,6 +73,19 @@ def test_evaluate_with_metrics_that_name_none_changes_nothing(aebench, tiny_suit
     assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(before)
 
 
+def test_evaluate_names_the_trained_trials_it_has_no_model_of(aebench, tiny_suite, tmp_path):
+    # before: measured the others and exited 0 without a word of the one left as it was
+    assert aebench("run", str(tiny_suite), "--output", "out").returncode == 0
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    lost = table["trial_id"].iloc[0]
+    (tmp_path / "out" / "trials" / lost / "model.pt").unlink()
+    result = aebench("evaluate", "out", "--metrics", "recon_mse")
+    assert result.returncode == 0, result.stderr
+    assert "3 kept trials measured again (3 ok)" in result.stdout
+    said = f"1 trained trial left as recorded, no model kept (model.pt missing): {lost}"
+    assert said in result.stdout
+
+
 def test_dry_run_lists_trials_and_writes_nothing(aebench, tiny_suite, tmp_path):
     result = aebench("run", str(tiny_suite), "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -98,6 +111,14 @@ def test_dry_run_marks_what_is_done_and_what_is_pending(aebench, tiny_suite, tmp
     remeasured.write_text(tiny_suite.read_text() + '\n[eval]\nmetrics = ["recon_mse"]\n')
     listed = aebench("run", str(remeasured), "--output", "out", "--dry-run").stdout
     assert listed.count("  measure ") == 3 and listed.count("  pending ") == 1
+
+
+def test_report_on_a_file_says_it_is_no_results_folder(aebench, tmp_path):
+    # before: "afile/results.journal.jsonl: unreadable: [Errno 20] Not a directory"
+    (tmp_path / "afile").write_text("")
+    result = aebench("report", "afile")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "aebench: error: afile: a file, not a results folder"
 
 
 def test_a_missing_suite_file(aebench):
