@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
 import tomllib
@@ -116,6 +115,7 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
     reasons = {t: r for t, r in declined.items() if t in to_train}
     skipped = announce_declined(session.suite, reasons)
 
+    from aebench.results.log_file import log_to
     from aebench.run.executors import ExecutorError
     from aebench.views.progress import SuiteProgress
 
@@ -123,7 +123,10 @@ def cmd_run(plugins: Plugins, args: argparse.Namespace) -> int:
         session.start_observers()  # MLflow, figures, report, third parties'
     except SuiteError as exc:
         raise UsageError(str(exc)) from None
-    _log_to(session.output / "aebench.log")
+    try:
+        log_to(session.output / "aebench.log")  # failed trials' tracebacks
+    except FolderError as exc:
+        raise UsageError(str(exc)) from None
     try:
         run = session.run(rerun=args.rerun, observers=[SuiteProgress(announced=skipped)])
     except (ExecutorError, FolderError) as exc:  # no scheduler there; a full disk; a busy folder
@@ -203,30 +206,6 @@ def _summarise(session: Session, run: SuiteRun) -> None:
     for observer in session.observers:
         if isinstance(observer, ReportBuilder) and observer.paths:
             print(f"report: {observer.paths[1]}")
-
-
-def _log_to(path: Path) -> None:
-    """Failed trials' tracebacks go to a log file beside the results (never through a link
-    planted there)."""
-    from aebench.results.files import CLOEXEC, NOFOLLOW, cannot_write
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
-    except OSError as exc:
-        raise UsageError(str(cannot_write(path, exc))) from None
-    handler = QuietFileHandler(os.fdopen(fd, "a", encoding="utf-8"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("aebench").addHandler(handler)
-
-
-class QuietFileHandler(logging.StreamHandler):
-    """The log file's handler: a record it cannot write (a full disk) is lost without the
-    traceback that logging would print to the terminal for each; what the run writes besides
-    says it, in one line (``FolderError``)."""
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
-        pass
 
 
 SHOWN_CONFIGURATIONS = 4  # per reason, before "and N more"

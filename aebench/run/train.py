@@ -311,8 +311,7 @@ class Training:
         if not math.isfinite(means[0]):
             result.diverged_at = epoch
             return False
-        # the first epoch of each process warms up (allocations, a compile), unless it is the
-        # only one there is to time
+        # each process's first epoch warms up (allocations, a compile): timed only if the only one
         warm = epoch > self.result.resumed_after + 1
         if warm or (epoch == self.settings.epochs and self.timed_samples == 0):
             self.timed_s += epoch_s

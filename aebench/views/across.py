@@ -65,7 +65,7 @@ def _first_column_values(
 def left_out(
     table: pd.DataFrame, vocabulary: Vocabulary, boards: Leaderboards | None = None
 ) -> list[str]:
-    """``ae / none (no log_px_iwae on digits)``: each configuration the ranks leave out, and the
+    """``ae / none (no score on d2, d3)``: each configuration the ranks leave out, and the
     datasets whose ranking column it has no value of (or was not run on)."""
     values, names, ranked_by = _first_column_values(table, vocabulary, boards)
     if len(values) < 2:

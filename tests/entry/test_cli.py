@@ -273,7 +273,7 @@ def test_a_log_file_that_cannot_be_written_prints_no_traceback(capsys):
 
     import pytest
 
-    from aebench.commands import QuietFileHandler
+    from aebench.results.log_file import QuietFileHandler
 
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
