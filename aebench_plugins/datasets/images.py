@@ -115,6 +115,8 @@ def image_data(
     n_val = round(val_fraction * len(pool))
     if n_val == len(pool):
         raise ValueError(f"{name}: val_fraction = {val_fraction} leaves no training images")
+    if val_fraction > 0 and n_val == 0:  # asked for one: not silently none
+        raise ValueError(f"{name}: val_fraction = {val_fraction} holds out no image of {len(pool)}")
 
     def take(split: Split, index: Tensor | None) -> Split:
         if index is None:

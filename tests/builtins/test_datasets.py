@@ -63,6 +63,9 @@ def test_a_val_fraction_that_leaves_no_training_images_is_refused():
     train = Split(torch.rand(3, 1, 2, 2), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="toy: val_fraction = 0.9 leaves no training images"):
         image_data("toy", train, train, n_classes=1, val_fraction=0.9)
+    # before: no validation split, silently; a suite needing one then said to set val_fraction
+    with pytest.raises(ValueError, match="toy: val_fraction = 0.1 holds out no image of 3"):
+        image_data("toy", train, train, n_classes=1, val_fraction=0.1)
 
 
 def test_static_binarisation_is_drawn_once_and_seeded():
