@@ -141,6 +141,8 @@ def cache_key(data: Data, settings: ClassifierSettings) -> str:
         "torch": torch.__version__,
         "shape": list(data.info.shape),
     }
+    if data.batch_transform is not None:  # trained on its draws: another classifier
+        header["batch_transform"] = getattr(data.batch_transform, "__qualname__", "unnamed")
     digest.update(json.dumps(header, sort_keys=True).encode())
     for split in (data.train, data.test):
         for tensor in (split.x, split.y):
@@ -151,7 +153,9 @@ def cache_key(data: Data, settings: ClassifierSettings) -> str:
 
 
 def train_classifier(data: Data, settings: ClassifierSettings) -> tuple[Classifier, float]:
-    """The classifier trained on the training split on the CPU, seeded, and its test accuracy."""
+    """The classifier trained on the training split on the CPU, seeded, and its test accuracy;
+    each batch drawn through the data's ``batch_transform`` where it has one, as the test split
+    was (a dynamically binarised dataset's grey training images, binarised batch by batch)."""
     train_x, train_y = data.train.x.detach().float().cpu(), data.train.y.detach().long().cpu()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
@@ -174,7 +178,10 @@ def train_classifier(data: Data, settings: ClassifierSettings) -> tuple[Classifi
                 order, position = torch.randperm(len(train_x), generator=generator), 0
             batch = order[position : position + settings.batch_size]
             position += settings.batch_size
-            loss = nn.functional.cross_entropy(network(train_x[batch]), train_y[batch])
+            inputs = train_x[batch]
+            if data.batch_transform is not None:  # the draws training sees (binarised, say)
+                inputs = data.batch_transform(inputs, generator)
+            loss = nn.functional.cross_entropy(network(inputs), train_y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

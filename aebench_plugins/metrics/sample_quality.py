@@ -174,12 +174,19 @@ def fid(
     inputs; the features are the penultimate layer of a classifier aebench trains on the training
     split (``classifier_steps`` Adam steps, seeded, cached). ``fid_train``: training inputs
     against the test split, the same way: what a generator of the data itself would score at this
-    sample size (FID is biased upwards by small samples). ``feature_classifier_acc``: that
-    classifier's test accuracy. NaN without labels or without a prior.
+    sample size (FID is biased upwards by small samples; drawn through the data's
+    ``batch_transform``, as training draws them, where it has one). ``feature_classifier_acc``:
+    that classifier's test accuracy. NaN without labels or without a prior.
     """
     decoded, real_x, extractor = _measured(context, samples, classifier_steps)
     real, generated = extractor.features(real_x).numpy(), extractor.features(decoded).numpy()
-    train = extractor.features(context.data.train.x[: len(real)]).numpy()
+    train_x = context.data.train.x[: len(real)]
+    if context.data.batch_transform is not None:  # the training inputs as the model saw them
+        seeded = torch.Generator(device=train_x.device).manual_seed(
+            context.generator.initial_seed()
+        )
+        train_x = context.data.batch_transform(train_x, seeded)
+    train = extractor.features(train_x).numpy()
     return {
         "fid": fid_of(real, generated),
         "fid_train": fid_of(real, train),

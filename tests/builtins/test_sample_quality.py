@@ -366,3 +366,17 @@ def test_one_eval_key_sets_the_classifier_and_sample_size_of_all_three(
         "sample_pr": 60,  # a metric's own table wins
         "sample_is": 50,
     }
+
+
+def test_dynamically_binarised_data_is_featured_and_scored_as_the_model_sees_it(measure) -> None:
+    # Stored as grey levels, trained on binary draws, tested on a binary split. Before: the
+    # feature classifier learnt grey images and scored binary ones, and fid_train set grey
+    # training images against the binary test split (7 static against 59 dynamic on digits).
+    steps = {"classifier_steps": QUICK.steps}
+    by_kind = {}
+    for binarize in ("static", "dynamic"):
+        data = digits(binarize=binarize)
+        by_kind[binarize] = measure("fid", context_of(DataBank(data.test.x), data), **steps)
+    static, dynamic = by_kind["static"].values, by_kind["dynamic"].values
+    assert dynamic["feature_classifier_acc"] > 0.85
+    assert dynamic["fid_train"] < 2 * static["fid_train"] + 5
