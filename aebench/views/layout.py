@@ -36,7 +36,7 @@ from aebench.views.ranking import (
     ranking_columns,
 )
 from aebench.views.reproduction import reproduction_blocks
-from aebench.views.trial_labels import configuration_label, trial_label, untrained
+from aebench.views.trial_labels import configuration_labels, untrained
 from aebench.views.verdict_words import verdict_text
 
 SEARCH_REPORT = "search.md"  # written beside the table by a suite's [search]
@@ -220,8 +220,9 @@ def _noted_blocks(table: pd.DataFrame, column: str) -> list[Block]:
     noted = table[(table["status"] == "ok") & (table[column].fillna("").astype(str) != "")]
     if noted.empty:
         return []
+    name = configuration_labels(table)
     rows = [
-        [str(r["trial_id"]), str(r["dataset"]), trial_label(table, r), str(r[column])]
+        [str(r["trial_id"]), str(r["dataset"]), f"{name(r)} seed={r['seed']}", str(r[column])]
         for _, r in noted.sort_values(["dataset", "model", "seed"]).iterrows()
     ]
     heading, text = NOTED[column]
@@ -236,9 +237,10 @@ def _problem_blocks(table: pd.DataFrame) -> list[Block]:
     bad = table[table["status"] != "ok"]
     if bad.empty:
         return []
+    name = configuration_labels(table)
     rows = [
         [str(r[c]) for c in ("trial_id", "dataset")]
-        + [trial_label(table, r), str(r["status"]), str(r["reason"])]
+        + [f"{name(r)} seed={r['seed']}", str(r["status"]), str(r["reason"])]
         for _, r in bad.sort_values(["status", "dataset", "model", "seed"]).iterrows()
     ]
     header = ["trial", "dataset", "configuration", "status", "reason"]
@@ -329,9 +331,8 @@ def _not_measured_blocks(table: pd.DataFrame) -> list[Block]:
             text = table[column].fillna("").astype(str)
             notes = notes.str.cat(text, sep="; ").str.strip("; ")
     ok = table[(table["status"] == "ok") & (notes != "")]
-    rows = sorted(
-        {(str(r["dataset"]), configuration_label(table, r), notes[i]) for i, r in ok.iterrows()}
-    )
+    name = configuration_labels(table)
+    rows = sorted({(str(r["dataset"]), name(r), notes[i]) for i, r in ok.iterrows()})
     if not rows:
         return []
     return [
