@@ -324,7 +324,9 @@ def test_a_suite_holds_out_validation_and_records_its_epochs(write_suite, tmp_pa
     assert min(curves["val_loss"]) == pytest.approx(row["best_val_loss"])
 
 
-def vae_run(anneal, epochs=6):
+def vae_run(anneal, epochs=6, validated=False):
+    """A small VAE on digits, beta 2 (warmed up by ``anneal``); ``validated``: on the first 100
+    training images."""
     plugins = load_plugins()
     data = plugins.datasets.get("digits").factory()
     torch.manual_seed(0)
@@ -336,6 +338,7 @@ def vae_run(anneal, epochs=6):
         # 3 steps per epoch over digits' 1,438 training images
         TrainSection(epochs=epochs, batch_size=512, lr=1e-3, anneal=anneal or {}),
         generator=torch.Generator().manual_seed(0),
+        val=Split(data.train.x[:100]) if validated else None,
     )
     return result, model
 
@@ -404,17 +407,6 @@ def test_training_validates_a_warm_up_at_its_target_weights(monkeypatch) -> None
         return real(model, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "held_out_losses", recording)
-    plugins = load_plugins()
-    data = plugins.datasets.get("digits").factory()
-    torch.manual_seed(0)
-    model = plugins.models.get("vae").factory(data.info, hidden=[16], latent_dim=2, beta=2.0)
-    result = train_model(
-        model,
-        plugins.regularizers.get("none").factory(),
-        data,
-        TrainSection(epochs=3, batch_size=256, anneal={"beta": {"epochs": 3}}, val_fraction=0.1),
-        generator=torch.Generator().manual_seed(0),
-        val=Split(data.train.x[:100]),
-    )
+    result, _ = vae_run({"beta": {"epochs": 3}}, epochs=3, validated=True)
     assert result.curves["beta"] == pytest.approx([0.0, 2 / 3, 4 / 3])  # trained warming up
     assert seen == [2.0, 2.0, 2.0]  # validated at the target
