@@ -53,14 +53,17 @@ def _tip(metric: str, vocabulary: Vocabulary) -> str:
 
 def _verdict_cells(board: Leaderboard, vocabulary: Vocabulary, order: list[int]) -> list[list[str]]:
     """Per configuration in ``order``: ``best`` or ``tied`` (the top group of the first ranking
-    column, as tests decide it), and the probability that it beats the next one."""
+    column, as tests decide it; ``untested`` where no test could reach it), and the probability
+    that it beats the next one."""
     verdict = headline_verdict(board, vocabulary)
-    top = [] if verdict is None else verdict.tied
-    word = "best" if verdict is not None and verdict.best else "tied"
+    words: dict[int, str] = {}
+    if verdict is not None:
+        words = dict.fromkeys(verdict.tied, "best" if verdict.best else "tied")
+        words |= {i: "untested" for i in verdict.tied[1:] if math.isnan(verdict.adjusted[i])}
+        if not verdict.best and all(words[i] == "untested" for i in verdict.tied[1:]):
+            words[verdict.top] = "untested"  # tied with none that a test reached
     chances = chances_of_beating_next(board, vocabulary, order)
-    return [
-        [word if i in top else "", _chance_cell(chances[i]) if i in chances else "–"] for i in order
-    ]
+    return [[words.get(i, ""), _chance_cell(chances[i]) if i in chances else "–"] for i in order]
 
 
 def _chance_cell(chance: Interval) -> str:

@@ -183,7 +183,7 @@ def test_equal_configurations_are_left_out_of_the_tied_at_most_as_often_as_state
     assert left_out / 400 <= 0.083
 
 
-def test_a_comparison_that_cannot_be_made_is_not_counted_against_the_others() -> None:
+def test_a_comparison_that_cannot_be_made_is_not_counted_against_the_others(tmp_path) -> None:
     # b is worse than a by Welch's t (5 seeds each); c and d have one seed: no test of them,
     # which neither dilutes a-b's nor counts as a comparison.
     a, b = [5.0, 5.2, 4.9, 5.1, 5.0], [4.6, 4.8, 4.5, 4.7, 4.9]
@@ -199,6 +199,13 @@ def test_a_comparison_that_cannot_be_made_is_not_counted_against_the_others() ->
     assert verdict_text(board, verdict) == (
         "untested against c / none, d / none (too few seeds to test)"
     )
+    headline = _headline(report_blocks(tmp_path, score_table(scores), _vocabulary()))
+    assert _column(headline, "top") == {
+        "a / none": "untested",  # before: "tied", with none that a test reached
+        "b / none": "",
+        "c / none": "untested",
+        "d / none": "untested",
+    }
 
 
 def test_a_clearly_better_configuration_is_bold_best_with_its_interval(tmp_path: Path) -> None:
