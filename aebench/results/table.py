@@ -14,6 +14,7 @@ temporary name and a rename, so a crash or a full disk never leaves half a file 
 from __future__ import annotations
 
 import json
+import logging
 import numbers
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,6 +28,8 @@ from aebench.contract.columns import COLUMNS_FILE, Column, Vocabulary, is_metric
 from aebench.results.files import FolderError, append_line, cannot_write, write_atomically
 from aebench.results.rows import is_missing
 from aebench.results.trials import TRIALS, trial_folder
+
+log = logging.getLogger("aebench")
 
 PARQUET = "results.parquet"
 CSV = "results.csv"
@@ -103,8 +106,11 @@ def rebuilt(folder: Path) -> pd.DataFrame:
     for path in paths:
         try:
             texts.append(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError):
-            continue  # unreadable: that trial runs again
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("aebench: %s: unreadable (%s): its trial is left out", path, exc)
+            continue
+        if not _read_rows([texts[-1]]):  # torn by a crash
+            log.warning("aebench: %s: not a row: its trial is left out", path)
     base = pd.DataFrame()
     if (folder / CSV).is_file():
         try:

@@ -127,6 +127,18 @@ def test_a_deleted_table_is_rebuilt_from_the_trial_folders(results: Path, suite_
     assert list(again["train_s"]) == list(table["train_s"])
 
 
+def test_a_trial_whose_row_cannot_be_read_is_said_to_be_left_out(results: Path, caplog) -> None:
+    # before: a rebuilt table and report without it, and not a word
+    (results / PARQUET).unlink()
+    (results / CSV).unlink()
+    torn = sorted((results / "trials").glob("*/row.json"))[0]
+    torn.write_text('{"trial_id": "x", "sta')
+    with caplog.at_level("WARNING", logger="aebench"):
+        rebuilt = read_results(results)
+    assert torn.parent.name not in set(rebuilt["trial_id"])
+    assert f"aebench: {torn}: not a row: its trial is left out" in caplog.text
+
+
 def test_a_folder_of_another_suite_is_refused(results: Path, suite_file, capsys) -> None:
     before = snapshot(results)
     other = suite_file(name="other")
