@@ -154,6 +154,8 @@ def check_model_contract(model: nn.Module, x: Tensor) -> ModelOutput:
     latent-variable model's distributions before its own ``loss`` runs (a wrong event shape met
     first inside the loss would surface as a bare torch error), then ``forward`` and ``loss``,
     then ``encode`` and ``decode`` against them."""
+    missing = [m for m in ("encode", "decode", "loss") if not callable(getattr(model, m, None))]
+    _expect(not missing, f"{type(model).__name__} has no {', '.join(missing)} method")
     latent = None
     if isinstance(model, LatentVariableModel):
         latent = check_latent_variable_model(model, x)

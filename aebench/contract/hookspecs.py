@@ -1,8 +1,9 @@
 """The plugin contract: seven hooks, each handed a ``register(name, factory)`` callback.
 
 A plugin is a module (or object) with functions of these names marked ``@aebench.hookimpl``,
-declared as an entry point of the ``aebench`` group. A name registered twice is an error naming
-both plugins. ``docs/plugins.md`` is the reference of each factory's contract.
+declared as an entry point of the ``aebench`` group. A name registered twice keeps the first
+registration, with a warning naming both plugins. ``docs/plugins.md`` is the reference of each
+factory's contract.
 """
 
 from collections.abc import Callable

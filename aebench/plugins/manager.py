@@ -12,6 +12,7 @@ way (``Plugins.deprecations``). A run warns of each of them (``Plugins.problems`
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -253,6 +254,8 @@ def load_plugins(
             except Exception as exc:  # a hook that raises
                 errors.append(LoadError(impl.plugin_name, dist, f"{type(exc).__name__}: {exc}"))
 
+    errors += _misnamed_hooks(manager, origins)
+
     # Observers are notified in pluggy's call order (tryfirst first, trylast last: MLflow logs
     # what the others wrote), whichever registered first for the sake of a clash.
     observer_hooks = getattr(manager.hook, KINDS["observers"].hook).get_hookimpls()
@@ -267,6 +270,26 @@ def load_plugins(
     for registry in registries.values():
         registry.load_failures = failures
     return Plugins(manager, registries, infos, errors, deprecations)
+
+
+def _misnamed_hooks(
+    manager: pluggy.PluginManager, origins: dict[str, tuple[str, str]]
+) -> list[LoadError]:
+    """A plugin's ``@hookimpl`` under a name that is no hook (``aebench_register_model``): pluggy
+    keeps it uncalled, so whatever it registers is silently missing; one error each, with the
+    hook it was likely meant to be."""
+    hooks = [name for name in vars(hookspecs) if name.startswith("aebench_")]
+    out = []
+    for name, caller in vars(manager.hook).items():
+        if getattr(caller, "spec", True) is not None or not hasattr(caller, "get_hookimpls"):
+            continue  # a hook of the contract
+        meant = difflib.get_close_matches(name, hooks, n=1)
+        hint = f"; did you mean {meant[0]}?" if meant else ""
+        for impl in caller.get_hookimpls():
+            dist = origins.get(impl.plugin_name, (None, None))[0]
+            why = f"implements {name}, which is no aebench hook: it is never called{hint}"
+            out.append(LoadError(impl.plugin_name, dist, why))
+    return out
 
 
 @dataclass

@@ -21,6 +21,7 @@ from aebench import (
     Split,
     load_plugins,
 )
+from aebench.contract.checks import ContractError
 from aebench.observers.tracking_store import sqlite_uri
 from aebench.run.suite import load_suite
 from aebench.testing import (
@@ -184,6 +185,19 @@ class BatchPenalty(Regularizer):
 def test_the_kit_rejects_a_wrong_reconstruction_shape():
     with pytest.raises(Exception, match="reconstruction has shape"):
         check_model(WrongShape, shapes=[(1, 8, 8)])
+
+
+class NoLoss(Frozen):
+    """Every method but the loss."""
+
+    loss = None  # type: ignore[assignment]
+
+
+def test_the_kit_names_a_missing_method_of_the_contract():
+    # before: torch's "AttributeError: 'NoLoss' object has no attribute 'loss'", from inside
+    # the check, naming no contract
+    with pytest.raises(ContractError, match="^NoLoss has no loss method$"):
+        check_model(NoLoss, shapes=[(1, 8, 8)])
 
 
 def test_the_kit_rejects_a_model_whose_loss_has_no_gradient():
