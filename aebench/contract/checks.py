@@ -149,17 +149,23 @@ def check_encode(model: nn.Module, x: Tensor, out: ModelOutput, latent: int | No
     )
 
 
+def _has_methods(model: nn.Module, *names: str) -> None:
+    """The contract's methods are there (before: torch's AttributeError, naming no contract)."""
+    missing = [name for name in names if not callable(getattr(model, name, None))]
+    _expect(not missing, f"{type(model).__name__} has no {', '.join(missing)} method")
+
+
 def check_model_contract(model: nn.Module, x: Tensor) -> ModelOutput:
     """Everything of a model's contract that one batch shows, in the runner's order: a
     latent-variable model's distributions before its own ``loss`` runs (a wrong event shape met
     first inside the loss would surface as a bare torch error), then ``forward`` and ``loss``,
     then ``encode`` and ``decode`` against them."""
-    missing = [m for m in ("encode", "decode", "loss") if not callable(getattr(model, m, None))]
-    _expect(not missing, f"{type(model).__name__} has no {', '.join(missing)} method")
     latent = None
     if isinstance(model, LatentVariableModel):
         latent = check_latent_variable_model(model, x)
+    _has_methods(model, "loss")
     out = check_model_output(model, x)
+    _has_methods(model, "encode", "decode")
     check_encode(model, x, out, latent)
     return out
 

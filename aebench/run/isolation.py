@@ -46,7 +46,7 @@ from aebench.run.orphans import die_with_parent
 from aebench.run.suite import Trial
 from aebench.run.threads import Threads
 from aebench.run.threads import follow as follow_threads
-from aebench.run.trial import failed_row, run_trial
+from aebench.run.trial import failed_row, run_trial, warm_up
 
 # The limit of an isolated trial when the suite sets none: generous enough for any trial a
 # benchmark means to run (the 3,280 epochs of Burda et al. on MNIST take hours, not a day), short
@@ -57,6 +57,8 @@ ISOLATED_TIMEOUT = 24 * 3600.0
 STARTUP_TIMEOUT = 600.0
 STARTED = "started"  # what the child sends once loaded: the trial's limit starts now
 POLL_S = 0.1  # how often the waiting parent looks at the signal flag and the clock
+# A child whose pipe closed is exiting: this long to read its own status before it is killed.
+EXIT_GRACE_S = 5.0
 # The reaper: waits for a line on its stdin, the parent's end of a pipe; end of file without
 # "done" (the parent died) kills the trial's group, $1. `kill -9 -PGID` as dash and bash read it.
 REAPER = 'read -r line; [ "$line" = done ] || kill -9 -"$1"'
@@ -132,21 +134,11 @@ def _child(
     # What fails here (a dataset that cannot load, a device) fails the trial, in run_trial.
     with contextlib.suppress(Exception):
         cache.get(trial.dataset, torch.device(device))
-        _warm_up(torch.device(device))
+        warm_up(torch.device(device))
     connection.send(STARTED)
     row, outcome = run_trial(trial, plugins, torch.device(device), cache, output)
     connection.send(to_portable(row, outcome))
     connection.close()
-
-
-def _warm_up(device: torch.device) -> None:
-    """What torch loads on first use, loaded before the trial's limit starts: the first optimizer
-    imports ``torch._dynamo`` (seconds on an idle machine, more than ten on a loaded one), the
-    first tensor on a GPU creates its context."""
-    weight = torch.zeros(1, device=device, requires_grad=True)
-    optimizer = torch.optim.SGD([weight], lr=0.0)
-    weight.sum().backward()
-    optimizer.step()
 
 
 def did_not_start(seconds: float) -> str:
@@ -230,8 +222,10 @@ def run_isolated(
     try:
         result = _wait_for(process, receiver, limit)
     except EOFError:  # it died without a word: what it started goes too
+        process.join(timeout=EXIT_GRACE_S)  # its own exit status, not our SIGKILL's
+        status = process.exitcode
         _kill(process)
-        result = _death(process.exitcode)
+        result = _death(status if status is not None else process.exitcode)
     except BaseException:  # Ctrl-C or SIGTERM: the child goes too, at once
         _kill(process)
         raise

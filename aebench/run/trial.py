@@ -60,6 +60,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+_WARM: set[str] = set()  # the devices this process has warmed up
+
+
+def warm_up(device: torch.device) -> None:
+    """What torch loads on first use, loaded once per process and device, before a trial's time
+    limit starts: the first optimizer imports ``torch._dynamo`` (seconds on an idle machine,
+    more than ten on a loaded one), the first tensor on a GPU creates its context."""
+    if str(device) in _WARM:
+        return
+    weight = torch.zeros(1, device=device, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=0.0)
+    weight.sum().backward()
+    optimizer.step()
+    _WARM.add(str(device))
+
+
 def distribution_version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
@@ -130,12 +146,15 @@ def run_trial(
     row = base_row(trial, plugins, device)
     outcome = TrialOutcome()
     suspects = _suspects(trial, plugins)  # the plugin running now is moved to the front
+    if timeout is not None:
+        warm_up(device)  # what torch loads on first use is not the first trial's time
     try:
         with stopping.deadline(timeout):
             row |= _train_and_measure(trial, plugins, device, cache, outcome, suspects, output)
     except stopping.TrialTimeout as exc:  # no plugin to blame, no traceback worth keeping
         row["status"], row["reason"] = "failed", str(exc)
-    except Exception as exc:  # a failing trial is recorded; the suite goes on
+    except (Exception, SystemExit) as exc:  # a failing trial (a plugin's sys.exit too) is
+        # recorded; the suite goes on
         row["status"] = "failed"
         row["reason"] = failure_reason(exc, suspects)
         outcome.traceback = traceback.format_exc()
@@ -235,6 +254,7 @@ def trained_row(
         "best_val_loss": result.best_val_loss,
         START_DIGEST: result.start_digest,
         STACK_GROUP: result.stack_group,
+        "threads": torch.get_num_threads(),  # the last epoch's ("auto" follows the load)
     }
     if result.diverged_at is not None:
         row |= {"status": "diverged", "reason": f"loss is not finite at epoch {result.diverged_at}"}

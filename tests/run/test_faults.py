@@ -122,6 +122,24 @@ def test_an_isolated_trial_that_segfaults_is_failed_and_the_suite_goes_on(slow_s
     assert f'"trial_id": "{rows.loc["ae", "trial_id"]}"' in (folder / "config.json").read_text()
 
 
+@pytest.mark.slow  # two end-to-end runs, one of them isolated
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_plugin_that_calls_sys_exit_fails_its_trial_and_the_suite_goes_on(
+    slow_suite, tmp_path, isolate
+):
+    # before: in-process, the run ended there with status 2 and no word; isolated, the reason
+    # read "killed by SIGKILL" (aebench's own kill, sent before the child's exit was read).
+    # Now the trial's own process records it, naming the plugin, as any error it raises.
+    suite, site = slow_suite(kill="exit", isolate=isolate)
+    process = start_run(suite, site=site, cwd=tmp_path)
+    process.communicate(timeout=scaled(300))
+    assert process.returncode == 1  # a failed trial
+    rows = table(tmp_path).set_index("model")
+    assert rows.loc["ae", "status"] == "ok"
+    assert rows.loc["fragile", "status"] == "failed"
+    assert rows.loc["fragile", "reason"] == "SystemExit in model 'fragile' (aebench_fragile 0.1): 3"
+
+
 class Diverging(torch.nn.Module):
     """A model whose loss turns NaN in its second epoch."""
 

@@ -3,7 +3,7 @@
 Tests install it as a fake distribution (see ``fake_plugins.py``) and run it in subprocesses:
 it sleeps in every training step, leaves a file named ``<sleepy|killer>-<pid>`` in ``$MARKERS``
 when it starts training (so a test knows a trial is under way, and in which process), and with
-``kill`` set it sends its own process that signal.
+``kill`` set it sends its own process that signal (``"exit"``: calls ``sys.exit(3)``).
 """
 
 import math
@@ -26,7 +26,7 @@ class Fragile(torch.nn.Module):
         info,
         latent_dim: int = 2,
         delay: float = 0.05,
-        kill: Literal["none", "SIGSEGV", "SIGKILL"] = "none",
+        kill: Literal["none", "SIGSEGV", "SIGKILL", "exit"] = "none",
         noise: float = 0.0,
     ):
         super().__init__()
@@ -45,6 +45,8 @@ class Fragile(torch.nn.Module):
             if os.environ.get("MARKERS"):
                 kind = "sleepy" if self.kill == "none" else "killer"
                 pathlib.Path(os.environ["MARKERS"], f"{kind}-{os.getpid()}").touch()
+            if self.kill == "exit":  # a plugin's own sys.exit
+                raise SystemExit(3)
             if self.kill != "none":
                 os.kill(os.getpid(), getattr(signal, self.kill))
             time.sleep(self.delay)
