@@ -67,7 +67,8 @@ class Workload:
     # and metrics where the trial runs; an isolated trial's child is killed at it (default
     # aebench.isolation.ISOLATED_TIMEOUT). None: no limit (in this process, or on a worker).
     timeout: float | None = None
-    threads: Threads | None = None  # an isolated trial process's torch threads (None: torch's)
+    # ``[suite] threads``: an isolated trial process's, or a Dask worker's where a number
+    threads: Threads | None = None
 
     def run_here(self, trial: Trial, *, isolate: bool | None = None) -> tuple[Row, TrialOutcome]:
         """One trial, trained and measured on this machine: in this process, or in a child
@@ -229,7 +230,8 @@ class DaskExecutor:
     ``LocalCluster`` of ``workers`` processes on this machine.
 
     A local cluster's workers each run one trial at a time on ``cores // workers`` torch threads,
-    so that together they do not oversubscribe the cores. GPU trials ask for a worker resource
+    so that together they do not oversubscribe the cores, unless the suite sets a number
+    (``[suite] threads``, ``--threads``: before, ignored here). GPU trials ask for a worker resource
     ``GPU=1`` (``dask worker --resources GPU=1``): one GPU trains one trial at a time.
 
     A trial's time limit (``[suite] trial_timeout``) is kept by the worker, between training
@@ -270,8 +272,11 @@ class DaskExecutor:
         with cluster, Client(cluster) as client:
             yield client
 
-    def _torch_threads(self) -> int | None:
-        """A local cluster's share of the cores per worker; an existing cluster's are its own."""
+    def _torch_threads(self, setting: Threads | None = None) -> int | None:
+        """A number of threads the suite sets (``--threads N``) on every worker; else a local
+        cluster's share of the cores per worker, an existing cluster's own."""
+        if isinstance(setting, int):
+            return setting
         if self.workers is None:
             return None
         return max(1, available_cores() // self.workers)
@@ -300,7 +305,7 @@ class DaskExecutor:
                         run_on_worker,
                         trial,
                         str(work.device),
-                        self._torch_threads(),
+                        self._torch_threads(work.threads),
                         None if work.output is None else str(work.output.resolve()),
                         work.timeout,
                         work.cache.for_workers(),

@@ -202,3 +202,15 @@ def test_without_dask_the_dask_executor_says_how_to_install_it(
         err == 'aebench: error: --executor dask needs dask.distributed: pip install "aebench[dask]"'
     )
     assert not output.exists()
+
+
+def test_a_dask_worker_trains_on_the_threads_the_suite_sets() -> None:
+    # before: a local cluster's share of the cores whatever --threads said (the threads column
+    # showed 2 where the suite asked for 1)
+    from aebench.run.executors import DaskExecutor
+    from aebench.run.threads import available_cores
+
+    local, remote = DaskExecutor(workers=2), DaskExecutor(scheduler="tcp://127.0.0.1:1")
+    assert local._torch_threads(1) == 1 and remote._torch_threads(3) == 3
+    assert local._torch_threads("auto") == max(1, available_cores() // 2)
+    assert remote._torch_threads("auto") is None and remote._torch_threads(None) is None
