@@ -44,6 +44,7 @@ from aebench.model_conformance import (
 )
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.plugins.params import params_model
+from aebench.run.nan_reasons import NO_REASON, column_reasons
 from aebench.testing_fixtures import (
     _factor_data,
     _LinearAutoencoder,
@@ -150,8 +151,8 @@ def check_metric(
             if measurement.reason:  # a requirement unmet, or NotApplicable from compute
                 continue
             first = check_metric_values(metric, measurement.values)
-            reasons = check_metric_reasons(first, measurement.reasons)
-            unexplained = [c for c, v in first.items() if math.isnan(v) and c not in reasons]
+            reasons = column_reasons(first, check_metric_reasons(first, measurement.reasons))
+            unexplained = [column for column, why in reasons.items() if why == NO_REASON]
             assert not unexplained, (
                 f"{', '.join(unexplained)}: NaN without a reason; return an"
                 " aebench.Measurement(values, reasons={column: why})"

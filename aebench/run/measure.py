@@ -85,8 +85,9 @@ def unchanged_metrics(
     before = earlier.get("eval.metrics")
     measured = json.loads(before) if isinstance(before, str) else []
     failed = str(earlier.get("metric_errors") or "")
-    named = [c for name in trial.eval["metrics"] for c in plugins.metrics.get(name).factory.columns]
-    known = {*trial.eval["metrics"], *(c.name for c in named), "peak_mem_mb"}
+    metrics = trial.eval["metrics"]
+    declared = [c for name in metrics for c in plugins.metrics.get(name).factory.column_names]
+    known = {*metrics, *declared, "peak_mem_mb"}  # what a reason may be keyed by
     reasons = parse_nan_reasons(str(earlier.get("nan_reasons") or ""), known)
     kept: dict[str, Kept] = {}
     for name in trial.eval["metrics"]:
@@ -106,8 +107,8 @@ def unchanged_metrics(
             continue
         columns = (*names, metric_time_column(name).name)
         values = {c: math.nan if is_missing(earlier.get(c)) else earlier[c] for c in columns}
-        missing = {c: v for c, v in values.items() if c in names}
-        kept[name] = Kept(values, column_reasons(missing, reasons))
+        own = {c: values[c] for c in names}  # its time column has no reason to keep
+        kept[name] = Kept(values, column_reasons(own, reasons))
     return kept
 
 
