@@ -451,6 +451,7 @@ def test_explicit_sizes_are_used_as_given() -> None:
     }
 
 
+@pytest.mark.slow  # every disentanglement metric at two sizes: 7 s
 def test_the_sizes_used_are_columns_and_an_explicit_size_scores_as_before() -> None:
     data = shapes_small(n_train=200, n_test=100)
     model = RandomLinearCode(data)

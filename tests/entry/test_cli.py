@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import torch
 from builders import build_suite, build_tiny_suite, entry
 from repo import REPO
@@ -149,6 +150,7 @@ def test_list_shows_parameters_with_types_and_defaults(aebench):
         assert kind in text
 
 
+@pytest.mark.slow  # `aebench run` in a fresh interpreter: 7 s
 def test_piped_output_of_run_is_one_line_per_finished_trial(write_suite, tmp_path):
     suite = write_suite(build_tiny_suite(metrics=["recon_mse"]))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -171,6 +173,7 @@ def test_piped_output_of_run_is_one_line_per_finished_trial(write_suite, tmp_pat
     assert "━" not in done.stderr  # no bar drawn into a pipe
 
 
+@pytest.mark.slow  # fresh interpreters: 5 s
 def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
     rows = [
         {

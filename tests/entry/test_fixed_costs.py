@@ -68,6 +68,7 @@ def test_help_does_not_import_torch(argv: list[str]) -> None:
     assert imported_by(argv, ("torch",)) == []
 
 
+@pytest.mark.slow  # fresh interpreters: 6 s
 def test_the_commands_that_read_results_import_no_torch(tmp_path) -> None:
     import pandas as pd
 

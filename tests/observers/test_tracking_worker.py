@@ -185,6 +185,7 @@ def test_work_sent_to_an_idle_worker_starts_its_clock_again() -> None:
         worker.close()
 
 
+@pytest.mark.slow  # a fresh interpreter: 6 s
 def test_what_the_run_sends_the_worker_unpickles_without_torch(tmp_path: Path, monkeypatch) -> None:
     """The worker imports no torch: every message of a run (its rows, curves, folders) is plain
     data. A row's torch version, a ``TorchVersion``, once made it import torch for each trial."""

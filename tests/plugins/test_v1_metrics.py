@@ -85,6 +85,7 @@ def test_it_runs_in_a_suite_and_its_column_is_declared_without_direction(tmp_pat
     assert values and not [v for v in values if v.startswith("**")]
 
 
+@pytest.mark.slow  # a spawned trial process: 8 s
 def test_an_isolated_trial_learns_it_in_its_own_process(tmp_path, monkeypatch) -> None:
     site = fake_distribution(tmp_path / "site", V1)
     monkeypatch.syspath_prepend(str(site))

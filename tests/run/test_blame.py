@@ -146,6 +146,7 @@ def test_within_one_module_the_class_whose_code_raised_is_blamed() -> None:
     assert culprit(caught.value, [metric, model]) is model
 
 
+@pytest.mark.slow  # a suite run, isolated once: 4-7 s
 @pytest.mark.parametrize("isolate", [False, True])
 def test_a_metric_traceback_is_in_aebench_log(tmp_path, monkeypatch, isolate) -> None:
     """``aebench run`` with a metric that raises: its traceback, headed by the plugin and its

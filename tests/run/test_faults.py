@@ -49,6 +49,7 @@ def table(cwd: Path) -> pd.DataFrame:
     return read_results(cwd / "results" / "faults")
 
 
+@pytest.mark.slow  # a run in a child process, signalled mid-trial: 7-8 s each
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_abandons_the_trial_and_keeps_what_finished(slow_suite, tmp_path, signum):
     suite, site = slow_suite(delay=0.2)

@@ -110,6 +110,7 @@ def test_without_a_limit_nothing_times_out(write_suite, tmp_path):
     assert ISOLATED_TIMEOUT >= 3600  # isolated trials without a limit: hours, not minutes
 
 
+@pytest.mark.slow  # a child process and a time limit it must reach: 15 s
 def test_a_hung_isolated_trial_is_killed_at_its_limit(write_suite, tmp_path, monkeypatch):
     # (The suite goes on after an isolated trial's failed row: test_faults' segfault test.)
     # The child process finds the plugin through its entry point, on sys.path: the plugins are

@@ -113,6 +113,7 @@ def test_a_folder_without_its_vocabulary_is_never_kept(finished, ranked) -> None
     assert not (output / MEMO).exists()
 
 
+@pytest.mark.slow  # a fresh interpreter: 8 s
 def test_the_rerun_imports_no_scipy(finished) -> None:
     output, first = finished
     tiny_suite = output.parent / "tiny.toml"
