@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import aebench_spawner
+import isolated_children
 import pytest
+import torch
 from builders import build_suite, entry, start_run
 from fake_plugins import fake_distribution
 from timing import scaled, wait_until
 
 from aebench.plugins.manager import load_plugins
 from aebench.run import isolation
+from aebench.run.data import DataCache
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
 
@@ -135,3 +138,15 @@ def test_what_an_isolated_trial_started_ends_with_a_run_killed_or_terminated(wri
         for pid in sleeping.values():
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_child_that_exits_is_failed_with_its_own_exit_status(tmp_path, monkeypatch):
+    # before: its pipe's end of file killed it at once, and the reason read "killed by SIGKILL",
+    # aebench's own kill, whatever the child was exiting with.
+    monkeypatch.setattr(isolation, "_child", isolated_children.exits_slowly_after_closing_its_pipe)
+    plugins = load_plugins()
+    suite = load_suite(build_suite(epochs=1), plugins)
+    trial = suite.trials[0]
+    row, _ = isolation.run_isolated(trial, plugins, torch.device("cpu"), DataCache(plugins))
+    assert row["status"] == "failed"
+    assert row["reason"] == "trial process exited with status 3 before reporting"

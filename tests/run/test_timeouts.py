@@ -8,6 +8,8 @@ import functools
 import math
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -200,3 +202,34 @@ def test_a_deadline_is_checked_only_where_it_is_set():
     stopping.check()  # the limit was that trial's alone
     with stopping.deadline(None):
         stopping.check()
+
+
+@pytest.mark.slow  # a fresh interpreter, where torch has loaded nothing on first use yet: 5 s
+def test_a_limit_starts_after_what_torch_loads_on_first_use(write_suite, tmp_path):
+    # before: the first in-process trial's limit started before its first optimizer imported
+    # torch._dynamo (seconds; more than ten on a loaded machine), charged to the trial.
+    suite = write_suite(build_suite(epochs=1, trial_timeout=600))
+    script = f"""
+import sys
+from pathlib import Path
+from aebench.plugins.manager import load_plugins
+from aebench.run import stopping
+from aebench.run.loop import run_trials
+from aebench.run.suite import load_suite
+
+loaded = []
+deadline = stopping.deadline
+def noting_what_is_loaded(limit):
+    loaded.append("torch._dynamo" in sys.modules)
+    return deadline(limit)
+stopping.deadline = noting_what_is_loaded
+plugins = load_plugins()
+assert "torch._dynamo" not in sys.modules
+suite = load_suite({str(suite)!r}, plugins)
+run = run_trials(suite, plugins, output=Path({str(tmp_path / "out")!r}))
+assert [row["status"] for row in run.rows] == ["ok"], run.rows
+print(loaded)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[True]"]
