@@ -107,7 +107,9 @@ def _linspace(start: float, end: float, steps: int, pick: list[int]) -> tuple[fl
 
 
 def sprite_data(factors: SpriteFactors, n_train: int, n_test: int, seed: int, name: str) -> Data:
-    """Disjoint seeded train and test draws of ``factors``' combinations, rendered."""
+    """Disjoint seeded train and test draws of ``factors``' combinations, rendered. The test
+    split is the draw's first ``n_test``: the same test for any ``n_train`` (a learning curve
+    over ``n_train`` is measured on one test set), and a larger ``n_train`` holds a smaller's."""
     try:
         drawn = factors.sample(n_train + n_test, torch.Generator().manual_seed(seed))
     except ValueError as exc:
@@ -126,8 +128,8 @@ def sprite_data(factors: SpriteFactors, n_train: int, n_test: int, seed: int, na
             factor_names=factors.names,
             factor_sizes=factors.sizes,
         ),
-        train=split(drawn[:n_train]),
-        test=split(drawn[n_train:]),
+        train=split(drawn[n_test:]),
+        test=split(drawn[:n_test]),
         render=factors,
     )
 

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from aebench import Data, DataInfo, Split
+from aebench_plugins.datasets.streams import split_streams
 
 
 def ring(n_components: int) -> Tensor:
@@ -47,15 +48,15 @@ def mixture2d(
 ) -> Data:
     """Equal-weight 2-D Gaussian mixture, means on the unit circle; labels; exact log-density."""
     means = ring(n_components)
-    generator = torch.Generator().manual_seed(seed)
+    streams = split_streams(torch.Generator().manual_seed(seed))
 
-    def draw(n: int) -> Split:
-        labels = torch.randint(n_components, (n,), generator=generator)
-        noise = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    def draw(n: int, stream: torch.Generator) -> Split:
+        labels = torch.randint(n_components, (n,), generator=stream)
+        noise = torch.randn(n, 2, generator=stream, dtype=torch.float64)
         return Split((means[labels] + std * noise).float(), labels)
 
-    train = draw(n_train)
-    test = draw(n_test)
+    train = draw(n_train, streams["train"])
+    test = draw(n_test, streams["test"])
     return Data(
         info=DataInfo(shape=(2,), kind="real", n_classes=n_components),
         train=train,

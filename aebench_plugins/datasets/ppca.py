@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.distributions import MultivariateNormal
 
 from aebench import Data, DataInfo, Split
+from aebench_plugins.datasets.streams import split_streams
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,15 @@ def ppca(
     weight = torch.randn(dim, latent_dim, generator=generator, dtype=torch.float64)
     bias = torch.randn(dim, generator=generator, dtype=torch.float64)
 
-    def draw(n: int) -> Split:
-        z = torch.randn(n, latent_dim, generator=generator, dtype=torch.float64)
-        eps = torch.randn(n, dim, generator=generator, dtype=torch.float64)
+    streams = split_streams(generator)
+
+    def draw(n: int, stream: torch.Generator) -> Split:
+        z = torch.randn(n, latent_dim, generator=stream, dtype=torch.float64)
+        eps = torch.randn(n, dim, generator=stream, dtype=torch.float64)
         return Split((z @ weight.T + bias + sigma * eps).float())
 
-    train = draw(n_train)
-    test = draw(n_test)
+    train = draw(n_train, streams["train"])
+    test = draw(n_test, streams["test"])
     return Data(
         info=DataInfo(shape=(dim,), kind="real"),
         train=train,

@@ -159,6 +159,26 @@ def test_subsets_are_seeded_reproducible_and_nested():
         subset(n_train=101)
 
 
+def generated_with_split_sizes() -> list[str]:
+    """The registered datasets that make their data (no files) with ``n_train`` and ``n_test``."""
+    fields = {e.name: e.params.model_fields for e in load_plugins().datasets}
+    return sorted(
+        n for n, f in fields.items() if {"n_train", "n_test"} <= set(f) and "root" not in f
+    )
+
+
+@pytest.mark.parametrize("name", generated_with_split_sizes())
+def test_the_test_split_is_the_same_whatever_n_train(name):
+    # before: ppca, mixture2d, dsprites and shapes-small drew the test split after the training
+    # split, from one stream: two n_train were measured on two test sets (a learning curve
+    # over n_train compared numbers of different data).
+    small, large = load(name, n_train=40, n_test=16), load(name, n_train=80, n_test=16)
+    assert torch.equal(small.test.x, large.test.x)
+    assert len(small.train) == 40 and len(large.train) == 80
+    seeded = load(name, n_train=40, n_test=16, seed=1)
+    assert not torch.equal(seeded.test.x, small.test.x)  # the seed draws the test set too
+
+
 @pytest.mark.parametrize("name", TORCHVISION_SETS)
 def test_missing_files_give_one_clear_line(name, tmp_path):
     from aebench_plugins.datasets.torchvision_sets import MissingDataError

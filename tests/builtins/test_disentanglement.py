@@ -300,8 +300,10 @@ def test_the_plugins_score_a_code_of_the_factors_at_the_maximum() -> None:
     for name in ("beta_vae_score", "factor_vae_score", "dci_informativeness"):
         assert values[name] == 1.0, name
     assert values["factor_vae_active_units"] == 4
-    for name in ("modularity", "explicitness", "dci_disentanglement", "dci_completeness"):
+    for name in ("modularity", "dci_disentanglement", "dci_completeness"):
         assert values[name] > 0.99, name
+    # A logistic probe's AUC from 300 train points: 0.988-0.994 over six draws of the data.
+    assert values["explicitness"] > 0.98
     assert values["mig"] > 0.85  # 400 samples of up to 8 values: a finite-sample MI bias
     assert values["sap"] > 0.3
 
