@@ -24,9 +24,11 @@ PARAM_PREFIXES = ("dataset.", "model.", "regularizer.", "train.", "eval.")
 # notes: measured values above their column's flag_above (estimator diagnostics, not training
 # warnings); likelihood, binarize: the protocol a likelihood is of; threads: torch's, in the
 # trial's process; start_digest: the weights its training started from (aebench.run.start);
+# test_data: a digest of the test split it was measured on (aebench.run.data.digest_of_test_split);
 # search_params: the parameter columns a [search] chose for it, comma-separated; stack_group:
 # the trials it trained stacked with (aebench.run.stacked), one id for all, "" alone.
 START_DIGEST = "start_digest"
+TEST_DATA = "test_data"
 SEARCH_PARAMS = "search_params"
 STACK_GROUP = "stack_group"
 BOOKKEEPING = frozenset(
@@ -44,6 +46,7 @@ BOOKKEEPING = frozenset(
         "binarize",
         "threads",
         START_DIGEST,
+        TEST_DATA,
         SEARCH_PARAMS,
         STACK_GROUP,
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
@@ -15,6 +17,27 @@ from aebench.contract.data_checks import check_data
 from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Entry
 from aebench.run.suite import Component
+
+# By the test inputs' id, with a reference that says whether that tensor is the one still alive.
+_TEST_DIGESTS: dict[int, tuple[weakref.ref[Tensor], str]] = {}
+
+
+def digest_of_test_split(data: Data) -> str:
+    """A 16-hex-digit digest of what the metrics measure: the test split's inputs, labels and
+    factors, and how they are binarized. Two rows compare only where it agrees: a dataset's
+    parameters (``n_test``, a seed, ``binarize``) or its code can change the test set. Worked out
+    once per test split (a tensor lives as long as its dataset is cached)."""
+    x = data.test.x
+    known = _TEST_DIGESTS.get(id(x))
+    if known is None or known[0]() is not x:
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(f"{data.info.binarize or ''};{tuple(x.shape)};{x.dtype};".encode())
+        for tensor in (x, data.test.y, data.test.factors):
+            if tensor is not None:
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            digest.update(b";")
+        known = _TEST_DIGESTS[id(x)] = (weakref.ref(x), digest.hexdigest())
+    return known[1]
 
 
 def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:

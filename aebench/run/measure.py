@@ -18,7 +18,13 @@ import torch
 from torch import nn
 
 from aebench.contract.checks import check_metric_reasons, check_metric_values
-from aebench.contract.columns import STACK_GROUP, START_DIGEST, Column, metric_time_column
+from aebench.contract.columns import (
+    STACK_GROUP,
+    START_DIGEST,
+    TEST_DATA,
+    Column,
+    metric_time_column,
+)
 from aebench.contract.data import Data
 from aebench.contract.metric import Measurement, MetricContext
 from aebench.contract.model import LatentVariableModel
@@ -27,6 +33,7 @@ from aebench.plugins.manager import Plugins
 from aebench.plugins.registry import Entry
 from aebench.results.rows import canonical, flatten, is_missing
 from aebench.run import stopping
+from aebench.run.data import digest_of_test_split
 from aebench.run.nan_reasons import column_reasons, nan_reasons, parse_nan_reasons
 from aebench.run.observing import Row
 from aebench.run.suite import Trial
@@ -157,7 +164,7 @@ def measure_all(
     model.eval()
     adjust_threads()  # "auto" threads for the load now, not the last epoch's (workers come, go)
     context = context or metric_context(trial, model, data, device, training)
-    row: Row = likelihood_protocol(model, data)
+    row: Row = likelihood_protocol(model, data) | {TEST_DATA: digest_of_test_split(data)}
     reasons: dict[str, str] = {}  # metric, or one of its columns -> why it is NaN
     errors: list[str] = []  # metrics that broke: one entry each, naming the plugin
     declared: list[Column] = []  # the measured columns, for their flags

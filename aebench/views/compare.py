@@ -22,8 +22,9 @@ did not train, in either table, the share that did is tested too (a ``status`` r
 ``compare_verdicts.trained_share``): the columns compare only the seeds that trained. So is the
 share of a column's values that are numbers, where some are not (NaN, infinite: a ``COLUMN
 measured`` row). A configuration whose likelihood protocol (the ``likelihood`` and ``binarize``
-columns) differs between the tables is not compared at all: it is reported ``incomparable``, which
-fails like a quality regression. A column with no value in one whole table (or none in NEW) but
+columns) or whose test split (the ``test_data`` digest, where both tables record it) differs between
+the tables is not compared at all: it is reported ``incomparable``, which fails like a quality
+regression. A column with no value in one whole table (or none in NEW) but
 values in the other cannot be compared: that is bad input; one the baseline has none of (added
 since) is listed.
 
@@ -43,7 +44,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from aebench.contract.columns import IDENTITY, START_DIGEST, Column, Vocabulary, is_config_column
+from aebench.contract.columns import (
+    IDENTITY,
+    START_DIGEST,
+    TEST_DATA,
+    Column,
+    Vocabulary,
+    is_config_column,
+)
 from aebench.results.references import (
     Outcome,
     Reference,
@@ -120,6 +128,14 @@ def _protocol(rows: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
+def _test_split(rows: pd.DataFrame) -> str:
+    """The digest of the test split the rows were measured on (``aebench.run.data``); "" for a
+    table older than the column: a changed split (a dataset's code, its test draw) is not
+    compared."""
+    values = {str(v) for v in rows[TEST_DATA].dropna() if str(v)} if TEST_DATA in rows else set()
+    return "|".join(sorted(values))
+
+
 def _label(key: str, varying: list[str]) -> str:
     """``digits/ae/none model.latent_dim=8``: the names, and the parameters that tell apart."""
     return label(json.loads(key), varying)
@@ -184,6 +200,11 @@ def compare(
         if base_protocol != new_protocol:
             note = f"{base_protocol} -> {new_protocol}"
             rows.append(_row(label, "protocol", "quality", verdict="incomparable", note=note))
+            continue
+        base_split, new_split = _test_split(base_rows), _test_split(new_groups[key])
+        if base_split and new_split and base_split != new_split:  # both recorded, and not alike
+            note = f"{TEST_DATA} {base_split} -> {new_split}"
+            rows.append(_row(label, TEST_DATA, "quality", verdict="incomparable", note=note))
             continue
         started_alike = same_start(base_rows, new_groups[key])  # one configuration's seeds
         for column in metrics:

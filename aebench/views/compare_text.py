@@ -72,7 +72,11 @@ def _summary(comparison: Comparison) -> str:
     return (
         f"{len(rows)} comparisons over {rows['config'].nunique()} configurations:"
         f" {len(regressed)} regressed ({by_kind}), {', '.join(counts)}"
-        + (f", {incomparable} incomparable (another likelihood protocol)" if incomparable else "")
+        + (
+            f", {incomparable} incomparable (another likelihood protocol or test split)"
+            if incomparable
+            else ""
+        )
         + f" (at {comparison.confidence:.0%} confidence; Benjamini–Hochberg over"
         f" {2 * tested.sum()} tests; {paired} of {tested.sum()} paired by seed)"
     )

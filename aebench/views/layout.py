@@ -27,6 +27,7 @@ from aebench.views.ranking import (
     Leaderboard,
     Leaderboards,
     chances_of_beating_next,
+    comparison_key,
     headline_columns,
     headline_verdict,
     leaderboards,
@@ -128,7 +129,17 @@ def metric_table(
 def _ranking_sentence(board: Leaderboard, vocabulary: Vocabulary) -> str:
     columns = ranking_columns(board, vocabulary)
     if not columns:
-        return "Not ranked: no headline metric with a direction and a value; by configuration."
+        splits = {comparison_key(board, i, per_protocol=False) for i in range(len(board.configs))}
+        if len(splits) > 1:  # each metric is compared within a split (bold), none across
+            return (
+                f"Not ranked: the configurations were measured on {len(splits)} different test"
+                " splits (their datasets' parameters differ), which no metric compares; by"
+                " configuration."
+            )
+        return (
+            "Not ranked: no headline metric with a direction and a value that compares every"
+            " configuration (a likelihood compares one protocol only); by configuration."
+        )
     first = columns[0]
     declared = vocabulary.get(first)
     centre = "median" if declared.heavy_tailed else "mean"  # what its cells show and rank by
@@ -157,8 +168,10 @@ BOLD_RULE = (
     "correction for the number of comparisons; where none "
     "is, nothing is bold. Only columns that declare a direction and are not noisy (timings and "
     "memory move with the machine) are tested, and only among comparable "
-    "configurations: likelihood columns within one likelihood protocol (p(x|z) and "
-    "binarization). ⚠: the configuration trained with warnings; ⓘ: an estimate with a note (an "
+    "configurations: those measured on one test split (a dataset's parameters, its "
+    "binarization or its test draw, can change it), likelihood columns also within one "
+    "likelihood protocol (p(x|z) and binarization). ⚠: the configuration trained with "
+    "warnings; ⓘ: an estimate with a note (an "
     "estimator's diagnostic, such as a bound that has not converged); hover for the text."
 )
 

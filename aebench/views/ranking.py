@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from aebench.contract.columns import IDENTITY, Vocabulary, is_metric_column, is_param_column
+from aebench.contract.columns import (
+    IDENTITY,
+    TEST_DATA,
+    Vocabulary,
+    is_metric_column,
+    is_param_column,
+)
 from aebench.results.rows import cell_text, is_missing, label
 from aebench.results.stats import DEFAULT_CONFIDENCE, Interval, interval
 from aebench.views.ranking_stats import TopVerdict, beats_next, samples_of, top_verdict
@@ -43,6 +49,8 @@ class Leaderboard:
     centre: pd.DataFrame  # configuration x metric: the mean, or a heavy-tailed column's median
     trials: list[pd.DataFrame]  # per configuration: its ok trials, one row per seed
     protocol: list[str]  # per configuration: its likelihood protocol, "" without one
+    # per configuration: the test split its rows were measured on (``test_data_of``)
+    test_data: list[str]
     confidence: float = DEFAULT_CONFIDENCE
     best: dict[str, list[int]] = field(default_factory=dict)  # metric -> row positions
     verdicts: dict[str, list[TopVerdict]] = field(default_factory=dict)  # per comparable set
@@ -127,16 +135,34 @@ def protocol_of(trials: pd.DataFrame) -> str:
     return " | ".join(found)
 
 
+def test_data_of(trials: pd.DataFrame) -> str:
+    """The digest of the test split a configuration was measured on (``aebench.run.data``);
+    several joined where its rows disagree (the dataset's code changed between runs); "" where
+    the table is older than the column."""
+    if TEST_DATA not in trials:
+        return ""
+    return " | ".join(sorted({cell_text(d) for d in trials[TEST_DATA] if cell_text(d)}))
+
+
+def comparison_key(board: Leaderboard, i: int, per_protocol: bool) -> tuple[str, str]:
+    """What configuration ``i`` must share with another for a column to compare them: its test
+    split (an unrecorded one is taken as the table's, where the table holds one), and for a
+    ``per_protocol`` column its likelihood protocol."""
+    recorded = {d for d in board.test_data if d}
+    data = board.test_data[i] or (next(iter(recorded)) if len(recorded) == 1 else "")
+    return data, board.protocol[i] if per_protocol else ""
+
+
 def comparable(board: Leaderboard, metric: str, vocabulary: Vocabulary) -> list[list[int]]:
-    """The sets of configurations whose values of ``metric`` may be compared: all of them, but for
-    a column that declares itself ``per_protocol`` those of one protocol each (a log-likelihood of
-    binarized data is not one of grey levels, nor a Bernoulli one a Gaussian one)."""
-    everyone = list(range(len(board.configs)))
-    if not vocabulary.get(metric).per_protocol:
-        return [everyone]
-    sets: dict[str, list[int]] = {}
-    for i in everyone:
-        sets.setdefault(board.protocol[i], []).append(i)
+    """The sets of configurations whose values of ``metric`` may be compared: those measured on
+    one test split (a reconstruction error of binarized digits is not one of grey levels, nor a
+    score on one test draw a score on another), and for a column that declares itself
+    ``per_protocol`` of one likelihood protocol too (a log-likelihood of binarized data is not
+    one of grey levels, nor a Bernoulli one a Gaussian one)."""
+    per_protocol = vocabulary.get(metric).per_protocol
+    sets: dict[tuple[str, str], list[int]] = {}
+    for i in range(len(board.configs)):
+        sets.setdefault(comparison_key(board, i, per_protocol), []).append(i)
     return list(sets.values())
 
 
@@ -212,6 +238,7 @@ def _computed(
         centre=centre.reset_index(drop=True),
         trials=trials,
         protocol=[protocol_of(rows) for rows in trials],
+        test_data=[test_data_of(rows) for rows in trials],
         confidence=confidence,
     )
     for metric in metrics:
@@ -327,11 +354,12 @@ def ranking_columns(board: Leaderboard, vocabulary: Vocabulary) -> list[str]:
     for column in headline_columns(board, vocabulary):
         declared = vocabulary.get(column)
         values = board.centre[column].to_numpy(dtype=float)
-        protocols = {board.protocol[i] for i in np.flatnonzero(np.isfinite(values))}
-        if declared.direction == 0 or declared.noisy or not protocols:
+        measured = np.flatnonzero(np.isfinite(values))
+        keys = {comparison_key(board, i, declared.per_protocol) for i in measured}
+        if declared.direction == 0 or declared.noisy or not keys:
             continue
-        if declared.per_protocol and len(protocols) > 1:
-            continue  # no one order across protocols
+        if len(keys) > 1:
+            continue  # no one order across test splits or likelihood protocols
         out.append(column)
     return out
 

@@ -10,7 +10,7 @@ from builders import build_suite, entry
 
 from aebench import Data, DataInfo, Split, hookimpl
 from aebench.plugins.manager import load_plugins
-from aebench.run.data import DataCache, shuffled_batches
+from aebench.run.data import DataCache, digest_of_test_split, shuffled_batches
 from aebench.run.loop import run_trials
 from aebench.run.suite import Component, load_suite
 
@@ -177,6 +177,22 @@ def test_the_test_split_is_the_same_whatever_n_train(name):
     assert len(small.train) == 40 and len(large.train) == 80
     seeded = load(name, n_train=40, n_test=16, seed=1)
     assert not torch.equal(seeded.test.x, small.test.x)  # the seed draws the test set too
+
+
+def test_the_test_digest_tells_test_splits_apart_and_nothing_else():
+    digest = {
+        "as built": digest_of_test_split(load("digits")),
+        "built again": digest_of_test_split(load("digits")),
+        "binarized": digest_of_test_split(load("digits", binarize="static")),
+        "another split": digest_of_test_split(load("digits", split_seed=1)),
+        "ppca": digest_of_test_split(load("ppca", n_train=40, n_test=16)),
+        "ppca, more to train": digest_of_test_split(load("ppca", n_train=80, n_test=16)),
+        "ppca, more to test": digest_of_test_split(load("ppca", n_train=40, n_test=17)),
+    }
+    assert digest["as built"] == digest["built again"]
+    assert digest["ppca"] == digest["ppca, more to train"]
+    assert len({digest[k] for k in digest} - {digest["as built"], digest["ppca"]}) == 3
+    assert all(len(d) == 16 and int(d, 16) >= 0 for d in digest.values())
 
 
 @pytest.mark.parametrize("name", TORCHVISION_SETS)

@@ -157,6 +157,8 @@ def test_rows_carry_their_likelihood_protocol(digits_rows) -> None:
     assert digits_rows["vae-bernoulli"]["likelihood"] == "bernoulli"
     assert digits_rows["ae"]["likelihood"] == ""  # no p(x|z)
     assert {row["binarize"] for row in digits_rows.values()} == {"none"}
+    # one test split, its digest in every row: what the report and compare compare within
+    assert len({row["test_data"] for row in digits_rows.values()}) == 1
 
 
 def test_only_densities_of_the_data_are_reported(digits_rows) -> None:

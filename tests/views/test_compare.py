@@ -582,6 +582,23 @@ def test_rows_of_another_likelihood_protocol_are_refused_not_compared(write, cap
     }
 
 
+def test_rows_of_another_test_split_are_refused_not_compared(write, capsys) -> None:
+    # The same numbers, but latent 8 was measured on another test split in the new table (its
+    # dataset's code drew another one): a change in its scores would be a change of data.
+    base, new = results(BASELINE), results(BASELINE, seeds=(3, 4, 5), run="b")
+    base["test_data"] = "0123456789abcdef"
+    new["test_data"] = np.where(new["model.latent_dim"] == 8, "fedcba9876543210", base["test_data"])
+    status = main(["compare", str(write(new, "new")), str(write(base, "baseline"))])
+    out = capsys.readouterr().out
+    assert status == 1
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("incomparable")]
+    assert "model.latent_dim=8" in line and "0123456789abcdef -> fedcba9876543210" in line
+    assert "1 incomparable (another likelihood protocol or test split)" in out
+    # A baseline older than the column is compared as before: nothing says its split differs.
+    comparison = compare(new, base.drop(columns="test_data"), vocabulary=VOCABULARY)
+    assert "incomparable" not in set(comparison.rows["verdict"])
+
+
 @pytest.mark.parametrize("fail_on", ["both", "quality,speed"])
 def test_fail_on_both_means_quality_and_speed(write, fail_on: str) -> None:
     slower = results(changed(train_samples_per_s_8=[1400.0, 1410.0, 1390.0]))

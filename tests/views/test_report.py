@@ -23,7 +23,7 @@ from aebench.plugins.manager import load_plugins
 from aebench.results.table import read_results
 from aebench.run.loop import run_trials
 from aebench.run.suite import load_suite
-from aebench.views.blocks import Heading, Table
+from aebench.views.blocks import Heading, Paragraph, Table
 from aebench.views.cells import format_cell, format_number
 from aebench.views.layout import report_blocks, with_notes
 from aebench.views.ranking import (
@@ -428,6 +428,34 @@ def test_likelihoods_of_different_protocols_neither_rank_nor_compare() -> None:
     board = _board(_seeds(rows), vocabulary)
     assert _models(board, best_of(board, "fit", vocabulary)) == ["c"]
     assert _models(board, best_of(board, "sharp", vocabulary)) == ["b"]  # not a likelihood
+
+
+def test_configurations_measured_on_different_test_splits_are_not_compared(tmp_path) -> None:
+    # before: a suite of digits grey and binarized ranked the two by recon_mse and called one
+    # best, though each was scored against its own targets (0/1 pixels against grey levels).
+    vocabulary = _vocabulary()
+    rows = [
+        {"config": "a", "sharp": 0.1, "zing": 1.0, "test_data": "grey"},
+        {"config": "b", "sharp": 0.3, "zing": 3.0, "test_data": "grey"},
+        {"config": "c", "sharp": 0.2, "zing": 2.0, "test_data": "binary"},
+        {"config": "d", "sharp": 0.0, "zing": 4.0, "test_data": "binary"},
+    ]
+    board = _board(_seeds(rows), vocabulary)
+    assert _models(board, best_of(board, "sharp", vocabulary)) == ["b", "c"]  # one per split
+    assert _models(board, best_of(board, "zing", vocabulary)) == ["a", "c"]
+    assert ranking_columns(board, vocabulary) == []  # no one order across two test splits
+    text = "\n".join(
+        b.text
+        for b in report_blocks(tmp_path, _table(_seeds(rows)), vocabulary)
+        if isinstance(b, Paragraph)
+    )
+    assert "Not ranked: the configurations were measured on 2 different test splits" in text
+    # A table older than the column, or a row of it, is of the one split the table records.
+    for row in rows:
+        row["test_data"] = "grey" if row["config"] == "a" else ""
+    board = _board(_seeds(rows), vocabulary)
+    assert _models(board, best_of(board, "sharp", vocabulary)) == ["b"]
+    assert {"sharp", "zing"} <= set(ranking_columns(board, vocabulary))
 
 
 PROTOCOLS = [  # two likelihood protocols, two configurations each
