@@ -58,6 +58,7 @@ class Kept:
 
     columns: Row
     reasons: dict[str, str]
+    test_data: str = ""  # the test split they were measured on ("": a row older than the column)
 
 
 # Trial id -> metric -> what ``measure_all`` keeps of it instead of measuring again, within
@@ -115,7 +116,8 @@ def unchanged_metrics(
         columns = (*names, metric_time_column(name).name)
         values = {c: math.nan if is_missing(earlier.get(c)) else earlier[c] for c in columns}
         own = {c: values[c] for c in names}  # its time column has no reason to keep
-        kept[name] = Kept(values, column_reasons(own, reasons))
+        split = str(earlier.get(TEST_DATA) or "")
+        kept[name] = Kept(values, column_reasons(own, reasons), split)
     return kept
 
 
@@ -164,13 +166,16 @@ def measure_all(
     model.eval()
     adjust_threads()  # "auto" threads for the load now, not the last epoch's (workers come, go)
     context = context or metric_context(trial, model, data, device, training)
-    row: Row = likelihood_protocol(model, data) | {TEST_DATA: digest_of_test_split(data)}
+    split = digest_of_test_split(data)
+    row: Row = likelihood_protocol(model, data) | {TEST_DATA: split}
     reasons: dict[str, str] = {}  # metric, or one of its columns -> why it is NaN
     errors: list[str] = []  # metrics that broke: one entry each, naming the plugin
     declared: list[Column] = []  # the measured columns, for their flags
     # Who else's code a metric runs: the model's methods and the dataset's (render, log_density).
     others = [plugins.models.get(trial.model.plugin), plugins.datasets.get(trial.dataset.plugin)]
     kept = (_KEPT.get() or {}).get(trial.id, {})
+    # columns of another test split (the dataset's code drew another) are measured again
+    kept = {name: k for name, k in kept.items() if k.test_data in ("", split)}
     kept_s = 0.0  # the kept metrics' earlier times
     start = time.perf_counter()
     for name in trial.eval["metrics"]:

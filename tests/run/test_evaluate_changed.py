@@ -70,6 +70,21 @@ def test_the_training_columns_keep_what_it_trained_on(
     assert (after["threads"], after["device"]) == (7, "elsewhere")
 
 
+def test_metrics_of_another_test_split_are_measured_again(
+    measured: Path, counting: Plugins, monkeypatch
+) -> None:
+    # A row measured on a test split the dataset no longer draws (its code changed since): no
+    # column of it is kept beside new ones, which would mix two test sets in one row.
+    table = load_results(measured)
+    now = table["test_data"].iloc[0]
+    table["test_data"] = "0123456789abcdef"
+    table.to_parquet(measured / "results.parquet", index=False)
+    monkeypatch.setattr(aebench.cli, "load_plugins", lambda **_: counting)
+    assert main(["evaluate", str(measured), "--set", "counted_mean.scale=2"]) == 0
+    assert dict(aebench_counting.CALLS) == {"counted_mean": 1, "counted_spread": 1}
+    assert only_row(measured)["test_data"] == now
+
+
 def test_named_metrics_are_measured_again_whatever_their_settings(
     measured: Path, counting: Plugins
 ) -> None:
