@@ -5,14 +5,17 @@ regularizer's penalty, every metric), and an error deep in torch names none of t
 frame of the traceback that lies in one of the trial's plugins' modules names the culprit; where
 several plugins share a package (the built-ins), the longest shared module path decides; where
 several share the module itself (a one-file third-party package), the one whose class or function
-holds the frame's code (by qualified name), then the order of ``suspects`` (the plugin running
-when it failed comes first).
+holds the frame's code (by qualified name); where none does (a plugin registered by a factory
+function that returns an instance of another class), the one of the kind the frame's ``self`` is
+an instance of (a ``Regularizer``, a torch module: a model); then the order of ``suspects`` (the
+plugin running when it failed comes first).
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Sequence
+from types import FrameType
 
 from aebench.plugins.registry import Entry
 
@@ -28,6 +31,25 @@ def _qualname(entry: Entry) -> str:
 def _holds(qualname: str, code: str) -> bool:
     """Whether the code named ``code`` (``Model.posterior``) is ``qualname``'s or inside it."""
     return bool(qualname) and (code == qualname or code.startswith(f"{qualname}."))
+
+
+# The kind of plugin an object of each contract class is, by the class's dotted name: what a
+# method's ``self`` says of whose code it is (torch is not imported for it).
+_KIND_OF_CLASS = {
+    "aebench.contract.model.Regularizer": "regularizer",
+    "torch.nn.modules.module.Module": "model",
+}
+
+
+def _kind_of_self(frame: FrameType) -> str | None:
+    """The kind of plugin the frame's ``self`` is an instance of, if it is one's."""
+    owner = frame.f_locals.get("self")
+    if owner is None:
+        return None
+    for cls in type(owner).__mro__:
+        if kind := _KIND_OF_CLASS.get(f"{cls.__module__}.{cls.__qualname__}"):
+            return kind
+    return None
 
 
 def _shared_depth(a: str, b: str) -> int:
@@ -51,7 +73,9 @@ def culprit(exc: BaseException, suspects: Sequence[Entry]) -> Entry | None:
             continue
         tied = [(entry, qual) for entry, d, qual in depths if d == depth]
         code = frame.f_code.co_qualname
-        return next((entry for entry, qual in tied if _holds(qual, code)), tied[0][0])
+        held = next((entry for entry, qual in tied if _holds(qual, code)), None)
+        kind = _kind_of_self(frame) if held is None else None
+        return held or next((entry for entry, _ in tied if entry.kind == kind), tied[0][0])
     return None
 
 

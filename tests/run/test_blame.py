@@ -16,7 +16,7 @@ from fake_plugins import fake_distribution
 from repo import SUPPORT
 
 import aebench
-from aebench import SuiteObserver
+from aebench import Regularizer, SuiteObserver
 from aebench.cli import main
 from aebench.plugins.blame import culprit
 from aebench.plugins.manager import load_plugins
@@ -144,6 +144,38 @@ def test_within_one_module_the_class_whose_code_raised_is_blamed() -> None:
     with pytest.raises(RuntimeError) as caught:
         one_module_metric(OneModuleModel())
     assert culprit(caught.value, [metric, model]) is model
+
+
+# Registered by factory functions that return instances of other classes of the same module.
+class OneModuleRegularizer(Regularizer):
+    def penalty(self, x, out, model):
+        raise RuntimeError("penalty broke")
+
+
+class OneModuleNet(torch.nn.Module):
+    def forward(self, x):
+        raise RuntimeError("forward broke")
+
+
+def make_regularizer() -> Regularizer:
+    return OneModuleRegularizer()
+
+
+def make_net(info: object) -> torch.nn.Module:
+    return OneModuleNet()
+
+
+def test_within_one_module_a_factory_functions_plugin_is_blamed_by_the_kind_of_its_self() -> None:
+    # before: neither factory's name holds the raising method, and the first suspect (the
+    # model, built first) was blamed for the regularizer's penalty.
+    model = as_entry("model", "x", make_net)
+    regularizer = as_entry("regularizer", "r", make_regularizer)
+    with pytest.raises(RuntimeError) as caught:
+        make_regularizer().penalty(None, None, None)
+    assert culprit(caught.value, [model, regularizer]) is regularizer
+    with pytest.raises(RuntimeError) as caught:
+        make_net(None)(None)
+    assert culprit(caught.value, [regularizer, model]) is model
 
 
 @pytest.mark.slow  # a suite run, isolated once: 4-7 s
