@@ -118,6 +118,23 @@ def _configuration(columns: Mapping[str, object]) -> str:
     return json.dumps({k: canonical(v) for k, v in sorted(columns.items())}, default=str)
 
 
+def _impossible(reference: Reference, vocabulary: Vocabulary) -> str | None:
+    """Why no value of the column could be within the reference's tolerance (a percent for a
+    share, a sign flipped), or None."""
+    column = vocabulary.get(reference.metric)
+    low, high = reference.value - reference.tolerance, reference.value + reference.tolerance
+    below = column.at_least is not None and high < column.at_least
+    above = column.at_most is not None and low > column.at_most
+    if not (below or above):
+        return None
+    bounds = f"[{column.at_least if column.at_least is not None else '-inf'}, "
+    bounds += f"{column.at_most if column.at_most is not None else 'inf'}]"
+    return (
+        f"{reference.value:g} ± {reference.tolerance:g} lies outside what {reference.metric!r}"
+        f" can take, {bounds}: give it in the column's unit and sign"
+    )
+
+
 def check_references(
     references: Sequence[Reference],
     trials: Sequence[Mapping[str, Any]],
@@ -134,6 +151,8 @@ def check_references(
             problem(f"{place}.metric", f"{reference.metric!r} is no column of this suite ({known})")
         elif reference.check == "not-worse" and vocabulary.direction(reference.metric) == 0:
             problem(f"{place}.check", f"{reference.metric!r} declares no better direction")
+        if reference.metric in vocabulary.columns and (why := _impossible(reference, vocabulary)):
+            problem(f"{place}.value", why)
         bad_keys = [key for key in reference.where if not is_config_column(key)]
         for key in bad_keys:
             problem(
@@ -154,14 +173,32 @@ def check_references(
             )
 
 
+class ReferencesError(ValueError):
+    """References saved with a folder that cannot be read; ``str(error)`` is the one line."""
+
+
 def read_references(folder: Path) -> list[Reference]:
     """The references saved with a results folder (its ``suite.json``); none when it has none or
-    the file is not one aebench wrote (the report and compare still work without them)."""
+    the file is not one aebench wrote (the report and compare still work without them). A
+    ``references`` list there that cannot be read whole (an entry of another version, a hand
+    edit) is a ``ReferencesError``: left out, the reproduction would pass unchecked."""
+    path = Path(folder) / SUITE_FILE
     try:
-        raw = json.loads((Path(folder) / SUITE_FILE).read_text(encoding="utf-8"))
-        return [Reference.model_validate(r) for r in raw.get("references", [])]
-    except (OSError, ValueError, AttributeError, ValidationError):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return []
+    listed = raw.get("references", []) if isinstance(raw, dict) else []
+    if not isinstance(listed, list):
+        raise ReferencesError(f"{path}: references: a list expected")
+    references = []
+    for i, entry in enumerate(listed):
+        try:
+            references.append(Reference.model_validate(entry))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in (f"references[{i}]", *error["loc"]))
+            raise ReferencesError(f"{path}: {where}: {error['msg']}") from None
+    return references
 
 
 # --- the reproduction: ours against each reference ----------------------------------------------
@@ -237,8 +274,8 @@ class Outcome:
         if not math.isfinite(self.mean):
             return "outside"
         ours = self.interval(confidence)
-        if not ours.exists:
-            return "inconclusive"
+        if not ours.exists or (self.reference.check == "not-worse" and direction == 0):
+            return "inconclusive"  # no interval; or no declared direction says which side is worse
         value, ends = self.reference.value, (ours.low, ours.high)
         if self.reference.check == "not-worse":  # how much better than the value, at its worse end
             worst = min(direction * (end - value) for end in ends)
@@ -260,6 +297,8 @@ class Outcome:
         (fewer than 3 seeds)."""
         if self.seeds < MIN_SEEDS or not (math.isfinite(self.mean) and math.isfinite(self.std)):
             return math.nan
+        if self.reference.check == "not-worse" and direction == 0:
+            return math.nan  # no worse side to be beyond
         upper = self.reference.value + self.reference.tolerance
         lower = self.reference.value - self.reference.tolerance
         if self.reference.check == "not-worse":  # the worse side only

@@ -10,7 +10,7 @@ import pandas as pd
 from aebench.contract.columns import IDENTITY, Vocabulary
 from aebench.plugins.listing import vocabulary_of
 from aebench.results.files import FolderError
-from aebench.results.references import Reference, read_references
+from aebench.results.references import Reference, ReferencesError, read_references
 from aebench.results.table import PARQUET, read_results
 
 
@@ -19,9 +19,13 @@ class CompareError(ValueError):
 
 
 def table_references(path: str | Path) -> list[Reference]:
-    """The published values saved with a table (its folder's ``suite.json``), if any."""
+    """The published values saved with a table (its folder's ``suite.json``), if any; saved ones
+    that cannot be read are bad input (a ``CompareError``), not none."""
     path = Path(path)
-    return read_references(path if path.is_dir() else path.parent)
+    try:
+        return read_references(path if path.is_dir() else path.parent)
+    except ReferencesError as exc:
+        raise CompareError(str(exc)) from None
 
 
 def table_vocabulary(path: str | Path) -> Vocabulary:

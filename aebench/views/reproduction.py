@@ -13,6 +13,7 @@ from aebench.contract.columns import Vocabulary
 from aebench.plugins.listing import vocabulary_of
 from aebench.results.references import (
     Outcome,
+    ReferencesError,
     Verdict,
     curve_at,
     outcomes,
@@ -31,7 +32,10 @@ def summary(folder: Path) -> str:
     (``reproduction: of 6 published values, 1 inside its tolerance, 2 outside, 3 inconclusive
     (95% over seeds, outside Holm-corrected); 6 of the runs shortened``); "" when there are
     none."""
-    references = read_references(folder)
+    try:
+        references = read_references(folder)
+    except ReferencesError as exc:
+        return f"reproduction: not checked: {exc}"
     if not references:
         return ""
     vocabulary = vocabulary_of(folder)
@@ -117,7 +121,10 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
     """The "Reproduction" section: each reference the results folder carries against the
     configuration it names: ours (the mean over seeds, its interval), published, the difference,
     and whether it is inside the tolerance; nothing when the suite named no references."""
-    references = read_references(folder)
+    try:
+        references = read_references(folder)
+    except ReferencesError as exc:
+        return [Heading(2, "Reproduction"), Paragraph(f"Not checked: {exc}")]
     if not references:
         return []
     results = outcomes(table, references, vocabulary)
@@ -151,7 +158,9 @@ def reproduction_blocks(folder: Path, table: pd.DataFrame, vocabulary: Vocabular
             "sign test for outside; each published value is in "
             "the column's unit and sign (the note says how the paper's number maps onto it). "
             "Inside: the interval lies wholly within the tolerance (wrong no more often than the "
-            "interval misses: 5%); outside: a t-test shows the mean beyond it, the tests of all "
+            "interval misses: 5%, where the seeds' values are roughly normal; the published value "
+            "is taken as exact, its own run-to-run spread not counted); outside: a t-test shows "
+            "the mean beyond it, the tests of all "
             "these values corrected together (Holm), so that any of them is wrong at most 5% of "
             "the time; inconclusive: neither, or there is no interval. A shortened run trained "
             "for fewer "

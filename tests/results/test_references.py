@@ -20,6 +20,7 @@ from aebench.contract.columns import Column, Vocabulary, is_config_column
 from aebench.plugins.manager import Plugins, load_plugins
 from aebench.results.references import (
     Reference,
+    ReferencesError,
     canonical,
     matches,
     outcomes,
@@ -47,7 +48,7 @@ def plugins() -> Plugins:
 def suite_with(references: list[dict], metrics: list[str] | None = None) -> dict:
     """Digits, a VAE at two latent sizes, two seeds, the default training; and ``references``."""
     vae = entry("vae", grid={"latent_dim": [2, 4]}, hidden=[8])
-    metrics = metrics or ["log_px_iwae", "active_units"]
+    metrics = metrics or ["log_px_iwae", "active_units", "knn_acc"]
     built = build_suite(
         vae, name="ref", seeds=[0, 1], epochs=None, batch_size=None, metrics=metrics
     )
@@ -97,6 +98,11 @@ def test_a_suite_carries_its_references_and_they_match_one_configuration(plugins
         ),
         ({"where": {}}, "references[0].where", "at least 1 item"),
         ({"journal": "x"}, "references[0].journal", "unknown key"),
+        (  # a percent for a share: no accuracy of ours could come within it
+            {"metric": "knn_acc", "value": 97.3},
+            "references[0].value",
+            "97.3 ± 0.5 lies outside what 'knn_acc' can take, [0.0, 1.0]",
+        ),
     ],
 )
 def test_a_bad_reference_is_one_line_naming_its_place(plugins, fields, place, complaint) -> None:
@@ -409,6 +415,35 @@ def test_compare_fails_on_reproduction_only_when_asked(tmp_path, capsys) -> None
     assert f"{np.mean(values):.4g} [{low:.4g}, {high:.4g}] (95% CI, 3 seeds)" in out
     assert main(["compare", str(bad), str(good)]) == 0  # quality and speed only, by default
     assert main(["compare", str(bad), str(good), "--fail-on", "all"]) == 1
+
+
+def test_references_that_cannot_be_read_are_said_not_dropped(tmp_path, capsys) -> None:
+    # before: one entry aebench could not read (a key of another version) dropped them all, and
+    # `compare --fail-on reproduction` passed a reproduction that was never checked.
+    folder = results_folder(tmp_path, [reference(where={"model.latent_dim": 4})])
+    suite = json.loads((folder / SUITE_FILE).read_text())
+    suite["references"][0]["journal"] = "x"
+    (folder / SUITE_FILE).write_text(json.dumps(suite))
+    with pytest.raises(ReferencesError, match=r"references\[0\]\.journal: Extra inputs"):
+        read_references(folder)
+    assert main(["compare", str(folder), str(folder), "--fail-on", "reproduction"]) == 2
+    err = capsys.readouterr().err
+    assert "references[0].journal" in err and "Traceback" not in err
+    markdown, _ = build_report(folder)
+    assert "## Reproduction\n\nNot checked: " in markdown.read_text()
+
+
+def test_not_worse_without_a_declared_direction_is_inconclusive_not_inside() -> None:
+    # The suite refuses it; a folder whose declarations are gone reaches it: no direction says
+    # which side is worse, so no value is inside (before: any value was, 100 below as well).
+    table = scores({"m": [-120.0, -121.0, -119.0]})
+    published = Reference.model_validate(
+        reference(metric="score", check="not-worse", value=-20.0, where={"model": "m"})
+    )
+    [outcome] = outcomes(table, [published])
+    assert outcome.verdict(0) == "inconclusive"
+    assert math.isnan(outcome.outside_p(0))
+    assert outcome.verdict(+1) == "outside"
 
 
 def test_an_unmatched_reference_is_outside_not_silently_passed(tmp_path) -> None:
