@@ -233,10 +233,14 @@ class Search:
         stopped: list[int] = []  # the epoch the pruner stopped it after
         pruning = self.section.pruner != "none"
 
+        # The pruner reads reports as the study's direction: a loss (lower is better) is
+        # reported negated where the study maximizes, or the best trials were the ones cut.
+        sign = -1.0 if self.direction == "maximize" else 1.0
+
         def hear(epoch: int, val_loss: float) -> None:
             heard.append(epoch)
             if pruning and math.isfinite(val_loss):
-                trial.report(val_loss, epoch)
+                trial.report(sign * val_loss, epoch)
                 if trial.should_prune():
                     stopped.append(epoch)
                     raise epoch_reports.StopTrial(f"pruned after epoch {epoch}")

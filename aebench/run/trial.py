@@ -228,7 +228,19 @@ def _train_and_measure(
         checkpoints=checkpoints,
         val=val,
     )
-    return trained_row(trial, plugins, model, data, device, result, outcome)
+    # Metrics that fit on the training split (a kNN, a probe) fit on what the model trained on:
+    # a held-out fraction is no more theirs than the model's (a search measures on it).
+    measured = replace(data, train=training.train)
+    return trained_row(trial, plugins, model, measured, device, result, outcome)
+
+
+def without_held_out(trial: Trial, data: Data) -> Data:
+    """``data`` whose training split is what the trial trained on: without the rows its
+    ``[train] val_fraction`` held out (the same rows as in training: same fraction, same seed)."""
+    fraction = trial.settings().val_fraction
+    if not fraction:
+        return data
+    return replace(data, train=hold_out(data.train, fraction, seed=trial.seed)[0])
 
 
 def trained_row(
@@ -298,6 +310,7 @@ def evaluate_trial(
     suspects = _suspects(trial, plugins)
     try:
         model, data = kept_model(trial, plugins, device, cache, output)
+        data = without_held_out(trial, data)  # what it trained on, as when it was measured
         outcome.model, outcome.data = model, data
         row |= measure_all(trial, plugins, model, data, device, row, outcome.metric_tracebacks)
     except Exception as exc:  # a kept model that cannot be measured: retrained next time
