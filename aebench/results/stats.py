@@ -349,6 +349,10 @@ def friedman(ranks: np.ndarray) -> tuple[float, float, bool]:
     def statistic(*treatments: np.ndarray, axis: int = -1) -> np.ndarray:
         return stats.friedmanchisquare(*treatments, axis=axis).statistic
 
+    if not np.ptp(np.asarray(ranks, dtype=float), axis=1).any():
+        # every configuration ties on every dataset: the statistic is 0/0, and no shuffle can be
+        # "at least as large" as NaN (scipy's p was 0, "they do not all rank alike"): they do
+        return math.nan, 1.0, True
     found, exact = _shuffled_within_blocks(ranks, statistic)
     return float(found.statistic), float(found.pvalue), exact
 

@@ -20,6 +20,7 @@ import pandas as pd
 from aebench.contract.columns import Vocabulary
 from aebench.results.confined import FIGURES, confined
 from aebench.results.files import write_atomically
+from aebench.results.rows import is_missing
 from aebench.results.stats import RESHUFFLES, RankDifferences, friedman, rank_differences
 from aebench.views.blocks import Block, Heading, Images, Paragraph, Table
 from aebench.views.cells import format_number
@@ -29,11 +30,13 @@ CD_PNG = "critical_difference.png"  # in the report's figures folder
 
 
 def _key(config: pd.Series) -> tuple[tuple[str, str], ...]:
-    """What a configuration is apart from its dataset: its other settings, as text."""
+    """What a configuration is apart from its dataset: its other settings, as text; a setting it
+    does not have is left out (a dataset where another configuration has it holds its column,
+    NaN, and one where none does, no column: the same configuration either way)."""
     return tuple(
         (str(column), str(value))
         for column, value in config.items()
-        if column != "dataset" and not str(column).startswith("dataset.")
+        if column != "dataset" and not str(column).startswith("dataset.") and not is_missing(value)
     )
 
 

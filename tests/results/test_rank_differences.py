@@ -8,10 +8,12 @@ import math
 from itertools import permutations, product
 
 import numpy as np
+import pandas as pd
 import pytest
 import scikit_posthocs as sp
 
-from aebench.results.stats import RESHUFFLES, rank_differences
+from aebench.results.stats import RESHUFFLES, friedman, rank_differences
+from aebench.views import across
 
 
 def _largest(rows: tuple[tuple[float, ...], ...]) -> float:
@@ -64,3 +66,20 @@ def test_too_few_datasets_tell_nothing_apart_and_say_so() -> None:
     found = rank_differences(np.array([[1, 2, 3], [1, 2, 3]], dtype=float))
     assert found.exact and found.p[0, 2] == pytest.approx(1 / 6)
     assert found.critical(0.95) == math.inf
+
+
+def test_configurations_that_tie_on_every_dataset_rank_alike_by_friedman() -> None:
+    # before: the statistic was 0/0 and the permutation test's p 0, "they do not all rank alike"
+    # of configurations that all ranked alike (a saturated accuracy, say).
+    statistic, p, exact = friedman(np.full((3, 4), 2.5))
+    assert math.isnan(statistic) and p == 1.0 and exact
+    assert friedman(np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]))[1] < 1.0  # ties in no block
+
+
+def test_a_setting_a_configuration_lacks_does_not_tell_it_apart_across_datasets() -> None:
+    # before: where another configuration of one dataset had model.beta, this one's key held
+    # ("model.beta", "nan"), and on a dataset without the column none: two configurations, the
+    # ranks across datasets gone and their left-out lines wrong.
+    with_column = pd.Series({"dataset": "d1", "model": "ae", "model.beta": math.nan})
+    without = pd.Series({"dataset": "d2", "model": "ae"})
+    assert across._key(with_column) == across._key(without) == (("model", "ae"),)
