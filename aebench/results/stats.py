@@ -295,6 +295,9 @@ def seeds_for_a_rank_test(confidence: float, *, paired: bool) -> int:
     return n
 
 
+MOST_SEEDS = 1_000_000  # where ``seeds_needed`` stops counting: more than any suite runs
+
+
 def seeds_needed(
     spread: float,
     smallest_change: float,
@@ -308,7 +311,8 @@ def seeds_needed(
     reaches it (the normal formula 2 (z_a + z_b)^2 (spread / change)^2 undercounts few seeds: 3
     where a t-test of 3 seeds a side has 0.75). Two-sample, ``spread`` is the seeds' standard
     deviation on each side; ``paired`` (the same seeds on both sides, a t-test on the
-    differences), it is the differences' standard deviation. None where the spread is unknown."""
+    differences), it is the differences' standard deviation. None where the spread is unknown;
+    ``MOST_SEEDS + 1`` where more than ``MOST_SEEDS`` would not do."""
     from scipy import stats
 
     if not (math.isfinite(spread) and smallest_change > 0):
@@ -325,6 +329,8 @@ def seeds_needed(
 
     low, high = MIN_SEEDS - 1, MIN_SEEDS  # not enough at low (or below the fewest), at high
     while not enough(high):
+        if high >= MOST_SEEDS:  # a seed exploded: spread far beyond the change (no t of int64 df)
+            return MOST_SEEDS + 1
         low, high = high, 2 * high
     while high - low > 1:  # power grows with the seeds: bisect
         middle = (low + high) // 2

@@ -216,8 +216,9 @@ def compare(
             every = pd.to_numeric(pd.concat([base_all, new_all]), errors="coerce")
             if len(new_values) and not np.isfinite(every.astype(float)).all():
                 shares = measured_share(base_all, new_all, confidence)  # NaN or infinite ones
+                kind = "speed" if column.speed else "quality"  # what fails with it (--fail-on)
                 rows.append(
-                    _row(label, f"{column.name} measured", "quality", verdict="tested", **shares)
+                    _row(label, f"{column.name} measured", kind, verdict="tested", **shares)
                 )
             tested = (base_values, new_values, started_alike)
             rows.append(_compared(label, column, *tested, speed_tolerance, confidence))

@@ -54,6 +54,7 @@ from aebench.contract.columns import Column
 from aebench.results.stats import (
     CHANCE,
     MIN_SEEDS,
+    MOST_SEEDS,
     Interval,
     benjamini_hochberg,
     better_p,
@@ -280,6 +281,8 @@ class _Needed:
         if to_show_unchanged is None or to_call_changed is None:
             return "one seed a side: no spread to test against"
         needed = max(to_show_unchanged, to_call_changed)
+        if needed > MOST_SEEDS:  # a seed far off the others (one that exploded, still ok)
+            return f"needs more than {MOST_SEEDS:,} seeds a side"
         if row["statistic"] == "median":  # ranks: below some count no p-value is small enough
             needed = max(needed, seeds_for_a_rank_test(self.changed, paired=paired))
         return f"needs about {needed} seeds a side"

@@ -22,6 +22,7 @@ from timing import scaled
 import aebench
 from aebench.cli import main
 from aebench.contract.columns import COLUMNS_FILE, Column, Vocabulary
+from aebench.results.stats import MOST_SEEDS, seeds_needed
 from aebench.views.compare import compare
 from aebench.views.compare_text import format_comparison
 from aebench.views.compare_verdicts import settle, two_sample
@@ -808,3 +809,24 @@ def test_seeds_trained_stacked_count_once_for_their_speed() -> None:
         vocabulary=VOCABULARY,
     )
     assert alone.rows.set_index("metric").loc["train_samples_per_s", "n_new"] == 4
+
+
+def test_a_seed_that_exploded_is_inconclusive_not_a_crash(write, capsys) -> None:
+    # before: how many seeds would settle it was searched for past int64 degrees of freedom, and
+    # scipy's traceback ended the command with exit status 1, read by CI as "regressed".
+    exploded = results(changed(recon_mse_8=[0.050, 0.052, 1e8]))
+    assert run_compare(write, exploded) == 0
+    out = capsys.readouterr().out
+    (line,) = [ln for ln in out.splitlines() if "recon_mse" in ln and "latent_dim=8" in ln]
+    assert "inconclusive" in line and "needs more than 1,000,000 seeds a side" in line
+    assert seeds_needed(1e8, 1e-3) == MOST_SEEDS + 1
+
+
+def test_a_speed_columns_share_of_numbers_fails_as_speed_not_quality(write, capsys) -> None:
+    # before: its "measured" row was of kind quality, and --fail-on quality (runners whose speed
+    # is not trusted) failed on a speed column.
+    unmeasured = results(changed(train_samples_per_s_8=[NAN, NAN, 1050.0]))
+    assert run_compare(write, unmeasured, "--fail-on", "quality") == 0
+    comparison = compare(unmeasured, results(BASELINE), vocabulary=VOCABULARY)
+    row = row_of(comparison, 8, "train_samples_per_s measured")
+    assert row["kind"] == "speed"
